@@ -1,0 +1,76 @@
+/**
+ * Gen-2 HTTP shapes: the request JSON handed to `callHandleHTTP` (capsule-abi.md §5.3) and the
+ * response frame it returns (§5.4), with the leniency of §7.8.
+ */
+import type { HttpRequestInput, HttpResponseOutput } from '../../engine/invocation.ts';
+import { canonicalHeaders } from '../capsule-common.ts';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder(); // invalid UTF-8 → U+FFFD, as Go's encoder did
+
+/**
+ * Request JSON, fields in the HDK order: Body, JSONBody, TextBody, URI, Method, Headers.
+ * `Headers` is a string of `"Name":"value"` items joined by `,` (values JSON-escaped, §7.8).
+ */
+export function encodeHttpRequest(req: HttpRequestInput): Uint8Array {
+  const headers = [...canonicalHeaders(req.headers)].map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(',');
+  const json = `{"Body":${JSON.stringify(decoder.decode(req.body))},"JSONBody":"","TextBody":"","URI":${JSON.stringify(req.url)},"Method":${JSON.stringify(req.method.toUpperCase())},"Headers":${JSON.stringify(headers)}}`;
+  return encoder.encode(json);
+}
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+const TEXT_PLAIN = 'text/plain; charset=utf-8';
+const APPLICATION_JSON = 'application/json; charset=utf-8';
+
+/** A 500 text response (§5.4 step 1, §5.5). */
+export function textResponse(status: number, text: string): HttpResponseOutput {
+  return { type: 'http', status, headers: [['Content-Type', TEXT_PLAIN]], body: encoder.encode(text) };
+}
+
+/** §5.5: a service export the module does not have. */
+export function missingExportResponse(name: string): HttpResponseOutput {
+  return textResponse(500, `❌ The exported function ${name} does not exist`);
+}
+
+/**
+ * Turns `S{JSONBody,TextBody,Headers,StatusCode}` / `F<text>` into a response (§5.4).
+ */
+export function decodeHttpResponse(frame: { ok: boolean; payload: Uint8Array }): HttpResponseOutput {
+  const text = decoder.decode(frame.payload);
+  if (!frame.ok) return textResponse(500, text);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    return textResponse(500, `the function returned a response that is not JSON: ${(e as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    return textResponse(500, 'the function returned a response that is not a JSON object');
+  }
+  const r = parsed as Record<string, unknown>;
+  const status = typeof r['StatusCode'] === 'number' && r['StatusCode'] >= 100 && r['StatusCode'] <= 599 ? Math.trunc(r['StatusCode']) : 200;
+  const headers: [string, string][] = [];
+  let hasType = false;
+  const h = r['Headers'];
+  if (h && typeof h === 'object' && !Array.isArray(h)) {
+    for (const [k, v] of Object.entries(h as Record<string, unknown>)) {
+      if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(k)) continue;
+      const value = (typeof v === 'string' ? v : JSON.stringify(v)).replace(/[\r\n]/g, ' ');
+      if (k.toLowerCase() === 'content-type') hasType = true;
+      headers.push([k, value]);
+    }
+  }
+  const textBody = r['TextBody'];
+  let body: Uint8Array;
+  let defaultType: string;
+  if (typeof textBody === 'string' && textBody.length > 0) {
+    body = textBody.length % 4 === 0 && BASE64.test(textBody) ? Buffer.from(textBody, 'base64') : encoder.encode(textBody);
+    defaultType = TEXT_PLAIN;
+  } else {
+    const jsonBody = r['JSONBody'];
+    body = encoder.encode(jsonBody === undefined ? '{}' : JSON.stringify(jsonBody));
+    defaultType = APPLICATION_JSON;
+  }
+  if (!hasType) headers.push(['Content-Type', defaultType]);
+  return { type: 'http', status, headers, body };
+}

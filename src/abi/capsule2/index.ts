@@ -1,0 +1,78 @@
+/**
+ * Capsule ABI generation 2 (capsule-abi.md §5): `callHandle`, `callHandleJSON`, `callHandleHTTP`,
+ * S/F framing, the HTTP request/response JSON, OnStart/OnStop/OnHealthCheck/OnMetrics.
+ */
+import { CapsuleError } from '../../engine/errors.ts';
+import type { Abi } from '../types.ts';
+import type { Guest } from '../guest.ts';
+import { startCapsuleGuest } from '../capsule-common.ts';
+import { encodeHttpRequest, decodeHttpResponse, missingExportResponse } from './http.ts';
+import type { CliOutput, HttpResponseOutput, InvocationOutput } from '../../engine/invocation.ts';
+
+const S = 0x53;
+const F = 0x46;
+
+/** Splits a gen-2 frame. @throws CapsuleError BAD_RESULT for an empty or unframed result */
+export function unframe(bytes: Uint8Array, what: string): { ok: boolean; payload: Uint8Array } {
+  if (bytes.length === 0) throw new CapsuleError('BAD_RESULT', `${what} returned an empty result; gen-2 results start with S or F (capsule-abi.md §5.1)`);
+  if (bytes[0] !== S && bytes[0] !== F) {
+    throw new CapsuleError('BAD_RESULT', `${what} returned a result starting with byte 0x${bytes[0]!.toString(16)}; gen-2 results start with S or F (capsule-abi.md §5.1)`);
+  }
+  return { ok: bytes[0] === S, payload: bytes.subarray(1) };
+}
+
+async function callEntry(guest: Guest, name: string, input?: Uint8Array): Promise<Uint8Array> {
+  try {
+    const args = input ? guest.pass(input) : [];
+    const result = await guest.call(name, ...args);
+    return guest.unpack(result);
+  } finally {
+    guest.freePassed();
+  }
+}
+
+export const capsule2: Abi = {
+  kinds: ['capsule-2'],
+  generation: () => 2,
+  check(parsed, _d, name) {
+    const fns = new Set(parsed.exports.filter((e) => e.kind === 'function').map((e) => e.name));
+    for (const e of ['callHandle', 'callHandleJSON', 'callHandleHTTP']) {
+      const t = parsed.exports.find((x) => x.name === e && x.kind === 'function')?.type;
+      if (t && (t.params.length !== 2 || t.results.length !== 1 || t.results[0] !== 'i64')) {
+        throw new CapsuleError('BAD_MODULE', `${name}: ${e} must be (i32, i32) -> i64; it is (${t.params.join(', ')}) -> (${t.results.join(', ')})`);
+      }
+    }
+    if (!fns.has('malloc')) throw new CapsuleError('BAD_MODULE', `${name}: a gen-2 module must export malloc(size) -> ptr to receive its input (capsule-abi.md §2.1)`);
+  },
+  async initialise(guest) {
+    await startCapsuleGuest(guest);
+    if (guest.has('OnStart')) await guest.call('OnStart');
+  },
+  async invoke(rt, input, meta): Promise<InvocationOutput> {
+    return rt.withGuest(meta, async (guest): Promise<InvocationOutput> => {
+      switch (input.type) {
+        case 'cli': {
+          const entry = guest.has('callHandle') ? 'callHandle' : 'callHandleJSON';
+          if (!guest.has(entry)) throw new CapsuleError('BAD_MODULE', 'the module exports no callHandle: it cannot be run from the CLI');
+          const { ok, payload } = unframe(await callEntry(guest, entry, input.params ?? new Uint8Array(0)), entry);
+          return { type: 'cli', text: payload, exitCode: ok ? 0 : 1 } satisfies CliOutput;
+        }
+        case 'http': {
+          if (!guest.has('callHandleHTTP')) return missingExportResponse('callHandleHTTP');
+          const raw = await callEntry(guest, 'callHandleHTTP', encodeHttpRequest(input));
+          return decodeHttpResponse(unframe(raw, 'callHandleHTTP'));
+        }
+        case 'lifecycle': {
+          const name = input.export;
+          if (name === 'OnHealthCheck' || name === 'OnMetrics') {
+            if (!guest.has(name)) return missingExportResponse(name);
+            return decodeHttpResponse(unframe(await callEntry(guest, name), name)) satisfies HttpResponseOutput;
+          }
+          if (!guest.has(name)) return { type: 'lifecycle', called: false };
+          await guest.call(name);
+          return { type: 'lifecycle', called: true };
+        }
+      }
+    });
+  },
+};

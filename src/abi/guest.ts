@@ -1,0 +1,134 @@
+/**
+ * One instantiated guest and the memory protocol every Capsule ABI generation shares
+ * (capsule-abi.md §2.3 invocation, §2.4 return buffer).
+ */
+import { CapsuleError } from '../engine/errors.ts';
+
+const encoder = new TextEncoder();
+
+/** Raised when a guest hands the host a (ptr, len) outside its memory: fails this call only. */
+export class GuestFault extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'GuestFault';
+  }
+}
+
+/**
+ * An instance plus helpers to move bytes across the boundary. `call` runs an export, wrapping
+ * it with `WebAssembly.promising` when the module imports an async host function (JSPI).
+ */
+export class Guest {
+  readonly instance: WebAssembly.Instance;
+  readonly memory: WebAssembly.Memory;
+  readonly exports: WebAssembly.Exports;
+  readonly jspi: boolean;
+  #toFree: number[] = [];
+
+  constructor(instance: WebAssembly.Instance, memory: WebAssembly.Memory | undefined, jspi: boolean) {
+    this.instance = instance;
+    this.exports = instance.exports;
+    const mem = memory ?? (instance.exports['memory'] as WebAssembly.Memory | undefined);
+    if (!(mem instanceof WebAssembly.Memory)) throw new CapsuleError('BAD_MODULE', 'the module exports no memory');
+    this.memory = mem;
+    this.jspi = jspi;
+  }
+
+  has(name: string): boolean {
+    return typeof this.exports[name] === 'function';
+  }
+
+  /** Calls an export; awaits it when JSPI is in use. */
+  async call(name: string, ...args: number[]): Promise<unknown> {
+    const f = this.exports[name];
+    if (typeof f !== 'function') throw new CapsuleError('BAD_MODULE', `the module does not export ${name}`);
+    if (this.jspi) return await (WebAssembly as unknown as JspiApi).promising(f as (...a: number[]) => unknown)(...args);
+    return (f as (...a: number[]) => unknown)(...args);
+  }
+
+  /** Calls an export synchronously (malloc, free, allocateBuffer: never suspend). */
+  callSync(name: string, ...args: number[]): unknown {
+    const f = this.exports[name];
+    if (typeof f !== 'function') throw new CapsuleError('BAD_MODULE', `the module does not export ${name}`);
+    return (f as (...a: number[]) => unknown)(...args);
+  }
+
+  /** A fresh view of linear memory (re-read after every call into the guest: §2.3). */
+  bytes(): Uint8Array {
+    return new Uint8Array(this.memory.buffer);
+  }
+
+  /**
+   * Copies `memory[ptr..ptr+len)` out of the guest.
+   * @throws GuestFault when the range is outside memory (fails the invocation, §2.3)
+   */
+  read(ptr: number, len: number): Uint8Array {
+    const mem = this.bytes();
+    ptr >>>= 0;
+    len >>>= 0;
+    if (ptr + len > mem.length) throw new GuestFault(`the guest passed bytes ${ptr}..${ptr + len} outside its ${mem.length}-byte memory`);
+    return mem.slice(ptr, ptr + len);
+  }
+
+  /**
+   * Passes bytes to the guest: `malloc(n)`, copy, and remember to `free` after the export
+   * returns (§2.3). Empty input is passed as (0, 0) without calling malloc.
+   */
+  pass(data: Uint8Array | string): [number, number] {
+    const bytes = typeof data === 'string' ? encoder.encode(data) : data;
+    if (bytes.length === 0) return [0, 0];
+    const ptr = (this.callSync('malloc', bytes.length) as number) >>> 0;
+    if (ptr === 0) throw new CapsuleError('MEMORY', `the guest could not allocate ${bytes.length} bytes for its input (malloc returned 0)`);
+    const mem = this.bytes();
+    if (ptr + bytes.length > mem.length) throw new GuestFault(`malloc returned ${ptr}, outside memory`);
+    mem.set(bytes, ptr);
+    this.#toFree.push(ptr);
+    return [ptr, bytes.length];
+  }
+
+  /** Frees every buffer passed with `pass` since the last call (§2.3). */
+  freePassed(): void {
+    const list = this.#toFree;
+    this.#toFree = [];
+    if (list.length === 0 || !this.has('free')) return;
+    for (const p of list) this.callSync('free', p);
+  }
+
+  /** Reads an export's packed i64 result: ptr = R >> 32, len = R & 0xFFFFFFFF (§2.3). */
+  unpack(result: unknown): Uint8Array {
+    if (typeof result !== 'bigint') throw new CapsuleError('BAD_RESULT', `the handler returned ${typeof result}, expected an i64 (ptr << 32 | len)`);
+    const r = BigInt.asUintN(64, result);
+    const ptr = Number(r >> 32n);
+    const len = Number(r & 0xffffffffn);
+    if (len === 0) return new Uint8Array(0);
+    return this.read(ptr, len);
+  }
+
+  /**
+   * Returns bytes to the guest through (retPtrAddr, retLenAddr) (§2.4): allocateBuffer(n) only
+   * when n > 0, write, then store ptr and len as u32 little-endian.
+   */
+  writeReturn(retPtrAddr: number, retLenAddr: number, data: Uint8Array | string): void {
+    const bytes = typeof data === 'string' ? encoder.encode(data) : data;
+    let ptr = 0;
+    if (bytes.length > 0) {
+      ptr = (this.callSync('allocateBuffer', bytes.length) as number) >>> 0;
+      const mem = this.bytes();
+      if (ptr === 0 || ptr + bytes.length > mem.length) throw new GuestFault(`allocateBuffer(${bytes.length}) returned ${ptr}, outside memory`);
+      mem.set(bytes, ptr);
+    }
+    const mem = this.bytes();
+    if ((retPtrAddr >>> 0) + 4 > mem.length || (retLenAddr >>> 0) + 4 > mem.length) {
+      throw new GuestFault(`return slots ${retPtrAddr}/${retLenAddr} are outside memory`);
+    }
+    const view = new DataView(mem.buffer);
+    view.setUint32(retPtrAddr >>> 0, ptr, true);
+    view.setUint32(retLenAddr >>> 0, bytes.length, true);
+  }
+}
+
+/** JSPI entry points (Node 24 has them; @types/node may not declare them). */
+export interface JspiApi {
+  Suspending: new (fn: (...args: never[]) => unknown) => object;
+  promising: (fn: (...args: number[]) => unknown) => (...args: number[]) => Promise<unknown>;
+}

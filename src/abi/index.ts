@@ -1,0 +1,22 @@
+/**
+ * ABI registry: one entry per module kind. Adding a kind = one folder and one line here.
+ */
+import type { ModuleKind } from '../engine/detect.ts';
+import { CapsuleError } from '../engine/errors.ts';
+import type { Abi } from './types.ts';
+import { capsule2 } from './capsule2/index.ts';
+
+const ABIS: readonly Abi[] = [
+  capsule2,
+];
+
+/**
+ * @throws CapsuleError BAD_MODULE when the kind is recognised but not served yet
+ */
+export function abiFor(kind: ModuleKind, name: string): Abi {
+  const abi = ABIS.find((a) => a.kinds.includes(kind));
+  if (!abi) {
+    throw new CapsuleError('BAD_MODULE', `${name}: ${kind} modules are recognised but not supported yet by this version of Capsule`);
+  }
+  return abi;
+}

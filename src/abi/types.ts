@@ -1,0 +1,42 @@
+/**
+ * The contract of an ABI (one folder per module kind under src/abi/): check a module at load,
+ * turn an invocation into guest calls, and turn the guest's result back into an output.
+ */
+import type { ParsedModule } from '../engine/binary.ts';
+import type { Detection, ModuleKind } from '../engine/detect.ts';
+import type { HostFunction } from '../capabilities/types.ts';
+import type { InvocationInput, InvocationMeta, InvocationOutput } from '../engine/invocation.ts';
+import type { Guest } from './guest.ts';
+import type { WasiConfig } from '../wasi/preview1.ts';
+
+/** Per-call WASI settings an ABI may set (WASI commands: argv, stdin, env; §2.2 otherwise). */
+export interface GuestOptions {
+  wasi?: Partial<Pick<WasiConfig, 'args' | 'stdin' | 'env'>>;
+}
+
+/** What the engine offers an ABI inside a worker, for one module. */
+export interface GuestRuntime {
+  /**
+   * Runs `fn` on an instance initialised with `Abi.initialise` (fresh, or reused with --reuse)
+   * and releases it afterwards.
+   */
+  withGuest<T>(meta: InvocationMeta, fn: (guest: Guest) => Promise<T>, options?: GuestOptions): Promise<T>;
+}
+
+export interface Abi {
+  /** Kinds this ABI serves. */
+  readonly kinds: readonly ModuleKind[];
+  /** Generation whose host functions the module may import from `env`; none for plain WASI. */
+  generation(detection: Detection): 1 | 2 | undefined;
+  /**
+   * Load-time checks beyond the host imports (entry exports, import modules).
+   * @throws CapsuleError BAD_MODULE naming what is wrong
+   */
+  check(parsed: ParsedModule, detection: Detection, name: string): void;
+  /** First calls on a new instance (`_initialize`/`_start`, then OnStart for gen 2). */
+  initialise(guest: Guest): Promise<void>;
+  /** Runs one invocation. */
+  invoke(rt: GuestRuntime, input: InvocationInput, meta: InvocationMeta, detection: Detection): Promise<InvocationOutput>;
+  /** Host functions checked against the module (filled by the engine). */
+  readonly hostFunctions?: HostFunction[];
+}

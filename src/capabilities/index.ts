@@ -1,0 +1,35 @@
+/**
+ * Every capability the host provides. Adding a capability = one folder and one line here.
+ */
+import type { Capability, HostFunction } from './types.ts';
+import { log } from './log/index.ts';
+import { env } from './env/index.ts';
+
+export const CAPABILITIES: readonly Capability[] = [
+  log,
+  env,
+];
+
+/**
+ * Finds the host function a module of `generation` imports as `env.<name>`.
+ * @returns undefined when the host does not provide it for that generation
+ */
+export function findHostFunction(name: string, generation: 1 | 2): HostFunction | undefined {
+  return INDEX.get(`${generation}:${name}`);
+}
+
+/** Names of every host function of a generation (for error messages and `capsule inspect`). */
+export function hostFunctionNames(generation: 1 | 2): string[] {
+  return [...INDEX.keys()].filter((k) => k.startsWith(`${generation}:`)).map((k) => k.slice(2)).sort();
+}
+
+const INDEX = new Map<string, HostFunction>();
+for (const c of CAPABILITIES) {
+  for (const f of c.functions) {
+    for (const g of f.generations) {
+      const key = `${g}:${f.name}`;
+      if (INDEX.has(key)) throw new Error(`host function ${f.name} is registered twice for gen ${g}`);
+      INDEX.set(key, f);
+    }
+  }
+}

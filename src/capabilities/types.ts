@@ -1,0 +1,71 @@
+/**
+ * The contract between capabilities (what the host lends a guest) and ABIs (how a guest asks).
+ *
+ * A capability describes each host function once, in terms of decoded arguments and a result
+ * value or failure text. The ABI layer (src/abi/) reads the arguments out of linear memory,
+ * calls `run`, and frames the result for the module's generation (capsule-abi.md §2.4, §4.7,
+ * §5.7): gen 2 `S<value>` / `F<error>` (or the raw value for `frame: 'raw'`), gen 1 the value or
+ * `[ERR][0]:<error>`.
+ */
+
+/** A decoded host-function argument: `s` = (ptr, len) string read as bytes, `n` = one i32. */
+export type ParamKind = 's' | 'n';
+
+/** Result of a host function: a value, or a failure text (framed per generation). */
+export type HostResult = { ok: true; value: Uint8Array | string } | { ok: false; error: string };
+
+/** Per-invocation facts a host function may use. One per guest call. */
+export interface HostCallContext {
+  /** The ABI generation of the calling module (1 or 2). */
+  readonly generation: 1 | 2;
+  /** The guest-visible environment (conventions.md §2). */
+  readonly env: ReadonlyMap<string, string>;
+  /** Request id of the invocation (HTTP `X-Request-Id`), if any. */
+  readonly requestId?: string;
+  /** Version string of this runner. */
+  readonly capsuleVersion: string;
+  /** Writes to the guest's standard output (passed through by the CLI, logged by servers). */
+  stdout(text: string | Uint8Array): void;
+  /** Writes one line to the function log. */
+  log(text: string): void;
+  /** Facts about the trigger (HTTP port, NATS server…), for gen-1 getters. */
+  readonly trigger: Readonly<Record<string, string | number>>;
+}
+
+/** One host function, as seen by every ABI. */
+export interface HostFunction {
+  /** Import name in module `env`, e.g. `hostGetEnv`. */
+  readonly name: string;
+  /** ABI generations that import it under this name with this meaning. */
+  readonly generations: readonly (1 | 2)[];
+  /** Arguments before the optional return pair. */
+  readonly params: readonly ParamKind[];
+  /** Whether the last two i32 parameters are (retPtrAddr, retLenAddr) (capsule-abi.md §2.4). */
+  readonly returns: boolean;
+  /** Gen 2 only: `raw` = no S/F frame (hostGetEnv, hostTalk); a failure yields an empty value. */
+  readonly frame?: 'raw';
+  /** True when `run` returns a Promise (the guest is suspended with JSPI while it waits). */
+  readonly async?: boolean;
+  /** The grant this function needs (e.g. `files`); undefined = always granted. */
+  readonly grant?: string;
+  /**
+   * Does the work. Arguments arrive as bytes (`s`) or numbers (`n`), in declaration order.
+   * May return a Promise: the engine then suspends the guest with JSPI until it settles.
+   */
+  run(ctx: HostCallContext, args: (Uint8Array | number)[]): HostResult | void | Promise<HostResult | void>;
+}
+
+/** A capability: a named group of host functions, one folder under src/capabilities/. */
+export interface Capability {
+  readonly name: string;
+  readonly functions: readonly HostFunction[];
+}
+
+const decoder = new TextDecoder();
+/** Decodes an `s` argument as UTF-8 (invalid bytes become U+FFFD). */
+export function text(arg: Uint8Array | number | undefined): string {
+  return arg instanceof Uint8Array ? decoder.decode(arg) : String(arg ?? '');
+}
+/** Shorthands for results. */
+export const ok = (value: Uint8Array | string): HostResult => ({ ok: true, value });
+export const fail = (error: string): HostResult => ({ ok: false, error });

@@ -1,0 +1,311 @@
+/**
+ * Reads the parts of a WebAssembly binary that the host needs before instantiating it: the
+ * layer/version header, function signatures of imports and exports, and the memory declaration.
+ * `WebAssembly.Module.imports()/exports()` give names and kinds only, so the type, import,
+ * function, memory and export sections are parsed here (spec README §1).
+ *
+ * It also rewrites a module's own memory into an import (`rewriteMemoryAsImport`) so that the
+ * engine can hand each fresh instance a pooled, capped `WebAssembly.Memory`.
+ */
+import { CapsuleError } from './errors.ts';
+
+export type ValType = 'i32' | 'i64' | 'f32' | 'f64' | 'v128' | 'funcref' | 'externref' | 'ref';
+
+/** A function signature. */
+export interface FuncType {
+  params: ValType[];
+  results: ValType[];
+}
+
+/** Linear-memory limits, in 64 KiB pages. */
+export interface MemoryLimits {
+  min: number;
+  max?: number;
+  shared: boolean;
+  memory64: boolean;
+}
+
+export interface ImportEntry {
+  module: string;
+  name: string;
+  kind: 'function' | 'table' | 'memory' | 'global' | 'tag';
+  /** Set for functions when the type section could be read. */
+  type?: FuncType;
+  memory?: MemoryLimits;
+}
+
+export interface ExportEntry {
+  name: string;
+  kind: 'function' | 'table' | 'memory' | 'global' | 'tag';
+  index: number;
+  /** Set for functions when the type section could be read. */
+  type?: FuncType;
+}
+
+/** What `parseModule` learns from a binary. */
+export interface ParsedModule {
+  /** `core` for a core module; `component` for a component-model binary (layer 1). */
+  layer: 'core' | 'component';
+  version: number;
+  imports: ImportEntry[];
+  exports: ExportEntry[];
+  /** Memories defined by the module itself (not imported). */
+  memories: MemoryLimits[];
+  /** Byte ranges of each top-level section, for rewriting. */
+  sections: { id: number; start: number; contentStart: number; end: number }[];
+}
+
+const VALTYPES: Record<number, ValType> = {
+  0x7f: 'i32', 0x7e: 'i64', 0x7d: 'f32', 0x7c: 'f64', 0x7b: 'v128', 0x70: 'funcref', 0x6f: 'externref',
+};
+const EXTERN_KINDS = ['function', 'table', 'memory', 'global', 'tag'] as const;
+
+class Reader {
+  pos: number;
+  readonly bytes: Uint8Array;
+  readonly end: number;
+  constructor(bytes: Uint8Array, pos = 0, end = bytes.length) {
+    this.bytes = bytes;
+    this.pos = pos;
+    this.end = end;
+  }
+  fail(what: string): never {
+    throw new CapsuleError('BAD_MODULE', `malformed WebAssembly binary: ${what} at byte ${this.pos}`);
+  }
+  u8(): number {
+    if (this.pos >= this.end) this.fail('unexpected end');
+    return this.bytes[this.pos++]!;
+  }
+  u32(): number {
+    let result = 0;
+    let shift = 0;
+    for (;;) {
+      const b = this.u8();
+      result += (b & 0x7f) * 2 ** shift;
+      if ((b & 0x80) === 0) break;
+      shift += 7;
+      if (shift > 35) this.fail('LEB128 integer too long');
+    }
+    return result;
+  }
+  u64(): number {
+    let result = 0;
+    let shift = 0;
+    for (;;) {
+      const b = this.u8();
+      result += (b & 0x7f) * 2 ** shift;
+      if ((b & 0x80) === 0) break;
+      shift += 7;
+      if (shift > 70) this.fail('LEB128 integer too long');
+    }
+    return result;
+  }
+  name(): string {
+    const len = this.u32();
+    if (this.pos + len > this.end) this.fail('name past the end of its section');
+    const s = new TextDecoder('utf-8', { fatal: false }).decode(this.bytes.subarray(this.pos, this.pos + len));
+    this.pos += len;
+    return s;
+  }
+  valtype(): ValType {
+    const b = this.u8();
+    const t = VALTYPES[b];
+    if (t) return t;
+    // GC proposal reference types: (ref null? ht) — skip the heap type.
+    if (b === 0x63 || b === 0x64) {
+      this.s33();
+      return 'ref';
+    }
+    if (b >= 0x69 && b <= 0x74) return 'ref';
+    return this.fail(`unknown value type 0x${b.toString(16)}`);
+  }
+  s33(): void {
+    for (;;) if ((this.u8() & 0x80) === 0) return;
+  }
+  limits(): MemoryLimits {
+    const flags = this.u8();
+    if (flags > 0x07) this.fail(`unknown limits flags 0x${flags.toString(16)}`);
+    const memory64 = (flags & 0x04) !== 0;
+    const min = memory64 ? this.u64() : this.u32();
+    const max = flags & 0x01 ? (memory64 ? this.u64() : this.u32()) : undefined;
+    return { min, max, shared: (flags & 0x02) !== 0, memory64 };
+  }
+}
+
+/**
+ * Parses the sections the host needs.
+ * @throws CapsuleError BAD_MODULE when the bytes are not a WebAssembly binary or a section is
+ *   malformed (the message names the byte offset).
+ */
+export function parseModule(bytes: Uint8Array): ParsedModule {
+  if (bytes.length < 8 || bytes[0] !== 0x00 || bytes[1] !== 0x61 || bytes[2] !== 0x73 || bytes[3] !== 0x6d) {
+    throw new CapsuleError('BAD_MODULE', 'not a WebAssembly binary (it does not start with the bytes 00 61 73 6D, "\\0asm")');
+  }
+  const version = bytes[4]! | (bytes[5]! << 8);
+  const layer = bytes[6]! | (bytes[7]! << 8);
+  const parsed: ParsedModule = { layer: 'core', version, imports: [], exports: [], memories: [], sections: [] };
+  if (layer === 1) {
+    parsed.layer = 'component';
+    return parsed;
+  }
+  if (layer !== 0 || version !== 1) {
+    throw new CapsuleError('BAD_MODULE', `unknown core module version ${version} (layer ${layer}); expected version 1`);
+  }
+  const types: (FuncType | undefined)[] = [];
+  let typesReadable = true;
+  const funcTypeIndices: number[] = [];
+  const rawExports: { name: string; kind: ExportEntry['kind']; index: number }[] = [];
+  const r = new Reader(bytes, 8);
+  while (r.pos < bytes.length) {
+    const start = r.pos;
+    const id = r.u8();
+    const size = r.u32();
+    const contentStart = r.pos;
+    const end = contentStart + size;
+    if (end > bytes.length) {
+      throw new CapsuleError('BAD_MODULE', `truncated WebAssembly binary: section ${id} at byte ${start} claims ${size} bytes but only ${bytes.length - contentStart} remain`);
+    }
+    parsed.sections.push({ id, start, contentStart, end });
+    const s = new Reader(bytes, contentStart, end);
+    switch (id) {
+      case 1: // type
+        try {
+          const n = s.u32();
+          for (let i = 0; i < n; i++) {
+            const form = s.u8();
+            if (form !== 0x60) throw new Error('non-function type');
+            const params = Array.from({ length: s.u32() }, () => s.valtype());
+            const results = Array.from({ length: s.u32() }, () => s.valtype());
+            types.push({ params, results });
+          }
+        } catch {
+          typesReadable = false; // GC rec/sub types: signatures stay unknown
+        }
+        break;
+      case 2: { // import
+        const n = s.u32();
+        for (let i = 0; i < n; i++) {
+          const module = s.name();
+          const name = s.name();
+          const k = s.u8();
+          const kind = EXTERN_KINDS[k] ?? s.fail(`unknown import kind ${k}`);
+          const entry: ImportEntry = { module, name, kind };
+          if (k === 0) {
+            const ti = s.u32();
+            funcTypeIndices.push(ti);
+            if (typesReadable) entry.type = types[ti];
+          } else if (k === 1) {
+            s.valtype();
+            s.limits();
+          } else if (k === 2) {
+            entry.memory = s.limits();
+          } else if (k === 3) {
+            s.valtype();
+            s.u8();
+          } else {
+            s.u8();
+            s.u32();
+          }
+          parsed.imports.push(entry);
+        }
+        break;
+      }
+      case 3: { // function
+        const n = s.u32();
+        for (let i = 0; i < n; i++) funcTypeIndices.push(s.u32());
+        break;
+      }
+      case 5: { // memory
+        const n = s.u32();
+        for (let i = 0; i < n; i++) parsed.memories.push(s.limits());
+        break;
+      }
+      case 7: { // export
+        const n = s.u32();
+        for (let i = 0; i < n; i++) {
+          const name = s.name();
+          const k = s.u8();
+          rawExports.push({ name, kind: EXTERN_KINDS[k] ?? s.fail(`unknown export kind ${k}`), index: s.u32() });
+        }
+        break;
+      }
+      default:
+        break;
+    }
+    r.pos = end;
+  }
+  for (const e of rawExports) {
+    const entry: ExportEntry = { ...e };
+    if (e.kind === 'function' && typesReadable) entry.type = types[funcTypeIndices[e.index]!];
+    parsed.exports.push(entry);
+  }
+  return parsed;
+}
+
+function leb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) b |= 0x80;
+    out.push(b);
+  } while (n > 0);
+  return out;
+}
+
+function encodeName(s: string): number[] {
+  const b = new TextEncoder().encode(s);
+  return [...leb(b.length), ...b];
+}
+
+/** Import module and name under which a rewritten module receives its memory. */
+export const MEMORY_IMPORT = { module: 'capsule', name: 'memory' } as const;
+
+/**
+ * Turns the module's single own memory into an import `capsule.memory` (minimum pages kept, no
+ * maximum, so any host memory at least that large fits). Returns undefined when the module
+ * cannot be rewritten (it imports its memory already, has several, or a shared/64-bit one).
+ */
+export function rewriteMemoryAsImport(bytes: Uint8Array, parsed: ParsedModule): Uint8Array | undefined {
+  if (parsed.layer !== 'core' || parsed.memories.length !== 1) return undefined;
+  if (parsed.imports.some((i) => i.kind === 'memory')) return undefined;
+  const mem = parsed.memories[0]!;
+  if (mem.shared || mem.memory64) return undefined;
+  const memImport = [...encodeName(MEMORY_IMPORT.module), ...encodeName(MEMORY_IMPORT.name), 0x02, 0x00, ...leb(mem.min)];
+  const chunks: Uint8Array[] = [bytes.subarray(0, 8)];
+  const importSection = parsed.sections.find((s) => s.id === 2);
+  const section = (id: number, content: number[] | Uint8Array) =>
+    Uint8Array.from([id, ...leb(content.length), ...content]);
+  let inserted = false;
+  const insertImports = () => {
+    if (inserted) return;
+    inserted = true;
+    if (importSection) {
+      const r = new Reader(bytes, importSection.contentStart, importSection.end);
+      const count = r.u32();
+      const rest = bytes.subarray(r.pos, importSection.end);
+      chunks.push(section(2, [...leb(count + 1), ...rest, ...memImport]));
+    } else {
+      chunks.push(section(2, [1, ...memImport]));
+    }
+  };
+  for (const s of parsed.sections) {
+    // Known sections are ordered; the import section (2) comes after custom(0)/type(1) ones.
+    if (s.id === 2) {
+      insertImports();
+      continue;
+    }
+    if (!inserted && s.id !== 0 && s.id !== 1) insertImports();
+    if (s.id === 5) continue; // the memory section had exactly one entry: drop it
+    chunks.push(bytes.subarray(s.start, s.end));
+  }
+  insertImports();
+  const total = chunks.reduce((n, c) => n + c.length, 0);
+  const out = new Uint8Array(total);
+  let o = 0;
+  for (const c of chunks) {
+    out.set(c, o);
+    o += c.length;
+  }
+  return out;
+}

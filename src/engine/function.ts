@@ -1,0 +1,113 @@
+/**
+ * `CapsuleFunction`: a loaded module with its grants and limits, bound to a worker pool. This is
+ * the host SDK's main entry: triggers (CLI, HTTP, …) are thin layers over `invoke`.
+ */
+import { CapsuleError } from './errors.ts';
+import { loadModule, type LoadedModule, type LoadOptions, type UrlSource } from './load.ts';
+import { WorkerPool, type CallResult, type PoolModule } from './pool.ts';
+import type { FunctionSettings } from './runtime.ts';
+import type { InvocationInput, InvocationMeta } from './invocation.ts';
+import type { Mount } from '../wasi/mounts.ts';
+import { CAPSULE_VERSION } from '../version.ts';
+
+/** Defaults of conventions.md §1. */
+export const DEFAULTS = {
+  timeoutMs: 30_000,
+  maxMemoryBytes: 256 * 1024 * 1024,
+  maxBodyBytes: 10 * 1024 * 1024,
+  maxLogBytes: 64 * 1024,
+} as const;
+
+export interface FunctionOptions extends LoadOptions {
+  /** Guest-visible environment, already resolved (see `buildGuestEnv`). */
+  env?: [string, string][];
+  /** Granted directories (see `parseDirGrant`). */
+  mounts?: Mount[];
+  /** Outbound HTTP allow-list (conventions.md §2). */
+  allowedHosts?: string[];
+  /** Per-call deadline, ms (default 30 000). */
+  timeoutMs?: number;
+  /** Linear-memory cap per instance, bytes (default 256 MiB). */
+  maxMemoryBytes?: number;
+  /** Keep long-lived instances (gen 2 only; ignored with a warning otherwise). */
+  reuse?: boolean;
+  /** `inherit` (CLI) or `capture` (servers, default). */
+  stdio?: 'inherit' | 'capture';
+  /** Cap on captured guest output per call, bytes (default 64 KiB). */
+  maxLogBytes?: number;
+  /** A pool shared with other functions; otherwise the function makes its own. */
+  pool?: WorkerPool;
+  /** Workers of its own pool (default: CPU cores). */
+  workers?: number;
+  /** Receives warnings (e.g. --reuse ignored). */
+  onWarning?: (message: string) => void;
+}
+
+export class CapsuleFunction {
+  readonly module: LoadedModule;
+  readonly settings: FunctionSettings;
+  readonly timeoutMs: number;
+  readonly pool: WorkerPool;
+  readonly #entry: PoolModule;
+  readonly #ownPool: boolean;
+
+  private constructor(module: LoadedModule, options: FunctionOptions) {
+    this.module = module;
+    let reuse = options.reuse ?? false;
+    if (reuse && module.detection.kind !== 'capsule-2') {
+      options.onWarning?.(`--reuse applies to gen-2 Capsule modules only; ${module.name} is ${module.detection.kind}: using a fresh instance per call`);
+      reuse = false;
+    }
+    this.settings = {
+      env: options.env ?? [],
+      mounts: options.mounts ?? [],
+      allowedHosts: options.allowedHosts ?? [],
+      maxMemoryBytes: options.maxMemoryBytes ?? DEFAULTS.maxMemoryBytes,
+      reuse,
+      stdio: options.stdio ?? 'capture',
+      maxLogBytes: options.maxLogBytes ?? DEFAULTS.maxLogBytes,
+      capsuleVersion: CAPSULE_VERSION,
+    };
+    const limits = module.pooledMemory ?? module.importedMemory?.limits;
+    if (limits && limits.min * 65536 > this.settings.maxMemoryBytes) {
+      throw new CapsuleError('MEMORY', `${module.name} needs ${limits.min * 64} KiB of linear memory at start, above --max-memory (${this.settings.maxMemoryBytes} bytes)`);
+    }
+    this.timeoutMs = options.timeoutMs ?? DEFAULTS.timeoutMs;
+    this.#ownPool = !options.pool;
+    this.pool = options.pool ?? new WorkerPool({ workers: options.workers });
+    this.#entry = this.pool.register(module, this.settings);
+  }
+
+  /**
+   * Loads, validates and compiles a module from a file path or URL, and registers it.
+   * @throws CapsuleError LOAD / BAD_MODULE / MEMORY with a message naming the module
+   */
+  static async load(from: { path: string } | UrlSource, options: FunctionOptions = {}): Promise<CapsuleFunction> {
+    const module = await loadModule(from, options);
+    return new CapsuleFunction(module, options);
+  }
+
+  /** Wraps an already loaded module. */
+  static fromModule(module: LoadedModule, options: FunctionOptions = {}): CapsuleFunction {
+    return new CapsuleFunction(module, options);
+  }
+
+  /**
+   * Runs one invocation with this function's deadline.
+   * @throws CapsuleError TRAP / TIMEOUT / MEMORY / BAD_RESULT / OVERLOADED (with `.logs`)
+   */
+  invoke(input: InvocationInput, meta: InvocationMeta = {}): Promise<CallResult> {
+    return this.pool.call(this.#entry, input, { timeoutMs: this.timeoutMs, meta });
+  }
+
+  /** Whether the module exports a function (e.g. `OnHealthCheck`). */
+  exports(name: string): boolean {
+    return this.module.parsed.exports.some((e) => e.name === name && e.kind === 'function');
+  }
+
+  /** Unregisters it; closes the pool if it owns it. */
+  async close(): Promise<void> {
+    this.pool.unregister(this.#entry);
+    if (this.#ownPool) await this.pool.close();
+  }
+}

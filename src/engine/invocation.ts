@@ -1,0 +1,65 @@
+/**
+ * What a trigger asks of a guest and what it gets back. These plain objects cross the worker
+ * boundary (structured clone), so they hold no classes.
+ */
+
+/** An HTTP request, as the HTTP trigger hands it to an ABI (capsule-abi.md §4.3, §5.3). */
+export interface HttpRequestInput {
+  type: 'http';
+  method: string;
+  /** Full URL `http[s]://<Host><path>[?<query>]`. */
+  url: string;
+  /** Header name (as received) and value; repeated headers appear once each. */
+  headers: [string, string][];
+  body: Uint8Array;
+  remoteAddress: string;
+  remotePort: number;
+}
+
+/** A CLI invocation (`capsule run`): Capsule ABI params, or argv for a WASI command. */
+export interface CliInput {
+  type: 'cli';
+  /** Bytes for `callHandle` (gen 2 joins args with a space, gen 1 with its separator). */
+  params?: Uint8Array;
+  /** Positional arguments after the module. */
+  args: string[];
+}
+
+/** A lifecycle or service export with no input (OnStart, OnStop, OnHealthCheck, OnMetrics, OnLoad, OnExit). */
+export interface LifecycleInput {
+  type: 'lifecycle';
+  export: string;
+}
+
+export type InvocationInput = HttpRequestInput | CliInput | LifecycleInput;
+
+/** An HTTP response made from a guest result. */
+export interface HttpResponseOutput {
+  type: 'http';
+  status: number;
+  headers: [string, string][];
+  body: Uint8Array;
+}
+
+/** A CLI result: what to print, and the process exit code. */
+export interface CliOutput {
+  type: 'cli';
+  /** Printed on stdout (with a newline) on success, on stderr on failure. */
+  text?: Uint8Array;
+  exitCode: number;
+}
+
+export interface LifecycleOutput {
+  type: 'lifecycle';
+  /** False when the export does not exist. */
+  called: boolean;
+}
+
+export type InvocationOutput = HttpResponseOutput | CliOutput | LifecycleOutput;
+
+/** Per-call facts given to host functions. */
+export interface InvocationMeta {
+  requestId?: string;
+  /** Trigger facts for gen-1 getters and hostGetHostInformation (httpPort, natsServer, …). */
+  trigger?: Record<string, string | number>;
+}

@@ -1,0 +1,167 @@
+/**
+ * Loading a module: read it (file or URL), check its digest, parse and classify it (spec README
+ * §1), check its imports against the host, turn its memory into an import for pooling, and
+ * compile it once.
+ */
+import { createHash } from 'node:crypto';
+import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import { CapsuleError } from './errors.ts';
+import { parseModule, rewriteMemoryAsImport, MEMORY_IMPORT, type MemoryLimits, type ParsedModule } from './binary.ts';
+import { detectKind, type Detection, type ModuleKind } from './detect.ts';
+import { abiFor } from '../abi/index.ts';
+import { checkHostImports } from '../abi/host-imports.ts';
+
+/** A module ready to run: shared by every worker (a compiled `WebAssembly.Module` is cloneable). */
+export interface LoadedModule {
+  /** Display name (file name or URL path). */
+  name: string;
+  /** Where it came from (path or URL). */
+  source: string;
+  /** `sha256:<hex>` of the original bytes. */
+  digest: string;
+  size: number;
+  detection: Detection;
+  parsed: ParsedModule;
+  compiled: WebAssembly.Module;
+  /**
+   * Memory the engine supplies as import `capsule.memory` (the module's own memory, rewritten),
+   * or undefined when the module keeps its own or imports `env.memory`-style memory itself.
+   */
+  pooledMemory?: MemoryLimits;
+  /** The module's own memory import (module, name, limits), when it declares one. */
+  importedMemory?: { module: string; name: string; limits: MemoryLimits };
+  /** Names of `env` host functions it imports. */
+  hostImports: string[];
+}
+
+/** Where to fetch a module from (`--url`). */
+export interface UrlSource {
+  url: string;
+  /** Optional auth header (`--auth-header-name` / `--auth-header-value`). */
+  authHeader?: { name: string; value: string };
+  /** Called with (received, total bytes or 0) while downloading. */
+  onProgress?: (received: number, total: number) => void;
+  /** Also save the download here (Go Capsule's `-url` with `-wasm`). */
+  saveTo?: string;
+}
+
+export interface LoadOptions {
+  /** Explicit kind (`--kind`). */
+  kind?: ModuleKind;
+  /** Expected `sha256:<hex>` (`--digest`). */
+  digest?: string;
+  /** Display name override. */
+  name?: string;
+}
+
+/**
+ * Reads module bytes from a file.
+ * @throws CapsuleError LOAD naming the path and the system error
+ */
+export async function readModuleFile(path: string): Promise<Uint8Array> {
+  try {
+    return new Uint8Array(await readFile(path));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code === 'EACCES' ? 'permission denied' : (e as Error).message;
+    throw new CapsuleError('LOAD', `cannot read module ${path}: ${why}`);
+  }
+}
+
+/**
+ * Downloads module bytes.
+ * @throws CapsuleError LOAD with the URL and the HTTP status or network error
+ */
+export async function fetchModule(src: UrlSource): Promise<Uint8Array> {
+  let res: Response;
+  try {
+    const headers: Record<string, string> = {};
+    if (src.authHeader) headers[src.authHeader.name] = src.authHeader.value;
+    res = await fetch(src.url, { headers, redirect: 'follow' });
+  } catch (e) {
+    throw new CapsuleError('LOAD', `cannot download ${src.url}: ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`);
+  }
+  if (!res.ok || !res.body) {
+    throw new CapsuleError('LOAD', `cannot download ${src.url}: HTTP ${res.status} ${res.statusText}${res.status === 401 || res.status === 403 ? ' (check --auth-header-name / --auth-header-value)' : ''}`);
+  }
+  const total = Number(res.headers.get('content-length') ?? 0);
+  const chunks: Uint8Array[] = [];
+  let received = 0;
+  for await (const chunk of res.body) {
+    chunks.push(chunk);
+    received += chunk.length;
+    src.onProgress?.(received, total);
+  }
+  const bytes = Buffer.concat(chunks);
+  if (src.saveTo) {
+    await mkdir(dirname(src.saveTo), { recursive: true });
+    await writeFile(src.saveTo, bytes);
+  }
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
+}
+
+/** `sha256:<hex>` of bytes. */
+export function digestOf(bytes: Uint8Array): string {
+  return 'sha256:' + createHash('sha256').update(bytes).digest('hex');
+}
+
+/**
+ * Validates, classifies and compiles module bytes.
+ * @param source path or URL, for messages
+ * @throws CapsuleError BAD_MODULE (not wasm, truncated, unsupported kind, unknown import, bad
+ *   signature), LOAD (digest mismatch)
+ */
+export async function compileModule(bytes: Uint8Array, source: string, options: LoadOptions = {}): Promise<LoadedModule> {
+  const name = options.name ?? basename(source.replace(/[?#].*$/, ''));
+  const digest = digestOf(bytes);
+  if (options.digest) {
+    const want = options.digest.startsWith('sha256:') ? options.digest.toLowerCase() : `sha256:${options.digest.toLowerCase()}`;
+    if (want !== digest) throw new CapsuleError('LOAD', `${name}: digest mismatch: expected ${want}, got ${digest}`);
+  }
+  let parsed: ParsedModule;
+  try {
+    parsed = parseModule(bytes);
+  } catch (e) {
+    if (e instanceof CapsuleError) throw new CapsuleError(e.code, `${name}: ${e.message}`);
+    throw e;
+  }
+  const detection = detectKind(parsed, name, options.kind);
+  const abi = abiFor(detection.kind, name);
+  abi.check(parsed, detection, name);
+  const generation = abi.generation(detection);
+  const exportNames = new Set(parsed.exports.map((e) => e.name));
+  const allowedModules = new Set(['wasi_snapshot_preview1', ...(generation ? ['env'] : [])]);
+  for (const imp of parsed.imports) {
+    if (imp.kind === 'memory') continue;
+    if (!allowedModules.has(imp.module)) {
+      throw new CapsuleError('BAD_MODULE', `${name}: imports ${imp.module}.${imp.name}; ${detection.kind} modules may import only from ${[...allowedModules].join(' and ')}`);
+    }
+  }
+  const hostImports = generation ? checkHostImports(parsed.imports, generation, name, exportNames).map((f) => f.name) : [];
+
+  const memImport = parsed.imports.find((i) => i.kind === 'memory');
+  const rewritten = rewriteMemoryAsImport(bytes, parsed);
+  let compiled: WebAssembly.Module;
+  try {
+    compiled = await WebAssembly.compile(rewritten ?? bytes);
+  } catch (e) {
+    throw new CapsuleError('BAD_MODULE', `${name}: invalid WebAssembly module: ${(e as Error).message.replace(/^WebAssembly\.compile\(\): /, '')}`);
+  }
+  return {
+    name, source, digest, size: bytes.length, detection, parsed, compiled, hostImports,
+    pooledMemory: rewritten ? parsed.memories[0] : undefined,
+    importedMemory: memImport?.memory ? { module: memImport.module, name: memImport.name, limits: memImport.memory } : undefined,
+  };
+}
+
+/** Reads (file or URL) and compiles. See `compileModule` for errors. */
+export async function loadModule(from: { path: string } | UrlSource, options: LoadOptions = {}): Promise<LoadedModule> {
+  if ('url' in from) {
+    const bytes = await fetchModule(from);
+    return compileModule(bytes, from.url, options);
+  }
+  return compileModule(await readModuleFile(from.path), from.path, options);
+}
+
+export { MEMORY_IMPORT };

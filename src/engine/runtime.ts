@@ -1,0 +1,263 @@
+/**
+ * Worker-side life of one module: instantiation with a pooled, capped memory, the instance
+ * policy (fresh per call, or one long-lived instance per worker with --reuse), the per-call
+ * host context and captured stdio, and the classification of failures.
+ */
+import { writeSync } from 'node:fs';
+import { CapsuleError, type ErrorCode } from './errors.ts';
+import { MemoryPool, PAGE } from './memory-pool.ts';
+import { MEMORY_IMPORT, type MemoryLimits } from './binary.ts';
+import type { Detection } from './detect.ts';
+import type { InvocationInput, InvocationMeta, InvocationOutput } from './invocation.ts';
+import { Wasi, WasiExit, type WasiConfig } from '../wasi/preview1.ts';
+import type { Mount } from '../wasi/mounts.ts';
+import { Guest, GuestFault } from '../abi/guest.ts';
+import { abiFor } from '../abi/index.ts';
+import { buildHostImports, type CallState } from '../abi/host-imports.ts';
+import { findHostFunction } from '../capabilities/index.ts';
+import type { HostCallContext } from '../capabilities/types.ts';
+import type { Abi, GuestOptions, GuestRuntime } from '../abi/types.ts';
+
+/** Settings of one function (module + grants + limits), as sent to workers. */
+export interface FunctionSettings {
+  /** Guest-visible environment (conventions.md §2), in order. */
+  env: [string, string][];
+  mounts: Mount[];
+  allowedHosts: string[];
+  /** Linear-memory cap per instance, bytes (rounded down to 64 KiB pages). */
+  maxMemoryBytes: number;
+  /** Keep one long-lived instance per worker (gen 2 only). */
+  reuse: boolean;
+  /** `inherit`: guest stdio goes to the process (CLI); `capture`: returned with the result (servers). */
+  stdio: 'inherit' | 'capture';
+  /** Cap on captured stdout/stderr/log per call, bytes. */
+  maxLogBytes: number;
+  capsuleVersion: string;
+}
+
+/** A module as a worker receives it. */
+export interface WorkerModule {
+  name: string;
+  compiled: WebAssembly.Module;
+  detection: Detection;
+  hostImports: string[];
+  pooledMemory?: MemoryLimits;
+  importedMemory?: { module: string; name: string; limits: MemoryLimits };
+  settings: FunctionSettings;
+}
+
+/** What a call captured (stdio = capture). */
+export interface CallLogs {
+  stdout: string;
+  stderr: string;
+  log: string[];
+  truncated: boolean;
+}
+
+/** A failure as it crosses the worker boundary. */
+export interface CallError {
+  code: ErrorCode;
+  message: string;
+}
+
+const decoder = new TextDecoder();
+
+class Capture {
+  stdout = '';
+  stderr = '';
+  log: string[] = [];
+  bytes = 0;
+  truncated = false;
+  readonly max: number;
+  constructor(max: number) {
+    this.max = max;
+  }
+  add(kind: 'stdout' | 'stderr' | 'log', text: string): void {
+    if (this.bytes + text.length > this.max) {
+      this.truncated = true;
+      text = text.slice(0, Math.max(0, this.max - this.bytes));
+      if (!text) return;
+    }
+    this.bytes += text.length;
+    if (kind === 'log') this.log.push(text);
+    else this[kind] += text;
+  }
+}
+
+/** One module inside one worker. */
+export class ModuleRuntime implements GuestRuntime {
+  readonly spec: WorkerModule;
+  readonly abi: Abi;
+  readonly #wasi = new Wasi();
+  readonly #state: CallState = {};
+  readonly #hostImports: Record<string, unknown>;
+  readonly #jspi: boolean;
+  readonly #env: Map<string, string>;
+  readonly #memoryPool: MemoryPool;
+  readonly #memShape?: { initial: number; maximum: number; module: string; name: string };
+  #reused?: { guest: Guest; memory?: WebAssembly.Memory };
+  #capture?: Capture;
+  #wasiOverrides?: GuestOptions['wasi'];
+
+  constructor(spec: WorkerModule, memoryPool: MemoryPool) {
+    this.spec = spec;
+    this.abi = abiFor(spec.detection.kind, spec.name);
+    this.#memoryPool = memoryPool;
+    this.#env = new Map(spec.settings.env);
+    const generation = this.abi.generation(spec.detection);
+    const fns = generation ? spec.hostImports.map((n) => findHostFunction(n, generation)!) : [];
+    const built = buildHostImports(fns, generation ?? 2, this.#state);
+    this.#hostImports = built.imports;
+    this.#jspi = built.async;
+    const capPages = Math.floor(spec.settings.maxMemoryBytes / PAGE);
+    const limits = spec.pooledMemory ?? spec.importedMemory?.limits;
+    if (limits) {
+      const maximum = Math.min(limits.max ?? Infinity, capPages);
+      if (limits.min > maximum) {
+        throw new CapsuleError('MEMORY', `${spec.name} needs ${limits.min} pages (${limits.min * 64} KiB) of linear memory at start, above the cap of ${capPages} pages (--max-memory)`);
+      }
+      const where = spec.pooledMemory ? MEMORY_IMPORT : spec.importedMemory!;
+      this.#memShape = { initial: limits.min, maximum, module: where.module, name: where.name };
+    }
+  }
+
+  /** Runs one invocation; never throws (failures come back as `error`). */
+  async run(input: InvocationInput, meta: InvocationMeta): Promise<{ output?: InvocationOutput; error?: CallError; logs?: CallLogs }> {
+    const capture = this.spec.settings.stdio === 'capture' ? new Capture(this.spec.settings.maxLogBytes) : undefined;
+    this.#capture = capture;
+    try {
+      const output = await this.abi.invoke(this, input, meta, this.spec.detection);
+      return { output, logs: capture && logsOf(capture) };
+    } catch (e) {
+      return { error: this.#classify(e), logs: capture && logsOf(capture) };
+    } finally {
+      this.#capture = undefined;
+    }
+  }
+
+  /** GuestRuntime: an initialised guest for `fn`, fresh or reused (capsule-abi.md §3). */
+  async withGuest<T>(meta: InvocationMeta, fn: (guest: Guest) => Promise<T>, options: GuestOptions = {}): Promise<T> {
+    const ctx = this.#context(meta);
+    this.#wasiOverrides = options.wasi;
+    if (this.spec.settings.reuse) {
+      let entry = this.#reused;
+      try {
+        if (!entry) {
+          entry = this.#instantiate(ctx);
+          this.#reused = entry;
+          await this.abi.initialise(entry.guest);
+        } else {
+          this.#bind(entry.guest, ctx, entry.memory);
+        }
+        return await fn(entry.guest);
+      } catch (e) {
+        this.#reused = undefined; // a trapped instance is never reused (§7.12)
+        throw e;
+      } finally {
+        this.#unbind();
+      }
+    }
+    const { guest, memory } = this.#instantiate(ctx);
+    try {
+      await this.abi.initialise(guest);
+      return await fn(guest);
+    } finally {
+      this.#unbind();
+      if (memory && this.#memShape) this.#memoryPool.release(this.#memShape.initial, this.#memShape.maximum, memory);
+    }
+  }
+
+  #context(meta: InvocationMeta): HostCallContext {
+    const generation = this.abi.generation(this.spec.detection) ?? 2;
+    const stdout = (t: string | Uint8Array) => this.#write('stdout', t);
+    return {
+      generation,
+      env: this.#env,
+      requestId: meta.requestId,
+      capsuleVersion: this.spec.settings.capsuleVersion,
+      trigger: meta.trigger ?? {},
+      stdout,
+      log: (t: string) => this.#write('log', t),
+    };
+  }
+
+  #write(kind: 'stdout' | 'stderr' | 'log', t: string | Uint8Array): void {
+    if (this.#capture) {
+      this.#capture.add(kind, typeof t === 'string' ? t : decoder.decode(t));
+      return;
+    }
+    if (kind === 'log') writeSync(2, `${new Date().toISOString()} : ${t}\n`);
+    else writeSync(kind === 'stdout' ? 1 : 2, t);
+  }
+
+  #wasiConfig(): WasiConfig {
+    const o = this.#wasiOverrides;
+    return {
+      args: o?.args ?? [],
+      env: o?.env ?? this.#env,
+      stdin: o?.stdin ?? new Uint8Array(0),
+      stdout: (b) => this.#write('stdout', b),
+      stderr: (b) => this.#write('stderr', b),
+      mounts: this.spec.settings.mounts,
+    };
+  }
+
+  #bind(guest: Guest | undefined, ctx: HostCallContext, memory: WebAssembly.Memory | undefined): void {
+    this.#state.guest = guest;
+    this.#state.ctx = ctx;
+    this.#wasi.bind(memory ?? guest?.memory, this.#wasiConfig());
+  }
+
+  #unbind(): void {
+    this.#state.guest = undefined;
+    this.#state.ctx = undefined;
+    this.#wasi.unbind();
+  }
+
+  #instantiate(ctx: HostCallContext): { guest: Guest; memory?: WebAssembly.Memory } {
+    const shape = this.#memShape;
+    const memory = shape ? this.#memoryPool.acquire(shape.initial, shape.maximum) : undefined;
+    this.#bind(undefined, ctx, memory);
+    const imports: WebAssembly.Imports = {
+      wasi_snapshot_preview1: this.#wasi.imports as unknown as WebAssembly.ModuleImports,
+      env: this.#hostImports as WebAssembly.ModuleImports,
+    };
+    if (shape && memory) imports[shape.module] = { ...(imports[shape.module] ?? {}), [shape.name]: memory };
+    let instance: WebAssembly.Instance;
+    try {
+      instance = new WebAssembly.Instance(this.spec.compiled, imports);
+    } catch (e) {
+      if (memory && shape) this.#memoryPool.release(shape.initial, shape.maximum, memory);
+      if (e instanceof WebAssembly.LinkError) throw new CapsuleError('BAD_MODULE', `${this.spec.name}: cannot link: ${e.message}`);
+      throw e;
+    }
+    const guest = new Guest(instance, memory, this.#jspi);
+    this.#state.guest = guest;
+    if (!memory) this.#wasi.setMemory(guest.memory);
+    return { guest, memory };
+  }
+
+  /** Maps anything thrown during a call to a runner error code (conventions.md §4). */
+  #classify(e: unknown): CallError {
+    if (e instanceof CapsuleError) return e.toJSON();
+    const atCap = (): boolean => {
+      const mem = this.#state.guest?.memory ?? this.#reused?.guest.memory;
+      const max = this.#memShape?.maximum;
+      return mem !== undefined && max !== undefined && mem.buffer.byteLength + PAGE > max * PAGE;
+    };
+    if (e instanceof WasiExit) return { code: 'TRAP', message: `the function exited with code ${e.code}` };
+    if (e instanceof GuestFault) return { code: 'TRAP', message: e.message };
+    if (e instanceof WebAssembly.RuntimeError || e instanceof RangeError) {
+      const msg = e.message;
+      if (/memory|out of bounds|unreachable|allocat/i.test(msg) && atCap()) {
+        return { code: 'MEMORY', message: `the function reached its linear memory limit of ${(this.#memShape!.maximum * PAGE) / 1048576} MiB (--max-memory) and trapped: ${msg}` };
+      }
+      return { code: 'TRAP', message: `the function trapped: ${msg}` };
+    }
+    return { code: 'INTERNAL', message: `host error: ${(e as Error)?.message ?? String(e)}` };
+  }
+}
+
+function logsOf(c: Capture): CallLogs {
+  return { stdout: c.stdout, stderr: c.stderr, log: c.log, truncated: c.truncated };
+}

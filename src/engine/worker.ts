@@ -1,0 +1,66 @@
+/**
+ * Worker thread entry: holds the modules it was sent and runs calls one at a time, in the order
+ * they arrive (the pool may send several ahead: pipelining). The main thread kills the worker
+ * when a call overruns its deadline.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { MemoryPool } from './memory-pool.ts';
+import { ModuleRuntime } from './runtime.ts';
+import type { ToWorker, FromWorker } from './protocol.ts';
+
+const port = parentPort!;
+/** Shared with the pool: [0] = id of the running call (0 = idle); float64 at byte 8 = its start (ms, Date.now clock). */
+const slot = workerData.slot as SharedArrayBuffer;
+const running32 = new Int32Array(slot, 0, 1);
+const started64 = new Float64Array(slot, 8, 1);
+const pool = new MemoryPool();
+const modules = new Map<number, ModuleRuntime | { error: { code: 'BAD_MODULE' | 'MEMORY' | 'INTERNAL'; message: string } }>();
+const queue: Extract<ToWorker, { t: 'call' }>[] = [];
+let running = false;
+
+function post(msg: FromWorker): void {
+  port.postMessage(msg);
+}
+
+async function drain(): Promise<void> {
+  if (running) return;
+  running = true;
+  while (queue.length > 0) {
+    const msg = queue.shift()!;
+    const rt = modules.get(msg.moduleId);
+    if (!rt) {
+      post({ t: 'done', id: msg.id, error: { code: 'INTERNAL', message: `module ${msg.moduleId} is not loaded in this worker` } });
+      continue;
+    }
+    if ('error' in rt) {
+      post({ t: 'done', id: msg.id, error: rt.error });
+      continue;
+    }
+    started64[0] = Date.now();
+    Atomics.store(running32, 0, msg.id);
+    const r = await rt.run(msg.input, msg.meta);
+    Atomics.store(running32, 0, 0);
+    post({ t: 'done', id: msg.id, ...r });
+  }
+  running = false;
+}
+
+port.on('message', (msg: ToWorker) => {
+  switch (msg.t) {
+    case 'load':
+      try {
+        modules.set(msg.moduleId, new ModuleRuntime(msg.module, pool));
+      } catch (e) {
+        const err = e as { code?: string; message: string };
+        modules.set(msg.moduleId, { error: { code: err.code === 'MEMORY' ? 'MEMORY' : err.code === 'BAD_MODULE' ? 'BAD_MODULE' : 'INTERNAL', message: err.message } });
+      }
+      break;
+    case 'unload':
+      modules.delete(msg.moduleId);
+      break;
+    case 'call':
+      queue.push(msg);
+      void drain();
+      break;
+  }
+});

@@ -144,7 +144,7 @@ export async function compileModule(bytes: Uint8Array, source: string, options: 
   const rewritten = rewriteMemoryAsImport(bytes, parsed);
   let compiled: WebAssembly.Module;
   try {
-    compiled = await WebAssembly.compile(rewritten ?? bytes);
+    compiled = await WebAssembly.compile((rewritten ?? bytes) as Uint8Array<ArrayBuffer>);
   } catch (e) {
     throw new CapsuleError('BAD_MODULE', `${name}: invalid WebAssembly module: ${(e as Error).message.replace(/^WebAssembly\.compile\(\): /, '')}`);
   }

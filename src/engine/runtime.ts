@@ -187,6 +187,7 @@ export class ModuleRuntime implements GuestRuntime {
       return;
     }
     if (kind === 'log') writeSync(2, `${new Date().toISOString()} : ${t}\n`);
+    else if (typeof t === 'string') writeSync(kind === 'stdout' ? 1 : 2, t);
     else writeSync(kind === 'stdout' ? 1 : 2, t);
   }
 

@@ -1,0 +1,73 @@
+/**
+ * Normalises the Go Capsule spellings so existing scripts work unchanged (conventions.md §5):
+ * `-wasm=x` → `--wasm=x`, `-httpPort=8080` → `--http-port=8080`, `-mode=http` → the `serve`
+ * command, `-natssrv` → `--nats-server`, and a bare `capsule --wasm=x --params=y` → `run`.
+ */
+
+const COMMANDS = new Set(['run', 'serve', 'inspect', 'help', 'nats', 'mqtt']);
+const MODES: Record<string, string> = { cli: 'run', http: 'serve', nats: 'nats', mqtt: 'mqtt' };
+const ALIASES: Record<string, string> = {
+  natssrv: 'nats-server',
+  mqttsrv: 'mqtt-server',
+  httpport: 'http-port',
+};
+
+function kebab(name: string): string {
+  const alias = ALIASES[name.toLowerCase()];
+  if (alias) return alias;
+  return name.replace(/([a-z0-9])([A-Z])/g, '$1-$2').toLowerCase();
+}
+
+/**
+ * @param argv arguments after the executable
+ * @param defaultCommand command for the `capsule-http` bin (`serve`) or undefined
+ * @returns the argv commander parses
+ */
+export function normaliseArgv(argv: readonly string[], defaultCommand?: string): string[] {
+  const out: string[] = [];
+  let mode: string | undefined;
+  let passThrough = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (passThrough || a === '--') {
+      passThrough = true;
+      out.push(a);
+      continue;
+    }
+    if (!a.startsWith('-') && /\.wasm$/i.test(a)) {
+      // the module: what follows belongs to the guest (a WASI command's own flags)
+      passThrough = true;
+      out.push(a);
+      continue;
+    }
+    const m = /^--?([A-Za-z][A-Za-z0-9-]+)(=(.*))?$/.exec(a);
+    if (!m || (a.startsWith('-') && !a.startsWith('--') && m[1]!.length === 1)) {
+      out.push(a);
+      continue;
+    }
+    const original = m[1]!;
+    const name = kebab(original);
+    if (name === 'mode') {
+      mode = m[2] !== undefined ? m[3] : argv[++i];
+      continue;
+    }
+    let value = m[3];
+    // Go's -stopAfter counted seconds; --stop-after follows the duration grammar.
+    if (original === 'stopAfter' && value !== undefined && /^\d+$/.test(value)) value += 's';
+    if (original === 'stopAfter' && value === undefined && /^\d+$/.test(argv[i + 1] ?? '')) {
+      out.push(`--${name}=${argv[++i]}s`);
+      continue;
+    }
+    out.push(m[2] !== undefined ? `--${name}=${value}` : `--${name}`);
+  }
+  const first = out.find((a) => !a.startsWith('-'));
+  const hasCommand = first !== undefined && COMMANDS.has(first) && out.indexOf(first) === 0;
+  if (hasCommand) return out;
+  if (mode) {
+    const cmd = MODES[mode];
+    return cmd ? [cmd, ...out] : [`--unknown-mode=${mode}`, ...out];
+  }
+  if (defaultCommand) return [defaultCommand, ...out];
+  if (out.some((a) => /^--(wasm|url)(=|$)/.test(a))) return ['run', ...out];
+  return out;
+}

@@ -1,0 +1,262 @@
+/**
+ * `capsule` command line (commander wiring only; the work is in src/triggers and src/engine).
+ * Exit codes (conventions.md §4): 0 success, 1 guest failure, 2 usage error; WASI commands pass
+ * their own exit code through.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { CapsuleError } from '../engine/errors.ts';
+import { CapsuleFunction, DEFAULTS, type FunctionOptions } from '../engine/function.ts';
+import { loadModule, type UrlSource, type LoadedModule } from '../engine/load.ts';
+import { MODULE_KINDS, type ModuleKind } from '../engine/detect.ts';
+import { parseDuration, parseSize } from '../config/units.ts';
+import { buildGuestEnv, parseEnvPair } from '../config/guest-env.ts';
+import { parseDirGrant } from '../wasi/mounts.ts';
+import { createLogger, flushLogger, LOG_LEVELS, type LogLevel } from '../observability/logger.ts';
+import { runCli } from '../triggers/cli/run.ts';
+import { serveHttp } from '../triggers/http/server.ts';
+import { CAPSULE_VERSION } from '../version.ts';
+import { normaliseArgv } from './legacy.ts';
+import { progressReporter } from './progress.ts';
+import { describeModule } from './inspect.ts';
+
+/** Options shared by every command that loads a module. */
+interface ModuleFlags {
+  wasm?: string;
+  url?: string;
+  authHeaderName?: string;
+  authHeaderValue?: string;
+  digest?: string;
+  kind?: ModuleKind;
+  env: string[];
+  envFile: string[];
+  inheritEnv: boolean;
+  dir: string[];
+  allowedHosts: string[];
+  timeout: string;
+  maxMemory: string;
+  logLevel: LogLevel;
+}
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+const collectList = (v: string, prev: string[]) => [...prev, ...v.split(',').map((s) => s.trim()).filter(Boolean)];
+
+function moduleOptions(cmd: Command): Command {
+  return cmd
+    .option('--wasm <path>', 'the module file (.wasm); with --url, where to save the download')
+    .option('--url <url>', 'download the module from this URL')
+    .option('--auth-header-name <name>', 'header sent with --url (e.g. PRIVATE-TOKEN)')
+    .option('--auth-header-value <value>', 'value of --auth-header-name')
+    .option('--digest <sha256:hex>', 'refuse the module unless its SHA-256 matches')
+    .addOption(new Option('--kind <kind>', 'module kind, instead of detecting it').choices(MODULE_KINDS as string[]))
+    .option('--env <NAME=value>', 'environment variable for the guest (repeatable)', collect, [])
+    .option('--env-file <path>', 'dotenv file of guest variables (repeatable)', collect, [])
+    .option('--no-inherit-env', 'do not pass the runner\'s environment to the guest')
+    .option('--dir <HOST[:GUEST][:ro]>', 'grant a directory to the guest (repeatable)', collect, [])
+    .option('--allowed-hosts <hosts>', 'outbound HTTP allow-list: host, *.host, host:port, scheme://host, * (comma-separated, repeatable)', collectList, [])
+    .option('--timeout <duration>', 'deadline of one call (250ms, 30s, 2m)', '30s')
+    .option('--max-memory <size>', 'linear memory cap per instance (64MiB, 1GiB)', '256MiB')
+    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS as string[]).default('info'));
+}
+
+function urlSource(f: ModuleFlags, interactive: boolean): UrlSource | undefined {
+  if (!f.url) return undefined;
+  if ((f.authHeaderName === undefined) !== (f.authHeaderValue === undefined)) {
+    throw new CapsuleError('USAGE', '--auth-header-name and --auth-header-value go together');
+  }
+  return {
+    url: f.url,
+    authHeader: f.authHeaderName ? { name: f.authHeaderName, value: f.authHeaderValue! } : undefined,
+    saveTo: f.wasm,
+    onProgress: interactive ? progressReporter(f.url) : undefined,
+  };
+}
+
+async function loadFromFlags(f: ModuleFlags, positional: string | undefined): Promise<LoadedModule> {
+  const path = f.wasm ?? positional;
+  const url = urlSource(f, process.stderr.isTTY === true);
+  if (!url && !path) throw new CapsuleError('USAGE', 'no module: give a path (capsule run hello.wasm), --wasm=<path> or --url=<url>');
+  return loadModule(url ?? { path: path! }, { kind: f.kind, digest: f.digest });
+}
+
+function functionOptions(f: ModuleFlags, module: LoadedModule, singleModule: boolean): FunctionOptions {
+  // WASI commands get only configured variables (conventions.md §2), as wasmtime run does.
+  const inherit = singleModule && f.inheritEnv && module.detection.kind !== 'wasi';
+  return {
+    env: buildGuestEnv({ inherit, envFiles: f.envFile, env: f.env.map(parseEnvPair) }),
+    mounts: f.dir.map((d) => parseDirGrant(d)),
+    allowedHosts: f.allowedHosts,
+    timeoutMs: parseDuration(f.timeout, '--timeout'),
+    maxMemoryBytes: parseSize(f.maxMemory, '--max-memory'),
+  };
+}
+
+/** Gen 1 joins CLI arguments with its era's separator, gen 2 with a space (conventions.md §4). */
+function joinParams(module: LoadedModule, args: string[], separator?: string): string {
+  if (separator !== undefined) return args.join(separator);
+  const k = module.detection.kind;
+  if (k === 'capsule-1a') return args.join('°');
+  if (k === 'capsule-1b' || k === 'capsule-1c') {
+    const nats = module.parsed.exports.some((e) => e.name === 'callNatsMessageHandle');
+    return args.join(nats || k === 'capsule-1c' ? '²' : '°');
+  }
+  return args.join(' ');
+}
+
+function buildProgram(exit: (code: number) => void): Command {
+  const program = new Command('capsule')
+    .description('Run WebAssembly functions (Capsule ABI modules, WASI commands) from the terminal and over HTTP')
+    .version(CAPSULE_VERSION, '-v, --version')
+    .enablePositionalOptions()
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  program.addHelpText('after', `
+Examples:
+  capsule run hello.wasm Bob Morane
+  capsule run --wasm=hello.wasm --params="Bob Morane"
+  capsule serve --wasm=hello-you.wasm --http-port=8080
+  capsule inspect hello.wasm
+
+Go Capsule spellings are accepted: capsule -wasm=x.wasm -mode=cli -params=y,
+capsule -wasm=x.wasm -mode=http -httpPort=8080, capsule-http --wasm=x.wasm --httpPort=8080.`);
+
+  moduleOptions(program.command('run').description('run a module once: its result goes to stdout, the exit code says how it went'))
+    .argument('[module]', 'module file (or use --wasm / --url)')
+    .argument('[args...]', 'arguments: the params of a Capsule module, argv of a WASI command')
+    .option('--params <text>', 'input of a Capsule module\'s callHandle (instead of the arguments)')
+    .option('--params-file <path>', 'raw bytes for callHandle, read from a file ("-" = stdin)')
+    .option('--separator <text>', 'gen-1 modules: join the arguments with this instead of the era\'s separator')
+    .passThroughOptions()
+    .exitOverride()
+    .action(async (positional: string | undefined, rest: string[], f: ModuleFlags & { params?: string; paramsFile?: string; separator?: string }) => {
+      const args = f.wasm || f.url ? [...(positional !== undefined ? [positional] : []), ...rest] : rest;
+      const module = await loadFromFlags(f, f.wasm || f.url ? undefined : positional);
+      const fn = CapsuleFunction.fromModule(module, {
+        ...functionOptions(f, module, true), stdio: 'inherit', workers: 1,
+        onWarning: (m) => process.stderr.write(`⚠️  ${m}\n`),
+      });
+      let params: Uint8Array | undefined;
+      if (f.paramsFile !== undefined) {
+        try {
+          params = new Uint8Array(readFileSync(f.paramsFile === '-' ? 0 : f.paramsFile));
+        } catch (e) {
+          throw new CapsuleError('USAGE', `--params-file ${f.paramsFile}: ${(e as Error).message}`);
+        }
+      } else if (f.params !== undefined) {
+        params = new TextEncoder().encode(f.params);
+      } else if (module.detection.kind !== 'wasi') {
+        params = new TextEncoder().encode(joinParams(module, args, f.separator));
+      }
+      const code = await runCli(fn, { params, args });
+      await fn.close();
+      exit(code);
+    });
+
+  moduleOptions(program.command('serve').description('serve a module over HTTP: every method and path goes to its handler'))
+    .argument('[module]', 'module file (or use --wasm / --url)')
+    .option('--http-port <port>', 'port to listen on (0 = a free port, printed)', '8080')
+    .option('--host <address>', 'interface to bind', '127.0.0.1')
+    .option('--crt <path>', 'TLS certificate (PEM): serve HTTPS')
+    .option('--key <path>', 'TLS private key (PEM)')
+    .option('--stop-after <duration>', 'stop after this long without a request')
+    .option('--max-body <size>', 'request body limit (larger → 413)', '10MiB')
+    .option('--max-concurrency <n>', 'requests in progress at once (more → 503 + Retry-After)', '1024')
+    .option('--reuse', 'gen-2 modules: keep long-lived instances (globals persist between calls)', false)
+    .option('--workers <n>', 'worker threads running guests (default: CPU cores)')
+    .option('--grace <duration>', 'time given to in-flight calls on SIGTERM', '10s')
+    .exitOverride()
+    .action(async (positional: string | undefined, f: ModuleFlags & {
+      httpPort: string; host: string; crt?: string; key?: string; stopAfter?: string; maxBody: string;
+      maxConcurrency: string; reuse: boolean; workers?: string; grace: string;
+    }) => {
+      const logger = createLogger(f.logLevel);
+      const port = intFlag(f.httpPort, '--http-port', 0, 65535);
+      if ((f.crt === undefined) !== (f.key === undefined)) throw new CapsuleError('USAGE', '--crt and --key go together');
+      const tls = f.crt ? { cert: readFlagFile(f.crt, '--crt'), key: readFlagFile(f.key!, '--key') } : undefined;
+      const module = await loadFromFlags(f, positional);
+      const fn = CapsuleFunction.fromModule(module, {
+        ...functionOptions(f, module, true), stdio: 'capture', reuse: f.reuse,
+        workers: f.workers ? intFlag(f.workers, '--workers', 1, 256) : undefined,
+        onWarning: (m) => logger.warn(m),
+      });
+      const trigger = await serveHttp(fn, {
+        host: f.host, port, tls, logger,
+        maxBodyBytes: parseSize(f.maxBody, '--max-body'),
+        maxConcurrency: intFlag(f.maxConcurrency, '--max-concurrency', 1, 1_000_000),
+        stopAfterMs: f.stopAfter ? parseDuration(f.stopAfter, '--stop-after') : undefined,
+        graceMs: parseDuration(f.grace, '--grace'),
+      });
+      logger.info({ module: module.name, kind: module.detection.kind, digest: module.digest, workers: fn.pool.size, reuse: fn.settings.reuse }, 'module loaded');
+      process.stdout.write(`capsule listening on ${trigger.url}\n`);
+      for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => void trigger.shutdown(sig));
+      await trigger.closed;
+      flushLogger(logger);
+      exit(0);
+    });
+
+  program.command('inspect')
+    .description('print a module\'s kind, ABI generation, imports (the capabilities it asks for) and exports')
+    .argument('<module>', 'module file')
+    .option('--json', 'print JSON')
+    .addOption(new Option('--kind <kind>', 'module kind, instead of detecting it').choices(MODULE_KINDS as string[]))
+    .exitOverride()
+    .action(async (path: string, f: { json?: boolean; kind?: ModuleKind }) => {
+      const module = await loadModule({ path }, { kind: f.kind });
+      process.stdout.write(describeModule(module, f.json === true));
+      exit(0);
+    });
+  return program;
+}
+
+function intFlag(text: string, name: string, min: number, max: number): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min || n > max) throw new CapsuleError('USAGE', `${name}: "${text}" must be a whole number from ${min} to ${max}`);
+  return n;
+}
+
+function readFlagFile(path: string, name: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new CapsuleError('USAGE', `${name} ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+}
+
+/**
+ * Entry point of the `capsule` and `capsule-http` bins.
+ * @param argv arguments after the executable
+ */
+export async function main(argv: string[], o: { bin: 'capsule' | 'capsule-http' }): Promise<void> {
+  const exit = (code: number) => {
+    process.exitCode = code;
+    // let stdout/stderr drain, then leave even if a handle lingers
+    setImmediate(() => process.exit(code));
+  };
+  const normalised = normaliseArgv(argv, o.bin === 'capsule-http' ? 'serve' : undefined);
+  const program = buildProgram(exit);
+  if (o.bin === 'capsule-http') program.name('capsule-http');
+  try {
+    if (normalised.length === 0) {
+      program.outputHelp();
+      exit(2);
+      return;
+    }
+    const unknownMode = normalised.find((a) => a.startsWith('--unknown-mode='));
+    if (unknownMode) throw new CapsuleError('USAGE', `-mode=${unknownMode.split('=')[1]}: expected cli, http, nats or mqtt`);
+    await program.parseAsync(normalised, { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      exit(e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help' ? 0 : 2);
+      return;
+    }
+    if (e instanceof CapsuleError) {
+      process.stderr.write(`❌ ${e.message}\n`);
+      exit(e.code === 'USAGE' ? 2 : 1);
+      return;
+    }
+    process.stderr.write(`❌ ${(e as Error).stack ?? String(e)}\n`);
+    exit(1);
+  }
+}
+
+export { DEFAULTS };

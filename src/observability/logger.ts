@@ -1,0 +1,31 @@
+/**
+ * Capsule's own log (conventions.md §5): pino, pretty on a TTY, JSON lines otherwise, always on
+ * stderr (stdout is for the ready line and guest output).
+ */
+import { pino, type Logger } from 'pino';
+import pretty from 'pino-pretty';
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+export type { Logger };
+
+/**
+ * @param level minimum level (default `info`)
+ * @param prettyOutput pretty lines (default: when stderr is a TTY)
+ */
+export function createLogger(level: LogLevel = 'info', prettyOutput = process.stderr.isTTY === true): Logger {
+  const options = { level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime };
+  if (prettyOutput) {
+    return pino(options, pretty({ destination: 2, colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname', sync: true }));
+  }
+  return pino(options, pino.destination({ fd: 2, sync: false, minLength: 4096 }));
+}
+
+/** Flushes buffered log lines (call before exiting). */
+export function flushLogger(logger: Logger): void {
+  try {
+    logger.flush();
+  } catch {
+    // a pretty stream has nothing to flush
+  }
+}

@@ -14,7 +14,7 @@ import { EventEmitter } from 'node:events';
 import { CapsuleError } from './errors.ts';
 import type { InvocationInput, InvocationMeta, InvocationOutput } from './invocation.ts';
 import type { CallLogs, FunctionSettings, WorkerModule } from './runtime.ts';
-import type { FromWorker, ToWorker } from './protocol.ts';
+import type { FromWorker, ToWorker, WorkerCall } from './protocol.ts';
 import type { LoadedModule } from './load.ts';
 
 export interface PoolOptions {
@@ -58,6 +58,8 @@ interface PendingCall {
 interface Slot {
   worker: Worker;
   inflight: PendingCall[];
+  /** Calls to send at the end of this event-loop turn (one message per turn). */
+  outbox: WorkerCall[];
   running: Int32Array;
   started: Float64Array;
   dead: boolean;
@@ -83,7 +85,7 @@ export class WorkerPool extends EventEmitter {
   constructor(options: PoolOptions = {}) {
     super();
     this.size = Math.max(1, options.workers ?? availableParallelism());
-    this.#pipeline = Math.max(1, options.pipeline ?? 2);
+    this.#pipeline = Math.max(1, options.pipeline ?? 32);
     this.#maxQueue = options.maxQueue ?? 10_000;
     for (let i = 0; i < this.size; i++) this.#slots.push(this.#spawn());
   }
@@ -156,7 +158,7 @@ export class WorkerPool extends EventEmitter {
   #spawn(): Slot {
     const shared = new SharedArrayBuffer(16);
     const worker = new Worker(WORKER_URL, { workerData: { slot: shared } });
-    const slot: Slot = { worker, inflight: [], running: new Int32Array(shared, 0, 1), started: new Float64Array(shared, 8, 1), dead: false };
+    const slot: Slot = { worker, inflight: [], outbox: [], running: new Int32Array(shared, 0, 1), started: new Float64Array(shared, 8, 1), dead: false };
     worker.unref();
     worker.on('message', (msg: FromWorker) => this.#onMessage(slot, msg));
     worker.on('error', (e) => this.#replace(slot, new CapsuleError('INTERNAL', `worker failed: ${e.message}`)));
@@ -184,22 +186,29 @@ export class WorkerPool extends EventEmitter {
   #send(slot: Slot, call: PendingCall): void {
     slot.inflight.push(call);
     if (slot.inflight.length === 1) slot.worker.ref();
-    slot.worker.postMessage({ t: 'call', id: call.id, moduleId: call.moduleId, input: call.input, meta: call.meta } satisfies ToWorker);
+    slot.outbox.push({ id: call.id, moduleId: call.moduleId, input: call.input, meta: call.meta });
+    if (slot.outbox.length === 1) setImmediate(() => this.#flush(slot));
+  }
+
+  #flush(slot: Slot): void {
+    if (slot.dead || slot.outbox.length === 0) return;
+    slot.worker.postMessage({ t: 'calls', calls: slot.outbox.splice(0) } satisfies ToWorker);
   }
 
   #onMessage(slot: Slot, msg: FromWorker): void {
-    if (msg.t !== 'done') return;
-    const i = slot.inflight.findIndex((c) => c.id === msg.id);
-    if (i < 0) return;
-    const [call] = slot.inflight.splice(i, 1);
-    if (slot.inflight.length === 0) slot.worker.unref();
-    if (msg.error) {
-      const err = new CapsuleError(msg.error.code, msg.error.message) as CapsuleError & { logs?: CallLogs };
-      err.logs = msg.logs;
-      call!.reject(err);
-    } else {
-      call!.resolve({ output: msg.output!, logs: msg.logs });
+    for (const done of msg.results) {
+      const i = slot.inflight.findIndex((c) => c.id === done.id);
+      if (i < 0) continue;
+      const [call] = slot.inflight.splice(i, 1);
+      if (done.error) {
+        const err = new CapsuleError(done.error.code, done.error.message) as CapsuleError & { logs?: CallLogs };
+        err.logs = done.logs;
+        call!.reject(err);
+      } else {
+        call!.resolve({ output: done.output!, logs: done.logs });
+      }
     }
+    if (slot.inflight.length === 0) slot.worker.unref();
     this.#fill();
   }
 
@@ -248,6 +257,7 @@ export class WorkerPool extends EventEmitter {
     void slot.worker.terminate();
     const running = Atomics.load(slot.running, 0);
     const again: PendingCall[] = [];
+    slot.outbox.length = 0;
     for (const c of slot.inflight.splice(0)) {
       // The call that was running when the worker died fails; the ones behind it are re-sent.
       if (error && c.id === running) c.reject(error);

@@ -5,7 +5,22 @@ import type { CallError, CallLogs, WorkerModule } from './runtime.ts';
 export type ToWorker =
   | { t: 'load'; moduleId: number; module: WorkerModule }
   | { t: 'unload'; moduleId: number }
-  | { t: 'call'; id: number; moduleId: number; input: InvocationInput; meta: InvocationMeta };
+  | { t: 'calls'; calls: WorkerCall[] };
 
-export type FromWorker =
-  | { t: 'done'; id: number; output?: InvocationOutput; error?: CallError; logs?: CallLogs };
+/** One call in a batch (calls made in the same event-loop turn travel in one message). */
+export interface WorkerCall {
+  id: number;
+  moduleId: number;
+  input: InvocationInput;
+  meta: InvocationMeta;
+}
+
+/** Results travel in batches too (flushed when the worker's queue is empty or every few calls). */
+export type FromWorker = { t: 'done'; results: CallDone[] };
+
+export interface CallDone {
+  id: number;
+  output?: InvocationOutput;
+  error?: CallError;
+  logs?: CallLogs;
+}

@@ -6,7 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { MemoryPool } from './memory-pool.ts';
 import { ModuleRuntime } from './runtime.ts';
-import type { ToWorker, FromWorker } from './protocol.ts';
+import type { ToWorker, FromWorker, WorkerCall, CallDone } from './protocol.ts';
 
 const port = parentPort!;
 /** Shared with the pool: [0] = id of the running call (0 = idle); float64 at byte 8 = its start (ms, Date.now clock). */
@@ -15,11 +15,20 @@ const running32 = new Int32Array(slot, 0, 1);
 const started64 = new Float64Array(slot, 8, 1);
 const pool = new MemoryPool();
 const modules = new Map<number, ModuleRuntime | { error: { code: 'BAD_MODULE' | 'MEMORY' | 'INTERNAL'; message: string } }>();
-const queue: Extract<ToWorker, { t: 'call' }>[] = [];
+const queue: WorkerCall[] = [];
+const outbox: CallDone[] = [];
+/** Results held back while more calls wait, to save thread wake-ups. */
+const BATCH = 4;
 let running = false;
 
-function post(msg: FromWorker): void {
-  port.postMessage(msg);
+function post(done: CallDone): void {
+  outbox.push(done);
+  if (queue.length === 0 || outbox.length >= BATCH) flush();
+}
+
+function flush(): void {
+  if (outbox.length === 0) return;
+  port.postMessage({ t: 'done', results: outbox.splice(0) } satisfies FromWorker);
 }
 
 async function drain(): Promise<void> {
@@ -29,20 +38,21 @@ async function drain(): Promise<void> {
     const msg = queue.shift()!;
     const rt = modules.get(msg.moduleId);
     if (!rt) {
-      post({ t: 'done', id: msg.id, error: { code: 'INTERNAL', message: `module ${msg.moduleId} is not loaded in this worker` } });
+      post({ id: msg.id, error: { code: 'INTERNAL', message: `module ${msg.moduleId} is not loaded in this worker` } });
       continue;
     }
     if ('error' in rt) {
-      post({ t: 'done', id: msg.id, error: rt.error });
+      post({ id: msg.id, error: rt.error });
       continue;
     }
     started64[0] = Date.now();
     Atomics.store(running32, 0, msg.id);
     const r = await rt.run(msg.input, msg.meta);
     Atomics.store(running32, 0, 0);
-    post({ t: 'done', id: msg.id, ...r });
+    post({ id: msg.id, ...r });
   }
   running = false;
+  flush();
 }
 
 port.on('message', (msg: ToWorker) => {
@@ -58,8 +68,8 @@ port.on('message', (msg: ToWorker) => {
     case 'unload':
       modules.delete(msg.moduleId);
       break;
-    case 'call':
-      queue.push(msg);
+    case 'calls':
+      queue.push(...msg.calls);
       void drain();
       break;
   }

@@ -5,6 +5,11 @@
  */
 
 const COMMANDS = new Set(['run', 'serve', 'inspect', 'help', 'nats', 'mqtt']);
+/** Runner flags, recognised after the module too; other flags there belong to the guest. */
+const KNOWN = new Set(['wasm', 'url', 'auth-header-name', 'auth-header-value', 'digest', 'kind', 'env', 'env-file',
+  'no-inherit-env', 'dir', 'allowed-hosts', 'timeout', 'max-memory', 'log-level', 'params', 'params-file', 'separator',
+  'http-port', 'host', 'crt', 'key', 'stop-after', 'max-body', 'max-concurrency', 'reuse', 'workers', 'grace', 'json',
+  'mode', 'help', 'version', 'nats-server', 'subject', 'queue', 'mqtt-server', 'topic', 'client-id', 'qos']);
 const MODES: Record<string, string> = { cli: 'run', http: 'serve', nats: 'nats', mqtt: 'mqtt' };
 const ALIASES: Record<string, string> = {
   natssrv: 'nats-server',
@@ -27,6 +32,7 @@ export function normaliseArgv(argv: readonly string[], defaultCommand?: string):
   const out: string[] = [];
   let mode: string | undefined;
   let passThrough = false;
+  let afterModule = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (passThrough || a === '--') {
@@ -35,8 +41,7 @@ export function normaliseArgv(argv: readonly string[], defaultCommand?: string):
       continue;
     }
     if (!a.startsWith('-') && /\.wasm$/i.test(a)) {
-      // the module: what follows belongs to the guest (a WASI command's own flags)
-      passThrough = true;
+      afterModule = true; // unknown flags after the module belong to the guest: left as written
       out.push(a);
       continue;
     }
@@ -47,6 +52,10 @@ export function normaliseArgv(argv: readonly string[], defaultCommand?: string):
     }
     const original = m[1]!;
     const name = kebab(original);
+    if (afterModule && !KNOWN.has(name)) {
+      out.push(a);
+      continue;
+    }
     if (name === 'mode') {
       mode = m[2] !== undefined ? m[3] : argv[++i];
       continue;

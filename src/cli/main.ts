@@ -122,14 +122,18 @@ capsule -wasm=x.wasm -mode=http -httpPort=8080, capsule-http --wasm=x.wasm --htt
 
   moduleOptions(program.command('run').description('run a module once: its result goes to stdout, the exit code says how it went'))
     .argument('[module]', 'module file (or use --wasm / --url)')
-    .argument('[args...]', 'arguments: the params of a Capsule module, argv of a WASI command')
+    .argument('[args...]', 'arguments: the params of a Capsule module, argv of a WASI command (unknown flags and everything after -- are passed on)')
     .option('--params <text>', 'input of a Capsule module\'s callHandle (instead of the arguments)')
     .option('--params-file <path>', 'raw bytes for callHandle, read from a file ("-" = stdin)')
     .option('--separator <text>', 'gen-1 modules: join the arguments with this instead of the era\'s separator')
-    .passThroughOptions()
+    .allowUnknownOption()
     .exitOverride()
     .action(async (positional: string | undefined, rest: string[], f: ModuleFlags & { params?: string; paramsFile?: string; separator?: string }) => {
-      const args = f.wasm || f.url ? [...(positional !== undefined ? [positional] : []), ...rest] : rest;
+      const all = [...(positional !== undefined ? [positional] : []), ...rest];
+      const dashdash = all.indexOf('--');
+      if (dashdash >= 0) all.splice(dashdash, 1);
+      if (!(f.wasm || f.url)) all.shift();
+      const args = all;
       const module = await loadFromFlags(f, f.wasm || f.url ? undefined : positional);
       const fn = CapsuleFunction.fromModule(module, {
         ...functionOptions(f, module, true), stdio: 'inherit', workers: 1,

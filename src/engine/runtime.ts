@@ -5,6 +5,7 @@
  */
 import { writeSync } from 'node:fs';
 import { CapsuleError, type ErrorCode } from './errors.ts';
+import { formatBytes } from '../config/units.ts';
 import { MemoryPool, PAGE } from './memory-pool.ts';
 import { MEMORY_IMPORT, type MemoryLimits } from './binary.ts';
 import type { Detection } from './detect.ts';
@@ -98,6 +99,8 @@ export class ModuleRuntime implements GuestRuntime {
   #reused?: { guest: Guest; memory?: WebAssembly.Memory };
   #capture?: Capture;
   #wasiOverrides?: GuestOptions['wasi'];
+  /** Memory of the instance that ran last, kept for classifying its failure. */
+  #lastMemory?: WebAssembly.Memory;
 
   constructor(spec: WorkerModule, memoryPool: MemoryPool) {
     this.spec = spec;
@@ -125,6 +128,7 @@ export class ModuleRuntime implements GuestRuntime {
   async run(input: InvocationInput, meta: InvocationMeta): Promise<{ output?: InvocationOutput; error?: CallError; logs?: CallLogs }> {
     const capture = this.spec.settings.stdio === 'capture' ? new Capture(this.spec.settings.maxLogBytes) : undefined;
     this.#capture = capture;
+    this.#lastMemory = undefined;
     try {
       const output = await this.abi.invoke(this, input, meta, this.spec.detection);
       return { output, logs: capture && logsOf(capture) };
@@ -132,6 +136,7 @@ export class ModuleRuntime implements GuestRuntime {
       return { error: this.#classify(e), logs: capture && logsOf(capture) };
     } finally {
       this.#capture = undefined;
+      this.#lastMemory = undefined;
     }
   }
 
@@ -148,6 +153,7 @@ export class ModuleRuntime implements GuestRuntime {
           await this.abi.initialise(entry.guest);
         } else {
           this.#bind(entry.guest, ctx, entry.memory);
+          this.#lastMemory = entry.guest.memory;
         }
         return await fn(entry.guest);
       } catch (e) {
@@ -234,6 +240,7 @@ export class ModuleRuntime implements GuestRuntime {
     }
     const guest = new Guest(instance, memory, this.#jspi);
     this.#state.guest = guest;
+    this.#lastMemory = guest.memory;
     if (!memory) this.#wasi.setMemory(guest.memory);
     return { guest, memory };
   }
@@ -242,16 +249,19 @@ export class ModuleRuntime implements GuestRuntime {
   #classify(e: unknown): CallError {
     if (e instanceof CapsuleError) return e.toJSON();
     const atCap = (): boolean => {
-      const mem = this.#state.guest?.memory ?? this.#reused?.guest.memory;
+      const mem = this.#lastMemory;
       const max = this.#memShape?.maximum;
-      return mem !== undefined && max !== undefined && mem.buffer.byteLength + PAGE > max * PAGE;
+      // Guests grow in steps (allocators double, or add what they need): a trap with memory past
+      // half the cap is reported as the cap being reached.
+      return mem !== undefined && max !== undefined && mem.buffer.byteLength * 2 > max * PAGE;
     };
     if (e instanceof WasiExit) return { code: 'TRAP', message: `the function exited with code ${e.code}` };
     if (e instanceof GuestFault) return { code: 'TRAP', message: e.message };
     if (e instanceof WebAssembly.RuntimeError || e instanceof RangeError) {
       const msg = e.message;
       if (/memory|out of bounds|unreachable|allocat/i.test(msg) && atCap()) {
-        return { code: 'MEMORY', message: `the function reached its linear memory limit of ${(this.#memShape!.maximum * PAGE) / 1048576} MiB (--max-memory) and trapped: ${msg}` };
+        const used = this.#lastMemory!.buffer.byteLength;
+        return { code: 'MEMORY', message: `the function trapped (${msg}) with ${formatBytes(used)} of linear memory, near its limit of ${formatBytes(this.#memShape!.maximum * PAGE)} (--max-memory): it most likely ran out of memory` };
       }
       return { code: 'TRAP', message: `the function trapped: ${msg}` };
     }

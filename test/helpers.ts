@@ -1,0 +1,120 @@
+/**
+ * Test helpers: run the real `capsule` CLI as a child process, start real servers on free
+ * loopback ports, find built guests.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const root = fileURLToPath(new URL('..', import.meta.url));
+export const cli = join(root, 'bin/capsule.js');
+
+/** Path of a built test fixture (`build/fixtures/<name>.wasm`). */
+export function fixture(name: string): string {
+  return join(root, 'build/fixtures', `${name}.wasm`);
+}
+
+/** Path of a built example (`examples/<name>/<name>.wasm`). */
+export function example(name: string): string {
+  return join(root, 'examples', name, `${name}.wasm`);
+}
+
+/** A `skip` reason when a guest was not built (its toolchain is missing), else false. */
+export function missing(path: string): string | false {
+  return existsSync(path) ? false : `${path.replace(root, '')} was not built (toolchain missing: see scripts/setup.sh)`;
+}
+
+export interface Ran {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  stdoutBytes: Buffer;
+}
+
+/** Runs the CLI to completion. */
+export function runCapsule(args: string[], o: { env?: NodeJS.ProcessEnv; stdin?: string | Buffer; bin?: string; cwd?: string } = {}): Promise<Ran> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [o.bin ?? cli, ...args], {
+      cwd: o.cwd ?? root, env: { ...process.env, ...o.env }, stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      const stdoutBytes = Buffer.concat(out);
+      resolve({ code, signal, stdout: stdoutBytes.toString(), stderr: Buffer.concat(err).toString(), stdoutBytes });
+    });
+    child.stdin.end(o.stdin ?? '');
+  });
+}
+
+/**
+ * Runs the CLI through bash, for argv bytes Node cannot pass (invalid UTF-8).
+ * `$CAPSULE` in the line is the CLI (`node bin/capsule.js`).
+ */
+export function runShell(line: string): Promise<Ran> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('bash', ['-c', line], { cwd: root, env: { ...process.env, CAPSULE: `${process.execPath} ${cli}` } });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      const stdoutBytes = Buffer.concat(out);
+      resolve({ code, signal, stdout: stdoutBytes.toString(), stderr: Buffer.concat(err).toString(), stdoutBytes });
+    });
+  });
+}
+
+export interface Server {
+  url: string;
+  child: ChildProcess;
+  /** Everything the server wrote on stderr so far. */
+  logs(): string;
+  /** Sends SIGTERM and waits for the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  exited: Promise<number | null>;
+}
+
+/**
+ * Starts `capsule <args>` and waits for `capsule listening on <url>`.
+ * @throws when the process exits first (with its stderr)
+ */
+export function startServer(args: string[], o: { env?: NodeJS.ProcessEnv; bin?: string } = {}): Promise<Server> {
+  const child = spawn(process.execPath, [o.bin ?? cli, ...args], { cwd: root, env: { ...process.env, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  let stdout = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  return new Promise((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      const m = /capsule listening on (\S+)/.exec(stdout);
+      if (m) {
+        resolve({
+          url: m[1]!, child, logs: () => stderr, exited,
+          stop: async (signal = 'SIGTERM') => {
+            if (child.exitCode === null) child.kill(signal);
+            return exited;
+          },
+        });
+      }
+    });
+    void exited.then((code) => reject(new Error(`server exited with ${code} before listening:\n${stderr}`)));
+  });
+}
+
+/** Polls `check` until it returns true or `ms` pass. */
+export async function eventually(check: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error('condition not met in time');
+}

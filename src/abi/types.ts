@@ -16,6 +16,8 @@ export interface GuestOptions {
 
 /** What the engine offers an ABI inside a worker, for one module. */
 export interface GuestRuntime {
+  /** The module as the worker received it (`name`: its file name, WASI argv[0]). */
+  readonly spec: { readonly name: string };
   /**
    * Runs `fn` on an instance initialised with `Abi.initialise` (fresh, or reused with --reuse)
    * and releases it afterwards.

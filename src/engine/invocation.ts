@@ -23,6 +23,8 @@ export interface CliInput {
   params?: Uint8Array;
   /** Positional arguments after the module. */
   args: string[];
+  /** WASI commands: standard input bytes (EOF after them); absent = the process's stdin. */
+  stdin?: Uint8Array;
 }
 
 /** A lifecycle or service export with no input (OnStart, OnStop, OnHealthCheck, OnMetrics, OnLoad, OnExit). */

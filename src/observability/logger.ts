@@ -18,7 +18,7 @@ export function createLogger(level: LogLevel = 'info', prettyOutput = process.st
   if (prettyOutput) {
     return pino(options, pretty({ destination: 2, colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname', sync: true }));
   }
-  return pino(options, pino.destination({ fd: 2, sync: false, minLength: 4096 }));
+  return pino(options, pino.destination({ fd: 2, sync: false }));
 }
 
 /** Flushes buffered log lines (call before exiting). */

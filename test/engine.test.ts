@@ -1,0 +1,124 @@
+/**
+ * Engine pieces a user meets through errors: module parsing, kind detection, the memory
+ * rewrite, unit parsing and the Go-spelling normaliser.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { parseModule, rewriteMemoryAsImport } from '../src/engine/binary.ts';
+import { detectKind } from '../src/engine/detect.ts';
+import { compileModule } from '../src/engine/load.ts';
+import { parseDuration, parseSize } from '../src/config/units.ts';
+import { normaliseArgv } from '../src/cli/legacy.ts';
+import { buildGuestEnv, parseEnvFile } from '../src/config/guest-env.ts';
+import { fixture } from './helpers.ts';
+
+/** Builds a minimal module: a type section with `(params) -> (results)` and exports of it. */
+function moduleWith(exports: { name: string; params: number; results?: 'i64' }[], imports: { module: string; name: string }[] = [], header = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]): Uint8Array {
+  const leb = (n: number) => { const o: number[] = []; do { let b = n & 0x7f; n >>>= 7; if (n) b |= 0x80; o.push(b); } while (n); return o; };
+  const str = (s: string) => { const b = [...Buffer.from(s)]; return [...leb(b.length), ...b]; };
+  const section = (id: number, body: number[]) => [id, ...leb(body.length), ...body];
+  const types = exports.map((e) => [0x60, ...leb(e.params), ...Array(e.params).fill(0x7f), ...(e.results ? [1, 0x7e] : [0])]);
+  types.push([0x60, 0, 0]);
+  const importBody = [...leb(imports.length), ...imports.flatMap((i) => [...str(i.module), ...str(i.name), 0x00, ...leb(types.length - 1)])];
+  const funcs = [...leb(exports.length), ...exports.map((_, i) => i)];
+  const exportBody = [...leb(exports.length), ...exports.flatMap((e, i) => [...str(e.name), 0x00, ...leb(imports.length + i)])];
+  const code = [...leb(exports.length), ...exports.map((e) => (e.results ? [4, 0, 0x42, 0, 0x0b] : [2, 0, 0x0b])).flat()];
+  return Uint8Array.from([
+    ...header,
+    ...section(1, [...leb(types.length), ...types.flat()]),
+    ...(imports.length ? section(2, importBody) : []),
+    ...section(3, funcs), ...section(7, exportBody), ...section(10, code),
+  ]);
+}
+
+describe('kind detection (spec README §1)', () => {
+  const kind = (bytes: Uint8Array) => detectKind(parseModule(bytes), 'm.wasm').kind;
+
+  it('tells the Capsule generations apart by exports and callHandleHttp arity', () => {
+    assert.equal(kind(moduleWith([{ name: 'callHandleHTTP', params: 2, results: 'i64' }])), 'capsule-2');
+    assert.equal(kind(moduleWith([{ name: 'callHandleJSON', params: 2, results: 'i64' }])), 'capsule-2');
+    assert.equal(kind(moduleWith([{ name: 'callHandleHttp', params: 4, results: 'i64' }, { name: 'callHandle', params: 2, results: 'i64' }])), 'capsule-1a');
+    assert.equal(kind(moduleWith([{ name: 'callHandleHttp', params: 8, results: 'i64' }])), 'capsule-1b');
+    assert.equal(kind(moduleWith([{ name: 'callHandleHttp', params: 1, results: 'i64' }])), 'capsule-1c');
+    assert.equal(kind(moduleWith([{ name: '_start', params: 0 }])), 'wasi');
+    assert.equal(kind(moduleWith([{ name: 'run', params: 0 }], [{ module: 'extism:host/env', name: 'input_length' }])), 'extism');
+  });
+
+  it('refuses what it cannot run, saying why', () => {
+    assert.throws(() => kind(moduleWith([{ name: 'callHandleHttp', params: 3, results: 'i64' }])), /takes 3 parameters; Capsule gen 1 expects 4 \(1a\), 8 \(1b\) or 1 \(1c\)/);
+    assert.throws(() => kind(moduleWith([{ name: 'run', params: 0 }], [{ module: 'env', name: 'extism_input_length' }])), /rebuild it with an Extism PDK ≥ 1\.0/);
+    assert.throws(() => kind(moduleWith([], [], [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00])), /component .* not supported yet/);
+    assert.throws(() => parseModule(Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x02, 0x00, 0x00, 0x00])), /unknown core module version 2/);
+    assert.throws(() => parseModule(Uint8Array.from([1, 2, 3])), /not a WebAssembly binary/);
+  });
+
+  it('says Extism plugins are recognised but not supported yet', async () => {
+    await assert.rejects(compileModule(moduleWith([{ name: 'run', params: 0 }], [{ module: 'extism:host/env', name: 'input_length' }]), 'p.wasm'), /extism modules are recognised but not supported yet/);
+  });
+
+  it('checks an explicit --kind against the exports', () => {
+    assert.throws(() => detectKind(parseModule(moduleWith([{ name: '_start', params: 0 }])), 'm.wasm', 'capsule-2'), /--kind capsule-2 needs an export/);
+  });
+});
+
+describe('memory rewrite', () => {
+  it('turns the module memory into an import that still validates and runs', async () => {
+    for (const name of ['gen2-echo', 'gen2-behaviours', 'gen2-env']) {
+      const bytes = new Uint8Array(readFileSync(fixture(name)));
+      const parsed = parseModule(bytes);
+      const rewritten = rewriteMemoryAsImport(bytes, parsed)!;
+      assert.ok(rewritten, name);
+      assert.ok(WebAssembly.validate(rewritten as Uint8Array<ArrayBuffer>), name);
+      const again = parseModule(rewritten);
+      assert.equal(again.memories.length, 0);
+      assert.deepEqual(again.imports.at(-1), { module: 'capsule', name: 'memory', kind: 'memory', memory: { min: 1, max: undefined, shared: false, memory64: false } });
+      assert.deepEqual(again.exports.map((e) => e.name), parsed.exports.map((e) => e.name));
+    }
+  });
+});
+
+describe('units (conventions §1)', () => {
+  it('parses durations and sizes; a bare number is ms / bytes', () => {
+    assert.equal(parseDuration('250ms'), 250);
+    assert.equal(parseDuration('30s'), 30_000);
+    assert.equal(parseDuration('2m'), 120_000);
+    assert.equal(parseDuration('1500'), 1500);
+    assert.equal(parseSize('512KiB'), 512 * 1024);
+    assert.equal(parseSize('64MiB'), 64 * 1024 * 1024);
+    assert.equal(parseSize('10MB'), 10_000_000);
+    assert.equal(parseSize('77'), 77);
+    assert.throws(() => parseDuration('soon', '--timeout'), /--timeout: "soon" is not a duration/);
+    assert.throws(() => parseSize('lots', '--max-body'), /--max-body: "lots" is not a size/);
+  });
+});
+
+describe('Go spellings (conventions §5)', () => {
+  it('normalises flags and modes', () => {
+    assert.deepEqual(normaliseArgv(['-wasm=x.wasm', '-mode=http', '-httpPort=8080']), ['serve', '--wasm=x.wasm', '--http-port=8080']);
+    assert.deepEqual(normaliseArgv(['--wasm=x.wasm', '--params=y']), ['run', '--wasm=x.wasm', '--params=y']);
+    assert.deepEqual(normaliseArgv(['-wasm', 'x.wasm', '-mode', 'cli']), ['run', '--wasm', 'x.wasm']);
+    assert.deepEqual(normaliseArgv(['--wasm=x.wasm', '--httpPort=0'], 'serve'), ['serve', '--wasm=x.wasm', '--http-port=0']);
+    assert.deepEqual(normaliseArgv(['-mode=nats', '-natssrv=nats://h:4222', '-subject=a.b']), ['nats', '--nats-server=nats://h:4222', '--subject=a.b']);
+    assert.deepEqual(normaliseArgv(['serve', 'x.wasm', '-stopAfter=10']), ['serve', 'x.wasm', '--stop-after=10s']);
+    assert.deepEqual(normaliseArgv(['run', 'x.wasm', '--fooBar', '-n', '5', '--timeout=1s']), ['run', 'x.wasm', '--fooBar', '-n', '5', '--timeout=1s']);
+  });
+});
+
+describe('guest environment (conventions §2)', () => {
+  it('inherits without secrets and lets files and flags override', () => {
+    const env = new Map(buildGuestEnv({
+      inherit: true,
+      processEnv: { MESSAGE: 'hi', CAPSULE_ADMIN: 'x', GITHUB_TOKEN: 't', DB_PASSWORD: 'p', AWS_SECRET: 's', API_KEY: 'k', PLAIN: '1' },
+      env: [['PLAIN', '2']],
+    }));
+    assert.deepEqual([...env.keys()].sort(), ['MESSAGE', 'PLAIN']);
+    assert.equal(env.get('PLAIN'), '2');
+    assert.deepEqual(buildGuestEnv({ inherit: false, processEnv: { MESSAGE: 'hi' } }), []);
+  });
+
+  it('reads dotenv and WAGI lines', () => {
+    assert.deepEqual(parseEnvFile('A=1\nexport B="two words"\nC = "wagi"\n# c\n\nD=x # trailing\n', 'f'), [['A', '1'], ['B', 'two words'], ['C', 'wagi'], ['D', 'x']]);
+    assert.throws(() => parseEnvFile('not a line', '.env'), /\.env:1: expected NAME=value/);
+  });
+});

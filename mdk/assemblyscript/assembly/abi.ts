@@ -10,6 +10,10 @@
  *   until the next handler export is called (`callHandle*`, or a user export using
  *   `httpResult`); then it is freed. Long-lived instances (`--reuse`) therefore hold at most
  *   one result at a time.
+ * - Strings passed to host functions are encoded into managed buffers held by locals for the
+ *   whole (synchronous) import call; the only re-entry during such a call is `allocateBuffer`,
+ *   which allocates with `heap.alloc` and never runs the collector, so nothing the host is
+ *   reading can be freed under it.
  */
 import { decodeUTF8, encodeUTF8Into, utf8Length } from "./utf8";
 import { JSON, JSONValue } from "./json";

@@ -98,11 +98,17 @@ export class JSONValue {
 
   // --- kind tests -------------------------------------------------------------------------
 
+  /** Whether this is `null`. */
   get isNull(): bool { return this.kind == JSONKind.NULL; }
+  /** Whether this is `true` or `false` (read it with `asBool` or `bool`). */
   get isBool(): bool { return this.kind == JSONKind.BOOL; }
+  /** Whether this is a number (read it with `asNumber`, `asInteger` or `num`). */
   get isNumber(): bool { return this.kind == JSONKind.NUMBER; }
+  /** Whether this is a string (read it with `asString` or `str`). */
   get isString(): bool { return this.kind == JSONKind.STRING; }
+  /** Whether this is an array (read it with `at`, `length` or `items`). */
   get isArray(): bool { return this.kind == JSONKind.ARRAY; }
+  /** Whether this is an object (read it with `get`, `has`, `keys`/`values`). */
   get isObject(): bool { return this.kind == JSONKind.OBJECT; }
 
   /** Whether this number is an integer that fits an i64 exactly. */

@@ -242,6 +242,38 @@ static inline void capsule_buf_append_base64(capsule_buf *b, const void *data, s
   b->data[b->len] = 0;
 }
 
+/**
+ * Appends the bytes of strict base64 text (standard alphabet, padded, length a multiple of 4).
+ * Returns false (appending nothing) when `text` is not valid base64.
+ */
+static inline bool capsule_buf_append_base64_decoded(capsule_buf *b, const char *text, size_t n) {
+  if (n % 4 != 0) return false;
+  size_t start = b->len;
+  capsule_buf_reserve(b, n / 4 * 3);
+  for (size_t i = 0; i < n; i += 4) {
+    int32_t v = 0;
+    int pad = 0;
+    for (int k = 0; k < 4; k++) {
+      char c = text[i + (size_t)k];
+      int32_t x;
+      if (c >= 'A' && c <= 'Z') x = c - 'A';
+      else if (c >= 'a' && c <= 'z') x = c - 'a' + 26;
+      else if (c >= '0' && c <= '9') x = c - '0' + 52;
+      else if (c == '+') x = 62;
+      else if (c == '/') x = 63;
+      else if (c == '=' && i + 4 == n && k >= 2 && (k == 3 || text[i + 3] == '=')) { x = 0; pad++; }
+      else { b->len = start; b->data[start] = 0; return false; }
+      if (pad && c != '=') { b->len = start; b->data[start] = 0; return false; }
+      v = (v << 6) | x;
+    }
+    b->data[b->len++] = (char)(v >> 16);
+    if (pad < 2) b->data[b->len++] = (char)(v >> 8);
+    if (pad < 1) b->data[b->len++] = (char)v;
+  }
+  b->data[b->len] = 0;
+  return true;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Minimal JSON reading (RFC 8259): validation, string decoding, top-level member lookup.
  * ------------------------------------------------------------------------------------------- */
@@ -761,6 +793,31 @@ typedef capsule_result (*capsule_handler)(const char *params, size_t len);
 /** callHandleHTTP handler. */
 typedef capsule_response (*capsule_http_handler)(const capsule_request *req);
 
+/**
+ * A message from a NATS or MQTT trigger (§8 extension `callHandleMessage`). Fields are
+ * malloc'd, NUL-terminated; the SDK frees them.
+ */
+typedef struct capsule_message {
+  char *subject;      /* NATS subject, "" for MQTT */
+  char *topic;        /* MQTT topic, "" for NATS */
+  char *data;         /* the payload (base64-decoded) */
+  size_t data_len;
+  char *headers;      /* JSON object text {"Name":"value",…}: read with capsule_json_get_string */
+  size_t headers_len;
+  char *reply_to;     /* where the S result is published; "" when none */
+} capsule_message;
+
+/** callHandleMessage handler: its S result is published to reply_to when set. */
+typedef capsule_result (*capsule_message_handler)(const capsule_message *msg);
+
+static capsule_message_handler capsule__message_handler;
+
+/**
+ * Registers the callHandleMessage handler. The export exists only when the file that includes
+ * capsule.h defines CAPSULE_EXPORT_MESSAGE_HANDLER first (exporting it announces a handler).
+ */
+static inline void capsule_set_handle_message(capsule_message_handler fn) { capsule__message_handler = fn; }
+
 static capsule_handler capsule__handler;
 static capsule_handler capsule__json_handler;
 static capsule_http_handler capsule__http_handler;
@@ -888,6 +945,54 @@ __attribute__((export_name("callHandleHTTP"))) uint64_t capsule__export_call_han
   free(req.headers);
   return capsule_http_result(&res);
 }
+
+#ifdef CAPSULE_EXPORT_MESSAGE_HANDLER
+/**
+ * Export callHandleMessage(ptr, len) -> i64 (§8): input JSON
+ * {"Subject"|"Topic":…,"Data":"<base64>","Headers":{…},"ReplyTo":…}; result S<payload> / F<err>.
+ */
+__attribute__((export_name("callHandleMessage"))) uint64_t capsule__export_call_handle_message(const char *ptr, size_t len) {
+  free(capsule__last_result);
+  capsule__last_result = NULL;
+  if (!capsule__message_handler) return capsule__pack_result(capsule_fail("this module registered no message handler: call capsule_set_handle_message() in a constructor"));
+  const char *json = len ? ptr : "";
+  if (!capsule_json_valid(json, len)) return capsule__pack_result(capsule_fail("the message is not valid JSON"));
+  capsule_message m;
+  memset(&m, 0, sizeof m);
+  size_t n;
+  char *data64 = capsule_json_get_string(json, len, "Data", &n);
+  capsule_buf data = {0};
+  bool ok = capsule_buf_append_base64_decoded(&data, data64 ? data64 : "", data64 ? n : 0);
+  free(data64);
+  if (!ok) {
+    capsule_buf_free(&data);
+    return capsule__pack_result(capsule_fail("the message Data is not base64"));
+  }
+  m.data = data.data ? data.data : capsule__strndup("", 0);
+  m.data_len = data.len;
+  const char *hv;
+  size_t hn;
+  if (!capsule_json_get_raw(json, len, "Headers", &hv, &hn) || hn == 0 || *hv != '{') {
+    hv = "{}";
+    hn = 2;
+  }
+  m.headers = capsule__strndup(hv, hn);
+  m.headers_len = hn;
+  m.subject = capsule_json_get_string(json, len, "Subject", NULL);
+  m.topic = capsule_json_get_string(json, len, "Topic", NULL);
+  m.reply_to = capsule_json_get_string(json, len, "ReplyTo", NULL);
+  if (!m.subject) m.subject = capsule__strndup("", 0);
+  if (!m.topic) m.topic = capsule__strndup("", 0);
+  if (!m.reply_to) m.reply_to = capsule__strndup("", 0);
+  capsule_result r = capsule__message_handler(&m);
+  free(m.subject);
+  free(m.topic);
+  free(m.data);
+  free(m.headers);
+  free(m.reply_to);
+  return capsule__pack_result(r);
+}
+#endif /* CAPSULE_EXPORT_MESSAGE_HANDLER */
 
 #endif /* CAPSULE_NO_EXPORTS */
 

@@ -127,6 +127,21 @@ export function httpResult(res: Response): u64 {
 
 // --- exports (re-exported by the module's entry file through `exports.ts`) ----------------
 
+/** For other entry points of the MDK (message.ts): starts a handler call. */
+export function abiBegin(): void {
+  begin();
+}
+
+/** For other entry points of the MDK: ends a handler call with its result (see `fail`). */
+export function abiFinish(out: string): u64 {
+  return finish(out);
+}
+
+/** For other entry points of the MDK: an `F<message>` result. */
+export function abiFail(message: string): u64 {
+  return frame(F, message);
+}
+
 /** Export `malloc(size) -> ptr` (§2.3): a block the host fills with an argument. */
 export function malloc(size: usize): usize {
   return heap.alloc(size);

@@ -18,3 +18,4 @@ export {
 export { base64Encode, base64EncodeString, base64Decode } from "./base64";
 export { decodeUTF8, encodeUTF8, bytesToString, stringToBytes } from "./utf8";
 export { writeStderr } from "./runtime";
+export { Message, MessageHandler, setHandleMessage } from "./message";

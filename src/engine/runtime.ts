@@ -73,13 +73,17 @@ class Capture {
   constructor(max: number) {
     this.max = max;
   }
+  /** Adds text; past `max` bytes (UTF-8) the rest is dropped and `truncated` set. */
   add(kind: 'stdout' | 'stderr' | 'log', text: string): void {
-    if (this.bytes + text.length > this.max) {
+    let size = Buffer.byteLength(text);
+    if (this.bytes + size > this.max) {
       this.truncated = true;
-      text = text.slice(0, Math.max(0, this.max - this.bytes));
+      const room = Math.max(0, this.max - this.bytes);
+      text = Buffer.from(text).subarray(0, room).toString();
+      size = room;
       if (!text) return;
     }
-    this.bytes += text.length;
+    this.bytes += size;
     if (kind === 'log') this.log.push(text);
     else this[kind] += text;
   }

@@ -10,7 +10,14 @@ export const log: Capability = {
   functions: [
     {
       name: 'hostPrintString', generations: [2], params: ['s'], returns: false,
-      run(ctx, [s]) { ctx.stdout(text(s) + '\n'); },
+      run(ctx, [s]) {
+        // the guest's bytes as they are (the CLI passes them through unchanged)
+        const bytes = s as Uint8Array;
+        const line = new Uint8Array(bytes.length + 1);
+        line.set(bytes);
+        line[bytes.length] = 0x0a;
+        ctx.stdout(line);
+      },
     },
     {
       name: 'hostLogString', generations: [1, 2], params: ['s'], returns: false,

@@ -8,6 +8,8 @@
  * `[ERR][0]:<error>`.
  */
 
+import type { FunctionSettings } from '../engine/runtime.ts';
+
 /** A decoded host-function argument: `s` = (ptr, len) string read as bytes, `n` = one i32. */
 export type ParamKind = 's' | 'n';
 
@@ -30,6 +32,14 @@ export interface HostCallContext {
   log(text: string): void;
   /** Facts about the trigger (HTTP port, NATS server…), for gen-1 getters. */
   readonly trigger: Readonly<Record<string, string | number>>;
+  /** The function's settings: grants (mounts, allowedHosts…) and limits. */
+  readonly settings: FunctionSettings;
+  /**
+   * Asks a service that lives in the main thread (state shared by all workers: memory cache,
+   * broker connections). Only from `async` host functions: the guest is suspended (JSPI) until
+   * the reply. Rejects with the service's error message.
+   */
+  service(name: string, request: unknown): Promise<unknown>;
 }
 
 /** One host function, as seen by every ABI. */

@@ -32,6 +32,9 @@ export interface CallResult {
   logs?: CallLogs;
 }
 
+/** A main-thread service for async host functions (see `WorkerPool.provide`). */
+export type ServiceHandler = (request: unknown, caller: PoolModule) => unknown;
+
 /** A module registered in the pool. */
 export interface PoolModule {
   readonly id: number;
@@ -77,6 +80,7 @@ export class WorkerPool extends EventEmitter {
   readonly #slots: Slot[] = [];
   readonly #queue: PendingCall[] = [];
   readonly #modules = new Map<number, PoolModule>();
+  readonly #services = new Map<string, ServiceHandler>();
   #nextCall = 1;
   #nextModule = 1;
   #watchdog: NodeJS.Timeout | undefined;
@@ -195,7 +199,32 @@ export class WorkerPool extends EventEmitter {
     slot.worker.postMessage({ t: 'calls', calls: slot.outbox.splice(0) } satisfies ToWorker);
   }
 
+  /**
+   * Registers a main-thread service that async host functions reach with `ctx.service(name, req)`.
+   * The handler gets the request and the calling module; what it returns (or throws) goes back.
+   */
+  provide(name: string, handler: ServiceHandler): void {
+    this.#services.set(name, handler);
+  }
+
+  #onService(slot: Slot, msg: Extract<FromWorker, { t: 'service' }>): void {
+    const handler = this.#services.get(msg.name);
+    const entry = this.#modules.get(msg.moduleId);
+    const reply = (r: { value?: unknown; error?: string }) => this.#post(slot, { t: 'service-reply', id: msg.id, ...r });
+    if (!handler || !entry) {
+      reply({ error: `host service ${msg.name} is not available` });
+      return;
+    }
+    Promise.resolve()
+      .then(() => handler(msg.request, entry))
+      .then((value) => reply({ value }), (e: unknown) => reply({ error: (e as Error)?.message ?? String(e) }));
+  }
+
   #onMessage(slot: Slot, msg: FromWorker): void {
+    if (msg.t === 'service') {
+      this.#onService(slot, msg);
+      return;
+    }
     for (const done of msg.results) {
       const i = slot.inflight.findIndex((c) => c.id === done.id);
       if (i < 0) continue;

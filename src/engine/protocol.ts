@@ -5,7 +5,8 @@ import type { CallError, CallLogs, WorkerModule } from './runtime.ts';
 export type ToWorker =
   | { t: 'load'; moduleId: number; module: WorkerModule }
   | { t: 'unload'; moduleId: number }
-  | { t: 'calls'; calls: WorkerCall[] };
+  | { t: 'calls'; calls: WorkerCall[] }
+  | { t: 'service-reply'; id: number; value?: unknown; error?: string };
 
 /** One call in a batch (calls made in the same event-loop turn travel in one message). */
 export interface WorkerCall {
@@ -16,7 +17,9 @@ export interface WorkerCall {
 }
 
 /** Results travel in batches too (flushed when the worker's queue is empty or every few calls). */
-export type FromWorker = { t: 'done'; results: CallDone[] };
+export type FromWorker =
+  | { t: 'done'; results: CallDone[] }
+  | { t: 'service'; id: number; moduleId: number; name: string; request: unknown };
 
 export interface CallDone {
   id: number;

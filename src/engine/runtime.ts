@@ -55,6 +55,9 @@ export interface CallLogs {
   truncated: boolean;
 }
 
+/** Calls a named main-thread service; see `WorkerPool.provide`. */
+export type ServiceCaller = (name: string, request: unknown) => Promise<unknown>;
+
 /** A failure as it crosses the worker boundary. */
 export interface CallError {
   code: ErrorCode;
@@ -106,8 +109,15 @@ export class ModuleRuntime implements GuestRuntime {
   /** Memory of the instance that ran last, kept for classifying its failure. */
   #lastMemory?: WebAssembly.Memory;
 
-  constructor(spec: WorkerModule, memoryPool: MemoryPool) {
+  readonly #service: ServiceCaller;
+
+  /**
+   * @param service reaches main-thread services (shared cache, broker connections) for async
+   *   host functions
+   */
+  constructor(spec: WorkerModule, memoryPool: MemoryPool, service: ServiceCaller = () => Promise.reject(new Error('no host services in this runtime'))) {
     this.spec = spec;
+    this.#service = service;
     this.abi = abiFor(spec.detection.kind, spec.name);
     this.#memoryPool = memoryPool;
     this.#env = new Map(spec.settings.env);
@@ -188,6 +198,8 @@ export class ModuleRuntime implements GuestRuntime {
       trigger: meta.trigger ?? {},
       stdout,
       log: (t: string) => this.#write('log', t),
+      settings: this.spec.settings,
+      service: this.#service,
     };
   }
 

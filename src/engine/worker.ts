@@ -14,6 +14,17 @@ const slot = workerData.slot as SharedArrayBuffer;
 const running32 = new Int32Array(slot, 0, 1);
 const started64 = new Float64Array(slot, 8, 1);
 const pool = new MemoryPool();
+const services = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+let nextService = 1;
+
+/** Asks a main-thread service (see WorkerPool.provide); the guest is suspended meanwhile (JSPI). */
+function callService(moduleId: number, name: string, request: unknown): Promise<unknown> {
+  const id = nextService++;
+  return new Promise((resolve, reject) => {
+    services.set(id, { resolve, reject });
+    port.postMessage({ t: 'service', id, moduleId, name, request } satisfies FromWorker);
+  });
+}
 const modules = new Map<number, ModuleRuntime | { error: { code: 'BAD_MODULE' | 'MEMORY' | 'INTERNAL'; message: string } }>();
 const queue: WorkerCall[] = [];
 const outbox: CallDone[] = [];
@@ -59,7 +70,7 @@ port.on('message', (msg: ToWorker) => {
   switch (msg.t) {
     case 'load':
       try {
-        modules.set(msg.moduleId, new ModuleRuntime(msg.module, pool));
+        modules.set(msg.moduleId, new ModuleRuntime(msg.module, pool, (name, request) => callService(msg.moduleId, name, request)));
       } catch (e) {
         const err = e as { code?: string; message: string };
         modules.set(msg.moduleId, { error: { code: err.code === 'MEMORY' ? 'MEMORY' : err.code === 'BAD_MODULE' ? 'BAD_MODULE' : 'INTERNAL', message: err.message } });
@@ -72,5 +83,12 @@ port.on('message', (msg: ToWorker) => {
       queue.push(...msg.calls);
       void drain();
       break;
+    case 'service-reply': {
+      const pending = services.get(msg.id);
+      services.delete(msg.id);
+      if (msg.error !== undefined) pending?.reject(new Error(msg.error));
+      else pending?.resolve(msg.value);
+      break;
+    }
   }
 });

@@ -43,7 +43,7 @@ const TINY = `(module
     (drop (call $fd_write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 24)))))`;
 
 const wabt = await wabtInit();
-const tinyBytes = wabt.parseWat('tiny.wat', TINY).toBinary({}).buffer;
+const tinyBytes = Uint8Array.from(wabt.parseWat('tiny.wat', TINY).toBinary({}).buffer);
 const modules: [string, WebAssembly.Module][] = [['tiny (13 imports)', new WebAssembly.Module(tinyBytes)]];
 const cGuest = `${root}build/fixtures/wasi-basic.wasm`;
 if (existsSync(cGuest)) modules.push(['C guest wasi-basic.wasm', new WebAssembly.Module(readFileSync(cGuest))]);

@@ -4,7 +4,7 @@
  */
 import type { ParsedModule } from '../engine/binary.ts';
 import type { Detection, ModuleKind } from '../engine/detect.ts';
-import type { HostFunction } from '../capabilities/types.ts';
+import type { HostCallContext, HostFunction } from '../capabilities/types.ts';
 import type { InvocationInput, InvocationMeta, InvocationOutput } from '../engine/invocation.ts';
 import type { Guest } from './guest.ts';
 import type { WasiConfig } from '../wasi/preview1.ts';
@@ -22,7 +22,7 @@ export interface GuestRuntime {
    * Runs `fn` on an instance initialised with `Abi.initialise` (fresh, or reused with --reuse)
    * and releases it afterwards.
    */
-  withGuest<T>(meta: InvocationMeta, fn: (guest: Guest) => Promise<T>, options?: GuestOptions): Promise<T>;
+  withGuest<T>(meta: InvocationMeta, fn: (guest: Guest, ctx: HostCallContext) => Promise<T>, options?: GuestOptions): Promise<T>;
 }
 
 export interface Abi {

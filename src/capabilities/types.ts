@@ -40,6 +40,8 @@ export interface HostCallContext {
    * the reply. Rejects with the service's error message.
    */
   service(name: string, request: unknown): Promise<unknown>;
+  /** Per-invocation values an ABI hands to its host functions (gen-1 request parameters). */
+  readonly callData: Map<string, unknown>;
 }
 
 /** One host function, as seen by every ABI. */

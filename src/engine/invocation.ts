@@ -33,7 +33,24 @@ export interface LifecycleInput {
   export: string;
 }
 
-export type InvocationInput = HttpRequestInput | CliInput | LifecycleInput;
+/**
+ * A message from a broker (NATS subject or MQTT topic). Gen 1 gets the raw payload
+ * (capsule-abi.md §4.4); gen 2 the `callHandleMessage` JSON envelope (§8).
+ */
+export interface MessageInput {
+  type: 'message';
+  /** Which trigger delivered it. */
+  source: 'nats' | 'mqtt';
+  /** NATS subject or MQTT topic. */
+  subject: string;
+  data: Uint8Array;
+  /** NATS headers / MQTT v5 user properties. */
+  headers: [string, string][];
+  /** Reply subject (NATS) or response topic (MQTT v5), when the sender set one. */
+  replyTo?: string;
+}
+
+export type InvocationInput = HttpRequestInput | CliInput | LifecycleInput | MessageInput;
 
 /** An HTTP response made from a guest result. */
 export interface HttpResponseOutput {
@@ -57,11 +74,21 @@ export interface LifecycleOutput {
   called: boolean;
 }
 
-export type InvocationOutput = HttpResponseOutput | CliOutput | LifecycleOutput;
+/** A message handler's result: gen 2 `S`/`F` payload (published to ReplyTo by the trigger). */
+export interface MessageOutput {
+  type: 'message';
+  ok: boolean;
+  /** The S payload, or the F / [ERR] text. */
+  payload: Uint8Array;
+}
+
+export type InvocationOutput = HttpResponseOutput | CliOutput | LifecycleOutput | MessageOutput;
 
 /** Per-call facts given to host functions. */
 export interface InvocationMeta {
   requestId?: string;
   /** Trigger facts for gen-1 getters and hostGetHostInformation (httpPort, natsServer, …). */
   trigger?: Record<string, string | number>;
+  /** Gen 1: the last fatal error of a message handler, for hostGetExitError/Code in OnExit (§4.5). */
+  exit?: { error: string; code: number };
 }

@@ -155,7 +155,7 @@ export class ModuleRuntime implements GuestRuntime {
   }
 
   /** GuestRuntime: an initialised guest for `fn`, fresh or reused (capsule-abi.md §3). */
-  async withGuest<T>(meta: InvocationMeta, fn: (guest: Guest) => Promise<T>, options: GuestOptions = {}): Promise<T> {
+  async withGuest<T>(meta: InvocationMeta, fn: (guest: Guest, ctx: HostCallContext) => Promise<T>, options: GuestOptions = {}): Promise<T> {
     const ctx = this.#context(meta);
     this.#wasiOverrides = options.wasi;
     if (this.spec.settings.reuse) {
@@ -169,7 +169,7 @@ export class ModuleRuntime implements GuestRuntime {
           this.#bind(entry.guest, ctx, entry.memory);
           this.#lastMemory = entry.guest.memory;
         }
-        return await fn(entry.guest);
+        return await fn(entry.guest, ctx);
       } catch (e) {
         this.#reused = undefined; // a trapped instance is never reused (§7.12)
         throw e;
@@ -180,7 +180,7 @@ export class ModuleRuntime implements GuestRuntime {
     const { guest, memory } = this.#instantiate(ctx);
     try {
       await this.abi.initialise(guest);
-      return await fn(guest);
+      return await fn(guest, ctx);
     } finally {
       this.#unbind();
       if (memory && this.#memShape) this.#memoryPool.release(this.#memShape.initial, this.#memShape.maximum, memory);
@@ -200,6 +200,7 @@ export class ModuleRuntime implements GuestRuntime {
       log: (t: string) => this.#write('log', t),
       settings: this.spec.settings,
       service: this.#service,
+      callData: new Map(),
     };
   }
 

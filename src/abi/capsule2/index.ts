@@ -62,6 +62,18 @@ export const capsule2: Abi = {
           const raw = await callEntry(guest, 'callHandleHTTP', encodeHttpRequest(input));
           return decodeHttpResponse(unframe(raw, 'callHandleHTTP'));
         }
+        case 'message': {
+          // §8 extension: the JSON envelope; the trigger publishes an S payload to ReplyTo.
+          if (!guest.has('callHandleMessage')) throw new CapsuleError('BAD_MODULE', 'the module exports no callHandleMessage: it cannot handle messages (capsule-abi.md §8)');
+          const envelope = JSON.stringify({
+            [input.source === 'mqtt' ? 'Topic' : 'Subject']: input.subject,
+            Data: Buffer.from(input.data).toString('base64'),
+            Headers: Object.fromEntries(input.headers),
+            ReplyTo: input.replyTo ?? '',
+          });
+          const { ok, payload } = unframe(await callEntry(guest, 'callHandleMessage', new TextEncoder().encode(envelope)), 'callHandleMessage');
+          return { type: 'message', ok, payload };
+        }
         case 'lifecycle': {
           const name = input.export;
           if (name === 'OnHealthCheck' || name === 'OnMetrics') {

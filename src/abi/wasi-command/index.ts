@@ -44,6 +44,7 @@ export const wasiCommand: Abi = {
   async invoke(rt, input, meta): Promise<InvocationOutput> {
     if (input.type === 'http') throw new CapsuleError('BAD_MODULE', 'WASI commands over HTTP (CGI) are not supported yet');
     if (input.type === 'lifecycle') return { type: 'lifecycle', called: false };
+    if (input.type === 'message') throw new CapsuleError('BAD_MODULE', 'WASI commands cannot handle broker messages; use a Capsule module (callHandleMessage)');
     const args = [rt.spec.name, ...input.args];
     return rt.withGuest(meta, async (guest): Promise<CliOutput> => {
       try {

@@ -31,7 +31,10 @@ import {
 export interface WasiConfig {
   /** argv, `args[0]` included (empty for Capsule ABI modules: capsule-abi.md §2.2). */
   args: readonly string[];
-  /** Guest-visible environment, in order. */
+  /**
+   * Guest-visible environment, in order. Its encoding is reused while later calls pass the same
+   * map object, so do not mutate a map once it has been bound.
+   */
   env: ReadonlyMap<string, string>;
   /** Standard input: bytes (EOF after them), or `inherit` = the process's fd 0 (CLI). */
   stdin: Uint8Array | 'inherit';
@@ -57,6 +60,8 @@ export class WasiExit extends Error {
 type Fn = (...args: never[]) => number | bigint | void;
 
 const encoder = new TextEncoder();
+const EMPTY_BYTES = new Uint8Array(0);
+const EMPTY_VIEW = new DataView(new ArrayBuffer(0));
 const pathDecoder = new TextDecoder('utf-8', { fatal: true });
 /** Host open(2) flags that exist on every platform Node supports; O_NOFOLLOW/O_DIRECTORY may be 0. */
 const O_NOFOLLOW = fsc.O_NOFOLLOW ?? 0;
@@ -87,13 +92,16 @@ export class Wasi {
   readonly imports: Record<string, Fn>;
   #memory: WebAssembly.Memory | undefined;
   #buffer: ArrayBufferLike | undefined;
-  #u8 = new Uint8Array(0);
-  #dv = new DataView(new ArrayBuffer(0));
+  #u8 = EMPTY_BYTES;
+  #dv = EMPTY_VIEW;
   #config: WasiConfig | undefined;
   #table: FdTable | undefined;
   #stdinPos = 0;
-  #argsBuf: Uint8Array[] = [];
-  #envBuf: Uint8Array[] = [];
+  /** argv / environ as NUL-terminated UTF-8, encoded on first use in a call. */
+  #argsBuf: Uint8Array[] | undefined;
+  #envBuf: Uint8Array[] | undefined;
+  /** The environment `#envBuf` was last encoded from: reused while the engine passes the same map. */
+  #envOf: ReadonlyMap<string, string> | undefined;
   readonly #sleeper = new Int32Array(new SharedArrayBuffer(4));
 
   constructor() {
@@ -107,8 +115,8 @@ export class Wasi {
     this.#config = config;
     this.#stdinPos = 0;
     this.#table = undefined; // built on first use
-    this.#argsBuf = config.args.map((a) => encoder.encode(a + '\0'));
-    this.#envBuf = [...config.env].map(([k, v]) => encoder.encode(`${k}=${v}\0`));
+    this.#argsBuf = undefined;
+    if (config.env !== this.#envOf) this.#envBuf = undefined;
   }
 
   /** Sets the memory when it is only known after instantiation (module-owned memory). */
@@ -123,8 +131,8 @@ export class Wasi {
     this.#table = undefined;
     this.#memory = undefined;
     this.#buffer = undefined;
-    this.#u8 = new Uint8Array(0);
-    this.#dv = new DataView(new ArrayBuffer(0));
+    this.#u8 = EMPTY_BYTES;
+    this.#dv = EMPTY_VIEW;
     this.#config = undefined;
   }
 
@@ -247,10 +255,10 @@ export class Wasi {
 
   #build(): Record<string, Fn> {
     const table: Record<string, (...a: never[]) => number | void> = {
-      args_get: (argv: number, buf: number) => this.#writeStrings(this.#argsBuf, argv, buf),
-      args_sizes_get: (c: number, s: number) => this.#sizes(this.#argsBuf, c, s),
-      environ_get: (env: number, buf: number) => this.#writeStrings(this.#envBuf, env, buf),
-      environ_sizes_get: (c: number, s: number) => this.#sizes(this.#envBuf, c, s),
+      args_get: (argv: number, buf: number) => this.#writeStrings(this.#args(), argv, buf),
+      args_sizes_get: (c: number, s: number) => this.#sizes(this.#args(), c, s),
+      environ_get: (env: number, buf: number) => this.#writeStrings(this.#env(), env, buf),
+      environ_sizes_get: (c: number, s: number) => this.#sizes(this.#env(), c, s),
 
       clock_res_get: (id: number, res: number) => {
         if (id > 3) return Errno.INVAL;
@@ -598,6 +606,20 @@ export class Wasi {
       throw new WasiExit(128 + sig);
     }) as Fn;
     return imports;
+  }
+
+  #args(): Uint8Array[] {
+    this.#argsBuf ??= this.#config!.args.map((a) => encoder.encode(a + '\0'));
+    return this.#argsBuf;
+  }
+
+  #env(): Uint8Array[] {
+    if (!this.#envBuf) {
+      const env = this.#config!.env;
+      this.#envBuf = [...env].map(([k, v]) => encoder.encode(`${k}=${v}\0`));
+      this.#envOf = env;
+    }
+    return this.#envBuf;
   }
 
   #writeStrings(list: Uint8Array[], ptrs: number, buf: number): number {

@@ -134,6 +134,15 @@ test('files inside a mount: create, read, append, list, stat, rename, link, remo
   assert.equal(Math.floor(statSync(join(m, 'a.txt')).mtimeMs / 1000), 1234567890);
 });
 
+test('descriptors: fdstat types and rights, read-only fds, fsync, fd_renumber', { skip }, async () => {
+  const { m } = tree();
+  const { lines } = await guest([`${m}:/`], [['fdops', 'a.txt', 'sub/b.txt', 'sub']]);
+  // filetype 4 = regular file, 3 = directory; "wr" = FD_WRITE and FD_READ rights; 8 = BADF, 31 = ISDIR
+  assert.deepEqual(lines, [
+    'FDSTAT ro=4-r rw=4wr dir=3-- readdir=1 write-ro=-1/8 fsync=0 fdatasync=0 read-dir=-1/31 renumber=0 read-renumbered=5:alpha read-old=-1/8 renumber-bad=8 close-twice=8',
+  ]);
+});
+
 test('".." cannot climb above the mount root', { skip }, async () => {
   const { m } = tree();
   const { lines } = await guest([`${m}:/`], [

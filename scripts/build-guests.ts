@@ -78,7 +78,9 @@ function buildC(srcs: string[], out: string): void {
     warn('clang', 'clang or wasi-libc is missing (Debian: clang lld wasi-libc libclang-rt-14-dev-wasm32); C guests are not built');
     return;
   }
-  if (upToDate(out, [...srcs, sdkHeader])) return;
+  // headers and .inc files beside a source are inputs too
+  const local = readdirSync(dirname(srcs[0]!)).filter((f) => f.endsWith('.h') || f.endsWith('.inc')).map((f) => join(dirname(srcs[0]!), f));
+  if (upToDate(out, [...srcs, ...local, sdkHeader])) return;
   run(CLANG[0]!, [...CLANG.slice(1), ...extraFlags(srcs[0]!), '-o', out, ...srcs], relative(root, out));
 }
 

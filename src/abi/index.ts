@@ -4,10 +4,12 @@
 import type { ModuleKind } from '../engine/detect.ts';
 import { CapsuleError } from '../engine/errors.ts';
 import type { Abi } from './types.ts';
+import { capsule1 } from './capsule1/index.ts';
 import { capsule2 } from './capsule2/index.ts';
 import { wasiCommand } from './wasi-command/index.ts';
 
 const ABIS: readonly Abi[] = [
+  capsule1,
   capsule2,
   wasiCommand,
 ];

@@ -4,10 +4,12 @@
 import type { Capability, HostFunction } from './types.ts';
 import { log } from './log/index.ts';
 import { env } from './env/index.ts';
+import { runtime } from './runtime/index.ts';
 
 export const CAPABILITIES: readonly Capability[] = [
   log,
   env,
+  runtime,
 ];
 
 /**

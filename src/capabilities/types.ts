@@ -9,6 +9,7 @@
  */
 
 import type { FunctionSettings } from '../engine/runtime.ts';
+import type { ModuleKind } from '../engine/detect.ts';
 
 /** A decoded host-function argument: `s` = (ptr, len) string read as bytes, `n` = one i32. */
 export type ParamKind = 's' | 'n';
@@ -42,6 +43,13 @@ export interface HostCallContext {
   service(name: string, request: unknown): Promise<unknown>;
   /** Per-invocation values an ABI hands to its host functions (gen-1 request parameters). */
   readonly callData: Map<string, unknown>;
+  /**
+   * The module's kind. Gen-1 host functions whose separators changed between sub-generations
+   * look here: `capsule-1a` joins lists with `|` (and `°`), later ones with `²` (§4.1).
+   */
+  readonly kind: ModuleKind;
+  /** Gen 1: the last fatal error of a message handler, for hostGetExitError/Code (§4.5). */
+  readonly exit?: { error: string; code: number };
 }
 
 /** One host function, as seen by every ABI. */

@@ -194,7 +194,7 @@ capsule -wasm=x.wasm -mode=http -httpPort=8080, capsule-http --wasm=x.wasm --htt
       process.stdout.write(`capsule listening on ${trigger.url}\n`);
       for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => void trigger.shutdown(sig));
       await trigger.closed;
-      flushLogger(logger);
+      await flushLogger(logger);
       exit(0);
     });
 

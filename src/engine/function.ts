@@ -50,6 +50,7 @@ export class CapsuleFunction {
   readonly pool: WorkerPool;
   readonly #entry: PoolModule;
   readonly #ownPool: boolean;
+  #lastFatal?: { error: string; code: number };
 
   private constructor(module: LoadedModule, options: FunctionOptions) {
     this.module = module;
@@ -97,7 +98,29 @@ export class CapsuleFunction {
    * @throws CapsuleError TRAP / TIMEOUT / MEMORY / BAD_RESULT / OVERLOADED (with `.logs`)
    */
   invoke(input: InvocationInput, meta: InvocationMeta = {}): Promise<CallResult> {
-    return this.pool.call(this.#entry, input, { timeoutMs: this.timeoutMs, meta });
+    if (input.type === 'lifecycle' && this.#lastFatal) meta = { ...meta, exit: this.#lastFatal };
+    const call = this.pool.call(this.#entry, input, { timeoutMs: this.timeoutMs, meta });
+    if (input.type !== 'message') return call;
+    // Gen 1 (§4.5): a message handler that traps sets the error OnExit reads with hostGetExitError.
+    return call.catch((e: unknown) => {
+      if (e instanceof CapsuleError && e.code !== 'OVERLOADED') this.#lastFatal = { error: e.message, code: e.code === 'TIMEOUT' ? 124 : 1 };
+      throw e;
+    });
+  }
+
+  /**
+   * Runs a lifecycle export (OnLoad, OnStart, OnStop, OnExit) in its own instance if the module
+   * exports it. Failures are returned, not thrown (a lifecycle trap never stops the runner).
+   * @returns undefined when it ran (or does not exist), else the error
+   */
+  async lifecycle(name: 'OnLoad' | 'OnExit' | 'OnStop' | 'OnStart'): Promise<{ error?: CapsuleError; logs?: CallResult['logs'] }> {
+    if (!this.exports(name)) return {};
+    try {
+      const r = await this.invoke({ type: 'lifecycle', export: name });
+      return { logs: r.logs };
+    } catch (e) {
+      return { error: e instanceof CapsuleError ? e : new CapsuleError('INTERNAL', (e as Error).message), logs: (e as { logs?: CallResult['logs'] }).logs };
+    }
   }
 
   /** Whether the module exports a function (e.g. `OnHealthCheck`). */

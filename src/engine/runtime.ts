@@ -3,7 +3,7 @@
  * policy (fresh per call, or one long-lived instance per worker with --reuse), the per-call
  * host context and captured stdio, and the classification of failures.
  */
-import { writeSync } from 'node:fs';
+import { writeAllSync } from './stdio.ts';
 import { CapsuleError, type ErrorCode } from './errors.ts';
 import { formatBytes } from '../config/units.ts';
 import { MemoryPool, PAGE } from './memory-pool.ts';
@@ -201,6 +201,8 @@ export class ModuleRuntime implements GuestRuntime {
       settings: this.spec.settings,
       service: this.#service,
       callData: new Map(),
+      kind: this.spec.detection.kind,
+      exit: meta.exit,
     };
   }
 
@@ -209,9 +211,8 @@ export class ModuleRuntime implements GuestRuntime {
       this.#capture.add(kind, typeof t === 'string' ? t : decoder.decode(t));
       return;
     }
-    if (kind === 'log') writeSync(2, `${new Date().toISOString()} : ${t}\n`);
-    else if (typeof t === 'string') writeSync(kind === 'stdout' ? 1 : 2, t);
-    else writeSync(kind === 'stdout' ? 1 : 2, t);
+    if (kind === 'log') writeAllSync(2, `${new Date().toISOString()} : ${t}\n`);
+    else writeAllSync(kind === 'stdout' ? 1 : 2, t);
   }
 
   #wasiConfig(): WasiConfig {

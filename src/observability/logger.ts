@@ -21,11 +21,18 @@ export function createLogger(level: LogLevel = 'info', prettyOutput = process.st
   return pino(options, pino.destination({ fd: 2, sync: false }));
 }
 
-/** Flushes buffered log lines (call before exiting). */
-export function flushLogger(logger: Logger): void {
-  try {
-    logger.flush();
-  } catch {
-    // a pretty stream has nothing to flush
-  }
+/** Writes out buffered log lines; resolves when done (at most 2 s). Call before exiting. */
+export function flushLogger(logger: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, 2000);
+    try {
+      logger.flush(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    } catch {
+      clearTimeout(timer);
+      resolve(); // a pretty stream writes synchronously
+    }
+  });
 }

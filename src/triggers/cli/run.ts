@@ -3,7 +3,7 @@
  * (conventions.md §4): Capsule ABI modules 0 success, 1 guest failure (F / [ERR] result, trap,
  * deadline); WASI commands pass their exit code through, a trap exits 134, a deadline 124.
  */
-import { writeSync } from 'node:fs';
+import { writeAllSync } from '../../engine/stdio.ts';
 import { CapsuleError } from '../../engine/errors.ts';
 import type { CapsuleFunction } from '../../engine/function.ts';
 import type { CliInput, CliOutput } from '../../engine/invocation.ts';
@@ -27,13 +27,13 @@ export async function runCli(fn: CapsuleFunction, o: CliRunOptions): Promise<num
     const out = output as CliOutput;
     if (out.text !== undefined) {
       const fd = out.exitCode === 0 ? 1 : 2;
-      writeSync(fd, out.text);
-      writeSync(fd, '\n');
+      writeAllSync(fd, out.text);
+      writeAllSync(fd, '\n');
     }
     return out.exitCode;
   } catch (e) {
     const err = e instanceof CapsuleError ? e : new CapsuleError('INTERNAL', (e as Error).message);
-    writeSync(2, `❌ ${err.message}\n`);
+    writeAllSync(2, `❌ ${err.message}\n`);
     if (wasi) return err.code === 'TIMEOUT' ? 124 : 134;
     return 1;
   }

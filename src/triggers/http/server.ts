@@ -159,13 +159,14 @@ export async function serveHttp(fn: CapsuleFunction, o: HttpTriggerOptions): Pro
   };
 
   function logGuest(logs: CallLogs | undefined, requestId: string): void {
+    const where = /^On[A-Z]/.test(requestId) ? { lifecycle: requestId } : { requestId };
     if (!logs) return;
-    for (const line of logs.log) log.info({ requestId, function: fname, stream: 'log' }, line);
+    for (const line of logs.log) log.info({ ...where, function: fname, stream: 'log' }, line);
     for (const [stream, text] of [['stdout', logs.stdout], ['stderr', logs.stderr]] as const) {
       if (!text) continue;
-      for (const line of text.replace(/\n$/, '').split('\n')) log.info({ requestId, function: fname, stream }, line);
+      for (const line of text.replace(/\n$/, '').split('\n')) log.info({ ...where, function: fname, stream }, line);
     }
-    if (logs.truncated) log.warn({ requestId, function: fname }, 'guest output truncated (limit per call reached)');
+    if (logs.truncated) log.warn({ ...where, function: fname }, 'guest output truncated (limit per call reached)');
   }
 
   async function serviceRoute(path: string, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<number> {
@@ -202,6 +203,11 @@ export async function serveHttp(fn: CapsuleFunction, o: HttpTriggerOptions): Pro
     }
   }
 
+  // Gen 1 (§4.5): OnLoad once at start, in its own instance; a failure is logged, not fatal.
+  const onLoad = await fn.lifecycle('OnLoad');
+  logGuest(onLoad.logs, 'OnLoad');
+  if (onLoad.error) log.error({ code: onLoad.error.code }, `OnLoad failed: ${onLoad.error.message}`);
+
   const server: Server = o.tls ? createHttpsServer({ cert: o.tls.cert, key: o.tls.key }, handler) : createHttpServer(handler);
   server.keepAliveTimeout = 5000;
   server.headersTimeout = 60_000;
@@ -235,14 +241,10 @@ export async function serveHttp(fn: CapsuleFunction, o: HttpTriggerOptions): Pro
           new Promise<void>((r) => setTimeout(r, graceMs).unref()),
         ]);
       }
-      for (const name of ['OnStop', 'OnExit']) {
-        if (!fn.exports(name)) continue;
-        try {
-          const r = await fn.invoke({ type: 'lifecycle', export: name });
-          logGuest(r.logs, name);
-        } catch (e) {
-          log.error({ code: (e as CapsuleError).code }, `${name} failed: ${(e as Error).message}`);
-        }
+      for (const name of ['OnStop', 'OnExit'] as const) {
+        const r = await fn.lifecycle(name);
+        logGuest(r.logs, name);
+        if (r.error) log.error({ code: r.error.code }, `${name} failed: ${r.error.message}`);
       }
       server.closeAllConnections();
       await fn.close();

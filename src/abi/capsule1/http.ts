@@ -1,0 +1,78 @@
+/**
+ * Gen-1 HTTP shapes (capsule-abi.md §4.1, §4.3): request header strings, the 1c request
+ * parameters, the `[BODY]…[HEADERS]…` / `[ERR][code]:…` response, with the deliberate
+ * differences of §7.2 (values keep their `:`, `[HEADERS]` split at its last occurrence, bodies
+ * passed through unchanged).
+ */
+import type { HttpRequestInput, HttpResponseOutput } from '../../engine/invocation.ts';
+import { canonicalHeaders } from '../capsule-common.ts';
+
+const encoder = new TextEncoder();
+
+/** callData key under which the 1c request waits for `hostRequestParamsGet`. */
+export const REQUEST_PARAMS_KEY = 'capsule1.requestParams';
+
+/** Request headers as `Name:value` items joined by `sep` (canonical names, §4.3). */
+export function encodeGen1Headers(headers: readonly [string, string][], sep: string): string {
+  return [...canonicalHeaders(headers)].map(([k, v]) => `${k}:${v}`).join(sep);
+}
+
+/** 1c: `<body>²<headers joined by ³>²<full URL>²<method>` (§4.3), as bytes (the body is raw). */
+export function requestParams(req: HttpRequestInput): Uint8Array {
+  const rest = encoder.encode(`²${encodeGen1Headers(req.headers, '³')}²${req.url}²${req.method.toUpperCase()}`);
+  const out = new Uint8Array(req.body.length + rest.length);
+  out.set(req.body);
+  out.set(rest, req.body.length);
+  return out;
+}
+
+/**
+ * Reads `[ERR][<code>]:<message>`: the code between the second `[` and its `]`, the message
+ * after the first `]:`; shown as `message` (code 0) or `message (code)` (§4.1).
+ */
+export function parseGen1Error(text: string): { code: string; message: string; display: string } {
+  const open = text.indexOf('[', 1);
+  const close = open >= 0 ? text.indexOf(']', open) : -1;
+  const code = open >= 0 && close > open ? text.slice(open + 1, close) : '0';
+  const sep = text.indexOf(']:');
+  const message = sep >= 0 ? text.slice(sep + 2) : text.slice(5);
+  const display = code === '0' || code === '' ? message : `${message} (${code})`;
+  return { code, message, display };
+}
+
+const TEXT_PLAIN = 'text/plain; charset=utf-8';
+
+/** Turns a gen-1 handler result into a response (§4.3 steps 1–5). */
+export function decodeGen1Response(result: string, sep: string): HttpResponseOutput {
+  const at = result.lastIndexOf('[HEADERS]');
+  const payload = at >= 0 ? result.slice(0, at) : result;
+  const headerText = at >= 0 ? result.slice(at + '[HEADERS]'.length) : '';
+  const headers: [string, string][] = [];
+  for (const item of headerText.split(sep)) {
+    const colon = item.indexOf(':');
+    if (colon <= 0) continue;
+    const name = item.slice(0, colon).trim();
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) continue;
+    headers.push([name, item.slice(colon + 1).trim().replace(/[\r\n]/g, ' ')]);
+  }
+  const type = headers.find(([k]) => k.toLowerCase() === 'content-type')?.[1];
+  const json = type !== undefined && type.toLowerCase().startsWith('application/json');
+  if (type === undefined) headers.push(['Content-Type', TEXT_PLAIN]);
+  if (payload.startsWith('[ERR]')) {
+    const { display } = parseGen1Error(payload);
+    const body = json ? JSON.stringify({ error: display, from: 'host' }) : display;
+    return { type: 'http', status: 500, headers, body: encoder.encode(body) };
+  }
+  if (payload.startsWith('[BODY]')) {
+    const body = payload.slice('[BODY]'.length);
+    if (json) {
+      try {
+        JSON.parse(body);
+      } catch {
+        return { type: 'http', status: 500, headers, body: encoder.encode('{"error":"JSON string bad format","from":"host"}') };
+      }
+    }
+    return { type: 'http', status: 200, headers, body: encoder.encode(body) };
+  }
+  return { type: 'http', status: 200, headers, body: encoder.encode(payload) };
+}

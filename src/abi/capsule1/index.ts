@@ -1,0 +1,106 @@
+/**
+ * Capsule ABI generation 1 — sub-generations 1a, 1b, 1c (capsule-abi.md §4): `callHandle`,
+ * `callHandleHttp` with 4 / 8 / 1 parameters, `callNatsMessageHandle`, `callMqttMessageHandle`,
+ * `OnLoad` / `OnExit`, the `[BODY]` / `[HEADERS]` / `[ERR][code]:` framing.
+ */
+import { CapsuleError } from '../../engine/errors.ts';
+import type { ModuleKind } from '../../engine/detect.ts';
+import type { Abi } from '../types.ts';
+import type { Guest } from '../guest.ts';
+import { startCapsuleGuest } from '../capsule-common.ts';
+import { decodeGen1Response, encodeGen1Headers, parseGen1Error, requestParams, REQUEST_PARAMS_KEY } from './http.ts';
+import type { HttpRequestInput, InvocationOutput } from '../../engine/invocation.ts';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Separator of `Name:value` items in gen-1 header strings, by sub-generation (§4.3). */
+export const RESPONSE_SEPARATOR: Record<string, string> = { 'capsule-1a': '|', 'capsule-1b': '²', 'capsule-1c': '²' };
+
+async function callWith(guest: Guest, name: string, inputs: (Uint8Array | string)[]): Promise<Uint8Array> {
+  try {
+    const args = inputs.flatMap((b) => guest.pass(b));
+    return guest.unpack(await guest.call(name, ...args));
+  } finally {
+    guest.freePassed();
+  }
+}
+
+let nextRequestId = 1;
+
+async function handleHttp(guest: Guest, kind: ModuleKind, req: HttpRequestInput, callData: Map<string, unknown>): Promise<Uint8Array> {
+  const url = new URL(req.url);
+  const method = req.method.toUpperCase();
+  switch (kind) {
+    case 'capsule-1a':
+      return callWith(guest, 'callHandleHttp', [req.body, encodeGen1Headers(req.headers, '|')]);
+    case 'capsule-1b':
+      return callWith(guest, 'callHandleHttp', [req.body, url.pathname + url.search, encodeGen1Headers(req.headers, '²'), method]);
+    default: {
+      // 1c: the guest fetches the request with hostRequestParamsGet(reqId) during the call.
+      const id = nextRequestId;
+      nextRequestId = nextRequestId >= 0x7fffffff ? 1 : nextRequestId + 1;
+      callData.set(REQUEST_PARAMS_KEY, { id, value: requestParams(req) });
+      try {
+        return guest.unpack(await guest.call('callHandleHttp', id));
+      } finally {
+        callData.delete(REQUEST_PARAMS_KEY);
+      }
+    }
+  }
+}
+
+export const capsule1: Abi = {
+  kinds: ['capsule-1a', 'capsule-1b', 'capsule-1c'],
+  generation: () => 1,
+  check(parsed, detection, name) {
+    const fns = new Set(parsed.exports.filter((e) => e.kind === 'function').map((e) => e.name));
+    if (!fns.has('malloc')) throw new CapsuleError('BAD_MODULE', `${name}: a gen-1 module must export malloc(size) -> ptr to receive its input (capsule-abi.md §2.1)`);
+    for (const e of ['callHandle', 'callNatsMessageHandle', 'callMqttMessageHandle']) {
+      const t = parsed.exports.find((x) => x.name === e && x.kind === 'function')?.type;
+      if (t && (t.params.length !== 2 || t.results.length !== 1 || t.results[0] !== 'i64')) {
+        throw new CapsuleError('BAD_MODULE', `${name}: ${e} must be (i32, i32) -> i64; it is (${t.params.join(', ')}) -> (${t.results.join(', ')})`);
+      }
+    }
+    const http = parsed.exports.find((x) => x.name === 'callHandleHttp' && x.kind === 'function')?.type;
+    if (http && (http.results.length !== 1 || http.results[0] !== 'i64')) {
+      throw new CapsuleError('BAD_MODULE', `${name}: callHandleHttp must return an i64 (ptr << 32 | len)`);
+    }
+    if (detection.kind === 'capsule-1c' && http && !parsed.imports.some((i) => i.module === 'env' && i.name === 'hostRequestParamsGet')) {
+      throw new CapsuleError('BAD_MODULE', `${name}: a gen-1c module (callHandleHttp(reqId)) must import env.hostRequestParamsGet to read its request`);
+    }
+  },
+  async initialise(guest) {
+    await startCapsuleGuest(guest);
+  },
+  async invoke(rt, input, meta, detection): Promise<InvocationOutput> {
+    return rt.withGuest(meta, async (guest, ctx): Promise<InvocationOutput> => {
+      switch (input.type) {
+        case 'cli': {
+          if (!guest.has('callHandle')) throw new CapsuleError('BAD_MODULE', 'the module exports no callHandle: it cannot be run from the CLI');
+          const text = decoder.decode(await callWith(guest, 'callHandle', [input.params ?? new Uint8Array(0)]));
+          if (text.startsWith('[ERR]')) return { type: 'cli', text: encoder.encode(parseGen1Error(text).display), exitCode: 1 };
+          return { type: 'cli', text: encoder.encode(text), exitCode: 0 };
+        }
+        case 'http': {
+          if (!guest.has('callHandleHttp')) throw new CapsuleError('BAD_MODULE', 'the module exports no callHandleHttp: it cannot serve HTTP');
+          const raw = await handleHttp(guest, detection.kind, input, ctx.callData);
+          return decodeGen1Response(decoder.decode(raw), RESPONSE_SEPARATOR[detection.kind]!);
+        }
+        case 'message': {
+          const entry = input.source === 'mqtt' ? 'callMqttMessageHandle' : 'callNatsMessageHandle';
+          if (!guest.has(entry)) throw new CapsuleError('BAD_MODULE', `the module exports no ${entry}: it cannot handle ${input.source.toUpperCase()} messages`);
+          // §4.4: the raw payload; the result is ignored except that an [ERR] result is reported.
+          const text = decoder.decode(await callWith(guest, entry, [input.data]));
+          if (text.startsWith('[ERR]')) return { type: 'message', ok: false, payload: encoder.encode(parseGen1Error(text).display) };
+          return { type: 'message', ok: true, payload: encoder.encode(text) };
+        }
+        case 'lifecycle': {
+          if (!guest.has(input.export)) return { type: 'lifecycle', called: false };
+          await guest.call(input.export);
+          return { type: 'lifecycle', called: true };
+        }
+      }
+    });
+  },
+};

@@ -39,16 +39,23 @@ export function runCapsule(args: string[], o: { env?: NodeJS.ProcessEnv; stdin?:
     const child = spawn(process.execPath, [o.bin ?? cli, ...args], {
       cwd: o.cwd ?? root, env: { ...process.env, ...o.env }, stdio: ['pipe', 'pipe', 'pipe'],
     });
+    child.stdin.end(o.stdin ?? '');
+    collect(child).then(resolve, reject);
+  });
+}
+
+/** Waits for a child to close and gathers its output. */
+function collect(child: ChildProcess): Promise<Ran> {
+  return new Promise((resolve, reject) => {
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.stdout!.on('data', (d: Buffer) => out.push(d));
+    child.stderr!.on('data', (d: Buffer) => err.push(d));
     child.on('error', reject);
     child.on('close', (code, signal) => {
       const stdoutBytes = Buffer.concat(out);
       resolve({ code, signal, stdout: stdoutBytes.toString(), stderr: Buffer.concat(err).toString(), stdoutBytes });
     });
-    child.stdin.end(o.stdin ?? '');
   });
 }
 
@@ -57,18 +64,7 @@ export function runCapsule(args: string[], o: { env?: NodeJS.ProcessEnv; stdin?:
  * `$CAPSULE` in the line is the CLI (`node bin/capsule.js`).
  */
 export function runShell(line: string): Promise<Ran> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('bash', ['-c', line], { cwd: root, env: { ...process.env, CAPSULE: `${process.execPath} ${cli}` } });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d: Buffer) => err.push(d));
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      const stdoutBytes = Buffer.concat(out);
-      resolve({ code, signal, stdout: stdoutBytes.toString(), stderr: Buffer.concat(err).toString(), stdoutBytes });
-    });
-  });
+  return collect(spawn('bash', ['-c', line], { cwd: root, env: { ...process.env, CAPSULE: `${process.execPath} ${cli}` } }));
 }
 
 export interface Server {

@@ -76,7 +76,8 @@ class Reader {
     if (this.pos >= this.end) this.fail('unexpected end');
     return this.bytes[this.pos++]!;
   }
-  u32(): number {
+  /** Unsigned LEB128 of at most `bits` bits (32 or 64; a 64-bit value may lose precision). */
+  uleb(bits: 32 | 64 = 32): number {
     let result = 0;
     let shift = 0;
     for (;;) {
@@ -84,21 +85,12 @@ class Reader {
       result += (b & 0x7f) * 2 ** shift;
       if ((b & 0x80) === 0) break;
       shift += 7;
-      if (shift > 35) this.fail('LEB128 integer too long');
+      if (shift >= bits + 7) this.fail('LEB128 integer too long');
     }
     return result;
   }
-  u64(): number {
-    let result = 0;
-    let shift = 0;
-    for (;;) {
-      const b = this.u8();
-      result += (b & 0x7f) * 2 ** shift;
-      if ((b & 0x80) === 0) break;
-      shift += 7;
-      if (shift > 70) this.fail('LEB128 integer too long');
-    }
-    return result;
+  u32(): number {
+    return this.uleb(32);
   }
   name(): string {
     const len = this.u32();
@@ -126,8 +118,8 @@ class Reader {
     const flags = this.u8();
     if (flags > 0x07) this.fail(`unknown limits flags 0x${flags.toString(16)}`);
     const memory64 = (flags & 0x04) !== 0;
-    const min = memory64 ? this.u64() : this.u32();
-    const max = flags & 0x01 ? (memory64 ? this.u64() : this.u32()) : undefined;
+    const min = this.uleb(memory64 ? 64 : 32);
+    const max = flags & 0x01 ? this.uleb(memory64 ? 64 : 32) : undefined;
     return { min, max, shared: (flags & 0x02) !== 0, memory64 };
   }
 }

@@ -54,6 +54,8 @@ interface PendingCall {
   input: InvocationInput;
   meta: InvocationMeta;
   timeoutMs: number;
+  /** Times it was re-dispatched because its worker died before answering. */
+  retries: number;
   resolve: (r: CallResult) => void;
   reject: (e: CapsuleError & { logs?: CallLogs }) => void;
 }
@@ -69,6 +71,8 @@ interface Slot {
 }
 
 const WORKER_URL = new URL('./worker.ts', import.meta.url);
+/** Re-dispatches of one call after worker crashes before it fails (a deadline kill does not count). */
+const MAX_RETRIES = 2;
 
 /**
  * Events: `timeout` (call id, module name), `worker-exit` (error message) — for metrics/logs.
@@ -127,7 +131,7 @@ export class WorkerPool extends EventEmitter {
     if (this.#closed) return Promise.reject(new CapsuleError('OVERLOADED', 'the runner is shutting down'));
     return new Promise<CallResult>((resolve, reject) => {
       const call: PendingCall = {
-        id: this.#nextCall, moduleId: entry.id, input, meta: options.meta ?? {}, timeoutMs: options.timeoutMs, resolve, reject,
+        id: this.#nextCall, moduleId: entry.id, input, meta: options.meta ?? {}, timeoutMs: options.timeoutMs, retries: 0, resolve, reject,
       };
       this.#nextCall = this.#nextCall >= 0x7ffffffe ? 1 : this.#nextCall + 1;
       const slot = this.#pick();
@@ -290,6 +294,7 @@ export class WorkerPool extends EventEmitter {
     for (const c of slot.inflight.splice(0)) {
       // The call that was running when the worker died fails; the ones behind it are re-sent.
       if (error && c.id === running) c.reject(error);
+      else if (error && ++c.retries > MAX_RETRIES) c.reject(new CapsuleError('INTERNAL', `${error.message}; the call was retried ${MAX_RETRIES} times`));
       else again.push(c);
     }
     if (error) this.emit('worker-exit', error.message);

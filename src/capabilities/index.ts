@@ -4,11 +4,15 @@
 import type { Capability, HostFunction } from './types.ts';
 import { log } from './log/index.ts';
 import { env } from './env/index.ts';
+import { nats } from './nats/index.ts';
+import { mqtt } from './mqtt/index.ts';
 import { runtime } from './runtime/index.ts';
 
 export const CAPABILITIES: readonly Capability[] = [
   log,
   env,
+  nats,
+  mqtt,
   runtime,
 ];
 

@@ -9,6 +9,7 @@ import type { FunctionSettings } from './runtime.ts';
 import type { InvocationInput, InvocationMeta } from './invocation.ts';
 import type { Mount } from '../wasi/mounts.ts';
 import { CAPSULE_VERSION } from '../version.ts';
+import { provideCapabilityServices } from '../capabilities/services.ts';
 
 /** Defaults of conventions.md §1. */
 export const DEFAULTS = {
@@ -77,6 +78,7 @@ export class CapsuleFunction {
     this.#ownPool = !options.pool;
     this.pool = options.pool ?? new WorkerPool({ workers: options.workers });
     this.#entry = this.pool.register(module, this.settings);
+    provideCapabilityServices(this.pool);
   }
 
   /**

@@ -9,7 +9,8 @@ const COMMANDS = new Set(['run', 'serve', 'inspect', 'help', 'nats', 'mqtt']);
 const KNOWN = new Set(['wasm', 'url', 'auth-header-name', 'auth-header-value', 'digest', 'kind', 'env', 'env-file',
   'no-inherit-env', 'dir', 'allowed-hosts', 'timeout', 'max-memory', 'log-level', 'params', 'params-file', 'separator',
   'http-port', 'host', 'crt', 'key', 'stop-after', 'max-body', 'max-concurrency', 'reuse', 'workers', 'grace', 'json',
-  'mode', 'help', 'version', 'nats-server', 'subject', 'queue', 'mqtt-server', 'topic', 'client-id', 'qos']);
+  'mode', 'help', 'version', 'nats-server', 'subject', 'queue', 'mqtt-server', 'topic', 'client-id', 'qos',
+  'max-pending', 'persistent-session']);
 const MODES: Record<string, string> = { cli: 'run', http: 'serve', nats: 'nats', mqtt: 'mqtt' };
 const ALIASES: Record<string, string> = {
   natssrv: 'nats-server',

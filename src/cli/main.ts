@@ -15,6 +15,9 @@ import { parseDirGrant } from '../wasi/mounts.ts';
 import { createLogger, flushLogger, LOG_LEVELS, type LogLevel } from '../observability/logger.ts';
 import { runCli } from '../triggers/cli/run.ts';
 import { serveHttp } from '../triggers/http/server.ts';
+import { serveNats } from '../triggers/nats/index.ts';
+import { serveMqtt } from '../triggers/mqtt/index.ts';
+import type { RunningMessageTrigger } from '../triggers/shared/trigger.ts';
 import { CAPSULE_VERSION } from '../version.ts';
 import { normaliseArgv } from './legacy.ts';
 import { progressReporter } from './progress.ts';
@@ -115,10 +118,13 @@ Examples:
   capsule run hello.wasm Bob Morane
   capsule run --wasm=hello.wasm --params="Bob Morane"
   capsule serve --wasm=hello-you.wasm --http-port=8080
+  capsule nats --wasm=echo.wasm --nats-server=nats://127.0.0.1:4222 --subject=echo --queue=workers
+  capsule mqtt --wasm=logger.wasm --mqtt-server=mqtt://127.0.0.1:1883 --topic='sensors/+/temperature' --qos=1
   capsule inspect hello.wasm
 
 Go Capsule spellings are accepted: capsule -wasm=x.wasm -mode=cli -params=y,
-capsule -wasm=x.wasm -mode=http -httpPort=8080, capsule-http --wasm=x.wasm --httpPort=8080.`);
+capsule -wasm=x.wasm -mode=http -httpPort=8080, capsule-http --wasm=x.wasm --httpPort=8080,
+capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=x.wasm -mode=mqtt -mqttsrv=… -topic=… -clientId=….`);
 
   moduleOptions(program.command('run').description('run a module once: its result goes to stdout, the exit code says how it went'))
     .argument('[module]', 'module file (or use --wasm / --url)')
@@ -196,6 +202,73 @@ capsule -wasm=x.wasm -mode=http -httpPort=8080, capsule-http --wasm=x.wasm --htt
       await trigger.closed;
       await flushLogger(logger);
       exit(0);
+    });
+
+  // Message triggers (README "NATS and MQTT"): one ready line on stdout, logs on stderr.
+  const messageFlags = (cmd: Command) => moduleOptions(cmd)
+    .argument('[module]', 'module file (or use --wasm / --url)')
+    .option('--http-port <port>', 'serve /capsule/health, /capsule/ready, /capsule/metrics, /health, /metrics on this port (0 = a free one)')
+    .option('--host <address>', 'interface of --http-port', '127.0.0.1')
+    .option('--reuse', 'gen-2 modules: keep long-lived instances (globals persist between calls)', false)
+    .option('--workers <n>', 'worker threads running guests (default: CPU cores)')
+    .option('--grace <duration>', 'time given to in-flight messages on SIGTERM', '10s');
+  type MessageFlags = ModuleFlags & { httpPort?: string; host: string; reuse: boolean; workers?: string; grace: string; maxConcurrency?: string };
+  const startMessages = async (positional: string | undefined, f: MessageFlags, start: (fn: CapsuleFunction, common: {
+    logger: ReturnType<typeof createLogger>; graceMs: number; http?: { host: string; port: number }; maxConcurrency?: number;
+  }) => Promise<RunningMessageTrigger>, describe: string) => {
+    const logger = createLogger(f.logLevel);
+    const http = f.httpPort !== undefined ? { host: f.host, port: intFlag(f.httpPort, '--http-port', 0, 65535) } : undefined;
+    const graceMs = parseDuration(f.grace, '--grace');
+    const maxConcurrency = f.maxConcurrency !== undefined ? intFlag(f.maxConcurrency, '--max-concurrency', 1, 100_000) : undefined;
+    const module = await loadFromFlags(f, positional);
+    const fn = CapsuleFunction.fromModule(module, {
+      ...functionOptions(f, module, true), stdio: 'capture', reuse: f.reuse,
+      workers: f.workers ? intFlag(f.workers, '--workers', 1, 256) : undefined,
+      onWarning: (m) => logger.warn(m),
+    });
+    let trigger: RunningMessageTrigger;
+    try {
+      trigger = await start(fn, { logger, graceMs, http, maxConcurrency });
+    } catch (e) {
+      await fn.close();
+      throw e;
+    }
+    process.stdout.write(`capsule subscribed to ${trigger.server} (${describe})${trigger.httpUrl ? `; runner routes on ${trigger.httpUrl}` : ''}\n`);
+    for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => void trigger.shutdown(sig));
+    const code = await trigger.closed;
+    await flushLogger(logger);
+    exit(code);
+  };
+
+  messageFlags(program.command('nats').description('run a module for each message on NATS subjects (gen 2: callHandleMessage; gen 1: callNatsMessageHandle)'))
+    .option('--nats-server <url>', 'NATS server: nats://host:port, tls://host:port or host:port (comma-separated for a cluster)', 'nats://127.0.0.1:4222')
+    .option('--subject <subject>', 'subject to subscribe to, wildcards * and > allowed (repeatable)', collect, [])
+    .option('--queue <group>', 'queue group: runners with the same group share the messages')
+    .option('--max-concurrency <n>', 'messages handled at once (default: 2 × workers)')
+    .option('--max-pending <n>', 'messages kept waiting beyond those; more are dropped and counted', '1000')
+    .exitOverride()
+    .action(async (positional: string | undefined, f: MessageFlags & { natsServer: string; subject: string[]; queue?: string; maxPending: string }) => {
+      if (f.subject.length === 0) throw new CapsuleError('USAGE', 'give at least one --subject (e.g. --subject=greetings or --subject="orders.>")');
+      const maxPending = intFlag(f.maxPending, '--max-pending', 0, 1_000_000);
+      await startMessages(positional, f, (fn, c) => serveNats(fn, {
+        server: f.natsServer, subjects: f.subject, queue: f.queue, maxPending, ...c,
+      }), `${f.subject.join(', ')}${f.queue ? `; queue ${f.queue}` : ''}`);
+    });
+
+  messageFlags(program.command('mqtt').description('run a module for each message on MQTT topics (gen 2: callHandleMessage; gen 1: callMqttMessageHandle)'))
+    .option('--mqtt-server <url>', 'MQTT broker: mqtt://host:port, mqtts://, tcp://, ws://, wss:// or host:port', 'mqtt://127.0.0.1:1883')
+    .option('--topic <filter>', 'topic filter, wildcards + and # allowed, $share/<group>/<filter> for a shared subscription (repeatable)', collect, [])
+    .option('--client-id <id>', 'MQTT client id (default: capsule-<random>)')
+    .addOption(new Option('--qos <qos>', 'subscription QoS, also used by the guest\'s hostMqttPublish (gen 2); 1 and 2 are acknowledged after the handler returned').choices(['0', '1', '2']).default('0'))
+    .option('--persistent-session', 'keep the session (subscriptions, queued QoS ≥ 1 messages) while the runner is away; needs --client-id', false)
+    .option('--max-concurrency <n>', 'QoS 0 messages handled at once (default: 2 × workers); QoS 1/2 run one at a time')
+    .exitOverride()
+    .action(async (positional: string | undefined, f: MessageFlags & { mqttServer: string; topic: string[]; clientId?: string; qos: string; persistentSession: boolean }) => {
+      if (f.topic.length === 0) throw new CapsuleError('USAGE', 'give at least one --topic (e.g. --topic="sensors/+/temperature")');
+      await startMessages(positional, f, (fn, c) => serveMqtt(fn, {
+        server: f.mqttServer, topics: f.topic, clientId: f.clientId, qos: Number(f.qos) as 0 | 1 | 2,
+        persistentSession: f.persistentSession, ...c,
+      }), `${f.topic.join(', ')}; QoS ${f.qos}`);
     });
 
   program.command('inspect')

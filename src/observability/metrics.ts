@@ -12,6 +12,10 @@ export class RunnerMetrics {
   readonly timeouts: Counter<'function'>;
   readonly inflight: Gauge;
   readonly busyWorkers: Gauge;
+  /** Messages handled by the NATS/MQTT triggers, by outcome: `ok`, `failed` (F / [ERR] result), `error` (trap, timeout, …). */
+  readonly messages: Counter<'function' | 'trigger' | 'outcome'>;
+  /** Messages the NATS trigger dropped because --max-pending messages were already waiting. */
+  readonly dropped: Counter<'function' | 'trigger'>;
 
   /**
    * @param busy returns the number of workers running a call (read at scrape time)
@@ -27,6 +31,8 @@ export class RunnerMetrics {
     this.timeouts = new Counter({ name: 'capsule_timeouts_total', help: 'Calls stopped at their deadline', labelNames: ['function'], registers: [this.registry] });
     this.inflight = new Gauge({ name: 'capsule_inflight_requests', help: 'Invocations in progress', registers: [this.registry] });
     this.busyWorkers = new Gauge({ name: 'capsule_busy_workers', help: 'Worker threads running a guest call', registers: [this.registry], collect() { this.set(busy()); } });
+    this.messages = new Counter({ name: 'capsule_messages_total', help: 'Messages handled by the NATS/MQTT triggers, by trigger and outcome (ok, failed, error)', labelNames: ['function', 'trigger', 'outcome'], registers: [this.registry] });
+    this.dropped = new Counter({ name: 'capsule_messages_dropped_total', help: 'Messages dropped because too many were waiting (--max-pending)', labelNames: ['function', 'trigger'], registers: [this.registry] });
     new Gauge({ name: 'capsule_workers', help: 'Worker threads in the pool', registers: [this.registry] }).set(workers);
   }
 

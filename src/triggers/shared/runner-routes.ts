@@ -1,0 +1,171 @@
+/**
+ * The runner's own HTTP routes (conventions.md §4), shared by every trigger: `/capsule/health`
+ * (liveness), `/capsule/ready` (readiness), `/capsule/metrics` (Prometheus text), and `/health`,
+ * `/metrics` (the guest's `OnHealthCheck` / `OnMetrics` when exported, else the runner's own).
+ *
+ * The HTTP trigger serves them beside the function; the message triggers (NATS, MQTT) serve
+ * them on an optional `--http-port` with {@link startRunnerHttp}.
+ */
+import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { CapsuleError, STATUS_BY_CODE } from '../../engine/errors.ts';
+import type { CapsuleFunction } from '../../engine/function.ts';
+import type { CallLogs } from '../../engine/runtime.ts';
+import type { HttpResponseOutput } from '../../engine/invocation.ts';
+import type { Logger } from '../../observability/logger.ts';
+import type { RunnerMetrics } from '../../observability/metrics.ts';
+
+/** What the runner routes need to know about the trigger that serves them. */
+export interface RunnerRouteContext {
+  fn: CapsuleFunction;
+  metrics: RunnerMetrics;
+  /** Why the runner is not ready (`/capsule/ready` answers 503 with it), or undefined when ready. */
+  notReady(): string | undefined;
+  /** Extra fields of the `/capsule/ready` answer (e.g. the broker). */
+  readyInfo?(): Record<string, unknown>;
+  /** Trigger facts passed to `OnHealthCheck` / `OnMetrics` (`InvocationMeta.trigger`). */
+  trigger: Record<string, string | number>;
+  /** Logs what the guest printed during `OnHealthCheck` / `OnMetrics`. */
+  logGuest(logs: CallLogs | undefined, requestId: string): void;
+}
+
+/** Whether `path` (without the query) is one of the runner's routes. */
+export function isRunnerRoute(path: string): boolean {
+  return path.startsWith('/capsule/') || path === '/health' || path === '/metrics';
+}
+
+/**
+ * Answers a runner route. Never throws (failures are answered as runner errors).
+ * @returns the HTTP status sent
+ */
+export async function serveRunnerRoute(path: string, req: IncomingMessage, res: ServerResponse, requestId: string, ctx: RunnerRouteContext): Promise<number> {
+  req.resume();
+  const { fn } = ctx;
+  try {
+    if (path === '/health' || path === '/metrics') {
+      const exportName = path === '/health' ? 'OnHealthCheck' : 'OnMetrics';
+      if (fn.exports(exportName)) {
+        const r = await fn.invoke({ type: 'lifecycle', export: exportName }, { requestId, trigger: ctx.trigger });
+        ctx.logGuest(r.logs, requestId);
+        const out = r.output as HttpResponseOutput;
+        writeResponse(res, out);
+        return out.status;
+      }
+    }
+    if (path === '/capsule/health' || path === '/health') {
+      return sendJson(res, 200, { status: 'ok' });
+    }
+    if (path === '/capsule/ready') {
+      const why = ctx.notReady();
+      if (why !== undefined) return sendJson(res, 503, { status: why });
+      return sendJson(res, 200, { status: 'ready', module: fn.module.name, kind: fn.module.detection.kind, workers: fn.pool.size, ...ctx.readyInfo?.() });
+    }
+    if (path === '/capsule/metrics' || path === '/metrics') {
+      const m = await ctx.metrics.text();
+      res.writeHead(200, { 'Content-Type': m.contentType });
+      res.end(m.body);
+      return 200;
+    }
+    return sendJson(res, 404, { error: `no route ${path} (runner routes: /capsule/health, /capsule/ready, /capsule/metrics)`, code: 'NOT_FOUND' });
+  } catch (e) {
+    const err = e instanceof CapsuleError ? e : new CapsuleError('INTERNAL', (e as Error).message);
+    ctx.logGuest((e as { logs?: CallLogs }).logs, requestId);
+    sendError(res, err);
+    return STATUS_BY_CODE[err.code];
+  }
+}
+
+/**
+ * Writes what a guest's captured output holds to the runner log, one line each, with `fields`
+ * (request id, function, subject…).
+ */
+export function logGuestOutput(log: Logger, logs: CallLogs | undefined, fields: Record<string, unknown>): void {
+  if (!logs) return;
+  for (const line of logs.log) log.info({ ...fields, stream: 'log' }, line);
+  for (const [stream, text] of [['stdout', logs.stdout], ['stderr', logs.stderr]] as const) {
+    if (!text) continue;
+    for (const line of text.replace(/\n$/, '').split('\n')) log.info({ ...fields, stream }, line);
+  }
+  if (logs.truncated) log.warn(fields, 'guest output truncated (limit per call reached)');
+}
+
+const HOP_BY_HOP = new Set(['connection', 'transfer-encoding', 'content-length', 'keep-alive', 'upgrade']);
+
+/** Sends a response made from a guest result (hop-by-hop headers dropped; invalid headers → 500). */
+export function writeResponse(res: ServerResponse, out: HttpResponseOutput): void {
+  const headers: Record<string, string | string[]> = {};
+  for (const [k, v] of out.headers) {
+    const key = k.toLowerCase();
+    if (HOP_BY_HOP.has(key)) continue;
+    const prev = headers[key];
+    headers[key] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+  }
+  try {
+    res.writeHead(out.status, headers);
+  } catch (e) {
+    // an invalid header value from the guest
+    sendError(res, new CapsuleError('BAD_RESULT', `the function returned an invalid response header: ${(e as Error).message}`));
+    return;
+  }
+  res.end(out.body);
+}
+
+/** Sends a JSON body. @returns the status */
+export function sendJson(res: ServerResponse, status: number, body: unknown): number {
+  if (res.headersSent) {
+    res.end();
+    return status;
+  }
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8' });
+  res.end(JSON.stringify(body));
+  return status;
+}
+
+/** Sends a runner error `{"error","code"}` with the status of its code (conventions.md §4). */
+export function sendError(res: ServerResponse, err: CapsuleError): void {
+  sendJson(res, STATUS_BY_CODE[err.code], { error: err.message, code: err.code });
+}
+
+/** A listening runner-routes server. */
+export interface RunnerHttp {
+  readonly url: string;
+  readonly port: number;
+  readonly server: Server;
+  /** Stops listening and closes every connection. */
+  close(): Promise<void>;
+}
+
+/**
+ * Serves only the runner routes (for triggers that are not HTTP: `capsule nats|mqtt
+ * --http-port`). Other paths answer 404.
+ * @param o.port 0 = a free port
+ * @throws Error when the port cannot be bound (EADDRINUSE…)
+ */
+export async function startRunnerHttp(ctx: RunnerRouteContext, o: { host: string; port: number; logger: Logger }): Promise<RunnerHttp> {
+  const server = createServer((req, res) => {
+    const requestId = randomUUID();
+    res.setHeader('X-Request-Id', requestId);
+    const path = (req.url ?? '/').split('?', 1)[0]!;
+    void serveRunnerRoute(path, req, res, requestId, ctx).then((status) => {
+      o.logger.debug({ requestId, method: req.method, url: req.url, status }, 'request');
+    });
+  });
+  server.keepAliveTimeout = 5000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port, o.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = o.host.includes(':') ? `[${o.host}]` : o.host;
+  return {
+    url: `http://${host}:${port}`, port, server,
+    close: () => new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    }),
+  };
+}

@@ -23,8 +23,14 @@ export async function startCapsuleGuest(guest: Guest): Promise<void> {
 
 /** Canonical header name as Go handed it to guests: `content-type` → `Content-Type` (§4.3). */
 export function canonicalHeaderName(name: string): string {
-  return name.toLowerCase().replace(/(^|-)([a-z])/g, (_m, sep: string, c: string) => sep + c.toUpperCase());
+  let c = CANONICAL.get(name);
+  if (c === undefined) {
+    c = name.toLowerCase().replace(/(^|-)([a-z])/g, (_m, sep: string, ch: string) => sep + ch.toUpperCase());
+    if (CANONICAL.size < 1000) CANONICAL.set(name, c); // header names repeat: remember a bounded set
+  }
+  return c;
 }
+const CANONICAL = new Map<string, string>();
 
 /** Request headers with canonical names, repeated ones joined with `, ` (§4.3). */
 export function canonicalHeaders(headers: readonly [string, string][]): Map<string, string> {

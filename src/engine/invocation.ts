@@ -2,6 +2,8 @@
  * What a trigger asks of a guest and what it gets back. These plain objects cross the worker
  * boundary (structured clone), so they hold no classes.
  */
+import type { ErrorCode } from './errors.ts';
+import type { CgiRoute } from '../abi/wasi-command/cgi.ts';
 
 /** An HTTP request, as the HTTP trigger hands it to an ABI (capsule-abi.md §4.3, §5.3). */
 export interface HttpRequestInput {
@@ -14,6 +16,10 @@ export interface HttpRequestInput {
   body: Uint8Array;
   remoteAddress: string;
   remotePort: number;
+  /** HTTP version of the request (`1.1`, `1.0`, `2.0`); CGI `SERVER_PROTOCOL`. */
+  httpVersion?: string;
+  /** The route the request matched, for WASI commands served CGI-style (wasi-cgi.md §3, §4, §9). */
+  cgi?: CgiRoute;
 }
 
 /** A CLI invocation (`capsule run`): Capsule ABI params, or argv for a WASI command. */
@@ -25,6 +31,8 @@ export interface CliInput {
   args: string[];
   /** WASI commands: standard input bytes (EOF after them); absent = the process's stdin. */
   stdin?: Uint8Array;
+  /** WASI commands: export to call instead of `_start` (WAGI `entrypoint`, `_routes`). */
+  entrypoint?: string;
 }
 
 /** A lifecycle or service export with no input (OnStart, OnStop, OnHealthCheck, OnMetrics, OnLoad, OnExit). */
@@ -58,6 +66,11 @@ export interface HttpResponseOutput {
   status: number;
   headers: [string, string][];
   body: Uint8Array;
+  /**
+   * Set when the response reports a failure the ABI answered itself (a WASI command's exit code
+   * or trap, a bad CGI header block: wasi-cgi.md §6, §8): logged and counted by the trigger.
+   */
+  failure?: { code: ErrorCode; message: string };
 }
 
 /** A CLI result: what to print, and the process exit code. */

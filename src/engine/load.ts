@@ -132,10 +132,19 @@ export async function compileModule(bytes: Uint8Array, source: string, options: 
   const generation = abi.generation(detection);
   const exportNames = new Set(parsed.exports.map((e) => e.name));
   const allowedModules = new Set(['wasi_snapshot_preview1', ...(generation ? ['env'] : [])]);
+  // Kinds without host functions may still import a few named `env` functions (abi.envImports).
+  const extra = generation ? {} : abi.envImports ?? {};
+  const accepted = () => [...allowedModules, ...Object.keys(extra).map((n) => `env.${n}`)].join(', ');
   for (const imp of parsed.imports) {
     if (imp.kind === 'memory') continue;
     if (!allowedModules.has(imp.module)) {
-      throw new CapsuleError('BAD_MODULE', `${name}: imports ${imp.module}.${imp.name}; ${detection.kind} modules may import only from ${[...allowedModules].join(' and ')}`);
+      const e = imp.module === 'env' && imp.kind === 'function' ? extra[imp.name] : undefined;
+      if (e) {
+        const same = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((t, i) => t === b[i]);
+        if (!imp.type || (same(imp.type.params, e.params) && same(imp.type.results, e.results))) continue;
+        throw new CapsuleError('BAD_MODULE', `${name}: env.${imp.name} is declared (${imp.type.params.join(', ')}) -> (${imp.type.results.join(', ')}); Capsule provides (${e.params.join(', ')}) -> (${e.results.join(', ')})`);
+      }
+      throw new CapsuleError('BAD_MODULE', `${name}: imports ${imp.module}.${imp.name}; ${detection.kind} modules may import only from ${accepted()}`);
     }
   }
   const hostImports = generation ? checkHostImports(parsed.imports, generation, name, exportNames).map((f) => f.name) : [];

@@ -125,6 +125,7 @@ export class ModuleRuntime implements GuestRuntime {
     const fns = generation ? spec.hostImports.map((n) => findHostFunction(n, generation)!) : [];
     const built = buildHostImports(fns, generation ?? 2, this.#state);
     this.#hostImports = built.imports;
+    for (const [name, e] of Object.entries(this.abi.envImports ?? {})) this.#hostImports[name] ??= e.make(this.#state, spec.name);
     this.#jspi = built.async;
     const capPages = Math.floor(spec.settings.maxMemoryBytes / PAGE);
     const limits = spec.pooledMemory ?? spec.importedMemory?.limits;
@@ -145,9 +146,9 @@ export class ModuleRuntime implements GuestRuntime {
     this.#lastMemory = undefined;
     try {
       const output = await this.abi.invoke(this, input, meta, this.spec.detection);
-      return { output, logs: capture && logsOf(capture) };
+      return { output, logs: capture ? logsOf(capture) : undefined };
     } catch (e) {
-      return { error: this.#classify(e), logs: capture && logsOf(capture) };
+      return { error: this.#classify(e), logs: capture ? logsOf(capture) : undefined };
     } finally {
       this.#capture = undefined;
       this.#lastMemory = undefined;
@@ -221,7 +222,7 @@ export class ModuleRuntime implements GuestRuntime {
       args: o?.args ?? [],
       env: o?.env ?? this.#env,
       stdin: o?.stdin ?? new Uint8Array(0),
-      stdout: (b) => this.#write('stdout', b),
+      stdout: o?.stdout ?? ((b) => this.#write('stdout', b)),
       stderr: (b) => this.#write('stderr', b),
       mounts: this.spec.settings.mounts,
     };
@@ -287,6 +288,8 @@ export class ModuleRuntime implements GuestRuntime {
   }
 }
 
-function logsOf(c: Capture): CallLogs {
+/** The captured output, or undefined when the guest printed nothing (saves a clone per call). */
+function logsOf(c: Capture): CallLogs | undefined {
+  if (c.bytes === 0 && !c.truncated) return undefined;
   return { stdout: c.stdout, stderr: c.stderr, log: c.log, truncated: c.truncated };
 }

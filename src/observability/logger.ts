@@ -18,7 +18,17 @@ export function createLogger(level: LogLevel = 'info', prettyOutput = process.st
   if (prettyOutput) {
     return pino(options, pretty({ destination: 2, colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname', sync: true }));
   }
-  return pino(options, pino.destination({ fd: 2, sync: false }));
+  // Lines are gathered up to 4 KiB and written at least every 100 ms: one write per line cost
+  // a quarter of the main thread's time under load.
+  const destination = pino.destination({ fd: 2, sync: false, minLength: 4096 });
+  setInterval(() => {
+    try {
+      destination.flush();
+    } catch {
+      // a write is already in progress; the next tick flushes
+    }
+  }, 100).unref();
+  return pino(options, destination);
 }
 
 /** Writes out buffered log lines; resolves when done (at most 2 s). Call before exiting. */

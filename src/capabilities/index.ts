@@ -7,6 +7,12 @@ import { env } from './env/index.ts';
 import { nats } from './nats/index.ts';
 import { mqtt } from './mqtt/index.ts';
 import { runtime } from './runtime/index.ts';
+import { files } from './files/index.ts';
+import { http } from './http/index.ts';
+import { cache } from './cache/index.ts';
+import { kv } from './kv/index.ts';
+import { redis } from './redis/index.ts';
+import { couchbase } from './couchbase/index.ts';
 
 export const CAPABILITIES: readonly Capability[] = [
   log,
@@ -14,6 +20,12 @@ export const CAPABILITIES: readonly Capability[] = [
   nats,
   mqtt,
   runtime,
+  files,
+  http,
+  cache,
+  kv,
+  redis,
+  couchbase,
 ];
 
 /**

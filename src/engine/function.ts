@@ -10,6 +10,7 @@ import type { InvocationInput, InvocationMeta } from './invocation.ts';
 import type { Mount } from '../wasi/mounts.ts';
 import { CAPSULE_VERSION } from '../version.ts';
 import { provideCapabilityServices } from '../capabilities/services.ts';
+import { pickCapabilitySettings, type CapabilitySettings } from '../capabilities/settings.ts';
 
 /** Defaults of conventions.md §1. */
 export const DEFAULTS = {
@@ -19,7 +20,8 @@ export const DEFAULTS = {
   maxLogBytes: 64 * 1024,
 } as const;
 
-export interface FunctionOptions extends LoadOptions {
+/** Options of a function; the capability settings (`CapabilitySettings`) are optional. */
+export interface FunctionOptions extends LoadOptions, CapabilitySettings {
   /** Guest-visible environment, already resolved (see `buildGuestEnv`). */
   env?: [string, string][];
   /** Granted directories (see `parseDirGrant`). */
@@ -69,6 +71,7 @@ export class CapsuleFunction {
       stdio: options.stdio ?? 'capture',
       maxLogBytes: options.maxLogBytes ?? DEFAULTS.maxLogBytes,
       capsuleVersion: CAPSULE_VERSION,
+      ...pickCapabilitySettings(options),
     };
     const limits = module.pooledMemory ?? module.importedMemory?.limits;
     if (limits && limits.min * 65536 > this.settings.maxMemoryBytes) {

@@ -17,10 +17,14 @@ import { abiFor } from '../abi/index.ts';
 import { buildHostImports, type CallState } from '../abi/host-imports.ts';
 import { findHostFunction } from '../capabilities/index.ts';
 import type { HostCallContext } from '../capabilities/types.ts';
+import type { CapabilitySettings } from '../capabilities/settings.ts';
 import type { Abi, GuestOptions, GuestRuntime } from '../abi/types.ts';
 
-/** Settings of one function (module + grants + limits), as sent to workers. */
-export interface FunctionSettings {
+/**
+ * Settings of one function (module + grants + limits), as sent to workers. The capability
+ * settings (HTTP limits, cache, KV, Redis, CouchBase) are optional fields of `CapabilitySettings`.
+ */
+export interface FunctionSettings extends CapabilitySettings {
   /** Guest-visible environment (conventions.md §2), in order. */
   env: [string, string][];
   mounts: Mount[];

@@ -1,0 +1,46 @@
+/**
+ * Helpers shared by the host capabilities: gen-1 encodings that changed between
+ * sub-generations (capsule-abi.md §4.1), main-thread service calls, and the function's name.
+ */
+import type { PoolModule } from '../engine/pool.ts';
+import { fail, type HostCallContext, type HostResult } from './types.ts';
+
+/**
+ * The separator of lists inside gen-1 strings (`StrSeparator`, capsule-abi.md §4.1): `|` for
+ * 1a modules, `²` for later ones. Gen-1 `hostRedisKeys` of Go Capsule 0.1.9 joined keys with
+ * `°`; such modules cannot be told from 0.2.0 ones by their shape, so they get `²`.
+ */
+export function gen1ListSeparator(ctx: Pick<HostCallContext, 'kind'>): string {
+  return ctx.kind === 'capsule-1a' ? '|' : '²';
+}
+
+/**
+ * Gen-1 `[OK](<key>:<value>)` success text of the set/publish functions (capsule-abi.md §4.7).
+ */
+export function okPair(key: string, value: string): string {
+  return `[OK](${key}:${value})`;
+}
+
+/**
+ * Calls a main-thread service and turns a rejection into a failure result whose text is the
+ * service's message (prefixed with `prefix` when given).
+ */
+export async function callService<T>(ctx: HostCallContext, name: string, request: unknown, onValue: (value: T) => HostResult): Promise<HostResult> {
+  let value: T;
+  try {
+    value = (await ctx.service(name, request)) as T;
+  } catch (e) {
+    return fail((e as Error)?.message ?? String(e));
+  }
+  return onValue(value);
+}
+
+/** The name that namespaces a function's memory cache and memory KV (main thread). */
+export function functionName(caller: PoolModule): string {
+  return caller.settings.name ?? caller.module.name;
+}
+
+/** The ABI generation of a registered module (main thread), for gen-specific behaviour. */
+export function generationOf(caller: PoolModule): 1 | 2 {
+  return caller.module.detection.kind.startsWith('capsule-1') ? 1 : 2;
+}

@@ -1,0 +1,150 @@
+/**
+ * The Redis client of the process (main thread; capsule-abi.md §5.7 "one lazily created client
+ * per process"; one per distinct server URL when functions name different servers), with the
+ * official `redis` npm client, loaded on first use.
+ *
+ * Failure policy (capsule-abi.md §7.3): nothing here throws past the service boundary as
+ * anything but an Error with a message; the guest gets an `F` / `[ERR][0]:` result.
+ * - The first use connects and waits up to `CONNECT_WAIT_MS` for the server.
+ * - Lost connections are re-established in the background (back-off up to 1 s); while the client
+ *   is not connected, commands fail at once (no offline queue: a guest never waits for a server
+ *   that is down) and succeed again as soon as it is back.
+ * - A command that gets no answer within `COMMAND_TIMEOUT_MS` fails.
+ */
+import { redact } from './config.ts';
+import type { RedisSettings } from '../settings.ts';
+
+/** How long the first use of a server waits for its connection, ms. */
+export const CONNECT_WAIT_MS = 2000;
+/** How long a command may wait for its reply, ms. */
+export const COMMAND_TIMEOUT_MS = 5000;
+
+/** An operation of the Redis host functions (service `redis`). */
+export type RedisRequest =
+  | { op: 'set'; key: string; value: Uint8Array }
+  | { op: 'get'; key: string }
+  | { op: 'del'; key: string }
+  | { op: 'keys'; pattern: string }
+  | { op: 'incrby'; key: string; delta: string };
+
+/** Replies: `set` → `OK`, `get` → the value or null (`nil`), `del` → keys removed, `keys` → names, `incrby` → the new value in decimal. */
+export type RedisReply = Uint8Array | string | number | string[] | null;
+
+/** The part of the node-redis client used here. */
+interface RedisClientLike {
+  readonly isReady: boolean;
+  connect(): Promise<unknown>;
+  on(event: string, listener: (...args: unknown[]) => void): unknown;
+  unref(): void;
+  destroy(): void;
+  sendCommand<T>(args: readonly (string | Buffer)[], options?: { typeMapping?: Record<number, unknown> }): Promise<T>;
+}
+
+interface Entry {
+  client: RedisClientLike;
+  /** Settles when the first connection is made (or the client is destroyed). */
+  firstConnect: Promise<void>;
+  connectedOnce: boolean;
+  lastError?: string;
+}
+
+const clients = new Map<string, Entry>();
+const BLOB_STRING = 36; // RESP_TYPES.BLOB_STRING: bulk strings as Buffers (binary-safe GET)
+
+async function entryFor(settings: RedisSettings): Promise<Entry> {
+  let entry = clients.get(settings.url);
+  if (entry) return entry;
+  const { createClient } = await import('redis');
+  entry = clients.get(settings.url); // another request may have created it meanwhile
+  if (entry) return entry;
+  const client = createClient({
+    url: settings.url,
+    disableOfflineQueue: true,
+    socket: { connectTimeout: CONNECT_WAIT_MS, reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 1000) },
+  }) as unknown as RedisClientLike;
+  const e: Entry = { client, firstConnect: Promise.resolve(), connectedOnce: false };
+  client.on('error', (err) => {
+    e.lastError = (err as Error)?.message || String(err);
+  });
+  client.on('ready', () => {
+    e.connectedOnce = true;
+    e.lastError = undefined;
+  });
+  client.unref(); // never keeps the process alive
+  e.firstConnect = client.connect().then(() => undefined, (err: unknown) => {
+    e.lastError = (err as Error)?.message ?? String(err);
+  });
+  clients.set(settings.url, e);
+  return e;
+}
+
+function where(settings: RedisSettings): string {
+  return `${redact(settings.url)} (${settings.origin})`;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(what)), ms);
+    timer.unref();
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+/** A connected client for `settings`, or an Error saying why there is none. */
+async function ready(settings: RedisSettings): Promise<RedisClientLike> {
+  const e = await entryFor(settings);
+  if (e.client.isReady) return e.client;
+  if (!e.connectedOnce) {
+    await withTimeout(e.firstConnect, CONNECT_WAIT_MS, 'timeout').catch(() => undefined);
+    if (e.client.isReady) return e.client;
+    throw new Error(`redis: cannot connect to ${where(settings)}: ${e.lastError ?? 'no answer'}`);
+  }
+  throw new Error(`redis: the connection to ${where(settings)} is lost (${e.lastError ?? 'reconnecting'}); reconnecting`);
+}
+
+/**
+ * Runs one request against the server of `settings`.
+ * @throws Error with a message for the guest (`redis: …`, or the server's error reply)
+ */
+export async function redisCommand(settings: RedisSettings, req: RedisRequest): Promise<RedisReply> {
+  const client = await ready(settings);
+  const run = async (): Promise<RedisReply> => {
+    switch (req.op) {
+      case 'set':
+        return client.sendCommand<string>(['SET', req.key, Buffer.from(req.value.buffer, req.value.byteOffset, req.value.byteLength)]);
+      case 'get': {
+        const v = await client.sendCommand<Buffer | null>(['GET', req.key], { typeMapping: { [BLOB_STRING]: Buffer } });
+        return v === null ? null : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+      }
+      case 'del':
+        return client.sendCommand<number>(['DEL', req.key]);
+      case 'keys':
+        return client.sendCommand<string[]>(['KEYS', req.pattern]);
+      case 'incrby':
+        return String(await client.sendCommand<number | string>(['INCRBY', req.key, req.delta]));
+      default:
+        throw new Error(`unknown redis operation ${(req as { op: string }).op}`);
+    }
+  };
+  try {
+    return await withTimeout(run(), COMMAND_TIMEOUT_MS, `redis: no answer from ${where(settings)} within ${COMMAND_TIMEOUT_MS} ms`);
+  } catch (e) {
+    const msg = (e as Error)?.message ?? String(e);
+    if (/^redis: /.test(msg)) throw e;
+    if ((e as Error)?.constructor?.name === 'ErrorReply') throw new Error(msg); // the server's own error text (WRONGTYPE …)
+    throw new Error(`redis: ${msg} (${redact(settings.url)})`);
+  }
+}
+
+/** Closes every client (tests and embedders; the CLI just exits). */
+export function closeRedisClients(): void {
+  for (const e of clients.values()) {
+    try {
+      e.client.destroy();
+    } catch {
+      // already closed
+    }
+  }
+  clients.clear();
+}

@@ -2,6 +2,7 @@
 import type { LoadedModule } from '../engine/load.ts';
 import { findHostFunction } from '../capabilities/index.ts';
 import { CAPABILITIES } from '../capabilities/index.ts';
+import { GRANTS } from '../capabilities/grants.ts';
 
 const GENERATION: Record<string, string> = {
   'capsule-1a': 'Capsule ABI gen 1a (Go Capsule 0.0.0 – 0.1.8)',
@@ -28,6 +29,7 @@ export function describeModule(m: LoadedModule, json: boolean): string {
     abi: GENERATION[m.detection.kind],
     detectedBecause: m.detection.reason,
     capabilities: [...new Set(m.hostImports.map(capabilityOf).filter(Boolean))],
+    grants: grantsOf(m.hostImports, gen),
     imports: m.parsed.imports.map((i) => ({ module: i.module, name: i.name, kind: i.kind, ...(i.type ? { signature: sig(i.type) } : {}) })),
     exports: m.parsed.exports.map((e) => ({ name: e.name, kind: e.kind, ...(e.type ? { signature: sig(e.type) } : {}) })),
     memory: m.pooledMemory ?? m.importedMemory?.limits ?? m.parsed.memories[0],
@@ -38,6 +40,8 @@ export function describeModule(m: LoadedModule, json: boolean): string {
     `kind:         ${info.kind} — ${info.abi}`,
     `detected by:  ${info.detectedBecause}`,
     `capabilities: ${info.capabilities.length ? info.capabilities.join(', ') : 'none'}`,
+    `grants:${info.grants.length ? '' : '       none needed'}`,
+    ...info.grants.map((g) => `  ${g.grant}: ${g.lends}, for ${g.functions.join(', ')} — give it with ${g.how}`),
     `memory:       ${info.memory ? `${info.memory.min} pages at start${info.memory.max !== undefined ? `, at most ${info.memory.max}` : ''}` : 'none'}`,
     'imports:',
     ...info.imports.map((i) => `  ${i.module}.${i.name} ${i.kind === 'function' ? (i.signature ?? '') : i.kind}`),
@@ -45,6 +49,20 @@ export function describeModule(m: LoadedModule, json: boolean): string {
     ...info.exports.map((e) => `  ${e.name} ${e.kind === 'function' ? (e.signature ?? '') : e.kind}`),
   ];
   return lines.join('\n') + '\n';
+}
+
+/** The grants the imported host functions need (capabilities/grants.ts), with how to give them. */
+function grantsOf(imports: readonly string[], gen: 1 | 2): { grant: string; lends: string; how: string; functions: string[] }[] {
+  const out = new Map<string, { grant: string; lends: string; how: string; functions: string[] }>();
+  for (const name of imports) {
+    const grant = findHostFunction(name, gen)?.grant;
+    if (!grant) continue;
+    const info = GRANTS[grant] ?? { lends: grant, how: `the ${grant} settings` };
+    let g = out.get(grant);
+    if (!g) out.set(grant, (g = { grant, ...info, functions: [] }));
+    g.functions.push(name);
+  }
+  return [...out.values()];
 }
 
 function sig(t: { params: string[]; results: string[] }): string {

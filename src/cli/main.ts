@@ -22,9 +22,11 @@ import { CAPSULE_VERSION } from '../version.ts';
 import { normaliseArgv } from './legacy.ts';
 import { progressReporter } from './progress.ts';
 import { describeModule } from './inspect.ts';
+import { capabilityOptions, capabilitySettings, type CapabilityFlags } from './capabilities.ts';
+import { addEnvVars, applyConfigFor } from '../config/file.ts';
 
 /** Options shared by every command that loads a module. */
-interface ModuleFlags {
+interface ModuleFlags extends CapabilityFlags {
   wasm?: string;
   url?: string;
   authHeaderName?: string;
@@ -45,7 +47,7 @@ const collect = (v: string, prev: string[]) => [...prev, v];
 const collectList = (v: string, prev: string[]) => [...prev, ...v.split(',').map((s) => s.trim()).filter(Boolean)];
 
 function moduleOptions(cmd: Command): Command {
-  return cmd
+  return capabilityOptions(cmd
     .option('--wasm <path>', 'the module file (.wasm); with --url, where to save the download')
     .option('--url <url>', 'download the module from this URL')
     .option('--auth-header-name <name>', 'header sent with --url (e.g. PRIVATE-TOKEN)')
@@ -59,7 +61,7 @@ function moduleOptions(cmd: Command): Command {
     .option('--allowed-hosts <hosts>', 'outbound HTTP allow-list: host, *.host, host:port, scheme://host, * (comma-separated, repeatable)', collectList, [])
     .option('--timeout <duration>', 'deadline of one call (250ms, 30s, 2m)', '30s')
     .option('--max-memory <size>', 'linear memory cap per instance (64MiB, 1GiB)', '256MiB')
-    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS as string[]).default('info'));
+    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS as string[]).default('info')));
 }
 
 function urlSource(f: ModuleFlags, interactive: boolean): UrlSource | undefined {
@@ -91,6 +93,7 @@ function functionOptions(f: ModuleFlags, module: LoadedModule, singleModule: boo
     allowedHosts: f.allowedHosts,
     timeoutMs: parseDuration(f.timeout, '--timeout'),
     maxMemoryBytes: parseSize(f.maxMemory, '--max-memory'),
+    ...capabilitySettings(f),
   };
 }
 
@@ -282,6 +285,13 @@ capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=
       process.stdout.write(describeModule(module, f.json === true));
       exit(0);
     });
+  // Config files (--config, <module>.capsule.yaml) and CAPSULE_* variables for every command
+  // that loads a module: precedence flags > file > CAPSULE_* > defaults (src/config/file.ts).
+  for (const cmd of program.commands) if (cmd.options.some((o) => o.long === '--config')) addEnvVars(cmd);
+  program.hook('preAction', (_program, action) => {
+    if (!action.options.some((o) => o.long === '--config')) return;
+    applyConfigFor(action, (action.getOptionValue('wasm') as string | undefined) ?? action.args[0]);
+  });
   return program;
 }
 

@@ -1,6 +1,11 @@
 /**
- * HTTP trigger: every method and path goes to the function's HTTP handler (capsule-abi.md §4.3,
- * §5.3–§5.5); the runner's own routes live under /capsule/ (conventions.md §4).
+ * HTTP trigger. One request pipeline (`servePipeline`) serves both the single-function server
+ * (`serveHttp`: every method and path goes to the function's HTTP handler, capsule-abi.md §4.3,
+ * §5.3–§5.5) and the multi-function server (`multi.ts`: routes and a functions directory,
+ * wasi-cgi.md §9). The pipeline owns what every request shares: the request id, the body limit
+ * (413), the concurrency limits (503), the per-call deadline's 504, runner-made error JSON,
+ * the request log line, metrics labelled by function, `--stop-after` and graceful shutdown. What
+ * a path leads to is the server's `dispatch`.
  *
  * Errors made by the runner are JSON `{"error","code"}` with 500 (trap, memory), 504 (deadline),
  * 413 (body), 503 + Retry-After (--max-concurrency); a guest's own failure keeps its ABI shape.
@@ -11,11 +16,14 @@ import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { CapsuleError, STATUS_BY_CODE } from '../../engine/errors.ts';
 import type { CapsuleFunction } from '../../engine/function.ts';
+import type { CallResult, WorkerPool } from '../../engine/pool.ts';
 import type { CallLogs } from '../../engine/runtime.ts';
-import type { HttpRequestInput, HttpResponseOutput } from '../../engine/invocation.ts';
+import type { HttpRequestInput, HttpResponseOutput, InvocationMeta } from '../../engine/invocation.ts';
+import type { CgiRoute } from '../../abi/wasi-command/cgi.ts';
 import type { Logger } from '../../observability/logger.ts';
 import { RunnerMetrics } from '../../observability/metrics.ts';
 import { DEFAULTS } from '../../engine/function.ts';
+import { isRunnerRoute, logGuestOutput, sendError, serveRunnerRoute, writeResponse, type RunnerRouteContext } from '../shared/runner-routes.ts';
 
 export interface HttpTriggerOptions {
   /** Interface to bind (default 127.0.0.1). */
@@ -32,6 +40,10 @@ export interface HttpTriggerOptions {
   stopAfterMs?: number;
   /** Time given to in-flight calls on SIGTERM, ms (default 10 000). */
   graceMs?: number;
+  /** WASI commands: cap on standard output per request, bytes (`--max-output`, default 10 MiB; wasi-cgi.md §6). */
+  maxOutputBytes?: number;
+  /** WASI commands: `host[:port]` for SERVER_NAME/SERVER_PORT when a request has no Host (`--default-host`); default: the listening address. */
+  defaultHost?: string;
   logger: Logger;
 }
 
@@ -47,26 +59,76 @@ export interface RunningHttpTrigger {
   readonly closed: Promise<void>;
 }
 
+/** A function the pipeline can call: one per route (or one for the single-function server). */
+export interface HttpTarget {
+  /** The `function` label of metrics and log lines. */
+  readonly name: string;
+  /** Runs one invocation (a hot-reloading target calls whatever version is current). */
+  invoke(input: HttpRequestInput, meta: InvocationMeta): Promise<CallResult>;
+  /** Requests in progress for this target at once (WAGI `http_max_concurrency`): more → 503. */
+  readonly maxConcurrency?: number;
+}
+
+/** What serves one request, decided by the server from its path. */
+export type HttpDispatch =
+  /** Call a function; `cgi` says which route matched (WASI commands, wasi-cgi.md §3–§4). */
+  | { type: 'function'; target: HttpTarget; cgi: CgiRoute; route?: string }
+  /** A runner-made error, e.g. a module that failed to load (logged once where it failed, not per request). */
+  | { type: 'error'; error: CapsuleError; name?: string }
+  /** Anything else (runner routes, `/healthz`, 404): answers itself and returns the status sent. */
+  | { type: 'answer'; name?: string; respond(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<number> };
+
+/** What the pipeline tells `dispatch` and the server's hooks. */
+export interface PipelineState {
+  /** True once shutdown has begun. */
+  readonly draining: boolean;
+  /** The listening port (0 before `listen`). */
+  readonly port: number;
+  readonly metrics: RunnerMetrics;
+  /** Logs what a guest printed, one line each, with `fields` (request id, function, route). */
+  logGuest(logs: CallLogs | undefined, fields: Record<string, unknown>): void;
+}
+
+/** A server built on the pipeline. */
+export interface PipelineSpec {
+  /** Worker pools whose busy workers the metrics report (and whose replaced workers are logged). */
+  pools: WorkerPool[];
+  /** Decides what serves a request (`path` without the query). */
+  dispatch(path: string, req: IncomingMessage, state: PipelineState): HttpDispatch;
+  /** Runs once in-flight calls are done (or the grace period is over) at shutdown: OnStop/OnExit, closing functions. */
+  stop(state: PipelineState): Promise<void>;
+}
+
 const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
 
 /**
- * Serves one function over HTTP.
+ * Listens and serves requests through the shared pipeline (see the module comment).
  * @throws Error when the port cannot be bound (EADDRINUSE…)
  */
-export async function serveHttp(fn: CapsuleFunction, o: HttpTriggerOptions): Promise<RunningHttpTrigger> {
+export async function servePipeline(spec: PipelineSpec, o: HttpTriggerOptions): Promise<RunningHttpTrigger> {
   const log = o.logger;
   const maxBody = o.maxBodyBytes ?? DEFAULTS.maxBodyBytes;
   const maxConcurrency = o.maxConcurrency ?? 1024;
   const graceMs = o.graceMs ?? 10_000;
-  const fname = fn.module.name;
-  const metrics = new RunnerMetrics(() => fn.pool.busy, fn.pool.size);
-  fn.pool.on('timeout', () => metrics.timeouts.inc({ function: fname }));
-  fn.pool.on('worker-exit', (message: string) => log.warn({ function: fname }, `worker replaced: ${message}`));
+  const metrics = new RunnerMetrics(
+    () => spec.pools.reduce((n, p) => n + p.busy, 0),
+    spec.pools.reduce((n, p) => n + p.size, 0),
+  );
+  for (const pool of spec.pools) pool.on('worker-exit', (message: string) => log.warn(`worker replaced: ${message}`));
   const scheme = o.tls ? 'https' : 'http';
   let inflight = 0;
+  const perTarget = new Map<HttpTarget, number>();
   let draining = false;
+  let port = 0;
+  let defaultHost = '';
   let idleTimer: NodeJS.Timeout | undefined;
   const drained: (() => void)[] = [];
+  const state: PipelineState = {
+    get draining() { return draining; },
+    get port() { return port; },
+    metrics,
+    logGuest: (logs, fields) => logGuestOutput(log, logs, fields),
+  };
 
   const armIdle = () => {
     if (o.stopAfterMs === undefined) return;
@@ -80,21 +142,41 @@ export async function serveHttp(fn: CapsuleFunction, o: HttpTriggerOptions): Pro
     const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     res.setHeader('X-Request-Id', requestId);
     armIdle();
+    const path = (req.url ?? '/').split('?', 1)[0]!;
+    let dispatch: HttpDispatch;
+    try {
+      dispatch = spec.dispatch(path, req, state);
+    } catch (e) {
+      dispatch = { type: 'error', error: e instanceof CapsuleError ? e : new CapsuleError('INTERNAL', (e as Error).message) };
+    }
+    const fname = dispatch.type === 'function' ? dispatch.target.name : dispatch.name ?? '';
     const done = (status: number, code?: string) => {
       const ms = performance.now() - start;
       metrics.requests.inc({ function: fname, method: req.method ?? '', status });
       metrics.duration.observe({ function: fname }, ms / 1000);
       if (code) metrics.errors.inc({ function: fname, code });
-      log.info({ requestId, method: req.method, url: req.url, status, durationMs: Math.round(ms * 1000) / 1000, ...(code ? { code } : {}) }, 'request');
+      if (code === 'TIMEOUT') metrics.timeouts.inc({ function: fname });
+      log.info({ requestId, method: req.method, url: req.url, ...(fname ? { function: fname } : {}), status, durationMs: Math.round(ms * 1000) / 1000, ...(code ? { code } : {}) }, 'request');
     };
-    const path = (req.url ?? '/').split('?', 1)[0]!;
-    if (path.startsWith('/capsule/') || path === '/health' || path === '/metrics') {
-      void serviceRoute(path, req, res, requestId).then((status) => done(status));
+    if (dispatch.type === 'answer') {
+      void dispatch.respond(req, res, requestId).then((status) => done(status));
       return;
     }
-    if (inflight >= maxConcurrency || draining) {
+    if (dispatch.type === 'error') {
+      req.resume();
+      sendError(res, dispatch.error);
+      done(STATUS_BY_CODE[dispatch.error.code], dispatch.error.code);
+      return;
+    }
+    const { target } = dispatch;
+    const targetInflight = perTarget.get(target) ?? 0;
+    const targetFull = target.maxConcurrency !== undefined && targetInflight >= target.maxConcurrency;
+    if (inflight >= maxConcurrency || draining || targetFull) {
       res.setHeader('Retry-After', '1');
-      sendError(res, new CapsuleError('OVERLOADED', draining ? 'the server is shutting down' : `more than ${maxConcurrency} requests in progress (--max-concurrency)`));
+      const why = draining ? 'the server is shutting down'
+        : targetFull ? `more than ${target.maxConcurrency} requests in progress for ${target.name} (http_max_concurrency)`
+          : `more than ${maxConcurrency} requests in progress (--max-concurrency)`;
+      sendError(res, new CapsuleError('OVERLOADED', why));
       req.resume();
       done(503, 'OVERLOADED');
       return;
@@ -106,9 +188,13 @@ export async function serveHttp(fn: CapsuleFunction, o: HttpTriggerOptions): Pro
       return;
     }
     inflight++;
+    perTarget.set(target, targetInflight + 1);
     metrics.inflight.inc();
     const finish = () => {
       inflight--;
+      const n = (perTarget.get(target) ?? 1) - 1;
+      if (n === 0) perTarget.delete(target);
+      else perTarget.set(target, n);
       metrics.inflight.dec();
       if (draining && inflight === 0) drained.splice(0).forEach((f) => f());
     };
@@ -136,77 +222,31 @@ export async function serveHttp(fn: CapsuleFunction, o: HttpTriggerOptions): Pro
     req.on('end', () => {
       if (aborted) return;
       const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+      const cgi: CgiRoute = { maxOutputBytes: o.maxOutputBytes, defaultHost: o.defaultHost ?? defaultHost, ...dispatch.cgi };
       const input: HttpRequestInput = {
         type: 'http', method: req.method ?? 'GET', url: `${scheme}://${req.headers.host ?? `${o.host ?? '127.0.0.1'}`}${req.url ?? '/'}`,
         headers: headerPairs(req), body, remoteAddress: req.socket.remoteAddress ?? '', remotePort: req.socket.remotePort ?? 0,
+        httpVersion: req.httpVersion, cgi,
       };
-      fn.invoke(input, { requestId, trigger: { httpPort: port } }).then(
+      const fields = { requestId, function: target.name, ...(dispatch.route !== undefined ? { route: dispatch.route } : {}) };
+      target.invoke(input, { requestId, trigger: { httpPort: port } }).then(
         (r) => {
-          logGuest(r.logs, requestId);
+          state.logGuest(r.logs, fields);
           const out = r.output as HttpResponseOutput;
+          if (out.failure) log.warn({ ...fields, code: out.failure.code }, out.failure.message);
           writeResponse(res, out);
-          done(out.status);
+          done(out.status, out.failure?.code);
         },
         (e: unknown) => {
           const err = e instanceof CapsuleError ? e : new CapsuleError('INTERNAL', (e as Error).message);
-          logGuest((e as { logs?: CallLogs }).logs, requestId);
-          log.warn({ requestId, code: err.code }, err.message);
+          state.logGuest((e as { logs?: CallLogs }).logs, fields);
+          log.warn({ ...fields, code: err.code }, err.message);
           sendError(res, err);
           done(STATUS_BY_CODE[err.code], err.code);
         },
       ).finally(finish);
     });
   };
-
-  function logGuest(logs: CallLogs | undefined, requestId: string): void {
-    const where = /^On[A-Z]/.test(requestId) ? { lifecycle: requestId } : { requestId };
-    if (!logs) return;
-    for (const line of logs.log) log.info({ ...where, function: fname, stream: 'log' }, line);
-    for (const [stream, text] of [['stdout', logs.stdout], ['stderr', logs.stderr]] as const) {
-      if (!text) continue;
-      for (const line of text.replace(/\n$/, '').split('\n')) log.info({ ...where, function: fname, stream }, line);
-    }
-    if (logs.truncated) log.warn({ ...where, function: fname }, 'guest output truncated (limit per call reached)');
-  }
-
-  async function serviceRoute(path: string, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<number> {
-    req.resume();
-    try {
-      if (path === '/health' || path === '/metrics') {
-        const exportName = path === '/health' ? 'OnHealthCheck' : 'OnMetrics';
-        if (fn.exports(exportName)) {
-          const r = await fn.invoke({ type: 'lifecycle', export: exportName }, { requestId, trigger: { httpPort: port } });
-          logGuest(r.logs, requestId);
-          const out = r.output as HttpResponseOutput;
-          writeResponse(res, out);
-          return out.status;
-        }
-      }
-      if (path === '/capsule/health' || path === '/health') {
-        return sendJson(res, 200, { status: 'ok' });
-      }
-      if (path === '/capsule/ready') {
-        return draining ? sendJson(res, 503, { status: 'shutting down' }) : sendJson(res, 200, { status: 'ready', module: fname, kind: fn.module.detection.kind, workers: fn.pool.size });
-      }
-      if (path === '/capsule/metrics' || path === '/metrics') {
-        const m = await metrics.text();
-        res.writeHead(200, { 'Content-Type': m.contentType });
-        res.end(m.body);
-        return 200;
-      }
-      return sendJson(res, 404, { error: `no route ${path} (runner routes: /capsule/health, /capsule/ready, /capsule/metrics)`, code: 'NOT_FOUND' });
-    } catch (e) {
-      const err = e instanceof CapsuleError ? e : new CapsuleError('INTERNAL', (e as Error).message);
-      logGuest((e as { logs?: CallLogs }).logs, requestId);
-      sendError(res, err);
-      return STATUS_BY_CODE[err.code];
-    }
-  }
-
-  // Gen 1 (§4.5): OnLoad once at start, in its own instance; a failure is logged, not fatal.
-  const onLoad = await fn.lifecycle('OnLoad');
-  logGuest(onLoad.logs, 'OnLoad');
-  if (onLoad.error) log.error({ code: onLoad.error.code }, `OnLoad failed: ${onLoad.error.message}`);
 
   const server: Server = o.tls ? createHttpsServer({ cert: o.tls.cert, key: o.tls.key }, handler) : createHttpServer(handler);
   server.keepAliveTimeout = 5000;
@@ -219,9 +259,10 @@ export async function serveHttp(fn: CapsuleFunction, o: HttpTriggerOptions): Pro
       resolve();
     });
   });
-  const port = (server.address() as AddressInfo).port;
+  port = (server.address() as AddressInfo).port;
   const displayHost = (o.host ?? '127.0.0.1').includes(':') ? `[${o.host}]` : (o.host ?? '127.0.0.1');
   const url = `${scheme}://${displayHost}:${port}`;
+  defaultHost = `${displayHost}:${port}`;
   armIdle();
 
   let closedResolve!: () => void;
@@ -241,13 +282,8 @@ export async function serveHttp(fn: CapsuleFunction, o: HttpTriggerOptions): Pro
           new Promise<void>((r) => setTimeout(r, graceMs).unref()),
         ]);
       }
-      for (const name of ['OnStop', 'OnExit'] as const) {
-        const r = await fn.lifecycle(name);
-        logGuest(r.logs, name);
-        if (r.error) log.error({ code: r.error.code }, `${name} failed: ${r.error.message}`);
-      }
+      await spec.stop(state);
       server.closeAllConnections();
-      await fn.close();
       closedResolve();
     })();
     return shuttingDown;
@@ -255,47 +291,51 @@ export async function serveHttp(fn: CapsuleFunction, o: HttpTriggerOptions): Pro
   return { url, port, server, metrics, shutdown, closed };
 }
 
+/** Runs a lifecycle export and logs its output and failure (never throws). */
+export async function runLifecycle(fn: CapsuleFunction, name: 'OnLoad' | 'OnStart' | 'OnStop' | 'OnExit', log: Logger, fields: Record<string, unknown> = {}): Promise<void> {
+  const r = await fn.lifecycle(name);
+  logGuestOutput(log, r.logs, { ...fields, lifecycle: name, function: fn.module.name });
+  if (r.error) log.error({ ...fields, code: r.error.code }, `${name} failed: ${r.error.message}`);
+}
+
+/**
+ * Serves one function over HTTP: every path but the runner's (`/capsule/…`, `/health`,
+ * `/metrics`) goes to it; a WASI command sees the whole path as PATH_INFO (route `/...`).
+ * @throws Error when the port cannot be bound (EADDRINUSE…)
+ */
+export async function serveHttp(fn: CapsuleFunction, o: HttpTriggerOptions): Promise<RunningHttpTrigger> {
+  const log = o.logger;
+  const fname = fn.module.name;
+  // Gen 1 (§4.5): OnLoad once at start, in its own instance; a failure is logged, not fatal.
+  await runLifecycle(fn, 'OnLoad', log);
+  const target: HttpTarget = { name: fname, invoke: (input, meta) => fn.invoke(input, meta) };
+  let routes: RunnerRouteContext | undefined;
+  const runnerRoutes = (state: PipelineState): RunnerRouteContext => routes ??= {
+    fn, metrics: state.metrics,
+    notReady: () => (state.draining ? 'shutting down' : undefined),
+    trigger: { httpPort: state.port }, // made at the first request, after listen
+    logGuest: (logs, requestId) => state.logGuest(logs, { requestId, function: fname }),
+  };
+  return servePipeline({
+    pools: [fn.pool],
+    dispatch: (path, _req, state) => {
+      if (isRunnerRoute(path)) {
+        return { type: 'answer', name: fname, respond: (req, res, requestId) => serveRunnerRoute(path, req, res, requestId, runnerRoutes(state)) };
+      }
+      return { type: 'function', target, cgi: { route: '/...' } };
+    },
+    stop: async () => {
+      for (const name of ['OnStop', 'OnExit'] as const) await runLifecycle(fn, name, log);
+      await fn.close();
+    },
+  }, o);
+}
+
 function headerPairs(req: IncomingMessage): [string, string][] {
   const out: [string, string][] = [];
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) out.push([raw[i]!, raw[i + 1]!]);
   return out;
-}
-
-const HOP_BY_HOP = new Set(['connection', 'transfer-encoding', 'content-length', 'keep-alive', 'upgrade']);
-
-function writeResponse(res: ServerResponse, out: HttpResponseOutput): void {
-  const headers: Record<string, string | string[]> = {};
-  for (const [k, v] of out.headers) {
-    const key = k.toLowerCase();
-    if (HOP_BY_HOP.has(key)) continue;
-    const prev = headers[key];
-    headers[key] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
-  }
-  headers['content-length'] = String(out.body.length); // one write, not chunked framing
-  try {
-    res.writeHead(out.status, headers);
-  } catch (e) {
-    // an invalid header value from the guest
-    sendError(res, new CapsuleError('BAD_RESULT', `the function returned an invalid response header: ${(e as Error).message}`));
-    return;
-  }
-  res.end(out.body);
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown): number {
-  if (res.headersSent) {
-    res.end();
-    return status;
-  }
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
-  res.end(text);
-  return status;
-}
-
-function sendError(res: ServerResponse, err: CapsuleError): void {
-  sendJson(res, STATUS_BY_CODE[err.code], { error: err.message, code: err.code });
 }
 
 function tooLarge(req: IncomingMessage, res: ServerResponse, maxBody: number): void {

@@ -101,6 +101,7 @@ export function writeResponse(res: ServerResponse, out: HttpResponseOutput): voi
     const prev = headers[key];
     headers[key] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
   }
+  headers['content-length'] = String(out.body.length); // one write, not chunked framing
   try {
     res.writeHead(out.status, headers);
   } catch (e) {
@@ -117,8 +118,9 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): nu
     res.end();
     return status;
   }
-  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8' });
-  res.end(JSON.stringify(body));
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
   return status;
 }
 

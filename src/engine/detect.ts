@@ -17,7 +17,8 @@ export interface Detection {
   reason: string;
 }
 
-const GEN2_EXPORTS = ['callHandleHTTP', 'callHandle', 'callHandleJSON'];
+// callHandleMessage: the gen-2 message handler of the capsule-abi.md §8 extension (NATS, MQTT).
+const GEN2_EXPORTS = ['callHandleHTTP', 'callHandle', 'callHandleJSON', 'callHandleMessage'];
 const GEN1_ARITY: Record<number, ModuleKind> = { 4: 'capsule-1a', 8: 'capsule-1b', 1: 'capsule-1c' };
 
 /**
@@ -80,7 +81,7 @@ function checkExplicit(kind: ModuleKind, exports: Set<string>, fn: (n: string) =
   };
   switch (kind) {
     case 'capsule-2':
-      need(GEN2_EXPORTS, 'callHandle, callHandleJSON or callHandleHTTP');
+      need(GEN2_EXPORTS, 'callHandle, callHandleJSON, callHandleHTTP or callHandleMessage');
       break;
     case 'capsule-1a': case 'capsule-1b': case 'capsule-1c': {
       need(['callHandleHttp', 'callHandle', 'callNatsMessageHandle', 'callMqttMessageHandle'], 'callHandleHttp or callHandle');

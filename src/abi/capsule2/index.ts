@@ -36,7 +36,7 @@ export const capsule2: Abi = {
   generation: () => 2,
   check(parsed, _d, name) {
     const fns = new Set(parsed.exports.filter((e) => e.kind === 'function').map((e) => e.name));
-    for (const e of ['callHandle', 'callHandleJSON', 'callHandleHTTP']) {
+    for (const e of ['callHandle', 'callHandleJSON', 'callHandleHTTP', 'callHandleMessage']) {
       const t = parsed.exports.find((x) => x.name === e && x.kind === 'function')?.type;
       if (t && (t.params.length !== 2 || t.results.length !== 1 || t.results[0] !== 'i64')) {
         throw new CapsuleError('BAD_MODULE', `${name}: ${e} must be (i32, i32) -> i64; it is (${t.params.join(', ')}) -> (${t.results.join(', ')})`);

@@ -29,7 +29,7 @@ import type { InvocationMeta, MessageInput } from '../../engine/invocation.ts';
 import { RunnerMetrics } from '../../observability/metrics.ts';
 import { loadMqtt, mqttHub, mqttUrl } from '../../capabilities/mqtt/service.ts';
 import { MQTT_TRIGGER_KEYS } from '../../capabilities/mqtt/index.ts';
-import { MessageDispatcher, type MessageOutcome } from '../shared/messages.ts';
+import { checkMessageHandler, MessageDispatcher, type MessageOutcome } from '../shared/messages.ts';
 import { logGuestOutput, startRunnerHttp, type RunnerHttp } from '../shared/runner-routes.ts';
 import { Backoff, type RunningMessageTrigger } from '../shared/trigger.ts';
 import { topicMatches, type MqttTriggerOptions } from './options.ts';
@@ -44,13 +44,15 @@ const CONNECT_TIMEOUT_MS = 10_000;
 
 /**
  * Connects, runs `OnLoad` (gen 1), subscribes, and serves messages until `shutdown`.
- * @throws CapsuleError LOAD when the broker cannot be reached at start, USAGE for a bad server
+ * @throws CapsuleError BAD_MODULE when the module has no message handler, LOAD when the broker
+ *   cannot be reached at start, USAGE for a bad server
  *   URL, a refused subscription or `persistentSession` without a client id
  */
 export async function serveMqtt(fn: CapsuleFunction, o: MqttTriggerOptions): Promise<RunningMessageTrigger> {
   const log = o.logger;
   const fname = fn.module.name;
   if (o.topics.length === 0) throw new CapsuleError('USAGE', 'give at least one --topic');
+  checkMessageHandler(fn, 'mqtt');
   if (o.persistentSession && !o.clientId) throw new CapsuleError('USAGE', '--persistent-session needs a fixed --client-id (the broker keeps the session under it)');
   let server: string;
   try {

@@ -22,7 +22,7 @@ import type { MessageInput } from '../../engine/invocation.ts';
 import { RunnerMetrics } from '../../observability/metrics.ts';
 import { loadNats, natsHub } from '../../capabilities/nats/service.ts';
 import { NATS_TRIGGER_KEYS } from '../../capabilities/nats/index.ts';
-import { MessageDispatcher, type MessageOutcome } from '../shared/messages.ts';
+import { checkMessageHandler, MessageDispatcher, type MessageOutcome } from '../shared/messages.ts';
 import { logGuestOutput, startRunnerHttp, type RunnerHttp } from '../shared/runner-routes.ts';
 import { Backoff, type RunningMessageTrigger } from '../shared/trigger.ts';
 import { natsDisplayUrl, type NatsTriggerOptions } from './options.ts';
@@ -33,7 +33,8 @@ const encoder = new TextEncoder();
 
 /**
  * Connects, runs `OnLoad` (gen 1), subscribes, and serves messages until `shutdown`.
- * @throws CapsuleError LOAD when the server cannot be reached at start, USAGE for an invalid
+ * @throws CapsuleError BAD_MODULE when the module has no message handler, LOAD when the server
+ *   cannot be reached at start, USAGE for an invalid
  *   subject or queue name
  */
 export async function serveNats(fn: CapsuleFunction, o: NatsTriggerOptions): Promise<RunningMessageTrigger> {
@@ -41,6 +42,7 @@ export async function serveNats(fn: CapsuleFunction, o: NatsTriggerOptions): Pro
   const fname = fn.module.name;
   const server = natsDisplayUrl(o.server);
   if (o.subjects.length === 0) throw new CapsuleError('USAGE', 'give at least one --subject');
+  checkMessageHandler(fn, 'nats');
   const metrics = new RunnerMetrics(() => fn.pool.busy, fn.pool.size);
   fn.pool.on('timeout', () => metrics.timeouts.inc({ function: fname }));
   fn.pool.on('worker-exit', (message: string) => log.warn({ function: fname }, `worker replaced: ${message}`));
@@ -62,7 +64,8 @@ export async function serveNats(fn: CapsuleFunction, o: NatsTriggerOptions): Pro
       name: `capsule ${fname}`,
       reconnect: true,
       maxReconnectAttempts: -1,
-      reconnectDelayHandler: () => backoff.next(),
+      // the client asks for the wait several times per attempt: it grows on each dial ('reconnecting')
+      reconnectDelayHandler: () => backoff.current,
       waitOnFirstConnect: false,
     });
   } catch (e) {
@@ -134,6 +137,9 @@ export async function serveNats(fn: CapsuleFunction, o: NatsTriggerOptions): Pro
         case 'disconnect':
           connected = false;
           if (!stopping) log.warn({ server: s.server }, 'lost the NATS connection; reconnecting');
+          break;
+        case 'reconnecting':
+          backoff.next();
           break;
         case 'reconnect':
           connected = true;

@@ -185,6 +185,29 @@ export class MessageDispatcher {
   }
 }
 
+/**
+ * Checks at start that the module can handle messages from `source`: gen 2 exports
+ * `callHandleMessage` (capsule-abi.md §8), gen 1 `callNatsMessageHandle` / `callMqttMessageHandle`
+ * (§4.4).
+ * @throws CapsuleError BAD_MODULE naming the missing export
+ */
+export function checkMessageHandler(fn: CapsuleFunction, source: 'nats' | 'mqtt'): void {
+  const kind = fn.module.detection.kind;
+  const name = fn.module.name;
+  if (kind === 'capsule-2') {
+    if (!fn.exports('callHandleMessage')) {
+      throw new CapsuleError('BAD_MODULE', `${name} exports no callHandleMessage: a gen-2 module handles ${source.toUpperCase()} messages with it (capsule-abi.md §8; AssemblyScript: export { callHandleMessage } from "@capsule/mdk-assemblyscript/exports-message")`);
+    }
+    return;
+  }
+  if (kind === 'capsule-1a' || kind === 'capsule-1b' || kind === 'capsule-1c') {
+    const entry = source === 'mqtt' ? 'callMqttMessageHandle' : 'callNatsMessageHandle';
+    if (!fn.exports(entry)) throw new CapsuleError('BAD_MODULE', `${name} exports no ${entry}: it cannot handle ${source.toUpperCase()} messages (capsule-abi.md §4.4)`);
+    return;
+  }
+  throw new CapsuleError('BAD_MODULE', `${name} is a ${kind} module: only Capsule modules (gen 1 or gen 2 with callHandleMessage) handle ${source.toUpperCase()} messages`);
+}
+
 /** Parses a whole-number flag. @throws CapsuleError USAGE naming the flag */
 export function intOption(text: string | number, name: string, min: number, max: number): number {
   const n = Number(text);

@@ -1,0 +1,172 @@
+/**
+ * `capsule nats` end to end against a real nats-server on a loopback port: pub/sub, wildcards,
+ * queue groups, request/reply, publishing from the guest, failing messages between good ones,
+ * and the broker killed and restarted mid-stream. No timing is asserted: outcomes are polled
+ * with a bounded wait.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
+import { eventually, example, fixture, missing, runCapsule } from './helpers.ts';
+import { findBinary, metric, startNatsServer, startRunner, type Broker } from './brokers.ts';
+
+const natsServer = findBinary('nats-server');
+const probe = fixture('msg-probe');
+const skip = !natsServer ? 'nats-server is not installed (scripts/setup.sh installs it)' : missing(probe);
+
+/** Collects what arrives on a subject (wildcards allowed). */
+function collect(nc: NatsConnection, subject: string): { subject: string; text: string }[] {
+  const got: { subject: string; text: string }[] = [];
+  nc.subscribe(subject, { callback: (_e, m) => { got.push({ subject: m.subject, text: m.string() }); } });
+  return got;
+}
+
+describe('capsule nats', { skip }, () => {
+  let broker: Broker;
+  let nc: NatsConnection;
+
+  before(async () => {
+    broker = await startNatsServer(natsServer!);
+    nc = await connect({ servers: broker.url, reconnectTimeWait: 50, maxReconnectAttempts: -1 });
+  });
+  after(async () => {
+    await nc?.close();
+    await broker?.kill();
+  });
+
+  it('handles subjects and wildcards, publishes from the guest and answers requests with headers', async () => {
+    const r = await startRunner(['nats', `--wasm=${probe}`, `--nats-server=${broker.url}`, '--subject=a.b', '--subject=c.>', '--env=PROBE=one']);
+    try {
+      assert.match(r.line, new RegExp(`^capsule subscribed to ${broker.url} \\(a\\.b, c\\.>\\)$`));
+      const seen = collect(nc, 'seen.>');
+      await nc.flush();
+      nc.publish('a.b', 'first');
+      nc.publish('c.x.y', 'deep');
+      nc.publish('other', 'ignored');
+      await eventually(() => seen.length >= 2);
+      assert.deepEqual(seen.map((s) => `${s.subject} ${s.text}`).sort(), ['seen.a.b first', 'seen.c.x.y deep']);
+
+      const h = headers();
+      h.set('X-Test', 'header value');
+      const reply = await nc.request('c.z', 'question', { timeout: 5000, headers: h });
+      assert.equal(reply.string(), 'c.z|question|header value|one');
+      assert.equal(reply.headers?.get('Capsule-Error') ?? '', '');
+      await eventually(() => /"subject":"c\.z"/.test(r.logs()));
+    } finally {
+      assert.equal(await r.stop(), 0);
+    }
+  });
+
+  it('replies to a failing, trapping or timing-out message with Capsule-Error, logs and counts it, and keeps going', async () => {
+    const r = await startRunner(['nats', probe, `--nats-server=${broker.url}`, '--subject=jobs', '--timeout=1s', '--http-port=0']);
+    try {
+      const good1 = await nc.request('jobs', 'good-1', { timeout: 5000 });
+      assert.equal(good1.string(), 'jobs|good-1||');
+      const failed = await nc.request('jobs', 'fail', { timeout: 5000 });
+      assert.equal(failed.string(), 'asked to fail');
+      assert.equal(failed.headers?.get('Capsule-Error'), 'true');
+      const trapped = await nc.request('jobs', 'trap', { timeout: 5000 });
+      assert.equal(trapped.headers?.get('Capsule-Error'), 'true');
+      assert.equal(trapped.headers?.get('Capsule-Error-Code'), 'TRAP');
+      assert.match(trapped.string(), /trapped/);
+      const spun = await nc.request('jobs', 'spin', { timeout: 10_000 });
+      assert.equal(spun.headers?.get('Capsule-Error-Code'), 'TIMEOUT');
+      const good2 = await nc.request('jobs', 'good-2', { timeout: 5000 });
+      assert.equal(good2.string(), 'jobs|good-2||');
+
+      const url = r.httpUrl!;
+      assert.equal(await metric(url, 'capsule_messages_total', { trigger: 'nats', outcome: 'ok' }), 2);
+      assert.equal(await metric(url, 'capsule_messages_total', { trigger: 'nats', outcome: 'failed' }), 1);
+      assert.equal(await metric(url, 'capsule_messages_total', { trigger: 'nats', outcome: 'error' }), 2);
+      assert.equal(await metric(url, 'capsule_errors_total', { code: 'TRAP' }), 1);
+      assert.equal(await metric(url, 'capsule_errors_total', { code: 'TIMEOUT' }), 1);
+      assert.equal(await metric(url, 'capsule_timeouts_total'), 1);
+      const ready = await fetch(`${url}/capsule/ready`);
+      assert.equal(ready.status, 200);
+      assert.equal((await ready.json() as { subjects: string[] }).subjects[0], 'jobs');
+      assert.equal((await fetch(`${url}/health`)).status, 200);
+      // the log is written asynchronously
+      await eventually(() => /"subject":"jobs".*message on jobs failed: the function trapped/.test(r.logs()));
+      await eventually(() => /"code":"TIMEOUT"/.test(r.logs()) && /the handler failed: asked to fail/.test(r.logs()));
+    } finally {
+      assert.equal(await r.stop(), 0);
+    }
+  });
+
+  it('shares the messages of a queue group between two runners, each message once', async () => {
+    const args = [`--wasm=${probe}`, `--nats-server=${broker.url}`, '--subject=q.work', '--queue=workers'];
+    const [r1, r2] = await Promise.all([startRunner(['nats', ...args, '--env=PROBE=r1']), startRunner(['nats', ...args, '--env=PROBE=r2'])]);
+    try {
+      const seen = collect(nc, 'seen.q.work');
+      await nc.flush();
+      const replies = await Promise.all(Array.from({ length: 24 }, (_, i) => nc.request('q.work', `m${i}`, { timeout: 10_000 })));
+      const by = replies.map((m) => m.string().split('|'));
+      assert.deepEqual(by.map((p) => p[1]), Array.from({ length: 24 }, (_, i) => `m${i}`));
+      const runners = new Set(by.map((p) => p[3]));
+      assert.deepEqual([...runners].sort(), ['r1', 'r2'], 'both runners handled messages');
+      await eventually(() => seen.length >= 24);
+      assert.equal(new Set(seen.map((s) => s.text)).size, 24);
+    } finally {
+      await Promise.all([r1.stop(), r2.stop()]);
+    }
+  });
+
+  it('lets the guest make NATS requests (hostNatsRequest), with an error when nobody answers', async () => {
+    const r = await startRunner(['nats', probe, `--nats-server=${broker.url}`, '--subject=asker']);
+    try {
+      nc.subscribe('svc.echo', { callback: (_e, m) => { m.respond(`pong:${m.string()}`); } });
+      await nc.flush();
+      assert.equal((await nc.request('asker', 'request:svc.echo', { timeout: 5000 })).string(), 'reply=pong:ping');
+      assert.match((await nc.request('asker', 'request:svc.nobody', { timeout: 5000 })).string(), /^error=no responders/);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('reconnects after the broker is killed and restarted, and handles later messages', async () => {
+    const r = await startRunner(['nats', probe, `--nats-server=${broker.url}`, '--subject=restart.me', '--http-port=0']);
+    try {
+      const seen = collect(nc, 'seen.restart.me');
+      await nc.flush();
+      nc.publish('restart.me', 'before');
+      await eventually(() => seen.some((s) => s.text === 'before'));
+      await broker.kill();
+      await eventually(async () => (await fetch(`${r.httpUrl}/capsule/ready`)).status === 503, 10_000);
+      await broker.start();
+      // Publish until the runner (which resubscribes after reconnecting) handles one.
+      let n = 0;
+      await eventually(async () => {
+        if (!nc.isClosed()) nc.publish('restart.me', `after-${n++}`);
+        await new Promise((res) => setTimeout(res, 100));
+        return seen.some((s) => s.text.startsWith('after-'));
+      }, 20_000);
+      assert.equal((await fetch(`${r.httpUrl}/capsule/ready`)).status, 200);
+      await eventually(() => /lost the NATS connection/.test(r.logs()) && /reconnected to NATS/.test(r.logs()));
+    } finally {
+      assert.equal(await r.stop(), 0);
+    }
+  });
+
+  it('accepts the Go spellings -mode=nats -natssrv= -subject=', async () => {
+    const r = await startRunner([`-wasm=${probe}`, '-mode=nats', `-natssrv=${broker.url}`, '-subject=legacy.s']);
+    try {
+      assert.equal((await nc.request('legacy.s', 'x', { timeout: 5000 })).string(), 'legacy.s|x||');
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('refuses bad starts: no subject (exit 2), no broker, a module without a message handler (exit 1)', async () => {
+    const noSubject = await runCapsule(['nats', probe, `--nats-server=${broker.url}`]);
+    assert.equal(noSubject.code, 2);
+    assert.match(noSubject.stderr, /--subject/);
+    const noBroker = await runCapsule(['nats', probe, '--nats-server=nats://127.0.0.1:1', '--subject=x']);
+    assert.equal(noBroker.code, 1);
+    assert.match(noBroker.stderr, /cannot connect to the NATS server nats:\/\/127\.0\.0\.1:1/);
+    if (!missing(example('hello-world'))) {
+      const noHandler = await runCapsule(['nats', example('hello-world'), `--nats-server=${broker.url}`, '--subject=x']);
+      assert.equal(noHandler.code, 1);
+      assert.match(noHandler.stderr, /exports no callHandleMessage/);
+    }
+  });
+});

@@ -15,6 +15,8 @@ import { parseDirGrant } from '../wasi/mounts.ts';
 import { createLogger, flushLogger, LOG_LEVELS, type LogLevel } from '../observability/logger.ts';
 import { runCli } from '../triggers/cli/run.ts';
 import { serveHttp } from '../triggers/http/server.ts';
+import { serveFunctions } from '../triggers/http/multi.ts';
+import { loadRoutesFile, mergeRouteTables, scanFunctionsDir } from '../config/routes.ts';
 import { serveNats } from '../triggers/nats/index.ts';
 import { serveMqtt } from '../triggers/mqtt/index.ts';
 import type { RunningMessageTrigger } from '../triggers/shared/trigger.ts';
@@ -177,28 +179,67 @@ capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=
     .option('--reuse', 'gen-2 modules: keep long-lived instances (globals persist between calls)', false)
     .option('--workers <n>', 'worker threads running guests (default: CPU cores)')
     .option('--grace <duration>', 'time given to in-flight calls on SIGTERM', '10s')
+    .option('--functions <dir>', 'serve every <name>.wasm of a directory at /<name> (and <name>/<revision>.wasm at /functions/<name>/<revision>)')
+    .option('--routes <file>', 'serve the routes of a WAGI modules.toml or a Capsule routes YAML (--config x.toml works too)')
+    .option('--max-output <size>', 'WASI commands: standard output limit per request (larger → 500)', '10MiB')
+    .option('--default-host <host:port>', 'WASI commands: SERVER_NAME/SERVER_PORT when a request has no Host header (default: the listening address)')
+    .option('--no-watch', '--functions/--routes: do not reload modules and routes when their files change')
     .exitOverride()
     .action(async (positional: string | undefined, f: ModuleFlags & {
       httpPort: string; host: string; crt?: string; key?: string; stopAfter?: string; maxBody: string;
       maxConcurrency: string; reuse: boolean; workers?: string; grace: string;
+      functions?: string; routes?: string; maxOutput: string; defaultHost?: string; watch: boolean;
     }) => {
       const logger = createLogger(f.logLevel);
       const port = intFlag(f.httpPort, '--http-port', 0, 65535);
       if ((f.crt === undefined) !== (f.key === undefined)) throw new CapsuleError('USAGE', '--crt and --key go together');
       const tls = f.crt ? { cert: readFlagFile(f.crt, '--crt'), key: readFlagFile(f.key!, '--key') } : undefined;
+      const http = {
+        host: f.host, port, tls, logger,
+        maxBodyBytes: parseSize(f.maxBody, '--max-body'),
+        maxConcurrency: intFlag(f.maxConcurrency, '--max-concurrency', 1, 1_000_000),
+        stopAfterMs: f.stopAfter ? parseDuration(f.stopAfter, '--stop-after') : undefined,
+        graceMs: parseDuration(f.grace, '--grace'),
+        maxOutputBytes: parseSize(f.maxOutput, '--max-output'),
+        defaultHost: f.defaultHost,
+      };
+      // Many functions (wasi-cgi.md §9): a functions directory and/or a routes file (WAGI's
+      // modules.toml also as --config, its WAGI flag).
+      const routesFile = f.routes ?? (f.config && /\.toml$/i.test(f.config) ? f.config : undefined);
+      if (f.functions !== undefined || routesFile !== undefined) {
+        if (positional !== undefined || f.wasm || f.url) throw new CapsuleError('USAGE', '--functions and --routes serve many modules: give no module (nor --wasm / --url)');
+        const trigger = await serveFunctions({
+          ...http,
+          table: () => mergeRouteTables([
+            ...(routesFile !== undefined ? [loadRoutesFile(routesFile)] : []),
+            ...(f.functions !== undefined ? [scanFunctionsDir(f.functions)] : []),
+          ]),
+          // multi-function servers never pass the runner's environment (conventions.md §2)
+          defaults: {
+            env: buildGuestEnv({ inherit: false, envFiles: f.envFile, env: f.env.map(parseEnvPair) }),
+            allowedHosts: f.allowedHosts, reuse: f.reuse,
+            timeoutMs: parseDuration(f.timeout, '--timeout'),
+            maxMemoryBytes: parseSize(f.maxMemory, '--max-memory'),
+            ...capabilitySettings(f),
+          },
+          dirs: f.dir,
+          workers: f.workers ? intFlag(f.workers, '--workers', 1, 256) : undefined,
+          watch: f.watch,
+        });
+        process.stdout.write(`capsule listening on ${trigger.url}\n`);
+        for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => void trigger.shutdown(sig));
+        await trigger.closed;
+        await flushLogger(logger);
+        exit(0);
+        return;
+      }
       const module = await loadFromFlags(f, positional);
       const fn = CapsuleFunction.fromModule(module, {
         ...functionOptions(f, module, true), stdio: 'capture', reuse: f.reuse,
         workers: f.workers ? intFlag(f.workers, '--workers', 1, 256) : undefined,
         onWarning: (m) => logger.warn(m),
       });
-      const trigger = await serveHttp(fn, {
-        host: f.host, port, tls, logger,
-        maxBodyBytes: parseSize(f.maxBody, '--max-body'),
-        maxConcurrency: intFlag(f.maxConcurrency, '--max-concurrency', 1, 1_000_000),
-        stopAfterMs: f.stopAfter ? parseDuration(f.stopAfter, '--stop-after') : undefined,
-        graceMs: parseDuration(f.grace, '--grace'),
-      });
+      const trigger = await serveHttp(fn, http);
       logger.info({ module: module.name, kind: module.detection.kind, digest: module.digest, workers: fn.pool.size, reuse: fn.settings.reuse }, 'module loaded');
       process.stdout.write(`capsule listening on ${trigger.url}\n`);
       for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => void trigger.shutdown(sig));

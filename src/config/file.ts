@@ -27,7 +27,7 @@ import { CapsuleError } from '../engine/errors.ts';
 const NOT_SETTINGS = new Set(['help', 'version', 'config', 'params', 'paramsFile', 'json']);
 
 /** Single host paths, resolved against the config file's directory. */
-const PATHS = new Set(['wasm', 'crt', 'key']);
+const PATHS = new Set(['wasm', 'crt', 'key', 'functions', 'routes']);
 
 /** A loaded and validated config file. */
 export interface ConfigFile {
@@ -184,6 +184,8 @@ export function applyConfigFor(cmd: Command, modulePath: string | undefined): st
   const explicit = cmd.getOptionValue('config') as string | undefined;
   const path = explicit ?? (modulePath ? configBeside(modulePath) : undefined);
   if (!path) return undefined;
+  // `serve --config modules.toml` is WAGI's routes file (wasi-cgi.md §9), read by the server.
+  if (/\.toml$/i.test(path) && cmd.name() === 'serve') return undefined;
   applyConfig(cmd, loadConfigFile(path, cmd));
   return path;
 }

@@ -110,7 +110,7 @@ export function loadConfigFile(path: string, cmd: Command): ConfigFile {
     const o = optionFor(cmd, key);
     if (!o) throw new CapsuleError('USAGE', `config file ${path}: unknown key "${key}" (known keys: ${known()})`);
     const bad = (expected: string) => new CapsuleError('USAGE', `config file ${path}: "${key}" must be ${expected}, not ${JSON.stringify(value)}`);
-    if (o.isBoolean()) {
+    if (o.isBoolean() || o.negate) {
       if (typeof value !== 'boolean') throw bad('true or false');
       values.set(key, value);
       continue;

@@ -34,10 +34,20 @@ export function parseEnvFile(content: string, file: string): [string, string][] 
   return out;
 }
 
-/** Parses `--env K=V`. @throws CapsuleError USAGE without `=` */
+/**
+ * Parses `--env K=V`, or `--env K` alone: the runner's own value of `K`, passed explicitly (the
+ * way to hand a guest a variable that is never inherited, such as `*_TOKEN`, conventions.md §2).
+ * @throws CapsuleError USAGE for an empty name, or a bare name that is not set in the runner's
+ *   environment
+ */
 export function parseEnvPair(pair: string): [string, string] {
   const i = pair.indexOf('=');
-  if (i <= 0) throw new CapsuleError('USAGE', `--env "${pair}": expected NAME=value`);
+  if (i < 0 && /^[A-Za-z_][A-Za-z0-9_.-]*$/.test(pair)) {
+    const v = process.env[pair];
+    if (v === undefined) throw new CapsuleError('USAGE', `--env ${pair}: ${pair} is not set in the runner's environment (use --env ${pair}=value)`);
+    return [pair, v];
+  }
+  if (i <= 0) throw new CapsuleError('USAGE', `--env "${pair}": expected NAME=value or NAME`);
   return [pair.slice(0, i), pair.slice(i + 1)];
 }
 

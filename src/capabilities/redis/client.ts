@@ -49,12 +49,15 @@ interface Entry {
 }
 
 const clients = new Map<string, Entry>();
+/** The client's class of server error replies (`ERR …`, `WRONGTYPE …`), once loaded. */
+let errorReply: (new (...args: never[]) => Error) | undefined;
 const BLOB_STRING = 36; // RESP_TYPES.BLOB_STRING: bulk strings as Buffers (binary-safe GET)
 
 async function entryFor(settings: RedisSettings): Promise<Entry> {
   let entry = clients.get(settings.url);
   if (entry) return entry;
-  const { createClient } = await import('redis');
+  const { createClient, ErrorReply } = await import('redis');
+  errorReply = ErrorReply;
   entry = clients.get(settings.url); // another request may have created it meanwhile
   if (entry) return entry;
   const client = createClient({
@@ -132,7 +135,7 @@ export async function redisCommand(settings: RedisSettings, req: RedisRequest): 
   } catch (e) {
     const msg = (e as Error)?.message ?? String(e);
     if (/^redis: /.test(msg)) throw e;
-    if ((e as Error)?.constructor?.name === 'ErrorReply') throw new Error(msg); // the server's own error text (WRONGTYPE …)
+    if (errorReply && e instanceof errorReply) throw new Error(msg); // the server's own error text (WRONGTYPE …), as go-redis gave it
     throw new Error(`redis: ${msg} (${redact(settings.url)})`);
   }
 }

@@ -1,0 +1,138 @@
+/**
+ * Test helpers for the host capabilities: a real `redis-server` on a free loopback port (that can
+ * be stopped and started again on the same port), local HTTP servers, and in-process functions
+ * driven through the host SDK (`CapsuleFunction`) for the capability probes.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createTcpServer, connect as tcpConnect } from 'node:net';
+import { join } from 'node:path';
+import { CapsuleFunction, type FunctionOptions } from '../src/engine/function.ts';
+import type { CliOutput } from '../src/engine/invocation.ts';
+
+/** A free loopback TCP port. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createTcpServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Path of `redis-server`, or undefined when it is not installed. */
+export function redisServerBinary(): string | undefined {
+  for (const dir of [...(process.env['PATH'] ?? '').split(':'), '/usr/bin', '/usr/sbin', '/usr/local/bin']) {
+    if (dir && existsSync(join(dir, 'redis-server'))) return join(dir, 'redis-server');
+  }
+  return undefined;
+}
+
+async function listening(port: number, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const sock = tcpConnect(port, '127.0.0.1');
+      sock.once('connect', () => {
+        sock.destroy();
+        resolve(true);
+      });
+      sock.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`nothing listens on 127.0.0.1:${port} after ${ms} ms`);
+}
+
+/** A `redis-server` on a fixed loopback port, without persistence. */
+export interface RedisServer {
+  readonly port: number;
+  readonly url: string;
+  /** Stops it (SIGKILL: the connection drops as in a crash) and waits for the exit. */
+  stop(): Promise<void>;
+  /** Starts it again on the same port (empty: no persistence). */
+  start(): Promise<void>;
+}
+
+/** Starts `redis-server --port <free> --save '' --appendonly no` on 127.0.0.1. */
+export async function startRedis(bin: string): Promise<RedisServer> {
+  const port = await freePort();
+  let child: ChildProcess | undefined;
+  const start = async () => {
+    child = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    await listening(port);
+  };
+  const stop = async () => {
+    const c = child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGKILL');
+    await exited;
+  };
+  await start();
+  return { port, url: `redis://127.0.0.1:${port}`, start, stop };
+}
+
+/** A local HTTP server for outbound calls. */
+export interface LocalServer {
+  readonly port: number;
+  /** `http://127.0.0.1:<port>` */
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/** Starts a `node:http` server on a free loopback port. */
+export function startHttp(handler: (req: IncomingMessage, res: ServerResponse, body: Buffer) => void): Promise<LocalServer> {
+  const server = createHttpServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => handler(req, res, Buffer.concat(chunks)));
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as { port: number }).port;
+      resolve({
+        port, url: `http://127.0.0.1:${port}`,
+        close: () => new Promise<void>((r) => {
+          server.closeAllConnections();
+          server.close(() => r());
+        }),
+      });
+    });
+  });
+}
+
+/** What a probe command answered: `ok` for an `S` / plain result, the text either way. */
+export interface ProbeAnswer {
+  ok: boolean;
+  text: string;
+}
+
+/** A probe module loaded in-process (real workers, real services). */
+export interface Probe {
+  fn: CapsuleFunction;
+  /** Runs one `callHandle` command (gen 1: the arguments are joined with `²`). */
+  run(...args: string[]): Promise<ProbeAnswer>;
+  close(): Promise<void>;
+}
+
+/** Loads a probe module with these settings. */
+export async function loadProbe(path: string, options: FunctionOptions = {}): Promise<Probe> {
+  const fn = await CapsuleFunction.load({ path }, { workers: 1, ...options });
+  const gen1 = fn.module.detection.kind.startsWith('capsule-1');
+  const sep = fn.module.detection.kind === 'capsule-1a' ? '°' : '²';
+  return {
+    fn,
+    async run(...args: string[]) {
+      const params = new TextEncoder().encode(gen1 ? args.join(sep) : args.join(''));
+      const { output } = await fn.invoke({ type: 'cli', params, args: [] });
+      const out = output as CliOutput;
+      return { ok: out.exitCode === 0, text: new TextDecoder().decode(out.text ?? new Uint8Array(0)) };
+    },
+    close: () => fn.close(),
+  };
+}

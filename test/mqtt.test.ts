@@ -13,6 +13,7 @@ import { topicMatches } from '../src/triggers/mqtt/index.ts';
 
 const mosquitto = findBinary('mosquitto');
 const probe = fixture('msg-probe');
+const gen1 = fixture('gen1-messages');
 const skip = !mosquitto ? 'mosquitto is not installed (scripts/setup.sh installs it)' : missing(probe);
 
 interface Got { topic: string; text: string; props: Record<string, unknown>; correlation?: string }
@@ -150,6 +151,33 @@ describe('capsule mqtt', { skip }, () => {
       }, 20_000);
       assert.equal((await fetch(`${r.httpUrl}/capsule/ready`)).status, 200);
       await eventually(() => /lost the MQTT connection/.test(r.logs()) && /reconnected to the MQTT broker/.test(r.logs()));
+    } finally {
+      assert.equal(await r.stop(), 0);
+    }
+  });
+
+  it('runs gen-1 callMqttMessageHandle: hostMqttPublish, hostMqttConnectPublish, getters', { skip: missing(gen1) }, async () => {
+    const r = await startRunner(['mqtt', gen1, `--mqtt-server=${broker.url}`, '--topic=g1/#', '--client-id=g1-client']);
+    try {
+      const results = await collect(broker.url, 'gen1/result');
+      const out = await collect(broker.url, 'out/#');
+      const next = async () => {
+        const n = results.length;
+        await eventually(() => results.length > n);
+        return results[n]!.text;
+      };
+      await client.publishAsync('g1/a', 'publish out/x data1');
+      assert.equal(await next(), '[OK](out/x:data1)');
+      await client.publishAsync('g1/a', `connect-publish 127.0.0.1:${broker.port} ad-hoc-client out/y data2`);
+      assert.equal(await next(), '[OK](out/y:data2)');
+      await eventually(() => out.length >= 2);
+      assert.deepEqual(out.map((o) => `${o.topic} ${o.text}`).sort(), ['out/x data1', 'out/y data2']);
+      await client.publishAsync('g1/b', 'info');
+      const [topic, server, clientId, json] = (await next()).split(';');
+      assert.equal(topic, 'topic=g1/#');
+      assert.equal(server, `server=${broker.url}`);
+      assert.equal(clientId, 'clientId=g1-client');
+      assert.equal(JSON.parse(json!.slice('info='.length)).mqttServer, broker.url);
     } finally {
       assert.equal(await r.stop(), 0);
     }

@@ -12,6 +12,7 @@ import { findBinary, metric, startNatsServer, startRunner, type Broker } from '.
 
 const natsServer = findBinary('nats-server');
 const probe = fixture('msg-probe');
+const gen1 = fixture('gen1-messages');
 const skip = !natsServer ? 'nats-server is not installed (scripts/setup.sh installs it)' : missing(probe);
 
 /** Collects what arrives on a subject (wildcards allowed). */
@@ -142,6 +143,46 @@ describe('capsule nats', { skip }, () => {
       }, 20_000);
       assert.equal((await fetch(`${r.httpUrl}/capsule/ready`)).status, 200);
       await eventually(() => /lost the NATS connection/.test(r.logs()) && /reconnected to NATS/.test(r.logs()));
+    } finally {
+      assert.equal(await r.stop(), 0);
+    }
+  });
+
+  it('runs gen-1 callNatsMessageHandle: hostNatsReply, hostNatsPublish, ad-hoc connections, getters; its result is not a reply', { skip: missing(gen1) }, async () => {
+    const r = await startRunner(['nats', gen1, `--nats-server=${broker.url}`, '--subject=g1.>']);
+    try {
+      const results = collect(nc, 'gen1.result');
+      const out = collect(nc, 'out.>');
+      nc.subscribe('svc.g1', { callback: (_e, m) => { m.respond(`pong:${m.string()}`); } });
+      await nc.flush();
+      const next = async () => {
+        const n = results.length;
+        await eventually(() => results.length > n);
+        return results[n]!.text;
+      };
+      const reply = await nc.request('g1.a', 'reply hello', { timeout: 5000 });
+      assert.equal(reply.string(), 'hello');
+      assert.match(await next(), /^\[OK\]\(_INBOX\.[^:]+:hello\)$/);
+      nc.publish('g1.a', 'reply nobody-asked');
+      assert.equal(await next(), '[ERR][0]:message has no reply subject');
+      nc.publish('g1.b', 'publish out.x data1');
+      assert.equal(await next(), '[OK](out.x:data1)');
+      nc.publish('g1.b', `connect-publish ${broker.url} out.y data2`);
+      assert.equal(await next(), '[OK](out.y:data2)');
+      await eventually(() => out.length >= 2);
+      assert.deepEqual(out.map((o) => `${o.subject} ${o.text}`).sort(), ['out.x data1', 'out.y data2']);
+      nc.publish('g1.c', `connect-request ${broker.url} svc.g1 q`);
+      assert.equal(await next(), 'pong:q');
+      nc.publish('g1.c', 'connect-request nats://127.0.0.1:1 svc.g1 q');
+      assert.match(await next(), /^\[ERR\]\[0\]:cannot connect to NATS server nats:\/\/127\.0\.0\.1:1/);
+      nc.publish('g1.d', 'trap');
+      nc.publish('g1.d', 'info');
+      const info = await next();
+      const [subject, server, json] = info.split(';');
+      assert.equal(subject, 'subject=g1.>');
+      assert.equal(server, `server=${broker.url}`);
+      assert.equal(JSON.parse(json!.slice('info='.length)).natsServer, broker.url);
+      await eventually(() => /message on g1\.d failed: the function trapped/.test(r.logs()));
     } finally {
       assert.equal(await r.stop(), 0);
     }

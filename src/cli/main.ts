@@ -277,8 +277,9 @@ capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=
       await fn.close();
       throw e;
     }
-    process.stdout.write(`capsule subscribed to ${trigger.server} (${describe})${trigger.httpUrl ? `; runner routes on ${trigger.httpUrl}` : ''}\n`);
+    // handlers first: a script may send SIGTERM as soon as it reads the ready line
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => void trigger.shutdown(sig));
+    process.stdout.write(`capsule subscribed to ${trigger.server} (${describe})${trigger.httpUrl ? `; runner routes on ${trigger.httpUrl}` : ''}\n`);
     const code = await trigger.closed;
     await flushLogger(logger);
     exit(code);

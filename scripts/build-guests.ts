@@ -113,7 +113,7 @@ function buildAs(dir: string, out: string): void {
   }
   if (upToDate(out, [dir, asMdk])) return;
   const config = join(dir, 'asconfig.json');
-  run(asc, [join(dir, 'assembly/index.ts'), ...(existsSync(config) ? ['--config', config] : []), '--target', 'release', '-o', out], relative(root, out));
+  run(asc, [join(dir, 'assembly/index.ts'), ...(existsSync(config) ? ['--config', relative(root, config)] : []), '--target', 'release', '-o', out], relative(root, out));
 }
 
 function buildDir(dir: string, out: string): boolean {

@@ -4,7 +4,7 @@
  * acknowledged only after the handler, persistent sessions, shared subscriptions, and the broker
  * killed and restarted mid-stream. No timing is asserted: outcomes are polled with a bounded wait.
  */
-import { describe, it, before, after } from 'node:test';
+import { describe, it, before, beforeEach, after } from 'node:test';
 import assert from 'node:assert/strict';
 import mqtt, { type MqttClient } from 'mqtt';
 import { eventually, fixture, missing, runCapsule } from './helpers.ts';
@@ -14,6 +14,8 @@ import { topicMatches } from '../src/triggers/mqtt/index.ts';
 const mosquitto = findBinary('mosquitto');
 const probe = fixture('msg-probe');
 const gen1 = fixture('gen1-messages');
+/** Longest wait for an outcome (ms): generous, for loaded machines; nothing is timed. */
+const WAIT = 20_000;
 const skip = !mosquitto ? 'mosquitto is not installed (scripts/setup.sh installs it)' : missing(probe);
 
 interface Got { topic: string; text: string; props: Record<string, unknown>; correlation?: string }
@@ -38,10 +40,14 @@ describe('capsule mqtt', { skip }, () => {
 
   before(async () => {
     broker = await startMosquitto(mosquitto!);
+  });
+  beforeEach(async () => {
+    // the publisher: a fresh client per test
     client = await mqtt.connectAsync(broker.url, { protocolVersion: 5, reconnectPeriod: 100 });
+    collectors.push(client);
   });
   after(async () => {
-    await Promise.all([client, ...collectors].map((c) => c?.endAsync(true)));
+    await Promise.all(collectors.map((c) => c.endAsync(true)));
     await broker?.kill();
   });
 
@@ -54,13 +60,13 @@ describe('capsule mqtt', { skip }, () => {
       await client.publishAsync('sensors/k1/temp', '21.5');
       await client.publishAsync('rooms/a/b/c', 'deep');
       await client.publishAsync('sensors/k1/humidity', 'ignored');
-      await eventually(() => seen.length >= 2);
+      await eventually(() => seen.length >= 2, WAIT);
       assert.deepEqual(seen.map((s) => `${s.topic} ${s.text}`).sort(), ['seen/rooms/a/b/c deep', 'seen/sensors/k1/temp 21.5']);
 
       await client.publishAsync('sensors/k2/temp', 'question', {
         qos: 1, properties: { responseTopic: 'replies/me', correlationData: Buffer.from('corr-1'), userProperties: { 'X-Test': 'header value' } },
       });
-      await eventually(() => replies.length >= 1);
+      await eventually(() => replies.length >= 1, WAIT);
       assert.equal(replies[0]!.text, 'sensors/k2/temp|question|header value|one');
       assert.equal(replies[0]!.correlation, 'corr-1');
       assert.equal(replies[0]!.props['Capsule-Error'], undefined);
@@ -79,7 +85,7 @@ describe('capsule mqtt', { skip }, () => {
       await client.publishAsync('jobs/2', 'trap', props('2'));
       await client.publishAsync('jobs/3', 'fail', props('3'));
       await client.publishAsync('jobs/4', 'good-2', props('4'));
-      await eventually(() => seen.length >= 2 && replies.length >= 4);
+      await eventually(() => seen.length >= 2 && replies.length >= 4, WAIT);
       assert.deepEqual(seen.map((s) => s.text), ['good-1', 'good-2'], 'QoS 1 messages run one at a time, in order');
       const byTopic = Object.fromEntries(replies.map((g) => [g.topic, g]));
       assert.equal(byTopic['answers/2']!.props['Capsule-Error'], 'true');
@@ -92,7 +98,7 @@ describe('capsule mqtt', { skip }, () => {
       assert.equal(await metric(url, 'capsule_messages_total', { trigger: 'mqtt', outcome: 'error' }), 1);
       assert.equal(await metric(url, 'capsule_messages_total', { trigger: 'mqtt', outcome: 'failed' }), 1);
       assert.equal(await metric(url, 'capsule_errors_total', { code: 'TRAP' }), 1);
-      await eventually(() => /"topic":"jobs\/2".*message on jobs\/2 failed: the function trapped/.test(r.logs()));
+      await eventually(() => /"topic":"jobs\/2".*message on jobs\/2 failed: the function trapped/.test(r.logs()), WAIT);
     } finally {
       assert.equal(await r.stop(), 0);
     }
@@ -104,14 +110,14 @@ describe('capsule mqtt', { skip }, () => {
     const seen = await collect(broker.url, 'seen/durable/#');
     const first = await startRunner([...args, '--timeout=60s', '--http-port=0']);
     await client.publishAsync('durable/a', 'spin', { qos: 1 }); // runs until the runner is killed
-    await eventually(async () => await metric(first.httpUrl!, 'capsule_inflight_requests') === 1);
+    await eventually(async () => await metric(first.httpUrl!, 'capsule_inflight_requests') === 1, WAIT);
     await first.stop('SIGKILL');
     await client.publishAsync('durable/b', 'while-away', { qos: 1 });
-    const second = await startRunner([...args, '--timeout=500ms']);
+    const second = await startRunner([...args, '--timeout=2s']);
     try {
-      await eventually(() => seen.some((s) => s.text === 'while-away'), 10_000);
+      await eventually(() => seen.some((s) => s.text === 'while-away'), WAIT);
       // the spinning message was never acknowledged: the broker sent it again, and it timed out this time
-      await eventually(() => /message on durable\/a failed: .*did not return/.test(second.logs()), 10_000);
+      await eventually(() => /message on durable\/a failed: .*did not return/.test(second.logs()), WAIT);
     } finally {
       assert.equal(await second.stop(), 0);
     }
@@ -123,7 +129,7 @@ describe('capsule mqtt', { skip }, () => {
     try {
       const replies = await collect(broker.url, 'done/#');
       for (let i = 0; i < 16; i++) await client.publishAsync(`work/${i}`, `m${i}`, { qos: 1, properties: { responseTopic: `done/${i}` } });
-      await eventually(() => replies.length >= 16, 15_000);
+      await eventually(() => replies.length >= 16, WAIT);
       const texts = replies.map((g) => g.text.split('|'));
       assert.equal(new Set(texts.map((p) => p[1])).size, 16, 'each message handled once');
       assert.deepEqual([...new Set(texts.map((p) => p[3]))].sort(), ['r1', 'r2']);
@@ -137,12 +143,12 @@ describe('capsule mqtt', { skip }, () => {
     try {
       const seen = await collect(broker.url, 'seen/restart/#');
       await client.publishAsync('restart/me', 'before');
-      await eventually(() => seen.some((s) => s.text === 'before'));
+      await eventually(() => seen.some((s) => s.text === 'before'), WAIT);
       await broker.kill();
-      await eventually(async () => (await fetch(`${r.httpUrl}/capsule/ready`)).status === 503, 10_000);
+      await eventually(async () => (await fetch(`${r.httpUrl}/capsule/ready`)).status === 503, WAIT);
       await broker.start();
       // the test's clients reconnect too (and subscribe again: a fresh broker has no session)
-      await eventually(() => client.connected, 10_000);
+      await eventually(() => client.connected, WAIT);
       let n = 0;
       await eventually(async () => {
         if (client.connected) await client.publishAsync('restart/me', `after-${n++}`).catch(() => undefined);
@@ -150,7 +156,7 @@ describe('capsule mqtt', { skip }, () => {
         return seen.some((s) => s.text.startsWith('after-'));
       }, 20_000);
       assert.equal((await fetch(`${r.httpUrl}/capsule/ready`)).status, 200);
-      await eventually(() => /lost the MQTT connection/.test(r.logs()) && /reconnected to the MQTT broker/.test(r.logs()));
+      await eventually(() => /lost the MQTT connection/.test(r.logs()) && /reconnected to the MQTT broker/.test(r.logs()), WAIT);
     } finally {
       assert.equal(await r.stop(), 0);
     }
@@ -163,14 +169,14 @@ describe('capsule mqtt', { skip }, () => {
       const out = await collect(broker.url, 'out/#');
       const next = async () => {
         const n = results.length;
-        await eventually(() => results.length > n);
+        await eventually(() => results.length > n, WAIT);
         return results[n]!.text;
       };
       await client.publishAsync('g1/a', 'publish out/x data1');
       assert.equal(await next(), '[OK](out/x:data1)');
       await client.publishAsync('g1/a', `connect-publish 127.0.0.1:${broker.port} ad-hoc-client out/y data2`);
       assert.equal(await next(), '[OK](out/y:data2)');
-      await eventually(() => out.length >= 2);
+      await eventually(() => out.length >= 2, WAIT);
       assert.deepEqual(out.map((o) => `${o.topic} ${o.text}`).sort(), ['out/x data1', 'out/y data2']);
       await client.publishAsync('g1/b', 'info');
       const [topic, server, clientId, json] = (await next()).split(';');
@@ -188,8 +194,8 @@ describe('capsule mqtt', { skip }, () => {
     try {
       const seen = await collect(broker.url, 'seen/legacy/#');
       await client.publishAsync('legacy/t', 'x');
-      await eventually(() => seen.length >= 1);
-      await eventually(() => /"clientId":"legacy-client"/.test(r.logs()));
+      await eventually(() => seen.length >= 1, WAIT);
+      await eventually(() => /"clientId":"legacy-client"/.test(r.logs()), WAIT);
     } finally {
       await r.stop();
     }

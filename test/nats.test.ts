@@ -4,7 +4,7 @@
  * and the broker killed and restarted mid-stream. No timing is asserted: outcomes are polled
  * with a bounded wait.
  */
-import { describe, it, before, after } from 'node:test';
+import { describe, it, before, beforeEach, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
 import { eventually, example, fixture, missing, runCapsule } from './helpers.ts';
@@ -13,6 +13,8 @@ import { findBinary, metric, startNatsServer, startRunner, type Broker } from '.
 const natsServer = findBinary('nats-server');
 const probe = fixture('msg-probe');
 const gen1 = fixture('gen1-messages');
+/** Longest wait for an outcome (ms): generous, for loaded machines; nothing is timed. */
+const WAIT = 20_000;
 const skip = !natsServer ? 'nats-server is not installed (scripts/setup.sh installs it)' : missing(probe);
 
 /** Collects what arrives on a subject (wildcards allowed). */
@@ -24,14 +26,19 @@ function collect(nc: NatsConnection, subject: string): { subject: string; text: 
 
 describe('capsule nats', { skip }, () => {
   let broker: Broker;
+  /** The test's own client: a fresh one per test (one that lived through the broker restart once stopped sending). */
   let nc: NatsConnection;
+  const clients: NatsConnection[] = [];
 
   before(async () => {
     broker = await startNatsServer(natsServer!);
+  });
+  beforeEach(async () => {
     nc = await connect({ servers: broker.url, reconnectTimeWait: 50, maxReconnectAttempts: -1 });
+    clients.push(nc);
   });
   after(async () => {
-    await nc?.close();
+    await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
     await broker?.kill();
   });
 
@@ -44,35 +51,35 @@ describe('capsule nats', { skip }, () => {
       nc.publish('a.b', 'first');
       nc.publish('c.x.y', 'deep');
       nc.publish('other', 'ignored');
-      await eventually(() => seen.length >= 2);
+      await eventually(() => seen.length >= 2, WAIT);
       assert.deepEqual(seen.map((s) => `${s.subject} ${s.text}`).sort(), ['seen.a.b first', 'seen.c.x.y deep']);
 
       const h = headers();
       h.set('X-Test', 'header value');
-      const reply = await nc.request('c.z', 'question', { timeout: 5000, headers: h });
+      const reply = await nc.request('c.z', 'question', { timeout: WAIT, headers: h });
       assert.equal(reply.string(), 'c.z|question|header value|one');
       assert.equal(reply.headers?.get('Capsule-Error') ?? '', '');
-      await eventually(() => /"subject":"c\.z"/.test(r.logs()));
+      await eventually(() => /"subject":"c\.z"/.test(r.logs()), WAIT);
     } finally {
       assert.equal(await r.stop(), 0);
     }
   });
 
   it('replies to a failing, trapping or timing-out message with Capsule-Error, logs and counts it, and keeps going', async () => {
-    const r = await startRunner(['nats', probe, `--nats-server=${broker.url}`, '--subject=jobs', '--timeout=1s', '--http-port=0']);
+    const r = await startRunner(['nats', probe, `--nats-server=${broker.url}`, '--subject=jobs', '--timeout=3s', '--http-port=0']);
     try {
-      const good1 = await nc.request('jobs', 'good-1', { timeout: 5000 });
+      const good1 = await nc.request('jobs', 'good-1', { timeout: WAIT });
       assert.equal(good1.string(), 'jobs|good-1||');
-      const failed = await nc.request('jobs', 'fail', { timeout: 5000 });
+      const failed = await nc.request('jobs', 'fail', { timeout: WAIT });
       assert.equal(failed.string(), 'asked to fail');
       assert.equal(failed.headers?.get('Capsule-Error'), 'true');
-      const trapped = await nc.request('jobs', 'trap', { timeout: 5000 });
+      const trapped = await nc.request('jobs', 'trap', { timeout: WAIT });
       assert.equal(trapped.headers?.get('Capsule-Error'), 'true');
       assert.equal(trapped.headers?.get('Capsule-Error-Code'), 'TRAP');
       assert.match(trapped.string(), /trapped/);
-      const spun = await nc.request('jobs', 'spin', { timeout: 10_000 });
+      const spun = await nc.request('jobs', 'spin', { timeout: WAIT });
       assert.equal(spun.headers?.get('Capsule-Error-Code'), 'TIMEOUT');
-      const good2 = await nc.request('jobs', 'good-2', { timeout: 5000 });
+      const good2 = await nc.request('jobs', 'good-2', { timeout: WAIT });
       assert.equal(good2.string(), 'jobs|good-2||');
 
       const url = r.httpUrl!;
@@ -87,8 +94,8 @@ describe('capsule nats', { skip }, () => {
       assert.equal((await ready.json() as { subjects: string[] }).subjects[0], 'jobs');
       assert.equal((await fetch(`${url}/health`)).status, 200);
       // the log is written asynchronously
-      await eventually(() => /"subject":"jobs".*message on jobs failed: the function trapped/.test(r.logs()));
-      await eventually(() => /"code":"TIMEOUT"/.test(r.logs()) && /the handler failed: asked to fail/.test(r.logs()));
+      await eventually(() => /"subject":"jobs".*message on jobs failed: the function trapped/.test(r.logs()), WAIT);
+      await eventually(() => /"code":"TIMEOUT"/.test(r.logs()) && /the handler failed: asked to fail/.test(r.logs()), WAIT);
     } finally {
       assert.equal(await r.stop(), 0);
     }
@@ -100,12 +107,12 @@ describe('capsule nats', { skip }, () => {
     try {
       const seen = collect(nc, 'seen.q.work');
       await nc.flush();
-      const replies = await Promise.all(Array.from({ length: 24 }, (_, i) => nc.request('q.work', `m${i}`, { timeout: 10_000 })));
+      const replies = await Promise.all(Array.from({ length: 24 }, (_, i) => nc.request('q.work', `m${i}`, { timeout: WAIT })));
       const by = replies.map((m) => m.string().split('|'));
       assert.deepEqual(by.map((p) => p[1]), Array.from({ length: 24 }, (_, i) => `m${i}`));
       const runners = new Set(by.map((p) => p[3]));
       assert.deepEqual([...runners].sort(), ['r1', 'r2'], 'both runners handled messages');
-      await eventually(() => seen.length >= 24);
+      await eventually(() => seen.length >= 24, WAIT);
       assert.equal(new Set(seen.map((s) => s.text)).size, 24);
     } finally {
       await Promise.all([r1.stop(), r2.stop()]);
@@ -117,8 +124,8 @@ describe('capsule nats', { skip }, () => {
     try {
       nc.subscribe('svc.echo', { callback: (_e, m) => { m.respond(`pong:${m.string()}`); } });
       await nc.flush();
-      assert.equal((await nc.request('asker', 'request:svc.echo', { timeout: 5000 })).string(), 'reply=pong:ping');
-      assert.match((await nc.request('asker', 'request:svc.nobody', { timeout: 5000 })).string(), /^error=no responders/);
+      assert.equal((await nc.request('asker', 'request:svc.echo', { timeout: WAIT })).string(), 'reply=pong:ping');
+      assert.match((await nc.request('asker', 'request:svc.nobody', { timeout: WAIT })).string(), /^error=no responders/);
     } finally {
       await r.stop();
     }
@@ -130,9 +137,9 @@ describe('capsule nats', { skip }, () => {
       const seen = collect(nc, 'seen.restart.me');
       await nc.flush();
       nc.publish('restart.me', 'before');
-      await eventually(() => seen.some((s) => s.text === 'before'));
+      await eventually(() => seen.some((s) => s.text === 'before'), WAIT);
       await broker.kill();
-      await eventually(async () => (await fetch(`${r.httpUrl}/capsule/ready`)).status === 503, 10_000);
+      await eventually(async () => (await fetch(`${r.httpUrl}/capsule/ready`)).status === 503, WAIT);
       await broker.start();
       // Publish until the runner (which resubscribes after reconnecting) handles one.
       let n = 0;
@@ -142,7 +149,7 @@ describe('capsule nats', { skip }, () => {
         return seen.some((s) => s.text.startsWith('after-'));
       }, 20_000);
       assert.equal((await fetch(`${r.httpUrl}/capsule/ready`)).status, 200);
-      await eventually(() => /lost the NATS connection/.test(r.logs()) && /reconnected to NATS/.test(r.logs()));
+      await eventually(() => /lost the NATS connection/.test(r.logs()) && /reconnected to NATS/.test(r.logs()), WAIT);
     } finally {
       assert.equal(await r.stop(), 0);
     }
@@ -157,10 +164,10 @@ describe('capsule nats', { skip }, () => {
       await nc.flush();
       const next = async () => {
         const n = results.length;
-        await eventually(() => results.length > n);
+        await eventually(() => results.length > n, WAIT);
         return results[n]!.text;
       };
-      const reply = await nc.request('g1.a', 'reply hello', { timeout: 5000 });
+      const reply = await nc.request('g1.a', 'reply hello', { timeout: WAIT });
       assert.equal(reply.string(), 'hello');
       assert.match(await next(), /^\[OK\]\(_INBOX\.[^:]+:hello\)$/);
       nc.publish('g1.a', 'reply nobody-asked');
@@ -169,7 +176,7 @@ describe('capsule nats', { skip }, () => {
       assert.equal(await next(), '[OK](out.x:data1)');
       nc.publish('g1.b', `connect-publish ${broker.url} out.y data2`);
       assert.equal(await next(), '[OK](out.y:data2)');
-      await eventually(() => out.length >= 2);
+      await eventually(() => out.length >= 2, WAIT);
       assert.deepEqual(out.map((o) => `${o.subject} ${o.text}`).sort(), ['out.x data1', 'out.y data2']);
       nc.publish('g1.c', `connect-request ${broker.url} svc.g1 q`);
       assert.equal(await next(), 'pong:q');
@@ -182,7 +189,7 @@ describe('capsule nats', { skip }, () => {
       assert.equal(subject, 'subject=g1.>');
       assert.equal(server, `server=${broker.url}`);
       assert.equal(JSON.parse(json!.slice('info='.length)).natsServer, broker.url);
-      await eventually(() => /message on g1\.d failed: the function trapped/.test(r.logs()));
+      await eventually(() => /message on g1\.d failed: the function trapped/.test(r.logs()), WAIT);
     } finally {
       assert.equal(await r.stop(), 0);
     }
@@ -191,7 +198,7 @@ describe('capsule nats', { skip }, () => {
   it('accepts the Go spellings -mode=nats -natssrv= -subject=', async () => {
     const r = await startRunner([`-wasm=${probe}`, '-mode=nats', `-natssrv=${broker.url}`, '-subject=legacy.s']);
     try {
-      assert.equal((await nc.request('legacy.s', 'x', { timeout: 5000 })).string(), 'legacy.s|x||');
+      assert.equal((await nc.request('legacy.s', 'x', { timeout: WAIT })).string(), 'legacy.s|x||');
     } finally {
       await r.stop();
     }

@@ -7,7 +7,7 @@
 import { describe, it, before, beforeEach, after } from 'node:test';
 import assert from 'node:assert/strict';
 import mqtt, { type MqttClient } from 'mqtt';
-import { eventually, fixture, missing, runCapsule } from './helpers.ts';
+import { eventually, example, fixture, missing, runCapsule } from './helpers.ts';
 import { findBinary, metric, startMosquitto, startRunner, type Broker } from './brokers.ts';
 import { topicMatches } from '../src/triggers/mqtt/index.ts';
 
@@ -184,6 +184,23 @@ describe('capsule mqtt', { skip }, () => {
       assert.equal(server, `server=${broker.url}`);
       assert.equal(clientId, 'clientId=g1-client');
       assert.equal(JSON.parse(json!.slice('info='.length)).mqttServer, broker.url);
+    } finally {
+      assert.equal(await r.stop(), 0);
+    }
+  });
+
+  it('runs the mqtt-temperature example: logs readings, republishes an alert above the threshold', { skip: missing(example('mqtt-temperature')) }, async () => {
+    const r = await startRunner(['mqtt', example('mqtt-temperature'), `--mqtt-server=${broker.url}`, '--topic=sensors/+/temperature', '--qos=1', '--env=ALERT_ABOVE=30']);
+    try {
+      const alerts = await collect(broker.url, 'alerts/#');
+      await client.publishAsync('sensors/kitchen/temperature', '21.5', { qos: 1 });
+      await client.publishAsync('sensors/attic/temperature', '{"celsius": 35.25}', { qos: 1 });
+      await client.publishAsync('sensors/garage/temperature', 'warm', { qos: 1 });
+      await eventually(() => alerts.length >= 1, WAIT);
+      assert.equal(alerts[0]!.topic, 'alerts/attic');
+      assert.deepEqual(JSON.parse(alerts[0]!.text), { sensor: 'attic', celsius: 35.25, above: 30 });
+      await eventually(() => /🌡️ kitchen: 21.5 °C/.test(r.logs()) && /the handler failed: not a temperature: warm/.test(r.logs()), WAIT);
+      assert.equal(alerts.length, 1);
     } finally {
       assert.equal(await r.stop(), 0);
     }

@@ -195,6 +195,19 @@ describe('capsule nats', { skip }, () => {
     }
   });
 
+  it('runs the nats-echo example as a responder', { skip: missing(example('nats-echo')) }, async () => {
+    const r = await startRunner(['nats', example('nats-echo'), `--nats-server=${broker.url}`, '--subject=echo']);
+    try {
+      assert.equal((await nc.request('echo', 'hello', { timeout: WAIT })).string(), 'echo: hello');
+      const empty = await nc.request('echo', '', { timeout: WAIT });
+      assert.equal(empty.headers?.get('Capsule-Error'), 'true');
+      assert.equal(empty.string(), 'nothing to echo');
+      await eventually(() => /📨 echo: hello/.test(r.logs()), WAIT);
+    } finally {
+      assert.equal(await r.stop(), 0);
+    }
+  });
+
   it('accepts the Go spellings -mode=nats -natssrv= -subject=', async () => {
     const r = await startRunner([`-wasm=${probe}`, '-mode=nats', `-natssrv=${broker.url}`, '-subject=legacy.s']);
     try {

@@ -195,6 +195,26 @@ describe('capsule nats', { skip }, () => {
     }
   });
 
+  it('serves the message handlers of both SDKs (AssemblyScript and C probes)', async (t) => {
+    for (const [name, expected] of [['mdk-as-probe', /^sdk\.as: hi reply=_INBOX\.\S+ headers=\{"A":"1"\}$/], ['mdk-c-probe', /^sdk\.c: hi reply=_INBOX\.\S+ a=1$/]] as const) {
+      if (missing(fixture(name))) {
+        t.diagnostic(`${name} was not built`);
+        continue;
+      }
+      const subject = name === 'mdk-as-probe' ? 'sdk.as' : 'sdk.c';
+      const r = await startRunner(['nats', fixture(name), `--nats-server=${broker.url}`, `--subject=${subject}`]);
+      try {
+        const h = headers();
+        h.set('A', '1');
+        assert.match((await nc.request(subject, 'hi', { timeout: WAIT, headers: h })).string(), expected);
+        const failed = await nc.request(subject, 'fail', { timeout: WAIT });
+        assert.equal(failed.headers?.get('Capsule-Error'), 'true');
+      } finally {
+        assert.equal(await r.stop(), 0);
+      }
+    }
+  });
+
   it('runs the nats-echo example as a responder', { skip: missing(example('nats-echo')) }, async () => {
     const r = await startRunner(['nats', example('nats-echo'), `--nats-server=${broker.url}`, '--subject=echo']);
     try {

@@ -228,6 +228,38 @@ describe('capsule nats', { skip }, () => {
     }
   });
 
+  it('keeps at most --max-concurrency running and --max-pending waiting, and counts the dropped ones', async () => {
+    const r = await startRunner(['nats', probe, `--nats-server=${broker.url}`, '--subject=busy', '--workers=1', '--max-concurrency=1', '--max-pending=1', '--timeout=2s', '--http-port=0']);
+    try {
+      nc.publish('busy', 'spin');
+      await eventually(async () => await metric(r.httpUrl!, 'capsule_inflight_requests') === 1, WAIT);
+      for (let i = 0; i < 4; i++) nc.publish('busy', `extra-${i}`);
+      await nc.flush();
+      await eventually(async () => await metric(r.httpUrl!, 'capsule_messages_dropped_total') === 3, WAIT);
+      // the one that waited runs after the spinning one
+      await eventually(async () => await metric(r.httpUrl!, 'capsule_messages_total', { outcome: 'ok' }) === 1, WAIT);
+      await eventually(() => /dropped 3 message\(s\)/.test(r.logs()), WAIT);
+    } finally {
+      assert.equal(await r.stop(), 0);
+    }
+  });
+
+  it('runs OnLoad at start and OnExit at shutdown for gen 1, with the error of a message that trapped', { skip: missing(fixture('gen1-1b')) }, async () => {
+    const r = await startRunner(['nats', fixture('gen1-1b'), `--nats-server=${broker.url}`, '--subject=g1b']);
+    await eventually(() => /OnLoad called/.test(r.logs()), WAIT);
+    nc.publish('g1b', 'trap');
+    nc.publish('g1b', 'fine');
+    await eventually(() => /nats: fine/.test(r.logs()), WAIT);
+    assert.equal(await r.stop(), 0);
+    await eventually(() => /OnExit: the function trapped/.test(r.logs()), WAIT);
+  });
+
+  it('answers gen-2 publishes outside the triggers with a failure that says why', async () => {
+    const ran = await runCapsule(['run', probe]);
+    assert.equal(ran.code, 0);
+    assert.match(ran.stdout, /^nats=no NATS connection: .*capsule nats.*;mqtt=no MQTT connection: .*capsule mqtt/);
+  });
+
   it('accepts the Go spellings -mode=nats -natssrv= -subject=', async () => {
     const r = await startRunner([`-wasm=${probe}`, '-mode=nats', `-natssrv=${broker.url}`, '-subject=legacy.s']);
     try {

@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { CapsuleFunction } from '../src/engine/function.ts';
 import { CapsuleError } from '../src/engine/errors.ts';
-import type { CliOutput } from '../src/engine/invocation.ts';
+import type { CliOutput, HttpResponseOutput } from '../src/engine/invocation.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const BASIC = `${root}build/fixtures/wasi-basic.wasm`;
@@ -153,13 +153,27 @@ test('a guest sleeping past its deadline is stopped (TIMEOUT)', { skip }, async 
   }
 });
 
-test('WASI commands over HTTP are refused for now', { skip }, async () => {
-  await assert.rejects(
-    (await basic()).invoke({ type: 'http', method: 'GET', url: 'http://localhost/', headers: [], body: new Uint8Array(0), remoteAddress: '127.0.0.1', remotePort: 1 }),
-    (e: CapsuleError) => e.code === 'BAD_MODULE' && /CGI/.test(e.message),
-  );
+test('WASI commands answer HTTP CGI-style: argv from the query, stdout as the body, exit codes as 500 (wasi-cgi.md)', { skip }, async () => {
+  const http = (url: string) => ({ type: 'http' as const, method: 'GET', url, headers: [] as [string, string][], body: new Uint8Array(0), remoteAddress: '127.0.0.1', remotePort: 1 });
+  const ok = (await (await basic()).invoke(http('http://localhost/?hello'))).output as HttpResponseOutput;
+  assert.equal(ok.status, 200);
+  assert.equal(dec.decode(ok.body), 'to stdout\n');
+  const failed = (await (await basic()).invoke(http('http://localhost/?return&7'))).output as HttpResponseOutput;
+  assert.equal(failed.status, 500);
+  assert.equal(dec.decode(failed.body), 'function exited with code 7');
 });
 
 test('--kind wasi on a module without _start is refused at load', { skip: existsSync(NOSTART) ? false : 'build/fixtures/wasi-nostart.wasm is missing: wat2wasm is not installed' }, async () => {
   await assert.rejects(CapsuleFunction.load({ path: NOSTART }, { kind: 'wasi', workers: 1 }), (e: CapsuleError) => e.code === 'BAD_MODULE' && /must export _start/.test(e.message));
+});
+
+test('--kind wasi runs a reactor through the entrypoint its route names, checked at load', { skip: existsSync(NOSTART) ? false : 'build/fixtures/wasi-nostart.wasm is missing: wat2wasm is not installed' }, async () => {
+  await assert.rejects(CapsuleFunction.load({ path: NOSTART }, { kind: 'wasi', entrypoint: 'missing', workers: 1 }), (e: CapsuleError) => e.code === 'BAD_MODULE' && /must export missing/.test(e.message));
+  const reactor = await CapsuleFunction.load({ path: NOSTART }, { kind: 'wasi', entrypoint: 'run', workers: 1, stdio: 'capture' });
+  try {
+    const r = await reactor.invoke({ type: 'cli', args: [], stdin: new Uint8Array(0), entrypoint: 'run' });
+    assert.equal((r.output as CliOutput).exitCode, 0);
+  } finally {
+    await reactor.close();
+  }
 });

@@ -51,10 +51,11 @@ export interface Abi {
   /** Generation whose host functions the module may import from `env`; none for plain WASI. */
   generation(detection: Detection): 1 | 2 | undefined;
   /**
-   * Load-time checks beyond the host imports (entry exports, import modules).
+   * Load-time checks beyond the host imports (entry exports, import modules). `options.entrypoint`:
+   * the export a WASI route calls instead of `_start`.
    * @throws CapsuleError BAD_MODULE naming what is wrong
    */
-  check(parsed: ParsedModule, detection: Detection, name: string): void;
+  check(parsed: ParsedModule, detection: Detection, name: string, options?: { entrypoint?: string }): void;
   /** First calls on a new instance (`_initialize`/`_start`, then OnStart for gen 2). */
   initialise(guest: Guest): Promise<void>;
   /** Runs one invocation. */

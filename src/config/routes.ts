@@ -48,6 +48,8 @@ export interface FunctionDef {
   /** Why the module cannot be loaded at all (`oci:`, `bindle:`, `.wat`): served as a 500. */
   unsupported?: string;
   kind?: ModuleKind;
+  /** WASI commands: the export its table route calls instead of `_start`, checked at load. */
+  entrypoint?: string;
   /** Variables of this function only (after the server-wide `--env`/`--env-file`). */
   env: [string, string][];
   /** Directory grants `HOST:GUEST[:ro]` with HOST absolute (conventions.md §2). */
@@ -265,7 +267,7 @@ export function parseYamlRoutes(text: string, file: string): RouteTable {
     const wasm = r.string('wasm');
     if (!wasm) throw usage(file, `"${where}wasm" is required (the module's path)`);
     const settings = yamlSettings(r, base);
-    const def: FunctionDef = { key: name, name, module: resolve(base, wasm), ...settings, source: `${file} functions.${name}` };
+    const def: FunctionDef = { key: name, name, module: resolve(base, wasm), ...settings, entrypoint: r.string('entrypoint'), source: `${file} functions.${name}` };
     table.functions.push(def);
     const revs: { revision: string; key: string }[] = [];
     const revisions = spec['revisions'] ?? {};
@@ -342,7 +344,7 @@ export function parseModulesToml(text: string, file: string, cwd = process.cwd()
     const name = basename(module).replace(/\.wasm$/i, '').replace(/[^A-Za-z0-9._-]/g, '_') || `module-${i + 1}`;
     const key = `${name}#${i + 1}`;
     table.functions.push({
-      key, name, module, unsupported, kind: r.kind('kind'), env: r.env('environment'), dirs, allowedHosts: [],
+      key, name, module, unsupported, kind: r.kind('kind'), entrypoint: r.string('entrypoint'), env: r.env('environment'), dirs, allowedHosts: [],
       maxConcurrency: r.positive('http_max_concurrency'), source: `${file} [[module]] #${i + 1} (route ${route})`,
     });
     table.routes.push({ route, function: key, entrypoint: r.string('entrypoint'), argv: r.string('argv'), subRoutes: true });

@@ -51,6 +51,8 @@ export interface LoadOptions {
   kind?: ModuleKind;
   /** Expected `sha256:<hex>` (`--digest`). */
   digest?: string;
+  /** WASI commands: the export a route calls instead of `_start` (checked at load; wasi-cgi.md §1). */
+  entrypoint?: string;
   /** Display name override. */
   name?: string;
 }
@@ -128,7 +130,7 @@ export async function compileModule(bytes: Uint8Array, source: string, options: 
   }
   const detection = detectKind(parsed, name, options.kind);
   const abi = abiFor(detection.kind, name);
-  abi.check(parsed, detection, name);
+  abi.check(parsed, detection, name, { entrypoint: options.entrypoint });
   const generation = abi.generation(detection);
   const exportNames = new Set(parsed.exports.map((e) => e.name));
   const allowedModules = new Set(['wasi_snapshot_preview1', ...(generation ? ['env'] : [])]);

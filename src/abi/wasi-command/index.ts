@@ -116,16 +116,16 @@ export const wasiCommand: Abi = {
   kinds: ['wasi'],
   generation: () => undefined,
   envImports: ENV_IMPORTS,
-  check(parsed, detection, name) {
-    const start = parsed.exports.find((e) => e.name === '_start' && e.kind === 'function');
-    // An explicit kind may drive a reactor through a route's entrypoint (spec README §1): the
-    // entrypoint is then checked by whoever names it.
-    if (!start && detection.reason !== 'set by --kind') {
+  check(parsed, _detection, name, options) {
+    // A reactor driven through a route's entrypoint (spec README §1) needs that export instead.
+    const entry = options?.entrypoint ?? '_start';
+    const start = parsed.exports.find((e) => e.name === entry && e.kind === 'function');
+    if (!start) {
       const fns = parsed.exports.filter((e) => e.kind === 'function').map((e) => e.name);
-      throw new CapsuleError('BAD_MODULE', `${name}: a WASI command must export _start (a () -> () function); the module exports [${fns.join(', ')}] (wasi-cgi.md §1)`);
+      throw new CapsuleError('BAD_MODULE', `${name}: a WASI command must export ${entry} (a () -> () function); the module exports [${fns.join(', ')}] (wasi-cgi.md §1)`);
     }
-    if (start?.type && (start.type.params.length > 0 || start.type.results.length > 0)) {
-      throw new CapsuleError('BAD_MODULE', `${name}: _start must be () -> (); it is (${start.type.params.join(', ')}) -> (${start.type.results.join(', ')})`);
+    if (start.type && (start.type.params.length > 0 || start.type.results.length > 0)) {
+      throw new CapsuleError('BAD_MODULE', `${name}: ${entry} must be () -> (); it is (${start.type.params.join(', ')}) -> (${start.type.results.join(', ')})`);
     }
     const hasMemory = parsed.exports.some((e) => e.kind === 'memory') || parsed.imports.some((i) => i.kind === 'memory');
     if (!hasMemory) throw new CapsuleError('BAD_MODULE', `${name}: a WASI command must export its memory (wasi-cgi.md §1)`);

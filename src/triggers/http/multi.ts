@@ -135,12 +135,12 @@ export async function serveFunctions(o: MultiServerOptions): Promise<RunningHttp
     log.warn(m);
   };
 
-  /** One compile per (file, kind) until the file changes. */
+  /** One compile per (file, kind, entrypoint) until the file changes. */
   const compile = (def: FunctionDef): Promise<LoadedModule> => {
-    const key = `${def.module}\0${def.kind ?? ''}`;
+    const key = `${def.module}\0${def.kind ?? ''}\0${def.entrypoint ?? ''}`;
     let p = compiled.get(key);
     if (!p) {
-      p = loadModule({ path: def.module }, { kind: def.kind });
+      p = loadModule({ path: def.module }, { kind: def.kind, entrypoint: def.entrypoint });
       compiled.set(key, p);
       p.catch(() => compiled.delete(key)); // retried on the next change
     }

@@ -167,7 +167,7 @@ capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=
       exit(code);
     });
 
-  moduleOptions(program.command('serve').description('serve a module over HTTP: every method and path goes to its handler'))
+  moduleOptions(program.command('serve').description('serve a module over HTTP (every method and path goes to its handler), or many with --functions / --routes'))
     .argument('[module]', 'module file (or use --wasm / --url)')
     .option('--http-port <port>', 'port to listen on (0 = a free port, printed)', '8080')
     .option('--host <address>', 'interface to bind', '127.0.0.1')

@@ -178,19 +178,24 @@ export async function serveMqtt(fn: CapsuleFunction, o: MqttTriggerOptions): Pro
   hub.attach(client, o.server, qos);
   hub.onError = (m) => log.warn(m);
 
+  let online = true; // one warning per lost connection, not one per failed attempt
   client.on('connect', (connack) => {
+    online = true;
     backoff.reset();
     client.options.reconnectPeriod = backoff.next();
     log.info({ server, sessionPresent: connack.sessionPresent }, 'reconnected to the MQTT broker');
   });
   client.on('close', () => {
-    if (!stopping) log.warn({ server, retryInMs: client.options.reconnectPeriod }, 'lost the MQTT connection; reconnecting');
+    if (stopping) return;
+    if (online) log.warn({ server, retryInMs: client.options.reconnectPeriod }, 'lost the MQTT connection; reconnecting');
+    else log.debug({ server, retryInMs: client.options.reconnectPeriod }, 'MQTT reconnect attempt failed');
+    online = false;
   });
   client.on('reconnect', () => {
     client.options.reconnectPeriod = backoff.next(); // the wait after this attempt, if it fails
   });
   client.on('error', (e) => {
-    if (!stopping) log.warn({ server }, `MQTT: ${e.message}`);
+    if (!stopping && online) log.warn({ server }, `MQTT: ${e.message}`);
   });
 
   // Gen 1 (§4.5): OnLoad once at start, in its own instance; a failure is logged, not fatal.

@@ -104,6 +104,19 @@ describe('capsule mqtt', { skip }, () => {
     }
   });
 
+  it('handles QoS 2 messages (acknowledged with PUBREC after the handler)', async () => {
+    const r = await startRunner(['mqtt', probe, `--mqtt-server=${broker.url}`, '--topic=exactly/+', '--qos=2']);
+    try {
+      const seen = await collect(broker.url, 'seen/exactly/#');
+      await client.publishAsync('exactly/a', 'once', { qos: 2 });
+      await client.publishAsync('exactly/b', 'twice', { qos: 2 });
+      await eventually(() => seen.length >= 2, WAIT);
+      assert.deepEqual(seen.map((x) => x.text).sort(), ['once', 'twice']);
+    } finally {
+      assert.equal(await r.stop(), 0);
+    }
+  });
+
   it('acknowledges QoS 1 only after the handler: a message in flight when the runner dies is redelivered to its persistent session', async () => {
     const clientId = `capsule-test-${process.pid}`;
     const args = ['mqtt', probe, `--mqtt-server=${broker.url}`, '--topic=durable/+', '--qos=1', `--client-id=${clientId}`, '--persistent-session'];

@@ -6,7 +6,7 @@
  */
 import { describe, it, before, beforeEach, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
+import { connect, headers, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { eventually, example, fixture, missing, runCapsule } from './helpers.ts';
 import { findBinary, metric, startNatsServer, startRunner, type Broker } from './brokers.ts';
 
@@ -258,6 +258,21 @@ describe('capsule nats', { skip }, () => {
     const ran = await runCapsule(['run', probe]);
     assert.equal(ran.code, 0);
     assert.match(ran.stdout, /^nats=no NATS connection: .*capsule nats.*;mqtt=no MQTT connection: .*capsule mqtt/);
+  });
+
+  it('finishes a message in flight on SIGTERM: its reply is sent, then the runner exits 0', async () => {
+    const r = await startRunner(['nats', probe, `--nats-server=${broker.url}`, '--subject=draining']);
+    const asked: Msg[] = [];
+    nc.subscribe('svc.slow', { callback: (_e, m) => { asked.push(m); } });
+    await nc.flush();
+    // the guest asks svc.slow and waits: it is in flight until the test answers
+    const reply = nc.request('draining', 'request:svc.slow', { timeout: WAIT });
+    await eventually(() => asked.length === 1, WAIT);
+    r.child.kill('SIGTERM');
+    await eventually(() => /shutting down/.test(r.logs()), WAIT);
+    asked[0]!.respond('late answer');
+    assert.equal((await reply).string(), 'reply=late answer');
+    assert.equal(await r.exited, 0);
   });
 
   it('accepts the Go spellings -mode=nats -natssrv= -subject=', async () => {

@@ -215,8 +215,14 @@ describe('capsule nats', { skip }, () => {
     }
   });
 
-  it('runs the nats-echo example as a responder', { skip: missing(example('nats-echo')) }, async () => {
-    const r = await startRunner(['nats', example('nats-echo'), `--nats-server=${broker.url}`, '--subject=echo']);
+  for (const name of ['nats-echo', 'nats-echo-c']) {
+    it(`runs the ${name} example as a responder`, { skip: missing(example(name)) }, async () => {
+      await echoExample(name);
+    });
+  }
+
+  async function echoExample(name: string): Promise<void> {
+    const r = await startRunner(['nats', example(name), `--nats-server=${broker.url}`, '--subject=echo']);
     try {
       assert.equal((await nc.request('echo', 'hello', { timeout: WAIT })).string(), 'echo: hello');
       const empty = await nc.request('echo', '', { timeout: WAIT });
@@ -226,7 +232,7 @@ describe('capsule nats', { skip }, () => {
     } finally {
       assert.equal(await r.stop(), 0);
     }
-  });
+  }
 
   it('keeps at most --max-concurrency running and --max-pending waiting, and counts the dropped ones', async () => {
     const r = await startRunner(['nats', probe, `--nats-server=${broker.url}`, '--subject=busy', '--workers=1', '--max-concurrency=1', '--max-pending=1', '--timeout=2s', '--http-port=0']);

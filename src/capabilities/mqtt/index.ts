@@ -83,6 +83,7 @@ const gen2: HostFunction[] = [
   },
 ];
 
+/** The `mqtt` capability: gen-1 and gen-2 MQTT host functions (one entry per generation and name). */
 export const mqtt: Capability = {
   name: 'mqtt',
   functions: [...gen1, ...gen2],

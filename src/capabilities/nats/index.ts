@@ -111,6 +111,7 @@ const gen2: HostFunction[] = [
   },
 ];
 
+/** The `nats` capability: gen-1 and gen-2 NATS host functions (one entry per generation and name). */
 export const nats: Capability = {
   name: 'nats',
   functions: [...gen1, ...gen2],

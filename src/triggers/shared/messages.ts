@@ -30,6 +30,7 @@ export type MessageOutcome =
   /** A runner error: trap, timeout, memory cap, bad result, overload. */
   | { kind: 'error'; error: CapsuleError; reply: boolean };
 
+/** Settings of a {@link MessageDispatcher}. */
 export interface MessageDispatcherOptions {
   fn: CapsuleFunction;
   source: 'nats' | 'mqtt';
@@ -206,11 +207,4 @@ export function checkMessageHandler(fn: CapsuleFunction, source: 'nats' | 'mqtt'
     return;
   }
   throw new CapsuleError('BAD_MODULE', `${name} is a ${kind} module: only Capsule modules (gen 1 or gen 2 with callHandleMessage) handle ${source.toUpperCase()} messages`);
-}
-
-/** Parses a whole-number flag. @throws CapsuleError USAGE naming the flag */
-export function intOption(text: string | number, name: string, min: number, max: number): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min || n > max) throw new CapsuleError('USAGE', `${name}: "${text}" must be a whole number from ${min} to ${max}`);
-  return n;
 }

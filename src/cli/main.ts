@@ -226,8 +226,8 @@ capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=
           workers: f.workers ? intFlag(f.workers, '--workers', 1, 256) : undefined,
           watch: f.watch,
         });
-        process.stdout.write(`capsule listening on ${trigger.url}\n`);
         for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => void trigger.shutdown(sig));
+        process.stdout.write(`capsule listening on ${trigger.url}\n`);
         await trigger.closed;
         await flushLogger(logger);
         exit(0);
@@ -241,8 +241,8 @@ capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=
       });
       const trigger = await serveHttp(fn, http);
       logger.info({ module: module.name, kind: module.detection.kind, digest: module.digest, workers: fn.pool.size, reuse: fn.settings.reuse }, 'module loaded');
-      process.stdout.write(`capsule listening on ${trigger.url}\n`);
       for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => void trigger.shutdown(sig));
+      process.stdout.write(`capsule listening on ${trigger.url}\n`);
       await trigger.closed;
       await flushLogger(logger);
       exit(0);

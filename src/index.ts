@@ -1,0 +1,41 @@
+/**
+ * Capsule host SDK: embed the runner in your own Node.js program. The `capsule` CLI and its
+ * servers are thin layers over these exports.
+ *
+ * ```ts
+ * import { CapsuleFunction } from 'capsule-runner';
+ * const fn = await CapsuleFunction.load({ path: 'hello.wasm' }, { timeoutMs: 5000 });
+ * const { output } = await fn.invoke({ type: 'cli', params: new TextEncoder().encode('Bob'), args: [] });
+ * await fn.close();
+ * ```
+ */
+
+// Engine: load, validate, run
+export { CapsuleFunction, DEFAULTS, type FunctionOptions } from './engine/function.ts';
+export { WorkerPool, type PoolOptions, type CallResult, type ServiceHandler } from './engine/pool.ts';
+export { loadModule, compileModule, fetchModule, digestOf, type LoadedModule, type LoadOptions, type UrlSource } from './engine/load.ts';
+export { detectKind, MODULE_KINDS, type ModuleKind, type Detection } from './engine/detect.ts';
+export { CapsuleError, STATUS_BY_CODE, type ErrorCode } from './engine/errors.ts';
+export type {
+  InvocationInput, InvocationOutput, InvocationMeta, HttpRequestInput, HttpResponseOutput, CliInput, CliOutput,
+  LifecycleInput, LifecycleOutput, MessageInput, MessageOutput,
+} from './engine/invocation.ts';
+export type { FunctionSettings, CallLogs } from './engine/runtime.ts';
+
+// Triggers
+export { serveHttp, type HttpTriggerOptions, type RunningHttpTrigger } from './triggers/http/server.ts';
+export { serveFunctions, type MultiServerOptions } from './triggers/http/multi.ts';
+export { serveNats, type NatsTriggerOptions } from './triggers/nats/index.ts';
+export { serveMqtt, type MqttTriggerOptions } from './triggers/mqtt/index.ts';
+export { runCli, type CliRunOptions } from './triggers/cli/run.ts';
+
+// Capabilities (to see what the host lends guests)
+export { CAPABILITIES, findHostFunction } from './capabilities/index.ts';
+export type { Capability, HostFunction, HostCallContext, HostResult } from './capabilities/types.ts';
+
+// Settings helpers
+export { parseDuration, parseSize } from './config/units.ts';
+export { buildGuestEnv, parseEnvFile, type GuestEnvOptions } from './config/guest-env.ts';
+export { parseDirGrant, type Mount } from './wasi/mounts.ts';
+export { createLogger, type Logger, type LogLevel } from './observability/logger.ts';
+export { CAPSULE_VERSION } from './version.ts';

@@ -6,46 +6,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createServer as createTcpServer, connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import { CapsuleFunction, type FunctionOptions } from '../src/engine/function.ts';
 import type { CliOutput } from '../src/engine/invocation.ts';
+import { findBinary, freePort, waitForPort } from './helpers.ts';
 
-/** A free loopback TCP port. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createTcpServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 /** Path of `redis-server`, or undefined when it is not installed. */
 export function redisServerBinary(): string | undefined {
-  for (const dir of [...(process.env['PATH'] ?? '').split(':'), '/usr/bin', '/usr/sbin', '/usr/local/bin']) {
-    if (dir && existsSync(join(dir, 'redis-server'))) return join(dir, 'redis-server');
-  }
-  return undefined;
-}
-
-async function listening(port: number, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const sock = tcpConnect(port, '127.0.0.1');
-      sock.once('connect', () => {
-        sock.destroy();
-        resolve(true);
-      });
-      sock.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`nothing listens on 127.0.0.1:${port} after ${ms} ms`);
+  return findBinary('redis-server');
 }
 
 /** A `redis-server` on a fixed loopback port, without persistence. */
@@ -64,7 +34,7 @@ export async function startRedis(bin: string): Promise<RedisServer> {
   let child: ChildProcess | undefined;
   const start = async () => {
     child = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-    await listening(port);
+    await waitForPort(port);
   };
   const stop = async () => {
     const c = child;

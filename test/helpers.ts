@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { createServer as createTcpServer, connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -67,21 +68,23 @@ export function runShell(line: string): Promise<Ran> {
   return collect(spawn('bash', ['-c', line], { cwd: root, env: { ...process.env, CAPSULE: `${process.execPath} ${cli}` } }));
 }
 
-export interface Server {
-  url: string;
+/** A CLI process that printed its ready line. */
+export interface Started {
   child: ChildProcess;
-  /** Everything the server wrote on stderr so far. */
+  /** The ready line's match. */
+  ready: RegExpExecArray;
+  /** Everything it wrote on stderr so far. */
   logs(): string;
-  /** Sends SIGTERM and waits for the exit code. */
+  /** Sends a signal (default SIGTERM) and waits for the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
   exited: Promise<number | null>;
 }
 
 /**
- * Starts `capsule <args>` and waits for `capsule listening on <url>`.
+ * Starts `capsule <args>` (or `o.bin`) and waits until stdout matches `ready`.
  * @throws when the process exits first (with its stderr)
  */
-export function startServer(args: string[], o: { env?: NodeJS.ProcessEnv; bin?: string } = {}): Promise<Server> {
+export function startUntil(args: string[], ready: RegExp, o: { env?: NodeJS.ProcessEnv; bin?: string } = {}): Promise<Started> {
   const child = spawn(process.execPath, [o.bin ?? cli, ...args], { cwd: root, env: { ...process.env, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   let stdout = '';
@@ -90,19 +93,67 @@ export function startServer(args: string[], o: { env?: NodeJS.ProcessEnv; bin?: 
   return new Promise((resolve, reject) => {
     child.stdout!.on('data', (d: Buffer) => {
       stdout += d.toString();
-      const m = /capsule listening on (\S+)/.exec(stdout);
+      const m = ready.exec(stdout);
       if (m) {
         resolve({
-          url: m[1]!, child, logs: () => stderr, exited,
+          child, ready: m, logs: () => stderr, exited,
           stop: async (signal = 'SIGTERM') => {
-            if (child.exitCode === null) child.kill(signal);
+            if (child.exitCode === null && child.signalCode === null) child.kill(signal);
             return exited;
           },
         });
       }
     });
-    void exited.then((code) => reject(new Error(`server exited with ${code} before listening:\n${stderr}`)));
+    void exited.then((code) => reject(new Error(`capsule exited with ${code} before it was ready:\n${stderr}`)));
   });
+}
+
+export interface Server extends Started {
+  url: string;
+}
+
+/** Starts `capsule <args>` and waits for `capsule listening on <url>`. */
+export async function startServer(args: string[], o: { env?: NodeJS.ProcessEnv; bin?: string } = {}): Promise<Server> {
+  const s = await startUntil(args, /capsule listening on (\S+)/, o);
+  return { ...s, url: s.ready[1]! };
+}
+
+/** A free loopback TCP port. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createTcpServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Waits until something accepts connections on 127.0.0.1:`port`. @throws after `ms` */
+export async function waitForPort(port: number, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const sock = tcpConnect(port, '127.0.0.1');
+      sock.once('connect', () => {
+        sock.destroy();
+        resolve(true);
+      });
+      sock.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`nothing listens on 127.0.0.1:${port} after ${ms} ms`);
+}
+
+/** Path of an installed program (PATH, then the sbin folders Debian uses), or undefined. */
+export function findBinary(name: string): string | undefined {
+  for (const dir of [...(process.env['PATH'] ?? '').split(':'), '/usr/bin', '/usr/sbin', '/usr/local/bin', '/usr/local/sbin', '/sbin']) {
+    if (dir && existsSync(join(dir, name))) return join(dir, name);
+  }
+  return undefined;
 }
 
 /** Polls `check` until it returns true or `ms` pass. */

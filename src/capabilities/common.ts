@@ -44,3 +44,26 @@ export function functionName(caller: PoolModule): string {
 export function generationOf(caller: PoolModule): 1 | 2 {
   return caller.module.detection.kind.startsWith('capsule-1') ? 1 : 2;
 }
+
+const encoder = new TextEncoder();
+
+/** Gen-1 `[OK](<subject or topic>:<data>)` with the data bytes as they are (capsule-abi.md §4.7). */
+export function okEcho(subject: string, data: Uint8Array): HostResult {
+  const head = encoder.encode(`[OK](${subject}:`);
+  const out = new Uint8Array(head.length + data.length + 1);
+  out.set(head);
+  out.set(data, head.length);
+  out[out.length - 1] = 0x29; // ')'
+  return { ok: true, value: out };
+}
+
+/** A trigger fact (`ctx.trigger[key]`) as text, `''` when absent. */
+export function triggerFact(ctx: Pick<HostCallContext, 'trigger'>, key: string): string {
+  const v = ctx.trigger[key];
+  return v === undefined ? '' : String(v);
+}
+
+/** An `s` argument as bytes (empty for anything else). */
+export function argBytes(a: Uint8Array | number | undefined): Uint8Array {
+  return a instanceof Uint8Array ? a : new Uint8Array(0);
+}

@@ -13,9 +13,9 @@
  * `mqttClientId`.
  */
 import { fail, ok, text, type HostCallContext, type HostFunction, type HostResult, type Capability } from '../types.ts';
+import { argBytes as bytes, okEcho, triggerFact as fact } from '../common.ts';
 import { MQTT_SERVICE, type MqttServiceReply, type MqttServiceRequest } from './service.ts';
 
-const encoder = new TextEncoder();
 
 /** Trigger facts the MQTT trigger puts in `InvocationMeta.trigger`. */
 export const MQTT_TRIGGER_KEYS = { server: 'mqttServer', topic: 'mqttTopic', clientId: 'mqttClientId' } as const;
@@ -24,22 +24,7 @@ function ask(ctx: HostCallContext, request: MqttServiceRequest): Promise<MqttSer
   return ctx.service(MQTT_SERVICE, request) as Promise<MqttServiceReply>;
 }
 
-/** `[OK](<topic>:<data>)` with the data bytes as they are (§4.7). */
-function okEcho(topic: string, data: Uint8Array): HostResult {
-  const head = encoder.encode(`[OK](${topic}:`);
-  const out = new Uint8Array(head.length + data.length + 1);
-  out.set(head);
-  out.set(data, head.length);
-  out[out.length - 1] = 0x29; // ')'
-  return ok(out);
-}
 
-function fact(ctx: HostCallContext, key: string): string {
-  const v = ctx.trigger[key];
-  return v === undefined ? '' : String(v);
-}
-
-const bytes = (a: Uint8Array | number | undefined): Uint8Array => (a instanceof Uint8Array ? a : new Uint8Array(0));
 
 const gen1: HostFunction[] = [
   {

@@ -13,9 +13,9 @@
  * delivered the message), `natsReplyTo` (its reply subject, empty when none).
  */
 import { fail, ok, text, type HostCallContext, type HostFunction, type HostResult, type Capability } from '../types.ts';
+import { argBytes as bytes, okEcho, triggerFact as fact } from '../common.ts';
 import { NATS_SERVICE, type NatsServiceReply, type NatsServiceRequest } from './service.ts';
 
-const encoder = new TextEncoder();
 
 /** Trigger facts the NATS trigger puts in `InvocationMeta.trigger`. */
 export const NATS_TRIGGER_KEYS = { server: 'natsServer', subject: 'natsSubject', replyTo: 'natsReplyTo' } as const;
@@ -24,22 +24,7 @@ function ask(ctx: HostCallContext, request: NatsServiceRequest): Promise<NatsSer
   return ctx.service(NATS_SERVICE, request) as Promise<NatsServiceReply>;
 }
 
-/** `[OK](<subject>:<data>)` with the data bytes as they are (§4.7). */
-function okEcho(subject: string, data: Uint8Array): HostResult {
-  const head = encoder.encode(`[OK](${subject}:`);
-  const out = new Uint8Array(head.length + data.length + 1);
-  out.set(head);
-  out.set(data, head.length);
-  out[out.length - 1] = 0x29; // ')'
-  return ok(out);
-}
 
-function fact(ctx: HostCallContext, key: string): string {
-  const v = ctx.trigger[key];
-  return v === undefined ? '' : String(v);
-}
-
-const bytes = (a: Uint8Array | number | undefined): Uint8Array => (a instanceof Uint8Array ? a : new Uint8Array(0));
 
 /** Gen-1 errors read like Go's nats client (`nats: timeout`). */
 function gen1Error(r: Extract<NatsServiceReply, { ok: false }>): HostResult {

@@ -22,6 +22,7 @@ import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Command, Option } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { CapsuleError } from '../engine/errors.ts';
+import { rebaseDirGrant } from '../wasi/mounts.ts';
 
 /** Options that never get a `CAPSULE_*` variable or a config key (identity of the module and of one call). */
 const NOT_SETTINGS = new Set(['help', 'version', 'config', 'params', 'paramsFile', 'json']);
@@ -130,7 +131,7 @@ export function loadConfigFile(path: string, cmd: Command): ConfigFile {
       } else {
         items = (Array.isArray(value) ? value : [value]).map(scalar);
       }
-      if (key === 'dir') items = items.map((d) => rebaseDir(d, base));
+      if (key === 'dir') items = items.map((d) => rebaseDirGrant(d, base));
       if (key === 'envFile') items = items.map((f) => (isAbsolute(f) ? f : resolve(base, f)));
       if (key === 'allowedHosts') items = items.flatMap((h) => h.split(',').map((s) => s.trim()).filter(Boolean));
       values.set(key, items);
@@ -144,16 +145,6 @@ export function loadConfigFile(path: string, cmd: Command): ConfigFile {
   return { path, values };
 }
 
-/** `HOST[:GUEST][:ro]` with a relative HOST made absolute against `base`; GUEST stays as written. */
-function rebaseDir(spec: string, base: string): string {
-  const parts = spec.split(':');
-  let suffix = '';
-  if (parts.length > 1 && (parts.at(-1) === 'ro' || parts.at(-1) === 'rw')) suffix = ':' + parts.pop();
-  const host = parts[0] ?? '';
-  const guest = parts.length > 1 ? parts.slice(1).join(':') : host;
-  if (!host || isAbsolute(host)) return spec;
-  return `${resolve(base, host)}:${guest}${suffix}`;
-}
 
 /**
  * Applies a config file to the parsed options of `cmd` with the precedence of the module

@@ -26,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { parse as parseToml } from 'smol-toml';
 import { CapsuleError } from '../engine/errors.ts';
+import { rebaseDirGrant } from '../wasi/mounts.ts';
 import { MODULE_KINDS, type ModuleKind } from '../engine/detect.ts';
 import { parseDuration, parseSize } from './units.ts';
 import { parseEnvFile } from './guest-env.ts';
@@ -181,16 +182,6 @@ function checkRoute(route: string, file: string, key: string): void {
   if (route === '/capsule' || route.startsWith('/capsule/')) throw usage(file, `"${key}": ${route} is reserved for the runner's routes (/capsule/…)`);
 }
 
-/** `HOST:GUEST[:ro]` with HOST resolved against `base` (GUEST as written). */
-function rebaseDir(spec: string, base: string): string {
-  const parts = spec.split(':');
-  let suffix = '';
-  if (parts.length > 1 && (parts.at(-1) === 'ro' || parts.at(-1) === 'rw')) suffix = ':' + parts.pop();
-  const host = parts[0] ?? '';
-  const guest = parts.length > 1 ? parts.slice(1).join(':') : host;
-  if (!host) return spec;
-  return `${resolve(base, host)}:${guest}${suffix}`;
-}
 
 function readText(file: string): string {
   try {
@@ -217,7 +208,7 @@ function yamlSettings(r: Reader, base: string): Omit<FunctionDef, 'key' | 'name'
   return {
     kind: r.kind('kind'),
     env,
-    dirs: r.list('dir').map((d) => rebaseDir(d, base)),
+    dirs: r.list('dir').map((d) => rebaseDirGrant(d, base)),
     allowedHosts: r.list('allowedHosts').flatMap((h) => h.split(',').map((s) => s.trim()).filter(Boolean)),
     timeoutMs: timeout === undefined ? undefined : parseDuration(timeout, `${r.file}: "${r.where}timeout"`),
     maxMemoryBytes: maxMemory === undefined ? undefined : parseSize(maxMemory, `${r.file}: "${r.where}maxMemory"`),

@@ -18,17 +18,33 @@ export interface Mount {
   readonly spec: string;
 }
 
+/** The parts of `HOST[:GUEST][:ro|:rw]`; GUEST defaults to HOST as written. */
+export function splitDirGrant(spec: string): { host: string; guest: string; mode?: 'ro' | 'rw' } {
+  const parts = spec.split(':');
+  let mode: 'ro' | 'rw' | undefined;
+  if (parts.length > 1 && (parts.at(-1) === 'ro' || parts.at(-1) === 'rw')) mode = parts.pop() as 'ro' | 'rw';
+  const host = parts[0] ?? '';
+  return { host, guest: parts.length > 1 ? parts.slice(1).join(':') : host, mode };
+}
+
+/**
+ * A grant written in a config file: a relative HOST is made absolute against the file's folder
+ * `base`; GUEST stays as written (it defaulted to HOST as written).
+ */
+export function rebaseDirGrant(spec: string, base: string): string {
+  const { host, guest, mode } = splitDirGrant(spec);
+  if (!host || isAbsolute(host)) return spec;
+  return `${resolve(base, host)}:${guest}${mode ? `:${mode}` : ''}`;
+}
+
 /**
  * Parses `HOST[:GUEST][:ro]` (or `:rw`). GUEST defaults to HOST as written.
  * @param cwd directory relative host paths resolve against
  * @throws CapsuleError USAGE when HOST is not an existing directory
  */
 export function parseDirGrant(spec: string, cwd = process.cwd()): Mount {
-  const parts = spec.split(':');
-  let readOnly = false;
-  if (parts.length > 1 && (parts.at(-1) === 'ro' || parts.at(-1) === 'rw')) readOnly = parts.pop() === 'ro';
-  const host = parts[0] ?? '';
-  const guest = parts.length > 1 ? parts.slice(1).join(':') : host;
+  const { host, guest, mode } = splitDirGrant(spec);
+  const readOnly = mode === 'ro';
   if (!host) throw new CapsuleError('USAGE', `--dir "${spec}": expected HOST[:GUEST][:ro]`);
   const abs = resolve(cwd, host);
   let real: string;

@@ -26,7 +26,7 @@ if [ ${#missing[@]} -gt 0 ] && [ "${CAPSULE_SKIP_APT:-0}" != 1 ] && command -v a
   else
     say "installing Debian packages: ${missing[*]}"
     $SUDO apt-get update -qq >&2 || true
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >&2 \
       || say "apt-get install failed; continuing with what is there"
   fi
 fi

@@ -110,6 +110,8 @@ export class ModuleRuntime implements GuestRuntime {
   #reused?: { guest: Guest; memory?: WebAssembly.Memory };
   #capture?: Capture;
   #wasiOverrides?: GuestOptions['wasi'];
+  /** The ABI generation host functions see (2 for kinds without host functions). */
+  readonly #generation: 1 | 2;
   /** Memory of the instance that ran last, kept for classifying its failure. */
   #lastMemory?: WebAssembly.Memory;
 
@@ -126,6 +128,7 @@ export class ModuleRuntime implements GuestRuntime {
     this.#memoryPool = memoryPool;
     this.#env = new Map(spec.settings.env);
     const generation = this.abi.generation(spec.detection);
+    this.#generation = generation ?? 2;
     const fns = generation ? spec.hostImports.map((n) => findHostFunction(n, generation)!) : [];
     const built = buildHostImports(fns, generation ?? 2, this.#state);
     this.#hostImports = built.imports;
@@ -192,17 +195,21 @@ export class ModuleRuntime implements GuestRuntime {
     }
   }
 
+  // Made once: they write wherever the current call's output goes (#capture, read at call time).
+  readonly #stdout = (t: string | Uint8Array) => this.#write('stdout', t);
+  readonly #stderr = (t: string | Uint8Array) => this.#write('stderr', t);
+  readonly #log = (t: string) => this.#write('log', t);
+  static readonly #noStdin = new Uint8Array(0);
+
   #context(meta: InvocationMeta): HostCallContext {
-    const generation = this.abi.generation(this.spec.detection) ?? 2;
-    const stdout = (t: string | Uint8Array) => this.#write('stdout', t);
     return {
-      generation,
+      generation: this.#generation,
       env: this.#env,
       requestId: meta.requestId,
       capsuleVersion: this.spec.settings.capsuleVersion,
       trigger: meta.trigger ?? {},
-      stdout,
-      log: (t: string) => this.#write('log', t),
+      stdout: this.#stdout,
+      log: this.#log,
       settings: this.spec.settings,
       service: this.#service,
       callData: new Map(),
@@ -225,9 +232,9 @@ export class ModuleRuntime implements GuestRuntime {
     return {
       args: o?.args ?? [],
       env: o?.env ?? this.#env,
-      stdin: o?.stdin ?? new Uint8Array(0),
-      stdout: o?.stdout ?? ((b) => this.#write('stdout', b)),
-      stderr: (b) => this.#write('stderr', b),
+      stdin: o?.stdin ?? ModuleRuntime.#noStdin,
+      stdout: o?.stdout ?? this.#stdout,
+      stderr: this.#stderr,
       mounts: this.spec.settings.mounts,
     };
   }

@@ -367,6 +367,7 @@ export async function serveFunctions(o: MultiServerOptions): Promise<RunningHttp
       if (!r) return notFound(path);
       const h = r.target;
       if (!h.current) return { type: 'error', error: h.error ?? new CapsuleError('BAD_MODULE', `${h.name} is not loaded yet`), name: h.name };
+      if (h.current.fn.module.detection.kind !== 'wasi') return { type: 'function', target: h, route: r.def.route };
       return { type: 'function', target: h, route: r.def.route, cgi: { route: r.def.route, entrypoint: r.def.entrypoint, argv: r.def.argv } };
     },
     stop: async () => {

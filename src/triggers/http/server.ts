@@ -71,8 +71,11 @@ export interface HttpTarget {
 
 /** What serves one request, decided by the server from its path. */
 export type HttpDispatch =
-  /** Call a function; `cgi` says which route matched (WASI commands, wasi-cgi.md §3–§4). */
-  | { type: 'function'; target: HttpTarget; cgi: CgiRoute; route?: string }
+  /**
+   * Call a function. `cgi` (WASI commands only, wasi-cgi.md §3–§4) says which route matched;
+   * Capsule-ABI targets leave it out, so nothing CGI is built or sent to a worker for them.
+   */
+  | { type: 'function'; target: HttpTarget; cgi?: CgiRoute; route?: string }
   /** A runner-made error, e.g. a module that failed to load (logged once where it failed, not per request). */
   | { type: 'error'; error: CapsuleError; name?: string }
   /** Anything else (runner routes, `/healthz`, 404): answers itself and returns the status sent. */
@@ -130,10 +133,18 @@ export async function servePipeline(spec: PipelineSpec, o: HttpTriggerOptions): 
     logGuest: (logs, fields) => logGuestOutput(log, logs, fields),
   };
 
+  // --stop-after: a request only records the time; one timer checks it (no timer per request).
+  let lastRequest = Date.now();
   const armIdle = () => {
     if (o.stopAfterMs === undefined) return;
-    if (idleTimer) clearTimeout(idleTimer);
-    idleTimer = setTimeout(() => void shutdown(`no request for ${o.stopAfterMs} ms (--stop-after)`), o.stopAfterMs);
+    lastRequest = Date.now();
+    if (idleTimer) return;
+    const check = () => {
+      const idle = Date.now() - lastRequest;
+      if (idle >= o.stopAfterMs! && inflight === 0) void shutdown(`no request for ${o.stopAfterMs} ms (--stop-after)`);
+      else idleTimer = setTimeout(check, Math.max(o.stopAfterMs! - idle, 10));
+    };
+    idleTimer = setTimeout(check, o.stopAfterMs);
   };
 
   const handler = (req: IncomingMessage, res: ServerResponse) => {
@@ -222,12 +233,12 @@ export async function servePipeline(spec: PipelineSpec, o: HttpTriggerOptions): 
     req.on('end', () => {
       if (aborted) return;
       const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
-      const cgi: CgiRoute = { maxOutputBytes: o.maxOutputBytes, defaultHost: o.defaultHost ?? defaultHost, ...dispatch.cgi };
       const input: HttpRequestInput = {
         type: 'http', method: req.method ?? 'GET', url: `${scheme}://${req.headers.host ?? `${o.host ?? '127.0.0.1'}`}${req.url ?? '/'}`,
         headers: headerPairs(req), body, remoteAddress: req.socket.remoteAddress ?? '', remotePort: req.socket.remotePort ?? 0,
-        httpVersion: req.httpVersion, cgi,
+        httpVersion: req.httpVersion,
       };
+      if (dispatch.cgi) input.cgi = { maxOutputBytes: o.maxOutputBytes, defaultHost: o.defaultHost ?? defaultHost, ...dispatch.cgi };
       const fields = { requestId, function: target.name, ...(dispatch.route !== undefined ? { route: dispatch.route } : {}) };
       target.invoke(input, { requestId, trigger: { httpPort: port } }).then(
         (r) => {
@@ -309,6 +320,7 @@ export async function serveHttp(fn: CapsuleFunction, o: HttpTriggerOptions): Pro
   // Gen 1 (§4.5): OnLoad once at start, in its own instance; a failure is logged, not fatal.
   await runLifecycle(fn, 'OnLoad', log);
   const target: HttpTarget = { name: fname, invoke: (input, meta) => fn.invoke(input, meta) };
+  const cgi: CgiRoute | undefined = fn.module.detection.kind === 'wasi' ? { route: '/...' } : undefined;
   let routes: RunnerRouteContext | undefined;
   const runnerRoutes = (state: PipelineState): RunnerRouteContext => routes ??= {
     fn, metrics: state.metrics,
@@ -322,7 +334,7 @@ export async function serveHttp(fn: CapsuleFunction, o: HttpTriggerOptions): Pro
       if (isRunnerRoute(path)) {
         return { type: 'answer', name: fname, respond: (req, res, requestId) => serveRunnerRoute(path, req, res, requestId, runnerRoutes(state)) };
       }
-      return { type: 'function', target, cgi: { route: '/...' } };
+      return cgi ? { type: 'function', target, cgi } : { type: 'function', target };
     },
     stop: async () => {
       for (const name of ['OnStop', 'OnExit'] as const) await runLifecycle(fn, name, log);

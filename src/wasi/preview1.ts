@@ -303,13 +303,7 @@ export class Wasi {
           }
         } else {
           const append = (e.fdflags & FdFlags.APPEND) !== 0;
-          for (let i = 0; i < vec.length; i += 2) {
-            const l = vec[i + 1]!;
-            if (l === 0) continue;
-            const n = writeSync(e.hostFd, mem, vec[i]!, l, append ? null : e.pos + total);
-            total += n;
-            if (n < l) break;
-          }
+          total = eachIovec(vec, (p, l, done) => writeSync(e.hostFd, mem, p, l, append ? null : e.pos + done));
           if (append) e.pos = Number(fstatSync(e.hostFd).size);
           else e.pos += total;
           this.#syncAfterWrite(e);
@@ -322,15 +316,7 @@ export class Wasi {
         if (e.kind === 'dir') return Errno.ISDIR;
         if ((e.rightsBase & Rights.FD_READ) === 0n) return Errno.BADF;
         const vec = this.#iovecs(iovs, iovsLen);
-        let total = 0;
-        for (let i = 0; i < vec.length; i += 2) {
-          const p = vec[i]!;
-          const l = vec[i + 1]!;
-          if (l === 0) continue;
-          const n = e.kind === 'stdio' ? this.#readStdin(p, l) : readSync(e.hostFd, this.#bytes(), p, l, e.pos + total);
-          total += n;
-          if (n < l) break;
-        }
+        const total = eachIovec(vec, (p, l, done) => (e.kind === 'stdio' ? this.#readStdin(p, l) : readSync(e.hostFd, this.#bytes(), p, l, e.pos + done)));
         if (e.kind === 'file') e.pos += total;
         this.#view().setUint32(nread, total, true);
         return Errno.SUCCESS;
@@ -340,14 +326,7 @@ export class Wasi {
         if ((e.rightsBase & Rights.FD_READ) === 0n) return Errno.BADF;
         const vec = this.#iovecs(iovs, iovsLen);
         const at = Number(BigInt.asUintN(64, offset));
-        let total = 0;
-        for (let i = 0; i < vec.length; i += 2) {
-          const l = vec[i + 1]!;
-          if (l === 0) continue;
-          const n = readSync(e.hostFd, this.#bytes(), vec[i]!, l, at + total);
-          total += n;
-          if (n < l) break;
-        }
+        const total = eachIovec(vec, (p, l, done) => readSync(e.hostFd, this.#bytes(), p, l, at + done));
         this.#view().setUint32(nread, total, true);
         return Errno.SUCCESS;
       },
@@ -356,14 +335,7 @@ export class Wasi {
         if ((e.rightsBase & Rights.FD_WRITE) === 0n) return Errno.BADF;
         const vec = this.#iovecs(iovs, iovsLen);
         const at = Number(BigInt.asUintN(64, offset));
-        let total = 0;
-        for (let i = 0; i < vec.length; i += 2) {
-          const l = vec[i + 1]!;
-          if (l === 0) continue;
-          const n = writeSync(e.hostFd, this.#bytes(), vec[i]!, l, at + total);
-          total += n;
-          if (n < l) break;
-        }
+        const total = eachIovec(vec, (p, l, done) => writeSync(e.hostFd, this.#bytes(), p, l, at + done));
         this.#syncAfterWrite(e);
         this.#view().setUint32(nwritten, total, true);
         return Errno.SUCCESS;
@@ -839,6 +811,22 @@ function guard(f: (...a: unknown[]) => number | void): Fn {
       throw e;
     }
   }) as Fn;
+}
+
+/**
+ * Scatter/gather over iovecs (ptr, len pairs): `op(ptr, len, done)` moves up to `len` bytes,
+ * `done` being the bytes moved so far; stops after a short transfer. @returns bytes moved
+ */
+function eachIovec(vec: ArrayLike<number>, op: (ptr: number, len: number, done: number) => number): number {
+  let total = 0;
+  for (let i = 0; i < vec.length; i += 2) {
+    const len = vec[i + 1]!;
+    if (len === 0) continue;
+    const n = op(vec[i]!, len, total);
+    total += n;
+    if (n < len) break;
+  }
+  return total;
 }
 
 /** Every function of `wasi_snapshot_preview1`, so any preview1 module links. */

@@ -3,13 +3,12 @@
  * be stopped and started again on the same port), local HTTP servers, and in-process functions
  * driven through the host SDK (`CapsuleFunction`) for the capability probes.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { CapsuleFunction, type FunctionOptions } from '../src/engine/function.ts';
 import type { CliOutput } from '../src/engine/invocation.ts';
-import { findBinary, freePort, waitForPort } from './helpers.ts';
+import { findBinary, freePort, restartable } from './helpers.ts';
 
 export { freePort };
 
@@ -31,20 +30,8 @@ export interface RedisServer {
 /** Starts `redis-server --port <free> --save '' --appendonly no` on 127.0.0.1. */
 export async function startRedis(bin: string): Promise<RedisServer> {
   const port = await freePort();
-  let child: ChildProcess | undefined;
-  const start = async () => {
-    child = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-    await waitForPort(port);
-  };
-  const stop = async () => {
-    const c = child;
-    if (!c || c.exitCode !== null || c.signalCode !== null) return;
-    const exited = new Promise((r) => c.once('exit', r));
-    c.kill('SIGKILL');
-    await exited;
-  };
-  await start();
-  return { port, url: `redis://127.0.0.1:${port}`, start, stop };
+  const p = await restartable(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], port);
+  return { port, url: `redis://127.0.0.1:${port}`, start: p.start, stop: p.kill };
 }
 
 /** A local HTTP server for outbound calls. */

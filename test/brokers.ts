@@ -2,11 +2,10 @@
  * Test helpers for the message triggers: real `nats-server` and `mosquitto` processes on free
  * loopback ports (restartable on the same port), and `capsule nats|mqtt` runners.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { findBinary, freePort, startUntil, waitForPort, type Started } from './helpers.ts';
+import { findBinary, freePort, restartable, startUntil, type Started } from './helpers.ts';
 
 export { findBinary, freePort };
 
@@ -23,24 +22,7 @@ export interface Broker {
 }
 
 async function broker(cmd: string, args: string[], port: number, url: string): Promise<Broker> {
-  let child: ChildProcess | undefined;
-  let out = '';
-  const start = async () => {
-    const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    child = c;
-    c.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    c.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    await waitForPort(port);
-  };
-  const kill = async () => {
-    const c = child;
-    if (!c || c.exitCode !== null || c.signalCode !== null) return;
-    const exited = new Promise((r) => c.once('exit', r));
-    c.kill('SIGKILL');
-    await exited;
-  };
-  await start();
-  return { port, url, start, kill, logs: () => out };
+  return { ...(await restartable(cmd, args, port)), url };
 }
 
 /** Starts `nats-server` on a free loopback port. */

@@ -148,6 +148,39 @@ export async function waitForPort(port: number, ms = 10_000): Promise<void> {
   throw new Error(`nothing listens on 127.0.0.1:${port} after ${ms} ms`);
 }
 
+/** A server process on a fixed port that can be killed and started again (a crash and a restart). */
+export interface Restartable {
+  readonly port: number;
+  /** Starts it (again) and waits until it accepts connections. */
+  start(): Promise<void>;
+  /** Kills it (SIGKILL, connections drop as in a crash) and waits for the exit. */
+  kill(): Promise<void>;
+  /** Everything it printed. */
+  logs(): string;
+}
+
+/** Starts `cmd args` (listening on `port`) and returns it running. */
+export async function restartable(cmd: string, args: string[], port: number): Promise<Restartable> {
+  let child: ChildProcess | undefined;
+  let out = '';
+  const start = async () => {
+    const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    child = c;
+    c.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    c.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    await waitForPort(port);
+  };
+  const kill = async () => {
+    const c = child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGKILL');
+    await exited;
+  };
+  await start();
+  return { port, start, kill, logs: () => out };
+}
+
 /** Path of an installed program (PATH, then the sbin folders Debian uses), or undefined. */
 export function findBinary(name: string): string | undefined {
   for (const dir of [...(process.env['PATH'] ?? '').split(':'), '/usr/bin', '/usr/sbin', '/usr/local/bin', '/usr/local/sbin', '/sbin']) {

@@ -2,8 +2,8 @@
  * Helpers shared by the host capabilities: gen-1 encodings that changed between
  * sub-generations (capsule-abi.md §4.1), main-thread service calls, and the function's name.
  */
-import type { PoolModule } from '../engine/pool.ts';
-import { fail, type HostCallContext, type HostResult } from './types.ts';
+import type { PoolModule, WorkerPool } from '../engine/pool.ts';
+import { fail, type HostCallContext, type HostFunction, type HostResult } from './types.ts';
 
 /**
  * The separator of lists inside gen-1 strings (`StrSeparator`, capsule-abi.md §4.1): `|` for
@@ -66,4 +66,29 @@ export function triggerFact(ctx: Pick<HostCallContext, 'trigger'>, key: string):
 /** An `s` argument as bytes (empty for anything else). */
 export function argBytes(a: Uint8Array | number | undefined): Uint8Array {
   return a instanceof Uint8Array ? a : new Uint8Array(0);
+}
+
+/** A gen-1 getter `() -> r` returning a trigger fact (hostNatsGetSubject, hostMqttGetTopic, …; §4.7). */
+export function triggerGetter(name: string, key: string): HostFunction {
+  return { name, generations: [1], params: [], returns: true, run: (ctx) => ({ ok: true, value: triggerFact(ctx, key) }) };
+}
+
+const hubs = new WeakMap<WorkerPool, Map<string, unknown>>();
+
+/**
+ * The one `T` of a pool for a main-thread service (broker connections): made by `make` at the
+ * first call, which also registers `service` on the pool with the hub's `handle`. Safe to call
+ * more than once.
+ */
+export function poolHub<T extends { handle(request: never): unknown }>(pool: WorkerPool, service: string, make: () => T): T {
+  let byService = hubs.get(pool);
+  if (!byService) hubs.set(pool, (byService = new Map()));
+  let hub = byService.get(service) as T | undefined;
+  if (!hub) {
+    const created = make();
+    hub = created;
+    byService.set(service, created);
+    pool.provide(service, (request) => created.handle(request as never));
+  }
+  return hub;
 }

@@ -13,7 +13,7 @@
  * `mqttClientId`.
  */
 import { fail, ok, text, type HostCallContext, type HostFunction, type HostResult, type Capability } from '../types.ts';
-import { argBytes as bytes, okEcho, triggerFact as fact } from '../common.ts';
+import { argBytes as bytes, okEcho, triggerGetter } from '../common.ts';
 import { MQTT_SERVICE, type MqttServiceReply, type MqttServiceRequest } from './service.ts';
 
 
@@ -43,18 +43,9 @@ const gen1: HostFunction[] = [
       return r.ok ? okEcho(t, bytes(data)) : fail(r.error);
     },
   },
-  {
-    name: 'hostMqttGetTopic', generations: [1], params: [], returns: true,
-    run(ctx) { return ok(fact(ctx, MQTT_TRIGGER_KEYS.topic)); },
-  },
-  {
-    name: 'hostMqttGetServer', generations: [1], params: [], returns: true,
-    run(ctx) { return ok(fact(ctx, MQTT_TRIGGER_KEYS.server)); },
-  },
-  {
-    name: 'hostMqttGetClientId', generations: [1], params: [], returns: true,
-    run(ctx) { return ok(fact(ctx, MQTT_TRIGGER_KEYS.clientId)); },
-  },
+  triggerGetter('hostMqttGetTopic', MQTT_TRIGGER_KEYS.topic),
+  triggerGetter('hostMqttGetServer', MQTT_TRIGGER_KEYS.server),
+  triggerGetter('hostMqttGetClientId', MQTT_TRIGGER_KEYS.clientId),
 ];
 
 const gen2: HostFunction[] = [

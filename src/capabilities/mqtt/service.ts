@@ -17,6 +17,7 @@
  */
 import type { MqttClient } from 'mqtt';
 import type { WorkerPool } from '../../engine/pool.ts';
+import { poolHub } from '../common.ts';
 
 /** Name of the service (see `WorkerPool.provide`). */
 export const MQTT_SERVICE = 'mqtt';
@@ -151,19 +152,10 @@ async function connectPublish(server: string, clientId: string, topic: string, d
   }
 }
 
-const hubs = new WeakMap<WorkerPool, MqttHub>();
-
 /**
  * The MQTT hub of a pool; the first call registers the `mqtt` service on the pool.
  * Safe to call more than once.
  */
 export function mqttHub(pool: WorkerPool): MqttHub {
-  let hub = hubs.get(pool);
-  if (!hub) {
-    const created = new MqttHub();
-    hub = created;
-    hubs.set(pool, created);
-    pool.provide(MQTT_SERVICE, (request) => created.handle(request as MqttServiceRequest));
-  }
-  return hub;
+  return poolHub(pool, MQTT_SERVICE, () => new MqttHub());
 }

@@ -13,7 +13,7 @@
  * delivered the message), `natsReplyTo` (its reply subject, empty when none).
  */
 import { fail, ok, text, type HostCallContext, type HostFunction, type HostResult, type Capability } from '../types.ts';
-import { argBytes as bytes, okEcho, triggerFact as fact } from '../common.ts';
+import { argBytes as bytes, okEcho, triggerFact as fact, triggerGetter } from '../common.ts';
 import { NATS_SERVICE, type NatsServiceReply, type NatsServiceRequest } from './service.ts';
 
 
@@ -67,14 +67,8 @@ const gen1: HostFunction[] = [
       return r.ok ? okEcho(replyTo, bytes(data)) : gen1Error(r);
     },
   },
-  {
-    name: 'hostNatsGetSubject', generations: [1], params: [], returns: true,
-    run(ctx) { return ok(fact(ctx, NATS_TRIGGER_KEYS.subject)); },
-  },
-  {
-    name: 'hostNatsGetServer', generations: [1], params: [], returns: true,
-    run(ctx) { return ok(fact(ctx, NATS_TRIGGER_KEYS.server)); },
-  },
+  triggerGetter('hostNatsGetSubject', NATS_TRIGGER_KEYS.subject),
+  triggerGetter('hostNatsGetServer', NATS_TRIGGER_KEYS.server),
 ];
 
 const gen2: HostFunction[] = [

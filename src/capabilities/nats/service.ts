@@ -14,6 +14,7 @@
  */
 import type { NatsConnection, MsgHdrs } from '@nats-io/transport-node';
 import type { WorkerPool } from '../../engine/pool.ts';
+import { poolHub } from '../common.ts';
 
 /** Name of the service (see `WorkerPool.provide`). */
 export const NATS_SERVICE = 'nats';
@@ -129,19 +130,10 @@ async function adHoc(server: string, use: (nc: NatsConnection) => Promise<NatsSe
   }
 }
 
-const hubs = new WeakMap<WorkerPool, NatsHub>();
-
 /**
  * The NATS hub of a pool; the first call registers the `nats` service on the pool.
  * Safe to call more than once.
  */
 export function natsHub(pool: WorkerPool): NatsHub {
-  let hub = hubs.get(pool);
-  if (!hub) {
-    const created = new NatsHub();
-    hub = created;
-    hubs.set(pool, created);
-    pool.provide(NATS_SERVICE, (request) => created.handle(request as NatsServiceRequest));
-  }
-  return hub;
+  return poolHub(pool, NATS_SERVICE, () => new NatsHub());
 }

@@ -4,8 +4,6 @@
  */
 import { CapsuleError } from '../engine/errors.ts';
 
-const encoder = new TextEncoder();
-
 /** Raised when a guest hands the host a (ptr, len) outside its memory: fails this call only. */
 export class GuestFault extends Error {
   constructor(message: string) {
@@ -53,9 +51,20 @@ export class Guest {
     return (f as (...a: number[]) => unknown)(...args);
   }
 
-  /** A fresh view of linear memory (re-read after every call into the guest: §2.3). */
-  bytes(): Uint8Array {
-    return new Uint8Array(this.memory.buffer);
+  #viewOf?: ArrayBuffer;
+  #view?: Buffer;
+
+  /**
+   * A view of linear memory as a Buffer (no copy). Memory can grow, and growing detaches the old
+   * ArrayBuffer, during any call into the guest: take a new view after each one (§2.3).
+   */
+  bytes(): Buffer {
+    const buffer = this.memory.buffer as ArrayBuffer;
+    if (buffer !== this.#viewOf) {
+      this.#viewOf = buffer;
+      this.#view = Buffer.from(buffer);
+    }
+    return this.#view!;
   }
 
   /**
@@ -63,45 +72,61 @@ export class Guest {
    * @throws GuestFault when the range is outside memory (fails the invocation, §2.3)
    */
   read(ptr: number, len: number): Uint8Array {
+    return Uint8Array.prototype.slice.call(this.view(ptr, len));
+  }
+
+  /**
+   * `memory[ptr..ptr+len)` without copying: valid only until the next call into the guest.
+   * @throws GuestFault when the range is outside memory (fails the invocation, §2.3)
+   */
+  view(ptr: number, len: number): Buffer {
     const mem = this.bytes();
     ptr >>>= 0;
     len >>>= 0;
     if (ptr + len > mem.length) throw new GuestFault(`the guest passed bytes ${ptr}..${ptr + len} outside its ${mem.length}-byte memory`);
-    return mem.slice(ptr, ptr + len);
+    return mem.subarray(ptr, ptr + len);
   }
 
   /**
-   * Passes bytes to the guest: `malloc(n)`, copy, and remember to `free` after the export
-   * returns (§2.3). Empty input is passed as (0, 0) without calling malloc.
+   * Passes bytes (or a string, as UTF-8) to the guest: `malloc(n)`, copy, and remember to
+   * `free` after the export returns (§2.3). Empty input is passed as (0, 0) without calling malloc.
    */
   pass(data: Uint8Array | string): [number, number] {
-    const bytes = typeof data === 'string' ? encoder.encode(data) : data;
-    if (bytes.length === 0) return [0, 0];
-    const ptr = (this.callSync('malloc', bytes.length) as number) >>> 0;
-    if (ptr === 0) throw new CapsuleError('MEMORY', `the guest could not allocate ${bytes.length} bytes for its input (malloc returned 0)`);
+    const text = typeof data === 'string';
+    const size = text ? Buffer.byteLength(data) : data.length;
+    if (size === 0) return [0, 0];
+    const ptr = (this.callSync('malloc', size) as number) >>> 0;
+    if (ptr === 0) throw new CapsuleError('MEMORY', `the guest could not allocate ${size} bytes for its input (malloc returned 0)`);
     const mem = this.bytes();
-    if (ptr + bytes.length > mem.length) throw new GuestFault(`malloc returned ${ptr}, outside memory`);
-    mem.set(bytes, ptr);
+    if (ptr + size > mem.length) throw new GuestFault(`malloc returned ${ptr}, outside memory`);
+    if (text) mem.write(data, ptr, size, 'utf8');
+    else mem.set(data, ptr);
     this.#toFree.push(ptr);
-    return [ptr, bytes.length];
+    return [ptr, size];
   }
 
   /** Frees every buffer passed with `pass` since the last call (§2.3). */
   freePassed(): void {
     const list = this.#toFree;
+    if (list.length === 0) return;
     this.#toFree = [];
-    if (list.length === 0 || !this.has('free')) return;
+    if (!this.has('free')) return;
     for (const p of list) this.callSync('free', p);
   }
 
   /** Reads an export's packed i64 result: ptr = R >> 32, len = R & 0xFFFFFFFF (§2.3). */
   unpack(result: unknown): Uint8Array {
+    return Uint8Array.prototype.slice.call(this.unpackView(result));
+  }
+
+  /** `unpack` without the copy: valid only until the next call into the guest. */
+  unpackView(result: unknown): Buffer {
     if (typeof result !== 'bigint') throw new CapsuleError('BAD_RESULT', `the handler returned ${typeof result}, expected an i64 (ptr << 32 | len)`);
     const r = BigInt.asUintN(64, result);
     const ptr = Number(r >> 32n);
     const len = Number(r & 0xffffffffn);
-    if (len === 0) return new Uint8Array(0);
-    return this.read(ptr, len);
+    if (len === 0) return Buffer.alloc(0);
+    return this.view(ptr, len);
   }
 
   /**
@@ -109,21 +134,22 @@ export class Guest {
    * when n > 0, write, then store ptr and len as u32 little-endian.
    */
   writeReturn(retPtrAddr: number, retLenAddr: number, data: Uint8Array | string): void {
-    const bytes = typeof data === 'string' ? encoder.encode(data) : data;
+    const text = typeof data === 'string';
+    const size = text ? Buffer.byteLength(data) : data.length;
     let ptr = 0;
-    if (bytes.length > 0) {
-      ptr = (this.callSync('allocateBuffer', bytes.length) as number) >>> 0;
+    if (size > 0) {
+      ptr = (this.callSync('allocateBuffer', size) as number) >>> 0;
       const mem = this.bytes();
-      if (ptr === 0 || ptr + bytes.length > mem.length) throw new GuestFault(`allocateBuffer(${bytes.length}) returned ${ptr}, outside memory`);
-      mem.set(bytes, ptr);
+      if (ptr === 0 || ptr + size > mem.length) throw new GuestFault(`allocateBuffer(${size}) returned ${ptr}, outside memory`);
+      if (text) mem.write(data, ptr, size, 'utf8');
+      else mem.set(data, ptr);
     }
     const mem = this.bytes();
     if ((retPtrAddr >>> 0) + 4 > mem.length || (retLenAddr >>> 0) + 4 > mem.length) {
       throw new GuestFault(`return slots ${retPtrAddr}/${retLenAddr} are outside memory`);
     }
-    const view = new DataView(mem.buffer);
-    view.setUint32(retPtrAddr >>> 0, ptr, true);
-    view.setUint32(retLenAddr >>> 0, bytes.length, true);
+    mem.writeUInt32LE(ptr, retPtrAddr >>> 0);
+    mem.writeUInt32LE(size, retLenAddr >>> 0);
   }
 }
 

@@ -6,18 +6,22 @@ import type { HttpRequestInput, HttpResponseOutput } from '../../engine/invocati
 import { canonicalHeaders } from '../capsule-common.ts';
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder(); // invalid UTF-8 → U+FFFD, as Go's encoder did
 
 /**
  * Request JSON, fields in the HDK order: Body, JSONBody, TextBody, URI, Method, Headers.
  * `Headers` is a string of `"Name":"value"` items joined by `,` (values JSON-escaped, §7.8).
+ * Returned as a string: the guest's copy is encoded straight into its memory (`Guest.pass`).
  */
-export function encodeHttpRequest(req: HttpRequestInput): Uint8Array {
-  const headers = [...canonicalHeaders(req.headers)].map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(',');
-  const json = `{"Body":${JSON.stringify(decoder.decode(req.body))},"JSONBody":"","TextBody":"","URI":${JSON.stringify(req.url)},"Method":${JSON.stringify(req.method.toUpperCase())},"Headers":${JSON.stringify(headers)}}`;
-  return encoder.encode(json);
+export function encodeHttpRequest(req: HttpRequestInput): string {
+  let headers = '';
+  for (const [k, v] of canonicalHeaders(req.headers)) {
+    headers += `${headers ? ',' : ''}${JSON.stringify(k)}:${JSON.stringify(v)}`;
+  }
+  const body = req.body.length === 0 ? '' : Buffer.from(req.body.buffer, req.body.byteOffset, req.body.length).toString();
+  return `{"Body":${JSON.stringify(body)},"JSONBody":"","TextBody":"","URI":${JSON.stringify(req.url)},"Method":${JSON.stringify(req.method.toUpperCase())},"Headers":${JSON.stringify(headers)}}`;
 }
 
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 const TEXT_PLAIN = 'text/plain; charset=utf-8';
 const APPLICATION_JSON = 'application/json; charset=utf-8';
@@ -36,7 +40,8 @@ export function missingExportResponse(name: string): HttpResponseOutput {
  * Turns `S{JSONBody,TextBody,Headers,StatusCode}` / `F<text>` into a response (§5.4).
  */
 export function decodeHttpResponse(frame: { ok: boolean; payload: Uint8Array }): HttpResponseOutput {
-  const text = decoder.decode(frame.payload);
+  const p = frame.payload;
+  const text = Buffer.from(p.buffer, p.byteOffset, p.length).toString(); // invalid UTF-8 → U+FFFD
   if (!frame.ok) return textResponse(500, text);
   let parsed: unknown;
   try {
@@ -54,7 +59,7 @@ export function decodeHttpResponse(frame: { ok: boolean; payload: Uint8Array }):
   const h = r['Headers'];
   if (h && typeof h === 'object' && !Array.isArray(h)) {
     for (const [k, v] of Object.entries(h as Record<string, unknown>)) {
-      if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(k)) continue;
+      if (!TOKEN.test(k)) continue;
       const value = (typeof v === 'string' ? v : JSON.stringify(v)).replace(/[\r\n]/g, ' ');
       if (k.toLowerCase() === 'content-type') hasType = true;
       headers.push([k, value]);
@@ -64,7 +69,9 @@ export function decodeHttpResponse(frame: { ok: boolean; payload: Uint8Array }):
   let body: Uint8Array;
   let defaultType: string;
   if (typeof textBody === 'string' && textBody.length > 0) {
-    body = textBody.length % 4 === 0 && BASE64.test(textBody) ? Buffer.from(textBody, 'base64') : encoder.encode(textBody);
+    // A copy of its own: a small Buffer is a slice of a shared 8 KiB pool, which a worker's
+    // postMessage would clone whole.
+    body = textBody.length % 4 === 0 && BASE64.test(textBody) ? Uint8Array.prototype.slice.call(Buffer.from(textBody, 'base64')) : encoder.encode(textBody);
     defaultType = TEXT_PLAIN;
   } else {
     const jsonBody = r['JSONBody'];

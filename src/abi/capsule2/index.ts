@@ -12,24 +12,43 @@ import type { CliOutput, HttpResponseOutput, InvocationOutput } from '../../engi
 const S = 0x53;
 const F = 0x46;
 
-/** Splits a gen-2 frame. @throws CapsuleError BAD_RESULT for an empty or unframed result */
-export function unframe(bytes: Uint8Array, what: string): { ok: boolean; payload: Uint8Array } {
+/**
+ * Splits a gen-2 frame. The payload is a view of `bytes` (no copy).
+ * @throws CapsuleError BAD_RESULT for an empty or unframed result
+ */
+export function unframe<B extends Uint8Array>(bytes: B, what: string): { ok: boolean; payload: B } {
   if (bytes.length === 0) throw new CapsuleError('BAD_RESULT', `${what} returned an empty result; gen-2 results start with S or F (capsule-abi.md §5.1)`);
   if (bytes[0] !== S && bytes[0] !== F) {
     throw new CapsuleError('BAD_RESULT', `${what} returned a result starting with byte 0x${bytes[0]!.toString(16)}; gen-2 results start with S or F (capsule-abi.md §5.1)`);
   }
-  return { ok: bytes[0] === S, payload: bytes.subarray(1) };
+  return { ok: bytes[0] === S, payload: bytes.subarray(1) as B };
 }
 
-async function callEntry(guest: Guest, name: string, input?: Uint8Array): Promise<Uint8Array> {
+/**
+ * Calls a handler export with `input` (§2.3) and turns its result into `T` with `take`, which
+ * sees the result bytes in place (a view of linear memory, valid only inside `take`: the guest
+ * frees its input right after).
+ */
+async function callEntry<T>(guest: Guest, name: string, input: Uint8Array | string | undefined, take: (result: Buffer) => T): Promise<T> {
   try {
-    const args = input ? guest.pass(input) : [];
+    const args = input !== undefined ? guest.pass(input) : [];
     const result = await guest.call(name, ...args);
-    return guest.unpack(result);
+    return take(guest.unpackView(result));
   } finally {
     guest.freePassed();
   }
 }
+
+/** A CLI or message result: frame split, payload copied out of linear memory. */
+function framed(what: string): (result: Buffer) => { ok: boolean; payload: Uint8Array } {
+  return (result) => {
+    const { ok, payload } = unframe(result, what);
+    return { ok, payload: Uint8Array.prototype.slice.call(payload) };
+  };
+}
+
+const httpResult = (what: string) => (result: Buffer): HttpResponseOutput => decodeHttpResponse(unframe(result, what));
+const HTTP_RESULT = httpResult('callHandleHTTP');
 
 export const capsule2: Abi = {
   kinds: ['capsule-2'],
@@ -54,13 +73,12 @@ export const capsule2: Abi = {
         case 'cli': {
           const entry = guest.has('callHandle') ? 'callHandle' : 'callHandleJSON';
           if (!guest.has(entry)) throw new CapsuleError('BAD_MODULE', 'the module exports no callHandle: it cannot be run from the CLI');
-          const { ok, payload } = unframe(await callEntry(guest, entry, input.params ?? new Uint8Array(0)), entry);
+          const { ok, payload } = await callEntry(guest, entry, input.params ?? new Uint8Array(0), framed(entry));
           return { type: 'cli', text: payload, exitCode: ok ? 0 : 1 } satisfies CliOutput;
         }
         case 'http': {
           if (!guest.has('callHandleHTTP')) return missingExportResponse('callHandleHTTP');
-          const raw = await callEntry(guest, 'callHandleHTTP', encodeHttpRequest(input));
-          return decodeHttpResponse(unframe(raw, 'callHandleHTTP'));
+          return callEntry(guest, 'callHandleHTTP', encodeHttpRequest(input), HTTP_RESULT);
         }
         case 'message': {
           // §8 extension: the JSON envelope; the trigger publishes an S payload to ReplyTo.
@@ -71,14 +89,14 @@ export const capsule2: Abi = {
             Headers: Object.fromEntries(input.headers),
             ReplyTo: input.replyTo ?? '',
           });
-          const { ok, payload } = unframe(await callEntry(guest, 'callHandleMessage', new TextEncoder().encode(envelope)), 'callHandleMessage');
+          const { ok, payload } = await callEntry(guest, 'callHandleMessage', envelope, framed('callHandleMessage'));
           return { type: 'message', ok, payload };
         }
         case 'lifecycle': {
           const name = input.export;
           if (name === 'OnHealthCheck' || name === 'OnMetrics') {
             if (!guest.has(name)) return missingExportResponse(name);
-            return decodeHttpResponse(unframe(await callEntry(guest, name), name)) satisfies HttpResponseOutput;
+            return callEntry(guest, name, undefined, httpResult(name)) satisfies Promise<HttpResponseOutput>;
           }
           if (!guest.has(name)) return { type: 'lifecycle', called: false };
           await guest.call(name);

@@ -516,6 +516,100 @@ function sbQuoted(s: string): void {
   sbUnit(0x22);
 }
 
+/**
+ * Bytes of `s` as a JSON string literal in UTF-8 (see `writeQuotedUTF8`). For the SDK's
+ * writers (http.ts); not part of the public API.
+ */
+export function quotedUTF8Length(s: string): usize {
+  let src = changetype<usize>(s);
+  let n = s.length;
+  let size: usize = 2;
+  for (let i = 0; i < n; i++) {
+    let c = <u32>load<u16>(src + (<usize>i << 1));
+    if (c < 0x80) {
+      if (c < 0x20 || c == 0x22 || c == 0x5C) size += escapeOf(c) == 1 ? 6 : 2;
+      else size += 1;
+    } else if (c < 0x800) {
+      size += 2;
+    } else if (c >= 0xD800 && c <= 0xDFFF) {
+      if (c <= 0xDBFF && i + 1 < n) {
+        let d = <u32>load<u16>(src + (<usize>(i + 1) << 1));
+        if (d >= 0xDC00 && d <= 0xDFFF) { size += 4; i++; continue; }
+      }
+      size += 6;
+    } else {
+      size += 3;
+    }
+  }
+  return size;
+}
+
+/**
+ * Writes `s` at `dst` as a JSON string literal in UTF-8, escaped as `JSON.quote` does (lone
+ * surrogates as `\uXXXX`). Returns the address after the last byte.
+ */
+export function writeQuotedUTF8(s: string, dst: usize): usize {
+  let src = changetype<usize>(s);
+  let n = s.length;
+  let o = dst;
+  store<u8>(o++, 0x22);
+  for (let i = 0; i < n; i++) {
+    let c = <u32>load<u16>(src + (<usize>i << 1));
+    if (c < 0x80) {
+      if (c < 0x20 || c == 0x22 || c == 0x5C) {
+        let esc = escapeOf(c);
+        if (esc == 1) {
+          o = writeUnicodeEscape(o, c);
+        } else {
+          store<u8>(o, 0x5C);
+          store<u8>(o, <u8>esc, 1);
+          o += 2;
+        }
+      } else {
+        store<u8>(o++, <u8>c);
+      }
+    } else if (c < 0x800) {
+      store<u8>(o, <u8>(0xC0 | (c >> 6)));
+      store<u8>(o, <u8>(0x80 | (c & 63)), 1);
+      o += 2;
+    } else if (c >= 0xD800 && c <= 0xDFFF) {
+      if (c <= 0xDBFF && i + 1 < n) {
+        let d = <u32>load<u16>(src + (<usize>(i + 1) << 1));
+        if (d >= 0xDC00 && d <= 0xDFFF) {
+          let cp = 0x10000 + ((c - 0xD800) << 10) + (d - 0xDC00);
+          store<u8>(o, <u8>(0xF0 | (cp >> 18)));
+          store<u8>(o, <u8>(0x80 | ((cp >> 12) & 63)), 1);
+          store<u8>(o, <u8>(0x80 | ((cp >> 6) & 63)), 2);
+          store<u8>(o, <u8>(0x80 | (cp & 63)), 3);
+          o += 4;
+          i++;
+          continue;
+        }
+      }
+      o = writeUnicodeEscape(o, c);
+    } else {
+      store<u8>(o, <u8>(0xE0 | (c >> 12)));
+      store<u8>(o, <u8>(0x80 | ((c >> 6) & 63)), 1);
+      store<u8>(o, <u8>(0x80 | (c & 63)), 2);
+      o += 3;
+    }
+  }
+  store<u8>(o++, 0x22);
+  return o;
+}
+
+/** Writes `\uXXXX` (ASCII) for the unit `c` at `o`; returns the address after it. */
+function writeUnicodeEscape(o: usize, c: u32): usize {
+  let hex = changetype<usize>(HEX);
+  store<u8>(o, 0x5C);
+  store<u8>(o, 0x75, 1);
+  store<u8>(o, <u8>load<u16>(hex + (((c >> 12) & 15) << 1)), 2);
+  store<u8>(o, <u8>load<u16>(hex + (((c >> 8) & 15) << 1)), 3);
+  store<u8>(o, <u8>load<u16>(hex + (((c >> 4) & 15) << 1)), 4);
+  store<u8>(o, <u8>load<u16>(hex + ((c & 15) << 1)), 5);
+  return o + 6;
+}
+
 /** JSON text of a number: integers without a fraction, NaN/infinities as `null`. */
 function formatNumber(n: f64): string {
   if (!isFinite(n)) return "null";

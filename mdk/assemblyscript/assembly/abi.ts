@@ -17,7 +17,7 @@
  */
 import { decodeUTF8, encodeUTF8Into, utf8Length } from "./utf8";
 import { JSON, JSONValue } from "./json";
-import { Request, Response } from "./http";
+import { Request, Response, frameResponse } from "./http";
 
 /** A `callHandle` handler: the CLI parameters in, the text to print out (§5.2). */
 export type Handler = (params: string) => string;
@@ -120,9 +120,11 @@ export function httpResult(res: Response): u64 {
   if (failure !== null) return frame(F, failure);
   let rf = res.failure;
   if (rf !== null) return frame(F, rf);
-  let json = res.toJSON();
-  if (json === null) return frame(F, res.validationError());
-  return frame(S, json);
+  releaseResult();
+  let framed = frameResponse(S, res);
+  if (framed == 0) return frame(F, res.validationError());
+  lastResult = <usize>(framed >> 32);
+  return framed;
 }
 
 // --- exports (re-exported by the module's entry file through `exports.ts`) ----------------

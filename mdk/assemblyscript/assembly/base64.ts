@@ -37,6 +37,37 @@ export function base64EncodePtr(ptr: usize, len: usize): string {
   return changetype<string>(out);
 }
 
+/**
+ * Writes the base64 (ASCII bytes, with padding) of `len` bytes at `src` to `dst`; returns the
+ * address after it. `src` may lie inside the output, at or after `dst + outLen - len` (the SDK
+ * encodes text in place that way): each group of 3 is read before its 4 bytes are written.
+ */
+export function base64EncodeInto(src: usize, len: usize, dst: usize): usize {
+  let table = changetype<usize>(ALPHABET);
+  let o = dst;
+  let i: usize = 0;
+  while (i + 3 <= len) {
+    let n = (<u32>load<u8>(src + i) << 16) | (<u32>load<u8>(src + i + 1) << 8) | <u32>load<u8>(src + i + 2);
+    store<u8>(o, <u8>load<u16>(table + (((n >> 18) & 63) << 1)));
+    store<u8>(o, <u8>load<u16>(table + (((n >> 12) & 63) << 1)), 1);
+    store<u8>(o, <u8>load<u16>(table + (((n >> 6) & 63) << 1)), 2);
+    store<u8>(o, <u8>load<u16>(table + ((n & 63) << 1)), 3);
+    o += 4;
+    i += 3;
+  }
+  let rest = len - i;
+  if (rest > 0) {
+    let n = <u32>load<u8>(src + i) << 16;
+    if (rest == 2) n |= <u32>load<u8>(src + i + 1) << 8;
+    store<u8>(o, <u8>load<u16>(table + (((n >> 18) & 63) << 1)));
+    store<u8>(o, <u8>load<u16>(table + (((n >> 12) & 63) << 1)), 1);
+    store<u8>(o, rest == 2 ? <u8>load<u16>(table + (((n >> 6) & 63) << 1)) : <u8>0x3D, 2);
+    store<u8>(o, <u8>0x3D, 3);
+    o += 4;
+  }
+  return o;
+}
+
 /** Encodes bytes as base64 text. */
 export function base64Encode(bytes: Uint8Array): string {
   return base64EncodePtr(bytes.dataStart, <usize>bytes.length);

@@ -1,8 +1,8 @@
 /**
  * The gen-2 HTTP shapes (capsule-abi.md §5.3 request JSON, §5.4 response JSON) as classes.
  */
-import { JSON, JSONValue, JSONParseResult } from "./json";
-import { base64EncodeString, base64Encode } from "./base64";
+import { JSON, JSONValue, JSONParseResult, Parser, quotedUTF8Length, writeQuotedUTF8 } from "./json";
+import { base64EncodeString, base64Encode, base64EncodeInto } from "./base64";
 
 /** Lower-cases ASCII letters only (header names are ASCII tokens). */
 function asciiLower(s: string): string {
@@ -19,10 +19,21 @@ export class Request {
   uri: string = "";
   /** Upper-case method, e.g. `GET`. */
   method: string = "";
-  /** Request headers: canonical names (`Content-Type`) → value (repeated headers joined with `, `). */
-  headers: Map<string, string> = new Map<string, string>();
   /** The `Headers` string exactly as received (`"Name":"value",…`). */
   rawHeaders: string = "";
+  // `headers` is parsed from this string when a handler first reads it
+  private _headers: Map<string, string> | null = null;
+  private _headersText: string = "";
+
+  /** Request headers: canonical names (`Content-Type`) → value (repeated headers joined with `, `). */
+  get headers(): Map<string, string> {
+    let h = this._headers;
+    if (h === null) this._headers = h = parseHeaders(this._headersText);
+    return h;
+  }
+  set headers(headers: Map<string, string>) {
+    this._headers = headers;
+  }
 
   /**
    * Header value by name, compared case-insensitively; `fallback` when absent.
@@ -57,6 +68,9 @@ export class Request {
    * @returns null with `error` set when the text is not a JSON object
    */
   static parse(text: string): RequestParseResult {
+    let fast = Request.read(text);
+    if (fast !== null) return new RequestParseResult(fast, "");
+    // anything the reader above leaves out (errors, a non-object, non-string members)
     let r = JSON.tryParse(text);
     if (!r.ok) return new RequestParseResult(null, "the request is not valid JSON: " + r.error);
     let v = r.value!;
@@ -69,7 +83,7 @@ export class Request {
     if (h !== null) {
       if (h.isString) {
         req.rawHeaders = h.str;
-        req.headers = parseHeaders(h.str);
+        req._headersText = h.str;
       } else if (h.isObject) {
         // lenient: a host that sends an object of strings
         for (let i = 0; i < h.keys.length; i++) req.headers.set(unchecked(h.keys[i]), unchecked(h.values[i]).asString());
@@ -77,7 +91,93 @@ export class Request {
     }
     return new RequestParseResult(req, "");
   }
+
+  /**
+   * Reads the request JSON of §5.3 without building a tree: the four members the SDK uses are
+   * decoded straight into strings, the others are only checked. Returns null (and the caller
+   * takes the general path, which gives the same result or the error) for anything but an object
+   * whose keys have no escapes and whose `Body`, `URI`, `Method` and `Headers` are strings.
+   */
+  private static read(text: string): Request | null {
+    let p = new Parser(text, false);
+    let n = text.length;
+    p.skipSpace();
+    if (p.pos >= n || p.at(p.pos) != 0x7B) return null;
+    p.pos++;
+    p.skipSpace();
+    let req = new Request();
+    if (p.pos < n && p.at(p.pos) == 0x7D) {
+      p.pos++;
+    } else {
+      while (true) {
+        if (p.pos >= n || p.at(p.pos) != 0x22) return null;
+        // the key, compared in place (a key with escapes goes the general way)
+        let from = p.pos + 1;
+        let to = from;
+        while (to < n) {
+          let c = p.at(to);
+          if (c == 0x22 || c == 0x5C || c < 0x20) break;
+          to++;
+        }
+        if (to >= n || p.at(to) != 0x22) return null;
+        let key = KEY_OTHER;
+        let len = to - from;
+        if (len == 4) {
+          if (rangeIs(text, from, to, "Body")) key = KEY_BODY;
+        } else if (len == 3) {
+          if (rangeIs(text, from, to, "URI")) key = KEY_URI;
+        } else if (len == 6) {
+          if (rangeIs(text, from, to, "Method")) key = KEY_METHOD;
+        } else if (len == 7) {
+          if (rangeIs(text, from, to, "Headers")) key = KEY_HEADERS;
+        }
+        p.pos = to + 1;
+        p.skipSpace();
+        if (p.pos >= n || p.at(p.pos) != 0x3A) return null;
+        p.pos++;
+        p.skipSpace();
+        if (key == KEY_OTHER) {
+          if (p.value(1) === null) return null;
+        } else {
+          if (p.pos >= n || p.at(p.pos) != 0x22) return null;
+          p.build = true;
+          let s = p.string();
+          p.build = false;
+          if (s === null) return null;
+          if (key == KEY_BODY) req.body = s;
+          else if (key == KEY_URI) req.uri = s;
+          else if (key == KEY_METHOD) req.method = s;
+          else {
+            req.rawHeaders = s;
+            req._headersText = s;
+          }
+        }
+        p.skipSpace();
+        if (p.pos >= n) return null;
+        let c = p.at(p.pos);
+        p.pos++;
+        if (c == 0x2C) { p.skipSpace(); continue; }
+        if (c == 0x7D) break;
+        return null;
+      }
+    }
+    p.skipSpace();
+    return p.pos == n ? req : null;
+  }
 }
+
+/** Whether `t[from, to)` is exactly `word` (ASCII). */
+function rangeIs(t: string, from: i32, to: i32, word: string): bool {
+  let n = word.length;
+  if (to - from != n) return false;
+  return memory.compare(changetype<usize>(t) + (<usize>from << 1), changetype<usize>(word), <usize>n << 1) == 0;
+}
+
+const KEY_OTHER = 0;
+const KEY_BODY = 1;
+const KEY_URI = 2;
+const KEY_METHOD = 3;
+const KEY_HEADERS = 4;
 
 /** Outcome of `Request.parse`. */
 export class RequestParseResult {
@@ -93,6 +193,8 @@ export class RequestParseResult {
 export function parseHeaders(headers: string): Map<string, string> {
   let out = new Map<string, string>();
   if (headers.length == 0) return out;
+  if (readHeaderMembers(headers, out)) return out;
+  out = new Map<string, string>();
   let v = JSON.parse("{" + headers + "}");
   if (v !== null && v.isObject) {
     for (let i = 0; i < v.keys.length; i++) {
@@ -109,6 +211,37 @@ export function parseHeaders(headers: string): Map<string, string> {
     out.set(item.substring(0, colon).trim(), item.substring(colon + 1).trim());
   }
   return out;
+}
+
+/**
+ * The usual case of `parseHeaders`: members whose values are all strings, read without the
+ * braces and without a tree. False (with `out` partly filled) for anything else, which the
+ * caller then reads the general way.
+ */
+function readHeaderMembers(headers: string, out: Map<string, string>): bool {
+  let p = new Parser(headers, true);
+  let n = headers.length;
+  p.skipSpace();
+  while (p.pos < n) {
+    if (p.at(p.pos) != 0x22) return false;
+    let key = p.string();
+    if (key === null) return false;
+    p.skipSpace();
+    if (p.pos >= n || p.at(p.pos) != 0x3A) return false;
+    p.pos++;
+    p.skipSpace();
+    if (p.pos >= n || p.at(p.pos) != 0x22) return false;
+    let value = p.string();
+    if (value === null) return false;
+    out.set(key, value);
+    p.skipSpace();
+    if (p.pos >= n) break;
+    if (p.at(p.pos) != 0x2C) return false;
+    p.pos++;
+    p.skipSpace();
+    if (p.pos >= n) return false; // a trailing comma
+  }
+  return true;
 }
 
 /**
@@ -229,4 +362,100 @@ export class Response {
     let r = JSON.tryParse(this.jsonBody);
     return r.ok ? "" : "the response jsonBody is not valid JSON: " + r.error;
   }
+}
+
+/** Writes the ASCII bytes of `s` at `o`; returns the address after them. */
+function writeASCII(s: string, o: usize): usize {
+  let src = changetype<usize>(s);
+  let n = <usize>s.length;
+  for (let i: usize = 0; i < n; i++) store<u8>(o + i, <u8>load<u16>(src + (i << 1)));
+  return o + n;
+}
+
+/** Decimal digits of `v` (with its sign) at `o`; returns the address after them. */
+function writeInt(v: i32, o: usize): usize {
+  let u = <u32>v;
+  if (v < 0) {
+    store<u8>(o++, 0x2D);
+    u = <u32>0 - u;
+  }
+  let digits = 1;
+  for (let t = u; t >= 10; t /= 10) digits++;
+  let end = o + digits;
+  let q = end;
+  do {
+    store<u8>(--q, <u8>(0x30 + u % 10));
+    u /= 10;
+  } while (u != 0);
+  return end;
+}
+
+// the fixed parts of the response JSON (§5.4)
+const R_JSON = "{\"JSONBody\":";
+const R_TEXT = ",\"TextBody\":\"";
+const R_HEADERS = "\",\"Headers\":{";
+const R_STATUS = "},\"StatusCode\":";
+
+/**
+ * The SDK's result for `res`: one heap block holding `tag` and the response JSON of §5.4 in
+ * UTF-8 (what `toJSON` returns, lone surrogates of `jsonBody` as U+FFFD), written in place:
+ * a text body is encoded to UTF-8 at the end of its base64 slot and turned into base64
+ * there. Returns `ptr << 32 | len`, or 0 when `jsonBody` is not valid JSON.
+ */
+export function frameResponse(tag: u8, res: Response): u64 {
+  let bytes = res.bytesBody;
+  let text = res.textBody;
+  let json = res.jsonBody;
+  let mode = 0; // 0: JSONBody {}, 1: bytes, 2: text, 3: jsonBody
+  let rawLen: usize = 0; // bytes to encode as base64, or of jsonBody
+  if (bytes !== null && bytes.length > 0) {
+    mode = 1;
+    rawLen = <usize>bytes.length;
+  } else if (text.length > 0) {
+    mode = 2;
+    rawLen = <usize>String.UTF8.byteLength(text, false);
+  } else if (json.length > 0) {
+    if (!JSON.isValid(json)) return 0;
+    mode = 3;
+    rawLen = <usize>String.UTF8.byteLength(json, false);
+  }
+  let b64Len: usize = mode == 1 || mode == 2 ? ((rawLen + 2) / 3) * 4 : 0;
+  let headers = res.headers;
+  let keys = headers.keys();
+  let values = headers.values();
+  let count = keys.length;
+  let size: usize = 1 + <usize>(R_JSON.length + R_TEXT.length + R_HEADERS.length + R_STATUS.length) + 1 + 11 + b64Len;
+  size += mode == 3 ? rawLen : 2;
+  for (let i = 0; i < count; i++) {
+    size += quotedUTF8Length(unchecked(keys[i])) + quotedUTF8Length(unchecked(values[i])) + 2;
+  }
+  let block = heap.alloc(size);
+  let o = block;
+  store<u8>(o++, tag);
+  o = writeASCII(R_JSON, o);
+  if (mode == 3) {
+    o += String.UTF8.encodeUnsafe(changetype<usize>(json), json.length, o, false, String.UTF8.ErrorMode.REPLACE);
+  } else {
+    store<u16>(o, 0x7D7B); // {}
+    o += 2;
+  }
+  o = writeASCII(R_TEXT, o);
+  if (mode == 1) {
+    o = base64EncodeInto(bytes!.dataStart, rawLen, o);
+  } else if (mode == 2) {
+    let raw = o + b64Len - rawLen;
+    String.UTF8.encodeUnsafe(changetype<usize>(text), text.length, raw, false, String.UTF8.ErrorMode.REPLACE);
+    o = base64EncodeInto(raw, rawLen, o);
+  }
+  o = writeASCII(R_HEADERS, o);
+  for (let i = 0; i < count; i++) {
+    if (i > 0) store<u8>(o++, 0x2C);
+    o = writeQuotedUTF8(unchecked(keys[i]), o);
+    store<u8>(o++, 0x3A);
+    o = writeQuotedUTF8(unchecked(values[i]), o);
+  }
+  o = writeASCII(R_STATUS, o);
+  o = writeInt(res.statusCode, o);
+  store<u8>(o++, 0x7D);
+  return (<u64>block << 32) | <u64>(<u32>(o - block));
 }

@@ -34,12 +34,33 @@ export class JSONValue {
   num: f64 = 0;
   /** NUMBER: its JSON text (kept to serialise exactly and read integers above 2^53). STRING: the text. */
   str: string = "";
+  // The three lists are created on first use: most values (strings, numbers, …) never need
+  // them, and an empty array costs two allocations.
+  private _items: JSONValue[] | null = null;
+  private _keys: string[] | null = null;
+  private _values: JSONValue[] | null = null;
+
   /** ARRAY items. */
-  items: JSONValue[] = [];
+  get items(): JSONValue[] {
+    let a = this._items;
+    if (a === null) this._items = a = new Array<JSONValue>();
+    return a;
+  }
+  set items(items: JSONValue[]) { this._items = items; }
   /** OBJECT keys, in order (parallel to `values`). */
-  keys: string[] = [];
+  get keys(): string[] {
+    let a = this._keys;
+    if (a === null) this._keys = a = new Array<string>();
+    return a;
+  }
+  set keys(keys: string[]) { this._keys = keys; }
   /** OBJECT values, in order (parallel to `keys`). */
-  values: JSONValue[] = [];
+  get values(): JSONValue[] {
+    let a = this._values;
+    if (a === null) this._values = a = new Array<JSONValue>();
+    return a;
+  }
+  set values(values: JSONValue[]) { this._values = values; }
 
   // --- constructors -----------------------------------------------------------------------
 
@@ -121,8 +142,14 @@ export class JSONValue {
 
   /** Number of array items or object members (0 for other kinds). */
   get length(): i32 {
-    if (this.kind == JSONKind.ARRAY) return this.items.length;
-    if (this.kind == JSONKind.OBJECT) return this.keys.length;
+    if (this.kind == JSONKind.ARRAY) {
+      let items = this._items;
+      return items === null ? 0 : items.length;
+    }
+    if (this.kind == JSONKind.OBJECT) {
+      let keys = this._keys;
+      return keys === null ? 0 : keys.length;
+    }
     return 0;
   }
 
@@ -139,7 +166,7 @@ export class JSONValue {
 
   /** Array item `index`, or null when out of range or not an array. */
   at(index: i32): JSONValue | null {
-    if (this.kind != JSONKind.ARRAY || index < 0 || index >= this.items.length) return null;
+    if (this.kind != JSONKind.ARRAY || index < 0 || index >= this.length) return null;
     return unchecked(this.items[index]);
   }
 
@@ -232,6 +259,7 @@ export class JSONValue {
   /** OBJECT: removes member `key` (every occurrence). Returns whether it was there. */
   delete(key: string): bool {
     let found = false;
+    if (this._keys === null) return false;
     for (let i = this.keys.length - 1; i >= 0; i--) {
       if (unchecked(this.keys[i]) == key) {
         this.keys.splice(i, 1);
@@ -244,14 +272,15 @@ export class JSONValue {
 
   /** Compact JSON text of this value. */
   toString(): string {
-    let parts = new Array<string>();
-    writeValue(parts, this);
-    return parts.join("");
+    let mark = sbMark();
+    writeValue(this);
+    return sbFinish(mark);
   }
 
   private indexOfKey(key: string): i32 {
     if (this.kind != JSONKind.OBJECT) return -1;
-    let keys = this.keys;
+    let keys = this._keys;
+    if (keys === null) return -1;
     for (let i = keys.length - 1; i >= 0; i--) {
       if (unchecked(keys[i]) == key) return i;
     }
@@ -307,91 +336,278 @@ export namespace JSON {
 
   /** `s` as a JSON string literal, quotes included: `a"b` → `"a\"b"`. */
   export function quote(s: string): string {
-    let parts = new Array<string>();
-    writeString(parts, s);
-    return parts.join("");
+    let mark = sbMark();
+    sbQuoted(s);
+    return sbFinish(mark);
   }
 
   /** Whether `text` is exactly one valid JSON value. */
   export function isValid(text: string): bool {
-    return tryParse(text).ok;
+    // the parser of tryParse, run without building values: same verdict, no tree
+    let p = new Parser(text, false);
+    p.skipSpace();
+    if (p.value(0) === null) return false;
+    p.skipSpace();
+    return p.pos >= text.length;
   }
 }
 
 // --- serializer ---------------------------------------------------------------------------
 
+// Text is built as UTF-16 units in one scratch block outside the GC heap, then copied into one
+// string: one allocation per result instead of one per piece. Users nest by taking a mark
+// (`sbMark`) and finishing from it (`sbFinish`), which restores the mark.
+let sbPtr: usize = 0;
+let sbCap: usize = 0; // bytes
+let sbLen: usize = 0; // bytes
+/** Blocks above this size are given back once a top-level result is built. */
+const SB_KEEP: usize = 16384;
+
+// @ts-ignore: decorator
+@inline function sbMark(): usize {
+  return sbLen;
+}
+
+function sbGrow(need: usize): void {
+  let cap = sbCap < 256 ? <usize>256 : sbCap;
+  while (cap < need) cap <<= 1;
+  sbPtr = sbPtr == 0 ? heap.alloc(cap) : heap.realloc(sbPtr, cap);
+  sbCap = cap;
+}
+
+// @ts-ignore: decorator
+@inline function sbReserve(bytes: usize): usize {
+  let need = sbLen + bytes;
+  if (need > sbCap) sbGrow(need);
+  let at = sbPtr + sbLen;
+  sbLen = need;
+  return at;
+}
+
+function sbUnit(c: u32): void {
+  store<u16>(sbReserve(2), <u16>c);
+}
+
+function sbStr(s: string): void {
+  let bytes = <usize>s.length << 1;
+  memory.copy(sbReserve(bytes), changetype<usize>(s), bytes);
+}
+
+/** The text written since `mark`, as a new string; the builder goes back to `mark`. */
+function sbFinish(mark: usize): string {
+  let bytes = sbLen - mark;
+  let out = __new(bytes, idof<String>());
+  memory.copy(out, sbPtr + mark, bytes);
+  sbLen = mark;
+  if (mark == 0 && sbCap > SB_KEEP) {
+    heap.free(sbPtr);
+    sbPtr = 0;
+    sbCap = 0;
+  }
+  return changetype<string>(out);
+}
+
 const HEX = "0123456789abcdef";
 
-function writeValue(out: string[], v: JSONValue): void {
+function writeValue(v: JSONValue): void {
   switch (v.kind) {
-    case JSONKind.NULL: out.push("null"); break;
-    case JSONKind.BOOL: out.push(v.bool ? "true" : "false"); break;
-    case JSONKind.NUMBER: out.push(v.str.length > 0 ? v.str : formatNumber(v.num)); break;
-    case JSONKind.STRING: writeString(out, v.str); break;
+    case JSONKind.NULL: sbStr("null"); break;
+    case JSONKind.BOOL: sbStr(v.bool ? "true" : "false"); break;
+    case JSONKind.NUMBER: sbStr(v.str.length > 0 ? v.str : formatNumber(v.num)); break;
+    case JSONKind.STRING: sbQuoted(v.str); break;
     case JSONKind.ARRAY: {
-      out.push("[");
-      let items = v.items;
-      for (let i = 0; i < items.length; i++) {
-        if (i > 0) out.push(",");
-        writeValue(out, unchecked(items[i]));
+      sbUnit(0x5B);
+      let n = v.length;
+      if (n > 0) {
+        let items = v.items;
+        for (let i = 0; i < n; i++) {
+          if (i > 0) sbUnit(0x2C);
+          writeValue(unchecked(items[i]));
+        }
       }
-      out.push("]");
+      sbUnit(0x5D);
       break;
     }
     case JSONKind.OBJECT: {
-      out.push("{");
-      let keys = v.keys;
-      let values = v.values;
-      for (let i = 0; i < keys.length; i++) {
-        if (i > 0) out.push(",");
-        writeString(out, unchecked(keys[i]));
-        out.push(":");
-        writeValue(out, unchecked(values[i]));
+      sbUnit(0x7B);
+      let n = v.length;
+      if (n > 0) {
+        let keys = v.keys;
+        let values = v.values;
+        for (let i = 0; i < n; i++) {
+          if (i > 0) sbUnit(0x2C);
+          sbQuoted(unchecked(keys[i]));
+          sbUnit(0x3A);
+          writeValue(unchecked(values[i]));
+        }
       }
-      out.push("}");
+      sbUnit(0x7D);
       break;
     }
   }
 }
 
-function unicodeEscape(c: u32): string {
-  return "\\u" + HEX.charAt((c >> 12) & 15) + HEX.charAt((c >> 8) & 15) + HEX.charAt((c >> 4) & 15) + HEX.charAt(c & 15);
+/** Writes `\uXXXX` for the UTF-16 unit `c`. */
+function sbUnicodeEscape(c: u32): void {
+  let at = sbReserve(12);
+  let hex = changetype<usize>(HEX);
+  store<u16>(at, 0x5C);
+  store<u16>(at, 0x75, 2);
+  store<u16>(at, load<u16>(hex + (((c >> 12) & 15) << 1)), 4);
+  store<u16>(at, load<u16>(hex + (((c >> 8) & 15) << 1)), 6);
+  store<u16>(at, load<u16>(hex + (((c >> 4) & 15) << 1)), 8);
+  store<u16>(at, load<u16>(hex + ((c & 15) << 1)), 10);
 }
 
-/** Appends `s` as a JSON string literal; runs without escapes are copied as one substring. */
-function writeString(out: string[], s: string): void {
-  out.push("\"");
+/**
+ * The escape of a UTF-16 unit in a JSON string: 0 = copy it as is, 1 = `\uXXXX`, else the
+ * letter after the backslash (`"`, `\`, `n`, `r`, `t`, `b`, `f`). Surrogates are handled by
+ * the callers (a well-formed pair is copied, a lone one escaped, as ES2019 `JSON.stringify`).
+ */
+// @ts-ignore: decorator
+@inline export function escapeOf(c: u32): u32 {
+  if (c == 0x22) return 0x22;
+  if (c == 0x5C) return 0x5C;
+  if (c >= 0x20) return 0;
+  if (c == 0x0A) return 0x6E;
+  if (c == 0x0D) return 0x72;
+  if (c == 0x09) return 0x74;
+  if (c == 0x08) return 0x62;
+  if (c == 0x0C) return 0x66;
+  return 1;
+}
+
+/** Appends `s` as a JSON string literal; runs without escapes are copied in one go. */
+function sbQuoted(s: string): void {
+  sbUnit(0x22);
+  let src = changetype<usize>(s);
   let n = s.length;
   let start = 0;
   for (let i = 0; i < n; i++) {
-    let c = <u32>s.charCodeAt(i);
-    let esc: string | null = null;
-    if (c == 0x22) esc = "\\\"";
-    else if (c == 0x5C) esc = "\\\\";
-    else if (c < 0x20) {
-      if (c == 0x0A) esc = "\\n";
-      else if (c == 0x0D) esc = "\\r";
-      else if (c == 0x09) esc = "\\t";
-      else if (c == 0x08) esc = "\\b";
-      else if (c == 0x0C) esc = "\\f";
-      else esc = unicodeEscape(c);
+    let c = <u32>load<u16>(src + (<usize>i << 1));
+    let esc: u32 = 0;
+    if (c < 0x20 || c == 0x22 || c == 0x5C) {
+      esc = escapeOf(c);
     } else if (c >= 0xD800 && c <= 0xDFFF) {
-      // a well-formed pair is copied; a lone surrogate is escaped (ES2019 JSON.stringify)
       if (c <= 0xDBFF && i + 1 < n) {
-        let d = <u32>s.charCodeAt(i + 1);
+        let d = <u32>load<u16>(src + (<usize>(i + 1) << 1));
         if (d >= 0xDC00 && d <= 0xDFFF) { i++; continue; }
       }
-      esc = unicodeEscape(c);
+      esc = 1;
     }
-    if (esc !== null) {
-      if (i > start) out.push(s.substring(start, i));
-      out.push(esc);
-      start = i + 1;
+    if (esc == 0) continue;
+    if (i > start) {
+      let bytes = <usize>(i - start) << 1;
+      memory.copy(sbReserve(bytes), src + (<usize>start << 1), bytes);
+    }
+    if (esc == 1) {
+      sbUnicodeEscape(c);
+    } else {
+      let at = sbReserve(4);
+      store<u16>(at, 0x5C);
+      store<u16>(at, <u16>esc, 2);
+    }
+    start = i + 1;
+  }
+  if (n > start) {
+    let bytes = <usize>(n - start) << 1;
+    memory.copy(sbReserve(bytes), src + (<usize>start << 1), bytes);
+  }
+  sbUnit(0x22);
+}
+
+/**
+ * Bytes of `s` as a JSON string literal in UTF-8 (see `writeQuotedUTF8`). For the SDK's
+ * writers (http.ts); not part of the public API.
+ */
+export function quotedUTF8Length(s: string): usize {
+  let src = changetype<usize>(s);
+  let n = s.length;
+  let size: usize = 2;
+  for (let i = 0; i < n; i++) {
+    let c = <u32>load<u16>(src + (<usize>i << 1));
+    if (c < 0x80) {
+      if (c < 0x20 || c == 0x22 || c == 0x5C) size += escapeOf(c) == 1 ? 6 : 2;
+      else size += 1;
+    } else if (c < 0x800) {
+      size += 2;
+    } else if (c >= 0xD800 && c <= 0xDFFF) {
+      if (c <= 0xDBFF && i + 1 < n) {
+        let d = <u32>load<u16>(src + (<usize>(i + 1) << 1));
+        if (d >= 0xDC00 && d <= 0xDFFF) { size += 4; i++; continue; }
+      }
+      size += 6;
+    } else {
+      size += 3;
     }
   }
-  if (start == 0) out.push(s);
-  else if (start < n) out.push(s.substring(start, n));
-  out.push("\"");
+  return size;
+}
+
+/**
+ * Writes `s` at `dst` as a JSON string literal in UTF-8, escaped as `JSON.quote` does (lone
+ * surrogates as `\uXXXX`). Returns the address after the last byte.
+ */
+export function writeQuotedUTF8(s: string, dst: usize): usize {
+  let src = changetype<usize>(s);
+  let n = s.length;
+  let o = dst;
+  store<u8>(o++, 0x22);
+  for (let i = 0; i < n; i++) {
+    let c = <u32>load<u16>(src + (<usize>i << 1));
+    if (c < 0x80) {
+      if (c < 0x20 || c == 0x22 || c == 0x5C) {
+        let esc = escapeOf(c);
+        if (esc == 1) {
+          o = writeUnicodeEscape(o, c);
+        } else {
+          store<u8>(o, 0x5C);
+          store<u8>(o, <u8>esc, 1);
+          o += 2;
+        }
+      } else {
+        store<u8>(o++, <u8>c);
+      }
+    } else if (c < 0x800) {
+      store<u8>(o, <u8>(0xC0 | (c >> 6)));
+      store<u8>(o, <u8>(0x80 | (c & 63)), 1);
+      o += 2;
+    } else if (c >= 0xD800 && c <= 0xDFFF) {
+      if (c <= 0xDBFF && i + 1 < n) {
+        let d = <u32>load<u16>(src + (<usize>(i + 1) << 1));
+        if (d >= 0xDC00 && d <= 0xDFFF) {
+          let cp = 0x10000 + ((c - 0xD800) << 10) + (d - 0xDC00);
+          store<u8>(o, <u8>(0xF0 | (cp >> 18)));
+          store<u8>(o, <u8>(0x80 | ((cp >> 12) & 63)), 1);
+          store<u8>(o, <u8>(0x80 | ((cp >> 6) & 63)), 2);
+          store<u8>(o, <u8>(0x80 | (cp & 63)), 3);
+          o += 4;
+          i++;
+          continue;
+        }
+      }
+      o = writeUnicodeEscape(o, c);
+    } else {
+      store<u8>(o, <u8>(0xE0 | (c >> 12)));
+      store<u8>(o, <u8>(0x80 | ((c >> 6) & 63)), 1);
+      store<u8>(o, <u8>(0x80 | (c & 63)), 2);
+      o += 3;
+    }
+  }
+  store<u8>(o++, 0x22);
+  return o;
+}
+
+/** Writes `\uXXXX` (ASCII) for the unit `c` at `o`; returns the address after it. */
+function writeUnicodeEscape(o: usize, c: u32): usize {
+  let hex = changetype<usize>(HEX);
+  store<u8>(o, 0x5C);
+  store<u8>(o, 0x75, 1);
+  store<u8>(o, <u8>load<u16>(hex + (((c >> 12) & 15) << 1)), 2);
+  store<u8>(o, <u8>load<u16>(hex + (((c >> 8) & 15) << 1)), 3);
+  store<u8>(o, <u8>load<u16>(hex + (((c >> 4) & 15) << 1)), 4);
+  store<u8>(o, <u8>load<u16>(hex + ((c & 15) << 1)), 5);
+  return o + 6;
 }
 
 /** JSON text of a number: integers without a fraction, NaN/infinities as `null`. */
@@ -431,6 +647,19 @@ function describe(text: string, pos: i32): string {
   return "character '" + text.charAt(pos) + "'";
 }
 
+/** The unit a one-letter escape `\e` stands for, or -1 (`u` is handled by the caller). */
+function unescape(e: u32): i32 {
+  if (e == 0x22) return 0x22;
+  if (e == 0x5C) return 0x5C;
+  if (e == 0x2F) return 0x2F;
+  if (e == 0x62) return 0x08;
+  if (e == 0x66) return 0x0C;
+  if (e == 0x6E) return 0x0A;
+  if (e == 0x72) return 0x0D;
+  if (e == 0x74) return 0x09;
+  return -1;
+}
+
 function hexDigit(c: i32): i32 {
   if (c >= 0x30 && c <= 0x39) return c - 0x30;
   if (c >= 0x61 && c <= 0x66) return c - 0x61 + 10;
@@ -438,14 +667,30 @@ function hexDigit(c: i32): i32 {
   return -1;
 }
 
-class Parser {
+/** What a parser that does not build values returns for a valid value. */
+let skipped: JSONValue | null = null;
+
+function skippedValue(): JSONValue {
+  let v = skipped;
+  if (v === null) skipped = v = new JSONValue();
+  return v;
+}
+
+/**
+ * The JSON reader. With `build` false it only checks the text (same verdicts and errors) and
+ * allocates nothing: values come back as one shared placeholder and strings as "".
+ * Exported for the SDK's own readers (http.ts); not part of the public API.
+ */
+export class Parser {
   text: string;
+  build: bool;
   pos: i32 = 0;
   error: string = "";
   errorAt: i32 = -1;
 
-  constructor(text: string) {
+  constructor(text: string, build: bool = true) {
     this.text = text;
+    this.build = build;
   }
 
   fail(message: string): void {
@@ -455,12 +700,17 @@ class Parser {
     }
   }
 
+  /** The UTF-16 unit at `i` (caller checks `i < text.length`). */
+  // @ts-ignore: decorator
+  @inline at(i: i32): u32 {
+    return <u32>load<u16>(changetype<usize>(this.text) + (<usize>i << 1));
+  }
+
   skipSpace(): void {
-    let t = this.text;
-    let n = t.length;
+    let n = this.text.length;
     let p = this.pos;
     while (p < n) {
-      let c = t.charCodeAt(p);
+      let c = this.at(p);
       if (c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09) p++;
       else break;
     }
@@ -474,17 +724,18 @@ class Parser {
       this.fail("unexpected end of input");
       return null;
     }
-    let c = t.charCodeAt(this.pos);
+    let c = this.at(this.pos);
     if (c == 0x7B) return this.object(depth);
     if (c == 0x5B) return this.array(depth);
     if (c == 0x22) {
       let s = this.string();
-      return s === null ? null : JSONValue.string(s);
+      if (s === null) return null;
+      return this.build ? JSONValue.string(s) : skippedValue();
     }
     if (c == 0x2D || (c >= 0x30 && c <= 0x39)) return this.number();
-    if (this.literal("true")) return JSONValue.bool(true);
-    if (this.literal("false")) return JSONValue.bool(false);
-    if (this.literal("null")) return JSONValue.null();
+    if (this.literal("true")) return this.build ? JSONValue.bool(true) : skippedValue();
+    if (this.literal("false")) return this.build ? JSONValue.bool(false) : skippedValue();
+    if (this.literal("null")) return this.build ? JSONValue.null() : skippedValue();
     this.fail("unexpected " + describe(t, this.pos));
     return null;
   }
@@ -494,10 +745,16 @@ class Parser {
     let n = word.length;
     if (this.pos + n > t.length) return false;
     for (let i = 0; i < n; i++) {
-      if (t.charCodeAt(this.pos + i) != word.charCodeAt(i)) return false;
+      if (this.at(this.pos + i) != <u32>word.charCodeAt(i)) return false;
     }
     this.pos += n;
     return true;
+  }
+
+  /** Whether the unit at `p` (< text.length) is an ASCII digit. */
+  // @ts-ignore: decorator
+  @inline digitAt(p: i32): bool {
+    return this.at(p) - 0x30 <= 9;
   }
 
   number(): JSONValue | null {
@@ -505,32 +762,33 @@ class Parser {
     let n = t.length;
     let start = this.pos;
     let p = start;
-    if (t.charCodeAt(p) == 0x2D) p++;
+    if (this.at(p) == 0x2D) p++;
     if (p >= n) { this.pos = p; this.fail("unexpected end of input in a number"); return null; }
-    let c = t.charCodeAt(p);
+    let c = this.at(p);
     if (c == 0x30) {
       p++;
     } else if (c >= 0x31 && c <= 0x39) {
-      while (p < n && t.charCodeAt(p) >= 0x30 && t.charCodeAt(p) <= 0x39) p++;
+      while (p < n && this.digitAt(p)) p++;
     } else {
       this.pos = p;
       this.fail("unexpected " + describe(t, p) + " in a number");
       return null;
     }
-    if (p < n && t.charCodeAt(p) == 0x2E) {
+    if (p < n && this.at(p) == 0x2E) {
       p++;
       let d = p;
-      while (p < n && t.charCodeAt(p) >= 0x30 && t.charCodeAt(p) <= 0x39) p++;
+      while (p < n && this.digitAt(p)) p++;
       if (p == d) { this.pos = p; this.fail("expected a digit after '.' but found " + describe(t, p)); return null; }
     }
-    if (p < n && (t.charCodeAt(p) == 0x65 || t.charCodeAt(p) == 0x45)) {
+    if (p < n && (this.at(p) == 0x65 || this.at(p) == 0x45)) {
       p++;
-      if (p < n && (t.charCodeAt(p) == 0x2B || t.charCodeAt(p) == 0x2D)) p++;
+      if (p < n && (this.at(p) == 0x2B || this.at(p) == 0x2D)) p++;
       let d = p;
-      while (p < n && t.charCodeAt(p) >= 0x30 && t.charCodeAt(p) <= 0x39) p++;
+      while (p < n && this.digitAt(p)) p++;
       if (p == d) { this.pos = p; this.fail("expected a digit in the exponent but found " + describe(t, p)); return null; }
     }
     this.pos = p;
+    if (!this.build) return skippedValue();
     let raw = t.substring(start, p);
     let v = new JSONValue();
     v.kind = JSONKind.NUMBER;
@@ -539,70 +797,86 @@ class Parser {
     return v;
   }
 
-  /** Parses a string literal at `pos` (which holds `"`); returns its text or null. */
+  /**
+   * Parses a string literal at `pos` (which holds `"`); returns its text or null ("" when not
+   * building). A first pass checks it and counts its UTF-16 units; a string with escapes is
+   * then decoded into one new string of that size.
+   */
   string(): string | null {
     let t = this.text;
     let n = t.length;
     let p = this.pos + 1;
     let start = p;
-    let parts: string[] | null = null;
+    let units = 0;
+    let escaped = false;
     while (true) {
       if (p >= n) { this.pos = p; this.fail("unterminated string"); return null; }
-      let c = t.charCodeAt(p);
+      let c = this.at(p);
       if (c == 0x22) break;
       if (c < 0x20) { this.pos = p; this.fail("unescaped " + describe(t, p) + " in a string"); return null; }
+      units++;
       if (c != 0x5C) { p++; continue; }
-      if (parts === null) parts = new Array<string>();
-      if (p > start) parts.push(t.substring(start, p));
+      escaped = true;
       if (p + 1 >= n) { this.pos = p + 1; this.fail("unterminated string"); return null; }
-      let e = t.charCodeAt(p + 1);
+      let e = this.at(p + 1);
       p += 2;
-      if (e == 0x22) parts.push("\"");
-      else if (e == 0x5C) parts.push("\\");
-      else if (e == 0x2F) parts.push("/");
-      else if (e == 0x62) parts.push("\b");
-      else if (e == 0x66) parts.push("\f");
-      else if (e == 0x6E) parts.push("\n");
-      else if (e == 0x72) parts.push("\r");
-      else if (e == 0x74) parts.push("\t");
-      else if (e == 0x75) {
+      if (e == 0x75) {
         if (p + 4 > n) { this.pos = p; this.fail("incomplete \\u escape"); return null; }
-        let u = 0;
         for (let k = 0; k < 4; k++) {
-          let h = hexDigit(t.charCodeAt(p + k));
-          if (h < 0) { this.pos = p + k; this.fail("invalid hex digit " + describe(t, p + k) + " in a \\u escape"); return null; }
-          u = (u << 4) | h;
+          if (hexDigit(<i32>this.at(p + k)) < 0) { this.pos = p + k; this.fail("invalid hex digit " + describe(t, p + k) + " in a \\u escape"); return null; }
         }
         p += 4;
-        // a pair \uD83D\uDE00 yields two UTF-16 units, i.e. one code point: nothing more to do
-        parts.push(String.fromCharCode(u));
-      } else {
+      } else if (unescape(e) < 0) {
         this.pos = p - 1;
         this.fail("invalid escape " + describe(t, p - 1));
         return null;
       }
-      start = p;
     }
     this.pos = p + 1;
-    if (parts === null) return t.substring(start, p);
-    if (p > start) parts.push(t.substring(start, p));
-    return parts.join("");
+    if (!this.build) return "";
+    if (!escaped) return t.substring(start, p);
+    // second pass: every escape is known to be valid
+    let out = __new(<usize>units << 1, idof<String>());
+    let o = out;
+    let i = start;
+    while (i < p) {
+      let c = this.at(i);
+      if (c != 0x5C) {
+        store<u16>(o, <u16>c);
+        i++;
+      } else {
+        let e = this.at(i + 1);
+        if (e == 0x75) {
+          // a pair \uD83D\uDE00 yields two UTF-16 units, i.e. one code point: nothing more to do
+          let u = (hexDigit(<i32>this.at(i + 2)) << 12) | (hexDigit(<i32>this.at(i + 3)) << 8)
+            | (hexDigit(<i32>this.at(i + 4)) << 4) | hexDigit(<i32>this.at(i + 5));
+          store<u16>(o, <u16>u);
+          i += 6;
+        } else {
+          store<u16>(o, <u16>unescape(e));
+          i += 2;
+        }
+      }
+      o += 2;
+    }
+    return changetype<string>(out);
   }
 
   array(depth: i32): JSONValue | null {
     if (depth >= JSON.MAX_DEPTH) { this.fail("nesting deeper than " + JSON.MAX_DEPTH.toString() + " levels"); return null; }
     let t = this.text;
-    let v = JSONValue.array();
+    let build = this.build;
+    let v = build ? JSONValue.array() : skippedValue();
     this.pos++; // [
     this.skipSpace();
-    if (this.pos < t.length && t.charCodeAt(this.pos) == 0x5D) { this.pos++; return v; }
+    if (this.pos < t.length && this.at(this.pos) == 0x5D) { this.pos++; return v; }
     while (true) {
       let item = this.value(depth + 1);
       if (item === null) return null;
-      v.items.push(item);
+      if (build) v.items.push(item);
       this.skipSpace();
       if (this.pos >= t.length) { this.fail("unterminated array"); return null; }
-      let c = t.charCodeAt(this.pos);
+      let c = this.at(this.pos);
       if (c == 0x2C) { this.pos++; this.skipSpace(); continue; }
       if (c == 0x5D) { this.pos++; return v; }
       this.fail("expected ',' or ']' but found " + describe(t, this.pos));
@@ -613,26 +887,29 @@ class Parser {
   object(depth: i32): JSONValue | null {
     if (depth >= JSON.MAX_DEPTH) { this.fail("nesting deeper than " + JSON.MAX_DEPTH.toString() + " levels"); return null; }
     let t = this.text;
-    let v = JSONValue.object();
+    let build = this.build;
+    let v = build ? JSONValue.object() : skippedValue();
     this.pos++; // {
     this.skipSpace();
-    if (this.pos < t.length && t.charCodeAt(this.pos) == 0x7D) { this.pos++; return v; }
+    if (this.pos < t.length && this.at(this.pos) == 0x7D) { this.pos++; return v; }
     while (true) {
       if (this.pos >= t.length) { this.fail("unterminated object"); return null; }
-      if (t.charCodeAt(this.pos) != 0x22) { this.fail("expected a string key but found " + describe(t, this.pos)); return null; }
+      if (this.at(this.pos) != 0x22) { this.fail("expected a string key but found " + describe(t, this.pos)); return null; }
       let key = this.string();
       if (key === null) return null;
       this.skipSpace();
-      if (this.pos >= t.length || t.charCodeAt(this.pos) != 0x3A) { this.fail("expected ':' but found " + describe(t, this.pos)); return null; }
+      if (this.pos >= t.length || this.at(this.pos) != 0x3A) { this.fail("expected ':' but found " + describe(t, this.pos)); return null; }
       this.pos++;
       this.skipSpace();
       let item = this.value(depth + 1);
       if (item === null) return null;
-      v.keys.push(key);
-      v.values.push(item);
+      if (build) {
+        v.keys.push(key);
+        v.values.push(item);
+      }
       this.skipSpace();
       if (this.pos >= t.length) { this.fail("unterminated object"); return null; }
-      let c = t.charCodeAt(this.pos);
+      let c = this.at(this.pos);
       if (c == 0x2C) { this.pos++; this.skipSpace(); continue; }
       if (c == 0x7D) { this.pos++; return v; }
       this.fail("expected ',' or '}' but found " + describe(t, this.pos));

@@ -167,7 +167,9 @@ export async function servePipeline(spec: PipelineSpec, o: HttpTriggerOptions): 
       metrics.duration.observe({ function: fname }, ms / 1000);
       if (code) metrics.errors.inc({ function: fname, code });
       if (code === 'TIMEOUT') metrics.timeouts.inc({ function: fname });
-      log.info({ requestId, method: req.method, url: req.url, ...(fname ? { function: fname } : {}), status, durationMs: Math.round(ms * 1000) / 1000, ...(code ? { code } : {}) }, 'request');
+      const line: Record<string, unknown> = { requestId, method: req.method, url: req.url, function: fname || undefined, status, durationMs: Math.round(ms * 1000) / 1000 };
+      if (code) line.code = code;
+      log.info(line, 'request');
     };
     if (dispatch.type === 'answer') {
       void dispatch.respond(req, res, requestId).then((status) => done(status));
@@ -232,30 +234,39 @@ export async function servePipeline(spec: PipelineSpec, o: HttpTriggerOptions): 
     });
     req.on('end', () => {
       if (aborted) return;
-      const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+      const body = chunks.length === 1 ? chunks[0]! : concatOwn(chunks, size);
       const input: HttpRequestInput = {
         type: 'http', method: req.method ?? 'GET', url: `${scheme}://${req.headers.host ?? `${o.host ?? '127.0.0.1'}`}${req.url ?? '/'}`,
         headers: headerPairs(req), body, remoteAddress: req.socket.remoteAddress ?? '', remotePort: req.socket.remotePort ?? 0,
         httpVersion: req.httpVersion,
       };
       if (dispatch.cgi) input.cgi = { maxOutputBytes: o.maxOutputBytes, defaultHost: o.defaultHost ?? defaultHost, ...dispatch.cgi };
-      const fields = { requestId, function: target.name, ...(dispatch.route !== undefined ? { route: dispatch.route } : {}) };
+      const fields: Record<string, unknown> = { requestId, function: target.name };
+      if (dispatch.route !== undefined) fields.route = dispatch.route;
       target.invoke(input, { requestId, trigger: { httpPort: port } }).then(
         (r) => {
-          state.logGuest(r.logs, fields);
-          const out = r.output as HttpResponseOutput;
-          if (out.failure) log.warn({ ...fields, code: out.failure.code }, out.failure.message);
-          writeResponse(res, out);
-          done(out.status, out.failure?.code);
+          try {
+            state.logGuest(r.logs, fields);
+            const out = r.output as HttpResponseOutput;
+            if (out.failure) log.warn({ ...fields, code: out.failure.code }, out.failure.message);
+            writeResponse(res, out);
+            done(out.status, out.failure?.code);
+          } finally {
+            finish();
+          }
         },
         (e: unknown) => {
-          const err = e instanceof CapsuleError ? e : new CapsuleError('INTERNAL', (e as Error).message);
-          state.logGuest((e as { logs?: CallLogs }).logs, fields);
-          log.warn({ ...fields, code: err.code }, err.message);
-          sendError(res, err);
-          done(STATUS_BY_CODE[err.code], err.code);
+          try {
+            const err = e instanceof CapsuleError ? e : new CapsuleError('INTERNAL', (e as Error).message);
+            state.logGuest((e as { logs?: CallLogs }).logs, fields);
+            log.warn({ ...fields, code: err.code }, err.message);
+            sendError(res, err);
+            done(STATUS_BY_CODE[err.code], err.code);
+          } finally {
+            finish();
+          }
         },
-      ).finally(finish);
+      );
     });
   };
 
@@ -347,6 +358,20 @@ function headerPairs(req: IncomingMessage): [string, string][] {
   const out: [string, string][] = [];
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) out.push([raw[i]!, raw[i + 1]!]);
+  return out;
+}
+
+/**
+ * Joins body chunks into a buffer of its own. `Buffer.concat` hands out slices of a shared 8 KiB
+ * pool for small sizes, and cloning such a slice to a worker copies the whole pool.
+ */
+function concatOwn(chunks: Buffer[], size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
   return out;
 }
 

@@ -5,7 +5,9 @@
  * function, memory and export sections are parsed here (spec README §1).
  *
  * It also rewrites a module's own memory into an import (`rewriteMemoryAsImport`) so that the
- * engine can hand each fresh instance a pooled, capped `WebAssembly.Memory`.
+ * engine can hand each fresh instance a pooled, capped `WebAssembly.Memory`, and can add exports
+ * and a custom section (`addExports`, used by snapshot.ts). `readGlobals` and `readInstruction`
+ * decode the global and code sections for snapshot.ts's load-time checks.
  */
 import { CapsuleError } from './errors.ts';
 
@@ -60,7 +62,8 @@ const VALTYPES: Record<number, ValType> = {
 };
 const EXTERN_KINDS = ['function', 'table', 'memory', 'global', 'tag'] as const;
 
-class Reader {
+/** A cursor over a byte range of a module, with the LEB128 and type readers of the binary format. */
+export class Reader {
   pos: number;
   readonly bytes: Uint8Array;
   readonly end: number;
@@ -294,6 +297,236 @@ export function rewriteMemoryAsImport(bytes: Uint8Array, parsed: ParsedModule): 
   insertImports();
   const total = chunks.reduce((n, c) => n + c.length, 0);
   const out = new Uint8Array(total);
+  let o = 0;
+  for (const c of chunks) {
+    out.set(c, o);
+    o += c.length;
+  }
+  return out;
+}
+
+/** A global the module defines itself (imported globals are not listed). */
+export interface GlobalEntry {
+  type: ValType;
+  mutable: boolean;
+}
+
+/** Raised by `readInstruction` for an opcode it does not know (GC proposal, future ones). */
+export class UnknownInstruction extends Error {
+  readonly opcode: number;
+  constructor(opcode: number, at: number) {
+    super(`unknown instruction 0x${opcode.toString(16)} at byte ${at}`);
+    this.name = 'UnknownInstruction';
+    this.opcode = opcode;
+  }
+}
+
+/** Skips a memory immediate (alignment with the multi-memory flag, optional memory index, offset). */
+function skipMemarg(r: Reader): void {
+  const align = r.u32();
+  if (align & 0x40) r.u32();
+  r.uleb(64);
+}
+
+/** Skips a block type: empty (0x40), a value type, or a type index (s33). */
+function skipBlockType(r: Reader): void {
+  const b = r.u8();
+  if (b === 0x63 || b === 0x64) return r.s33();
+  r.pos--;
+  r.s33();
+}
+
+/**
+ * Reads one instruction (opcode and immediates) at `r.pos` and leaves `r.pos` after it.
+ * @returns the opcode; prefixed ones as `prefix * 0x1000 + sub-opcode` (e.g. `0xfc009`,
+ *   data.drop)
+ * @throws UnknownInstruction for an opcode outside MVP, sign-extension, saturating truncation,
+ *   bulk memory, reference types, multi-value, tail calls, exceptions (legacy and exnref),
+ *   typed function references, SIMD (with relaxed), threads and multi-memory
+ * @throws CapsuleError BAD_MODULE when the code runs past the end of its range
+ */
+export function readInstruction(r: Reader): number {
+  const at = r.pos;
+  const op = r.u8();
+  if ((op >= 0x45 && op <= 0xc4) || op === 0x00 || op === 0x01 || op === 0x05 || op === 0x0a || op === 0x0b || op === 0x0f
+    || op === 0x19 || op === 0x1a || op === 0x1b || op === 0xd1 || op === 0xd3 || op === 0xd4) return op;
+  if (op >= 0x28 && op <= 0x3e) { // loads and stores
+    skipMemarg(r);
+    return op;
+  }
+  switch (op) {
+    case 0x02: case 0x03: case 0x04: case 0x06: // block, loop, if, try
+      skipBlockType(r);
+      return op;
+    case 0x07: case 0x08: case 0x09: case 0x0c: case 0x0d: case 0x10: case 0x12: case 0x14: case 0x15: case 0x18:
+    case 0x20: case 0x21: case 0x22: case 0x23: case 0x24: case 0x25: case 0x26:
+    case 0x3f: case 0x40: case 0xd2: case 0xd5: case 0xd6:
+      r.u32();
+      return op;
+    case 0x11: case 0x13: // call_indirect, return_call_indirect: type, table
+      r.u32();
+      r.u32();
+      return op;
+    case 0x0e: { // br_table
+      const n = r.u32();
+      for (let i = 0; i <= n; i++) r.u32();
+      return op;
+    }
+    case 0x1c: { // select t*
+      const n = r.u32();
+      for (let i = 0; i < n; i++) r.valtype();
+      return op;
+    }
+    case 0x1f: { // try_table
+      skipBlockType(r);
+      const n = r.u32();
+      for (let i = 0; i < n; i++) {
+        const kind = r.u8();
+        if (kind === 0 || kind === 1) r.u32();
+        r.u32();
+      }
+      return op;
+    }
+    case 0x41: case 0x42: // i32.const, i64.const (signed LEB128)
+      r.s33();
+      return op;
+    case 0x43:
+      r.pos += 4;
+      if (r.pos > r.end) r.fail('unexpected end');
+      return op;
+    case 0x44:
+      r.pos += 8;
+      if (r.pos > r.end) r.fail('unexpected end');
+      return op;
+    case 0xd0: // ref.null heaptype
+      r.s33();
+      return op;
+    case 0xfc: {
+      const sub = r.u32();
+      if (sub <= 7) return 0xfc000 + sub;
+      if (sub > 17) break;
+      r.u32();
+      if (sub === 8 || sub === 10 || sub === 12 || sub === 14) r.u32();
+      return 0xfc000 + sub;
+    }
+    case 0xfd: {
+      const sub = r.u32();
+      if (sub <= 11 || sub === 92 || sub === 93) skipMemarg(r);
+      else if (sub === 12 || sub === 13) {
+        r.pos += 16;
+        if (r.pos > r.end) r.fail('unexpected end');
+      } else if (sub >= 21 && sub <= 34) r.u8();
+      else if (sub >= 84 && sub <= 91) {
+        skipMemarg(r);
+        r.u8();
+      } else if (sub > 0x113) break;
+      return 0xfd000 + sub;
+    }
+    case 0xfe: {
+      const sub = r.u32();
+      if (sub === 0x03) r.u8();
+      else if (sub <= 0x02 || (sub >= 0x10 && sub <= 0x4e)) skipMemarg(r);
+      else break;
+      return 0xfe000 + sub;
+    }
+    default:
+      break;
+  }
+  throw new UnknownInstruction(op, at);
+}
+
+/**
+ * The globals the module defines (global section), in index order after the imported ones.
+ * @throws UnknownInstruction when an initialiser uses an unknown instruction
+ * @throws CapsuleError BAD_MODULE when the section is malformed
+ */
+export function readGlobals(bytes: Uint8Array, parsed: ParsedModule): GlobalEntry[] {
+  const s = parsed.sections.find((x) => x.id === 6);
+  if (!s) return [];
+  const r = new Reader(bytes, s.contentStart, s.end);
+  const out: GlobalEntry[] = [];
+  const n = r.u32();
+  for (let i = 0; i < n; i++) {
+    const type = r.valtype();
+    const mutable = r.u8() === 1;
+    while (readInstruction(r) !== 0x0b) { /* constant expression, up to its `end` */ }
+    out.push({ type, mutable });
+  }
+  return out;
+}
+
+/**
+ * Calls `visit` with the opcode (as `readInstruction` returns it) of every instruction of every
+ * function body (code section).
+ * @throws UnknownInstruction, CapsuleError BAD_MODULE as `readInstruction`
+ */
+export function forEachInstruction(bytes: Uint8Array, parsed: ParsedModule, visit: (opcode: number) => void): void {
+  const s = parsed.sections.find((x) => x.id === 10);
+  if (!s) return;
+  const r = new Reader(bytes, s.contentStart, s.end);
+  const n = r.u32();
+  for (let i = 0; i < n; i++) {
+    const size = r.u32();
+    const end = r.pos + size;
+    if (end > s.end) r.fail('function body past the end of the code section');
+    const body = new Reader(bytes, r.pos, end);
+    const groups = body.u32();
+    for (let g = 0; g < groups; g++) {
+      body.u32();
+      body.valtype();
+    }
+    while (body.pos < end) visit(readInstruction(body));
+    r.pos = end;
+  }
+}
+
+/** Order of the known sections (custom sections, id 0, may go anywhere). */
+const SECTION_ORDER: Record<number, number> = { 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13 };
+
+/** Name of a custom section (its content starts with the name); undefined when unreadable. */
+export function customSectionName(bytes: Uint8Array, s: ParsedModule['sections'][number]): string | undefined {
+  try {
+    return new Reader(bytes, s.contentStart, s.end).name();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Adds exports (appended to the export section, which is created when missing) and replaces
+ * every custom section named `custom.name` with one holding `custom.content`, at the end (or
+ * only removes them when `content` is undefined). Indices are not checked: the caller passes
+ * indices of items the module defines.
+ */
+export function addExports(bytes: Uint8Array, parsed: ParsedModule, extra: readonly { name: string; kind: 'function' | 'table' | 'memory' | 'global'; index: number }[], custom: { name: string; content?: Uint8Array }): Uint8Array {
+  const encoded = extra.flatMap((e) => [...encodeName(e.name), EXTERN_KINDS.indexOf(e.kind), ...leb(e.index)]);
+  const section = (id: number, content: number[] | Uint8Array): Uint8Array => Uint8Array.from([id, ...leb(content.length), ...content]);
+  const chunks: Uint8Array[] = [bytes.subarray(0, 8)];
+  let done = false;
+  const exportSection = parsed.sections.find((s) => s.id === 7);
+  const emit = () => {
+    if (done) return;
+    done = true;
+    if (exportSection) {
+      const r = new Reader(bytes, exportSection.contentStart, exportSection.end);
+      const count = r.u32();
+      chunks.push(section(7, [...leb(count + extra.length), ...bytes.subarray(r.pos, exportSection.end), ...encoded]));
+    } else {
+      chunks.push(section(7, [...leb(extra.length), ...encoded]));
+    }
+  };
+  for (const s of parsed.sections) {
+    if (s.id === 7) {
+      emit();
+      continue;
+    }
+    if (s.id === 0 && customSectionName(bytes, s) === custom.name) continue;
+    if (!exportSection && extra.length > 0 && s.id !== 0 && (SECTION_ORDER[s.id] ?? 99) > SECTION_ORDER[7]!) emit();
+    chunks.push(bytes.subarray(s.start, s.end));
+  }
+  if (exportSection || extra.length > 0) emit();
+  if (custom.content) chunks.push(section(0, [...encodeName(custom.name), ...custom.content]));
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
   let o = 0;
   for (const c of chunks) {
     out.set(c, o);

@@ -1,13 +1,15 @@
 /**
  * Loading a module: read it (file or URL), check its digest, parse and classify it (spec README
- * §1), check its imports against the host, turn its memory into an import for pooling, and
- * compile it once.
+ * §1), check its imports against the host, turn its memory into an import for pooling, add the
+ * exports a snapshot reset needs (snapshot.ts), and compile it once. Kind detection, checks and
+ * `parsed` always describe the original bytes.
  */
 import { createHash } from 'node:crypto';
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { CapsuleError } from './errors.ts';
 import { parseModule, rewriteMemoryAsImport, MEMORY_IMPORT, type MemoryLimits, type ParsedModule } from './binary.ts';
+import { prepareSnapshot } from './snapshot.ts';
 import { detectKind, type Detection, type ModuleKind } from './detect.ts';
 import { abiFor } from '../abi/index.ts';
 import { checkHostImports } from '../abi/host-imports.ts';
@@ -33,6 +35,11 @@ export interface LoadedModule {
   importedMemory?: { module: string; name: string; limits: MemoryLimits };
   /** Names of `env` host functions it imports. */
   hostImports: string[];
+  /**
+   * Whether fresh-instance calls may use a reset instance instead of a new one (snapshot.ts,
+   * capsule-abi.md §3), or why not. A worker still falls back when initialisation calls an import.
+   */
+  snapshot?: { ok: true } | { ok: false; reason: string };
 }
 
 /** Where to fetch a module from (`--url`). */
@@ -153,14 +160,24 @@ export async function compileModule(bytes: Uint8Array, source: string, options: 
 
   const memImport = parsed.imports.find((i) => i.kind === 'memory');
   const rewritten = rewriteMemoryAsImport(bytes, parsed);
+  let runnable = rewritten ?? bytes;
+  let snapshot: LoadedModule['snapshot'];
+  try {
+    const prepared = prepareSnapshot(runnable, rewritten ? parseModule(rewritten) : parsed, detection.kind);
+    runnable = prepared.bytes;
+    snapshot = prepared.refused === undefined ? { ok: true } : { ok: false, reason: prepared.refused };
+  } catch (e) {
+    // A section the snapshot checks read is malformed: compiling will say what is wrong.
+    snapshot = { ok: false, reason: (e as Error).message };
+  }
   let compiled: WebAssembly.Module;
   try {
-    compiled = await WebAssembly.compile((rewritten ?? bytes) as Uint8Array<ArrayBuffer>);
+    compiled = await WebAssembly.compile(runnable as Uint8Array<ArrayBuffer>);
   } catch (e) {
     throw new CapsuleError('BAD_MODULE', `${name}: invalid WebAssembly module: ${(e as Error).message.replace(/^WebAssembly\.compile\(\): /, '')}`);
   }
   return {
-    name, source, digest, size: bytes.length, detection, parsed, compiled, hostImports,
+    name, source, digest, size: bytes.length, detection, parsed, compiled, hostImports, snapshot,
     pooledMemory: rewritten ? parsed.memories[0] : undefined,
     importedMemory: memImport?.memory ? { module: memImport.module, name: memImport.name, limits: memImport.memory } : undefined,
   };

@@ -2,12 +2,17 @@
  * Worker-side life of one module: instantiation with a pooled, capped memory, the instance
  * policy (fresh per call, or one long-lived instance per worker with --reuse), the per-call
  * host context and captured stdio, and the classification of failures.
+ *
+ * "Fresh per call" (capsule-abi.md §3) is served, when the module allows it, by one initialised
+ * instance reset after each call to its post-initialisation state (snapshot.ts); otherwise by a
+ * new instance per call.
  */
 import { writeAllSync } from './stdio.ts';
 import { CapsuleError, type ErrorCode } from './errors.ts';
 import { formatBytes } from '../config/units.ts';
 import { MemoryPool, PAGE } from './memory-pool.ts';
 import { MEMORY_IMPORT, type MemoryLimits } from './binary.ts';
+import { hideSnapshotExports, probeImports, readSnapshotPlan, Snapshot, snapshotTarget, type SnapshotPlan, type SnapshotTarget } from './snapshot.ts';
 import type { Detection } from './detect.ts';
 import type { InvocationInput, InvocationMeta, InvocationOutput } from './invocation.ts';
 import { Wasi, WasiExit, type WasiConfig } from '../wasi/preview1.ts';
@@ -108,6 +113,14 @@ export class ModuleRuntime implements GuestRuntime {
   readonly #memoryPool: MemoryPool;
   readonly #memShape?: { initial: number; maximum: number; module: string; name: string };
   #reused?: { guest: Guest; memory?: WebAssembly.Memory };
+  /** Whether the compiled module carries the exports snapshot.ts added (kept from `Guest`). */
+  readonly #hideExports: boolean;
+  /** Fresh mode: the module's snapshot plan; cleared for good when the module cannot use it. */
+  #plan?: SnapshotPlan;
+  /** Fresh mode: the state right after initialisation, captured on the first call. */
+  #snapshot?: Snapshot;
+  /** Fresh mode: an initialised (or reset) instance waiting for the next call. */
+  #idle?: { guest: Guest; memory: WebAssembly.Memory; target: SnapshotTarget };
   #capture?: Capture;
   #wasiOverrides?: GuestOptions['wasi'];
   /** The ABI generation host functions see (2 for kinds without host functions). */
@@ -144,6 +157,9 @@ export class ModuleRuntime implements GuestRuntime {
       const where = spec.pooledMemory ? MEMORY_IMPORT : spec.importedMemory!;
       this.#memShape = { initial: limits.min, maximum, module: where.module, name: where.name };
     }
+    const plan = readSnapshotPlan(spec.compiled);
+    this.#hideExports = plan !== undefined;
+    if (!spec.settings.reuse && this.#memShape) this.#plan = plan;
   }
 
   /** Runs one invocation; never throws (failures come back as `error`). */
@@ -185,6 +201,7 @@ export class ModuleRuntime implements GuestRuntime {
         this.#unbind();
       }
     }
+    if (this.#plan && (this.#snapshot ??= await this.#probe())) return this.#withSnapshot(ctx, fn);
     const { guest, memory } = this.#instantiate(ctx);
     try {
       await this.abi.initialise(guest);
@@ -192,6 +209,69 @@ export class ModuleRuntime implements GuestRuntime {
     } finally {
       this.#unbind();
       if (memory && this.#memShape) this.#memoryPool.release(this.#memShape.initial, this.#memShape.maximum, memory);
+    }
+  }
+
+  /**
+   * Initialises a probe instance whose imports refuse to run (snapshot.ts) and captures its state.
+   * @returns undefined, and drops the plan for good, when initialisation called an import or
+   *   failed in any way (the ordinary path then runs it, and reports its failure, per call)
+   */
+  async #probe(): Promise<Snapshot | undefined> {
+    const shape = this.#memShape!;
+    const memory = new WebAssembly.Memory({ initial: shape.initial, maximum: shape.maximum });
+    const probe = probeImports(this.#imports(memory));
+    try {
+      const instance = new WebAssembly.Instance(this.spec.compiled, probe.imports);
+      await this.abi.initialise(new Guest(hideSnapshotExports(instance), memory, false));
+      if (!probe.called()) return Snapshot.capture(snapshotTarget(this.#plan!, instance, memory));
+    } catch {
+      // the ordinary path reproduces the failure with the real imports
+    }
+    this.#plan = undefined;
+    return undefined;
+  }
+
+  /**
+   * Runs `fn` on the idle instance (or on a new one set to the snapshot), then resets it for the
+   * next call. An instance whose call failed in any way, or whose memory grew, is discarded.
+   */
+  async #withSnapshot<T>(ctx: HostCallContext, fn: (guest: Guest, ctx: HostCallContext) => Promise<T>): Promise<T> {
+    const snapshot = this.#snapshot!;
+    const shape = this.#memShape!;
+    let entry = this.#idle;
+    this.#idle = undefined;
+    if (entry) {
+      this.#bind(entry.guest, ctx, entry.memory);
+      this.#lastMemory = entry.memory;
+    } else {
+      let memory = this.#memoryPool.acquire(shape.initial, shape.maximum);
+      if (memory.buffer.byteLength > snapshot.memoryBytes) {
+        // a pooled memory that grew under another instance: this one must start at the snapshot's size
+        this.#memoryPool.release(shape.initial, shape.maximum, memory);
+        memory = new WebAssembly.Memory({ initial: shape.initial, maximum: shape.maximum });
+      }
+      try {
+        const { guest, instance } = this.#instantiate(ctx, memory);
+        const target = snapshotTarget(this.#plan!, instance, memory);
+        snapshot.restore(target);
+        entry = { guest, memory, target };
+      } catch (e) {
+        this.#unbind();
+        this.#memoryPool.release(shape.initial, shape.maximum, memory);
+        throw e;
+      }
+    }
+    let clean = false;
+    try {
+      const result = await fn(entry.guest, ctx);
+      clean = true;
+      return result;
+    } finally {
+      this.#unbind();
+      if (clean && snapshot.restore(entry.target)) this.#idle = entry;
+      else if (entry.memory.buffer.byteLength <= snapshot.memoryBytes) this.#memoryPool.release(shape.initial, shape.maximum, entry.memory);
+      // else: a memory that grew is dropped, so that new instances start at the snapshot's size
     }
   }
 
@@ -251,28 +331,38 @@ export class ModuleRuntime implements GuestRuntime {
     this.#wasi.unbind();
   }
 
-  #instantiate(ctx: HostCallContext): { guest: Guest; memory?: WebAssembly.Memory } {
+  /** The import object of an instance (the memory, when given, under the module's memory import). */
+  #imports(memory: WebAssembly.Memory | undefined): WebAssembly.Imports {
     const shape = this.#memShape;
-    const memory = shape ? this.#memoryPool.acquire(shape.initial, shape.maximum) : undefined;
-    this.#bind(undefined, ctx, memory);
     const imports: WebAssembly.Imports = {
       wasi_snapshot_preview1: this.#wasi.imports as unknown as WebAssembly.ModuleImports,
       env: this.#hostImports as WebAssembly.ModuleImports,
     };
     if (shape && memory) imports[shape.module] = { ...(imports[shape.module] ?? {}), [shape.name]: memory };
+    return imports;
+  }
+
+  /**
+   * A new instance bound to this call, with a pooled memory or `given` (which the caller then
+   * owns, also when this throws).
+   */
+  #instantiate(ctx: HostCallContext, given?: WebAssembly.Memory): { guest: Guest; memory?: WebAssembly.Memory; instance: WebAssembly.Instance } {
+    const shape = this.#memShape;
+    const memory = given ?? (shape ? this.#memoryPool.acquire(shape.initial, shape.maximum) : undefined);
+    this.#bind(undefined, ctx, memory);
     let instance: WebAssembly.Instance;
     try {
-      instance = new WebAssembly.Instance(this.spec.compiled, imports);
+      instance = new WebAssembly.Instance(this.spec.compiled, this.#imports(memory));
     } catch (e) {
-      if (memory && shape) this.#memoryPool.release(shape.initial, shape.maximum, memory);
+      if (memory && shape && !given) this.#memoryPool.release(shape.initial, shape.maximum, memory);
       if (e instanceof WebAssembly.LinkError) throw new CapsuleError('BAD_MODULE', `${this.spec.name}: cannot link: ${e.message}`);
       throw e;
     }
-    const guest = new Guest(instance, memory, this.#jspi);
+    const guest = new Guest(this.#hideExports ? hideSnapshotExports(instance) : instance, memory, this.#jspi);
     this.#state.guest = guest;
     this.#lastMemory = guest.memory;
     if (!memory) this.#wasi.setMemory(guest.memory);
-    return { guest, memory };
+    return { guest, memory, instance };
   }
 
   /** Maps anything thrown during a call to a runner error code (conventions.md §4). */

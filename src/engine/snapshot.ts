@@ -1,0 +1,209 @@
+/**
+ * Snapshot-style reset of an initialised instance (capsule-abi.md §3 instance policy: "a fresh
+ * instance per invocation"). Instead of a new `WebAssembly.Instance` plus `_initialize` /
+ * `_start` / `OnStart` for every call, the engine keeps one initialised instance per module per
+ * worker and, after each call, puts it back into exactly the state a new instance has right
+ * after its initialisation — the idea of Wizer and of wasmtime's pooling allocator.
+ *
+ * The state of a core instance is its linear memory, its mutable globals, its tables and the
+ * dropped flags of its passive data/elem segments. Here:
+ * - memory: the bytes present after initialisation are kept (up to the last non-zero byte) and
+ *   written back, the rest zeroed; a memory that grew during a call cannot shrink, so that
+ *   instance is discarded;
+ * - mutable globals: exported at load under reserved names (`SNAPSHOT_EXPORT_PREFIX`), their
+ *   values captured after initialisation and set back;
+ * - tables and segments: not reset; a module whose code contains table.set / table.grow /
+ *   table.fill / table.copy / table.init / elem.drop / data.drop is not snapshotted at all.
+ *
+ * Two phases:
+ * - Load (`prepareSnapshot`, main thread): decides whether a module qualifies and, if so, adds
+ *   the global exports and a custom section `capsule.snapshot` naming them (the plan travels
+ *   inside the compiled module, so a worker needs nothing else).
+ * - Worker (`readSnapshotPlan`, `probeImports`, `Snapshot`, `snapshotTarget`, `hideSnapshotExports`):
+ *   the first call initialises a probe instance whose imports are stubs that refuse to run; if
+ *   initialisation called none, its state is the snapshot. Running it once instead of per call
+ *   is then unobservable. If it called any (a log line, a clock, random bytes, an environment
+ *   read, `proc_exit`), the module keeps a new instance per call for good.
+ */
+import { addExports, customSectionName, forEachInstruction, readGlobals, UnknownInstruction, type ParsedModule } from './binary.ts';
+import type { ModuleKind } from './detect.ts';
+import { PAGE } from './memory-pool.ts';
+
+/** Name of the custom section that carries the plan (JSON `SnapshotPlan`, UTF-8). */
+export const SNAPSHOT_SECTION = 'capsule.snapshot';
+/** Prefix of the export names added at load; hidden from the ABI layer by `hideSnapshotExports`. */
+export const SNAPSHOT_EXPORT_PREFIX = 'capsule.snapshot:';
+
+/** What a worker needs to capture and restore an instance: export names of the mutable globals. */
+export interface SnapshotPlan {
+  globals: string[];
+}
+
+/** Kinds whose `Abi.initialise` runs apart from the call (WASI commands start in their handler). */
+const KINDS: ReadonlySet<ModuleKind> = new Set(['capsule-1a', 'capsule-1b', 'capsule-1c', 'capsule-2']);
+/** Global value types JavaScript can read and write through `WebAssembly.Global.value`. */
+const GLOBAL_TYPES: ReadonlySet<string> = new Set(['i32', 'i64', 'f32', 'f64', 'funcref', 'externref']);
+/** Opcodes that change table contents or segment state: table.set, table.init, elem.drop, table.copy, table.grow, table.fill, data.drop. */
+const STATEFUL_OPS: ReadonlyMap<number, string> = new Map([
+  [0x26, 'table.set'], [0xfc00c, 'table.init'], [0xfc00d, 'elem.drop'], [0xfc00e, 'table.copy'],
+  [0xfc00f, 'table.grow'], [0xfc011, 'table.fill'], [0xfc009, 'data.drop'],
+]);
+
+/**
+ * Load time: whether a module can be snapshotted, and the bytes to compile.
+ * @param bytes the module as it will be compiled (after `rewriteMemoryAsImport`)
+ * @param parsed `parseModule(bytes)` of those same bytes
+ * @returns `bytes` with the global exports and the plan section added when the module
+ *   qualifies; otherwise the bytes without any `capsule.snapshot` section (a module cannot
+ *   bring its own plan) and `refused`, the reason
+ * @throws CapsuleError BAD_MODULE when a section it reads is malformed
+ */
+export function prepareSnapshot(bytes: Uint8Array, parsed: ParsedModule, kind: ModuleKind): { bytes: Uint8Array; plan?: SnapshotPlan; refused?: string } {
+  const refuse = (refused: string) => {
+    const own = parsed.sections.some((s) => s.id === 0 && customSectionName(bytes, s) === SNAPSHOT_SECTION);
+    return { bytes: own ? addExports(bytes, parsed, [], { name: SNAPSHOT_SECTION }) : bytes, refused };
+  };
+  if (!KINDS.has(kind)) return refuse(`${kind} modules start in their handler`);
+  const memories = parsed.memories.length + parsed.imports.filter((i) => i.kind === 'memory').length;
+  const memory = parsed.memories[0] ?? parsed.imports.find((i) => i.kind === 'memory')?.memory;
+  if (memories !== 1 || !memory) return refuse(`it has ${memories} memories (one is needed)`);
+  if (memory.shared || memory.memory64) return refuse('its memory is shared or 64-bit');
+  const imported = parsed.imports.find((i) => i.kind === 'global' || i.kind === 'table');
+  if (imported) return refuse(`it imports a ${imported.kind}`);
+  if (parsed.exports.some((e) => e.name.startsWith(SNAPSHOT_EXPORT_PREFIX))) return refuse(`it exports names starting with ${SNAPSHOT_EXPORT_PREFIX}`);
+  let globals;
+  let stateful: string | undefined;
+  try {
+    globals = readGlobals(bytes, parsed);
+    forEachInstruction(bytes, parsed, (op) => {
+      stateful ??= STATEFUL_OPS.get(op);
+    });
+  } catch (e) {
+    if (e instanceof UnknownInstruction) return refuse(`its code uses an instruction not checked here (${e.message})`);
+    throw e;
+  }
+  if (stateful) return refuse(`its code uses ${stateful}`);
+  const extra: { name: string; kind: 'global'; index: number }[] = [];
+  for (const [i, g] of globals.entries()) {
+    if (!g.mutable) continue;
+    if (!GLOBAL_TYPES.has(g.type)) return refuse(`it has a mutable ${g.type} global`);
+    extra.push({ name: `${SNAPSHOT_EXPORT_PREFIX}global:${i}`, kind: 'global', index: i });
+  }
+  const plan: SnapshotPlan = { globals: extra.map((e) => e.name) };
+  return { bytes: addExports(bytes, parsed, extra, { name: SNAPSHOT_SECTION, content: new TextEncoder().encode(JSON.stringify(plan)) }), plan };
+}
+
+/** Worker: the plan `prepareSnapshot` stored in a compiled module, or undefined when it refused. */
+export function readSnapshotPlan(compiled: WebAssembly.Module): SnapshotPlan | undefined {
+  const sections = WebAssembly.Module.customSections(compiled, SNAPSHOT_SECTION);
+  if (sections.length !== 1) return undefined;
+  try {
+    const plan = JSON.parse(new TextDecoder().decode(sections[0])) as Partial<SnapshotPlan>;
+    return Array.isArray(plan.globals) ? { globals: plan.globals } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Thrown by a probe stub: initialisation called an import. */
+class ImportCalled extends Error {}
+
+/**
+ * Imports for the probe instance: every function replaced by a stub that records the call and
+ * throws before doing anything (so nothing observable happens); memories and other values kept.
+ * `called()` stays true even if the guest catches the exception (wasm exception handling).
+ */
+export function probeImports(imports: WebAssembly.Imports): { imports: WebAssembly.Imports; called: () => boolean } {
+  let called = false;
+  const out: WebAssembly.Imports = {};
+  for (const [module, fields] of Object.entries(imports)) {
+    const stubs: WebAssembly.ModuleImports = {};
+    for (const [name, value] of Object.entries(fields)) {
+      stubs[name] = value instanceof WebAssembly.Memory || value instanceof WebAssembly.Global || value instanceof WebAssembly.Table
+        ? value
+        : () => {
+          called = true;
+          throw new ImportCalled(`${module}.${name} called during initialisation`);
+        };
+    }
+    out[module] = stubs;
+  }
+  return { imports: out, called: () => called };
+}
+
+/** An instance's memory and mutable globals, as `Snapshot` reads and writes them. */
+export interface SnapshotTarget {
+  memory: WebAssembly.Memory;
+  globals: WebAssembly.Global[];
+}
+
+/**
+ * The handles of an instance built from a module `prepareSnapshot` rewrote.
+ * @throws Error when an export of the plan is missing (the plan does not belong to the module)
+ */
+export function snapshotTarget(plan: SnapshotPlan, instance: WebAssembly.Instance, memory: WebAssembly.Memory): SnapshotTarget {
+  const globals = plan.globals.map((name) => {
+    const g = instance.exports[name];
+    if (!(g instanceof WebAssembly.Global)) throw new Error(`snapshot: the instance does not export ${name}`);
+    return g;
+  });
+  return { memory, globals };
+}
+
+/**
+ * An instance whose `exports` lack the names added by `prepareSnapshot` (for `Guest`: the ABI
+ * layer sees the module's own exports only). Everything else is the instance's own.
+ */
+export function hideSnapshotExports(instance: WebAssembly.Instance): WebAssembly.Instance {
+  const exports: Record<string, unknown> = Object.create(null);
+  for (const [name, value] of Object.entries(instance.exports)) if (!name.startsWith(SNAPSHOT_EXPORT_PREFIX)) exports[name] = value;
+  return Object.create(instance, { exports: { value: Object.freeze(exports), enumerable: true } }) as WebAssembly.Instance;
+}
+
+/** The state of an instance right after its initialisation. */
+export class Snapshot {
+  /** Size of linear memory after initialisation, bytes (a multiple of 64 KiB). */
+  readonly memoryBytes: number;
+  /** Memory content from byte 0 up to the last non-zero byte; the rest was zero. */
+  readonly #data: Uint8Array;
+  /** Values of the plan's globals, in plan order (i64 as BigInt). */
+  readonly #globals: unknown[];
+
+  private constructor(memoryBytes: number, data: Uint8Array, globals: unknown[]) {
+    this.memoryBytes = memoryBytes;
+    this.#data = data;
+    this.#globals = globals;
+  }
+
+  /** Copies the state of an initialised instance. */
+  static capture(target: SnapshotTarget): Snapshot {
+    const view = new Uint8Array(target.memory.buffer);
+    let last = view.length;
+    while (last > 0 && view[last - 1] === 0) last--;
+    return new Snapshot(view.length, view.slice(0, last), target.globals.map((g) => g.value as unknown));
+  }
+
+  /** Bytes the snapshot keeps of linear memory (the part up to its last non-zero byte). */
+  get dataBytes(): number {
+    return this.#data.length;
+  }
+
+  /**
+   * Puts an instance of the same module back into the captured state. A memory smaller than
+   * `memoryBytes` (a new instance) is grown to it first.
+   * @returns false, changing nothing, when the memory is larger than `memoryBytes` (it grew:
+   *   memories cannot shrink, so the caller discards the instance)
+   * @throws RangeError when a smaller memory cannot grow to `memoryBytes`
+   */
+  restore(target: SnapshotTarget): boolean {
+    const size = target.memory.buffer.byteLength;
+    if (size > this.memoryBytes) return false;
+    if (size < this.memoryBytes) target.memory.grow((this.memoryBytes - size) / PAGE);
+    const view = new Uint8Array(target.memory.buffer);
+    view.set(this.#data, 0);
+    view.fill(0, this.#data.length);
+    const globals = target.globals;
+    for (let i = 0; i < globals.length; i++) globals[i]!.value = this.#globals[i];
+    return true;
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * "A fresh instance per call" served by resetting one initialised instance (src/engine/snapshot.ts,
+ * capsule-abi.md §3): what a guest sees must not differ from a new instance per call — globals,
+ * memory, memory size and tables start from their post-initialisation values every call, a
+ * guest whose initialisation calls the host still does so every call, a trap leaks nothing, and
+ * --reuse still keeps state.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { CapsuleFunction, CapsuleError, type CliOutput } from 'capsule-runner';
+import { compileModule } from '../src/engine/load.ts';
+import { hideSnapshotExports, SNAPSHOT_EXPORT_PREFIX } from '../src/engine/snapshot.ts';
+import { example, fixture, missing, runCapsule } from './helpers.ts';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Invokes the CLI entry with `params` and returns the result text and captured stdout. */
+async function call(fn: CapsuleFunction, params: string): Promise<{ text: string; stdout: string }> {
+  const r = await fn.invoke({ type: 'cli', params: encoder.encode(params), args: [] });
+  return { text: decoder.decode((r.output as CliOutput).text), stdout: r.logs?.stdout ?? '' };
+}
+
+async function withFunction(name: string, reuse: boolean, body: (fn: CapsuleFunction) => Promise<void>): Promise<void> {
+  const fn = await CapsuleFunction.load({ path: fixture(name) }, { workers: 1, timeoutMs: 5000, reuse });
+  try {
+    await body(fn);
+  } finally {
+    await fn.close();
+  }
+}
+
+describe('fresh instance per call by snapshot reset (capsule-abi.md §3)', () => {
+  it('restores globals (exported, unexported, i64) and memory to their post-initialisation values every call', async () => {
+    await withFunction('gen2-state', false, async (fn) => {
+      // "S<counter><memory byte><pages><i64>": _initialize sets 1, the call adds 1
+      for (let i = 0; i < 3; i++) assert.equal((await call(fn, 'x')).text, '2212');
+    });
+  });
+
+  it('--reuse still keeps one instance and its state', async () => {
+    await withFunction('gen2-state', true, async (fn) => {
+      assert.deepEqual([(await call(fn, 'x')).text, (await call(fn, 'x')).text, (await call(fn, 'x')).text], ['2212', '3313', '4414']);
+    });
+  });
+
+  it('gives initial-size memory again after a call that grew it', async () => {
+    await withFunction('gen2-state', false, async (fn) => {
+      assert.equal((await call(fn, 'x')).text, '2212');
+      assert.equal((await call(fn, 'grow')).text, '2222');
+      assert.equal((await call(fn, 'x')).text, '2212');
+      assert.equal((await call(fn, 'grow')).text, '2222');
+    });
+  });
+
+  it('leaks nothing from a call that trapped into the next one', async () => {
+    await withFunction('gen2-state', false, async (fn) => {
+      assert.equal((await call(fn, 'x')).text, '2212');
+      await assert.rejects(call(fn, 'trap'), (e: unknown) => e instanceof CapsuleError && e.code === 'TRAP');
+      assert.equal((await call(fn, 'x')).text, '2212');
+      await assert.rejects(call(fn, 'trap'), (e: unknown) => e instanceof CapsuleError && e.code === 'TRAP');
+      await assert.rejects(call(fn, 'trap'), (e: unknown) => e instanceof CapsuleError && e.code === 'TRAP');
+      assert.equal((await call(fn, 'x')).text, '2212');
+    });
+  });
+
+  it('runs an initialisation that calls the host on every call (no snapshot)', async () => {
+    await withFunction('gen2-init-print', false, async (fn) => {
+      for (let i = 0; i < 3; i++) assert.deepEqual(await call(fn, 'x'), { text: '2', stdout: 'started\n' });
+    });
+    const m = await compileModule(readFileSync(fixture('gen2-init-print')), 'gen2-init-print.wasm');
+    assert.deepEqual(m.snapshot, { ok: true }, 'the load-time checks pass; the worker finds the host call when it initialises');
+  });
+
+  it('gives a guest that changes its table the original table every call (no snapshot: table.set)', async () => {
+    const m = await compileModule(readFileSync(fixture('gen2-table')), 'gen2-table.wasm');
+    assert.deepEqual(m.snapshot, { ok: false, reason: 'its code uses table.set' });
+    await withFunction('gen2-table', false, async (fn) => {
+      assert.deepEqual([(await call(fn, '')).text, (await call(fn, '')).text], ['a', 'a']);
+    });
+    await withFunction('gen2-table', true, async (fn) => {
+      assert.deepEqual([(await call(fn, '')).text, (await call(fn, '')).text], ['a', 'b']);
+    });
+  });
+
+  it('keeps the exports it adds out of sight: parse, inspect, the ABI layer', async () => {
+    const m = await compileModule(readFileSync(fixture('gen2-state')), 'gen2-state.wasm');
+    assert.deepEqual(m.snapshot, { ok: true });
+    assert.deepEqual(m.parsed.exports.map((e) => e.name), ['memory', 'counter', 'malloc', 'free', '_initialize', 'callHandle']);
+    const added = WebAssembly.Module.exports(m.compiled).map((e) => e.name).filter((n) => n.startsWith(SNAPSHOT_EXPORT_PREFIX));
+    assert.equal(added.length, 3, 'one export per mutable global');
+    const instance = new WebAssembly.Instance(m.compiled, { capsule: { memory: new WebAssembly.Memory({ initial: 1 }) } });
+    assert.deepEqual(Object.keys(hideSnapshotExports(instance).exports), ['memory', 'counter', 'malloc', 'free', '_initialize', 'callHandle']);
+    const inspect = await runCapsule(['inspect', fixture('gen2-state')]);
+    assert.equal(inspect.code, 0, inspect.stderr);
+    assert.doesNotMatch(inspect.stdout, /capsule\.snapshot/);
+  });
+
+  for (const name of ['hello-you', 'hello-world-c', 'nats-echo']) {
+    it(`decodes all of ${name}'s code and snapshots it (AssemblyScript and C builds)`, { skip: missing(example(name)) }, async () => {
+      const m = await compileModule(readFileSync(example(name)), `${name}.wasm`);
+      assert.deepEqual(m.snapshot, { ok: true });
+    });
+  }
+
+  it('does not snapshot WASI commands, and a module cannot bring its own plan', async () => {
+    const wasi = await compileModule(readFileSync(fixture('wasi-basic')), 'wasi-basic.wasm');
+    assert.deepEqual(wasi.snapshot, { ok: false, reason: 'wasi modules start in their handler' });
+    assert.equal(WebAssembly.Module.customSections(wasi.compiled, 'capsule.snapshot').length, 0);
+  });
+});

@@ -4,17 +4,24 @@
  * `capsule serve` with hello-you, fresh instance per request and with --reuse. Prints requests
  * per second, p50/p99 latency and the ratio to the baseline measured in this run.
  *
+ * The three servers are measured in turn, ROUNDS times (interleaved, so that a slow spell of the
+ * machine hits all of them), and each figure is the median of its rounds. On Linux it also
+ * prints the CPU time per request of the server's threads and of the load generator, from
+ * /proc: where the time goes.
+ *
  * Targets on a 2-core machine: fresh ≥ 0.40× plain, --reuse ≥ 0.75× plain, p99 ≤ 10 ms.
- * Options: BENCH_SECONDS (default 8), BENCH_CONNECTIONS (default 50), BENCH_MODULE.
+ * Options: BENCH_SECONDS (default 6), BENCH_ROUNDS (default 3), BENCH_CONNECTIONS (default 50),
+ * BENCH_MODULE.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const seconds = Number(process.env.BENCH_SECONDS ?? 8);
+const seconds = Number(process.env.BENCH_SECONDS ?? 6);
+const rounds = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const helloYou = join(root, 'examples/hello-you/hello-you.wasm');
 const fallback = join(root, 'build/fixtures/gen2-echo.wasm');
@@ -44,22 +51,50 @@ function start(args: string[]): Promise<{ child: ChildProcess; url: string }> {
   });
 }
 
+/** CPU time (ms) of each thread of a process, by kind: the main thread, worker threads, the rest. */
+function threadCpu(pid: number): Map<string, number> | undefined {
+  const dir = `/proc/${pid}/task`;
+  if (!existsSync(dir)) return undefined;
+  const out = new Map<string, number>();
+  for (const tid of readdirSync(dir)) {
+    try {
+      const stat = readFileSync(`${dir}/${tid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const comm = readFileSync(`${dir}/${tid}/comm`, 'utf8').trim();
+      const kind = Number(tid) === pid ? 'main' : comm === 'WorkerThread' ? 'workers' : 'other';
+      out.set(kind, (out.get(kind) ?? 0) + (Number(fields[11]) + Number(fields[12])) * 10); // clock ticks of 10 ms
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out;
+}
+
 interface Row {
-  name: string;
   rps: number;
   p50: number;
   p99: number;
   errors: number;
-  non2xx: number;
+  /** CPU µs per request: server main thread, its worker threads, the load generator. */
+  cpu?: { main: number; workers: number; load: number };
 }
 
-async function measure(name: string, args: string[]): Promise<Row> {
+async function measure(args: string[]): Promise<Row> {
   const { child, url } = await start(args);
   try {
     const opts = { url, connections, method: 'POST' as const, body, headers: { 'content-type': 'application/json' } };
     await autocannon({ ...opts, duration: 2 }); // warm-up
+    const before = threadCpu(child.pid!);
+    const self = process.cpuUsage();
     const r = await autocannon({ ...opts, duration: seconds });
-    return { name, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx };
+    const load = process.cpuUsage(self);
+    const after = threadCpu(child.pid!);
+    const n = Math.max(1, r.requests.total);
+    const per = (k: string) => ((after?.get(k) ?? 0) - (before?.get(k) ?? 0)) * 1000 / n;
+    return {
+      rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.timeouts + r.non2xx,
+      cpu: before && after ? { main: per('main'), workers: per('workers'), load: (load.user + load.system) / n } : undefined,
+    };
   } finally {
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
@@ -67,18 +102,40 @@ async function measure(name: string, args: string[]): Promise<Row> {
 }
 
 const cli = join(root, 'bin/capsule.js');
-const rows: Row[] = [];
-rows.push(await measure('plain node:http', ['-e', PLAIN]));
-rows.push(await measure('capsule fresh', [cli, 'serve', module, '--http-port=0']));
-rows.push(await measure('capsule --reuse', [cli, 'serve', module, '--http-port=0', '--reuse']));
+const servers: { name: string; args: string[]; target?: number }[] = [
+  { name: 'plain node:http', args: ['-e', PLAIN] },
+  { name: 'capsule fresh', args: [cli, 'serve', module, '--http-port=0'], target: 0.4 },
+  { name: 'capsule --reuse', args: [cli, 'serve', module, '--http-port=0', '--reuse'], target: 0.75 },
+];
+const results = servers.map(() => [] as Row[]);
+for (let round = 1; round <= rounds; round++) {
+  for (const [i, s] of servers.entries()) {
+    const row = await measure(s.args);
+    results[i]!.push(row);
+    console.error(`round ${round}/${rounds} ${s.name}: ${row.rps.toFixed(0)} req/s, p99 ${row.p99} ms`);
+  }
+}
 
-const base = rows[0]!.rps;
-const target: Record<string, string> = { 'capsule fresh': '≥ 0.40', 'capsule --reuse': '≥ 0.75' };
-console.log(`\nmodule: ${module.replace(root, '')}; ${connections} connections, ${seconds} s each, POST ${body}`);
-console.log('server'.padEnd(18) + 'req/s'.padStart(10) + 'p50 ms'.padStart(9) + 'p99 ms'.padStart(9) + 'ratio'.padStart(8) + '  target   errors');
-for (const r of rows) {
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+const base = median(results[0]!.map((r) => r.rps));
+console.log(`\nmodule: ${module.replace(root, '')}; ${connections} connections, ${seconds} s × ${rounds} rounds each (medians), POST ${body}`);
+console.log('server'.padEnd(18) + 'req/s'.padStart(9) + 'p50 ms'.padStart(8) + 'p99 ms'.padStart(8) + 'ratio'.padStart(7) + '  target  errors' + '   CPU µs/req: main workers loadgen');
+for (const [i, s] of servers.entries()) {
+  const rows = results[i]!;
+  const rps = median(rows.map((r) => r.rps));
+  const cpu = rows.every((r) => r.cpu)
+    ? ['main', 'workers', 'load'].map((k) => median(rows.map((r) => r.cpu![k as 'main']))).map((v) => v.toFixed(1).padStart(6)).join('')
+    : '  (no /proc)';
+  const ratio = rps / base;
+  const verdict = s.target === undefined ? 'baseline' : `≥ ${s.target.toFixed(2)} ${ratio >= s.target ? 'met' : 'NOT met'}`;
   console.log(
-    r.name.padEnd(18) + r.rps.toFixed(0).padStart(10) + String(r.p50).padStart(9) + String(r.p99).padStart(9) +
-    (r.rps / base).toFixed(2).padStart(8) + '  ' + (target[r.name] ?? 'baseline').padEnd(9) + String(r.errors + r.non2xx),
+    s.name.padEnd(18) + rps.toFixed(0).padStart(9) + String(median(rows.map((r) => r.p50))).padStart(8) +
+    String(median(rows.map((r) => r.p99))).padStart(8) + ratio.toFixed(2).padStart(7) + '  ' + verdict.padEnd(14) +
+    String(rows.reduce((n, r) => n + r.errors, 0)).padStart(4) + '   ' + cpu,
   );
 }
+console.log(`per round (req/s): ${servers.map((s, i) => `${s.name} ${results[i]!.map((r) => r.rps.toFixed(0)).join('/')}`).join('; ')}`);

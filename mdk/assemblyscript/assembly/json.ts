@@ -315,7 +315,7 @@ export namespace JSON {
 
   /** Parses JSON text, telling what went wrong on failure (see `JSONParseResult`). */
   export function tryParse(text: string): JSONParseResult {
-    let p = new Parser(text);
+    let p = sharedParser(text, true);
     p.skipSpace();
     let v = p.value(0);
     if (v !== null) {
@@ -325,6 +325,7 @@ export namespace JSON {
         v = null;
       }
     }
+    done(p);
     if (v === null) return new JSONParseResult(null, p.error + " at offset " + p.errorAt.toString(), p.errorAt);
     return new JSONParseResult(v, "", -1);
   }
@@ -344,11 +345,15 @@ export namespace JSON {
   /** Whether `text` is exactly one valid JSON value. */
   export function isValid(text: string): bool {
     // the parser of tryParse, run without building values: same verdict, no tree
-    let p = new Parser(text, false);
+    let p = sharedParser(text, false);
     p.skipSpace();
-    if (p.value(0) === null) return false;
-    p.skipSpace();
-    return p.pos >= text.length;
+    let ok = p.value(0) !== null;
+    if (ok) {
+      p.skipSpace();
+      ok = p.pos >= text.length;
+    }
+    done(p);
+    return ok;
   }
 }
 
@@ -667,6 +672,26 @@ function hexDigit(c: i32): i32 {
   return -1;
 }
 
+let shared: Parser | null = null;
+
+/**
+ * One parser reused by the SDK's parses, which never nest (nothing calls back into user code
+ * while one runs). Call `done` after use, so that the text is not kept alive.
+ */
+export function sharedParser(text: string, build: bool): Parser {
+  let p = shared;
+  if (p === null) {
+    shared = p = new Parser(text, build);
+    return p;
+  }
+  return p.reset(text, build);
+}
+
+/** Ends a use of `sharedParser`. */
+export function done(p: Parser): void {
+  p.text = "";
+}
+
 /** What a parser that does not build values returns for a valid value. */
 let skipped: JSONValue | null = null;
 
@@ -691,6 +716,16 @@ export class Parser {
   constructor(text: string, build: bool = true) {
     this.text = text;
     this.build = build;
+  }
+
+  /** Starts over on `text`; see `sharedParser`. */
+  reset(text: string, build: bool): Parser {
+    this.text = text;
+    this.build = build;
+    this.pos = 0;
+    this.error = "";
+    this.errorAt = -1;
+    return this;
   }
 
   fail(message: string): void {

@@ -742,10 +742,11 @@ export class Parser {
   }
 
   skipSpace(): void {
+    let base = changetype<usize>(this.text);
     let n = this.text.length;
     let p = this.pos;
     while (p < n) {
-      let c = this.at(p);
+      let c = <u32>load<u16>(base + (<usize>p << 1));
       if (c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09) p++;
       else break;
     }
@@ -834,63 +835,72 @@ export class Parser {
 
   /**
    * Parses a string literal at `pos` (which holds `"`); returns its text or null ("" when not
-   * building). A first pass checks it and counts its UTF-16 units; a string with escapes is
-   * then decoded into one new string of that size.
+   * building). A first pass checks it and counts what its escapes save; a string with escapes
+   * is then decoded into one new string of the right size.
    */
   string(): string | null {
     let t = this.text;
+    let base = changetype<usize>(t);
     let n = t.length;
-    let p = this.pos + 1;
-    let start = p;
-    let units = 0;
-    let escaped = false;
+    let start = this.pos + 1;
+    let p = start;
+    let saved = 0; // units the escapes take beyond the units they stand for
     while (true) {
+      let c: u32 = 0;
+      while (p < n) {
+        c = <u32>load<u16>(base + (<usize>p << 1));
+        if (c == 0x22 || c == 0x5C || c < 0x20) break;
+        p++;
+      }
       if (p >= n) { this.pos = p; this.fail("unterminated string"); return null; }
-      let c = this.at(p);
       if (c == 0x22) break;
       if (c < 0x20) { this.pos = p; this.fail("unescaped " + describe(t, p) + " in a string"); return null; }
-      units++;
-      if (c != 0x5C) { p++; continue; }
-      escaped = true;
+      // a backslash
       if (p + 1 >= n) { this.pos = p + 1; this.fail("unterminated string"); return null; }
-      let e = this.at(p + 1);
+      let e = <u32>load<u16>(base + (<usize>(p + 1) << 1));
       p += 2;
       if (e == 0x75) {
         if (p + 4 > n) { this.pos = p; this.fail("incomplete \\u escape"); return null; }
         for (let k = 0; k < 4; k++) {
-          if (hexDigit(<i32>this.at(p + k)) < 0) { this.pos = p + k; this.fail("invalid hex digit " + describe(t, p + k) + " in a \\u escape"); return null; }
+          if (hexDigit(<i32>load<u16>(base + (<usize>(p + k) << 1))) < 0) { this.pos = p + k; this.fail("invalid hex digit " + describe(t, p + k) + " in a \\u escape"); return null; }
         }
         p += 4;
+        saved += 5;
       } else if (unescape(e) < 0) {
         this.pos = p - 1;
         this.fail("invalid escape " + describe(t, p - 1));
         return null;
+      } else {
+        saved += 1;
       }
     }
     this.pos = p + 1;
     if (!this.build) return "";
-    if (!escaped) return t.substring(start, p);
-    // second pass: every escape is known to be valid
-    let out = __new(<usize>units << 1, idof<String>());
+    if (saved == 0) return t.substring(start, p);
+    // second pass: every escape is known to be valid; the runs between them are copied
+    let out = __new(<usize>(p - start - saved) << 1, idof<String>());
     let o = out;
     let i = start;
     while (i < p) {
-      let c = this.at(i);
-      if (c != 0x5C) {
-        store<u16>(o, <u16>c);
-        i++;
+      let run = i;
+      while (i < p && load<u16>(base + (<usize>i << 1)) != 0x5C) i++;
+      if (i > run) {
+        let bytes = <usize>(i - run) << 1;
+        memory.copy(o, base + (<usize>run << 1), bytes);
+        o += bytes;
+      }
+      if (i >= p) break;
+      let e = <u32>load<u16>(base + (<usize>(i + 1) << 1));
+      if (e == 0x75) {
+        // a pair \uD83D\uDE00 yields two UTF-16 units, i.e. one code point: nothing more to do
+        let at = base + (<usize>(i + 2) << 1);
+        let u = (hexDigit(<i32>load<u16>(at)) << 12) | (hexDigit(<i32>load<u16>(at, 2)) << 8)
+          | (hexDigit(<i32>load<u16>(at, 4)) << 4) | hexDigit(<i32>load<u16>(at, 6));
+        store<u16>(o, <u16>u);
+        i += 6;
       } else {
-        let e = this.at(i + 1);
-        if (e == 0x75) {
-          // a pair \uD83D\uDE00 yields two UTF-16 units, i.e. one code point: nothing more to do
-          let u = (hexDigit(<i32>this.at(i + 2)) << 12) | (hexDigit(<i32>this.at(i + 3)) << 8)
-            | (hexDigit(<i32>this.at(i + 4)) << 4) | hexDigit(<i32>this.at(i + 5));
-          store<u16>(o, <u16>u);
-          i += 6;
-        } else {
-          store<u16>(o, <u16>unescape(e));
-          i += 2;
-        }
+        store<u16>(o, <u16>unescape(e));
+        i += 2;
       }
       o += 2;
     }

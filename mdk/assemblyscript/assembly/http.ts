@@ -1,7 +1,7 @@
 /**
  * The gen-2 HTTP shapes (capsule-abi.md §5.3 request JSON, §5.4 response JSON) as classes.
  */
-import { JSON, JSONValue, JSONParseResult, Parser, sharedParser, done, quotedUTF8Length, writeQuotedUTF8 } from "./json";
+import { JSON, JSONValue, JSONParseResult, Parser, sharedParser, done, quotedUTF8Length, writeQuotedUTF8, serialize, lastSerializedValid } from "./json";
 import { base64EncodeString, base64Encode, base64EncodeInto } from "./base64";
 
 /** Lower-cases ASCII letters only (header names are ASCII tokens). */
@@ -291,6 +291,12 @@ function readMembersWith(p: Parser, headers: string, out: Map<string, string>): 
 }
 
 /**
+ * The text of the last `Response.json`, known to be valid JSON: `frameResponse` need not parse
+ * a `jsonBody` that is this very string (strings are immutable) again.
+ */
+let checkedJSON: string | null = null;
+
+/**
  * An HTTP response a handler returns (§5.4). Set either a text body (`textBody`, sent as
  * base64 in `TextBody`), raw bytes (`bytesBody`, also through `TextBody`) or a JSON body
  * (`jsonBody`, raw JSON text). Without a `Content-Type` header the host uses
@@ -336,7 +342,9 @@ export class Response {
   /** A JSON response with `Content-Type: application/json; charset=utf-8`. */
   static json(body: JSONValue, statusCode: i32 = 200): Response {
     let r = new Response(statusCode);
-    r.jsonBody = body.toString();
+    let text = serialize(body);
+    r.jsonBody = text;
+    if (lastSerializedValid) checkedJSON = text;
     r.headers.set("Content-Type", "application/json; charset=utf-8");
     return r;
   }
@@ -461,10 +469,11 @@ export function frameResponse(tag: u8, res: Response): u64 {
     mode = 2;
     rawLen = <usize>String.UTF8.byteLength(text, false);
   } else if (json.length > 0) {
-    if (!JSON.isValid(json)) return 0;
+    if (changetype<usize>(json) != changetype<usize>(checkedJSON) && !JSON.isValid(json)) return 0;
     mode = 3;
     rawLen = <usize>String.UTF8.byteLength(json, false);
   }
+  checkedJSON = null;
   let b64Len: usize = mode == 1 || mode == 2 ? ((rawLen + 2) / 3) * 4 : 0;
   let headers = res.headers;
   let keys = headers.keys();

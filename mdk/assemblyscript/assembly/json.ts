@@ -414,11 +414,70 @@ function sbFinish(mark: usize): string {
 
 const HEX = "0123456789abcdef";
 
+/** Set when `writeValue` wrote a number text that is not JSON (only a hand-set `str` can be). */
+let wroteInvalid = false;
+
+/**
+ * `value.toString()`, and whether the text is known to be valid JSON (it is unless a NUMBER's
+ * `str` was set by hand to something else). For the SDK (Response.json); not public API.
+ */
+export function serialize(value: JSONValue): string {
+  wroteInvalid = false;
+  let text = value.toString();
+  lastSerializedValid = !wroteInvalid;
+  return text;
+}
+
+/** Whether the text of the last `serialize` is valid JSON. */
+export let lastSerializedValid = false;
+
+/** Whether `s` is exactly a JSON number (RFC 8259 grammar). */
+function isNumberText(s: string): bool {
+  let base = changetype<usize>(s);
+  let n = s.length;
+  let p = 0;
+  if (p < n && load<u16>(base) == 0x2D) p++;
+  if (p >= n) return false;
+  let c = <u32>load<u16>(base + (<usize>p << 1));
+  if (c == 0x30) {
+    p++;
+  } else if (c - 0x31 <= 8) {
+    while (p < n && <u32>load<u16>(base + (<usize>p << 1)) - 0x30 <= 9) p++;
+  } else {
+    return false;
+  }
+  if (p < n && load<u16>(base + (<usize>p << 1)) == 0x2E) {
+    let d = ++p;
+    while (p < n && <u32>load<u16>(base + (<usize>p << 1)) - 0x30 <= 9) p++;
+    if (p == d) return false;
+  }
+  if (p < n && (load<u16>(base + (<usize>p << 1)) | 0x20) == 0x65) {
+    p++;
+    if (p < n) {
+      let sign = load<u16>(base + (<usize>p << 1));
+      if (sign == 0x2B || sign == 0x2D) p++;
+    }
+    let d = p;
+    while (p < n && <u32>load<u16>(base + (<usize>p << 1)) - 0x30 <= 9) p++;
+    if (p == d) return false;
+  }
+  return p == n;
+}
+
 function writeValue(v: JSONValue): void {
   switch (v.kind) {
     case JSONKind.NULL: sbStr("null"); break;
     case JSONKind.BOOL: sbStr(v.bool ? "true" : "false"); break;
-    case JSONKind.NUMBER: sbStr(v.str.length > 0 ? v.str : formatNumber(v.num)); break;
+    case JSONKind.NUMBER: {
+      let text = v.str;
+      if (text.length == 0) {
+        text = formatNumber(v.num);
+      } else if (!isNumberText(text)) {
+        wroteInvalid = true; // `str` set by hand: written as is, as always
+      }
+      sbStr(text);
+      break;
+    }
     case JSONKind.STRING: sbQuoted(v.str); break;
     case JSONKind.ARRAY: {
       sbUnit(0x5B);
@@ -439,6 +498,7 @@ function writeValue(v: JSONValue): void {
       if (n > 0) {
         let keys = v.keys;
         let values = v.values;
+        if (values.length < n) wroteInvalid = true; // lists set by hand
         for (let i = 0; i < n; i++) {
           if (i > 0) sbUnit(0x2C);
           sbQuoted(unchecked(keys[i]));

@@ -1,7 +1,7 @@
 /**
  * The gen-2 HTTP shapes (capsule-abi.md §5.3 request JSON, §5.4 response JSON) as classes.
  */
-import { JSON, JSONValue, JSONParseResult, Parser, quotedUTF8Length, writeQuotedUTF8 } from "./json";
+import { JSON, JSONValue, JSONParseResult, Parser, sharedParser, done, quotedUTF8Length, writeQuotedUTF8, serialize, lastSerializedValid } from "./json";
 import { base64EncodeString, base64Encode, base64EncodeInto } from "./base64";
 
 /** Lower-cases ASCII letters only (header names are ASCII tokens). */
@@ -19,20 +19,51 @@ export class Request {
   uri: string = "";
   /** Upper-case method, e.g. `GET`. */
   method: string = "";
-  /** The `Headers` string exactly as received (`"Name":"value",…`). */
-  rawHeaders: string = "";
-  // `headers` is parsed from this string when a handler first reads it
+  // The `Headers` string is decoded, and parsed into `headers`, when a handler first reads
+  // one of them: `_source` holds the request JSON and `_sourceAt` the offset of the string
+  // literal in it (-1: none); `_headersText` is the decoded string once known.
+  private _source: string = "";
+  private _sourceAt: i32 = -1;
+  private _headersText: string | null = null;
+  private _raw: string | null = null;
   private _headers: Map<string, string> | null = null;
-  private _headersText: string = "";
+
+  /** The `Headers` string exactly as received (`"Name":"value",…`). */
+  get rawHeaders(): string {
+    let r = this._raw;
+    if (r === null) this._raw = r = this.headersText();
+    return r;
+  }
+  set rawHeaders(raw: string) {
+    this._raw = raw;
+  }
 
   /** Request headers: canonical names (`Content-Type`) → value (repeated headers joined with `, `). */
   get headers(): Map<string, string> {
     let h = this._headers;
-    if (h === null) this._headers = h = parseHeaders(this._headersText);
+    if (h === null) this._headers = h = parseHeaders(this.headersText());
     return h;
   }
   set headers(headers: Map<string, string>) {
     this._headers = headers;
+  }
+
+  /** The `Headers` string of the request JSON ("" when none), decoded on first use. */
+  private headersText(): string {
+    let t = this._headersText;
+    if (t === null) {
+      t = "";
+      if (this._sourceAt >= 0) {
+        let p = sharedParser(this._source, true);
+        p.pos = this._sourceAt;
+        let s = p.string(); // checked when the request was read
+        done(p);
+        if (s !== null) t = s;
+      }
+      this._headersText = t;
+      this._source = "";
+    }
+    return t;
   }
 
   /**
@@ -82,7 +113,6 @@ export class Request {
     let h = v.get("Headers");
     if (h !== null) {
       if (h.isString) {
-        req.rawHeaders = h.str;
         req._headersText = h.str;
       } else if (h.isObject) {
         // lenient: a host that sends an object of strings
@@ -99,7 +129,13 @@ export class Request {
    * whose keys have no escapes and whose `Body`, `URI`, `Method` and `Headers` are strings.
    */
   private static read(text: string): Request | null {
-    let p = new Parser(text, false);
+    let p = sharedParser(text, false);
+    let req = Request.readWith(p, text);
+    done(p);
+    return req;
+  }
+
+  private static readWith(p: Parser, text: string): Request | null {
     let n = text.length;
     p.skipSpace();
     if (p.pos >= n || p.at(p.pos) != 0x7B) return null;
@@ -138,6 +174,12 @@ export class Request {
         p.skipSpace();
         if (key == KEY_OTHER) {
           if (p.value(1) === null) return null;
+        } else if (key == KEY_HEADERS) {
+          // checked now, decoded when the handler reads it
+          if (p.pos >= n || p.at(p.pos) != 0x22) return null;
+          let at = p.pos;
+          if (p.string() === null) return null;
+          req._sourceAt = at;
         } else {
           if (p.pos >= n || p.at(p.pos) != 0x22) return null;
           p.build = true;
@@ -146,11 +188,7 @@ export class Request {
           if (s === null) return null;
           if (key == KEY_BODY) req.body = s;
           else if (key == KEY_URI) req.uri = s;
-          else if (key == KEY_METHOD) req.method = s;
-          else {
-            req.rawHeaders = s;
-            req._headersText = s;
-          }
+          else req.method = s;
         }
         p.skipSpace();
         if (p.pos >= n) return null;
@@ -162,7 +200,9 @@ export class Request {
       }
     }
     p.skipSpace();
-    return p.pos == n ? req : null;
+    if (p.pos != n) return null;
+    if (req._sourceAt >= 0) req._source = text;
+    return req;
   }
 }
 
@@ -219,7 +259,13 @@ export function parseHeaders(headers: string): Map<string, string> {
  * caller then reads the general way.
  */
 function readHeaderMembers(headers: string, out: Map<string, string>): bool {
-  let p = new Parser(headers, true);
+  let p = sharedParser(headers, true);
+  let ok = readMembersWith(p, headers, out);
+  done(p);
+  return ok;
+}
+
+function readMembersWith(p: Parser, headers: string, out: Map<string, string>): bool {
   let n = headers.length;
   p.skipSpace();
   while (p.pos < n) {
@@ -243,6 +289,12 @@ function readHeaderMembers(headers: string, out: Map<string, string>): bool {
   }
   return true;
 }
+
+/**
+ * The text of the last `Response.json`, known to be valid JSON: `frameResponse` need not parse
+ * a `jsonBody` that is this very string (strings are immutable) again.
+ */
+let checkedJSON: string | null = null;
 
 /**
  * An HTTP response a handler returns (§5.4). Set either a text body (`textBody`, sent as
@@ -290,7 +342,9 @@ export class Response {
   /** A JSON response with `Content-Type: application/json; charset=utf-8`. */
   static json(body: JSONValue, statusCode: i32 = 200): Response {
     let r = new Response(statusCode);
-    r.jsonBody = body.toString();
+    let text = serialize(body);
+    r.jsonBody = text;
+    if (lastSerializedValid) checkedJSON = text;
     r.headers.set("Content-Type", "application/json; charset=utf-8");
     return r;
   }
@@ -415,19 +469,20 @@ export function frameResponse(tag: u8, res: Response): u64 {
     mode = 2;
     rawLen = <usize>String.UTF8.byteLength(text, false);
   } else if (json.length > 0) {
-    if (!JSON.isValid(json)) return 0;
+    if (changetype<usize>(json) != changetype<usize>(checkedJSON) && !JSON.isValid(json)) return 0;
     mode = 3;
     rawLen = <usize>String.UTF8.byteLength(json, false);
   }
+  checkedJSON = null;
   let b64Len: usize = mode == 1 || mode == 2 ? ((rawLen + 2) / 3) * 4 : 0;
   let headers = res.headers;
   let keys = headers.keys();
-  let values = headers.values();
   let count = keys.length;
   let size: usize = 1 + <usize>(R_JSON.length + R_TEXT.length + R_HEADERS.length + R_STATUS.length) + 1 + 11 + b64Len;
   size += mode == 3 ? rawLen : 2;
   for (let i = 0; i < count; i++) {
-    size += quotedUTF8Length(unchecked(keys[i])) + quotedUTF8Length(unchecked(values[i])) + 2;
+    let k = unchecked(keys[i]);
+    size += quotedUTF8Length(k) + quotedUTF8Length(headers.get(k)) + 2;
   }
   let block = heap.alloc(size);
   let o = block;
@@ -450,9 +505,10 @@ export function frameResponse(tag: u8, res: Response): u64 {
   o = writeASCII(R_HEADERS, o);
   for (let i = 0; i < count; i++) {
     if (i > 0) store<u8>(o++, 0x2C);
-    o = writeQuotedUTF8(unchecked(keys[i]), o);
+    let k = unchecked(keys[i]);
+    o = writeQuotedUTF8(k, o);
     store<u8>(o++, 0x3A);
-    o = writeQuotedUTF8(unchecked(values[i]), o);
+    o = writeQuotedUTF8(headers.get(k), o);
   }
   o = writeASCII(R_STATUS, o);
   o = writeInt(res.statusCode, o);

@@ -315,7 +315,7 @@ export namespace JSON {
 
   /** Parses JSON text, telling what went wrong on failure (see `JSONParseResult`). */
   export function tryParse(text: string): JSONParseResult {
-    let p = new Parser(text);
+    let p = sharedParser(text, true);
     p.skipSpace();
     let v = p.value(0);
     if (v !== null) {
@@ -325,6 +325,7 @@ export namespace JSON {
         v = null;
       }
     }
+    done(p);
     if (v === null) return new JSONParseResult(null, p.error + " at offset " + p.errorAt.toString(), p.errorAt);
     return new JSONParseResult(v, "", -1);
   }
@@ -344,11 +345,15 @@ export namespace JSON {
   /** Whether `text` is exactly one valid JSON value. */
   export function isValid(text: string): bool {
     // the parser of tryParse, run without building values: same verdict, no tree
-    let p = new Parser(text, false);
+    let p = sharedParser(text, false);
     p.skipSpace();
-    if (p.value(0) === null) return false;
-    p.skipSpace();
-    return p.pos >= text.length;
+    let ok = p.value(0) !== null;
+    if (ok) {
+      p.skipSpace();
+      ok = p.pos >= text.length;
+    }
+    done(p);
+    return ok;
   }
 }
 
@@ -409,11 +414,70 @@ function sbFinish(mark: usize): string {
 
 const HEX = "0123456789abcdef";
 
+/** Set when `writeValue` wrote a number text that is not JSON (only a hand-set `str` can be). */
+let wroteInvalid = false;
+
+/**
+ * `value.toString()`, and whether the text is known to be valid JSON (it is unless a NUMBER's
+ * `str` was set by hand to something else). For the SDK (Response.json); not public API.
+ */
+export function serialize(value: JSONValue): string {
+  wroteInvalid = false;
+  let text = value.toString();
+  lastSerializedValid = !wroteInvalid;
+  return text;
+}
+
+/** Whether the text of the last `serialize` is valid JSON. */
+export let lastSerializedValid = false;
+
+/** Whether `s` is exactly a JSON number (RFC 8259 grammar). */
+function isNumberText(s: string): bool {
+  let base = changetype<usize>(s);
+  let n = s.length;
+  let p = 0;
+  if (p < n && load<u16>(base) == 0x2D) p++;
+  if (p >= n) return false;
+  let c = <u32>load<u16>(base + (<usize>p << 1));
+  if (c == 0x30) {
+    p++;
+  } else if (c - 0x31 <= 8) {
+    while (p < n && <u32>load<u16>(base + (<usize>p << 1)) - 0x30 <= 9) p++;
+  } else {
+    return false;
+  }
+  if (p < n && load<u16>(base + (<usize>p << 1)) == 0x2E) {
+    let d = ++p;
+    while (p < n && <u32>load<u16>(base + (<usize>p << 1)) - 0x30 <= 9) p++;
+    if (p == d) return false;
+  }
+  if (p < n && (load<u16>(base + (<usize>p << 1)) | 0x20) == 0x65) {
+    p++;
+    if (p < n) {
+      let sign = load<u16>(base + (<usize>p << 1));
+      if (sign == 0x2B || sign == 0x2D) p++;
+    }
+    let d = p;
+    while (p < n && <u32>load<u16>(base + (<usize>p << 1)) - 0x30 <= 9) p++;
+    if (p == d) return false;
+  }
+  return p == n;
+}
+
 function writeValue(v: JSONValue): void {
   switch (v.kind) {
     case JSONKind.NULL: sbStr("null"); break;
     case JSONKind.BOOL: sbStr(v.bool ? "true" : "false"); break;
-    case JSONKind.NUMBER: sbStr(v.str.length > 0 ? v.str : formatNumber(v.num)); break;
+    case JSONKind.NUMBER: {
+      let text = v.str;
+      if (text.length == 0) {
+        text = formatNumber(v.num);
+      } else if (!isNumberText(text)) {
+        wroteInvalid = true; // `str` set by hand: written as is, as always
+      }
+      sbStr(text);
+      break;
+    }
     case JSONKind.STRING: sbQuoted(v.str); break;
     case JSONKind.ARRAY: {
       sbUnit(0x5B);
@@ -434,6 +498,7 @@ function writeValue(v: JSONValue): void {
       if (n > 0) {
         let keys = v.keys;
         let values = v.values;
+        if (values.length < n) wroteInvalid = true; // lists set by hand
         for (let i = 0; i < n; i++) {
           if (i > 0) sbUnit(0x2C);
           sbQuoted(unchecked(keys[i]));
@@ -667,6 +732,26 @@ function hexDigit(c: i32): i32 {
   return -1;
 }
 
+let shared: Parser | null = null;
+
+/**
+ * One parser reused by the SDK's parses, which never nest (nothing calls back into user code
+ * while one runs). Call `done` after use, so that the text is not kept alive.
+ */
+export function sharedParser(text: string, build: bool): Parser {
+  let p = shared;
+  if (p === null) {
+    shared = p = new Parser(text, build);
+    return p;
+  }
+  return p.reset(text, build);
+}
+
+/** Ends a use of `sharedParser`. */
+export function done(p: Parser): void {
+  p.text = "";
+}
+
 /** What a parser that does not build values returns for a valid value. */
 let skipped: JSONValue | null = null;
 
@@ -693,6 +778,16 @@ export class Parser {
     this.build = build;
   }
 
+  /** Starts over on `text`; see `sharedParser`. */
+  reset(text: string, build: bool): Parser {
+    this.text = text;
+    this.build = build;
+    this.pos = 0;
+    this.error = "";
+    this.errorAt = -1;
+    return this;
+  }
+
   fail(message: string): void {
     if (this.errorAt < 0) {
       this.error = message;
@@ -707,10 +802,11 @@ export class Parser {
   }
 
   skipSpace(): void {
+    let base = changetype<usize>(this.text);
     let n = this.text.length;
     let p = this.pos;
     while (p < n) {
-      let c = this.at(p);
+      let c = <u32>load<u16>(base + (<usize>p << 1));
       if (c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09) p++;
       else break;
     }
@@ -799,63 +895,72 @@ export class Parser {
 
   /**
    * Parses a string literal at `pos` (which holds `"`); returns its text or null ("" when not
-   * building). A first pass checks it and counts its UTF-16 units; a string with escapes is
-   * then decoded into one new string of that size.
+   * building). A first pass checks it and counts what its escapes save; a string with escapes
+   * is then decoded into one new string of the right size.
    */
   string(): string | null {
     let t = this.text;
+    let base = changetype<usize>(t);
     let n = t.length;
-    let p = this.pos + 1;
-    let start = p;
-    let units = 0;
-    let escaped = false;
+    let start = this.pos + 1;
+    let p = start;
+    let saved = 0; // units the escapes take beyond the units they stand for
     while (true) {
+      let c: u32 = 0;
+      while (p < n) {
+        c = <u32>load<u16>(base + (<usize>p << 1));
+        if (c == 0x22 || c == 0x5C || c < 0x20) break;
+        p++;
+      }
       if (p >= n) { this.pos = p; this.fail("unterminated string"); return null; }
-      let c = this.at(p);
       if (c == 0x22) break;
       if (c < 0x20) { this.pos = p; this.fail("unescaped " + describe(t, p) + " in a string"); return null; }
-      units++;
-      if (c != 0x5C) { p++; continue; }
-      escaped = true;
+      // a backslash
       if (p + 1 >= n) { this.pos = p + 1; this.fail("unterminated string"); return null; }
-      let e = this.at(p + 1);
+      let e = <u32>load<u16>(base + (<usize>(p + 1) << 1));
       p += 2;
       if (e == 0x75) {
         if (p + 4 > n) { this.pos = p; this.fail("incomplete \\u escape"); return null; }
         for (let k = 0; k < 4; k++) {
-          if (hexDigit(<i32>this.at(p + k)) < 0) { this.pos = p + k; this.fail("invalid hex digit " + describe(t, p + k) + " in a \\u escape"); return null; }
+          if (hexDigit(<i32>load<u16>(base + (<usize>(p + k) << 1))) < 0) { this.pos = p + k; this.fail("invalid hex digit " + describe(t, p + k) + " in a \\u escape"); return null; }
         }
         p += 4;
+        saved += 5;
       } else if (unescape(e) < 0) {
         this.pos = p - 1;
         this.fail("invalid escape " + describe(t, p - 1));
         return null;
+      } else {
+        saved += 1;
       }
     }
     this.pos = p + 1;
     if (!this.build) return "";
-    if (!escaped) return t.substring(start, p);
-    // second pass: every escape is known to be valid
-    let out = __new(<usize>units << 1, idof<String>());
+    if (saved == 0) return t.substring(start, p);
+    // second pass: every escape is known to be valid; the runs between them are copied
+    let out = __new(<usize>(p - start - saved) << 1, idof<String>());
     let o = out;
     let i = start;
     while (i < p) {
-      let c = this.at(i);
-      if (c != 0x5C) {
-        store<u16>(o, <u16>c);
-        i++;
+      let run = i;
+      while (i < p && load<u16>(base + (<usize>i << 1)) != 0x5C) i++;
+      if (i > run) {
+        let bytes = <usize>(i - run) << 1;
+        memory.copy(o, base + (<usize>run << 1), bytes);
+        o += bytes;
+      }
+      if (i >= p) break;
+      let e = <u32>load<u16>(base + (<usize>(i + 1) << 1));
+      if (e == 0x75) {
+        // a pair \uD83D\uDE00 yields two UTF-16 units, i.e. one code point: nothing more to do
+        let at = base + (<usize>(i + 2) << 1);
+        let u = (hexDigit(<i32>load<u16>(at)) << 12) | (hexDigit(<i32>load<u16>(at, 2)) << 8)
+          | (hexDigit(<i32>load<u16>(at, 4)) << 4) | hexDigit(<i32>load<u16>(at, 6));
+        store<u16>(o, <u16>u);
+        i += 6;
       } else {
-        let e = this.at(i + 1);
-        if (e == 0x75) {
-          // a pair \uD83D\uDE00 yields two UTF-16 units, i.e. one code point: nothing more to do
-          let u = (hexDigit(<i32>this.at(i + 2)) << 12) | (hexDigit(<i32>this.at(i + 3)) << 8)
-            | (hexDigit(<i32>this.at(i + 4)) << 4) | hexDigit(<i32>this.at(i + 5));
-          store<u16>(o, <u16>u);
-          i += 6;
-        } else {
-          store<u16>(o, <u16>unescape(e));
-          i += 2;
-        }
+        store<u16>(o, <u16>unescape(e));
+        i += 2;
       }
       o += 2;
     }

@@ -8,6 +8,18 @@
 
 const REPLACEMENT: u32 = 0xFFFD;
 
+/** Whether the `len` bytes at `ptr` are all below 0x80. */
+function isASCII(ptr: usize, len: usize): bool {
+  let i: usize = 0;
+  for (; i + 8 <= len; i += 8) {
+    if (load<u64>(ptr + i) & 0x8080808080808080) return false;
+  }
+  for (; i < len; i++) {
+    if (load<u8>(ptr + i) >= 0x80) return false;
+  }
+  return true;
+}
+
 /**
  * Decodes `len` bytes at `ptr` (UTF-8) into a string. Never fails: invalid sequences become
  * U+FFFD (WHATWG "replacement" mode, the behaviour of `new TextDecoder()`).
@@ -16,6 +28,12 @@ const REPLACEMENT: u32 = 0xFFFD;
  */
 export function decodeUTF8(ptr: usize, len: usize): string {
   if (len == 0) return "";
+  if (isASCII(ptr, len)) {
+    // the usual case: one unit per byte, the string allocated at its size
+    let s = __new(len << 1, idof<String>());
+    for (let i: usize = 0; i < len; i++) store<u16>(s + (i << 1), <u16>load<u8>(ptr + i));
+    return changetype<string>(s);
+  }
   // one UTF-16 unit per input byte at most (a 4-byte sequence gives 2 units)
   let out = __new(len << 1, idof<String>());
   let o = out;

@@ -62,7 +62,8 @@ interface PendingCall {
 
 interface Slot {
   worker: Worker;
-  inflight: PendingCall[];
+  /** Calls sent and not answered, by id, in the order they were sent. */
+  inflight: Map<number, PendingCall>;
   /** Calls to send at the end of this event-loop turn (one message per turn). */
   outbox: WorkerCall[];
   running: Int32Array;
@@ -100,7 +101,7 @@ export class WorkerPool extends EventEmitter {
 
   /** Workers running a call now (for the busy-workers gauge). */
   get busy(): number {
-    return this.#slots.filter((s) => s.inflight.length > 0).length;
+    return this.#slots.filter((s) => s.inflight.size > 0).length;
   }
 
   /** Calls waiting for a worker. */
@@ -150,7 +151,8 @@ export class WorkerPool extends EventEmitter {
     for (const c of this.#queue.splice(0)) c.reject(err);
     await Promise.all(this.#slots.map(async (s) => {
       s.dead = true;
-      for (const c of s.inflight.splice(0)) c.reject(err);
+      for (const c of s.inflight.values()) c.reject(err);
+      s.inflight.clear();
       await s.worker.terminate();
     }));
   }
@@ -166,7 +168,7 @@ export class WorkerPool extends EventEmitter {
   #spawn(): Slot {
     const shared = new SharedArrayBuffer(16);
     const worker = new Worker(WORKER_URL, { workerData: { slot: shared } });
-    const slot: Slot = { worker, inflight: [], outbox: [], running: new Int32Array(shared, 0, 1), started: new Float64Array(shared, 8, 1), dead: false };
+    const slot: Slot = { worker, inflight: new Map(), outbox: [], running: new Int32Array(shared, 0, 1), started: new Float64Array(shared, 8, 1), dead: false };
     worker.unref();
     worker.on('message', (msg: FromWorker) => this.#onMessage(slot, msg));
     worker.on('error', (e) => this.#replace(slot, new CapsuleError('INTERNAL', `worker failed: ${e.message}`)));
@@ -184,16 +186,16 @@ export class WorkerPool extends EventEmitter {
   #pick(): Slot | undefined {
     let best: Slot | undefined;
     for (const s of this.#slots) {
-      if (s.dead || s.inflight.length >= this.#pipeline) continue;
-      if (!best || s.inflight.length < best.inflight.length) best = s;
-      if (s.inflight.length === 0) break;
+      if (s.dead || s.inflight.size >= this.#pipeline) continue;
+      if (!best || s.inflight.size < best.inflight.size) best = s;
+      if (s.inflight.size === 0) break;
     }
     return best;
   }
 
   #send(slot: Slot, call: PendingCall): void {
-    slot.inflight.push(call);
-    if (slot.inflight.length === 1) slot.worker.ref();
+    slot.inflight.set(call.id, call);
+    if (slot.inflight.size === 1) slot.worker.ref();
     slot.outbox.push({ id: call.id, moduleId: call.moduleId, input: call.input, meta: call.meta });
     if (slot.outbox.length === 1) setImmediate(() => this.#flush(slot));
   }
@@ -230,9 +232,9 @@ export class WorkerPool extends EventEmitter {
       return;
     }
     for (const done of msg.results) {
-      const i = slot.inflight.findIndex((c) => c.id === done.id);
-      if (i < 0) continue;
-      const [call] = slot.inflight.splice(i, 1);
+      const call = slot.inflight.get(done.id);
+      if (!call) continue;
+      slot.inflight.delete(done.id);
       if (done.error) {
         const err = new CapsuleError(done.error.code, done.error.message) as CapsuleError & { logs?: CallLogs };
         err.logs = done.logs;
@@ -241,7 +243,7 @@ export class WorkerPool extends EventEmitter {
         call!.resolve({ output: done.output!, logs: done.logs });
       }
     }
-    if (slot.inflight.length === 0) slot.worker.unref();
+    if (slot.inflight.size === 0) slot.worker.unref();
     this.#fill();
   }
 
@@ -264,14 +266,14 @@ export class WorkerPool extends EventEmitter {
     const now = Date.now();
     let idle = this.#queue.length === 0;
     for (const s of this.#slots) {
-      if (s.inflight.length > 0) idle = false;
+      if (s.inflight.size > 0) idle = false;
       const id = Atomics.load(s.running, 0);
       if (id === 0 || s.dead) continue;
-      const call = s.inflight.find((c) => c.id === id);
+      const call = s.inflight.get(id);
       if (!call) continue;
       if (now - s.started[0]! > call.timeoutMs) {
         const err = new CapsuleError('TIMEOUT', `the function did not return within ${call.timeoutMs} ms (--timeout); its worker was stopped`);
-        s.inflight.splice(s.inflight.indexOf(call), 1);
+        s.inflight.delete(id);
         call.reject(err);
         this.emit('timeout', call.id);
         this.#replace(s, undefined);
@@ -291,7 +293,9 @@ export class WorkerPool extends EventEmitter {
     const running = Atomics.load(slot.running, 0);
     const again: PendingCall[] = [];
     slot.outbox.length = 0;
-    for (const c of slot.inflight.splice(0)) {
+    const inflight = [...slot.inflight.values()];
+    slot.inflight.clear();
+    for (const c of inflight) {
       // The call that was running when the worker died fails; the ones behind it are re-sent.
       if (error && c.id === running) c.reject(error);
       else if (error && ++c.retries > MAX_RETRIES) c.reject(new CapsuleError('INTERNAL', `${error.message}; the call was retried ${MAX_RETRIES} times`));
@@ -302,6 +306,6 @@ export class WorkerPool extends EventEmitter {
     if (!this.#closed && idx >= 0) this.#slots[idx] = this.#spawn();
     this.#queue.unshift(...again);
     this.#fill();
-    if (this.#queue.length > 0 || this.#slots.some((s) => s.inflight.length > 0)) this.#arm();
+    if (this.#queue.length > 0 || this.#slots.some((s) => s.inflight.size > 0)) this.#arm();
   }
 }

@@ -90,9 +90,10 @@ describe('capsule serve: requests, limits and failures', () => {
   });
 
   it('answers a trap with 500 JSON and keeps serving', async () => {
-    const r = await call(s.url, { method: 'POST', body: 't' });
+    const r = await call(s.url, { method: 'POST', body: 't', headers: { 'x-request-id': 'trap-1' } });
     assert.equal(r.status, 500);
     assert.deepEqual(JSON.parse(r.text), { error: 'the function trapped: unreachable', code: 'TRAP' });
+    assert.equal(r.headers.get('x-request-id'), 'trap-1');
     assert.equal((await call(s.url, { method: 'POST', body: 'e' })).status, 200);
   });
 
@@ -126,6 +127,7 @@ describe('capsule serve: requests, limits and failures', () => {
     const declared = await call(s.url, { method: 'POST', body: 'e'.repeat(2048) });
     assert.equal(declared.status, 413);
     assert.equal(JSON.parse(declared.text).code, 'TOO_LARGE');
+    assert.match(declared.headers.get('x-request-id') ?? '', /^[0-9a-f-]{36}$/);
     const streamed = await new Promise<number>((resolve, reject) => {
       const req = httpRequest(s.url, { method: 'POST', headers: { 'transfer-encoding': 'chunked' } }, (res) => {
         res.resume();
@@ -188,6 +190,7 @@ describe('capsule serve: concurrency, reuse, lifecycle, TLS', () => {
       const r = await call(s.url, { method: 'POST', body: 'e' });
       assert.equal(r.status, 503);
       assert.equal(r.headers.get('retry-after'), '1');
+      assert.match(r.headers.get('x-request-id') ?? '', /^[0-9a-f-]{36}$/);
       assert.equal(JSON.parse(r.text).code, 'OVERLOADED');
       assert.equal((await slow).status, 504);
       assert.equal((await call(s.url, { method: 'POST', body: 'e' })).status, 200);

@@ -92,8 +92,11 @@ export function logGuestOutput(log: Logger, logs: CallLogs | undefined, fields: 
 
 const HOP_BY_HOP = new Set(['connection', 'transfer-encoding', 'content-length', 'keep-alive', 'upgrade']);
 
-/** Sends a response made from a guest result (hop-by-hop headers dropped; invalid headers → 500). */
-export function writeResponse(res: ServerResponse, out: HttpResponseOutput): void {
+/**
+ * Sends a response made from a guest result (hop-by-hop headers dropped; invalid headers → 500).
+ * @param requestId sent as `X-Request-Id` unless the guest set one
+ */
+export function writeResponse(res: ServerResponse, out: HttpResponseOutput, requestId?: string): void {
   const headers: Record<string, string | string[]> = {};
   for (const [k, v] of out.headers) {
     const key = k.toLowerCase();
@@ -102,10 +105,12 @@ export function writeResponse(res: ServerResponse, out: HttpResponseOutput): voi
     headers[key] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
   }
   headers['content-length'] = String(out.body.length); // one write, not chunked framing
+  if (requestId !== undefined && headers['x-request-id'] === undefined) headers['X-Request-Id'] = requestId;
   try {
     res.writeHead(out.status, headers);
   } catch (e) {
     // an invalid header value from the guest
+    if (requestId !== undefined) res.setHeader('X-Request-Id', requestId);
     sendError(res, new CapsuleError('BAD_RESULT', `the function returned an invalid response header: ${(e as Error).message}`));
     return;
   }

@@ -236,7 +236,7 @@ describe('capsule serve of a WASI command (CGI)', { skip: missing(CGI) }, () => 
     const empty = await get('/echo', { method: 'POST' });
     assert.equal(empty.status, 200);
     assert.equal(empty.body.length, 0);
-    for (const size of [1, 65_537, 6 * 1024 * 1024 + 3]) {
+    for (const size of [1, 4096, 65_537, 6 * 1024 * 1024 + 3]) {
       const body = randomBytes(size);
       const r = await get('/echo', { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } });
       assert.equal(r.status, size > 2 * 1024 * 1024 ? 500 : 200, `size ${size}`);

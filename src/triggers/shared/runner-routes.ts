@@ -114,8 +114,21 @@ export function writeResponse(res: ServerResponse, out: HttpResponseOutput, requ
     sendError(res, new CapsuleError('BAD_RESULT', `the function returned an invalid response header: ${(e as Error).message}`));
     return;
   }
-  res.end(out.body);
+  const body = out.body;
+  if (body.length > 0 && body.length <= ONE_WRITE_MAX) {
+    // latin1 maps each byte to one character and back: the bytes sent are the guest's, unchanged
+    res.end(Buffer.from(body.buffer, body.byteOffset, body.length).toString('latin1'), 'latin1');
+  } else {
+    res.end(body);
+  }
 }
+
+/**
+ * Bodies up to this size (bytes) are handed to Node as a latin1 string: it then writes the
+ * headers and the body in one write instead of two (measured on the main thread under the bench's
+ * load: ~3 µs of a request's ~24). Larger bodies are not copied into a string.
+ */
+const ONE_WRITE_MAX = 16 * 1024;
 
 /** Sends a JSON body. @returns the status */
 export function sendJson(res: ServerResponse, status: number, body: unknown): number {

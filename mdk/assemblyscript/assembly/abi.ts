@@ -8,8 +8,8 @@
  *   return buffers until the SDK has copied them (it frees them at once).
  * - A handler result is written, framed (`S`/`F`), into one unmanaged block that stays alive
  *   until the next handler export is called (`callHandle*`, or a user export using
- *   `httpResult`); then it is freed. Long-lived instances (`--reuse`) therefore hold at most
- *   one result at a time.
+ *   `httpResult`); then it is freed, or reused for the next result when it is small
+ *   (result.ts). Long-lived instances (`--reuse`) therefore hold at most one result at a time.
  * - Strings passed to host functions are encoded into managed buffers held by locals for the
  *   whole (synchronous) import call; the only re-entry during such a call is `allocateBuffer`,
  *   which allocates with `heap.alloc` and never runs the collector, so nothing the host is
@@ -18,6 +18,7 @@
 import { decodeUTF8, encodeUTF8Into, utf8Length } from "./utf8";
 import { JSON, JSONValue } from "./json";
 import { Request, Response, frameResponse } from "./http";
+import { resultBlock, releaseResult } from "./result";
 
 /** A `callHandle` handler: the CLI parameters in, the text to print out (§5.2). */
 export type Handler = (params: string) => string;
@@ -30,7 +31,6 @@ let handler: Handler | null = null;
 let jsonHandler: JSONHandler | null = null;
 let httpHandler: HTTPHandler | null = null;
 let pendingFailure: string | null = null;
-let lastResult: usize = 0;
 
 const S: u8 = 0x53;
 const F: u8 = 0x46;
@@ -76,22 +76,13 @@ export function fail(message: string): string {
   return (<u64>ptr << 32) | <u64>(<u32>len);
 }
 
-/** Frees the previous result block (it has been read: the host called us again). */
-function releaseResult(): void {
-  if (lastResult != 0) {
-    heap.free(lastResult);
-    lastResult = 0;
-  }
-}
-
-/** Writes `tag` + UTF-8 of `text` into a fresh block kept until the next handler call. */
+/** Writes `tag` + UTF-8 of `text` into the result block, kept until the next handler call. */
 function frame(tag: u8, text: string): u64 {
   releaseResult();
   let n = utf8Length(text);
-  let p = heap.alloc(n + 1);
+  let p = resultBlock(n + 1);
   store<u8>(p, tag);
   let written = encodeUTF8Into(text, p + 1);
-  lastResult = p;
   return pack(p, written + 1);
 }
 
@@ -123,7 +114,6 @@ export function httpResult(res: Response): u64 {
   releaseResult();
   let framed = frameResponse(S, res);
   if (framed == 0) return frame(F, res.validationError());
-  lastResult = <usize>(framed >> 32);
   return framed;
 }
 

@@ -3,6 +3,7 @@
  */
 import { JSON, JSONValue, JSONParseResult, Parser, sharedParser, done, quotedUTF8Length, writeQuotedUTF8, serialize, lastSerializedValid } from "./json";
 import { base64EncodeString, base64Encode, base64EncodeInto } from "./base64";
+import { resultBlock } from "./result";
 
 /** Lower-cases ASCII letters only (header names are ASCII tokens). */
 function asciiLower(s: string): string {
@@ -451,10 +452,10 @@ const R_HEADERS = "\",\"Headers\":{";
 const R_STATUS = "},\"StatusCode\":";
 
 /**
- * The SDK's result for `res`: one heap block holding `tag` and the response JSON of §5.4 in
- * UTF-8 (what `toJSON` returns, lone surrogates of `jsonBody` as U+FFFD), written in place:
- * a text body is encoded to UTF-8 at the end of its base64 slot and turned into base64
- * there. Returns `ptr << 32 | len`, or 0 when `jsonBody` is not valid JSON.
+ * The SDK's result for `res`: the result block (result.ts) holding `tag` and the response
+ * JSON of §5.4 in UTF-8 (what `toJSON` returns, lone surrogates of `jsonBody` as U+FFFD),
+ * written in place: a text body is encoded to UTF-8 at the end of its base64 slot and turned
+ * into base64 there. Returns `ptr << 32 | len`, or 0 when `jsonBody` is not valid JSON.
  */
 export function frameResponse(tag: u8, res: Response): u64 {
   let bytes = res.bytesBody;
@@ -484,7 +485,7 @@ export function frameResponse(tag: u8, res: Response): u64 {
     let k = unchecked(keys[i]);
     size += quotedUTF8Length(k) + quotedUTF8Length(headers.get(k)) + 2;
   }
-  let block = heap.alloc(size);
+  let block = resultBlock(size);
   let o = block;
   store<u8>(o++, tag);
   o = writeASCII(R_JSON, o);

@@ -8,18 +8,6 @@
 
 const REPLACEMENT: u32 = 0xFFFD;
 
-/** Whether the `len` bytes at `ptr` are all below 0x80. */
-function isASCII(ptr: usize, len: usize): bool {
-  let i: usize = 0;
-  for (; i + 8 <= len; i += 8) {
-    if (load<u64>(ptr + i) & 0x8080808080808080) return false;
-  }
-  for (; i < len; i++) {
-    if (load<u8>(ptr + i) >= 0x80) return false;
-  }
-  return true;
-}
-
 /**
  * Decodes `len` bytes at `ptr` (UTF-8) into a string. Never fails: invalid sequences become
  * U+FFFD (WHATWG "replacement" mode, the behaviour of `new TextDecoder()`).
@@ -28,17 +16,22 @@ function isASCII(ptr: usize, len: usize): bool {
  */
 export function decodeUTF8(ptr: usize, len: usize): string {
   if (len == 0) return "";
-  if (isASCII(ptr, len)) {
-    // the usual case: one unit per byte, the string allocated at its size
-    let s = __new(len << 1, idof<String>());
-    for (let i: usize = 0; i < len; i++) store<u16>(s + (i << 1), <u16>load<u8>(ptr + i));
-    return changetype<string>(s);
-  }
-  // one UTF-16 unit per input byte at most (a 4-byte sequence gives 2 units)
+  // one UTF-16 unit per input byte at most (a 4-byte sequence gives 2 units): the exact size
+  // when the text is ASCII, which is then widened 4 bytes at a time
   let out = __new(len << 1, idof<String>());
   let o = out;
   let i = ptr;
   let end = ptr + len;
+  while (i + 4 <= end) {
+    let w = load<u32>(i);
+    if (w & 0x80808080) break;
+    let x = <u64>w;
+    x = (x | (x << 16)) & 0x0000FFFF0000FFFF;
+    x = (x | (x << 8)) & 0x00FF00FF00FF00FF;
+    store<u64>(o, x);
+    o += 8;
+    i += 4;
+  }
   while (i < end) {
     let b0 = <u32>load<u8>(i);
     if (b0 < 0x80) {
@@ -93,6 +86,7 @@ export function decodeUTF8(ptr: usize, len: usize): string {
       o += 4;
     }
   }
+  if (o - out == len << 1) return changetype<string>(out);
   return changetype<string>(__renew(out, o - out));
 }
 

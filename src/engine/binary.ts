@@ -10,6 +10,7 @@
  * decode the global and code sections for snapshot.ts's load-time checks.
  */
 import { CapsuleError } from './errors.ts';
+import { concatBytes } from './bytes.ts';
 
 export type ValType = 'i32' | 'i64' | 'f32' | 'f64' | 'v128' | 'funcref' | 'externref' | 'ref';
 
@@ -253,6 +254,23 @@ function encodeName(s: string): number[] {
   return [...leb(b.length), ...b];
 }
 
+/** A section: its id, its size (LEB128) and `content`. */
+function encodeSection(id: number, content: readonly number[] | Uint8Array): Uint8Array {
+  return Uint8Array.from([id, ...leb(content.length), ...content]);
+}
+
+/**
+ * The vector section `id` (imports 2, exports 7) of a module with `count` more entries, already
+ * encoded in `entries`, after its own; a new section holding only them when the module has none.
+ */
+function withEntries(bytes: Uint8Array, parsed: ParsedModule, id: number, count: number, entries: readonly number[]): Uint8Array {
+  const own = parsed.sections.find((s) => s.id === id);
+  if (!own) return encodeSection(id, [...leb(count), ...entries]);
+  const r = new Reader(bytes, own.contentStart, own.end);
+  const n = r.u32();
+  return encodeSection(id, [...leb(n + count), ...bytes.subarray(r.pos, own.end), ...entries]);
+}
+
 /** Import module and name under which a rewritten module receives its memory. */
 export const MEMORY_IMPORT = { module: 'capsule', name: 'memory' } as const;
 
@@ -268,21 +286,11 @@ export function rewriteMemoryAsImport(bytes: Uint8Array, parsed: ParsedModule): 
   if (mem.shared || mem.memory64) return undefined;
   const memImport = [...encodeName(MEMORY_IMPORT.module), ...encodeName(MEMORY_IMPORT.name), 0x02, 0x00, ...leb(mem.min)];
   const chunks: Uint8Array[] = [bytes.subarray(0, 8)];
-  const importSection = parsed.sections.find((s) => s.id === 2);
-  const section = (id: number, content: number[] | Uint8Array) =>
-    Uint8Array.from([id, ...leb(content.length), ...content]);
   let inserted = false;
   const insertImports = () => {
     if (inserted) return;
     inserted = true;
-    if (importSection) {
-      const r = new Reader(bytes, importSection.contentStart, importSection.end);
-      const count = r.u32();
-      const rest = bytes.subarray(r.pos, importSection.end);
-      chunks.push(section(2, [...leb(count + 1), ...rest, ...memImport]));
-    } else {
-      chunks.push(section(2, [1, ...memImport]));
-    }
+    chunks.push(withEntries(bytes, parsed, 2, 1, memImport));
   };
   for (const s of parsed.sections) {
     // Known sections are ordered; the import section (2) comes after custom(0)/type(1) ones.
@@ -295,14 +303,7 @@ export function rewriteMemoryAsImport(bytes: Uint8Array, parsed: ParsedModule): 
     chunks.push(bytes.subarray(s.start, s.end));
   }
   insertImports();
-  const total = chunks.reduce((n, c) => n + c.length, 0);
-  const out = new Uint8Array(total);
-  let o = 0;
-  for (const c of chunks) {
-    out.set(c, o);
-    o += c.length;
-  }
-  return out;
+  return concatBytes(chunks);
 }
 
 /** A global the module defines itself (imported globals are not listed). */
@@ -500,20 +501,13 @@ export function customSectionName(bytes: Uint8Array, s: ParsedModule['sections']
  */
 export function addExports(bytes: Uint8Array, parsed: ParsedModule, extra: readonly { name: string; kind: 'function' | 'table' | 'memory' | 'global'; index: number }[], custom: { name: string; content?: Uint8Array }): Uint8Array {
   const encoded = extra.flatMap((e) => [...encodeName(e.name), EXTERN_KINDS.indexOf(e.kind), ...leb(e.index)]);
-  const section = (id: number, content: number[] | Uint8Array): Uint8Array => Uint8Array.from([id, ...leb(content.length), ...content]);
   const chunks: Uint8Array[] = [bytes.subarray(0, 8)];
   let done = false;
   const exportSection = parsed.sections.find((s) => s.id === 7);
   const emit = () => {
     if (done) return;
     done = true;
-    if (exportSection) {
-      const r = new Reader(bytes, exportSection.contentStart, exportSection.end);
-      const count = r.u32();
-      chunks.push(section(7, [...leb(count + extra.length), ...bytes.subarray(r.pos, exportSection.end), ...encoded]));
-    } else {
-      chunks.push(section(7, [...leb(extra.length), ...encoded]));
-    }
+    chunks.push(withEntries(bytes, parsed, 7, extra.length, encoded));
   };
   for (const s of parsed.sections) {
     if (s.id === 7) {
@@ -525,12 +519,6 @@ export function addExports(bytes: Uint8Array, parsed: ParsedModule, extra: reado
     chunks.push(bytes.subarray(s.start, s.end));
   }
   if (exportSection || extra.length > 0) emit();
-  if (custom.content) chunks.push(section(0, [...encodeName(custom.name), ...custom.content]));
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let o = 0;
-  for (const c of chunks) {
-    out.set(c, o);
-    o += c.length;
-  }
-  return out;
+  if (custom.content) chunks.push(encodeSection(0, [...encodeName(custom.name), ...custom.content]));
+  return concatBytes(chunks);
 }

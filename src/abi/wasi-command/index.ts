@@ -22,6 +22,7 @@ import { WasiExit } from '../../wasi/preview1.ts';
 import type { Guest } from '../guest.ts';
 import type { Abi, EnvImport, GuestRuntime } from '../types.ts';
 import { cgiArgv, cgiEnv, parseCgiOutput, rawTarget, DEFAULT_MAX_OUTPUT_BYTES } from './cgi.ts';
+import { concatBytes } from '../../engine/bytes.ts';
 
 /** Exit code of a trapping command (128 + SIGABRT, as a native program that aborts). */
 export const TRAP_EXIT_CODE = 134;
@@ -97,7 +98,7 @@ async function invokeCgi(rt: GuestRuntime, input: HttpRequestInput, meta: Invoca
       throw e;
     }
     if (exitCode !== 0) return text(500, `function exited with code ${exitCode}`, 'TRAP');
-    const out = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+    const out = chunks.length === 1 ? chunks[0]! : concatBytes(chunks, size);
     const parsed = parseCgiOutput(out);
     if (!parsed.ok) return text(502, parsed.error, 'BAD_RESULT');
     for (const note of parsed.notes) ctx.log(note);

@@ -14,6 +14,7 @@
  */
 import { formatBytes } from '../../config/units.ts';
 import { isAllowed, type AllowRule } from './allow-list.ts';
+import { concatBytes } from '../../engine/bytes.ts';
 
 /** Redirects followed before giving up (Go's http.Client stops after 10). */
 export const MAX_REDIRECTS = 10;
@@ -154,13 +155,7 @@ async function readCapped(res: Response, policy: OutboundPolicy, method: string,
     if (e instanceof OutboundError) throw e;
     throw new OutboundError(transportError(e, method, url, timedOut(), policy));
   }
-  const body = new Uint8Array(size);
-  let off = 0;
-  for (const c of chunks) {
-    body.set(c, off);
-    off += c.length;
-  }
-  return body;
+  return concatBytes(chunks, size);
 }
 
 function transportError(e: unknown, method: string, url: URL, timedOut: boolean, policy: OutboundPolicy): string {

@@ -15,6 +15,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { CapsuleError, STATUS_BY_CODE } from '../../engine/errors.ts';
+import { concatBytes } from '../../engine/bytes.ts';
 import type { CapsuleFunction } from '../../engine/function.ts';
 import type { CallResult, WorkerPool } from '../../engine/pool.ts';
 import type { CallLogs } from '../../engine/runtime.ts';
@@ -241,7 +242,7 @@ export async function servePipeline(spec: PipelineSpec, o: HttpTriggerOptions): 
     });
     req.on('end', () => {
       if (aborted) return;
-      const body = chunks.length === 1 ? chunks[0]! : concatOwn(chunks, size);
+      const body = chunks.length === 1 ? chunks[0]! : concatBytes(chunks, size);
       const input: HttpRequestInput = {
         type: 'http', method: req.method ?? 'GET', url: `${scheme}://${req.headers.host ?? `${o.host ?? '127.0.0.1'}`}${req.url ?? '/'}`,
         headers: headerPairs(req), body, remoteAddress: req.socket.remoteAddress ?? '', remotePort: req.socket.remotePort ?? 0,
@@ -366,20 +367,6 @@ function headerPairs(req: IncomingMessage): [string, string][] {
   const out: [string, string][] = [];
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) out.push([raw[i]!, raw[i + 1]!]);
-  return out;
-}
-
-/**
- * Joins body chunks into a buffer of its own. `Buffer.concat` hands out slices of a shared 8 KiB
- * pool for small sizes, and cloning such a slice to a worker copies the whole pool.
- */
-function concatOwn(chunks: Buffer[], size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
   return out;
 }
 

@@ -9,7 +9,7 @@ import { request as httpsRequest } from 'node:https';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { example, fixture, missing, startServer, type Server } from './helpers.ts';
+import { eventually, example, fixture, missing, startServer, type Server } from './helpers.ts';
 
 const behaviours = fixture('gen2-behaviours');
 
@@ -95,6 +95,16 @@ describe('capsule serve: requests, limits and failures', () => {
     assert.deepEqual(JSON.parse(r.text), { error: 'the function trapped: unreachable', code: 'TRAP' });
     assert.equal(r.headers.get('x-request-id'), 'trap-1');
     assert.equal((await call(s.url, { method: 'POST', body: 'e' })).status, 200);
+  });
+
+  it('leaves out a response header whose name is not an HTTP token, and says so in the log', async () => {
+    const r = await call(s.url, { method: 'POST', body: 'q', headers: { 'x-request-id': 'bad-name-1' } });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('x-good'), 'y');
+    const names: string[] = [];
+    r.headers.forEach((_v, k) => names.push(k));
+    assert.deepEqual(names.filter((k) => k.includes('bad')), []);
+    await eventually(() => /"requestId":"bad-name-1"[^\n]*"msg":"response header \\"Bad Name\\" left out: not a valid HTTP header name"/.test(s.logs()));
   });
 
   it('answers a guest F result with its text and a 500', async () => {

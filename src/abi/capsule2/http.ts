@@ -38,8 +38,10 @@ export function missingExportResponse(name: string): HttpResponseOutput {
 
 /**
  * Turns `S{JSONBody,TextBody,Headers,StatusCode}` / `F<text>` into a response (§5.4).
+ * @param notes receives one line per header left out (a name that is not an HTTP token), for the
+ *   call's log
  */
-export function decodeHttpResponse(frame: { ok: boolean; payload: Uint8Array }): HttpResponseOutput {
+export function decodeHttpResponse(frame: { ok: boolean; payload: Uint8Array }, notes?: string[]): HttpResponseOutput {
   const p = frame.payload;
   const text = Buffer.from(p.buffer, p.byteOffset, p.length).toString(); // invalid UTF-8 → U+FFFD
   if (!frame.ok) return textResponse(500, text);
@@ -59,7 +61,10 @@ export function decodeHttpResponse(frame: { ok: boolean; payload: Uint8Array }):
   const h = r['Headers'];
   if (h && typeof h === 'object' && !Array.isArray(h)) {
     for (const [k, v] of Object.entries(h as Record<string, unknown>)) {
-      if (!TOKEN.test(k)) continue;
+      if (!TOKEN.test(k)) {
+        notes?.push(`response header ${JSON.stringify(k)} left out: not a valid HTTP header name`);
+        continue;
+      }
       const value = (typeof v === 'string' ? v : JSON.stringify(v)).replace(/[\r\n]/g, ' ');
       if (k.toLowerCase() === 'content-type') hasType = true;
       headers.push([k, value]);

@@ -5,6 +5,7 @@
 import { CapsuleError } from '../../engine/errors.ts';
 import type { Abi } from '../types.ts';
 import type { Guest } from '../guest.ts';
+import type { HostCallContext } from '../../capabilities/types.ts';
 import { startCapsuleGuest } from '../capsule-common.ts';
 import { encodeHttpRequest, decodeHttpResponse, missingExportResponse } from './http.ts';
 import type { CliOutput, HttpResponseOutput, InvocationOutput } from '../../engine/invocation.ts';
@@ -47,8 +48,13 @@ function framed(what: string): (result: Buffer) => { ok: boolean; payload: Uint8
   };
 }
 
-const httpResult = (what: string) => (result: Buffer): HttpResponseOutput => decodeHttpResponse(unframe(result, what));
-const HTTP_RESULT = httpResult('callHandleHTTP');
+/** An HTTP result; headers the host leaves out are noted in the call's log (`ctx.log`). */
+async function callHttp(guest: Guest, ctx: HostCallContext, name: string, input: string | undefined): Promise<HttpResponseOutput> {
+  const notes: string[] = [];
+  const out = await callEntry(guest, name, input, (result) => decodeHttpResponse(unframe(result, name), notes));
+  for (const note of notes) ctx.log(note);
+  return out;
+}
 
 export const capsule2: Abi = {
   kinds: ['capsule-2'],
@@ -68,7 +74,7 @@ export const capsule2: Abi = {
     if (guest.has('OnStart')) await guest.call('OnStart');
   },
   async invoke(rt, input, meta): Promise<InvocationOutput> {
-    return rt.withGuest(meta, async (guest): Promise<InvocationOutput> => {
+    return rt.withGuest(meta, async (guest, ctx): Promise<InvocationOutput> => {
       switch (input.type) {
         case 'cli': {
           const entry = guest.has('callHandle') ? 'callHandle' : 'callHandleJSON';
@@ -78,7 +84,7 @@ export const capsule2: Abi = {
         }
         case 'http': {
           if (!guest.has('callHandleHTTP')) return missingExportResponse('callHandleHTTP');
-          return callEntry(guest, 'callHandleHTTP', encodeHttpRequest(input), HTTP_RESULT);
+          return callHttp(guest, ctx, 'callHandleHTTP', encodeHttpRequest(input));
         }
         case 'message': {
           // §8 extension: the JSON envelope; the trigger publishes an S payload to ReplyTo.
@@ -96,7 +102,7 @@ export const capsule2: Abi = {
           const name = input.export;
           if (name === 'OnHealthCheck' || name === 'OnMetrics') {
             if (!guest.has(name)) return missingExportResponse(name);
-            return callEntry(guest, name, undefined, httpResult(name)) satisfies Promise<HttpResponseOutput>;
+            return callHttp(guest, ctx, name, undefined);
           }
           if (!guest.has(name)) return { type: 'lifecycle', called: false };
           await guest.call(name);

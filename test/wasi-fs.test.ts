@@ -316,3 +316,30 @@ test('a guest opening 5000 files is capped at 1024 per call and leaks nothing ac
     await f.close();
   }
 });
+
+const KEEP = `${root}build/fixtures/gen2-keep-file.wasm`;
+test('--reuse: a file the guest opened in one call is still open in the next; a fresh instance has none', { skip: existsSync(KEEP) ? false : 'build/fixtures/gen2-keep-file.wasm is missing' }, async () => {
+  const { m } = tree();
+  writeFileSync(join(m, 'letters.txt'), 'abcdefghij');
+  const cli = (text: string) => ({ type: 'cli' as const, params: new TextEncoder().encode(text), args: [] });
+  const answer = (r: { output: unknown }) => {
+    const o = r.output as CliOutput;
+    return `${o.exitCode} ${new TextDecoder().decode(o.text)}`;
+  };
+  const reused = await CapsuleFunction.load({ path: KEEP }, { reuse: true, workers: 1, mounts: [parseDirGrant(`${m}:/data`)] });
+  try {
+    assert.equal(answer(await reused.invoke(cli('open:/data/letters.txt'))), '0 opened');
+    assert.equal(answer(await reused.invoke(cli('read'))), '0 abcde');
+    assert.equal(answer(await reused.invoke(cli('read'))), '0 fghij');
+    assert.equal(answer(await reused.invoke(cli('read'))), '0 ');
+  } finally {
+    await reused.close();
+  }
+  const fresh = await CapsuleFunction.load({ path: KEEP }, { workers: 1, mounts: [parseDirGrant(`${m}:/data`)] });
+  try {
+    assert.equal(answer(await fresh.invoke(cli('open:/data/letters.txt'))), '0 opened');
+    assert.equal(answer(await fresh.invoke(cli('read'))), '1 nothing open');
+  } finally {
+    await fresh.close();
+  }
+});

@@ -162,6 +162,13 @@ export class ModuleRuntime implements GuestRuntime {
     if (!spec.settings.reuse && this.#memShape) this.#plan = plan;
   }
 
+  /** Lets go of the long-lived instance and closes the files it kept open (module unloaded). */
+  dispose(): void {
+    this.#reused = undefined;
+    this.#idle = undefined;
+    this.#wasi.closeKept();
+  }
+
   /** Runs one invocation; never throws (failures come back as `error`). */
   async run(input: InvocationInput, meta: InvocationMeta): Promise<{ output?: InvocationOutput; error?: CallError; logs?: CallLogs }> {
     const capture = this.spec.settings.stdio === 'capture' ? new Capture(this.spec.settings.maxLogBytes) : undefined;
@@ -198,7 +205,9 @@ export class ModuleRuntime implements GuestRuntime {
         this.#reused = undefined; // a trapped instance is never reused (§7.12)
         throw e;
       } finally {
-        this.#unbind();
+        // the long-lived instance keeps the files it opened for its next call (a fresh one
+        // would start with the preopens only); a discarded one closes them
+        this.#unbind(this.#reused !== undefined);
       }
     }
     if (this.#plan && (this.#snapshot ??= await this.#probe())) return this.#withSnapshot(ctx, fn);
@@ -325,10 +334,10 @@ export class ModuleRuntime implements GuestRuntime {
     this.#wasi.bind(memory ?? guest?.memory, this.#wasiConfig());
   }
 
-  #unbind(): void {
+  #unbind(keepFiles = false): void {
     this.#state.guest = undefined;
     this.#state.ctx = undefined;
-    this.#wasi.unbind();
+    this.#wasi.unbind(keepFiles);
   }
 
   /** The import object of an instance (the memory, when given, under the module's memory import). */

@@ -76,9 +76,12 @@ port.on('message', (msg: ToWorker) => {
         modules.set(msg.moduleId, { error: { code: err.code === 'MEMORY' ? 'MEMORY' : err.code === 'BAD_MODULE' ? 'BAD_MODULE' : 'INTERNAL', message: err.message } });
       }
       break;
-    case 'unload':
+    case 'unload': {
+      const rt = modules.get(msg.moduleId);
+      if (rt && !('error' in rt)) rt.dispose();
       modules.delete(msg.moduleId);
       break;
+    }
     case 'calls':
       queue.push(...msg.calls);
       void drain();

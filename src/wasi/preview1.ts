@@ -4,8 +4,9 @@
  *
  * One `Wasi` object is made per (worker, module) and its `imports` are built once; each guest
  * call binds it to that call's memory and configuration with `bind()` (which only sets fields)
- * and releases it with `unbind()` (which closes every file the call opened). Calls on one `Wasi`
- * never overlap (a worker runs one guest call at a time).
+ * and releases it with `unbind()` (which closes every file the call opened, or keeps them for the
+ * next call of a long-lived instance). Calls on one `Wasi` never overlap (a worker runs one guest
+ * call at a time).
  *
  * Files: the mounts of `WasiConfig.mounts` are preopened as fds 3, 4, … (conventions.md §2).
  * Every path is resolved component by component inside its mount (`resolveBeneath`): `..`
@@ -96,6 +97,8 @@ export class Wasi {
   #dv = EMPTY_VIEW;
   #config: WasiConfig | undefined;
   #table: FdTable | undefined;
+  /** Files a long-lived instance keeps open between calls (`unbind(true)`). */
+  #kept: FdTable | undefined;
   #stdinPos = 0;
   /** argv / environ as NUL-terminated UTF-8, encoded on first use in a call. */
   #argsBuf: Uint8Array[] | undefined;
@@ -114,9 +117,16 @@ export class Wasi {
     this.#buffer = undefined;
     this.#config = config;
     this.#stdinPos = 0;
-    this.#table = undefined; // built on first use
+    this.#table = this.#kept; // otherwise built on first use
+    this.#kept = undefined;
     this.#argsBuf = undefined;
     if (config.env !== this.#envOf) this.#envBuf = undefined;
+  }
+
+  /** Closes the files kept by `unbind(true)`: the instance that opened them is gone. */
+  closeKept(): void {
+    this.#kept?.closeAll();
+    this.#kept = undefined;
   }
 
   /** Sets the memory when it is only known after instantiation (module-owned memory). */
@@ -125,9 +135,13 @@ export class Wasi {
     this.#buffer = undefined;
   }
 
-  /** Releases the call's resources: closes every file and directory the guest opened. */
-  unbind(): void {
-    this.#table?.closeAll();
+  /**
+   * Releases the call's resources: closes every file and directory the guest opened, or, with
+   * `keepFiles` (a `--reuse` instance that lives on), keeps them for its next call.
+   */
+  unbind(keepFiles = false): void {
+    if (keepFiles) this.#kept = this.#table;
+    else this.#table?.closeAll();
     this.#table = undefined;
     this.#memory = undefined;
     this.#buffer = undefined;

@@ -122,3 +122,52 @@ describe('guest environment (conventions §2)', () => {
     assert.throws(() => parseEnvFile('not a line', '.env'), /\.env:1: expected NAME=value/);
   });
 });
+
+describe('worker protocol: plain HTTP calls and results travel packed, the rest as they are', async () => {
+  const { packCall, unpackCall, packDone, unpackDone } = await import('../src/engine/protocol.ts');
+  const body = new TextEncoder().encode('{"name":"Bob Morane"}');
+  const call = {
+    id: 7, moduleId: 2, meta: { requestId: 'req-1', trigger: { httpPort: 8080 } },
+    input: {
+      type: 'http' as const, method: 'POST', url: 'http://127.0.0.1:8080/a?b=1', body, remoteAddress: '::1', remotePort: 5150, httpVersion: '1.1',
+      headers: [['Host', '127.0.0.1:8080'], ['X-Emoji', 'é😀'], ['X-Empty', ''], ['X-Twice', 'a'], ['X-Twice', 'b']] as [string, string][],
+    },
+  };
+
+  it('a request comes back the same, headers in order', () => {
+    const packed = packCall(call);
+    assert.ok(Array.isArray(packed), 'packed');
+    assert.deepEqual(unpackCall(structuredClone(packed)), call);
+    const bare = { ...call, meta: {}, input: { ...call.input, headers: [], httpVersion: undefined } };
+    assert.deepEqual(unpackCall(structuredClone(packCall(bare))), { ...bare, meta: { requestId: undefined, trigger: undefined } });
+  });
+
+  it('a NUL in any string, CGI route data, other inputs or other trigger facts: the call as it is', () => {
+    const withNul = { ...call, input: { ...call.input, headers: [['X-A', 'a\u0000b']] as [string, string][] } };
+    assert.equal(packCall(withNul), withNul);
+    const cgi = { ...call, input: { ...call.input, cgi: { route: '/...' } } };
+    assert.equal(packCall(cgi), cgi);
+    const cli = { ...call, input: { type: 'cli' as const, args: ['x'] } };
+    assert.equal(packCall(cli), cli);
+    const nats = { ...call, meta: { trigger: { httpPort: 1, natsServer: 'nats://x' } } };
+    assert.equal(packCall(nats), nats);
+    assert.equal(unpackCall(cli), cli);
+  });
+
+  it('a response comes back the same; logs, failures, errors and NULs keep the object', () => {
+    const done = { id: 7, output: { type: 'http' as const, status: 201, headers: [['Content-Type', 'application/json'], ['Set-Cookie', 'a=1'], ['Set-Cookie', 'b=2']] as [string, string][], body } };
+    assert.deepEqual(unpackDone(structuredClone(packDone(done))), done);
+    const noHeaders = { id: 8, output: { type: 'http' as const, status: 204, headers: [] as [string, string][], body: new Uint8Array(0) } };
+    assert.deepEqual(unpackDone(structuredClone(packDone(noHeaders))), noHeaders);
+    for (const kept of [
+      { ...done, logs: { stdout: 'x', stderr: '', log: [], truncated: false } },
+      { ...done, output: { ...done.output, failure: { code: 'TRAP' as const, message: 'exit 3' } } },
+      { ...done, output: { ...done.output, headers: [['X-A', 'a\u0000b']] as [string, string][] } },
+      { id: 9, error: { code: 'TRAP' as const, message: 'unreachable' } },
+      { id: 10, output: { type: 'cli' as const, exitCode: 0 } },
+    ]) {
+      assert.equal(packDone(kept), kept);
+      assert.equal(unpackDone(kept), kept);
+    }
+  });
+});

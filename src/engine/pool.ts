@@ -14,7 +14,7 @@ import { EventEmitter } from 'node:events';
 import { CapsuleError } from './errors.ts';
 import type { InvocationInput, InvocationMeta, InvocationOutput } from './invocation.ts';
 import type { CallLogs, FunctionSettings, WorkerModule } from './runtime.ts';
-import type { FromWorker, ToWorker, WorkerCall } from './protocol.ts';
+import { packCall, unpackDone, type FromWorker, type ToWorker, type WorkerCall } from './protocol.ts';
 import type { LoadedModule } from './load.ts';
 
 export interface PoolOptions {
@@ -202,7 +202,7 @@ export class WorkerPool extends EventEmitter {
 
   #flush(slot: Slot): void {
     if (slot.dead || slot.outbox.length === 0) return;
-    slot.worker.postMessage({ t: 'calls', calls: slot.outbox.splice(0) } satisfies ToWorker);
+    slot.worker.postMessage({ t: 'calls', calls: slot.outbox.splice(0).map(packCall) } satisfies ToWorker);
   }
 
   /**
@@ -231,7 +231,8 @@ export class WorkerPool extends EventEmitter {
       this.#onService(slot, msg);
       return;
     }
-    for (const done of msg.results) {
+    for (const item of msg.results) {
+      const done = unpackDone(item);
       const call = slot.inflight.get(done.id);
       if (!call) continue;
       slot.inflight.delete(done.id);

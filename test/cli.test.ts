@@ -178,6 +178,15 @@ describe('capsule run: failures and exit codes', () => {
     assert.deepEqual(info.capabilities, ['log']);
     assert.deepEqual(info.imports.map((i) => i.name), ['hostPrintString']);
   });
+
+  it('says how fresh calls are served: a reset instance, or a new one and why', async () => {
+    const reset = await runCapsule(['inspect', echo]);
+    assert.match(reset.stdout, /^fresh calls: {2}one initialised instance per worker, reset after each call/m);
+    const table = await runCapsule(['inspect', fixture('gen2-table')]);
+    assert.match(table.stdout, /^fresh calls: {2}a new instance per call: its code uses table\.set$/m);
+    const command = await runCapsule(['inspect', fixture('wasi-basic')]);
+    assert.match(command.stdout, /^fresh calls: {2}a new instance per call: wasi modules start in their handler$/m);
+  });
 });
 
 describe('capsule run --url', () => {

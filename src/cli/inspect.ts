@@ -33,6 +33,10 @@ export function describeModule(m: LoadedModule, json: boolean): string {
     imports: m.parsed.imports.map((i) => ({ module: i.module, name: i.name, kind: i.kind, ...(i.type ? { signature: sig(i.type) } : {}) })),
     exports: m.parsed.exports.map((e) => ({ name: e.name, kind: e.kind, ...(e.type ? { signature: sig(e.type) } : {}) })),
     memory: m.pooledMemory ?? m.importedMemory?.limits ?? m.parsed.memories[0],
+    /** How "a fresh instance per call" is served (capsule-abi.md §3; docs/performance.md). */
+    freshInstances: m.snapshot?.ok
+      ? 'one initialised instance per worker, reset after each call (unless its initialisation calls the host)'
+      : `a new instance per call${m.snapshot ? `: ${m.snapshot.reason}` : ''}`,
   };
   if (json) return JSON.stringify(info, null, 2) + '\n';
   const lines = [
@@ -43,6 +47,7 @@ export function describeModule(m: LoadedModule, json: boolean): string {
     `grants:${info.grants.length ? '' : '       none needed'}`,
     ...info.grants.map((g) => `  ${g.grant}: ${g.lends}, for ${g.functions.join(', ')} — give it with ${g.how}`),
     `memory:       ${info.memory ? `${info.memory.min} pages at start${info.memory.max !== undefined ? `, at most ${info.memory.max}` : ''}` : 'none'}`,
+    `fresh calls:  ${info.freshInstances}`,
     'imports:',
     ...info.imports.map((i) => `  ${i.module}.${i.name} ${i.kind === 'function' ? (i.signature ?? '') : i.kind}`),
     'exports:',

@@ -68,7 +68,7 @@ class LineBatch {
   #writing = false;
   #waiting: (() => void)[] = [];
   static readonly MIN = 16 * 1024;
-  /** Lines held while a write is slow (a stalled reader): past this, the oldest are dropped. */
+  /** Bytes of lines held while a write is slow (a stalled reader): past this, new lines are dropped until it catches up. */
   static readonly MAX = 16 * 1024 * 1024;
 
   constructor(fd: number) {

@@ -343,3 +343,26 @@ test('--reuse: a file the guest opened in one call is still open in the next; a 
     await fresh.close();
   }
 });
+
+test('a call stopped at its deadline leaves no host file open behind it', { skip: existsSync(KEEP) ? false : 'build/fixtures/gen2-keep-file.wasm is missing' }, async () => {
+  const { m } = tree();
+  writeFileSync(join(m, 'held.txt'), 'held');
+  const openFiles = () => readdirSync('/proc/self/fd').length;
+  const fn = await CapsuleFunction.load({ path: KEEP }, { workers: 1, timeoutMs: 200, mounts: [parseDirGrant(`${m}:/data`)] });
+  try {
+    const cli = (text: string) => ({ type: 'cli' as const, params: new TextEncoder().encode(text), args: [] });
+    await fn.invoke(cli('read')); // the worker and its instance exist before counting
+    const before = openFiles();
+    for (let i = 0; i < 4; i++) {
+      await assert.rejects(fn.invoke(cli('hang:/data/held.txt')), (e: unknown) => (e as { code?: string }).code === 'TIMEOUT');
+    }
+    await fn.invoke(cli('read')); // a new worker answers
+    // Node closes the raw fds of a worker that exits (Worker option trackUnmanagedFds, on by
+    // default): the killed workers' files are closed once they have exited
+    const deadline = Date.now() + 5000;
+    while (openFiles() > before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(openFiles() <= before, `${openFiles() - before} file(s) left open by stopped calls`);
+  } finally {
+    await fn.close();
+  }
+});

@@ -6,7 +6,7 @@
  *
  * It also rewrites a module's own memory into an import (`rewriteMemoryAsImport`) so that the
  * engine can hand each fresh instance a pooled, capped `WebAssembly.Memory`, and can add exports
- * and a custom section (`addExports`, used by snapshot.ts). `readGlobals` and `readInstruction`
+ * (`addExports`, used by snapshot.ts). `readGlobals` and `readInstruction`
  * decode the global and code sections for snapshot.ts's load-time checks.
  */
 import { CapsuleError } from './errors.ts';
@@ -484,22 +484,11 @@ export function forEachInstruction(bytes: Uint8Array, parsed: ParsedModule, visi
 /** Order of the known sections (custom sections, id 0, may go anywhere). */
 const SECTION_ORDER: Record<number, number> = { 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13 };
 
-/** Name of a custom section (its content starts with the name); undefined when unreadable. */
-export function customSectionName(bytes: Uint8Array, s: ParsedModule['sections'][number]): string | undefined {
-  try {
-    return new Reader(bytes, s.contentStart, s.end).name();
-  } catch {
-    return undefined;
-  }
-}
-
 /**
- * Adds exports (appended to the export section, which is created when missing) and replaces
- * every custom section named `custom.name` with one holding `custom.content`, at the end (or
- * only removes them when `content` is undefined). Indices are not checked: the caller passes
- * indices of items the module defines.
+ * Adds exports (appended to the export section, which is created when missing). Indices are not
+ * checked: the caller passes indices of items the module defines.
  */
-export function addExports(bytes: Uint8Array, parsed: ParsedModule, extra: readonly { name: string; kind: 'function' | 'table' | 'memory' | 'global'; index: number }[], custom: { name: string; content?: Uint8Array }): Uint8Array {
+export function addExports(bytes: Uint8Array, parsed: ParsedModule, extra: readonly { name: string; kind: 'function' | 'table' | 'memory' | 'global'; index: number }[]): Uint8Array {
   const encoded = extra.flatMap((e) => [...encodeName(e.name), EXTERN_KINDS.indexOf(e.kind), ...leb(e.index)]);
   const chunks: Uint8Array[] = [bytes.subarray(0, 8)];
   let done = false;
@@ -514,11 +503,9 @@ export function addExports(bytes: Uint8Array, parsed: ParsedModule, extra: reado
       emit();
       continue;
     }
-    if (s.id === 0 && customSectionName(bytes, s) === custom.name) continue;
     if (!exportSection && extra.length > 0 && s.id !== 0 && (SECTION_ORDER[s.id] ?? 99) > SECTION_ORDER[7]!) emit();
     chunks.push(bytes.subarray(s.start, s.end));
   }
   if (exportSection || extra.length > 0) emit();
-  if (custom.content) chunks.push(encodeSection(0, [...encodeName(custom.name), ...custom.content]));
   return concatBytes(chunks);
 }

@@ -9,7 +9,7 @@ import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { CapsuleError } from './errors.ts';
 import { parseModule, rewriteMemoryAsImport, MEMORY_IMPORT, type MemoryLimits, type ParsedModule } from './binary.ts';
-import { prepareSnapshot } from './snapshot.ts';
+import { prepareSnapshot, type SnapshotPlan } from './snapshot.ts';
 import { detectKind, type Detection, type ModuleKind } from './detect.ts';
 import { abiFor } from '../abi/index.ts';
 import { checkHostImports } from '../abi/host-imports.ts';
@@ -37,9 +37,10 @@ export interface LoadedModule {
   hostImports: string[];
   /**
    * Whether fresh-instance calls may use a reset instance instead of a new one (snapshot.ts,
-   * capsule-abi.md §3), or why not. A worker still falls back when initialisation calls an import.
+   * capsule-abi.md §3): the plan, or why not. A worker still falls back when initialisation
+   * calls an import.
    */
-  snapshot?: { ok: true } | { ok: false; reason: string };
+  snapshot?: { ok: true; plan: SnapshotPlan } | { ok: false; reason: string };
 }
 
 /** Where to fetch a module from (`--url`). */
@@ -165,7 +166,7 @@ export async function compileModule(bytes: Uint8Array, source: string, options: 
   try {
     const prepared = prepareSnapshot(runnable, rewritten ? parseModule(rewritten) : parsed, detection.kind);
     runnable = prepared.bytes;
-    snapshot = prepared.refused === undefined ? { ok: true } : { ok: false, reason: prepared.refused };
+    snapshot = prepared.plan ? { ok: true, plan: prepared.plan } : { ok: false, reason: prepared.refused ?? 'not checked' };
   } catch (e) {
     // A section the snapshot checks read is malformed: compiling will say what is wrong.
     snapshot = { ok: false, reason: (e as Error).message };

@@ -162,6 +162,7 @@ export class WorkerPool extends EventEmitter {
     return {
       name: m.name, compiled: m.compiled, detection: m.detection, hostImports: m.hostImports,
       pooledMemory: m.pooledMemory, importedMemory: m.importedMemory, settings: entry.settings,
+      snapshot: m.snapshot?.ok ? m.snapshot.plan : undefined,
     };
   }
 

@@ -12,7 +12,7 @@ import { CapsuleError, type ErrorCode } from './errors.ts';
 import { formatBytes } from '../config/units.ts';
 import { MemoryPool, PAGE } from './memory-pool.ts';
 import { MEMORY_IMPORT, type MemoryLimits } from './binary.ts';
-import { hideSnapshotExports, probeImports, readSnapshotPlan, Snapshot, snapshotTarget, type SnapshotPlan, type SnapshotTarget } from './snapshot.ts';
+import { hideSnapshotExports, probeImports, Snapshot, snapshotTarget, type SnapshotPlan, type SnapshotTarget } from './snapshot.ts';
 import type { Detection } from './detect.ts';
 import type { InvocationInput, InvocationMeta, InvocationOutput } from './invocation.ts';
 import { Wasi, WasiExit, type WasiConfig } from '../wasi/preview1.ts';
@@ -53,6 +53,8 @@ export interface WorkerModule {
   hostImports: string[];
   pooledMemory?: MemoryLimits;
   importedMemory?: { module: string; name: string; limits: MemoryLimits };
+  /** The exports of its mutable globals, when fresh calls may reset one instance (snapshot.ts). */
+  snapshot?: SnapshotPlan;
   settings: FunctionSettings;
 }
 
@@ -157,7 +159,7 @@ export class ModuleRuntime implements GuestRuntime {
       const where = spec.pooledMemory ? MEMORY_IMPORT : spec.importedMemory!;
       this.#memShape = { initial: limits.min, maximum, module: where.module, name: where.name };
     }
-    const plan = readSnapshotPlan(spec.compiled);
+    const plan = spec.snapshot;
     this.#hideExports = plan !== undefined;
     if (!spec.settings.reuse && this.#memShape) this.#plan = plan;
   }

@@ -17,20 +17,18 @@
  *
  * Two phases:
  * - Load (`prepareSnapshot`, main thread): decides whether a module qualifies and, if so, adds
- *   the global exports and a custom section `capsule.snapshot` naming them (the plan travels
- *   inside the compiled module, so a worker needs nothing else).
- * - Worker (`readSnapshotPlan`, `probeImports`, `Snapshot`, `snapshotTarget`, `hideSnapshotExports`):
+ *   the global exports; the plan naming them goes to the workers with the module
+ *   (`LoadedModule.snapshot`, `WorkerModule.snapshot`).
+ * - Worker (`probeImports`, `Snapshot`, `snapshotTarget`, `hideSnapshotExports`):
  *   the first call initialises a probe instance whose imports are stubs that refuse to run; if
  *   initialisation called none, its state is the snapshot. Running it once instead of per call
  *   is then unobservable. If it called any (a log line, a clock, random bytes, an environment
  *   read, `proc_exit`), the module keeps a new instance per call for good.
  */
-import { addExports, customSectionName, forEachInstruction, readGlobals, UnknownInstruction, type ParsedModule } from './binary.ts';
+import { addExports, forEachInstruction, readGlobals, UnknownInstruction, type ParsedModule } from './binary.ts';
 import type { ModuleKind } from './detect.ts';
 import { PAGE } from './memory-pool.ts';
 
-/** Name of the custom section that carries the plan (JSON `SnapshotPlan`, UTF-8). */
-export const SNAPSHOT_SECTION = 'capsule.snapshot';
 /** Prefix of the export names added at load; hidden from the ABI layer by `hideSnapshotExports`. */
 export const SNAPSHOT_EXPORT_PREFIX = 'capsule.snapshot:';
 
@@ -53,16 +51,12 @@ const STATEFUL_OPS: ReadonlyMap<number, string> = new Map([
  * Load time: whether a module can be snapshotted, and the bytes to compile.
  * @param bytes the module as it will be compiled (after `rewriteMemoryAsImport`)
  * @param parsed `parseModule(bytes)` of those same bytes
- * @returns `bytes` with the global exports and the plan section added when the module
- *   qualifies; otherwise the bytes without any `capsule.snapshot` section (a module cannot
- *   bring its own plan) and `refused`, the reason
+ * @returns `bytes` with the global exports added and the plan, when the module qualifies;
+ *   otherwise `bytes` unchanged and `refused`, the reason
  * @throws CapsuleError BAD_MODULE when a section it reads is malformed
  */
 export function prepareSnapshot(bytes: Uint8Array, parsed: ParsedModule, kind: ModuleKind): { bytes: Uint8Array; plan?: SnapshotPlan; refused?: string } {
-  const refuse = (refused: string) => {
-    const own = parsed.sections.some((s) => s.id === 0 && customSectionName(bytes, s) === SNAPSHOT_SECTION);
-    return { bytes: own ? addExports(bytes, parsed, [], { name: SNAPSHOT_SECTION }) : bytes, refused };
-  };
+  const refuse = (refused: string) => ({ bytes, refused });
   if (!KINDS.has(kind)) return refuse(`${kind} modules start in their handler`);
   const memories = parsed.memories.length + parsed.imports.filter((i) => i.kind === 'memory').length;
   const memory = parsed.memories[0] ?? parsed.imports.find((i) => i.kind === 'memory')?.memory;
@@ -90,19 +84,7 @@ export function prepareSnapshot(bytes: Uint8Array, parsed: ParsedModule, kind: M
     extra.push({ name: `${SNAPSHOT_EXPORT_PREFIX}global:${i}`, kind: 'global', index: i });
   }
   const plan: SnapshotPlan = { globals: extra.map((e) => e.name) };
-  return { bytes: addExports(bytes, parsed, extra, { name: SNAPSHOT_SECTION, content: new TextEncoder().encode(JSON.stringify(plan)) }), plan };
-}
-
-/** Worker: the plan `prepareSnapshot` stored in a compiled module, or undefined when it refused. */
-export function readSnapshotPlan(compiled: WebAssembly.Module): SnapshotPlan | undefined {
-  const sections = WebAssembly.Module.customSections(compiled, SNAPSHOT_SECTION);
-  if (sections.length !== 1) return undefined;
-  try {
-    const plan = JSON.parse(new TextDecoder().decode(sections[0])) as Partial<SnapshotPlan>;
-    return Array.isArray(plan.globals) ? { globals: plan.globals } : undefined;
-  } catch {
-    return undefined;
-  }
+  return { bytes: addExports(bytes, parsed, extra), plan };
 }
 
 /** Thrown by a probe stub: initialisation called an import. */

@@ -240,9 +240,9 @@ export class WorkerPool extends EventEmitter {
       if (done.error) {
         const err = new CapsuleError(done.error.code, done.error.message) as CapsuleError & { logs?: CallLogs };
         err.logs = done.logs;
-        call!.reject(err);
+        call.reject(err);
       } else {
-        call!.resolve({ output: done.output!, logs: done.logs });
+        call.resolve({ output: done.output!, logs: done.logs });
       }
     }
     if (slot.inflight.size === 0) slot.worker.unref();

@@ -834,6 +834,12 @@ static inline void capsule_set_handle_http(capsule_http_handler fn) { capsule__h
 /* The last result, kept alive until the next handler export is called (§2.3). */
 static char *capsule__last_result;
 
+/* Frees the previous result: every handler export starts with it (the host has read it). */
+static inline void capsule__release_result(void) {
+  free(capsule__last_result);
+  capsule__last_result = NULL;
+}
+
 static inline uint64_t capsule__pack_frame(char tag, const char *payload, size_t n) {
   free(capsule__last_result);
   char *p = (char *)malloc(n + 1);
@@ -872,8 +878,7 @@ static inline char *capsule__input(const char *ptr, size_t len) {
 
 /** Export callHandle(ptr, len) -> i64 (§5.2). */
 __attribute__((export_name("callHandle"))) uint64_t capsule__export_call_handle(const char *ptr, size_t len) {
-  free(capsule__last_result);
-  capsule__last_result = NULL;
+  capsule__release_result();
   if (!capsule__handler) return capsule__pack_result(capsule_fail("this module registered no handler: call capsule_set_handle() in a constructor"));
   char *params = capsule__input(ptr, len);
   capsule_result r = capsule__handler(params, len);
@@ -883,8 +888,7 @@ __attribute__((export_name("callHandle"))) uint64_t capsule__export_call_handle(
 
 /** Export callHandleJSON(ptr, len) -> i64 (§5.2). */
 __attribute__((export_name("callHandleJSON"))) uint64_t capsule__export_call_handle_json(const char *ptr, size_t len) {
-  free(capsule__last_result);
-  capsule__last_result = NULL;
+  capsule__release_result();
   if (!capsule__json_handler) return capsule__pack_result(capsule_fail("this module registered no JSON handler: call capsule_set_handle_json() in a constructor"));
   if (!capsule_json_valid(ptr, len)) return capsule__pack_result(capsule_fail("the input is not valid JSON"));
   char *input = capsule__input(ptr, len);
@@ -923,8 +927,7 @@ static inline uint64_t capsule_http_result(capsule_response *res) {
 
 /** Export callHandleHTTP(ptr, len) -> i64 (§5.2–§5.4). */
 __attribute__((export_name("callHandleHTTP"))) uint64_t capsule__export_call_handle_http(const char *ptr, size_t len) {
-  free(capsule__last_result);
-  capsule__last_result = NULL;
+  capsule__release_result();
   if (!capsule__http_handler) return capsule__pack_result(capsule_fail("this module registered no HTTP handler: call capsule_set_handle_http() in a constructor"));
   const char *json = len ? ptr : "";
   if (!capsule_json_valid(json, len)) return capsule__pack_result(capsule_fail("the request is not valid JSON"));
@@ -952,8 +955,7 @@ __attribute__((export_name("callHandleHTTP"))) uint64_t capsule__export_call_han
  * {"Subject"|"Topic":…,"Data":"<base64>","Headers":{…},"ReplyTo":…}; result S<payload> / F<err>.
  */
 __attribute__((export_name("callHandleMessage"))) uint64_t capsule__export_call_handle_message(const char *ptr, size_t len) {
-  free(capsule__last_result);
-  capsule__last_result = NULL;
+  capsule__release_result();
   if (!capsule__message_handler) return capsule__pack_result(capsule_fail("this module registered no message handler: call capsule_set_handle_message() in a constructor"));
   const char *json = len ? ptr : "";
   if (!capsule_json_valid(json, len)) return capsule__pack_result(capsule_fail("the message is not valid JSON"));

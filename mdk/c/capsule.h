@@ -834,6 +834,14 @@ static inline void capsule_set_handle_http(capsule_http_handler fn) { capsule__h
 /* The last result, kept alive until the next handler export is called (§2.3). */
 static char *capsule__last_result;
 
+/* A string member of the host's input JSON, decoded; "" when absent or not a string (free() it). */
+static inline char *capsule__member(const char *json, size_t n, const char *key, size_t *out_len) {
+  char *v = capsule_json_get_string(json, n, key, out_len);
+  if (v) return v;
+  if (out_len) *out_len = 0;
+  return capsule__strndup("", 0);
+}
+
 /* Frees the previous result: every handler export starts with it (the host has read it). */
 static inline void capsule__release_result(void) {
   free(capsule__last_result);
@@ -933,14 +941,10 @@ __attribute__((export_name("callHandleHTTP"))) uint64_t capsule__export_call_han
   if (!capsule_json_valid(json, len)) return capsule__pack_result(capsule_fail("the request is not valid JSON"));
   capsule_request req;
   memset(&req, 0, sizeof req);
-  req.body = capsule_json_get_string(json, len, "Body", &req.body_len);
-  req.uri = capsule_json_get_string(json, len, "URI", NULL);
-  req.method = capsule_json_get_string(json, len, "Method", NULL);
-  req.headers = capsule_json_get_string(json, len, "Headers", &req.headers_len);
-  if (!req.body) req.body = capsule__strndup("", 0);
-  if (!req.uri) req.uri = capsule__strndup("", 0);
-  if (!req.method) req.method = capsule__strndup("", 0);
-  if (!req.headers) req.headers = capsule__strndup("", 0);
+  req.body = capsule__member(json, len, "Body", &req.body_len);
+  req.uri = capsule__member(json, len, "URI", NULL);
+  req.method = capsule__member(json, len, "Method", NULL);
+  req.headers = capsule__member(json, len, "Headers", &req.headers_len);
   capsule_response res = capsule__http_handler(&req);
   free(req.body);
   free(req.uri);
@@ -980,12 +984,9 @@ __attribute__((export_name("callHandleMessage"))) uint64_t capsule__export_call_
   }
   m.headers = capsule__strndup(hv, hn);
   m.headers_len = hn;
-  m.subject = capsule_json_get_string(json, len, "Subject", NULL);
-  m.topic = capsule_json_get_string(json, len, "Topic", NULL);
-  m.reply_to = capsule_json_get_string(json, len, "ReplyTo", NULL);
-  if (!m.subject) m.subject = capsule__strndup("", 0);
-  if (!m.topic) m.topic = capsule__strndup("", 0);
-  if (!m.reply_to) m.reply_to = capsule__strndup("", 0);
+  m.subject = capsule__member(json, len, "Subject", NULL);
+  m.topic = capsule__member(json, len, "Topic", NULL);
+  m.reply_to = capsule__member(json, len, "ReplyTo", NULL);
   capsule_result r = capsule__message_handler(&m);
   free(m.subject);
   free(m.topic);

@@ -165,11 +165,6 @@ export class Snapshot {
     return new Snapshot(view.length, view.slice(0, last), target.globals.map((g) => g.value as unknown));
   }
 
-  /** Bytes the snapshot keeps of linear memory (the part up to its last non-zero byte). */
-  get dataBytes(): number {
-    return this.#data.length;
-  }
-
   /**
    * Puts an instance of the same module back into the captured state. A memory smaller than
    * `memoryBytes` (a new instance) is grown to it first.

@@ -34,10 +34,10 @@ fi
 # --- 2. npm packages -----------------------------------------------------------------------
 if [ ! -f node_modules/.package-lock.json ] || [ package.json -nt node_modules/.package-lock.json ] \
    || { [ -f package-lock.json ] && [ package-lock.json -nt node_modules/.package-lock.json ]; }; then
-  say "installing npm packages"
-  # `npm install` follows package-lock.json; `npm ci` is stricter and refuses the lock when an
-  # optional package of another platform (couchbase's Windows binary) is not in the registry.
-  npm install --no-audit --no-fund >&2
+  say "installing npm packages (npm ci: exactly the committed lock)"
+  # couchbase is pinned to a release whose every platform package is in the registry, so the
+  # lock is complete and `npm ci` (what CI systems run) accepts it.
+  npm ci --no-audit --no-fund >&2
 fi
 NODE=node_modules/.bin/node
 if ! "$NODE" -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 24 ? 0 : 1)' 2>/dev/null; then

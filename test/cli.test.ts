@@ -151,7 +151,7 @@ describe('capsule run: failures and exit codes', () => {
       [join(dir, 'absent.wasm'), /cannot read module .*no such file/],
       [fixture('bad-exports'), /unsupported module: exports \[memory, _initialize, greet\].*expected a Capsule module/],
       [fixture('bad-import'), /imports env\.hostDoesNotExist, which Capsule does not provide/],
-      [fixture('bad-signature'), /env\.hostPrintString is declared \(i32\) -> \(i32\); Capsule expects 2 i32 parameters/],
+      [fixture('bad-signature'), /import env\.hostPrintString has type \(i32\) -> i32; Capsule gen 2 expects \(i32, i32\) -> i32/],
     ];
     for (const [path, message] of cases) {
       const r = await runCapsule(['run', path]);

@@ -4,7 +4,8 @@
  * arguments, call the capability and frame its result for the module's generation.
  */
 import { CapsuleError } from '../engine/errors.ts';
-import type { ImportEntry } from '../engine/binary.ts';
+import type { ImportEntry, ValType } from '../engine/binary.ts';
+import { badImportType, sameType, sig, type Expected } from './signatures.ts';
 import { findHostFunction, hostFunctionNames } from '../capabilities/index.ts';
 import type { HostCallContext, HostFunction, HostResult } from '../capabilities/types.ts';
 import type { Guest, JspiApi } from './guest.ts';
@@ -21,9 +22,21 @@ export function wasmArity(f: HostFunction): number {
 }
 
 /**
+ * The types a module may declare for a host function (§2.5): its i32 parameters, and an i32
+ * result (Go Capsule v0.3.0+, gen 2) or none (gen 1 up to v0.2.9; a JavaScript host accepts both).
+ */
+export function hostFunctionTypes(f: HostFunction, generation: 1 | 2): Expected {
+  const params = new Array<ValType>(wasmArity(f)).fill('i32');
+  const i32 = sig(params, ['i32']);
+  const none = sig(params, []);
+  return { types: generation === 1 ? [none, i32] : [i32, none], who: `Capsule gen ${generation}` };
+}
+
+/**
  * Checks every `env` import of a Capsule module against the host functions of its generation.
  * @returns the host functions, in import order
- * @throws CapsuleError BAD_MODULE naming the import and what is accepted
+ * @throws CapsuleError BAD_MODULE naming the import and what is accepted (unknown name, a type
+ *   other than `hostFunctionTypes`, a return buffer without `allocateBuffer`)
  */
 export function checkHostImports(imports: readonly ImportEntry[], generation: 1 | 2, name: string, exportNames: ReadonlySet<string>): HostFunction[] {
   const out: HostFunction[] = [];
@@ -37,12 +50,8 @@ export function checkHostImports(imports: readonly ImportEntry[], generation: 1 
       throw new CapsuleError('BAD_MODULE', `${name}: imports env.${imp.name}, which Capsule does not provide to gen-${generation} modules; available: ${hostFunctionNames(generation).join(', ')}`);
     }
     if (imp.type) {
-      const arity = wasmArity(f);
-      const okParams = imp.type.params.length === arity && imp.type.params.every((t) => t === 'i32');
-      const okResult = imp.type.results.length === 0 || (imp.type.results.length === 1 && imp.type.results[0] === 'i32');
-      if (!okParams || !okResult) {
-        throw new CapsuleError('BAD_MODULE', `${name}: env.${imp.name} is declared (${imp.type.params.join(', ')}) -> (${imp.type.results.join(', ')}); Capsule expects ${arity} i32 parameters and an i32 result or none`);
-      }
+      const accepted = hostFunctionTypes(f, generation);
+      if (!accepted.types.some((t) => sameType(t, imp.type!))) throw badImportType(name, 'env', imp.name, imp.type, accepted);
     }
     if (f.returns && !exportNames.has('allocateBuffer')) {
       throw new CapsuleError('BAD_MODULE', `${name}: imports env.${imp.name}, which returns bytes, but does not export allocateBuffer(size) -> ptr`);

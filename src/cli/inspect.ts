@@ -1,8 +1,13 @@
 /** `capsule inspect`: what a module is and what it asks of the host. */
-import type { LoadedModule } from '../engine/load.ts';
+import { basename } from 'node:path';
+import { CapsuleError } from '../engine/errors.ts';
+import { compileModule, digestOf, readModuleFile, type LoadedModule } from '../engine/load.ts';
+import { parseModule, type ParsedModule } from '../engine/binary.ts';
+import { detectKind, type Detection, type ModuleKind } from '../engine/detect.ts';
 import { findHostFunction } from '../capabilities/index.ts';
 import { CAPABILITIES } from '../capabilities/index.ts';
 import { GRANTS } from '../capabilities/grants.ts';
+import { formatType } from '../abi/signatures.ts';
 
 const GENERATION: Record<string, string> = {
   'capsule-1a': 'Capsule ABI gen 1a (Go Capsule 0.0.0 – 0.1.8)',
@@ -13,7 +18,40 @@ const GENERATION: Record<string, string> = {
   wasi: 'WASI preview1 command',
 };
 
-/** Renders the module description as text or JSON (with a trailing newline). */
+/**
+ * Inspects a module file: its description, and the load problem when it cannot run (a bad
+ * export or import signature, an unknown host function…). A module that fails its checks is
+ * still described as far as it parses, with the problem (the same message `run` and `serve`
+ * give) as a `problem` line / JSON field.
+ * @returns the text to print (trailing newline) and the problem, if any (the CLI then exits 1)
+ * @throws CapsuleError LOAD (unreadable file), BAD_MODULE when the bytes are not a module at all
+ */
+export async function inspectFile(path: string, o: { kind?: ModuleKind; json: boolean }): Promise<{ text: string; problem?: CapsuleError }> {
+  const bytes = await readModuleFile(path);
+  try {
+    return { text: describeModule(await compileModule(bytes, path, { kind: o.kind }), o.json) };
+  } catch (e) {
+    if (!(e instanceof CapsuleError) || e.code !== 'BAD_MODULE') throw e;
+    let parsed: ParsedModule;
+    try {
+      parsed = parseModule(bytes);
+    } catch {
+      throw e; // not a module: nothing more to say than the error
+    }
+    const name = basename(path);
+    let detection: Detection | undefined;
+    try {
+      detection = detectKind(parsed, name, o.kind);
+    } catch {
+      // the problem says why no kind fits
+    }
+    const problem = e.message.startsWith(`${name}: `) ? e.message.slice(name.length + 2) : e.message;
+    const info = { ...baseInfo(name, path, bytes.length, digestOf(bytes), parsed, detection), problem };
+    return { text: render(info, o.json), problem: e };
+  }
+}
+
+/** Renders the description of a loaded module as text or JSON (with a trailing newline). */
 export function describeModule(m: LoadedModule, json: boolean): string {
   const gen = m.detection.kind.startsWith('capsule-1') ? 1 : 2;
   const capabilityOf = (name: string) => {
@@ -21,38 +59,64 @@ export function describeModule(m: LoadedModule, json: boolean): string {
     return f ? CAPABILITIES.find((c) => c.functions.includes(f))?.name : undefined;
   };
   const info = {
-    module: m.name,
-    source: m.source,
-    size: m.size,
-    digest: m.digest,
-    kind: m.detection.kind,
-    abi: GENERATION[m.detection.kind],
-    detectedBecause: m.detection.reason,
-    capabilities: [...new Set(m.hostImports.map(capabilityOf).filter(Boolean))],
+    ...baseInfo(m.name, m.source, m.size, m.digest, m.parsed, m.detection),
+    capabilities: [...new Set(m.hostImports.map(capabilityOf).filter((c): c is string => c !== undefined))],
     grants: grantsOf(m.hostImports, gen),
-    imports: m.parsed.imports.map((i) => ({ module: i.module, name: i.name, kind: i.kind, ...(i.type ? { signature: sig(i.type) } : {}) })),
-    exports: m.parsed.exports.map((e) => ({ name: e.name, kind: e.kind, ...(e.type ? { signature: sig(e.type) } : {}) })),
     memory: m.pooledMemory ?? m.importedMemory?.limits ?? m.parsed.memories[0],
     /** How "a fresh instance per call" is served (capsule-abi.md §3; docs/performance.md). */
     freshInstances: m.snapshot?.ok
       ? 'one initialised instance per worker, reset after each call (unless its initialisation calls the host)'
       : `a new instance per call${m.snapshot ? `: ${m.snapshot.reason}` : ''}`,
   };
+  return render(info, json);
+}
+
+/** What inspect says of any module that parses. */
+function baseInfo(name: string, source: string, size: number, digest: string, parsed: ParsedModule, detection: Detection | undefined) {
+  return {
+    module: name,
+    source,
+    size,
+    digest,
+    kind: detection?.kind,
+    abi: detection ? GENERATION[detection.kind] : undefined,
+    detectedBecause: detection?.reason,
+    imports: parsed.imports.map((i) => ({ module: i.module, name: i.name, kind: i.kind, ...(i.type ? { signature: formatType(i.type) } : {}) })),
+    exports: parsed.exports.map((e) => ({ name: e.name, kind: e.kind, ...(e.type ? { signature: formatType(e.type) } : {}) })),
+  };
+}
+
+type Info = ReturnType<typeof baseInfo> & {
+  problem?: string;
+  capabilities?: string[];
+  grants?: ReturnType<typeof grantsOf>;
+  memory?: { min: number; max?: number };
+  freshInstances?: string;
+};
+
+function render(info: Info, json: boolean): string {
   if (json) return JSON.stringify(info, null, 2) + '\n';
   const lines = [
     `module:       ${info.module} (${info.size} bytes, ${info.digest})`,
-    `kind:         ${info.kind} — ${info.abi}`,
-    `detected by:  ${info.detectedBecause}`,
-    `capabilities: ${info.capabilities.length ? info.capabilities.join(', ') : 'none'}`,
-    `grants:${info.grants.length ? '' : '       none needed'}`,
-    ...info.grants.map((g) => `  ${g.grant}: ${g.lends}, for ${g.functions.join(', ')} — give it with ${g.how}`),
-    `memory:       ${info.memory ? `${info.memory.min} pages at start${info.memory.max !== undefined ? `, at most ${info.memory.max}` : ''}` : 'none'}`,
-    `fresh calls:  ${info.freshInstances}`,
+    `kind:         ${info.kind ? `${info.kind} — ${info.abi}` : 'none'}`,
+    ...(info.detectedBecause ? [`detected by:  ${info.detectedBecause}`] : []),
+    ...(info.problem !== undefined ? [`problem:      ${info.problem}`] : []),
+  ];
+  if (info.grants && info.capabilities) {
+    lines.push(
+      `capabilities: ${info.capabilities.length ? info.capabilities.join(', ') : 'none'}`,
+      `grants:${info.grants.length ? '' : '       none needed'}`,
+      ...info.grants.map((g) => `  ${g.grant}: ${g.lends}, for ${g.functions.join(', ')} — give it with ${g.how}`),
+      `memory:       ${info.memory ? `${info.memory.min} pages at start${info.memory.max !== undefined ? `, at most ${info.memory.max}` : ''}` : 'none'}`,
+      `fresh calls:  ${info.freshInstances}`,
+    );
+  }
+  lines.push(
     'imports:',
     ...info.imports.map((i) => `  ${i.module}.${i.name} ${i.kind === 'function' ? (i.signature ?? '') : i.kind}`),
     'exports:',
     ...info.exports.map((e) => `  ${e.name} ${e.kind === 'function' ? (e.signature ?? '') : e.kind}`),
-  ];
+  );
   return lines.join('\n') + '\n';
 }
 
@@ -68,8 +132,4 @@ function grantsOf(imports: readonly string[], gen: 1 | 2): { grant: string; lend
     g.functions.push(name);
   }
   return [...out.values()];
-}
-
-function sig(t: { params: string[]; results: string[] }): string {
-  return `(${t.params.join(', ')}) -> (${t.results.join(', ')})`;
 }

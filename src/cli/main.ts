@@ -23,7 +23,7 @@ import type { RunningMessageTrigger } from '../triggers/shared/trigger.ts';
 import { CAPSULE_VERSION } from '../version.ts';
 import { normaliseArgv } from './legacy.ts';
 import { progressReporter } from './progress.ts';
-import { describeModule } from './inspect.ts';
+import { inspectFile } from './inspect.ts';
 import { capabilityOptions, capabilitySettings, type CapabilityFlags } from './capabilities.ts';
 import { addEnvVars, applyConfigFor } from '../config/file.ts';
 
@@ -323,8 +323,10 @@ capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=
     .addOption(new Option('--kind <kind>', 'module kind, instead of detecting it').choices(MODULE_KINDS as string[]))
     .exitOverride()
     .action(async (path: string, f: { json?: boolean; kind?: ModuleKind }) => {
-      const module = await loadModule({ path }, { kind: f.kind });
-      process.stdout.write(describeModule(module, f.json === true));
+      // a module that fails its load checks is still described, with the problem; then exit 1
+      const { text, problem } = await inspectFile(path, { kind: f.kind, json: f.json === true });
+      process.stdout.write(text);
+      if (problem) throw problem;
       exit(0);
     });
   // Config files (--config, <module>.capsule.yaml) and CAPSULE_* variables for every command

@@ -13,6 +13,7 @@ import { prepareSnapshot, type SnapshotPlan } from './snapshot.ts';
 import { detectKind, type Detection, type ModuleKind } from './detect.ts';
 import { abiFor } from '../abi/index.ts';
 import { checkHostImports } from '../abi/host-imports.ts';
+import { badImportType, sameType, sig } from '../abi/signatures.ts';
 
 /** A module ready to run: shared by every worker (a compiled `WebAssembly.Module` is cloneable). */
 export interface LoadedModule {
@@ -150,9 +151,9 @@ export async function compileModule(bytes: Uint8Array, source: string, options: 
     if (!allowedModules.has(imp.module)) {
       const e = imp.module === 'env' && imp.kind === 'function' ? extra[imp.name] : undefined;
       if (e) {
-        const same = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((t, i) => t === b[i]);
-        if (!imp.type || (same(imp.type.params, e.params) && same(imp.type.results, e.results))) continue;
-        throw new CapsuleError('BAD_MODULE', `${name}: env.${imp.name} is declared (${imp.type.params.join(', ')}) -> (${imp.type.results.join(', ')}); Capsule provides (${e.params.join(', ')}) -> (${e.results.join(', ')})`);
+        const provided = sig(e.params, e.results);
+        if (!imp.type || sameType(imp.type, provided)) continue;
+        throw badImportType(name, 'env', imp.name, imp.type, { types: [provided], who: `Capsule (${detection.kind} modules)` });
       }
       throw new CapsuleError('BAD_MODULE', `${name}: imports ${imp.module}.${imp.name}; ${detection.kind} modules may import only from ${accepted()}`);
     }

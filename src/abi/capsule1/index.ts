@@ -8,6 +8,7 @@ import type { ModuleKind } from '../../engine/detect.ts';
 import type { Abi } from '../types.ts';
 import type { Guest } from '../guest.ts';
 import { startCapsuleGuest } from '../capsule-common.ts';
+import { checkExportTypes, GEN1_EXPORTS, GEN1_HTTP } from '../signatures.ts';
 import { decodeGen1Response, encodeGen1Headers, parseGen1Error, requestParams, REQUEST_PARAMS_KEY } from './http.ts';
 import type { HttpRequestInput, InvocationOutput } from '../../engine/invocation.ts';
 
@@ -56,16 +57,9 @@ export const capsule1: Abi = {
   check(parsed, detection, name) {
     const fns = new Set(parsed.exports.filter((e) => e.kind === 'function').map((e) => e.name));
     if (!fns.has('malloc')) throw new CapsuleError('BAD_MODULE', `${name}: a gen-1 module must export malloc(size) -> ptr to receive its input (capsule-abi.md §2.1)`);
-    for (const e of ['callHandle', 'callNatsMessageHandle', 'callMqttMessageHandle']) {
-      const t = parsed.exports.find((x) => x.name === e && x.kind === 'function')?.type;
-      if (t && (t.params.length !== 2 || t.results.length !== 1 || t.results[0] !== 'i64')) {
-        throw new CapsuleError('BAD_MODULE', `${name}: ${e} must be (i32, i32) -> i64; it is (${t.params.join(', ')}) -> (${t.results.join(', ')})`);
-      }
-    }
-    const http = parsed.exports.find((x) => x.name === 'callHandleHttp' && x.kind === 'function')?.type;
-    if (http && (http.results.length !== 1 || http.results[0] !== 'i64')) {
-      throw new CapsuleError('BAD_MODULE', `${name}: callHandleHttp must return an i64 (ptr << 32 | len)`);
-    }
+    const sub = detection.kind.slice('capsule-'.length);
+    checkExportTypes(parsed, { ...GEN1_EXPORTS, callHandleHttp: GEN1_HTTP[detection.kind]! }, `Capsule gen ${sub}`, name);
+    const http = fns.has('callHandleHttp');
     if (detection.kind === 'capsule-1c' && http && !parsed.imports.some((i) => i.module === 'env' && i.name === 'hostRequestParamsGet')) {
       throw new CapsuleError('BAD_MODULE', `${name}: a gen-1c module (callHandleHttp(reqId)) must import env.hostRequestParamsGet to read its request`);
     }

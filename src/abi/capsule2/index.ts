@@ -7,6 +7,7 @@ import type { Abi } from '../types.ts';
 import type { Guest } from '../guest.ts';
 import type { HostCallContext } from '../../capabilities/types.ts';
 import { startCapsuleGuest } from '../capsule-common.ts';
+import { checkExportTypes, GEN2_EXPORTS } from '../signatures.ts';
 import { encodeHttpRequest, decodeHttpResponse, missingExportResponse } from './http.ts';
 import type { CliOutput, HttpResponseOutput, InvocationOutput } from '../../engine/invocation.ts';
 
@@ -61,13 +62,8 @@ export const capsule2: Abi = {
   generation: () => 2,
   check(parsed, _d, name) {
     const fns = new Set(parsed.exports.filter((e) => e.kind === 'function').map((e) => e.name));
-    for (const e of ['callHandle', 'callHandleJSON', 'callHandleHTTP', 'callHandleMessage']) {
-      const t = parsed.exports.find((x) => x.name === e && x.kind === 'function')?.type;
-      if (t && (t.params.length !== 2 || t.results.length !== 1 || t.results[0] !== 'i64')) {
-        throw new CapsuleError('BAD_MODULE', `${name}: ${e} must be (i32, i32) -> i64; it is (${t.params.join(', ')}) -> (${t.results.join(', ')})`);
-      }
-    }
     if (!fns.has('malloc')) throw new CapsuleError('BAD_MODULE', `${name}: a gen-2 module must export malloc(size) -> ptr to receive its input (capsule-abi.md §2.1)`);
+    checkExportTypes(parsed, GEN2_EXPORTS, 'Capsule gen 2', name);
   },
   async initialise(guest) {
     await startCapsuleGuest(guest);

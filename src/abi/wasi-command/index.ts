@@ -23,6 +23,7 @@ import type { Guest } from '../guest.ts';
 import type { Abi, EnvImport, GuestRuntime } from '../types.ts';
 import { cgiArgv, cgiEnv, parseCgiOutput, rawTarget, DEFAULT_MAX_OUTPUT_BYTES } from './cgi.ts';
 import { concatBytes } from '../../engine/bytes.ts';
+import { checkExportTypes, sig } from '../signatures.ts';
 
 /** Exit code of a trapping command (128 + SIGABRT, as a native program that aborts). */
 export const TRAP_EXIT_CODE = 134;
@@ -125,9 +126,7 @@ export const wasiCommand: Abi = {
       const fns = parsed.exports.filter((e) => e.kind === 'function').map((e) => e.name);
       throw new CapsuleError('BAD_MODULE', `${name}: a WASI command must export ${entry} (a () -> () function); the module exports [${fns.join(', ')}] (wasi-cgi.md §1)`);
     }
-    if (start.type && (start.type.params.length > 0 || start.type.results.length > 0)) {
-      throw new CapsuleError('BAD_MODULE', `${name}: ${entry} must be () -> (); it is (${start.type.params.join(', ')}) -> (${start.type.results.join(', ')})`);
-    }
+    checkExportTypes(parsed, { _initialize: sig([], []), [entry]: sig([], []) }, 'a WASI command', name);
     const hasMemory = parsed.exports.some((e) => e.kind === 'memory') || parsed.imports.some((i) => i.kind === 'memory');
     if (!hasMemory) throw new CapsuleError('BAD_MODULE', `${name}: a WASI command must export its memory (wasi-cgi.md §1)`);
   },

@@ -22,8 +22,8 @@ async function call(fn: CapsuleFunction, params: string): Promise<{ text: string
   return { text: decoder.decode((r.output as CliOutput).text), stdout: r.logs?.stdout ?? '' };
 }
 
-async function withFunction(name: string, reuse: boolean, body: (fn: CapsuleFunction) => Promise<void>): Promise<void> {
-  const fn = await CapsuleFunction.load({ path: fixture(name) }, { workers: 1, timeoutMs: 5000, reuse });
+async function withFunction(name: string, reuse: boolean, body: (fn: CapsuleFunction) => Promise<void>, env: [string, string][] = []): Promise<void> {
+  const fn = await CapsuleFunction.load({ path: fixture(name) }, { workers: 1, timeoutMs: 5000, reuse, env });
   try {
     await body(fn);
   } finally {
@@ -71,6 +71,32 @@ describe('fresh instance per call by snapshot reset (capsule-abi.md §3)', () =>
     });
     const m = await compileModule(readFileSync(fixture('gen2-init-print')), 'gen2-init-print.wasm');
     assert.equal(m.snapshot?.ok, true, 'the load-time checks pass; the worker finds the host call when it initialises');
+  });
+
+  /** gen2-init-wasi's answer: what its initialisation read, and the stdio flags a call sees. */
+  async function initReads(fn: CapsuleFunction): Promise<{ random: string; clock: string; stdoutFlags: number; stdout: string }> {
+    const r = await fn.invoke({ type: 'cli', params: encoder.encode('x'), args: [] });
+    const bytes = Buffer.from((r.output as CliOutput).text);
+    return { random: bytes.subarray(0, 8).toString('hex'), clock: bytes.subarray(8, 16).toString('hex'), stdoutFlags: bytes[16]!, stdout: r.logs?.stdout ?? '' };
+  }
+
+  it('keeps the snapshot when initialisation only reads the clock, random bytes, the environment and stdio flags (Go)', async () => {
+    await withFunction('gen2-init-wasi', false, async (fn) => {
+      const calls = [await initReads(fn), await initReads(fn), await initReads(fn)];
+      // one initialisation for every call: what it read is that of the first call (frozen)
+      assert.equal(new Set(calls.map((c) => c.random + c.clock)).size, 1);
+      // the stdio flags it set stay set for every call (replayed on the reset instance)
+      assert.deepEqual(calls.map((c) => c.stdoutFlags), [5, 5, 5]);
+      assert.deepEqual(calls.map((c) => c.stdout), ['', '', '']);
+    });
+  });
+
+  it('runs an initialisation that also writes (fd_write) on every call, with its own random bytes', async () => {
+    await withFunction('gen2-init-wasi', false, async (fn) => {
+      const calls = [await initReads(fn), await initReads(fn), await initReads(fn)];
+      assert.equal(new Set(calls.map((c) => c.random)).size, 3, 'a new instance per call reads new random bytes');
+      assert.deepEqual(calls.map((c) => [c.stdout, c.stdoutFlags]), [['init\n', 5], ['init\n', 5], ['init\n', 5]]);
+    }, [['INIT_WRITE', '1']]);
   });
 
   it('gives a guest that changes its table the original table every call (no snapshot: table.set)', async () => {

@@ -212,7 +212,7 @@ export class ModuleRuntime implements GuestRuntime {
         this.#unbind(this.#reused !== undefined);
       }
     }
-    if (this.#plan && (this.#snapshot ??= await this.#probe())) return this.#withSnapshot(ctx, fn);
+    if (this.#plan && (this.#snapshot ??= await this.#probe(ctx))) return this.#withSnapshot(ctx, fn);
     const { guest, memory } = this.#instantiate(ctx);
     try {
       await this.abi.initialise(guest);
@@ -228,16 +228,19 @@ export class ModuleRuntime implements GuestRuntime {
    * @returns undefined, and drops the plan for good, when initialisation called an import or
    *   failed in any way (the ordinary path then runs it, and reports its failure, per call)
    */
-  async #probe(): Promise<Snapshot | undefined> {
+  async #probe(ctx: HostCallContext): Promise<Snapshot | undefined> {
     const shape = this.#memShape!;
     const memory = new WebAssembly.Memory({ initial: shape.initial, maximum: shape.maximum });
     const probe = probeImports(this.#imports(memory));
+    this.#bind(undefined, ctx, memory); // the side-effect-free WASI functions run for real
     try {
       const instance = new WebAssembly.Instance(this.spec.compiled, probe.imports);
       await this.abi.initialise(new Guest(hideSnapshotExports(instance), memory, false));
-      if (!probe.called()) return Snapshot.capture(snapshotTarget(this.#plan!, instance, memory));
+      if (!probe.called()) return Snapshot.capture(snapshotTarget(this.#plan!, instance, memory), probe.replay);
     } catch {
       // the ordinary path reproduces the failure with the real imports
+    } finally {
+      this.#unbind();
     }
     this.#plan = undefined;
     return undefined;
@@ -255,6 +258,7 @@ export class ModuleRuntime implements GuestRuntime {
     if (entry) {
       this.#bind(entry.guest, ctx, entry.memory);
       this.#lastMemory = entry.memory;
+      snapshot.replay(this.#wasi.imports);
     } else {
       let memory = this.#memoryPool.acquire(shape.initial, shape.maximum);
       if (memory.buffer.byteLength > snapshot.memoryBytes) {
@@ -266,6 +270,7 @@ export class ModuleRuntime implements GuestRuntime {
         const { guest, instance } = this.#instantiate(ctx, memory);
         const target = snapshotTarget(this.#plan!, instance, memory);
         snapshot.restore(target);
+        snapshot.replay(this.#wasi.imports);
         entry = { guest, memory, target };
       } catch (e) {
         this.#unbind();

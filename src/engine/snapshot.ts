@@ -20,10 +20,21 @@
  *   the global exports; the plan naming them goes to the workers with the module
  *   (`LoadedModule.snapshot`, `WorkerModule.snapshot`).
  * - Worker (`probeImports`, `Snapshot`, `snapshotTarget`, `hideSnapshotExports`):
- *   the first call initialises a probe instance whose imports are stubs that refuse to run; if
- *   initialisation called none, its state is the snapshot. Running it once instead of per call
- *   is then unobservable. If it called any (a log line, a clock, random bytes, an environment
- *   read, `proc_exit`), the module keeps a new instance per call for good.
+ *   the first call initialises a probe instance whose imports are stubs that refuse to run,
+ *   except the side-effect-free WASI functions of `SIDE_EFFECT_FREE`, which run for real; if
+ *   initialisation called no other import, its state is the snapshot. If it called any (a log
+ *   line, a host function, a write, `poll_oneoff`, `proc_exit`), the module keeps a new instance
+ *   per call for good.
+ *
+ * Running initialisation once instead of per call is unobservable for imports that answer the
+ * same on every call of a function (argv, environment, stdio and preopen descriptions). For the
+ * clocks and random bytes it is not: their values are those of the first call, frozen in the
+ * snapshot. A time read at start-up is harmless (an older start time); random bytes read at
+ * start-up seed pseudo-random state that then repeats on every call. Go's runtime does this
+ * (map hash seeds, the generator behind math/rand's top-level functions): every fresh call of a
+ * Go module starts from the same pseudo-random state, as a --reuse instance keeps one for all
+ * its calls. Random bytes read during a call (crypto/rand, WASI random_get) are fresh. The Go
+ * MDK's README says so; a module that needs per-call pseudo-random state seeds it in the call.
  */
 import { addExports, forEachInstruction, readGlobals, UnknownInstruction, type ParsedModule } from './binary.ts';
 import type { ModuleKind } from './detect.ts';
@@ -90,27 +101,59 @@ export function prepareSnapshot(bytes: Uint8Array, parsed: ParsedModule, kind: M
 /** Thrown by a probe stub: initialisation called an import. */
 class ImportCalled extends Error {}
 
+/** A WASI call of the initialisation whose effect on the call's WASI state is repeated for every call. */
+export type WasiReplay = readonly [name: string, args: readonly number[]];
+
+const STDIO = (args: readonly unknown[]): boolean => typeof args[0] === 'number' && args[0] >= 0 && args[0] <= 2;
+const ALWAYS = (): boolean => true;
+/**
+ * `wasi_snapshot_preview1` functions an initialisation may call and keep its snapshot, with the
+ * arguments they may have: they read the function's fixed configuration (argv, environment,
+ * stdio and preopen descriptions; preopens are the function's mounts), the clocks or random
+ * bytes (frozen in the snapshot: see the module comment), or yield. `fd_fdstat_set_flags` on
+ * stdio (Go's runtime makes stdio non-blocking) changes only the call's WASI descriptor table,
+ * so it is recorded and replayed on every call (`Snapshot.replay`).
+ */
+const SIDE_EFFECT_FREE: ReadonlyMap<string, (args: readonly unknown[]) => boolean> = new Map([
+  ['args_sizes_get', ALWAYS], ['args_get', ALWAYS], ['environ_sizes_get', ALWAYS], ['environ_get', ALWAYS],
+  ['clock_time_get', ALWAYS], ['clock_res_get', ALWAYS], ['random_get', ALWAYS], ['sched_yield', ALWAYS],
+  ['fd_prestat_get', ALWAYS], ['fd_prestat_dir_name', ALWAYS], ['fd_fdstat_get', STDIO], ['fd_fdstat_set_flags', STDIO],
+]);
+const REPLAYED: ReadonlySet<string> = new Set(['fd_fdstat_set_flags']);
+const WASI = 'wasi_snapshot_preview1';
+
 /**
  * Imports for the probe instance: every function replaced by a stub that records the call and
- * throws before doing anything (so nothing observable happens); memories and other values kept.
- * `called()` stays true even if the guest catches the exception (wasm exception handling).
+ * throws before doing anything (so nothing observable happens), except the WASI functions of
+ * `SIDE_EFFECT_FREE` called with arguments it accepts, which run for real (the `Wasi` behind
+ * `imports` must be bound to the probe's memory); memories and other values kept. `called()`
+ * stays true even if the guest catches the exception (wasm exception handling); `replay` lists
+ * the calls `Snapshot.replay` repeats.
  */
-export function probeImports(imports: WebAssembly.Imports): { imports: WebAssembly.Imports; called: () => boolean } {
+export function probeImports(imports: WebAssembly.Imports): { imports: WebAssembly.Imports; called: () => boolean; replay: WasiReplay[] } {
   let called = false;
+  const replay: WasiReplay[] = [];
   const out: WebAssembly.Imports = {};
   for (const [module, fields] of Object.entries(imports)) {
     const stubs: WebAssembly.ModuleImports = {};
     for (const [name, value] of Object.entries(fields)) {
-      stubs[name] = value instanceof WebAssembly.Memory || value instanceof WebAssembly.Global || value instanceof WebAssembly.Table
-        ? value
-        : () => {
-          called = true;
-          throw new ImportCalled(`${module}.${name} called during initialisation`);
-        };
+      if (value instanceof WebAssembly.Memory || value instanceof WebAssembly.Global || value instanceof WebAssembly.Table) {
+        stubs[name] = value;
+        continue;
+      }
+      const allowed = module === WASI && typeof value === 'function' ? SIDE_EFFECT_FREE.get(name) : undefined;
+      stubs[name] = (...args: unknown[]) => {
+        if (allowed?.(args) && !called) {
+          if (REPLAYED.has(name)) replay.push([name, args as number[]]);
+          return (value as (...a: unknown[]) => unknown)(...args);
+        }
+        called = true;
+        throw new ImportCalled(`${module}.${name} called during initialisation`);
+      };
     }
     out[module] = stubs;
   }
-  return { imports: out, called: () => called };
+  return { imports: out, called: () => called, replay };
 }
 
 /** An instance's memory and mutable globals, as `Snapshot` reads and writes them. */
@@ -150,19 +193,30 @@ export class Snapshot {
   readonly #data: Uint8Array;
   /** Values of the plan's globals, in plan order (i64 as BigInt). */
   readonly #globals: unknown[];
+  /** WASI calls of the initialisation to repeat on every call (`probeImports`). */
+  readonly #replay: readonly WasiReplay[];
 
-  private constructor(memoryBytes: number, data: Uint8Array, globals: unknown[]) {
+  private constructor(memoryBytes: number, data: Uint8Array, globals: unknown[], replay: readonly WasiReplay[]) {
     this.memoryBytes = memoryBytes;
     this.#data = data;
     this.#globals = globals;
+    this.#replay = replay;
   }
 
-  /** Copies the state of an initialised instance. */
-  static capture(target: SnapshotTarget): Snapshot {
+  /** Copies the state of an initialised instance; `replay` as `probeImports` recorded it. */
+  static capture(target: SnapshotTarget, replay: readonly WasiReplay[] = []): Snapshot {
     const view = new Uint8Array(target.memory.buffer);
     let last = view.length;
     while (last > 0 && view[last - 1] === 0) last--;
-    return new Snapshot(view.length, view.slice(0, last), target.globals.map((g) => g.value as unknown));
+    return new Snapshot(view.length, view.slice(0, last), target.globals.map((g) => g.value as unknown), replay);
+  }
+
+  /**
+   * Repeats the initialisation's recorded WASI calls on `wasi` (the WASI imports, bound to the
+   * call), so that the call's descriptor table looks as it did after initialisation.
+   */
+  replay(wasi: Readonly<Record<string, (...args: never[]) => unknown>>): void {
+    for (const [name, args] of this.#replay) (wasi[name] as (...a: readonly number[]) => unknown)(...args);
   }
 
   /**

@@ -153,6 +153,7 @@ const outDir = join(root, 'build/fixtures');
 mkdirSync(outDir, { recursive: true });
 if (existsSync(fixtures)) {
   for (const entry of readdirSync(fixtures)) {
+    if (entry === 'conformance') continue; // one module per source file, below
     const p = join(fixtures, entry);
     const name = basename(entry, extname(entry));
     const out = join(outDir, `${name}.wasm`);
@@ -160,6 +161,17 @@ if (existsSync(fixtures)) {
     else if (entry.endsWith('.wat')) buildWat(p, out);
     else if (entry.endsWith('.c')) buildC([p], out);
     else if (entry.endsWith('.rs')) buildRust(p, out);
+  }
+}
+
+// test/fixtures/conformance/<probe>.c|.rs → build/fixtures/conformance/<probe>.wasm (wasi-conformance.test.ts)
+const conformance = join(fixtures, 'conformance');
+if (existsSync(conformance)) {
+  mkdirSync(join(outDir, 'conformance'), { recursive: true });
+  for (const entry of readdirSync(conformance)) {
+    const out = join(outDir, 'conformance', `${basename(entry, extname(entry))}.wasm`);
+    if (entry.endsWith('.c')) buildC([join(conformance, entry)], out);
+    else if (entry.endsWith('.rs')) buildRust(join(conformance, entry), out);
   }
 }
 

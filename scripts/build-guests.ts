@@ -58,14 +58,16 @@ function extraFlags(src: string): string[] {
   return m ? m[1]!.trim().split(/\s+/).filter(Boolean) : [];
 }
 
-function run(cmd: string, args: string[], what: string): void {
+function run(cmd: string, args: string[], what: string, options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): boolean {
   try {
-    execFileSync(cmd, args, { cwd: root, stdio: ['ignore', 'inherit', 'pipe'] });
+    execFileSync(cmd, args, { cwd: options.cwd ?? root, env: options.env, stdio: ['ignore', 'inherit', 'pipe'] });
     built++;
+    return true;
   } catch (e) {
     failed++;
     const stderr = (e as { stderr?: Buffer }).stderr?.toString() ?? '';
     process.stderr.write(`build-guests: FAILED ${what}\n${stderr}\n`);
+    return false;
   }
 }
 
@@ -114,6 +116,89 @@ function buildAs(dir: string, out: string): void {
   if (upToDate(out, [dir, asMdk])) return;
   const config = join(dir, 'asconfig.json');
   run(asc, [join(dir, 'assembly/index.ts'), ...(existsSync(config) ? ['--config', relative(root, config)] : []), '--target', 'release', '-o', out], relative(root, out));
+}
+
+// --- Go (mdk/go): one Go module holds several functions, one folder with a main.go each --------
+
+const goMdk = join(root, 'mdk/go');
+const goEnv = { ...process.env, GOOS: 'wasip1', GOARCH: 'wasm', GOTOOLCHAIN: 'local' };
+let goChecked: { go?: string } | undefined;
+
+/** The `go` command when it is Go ≥ 1.24 (go:wasmexport); otherwise prints once why Go guests are skipped. */
+function goCommand(): string | undefined {
+  if (goChecked) return goChecked.go;
+  const go = has('go') ? 'go' : existsSync('/usr/local/go/bin/go') ? '/usr/local/go/bin/go' : undefined;
+  let version = '';
+  try {
+    if (go) version = execFileSync(go, ['env', 'GOVERSION'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    // reported below
+  }
+  const m = /^go(\d+)\.(\d+)/.exec(version);
+  goChecked = m && (Number(m[1]) > 1 || Number(m[2]) >= 24) ? { go } : {};
+  if (!goChecked.go) {
+    const why = !go ? 'no go command on PATH' : `${version || 'go env GOVERSION failed'} is older than Go 1.24`;
+    process.stderr.write(`build-guests: Go examples skipped: ${why} (they need Go >= 1.24 for go:wasmexport, https://go.dev/dl)\n`);
+  }
+  return goChecked.go;
+}
+
+/**
+ * Builds the functions of a Go module `dir`: every folder with a main.go, as a WASI reactor
+ * (`-buildmode=c-shared`) unless its `// build:` line says otherwise, into `outFor(folder)`.
+ * Modules come from the Go module proxy (`go mod download`); the Go build cache makes rebuilds cheap.
+ */
+function buildGoModule(dir: string, outFor: (folder: string) => string): void {
+  const folders = readdirSync(dir).filter((f) => existsSync(join(dir, f, 'main.go')));
+  const stale = folders.filter((f) => !upToDate(outFor(f), [join(dir, f), join(dir, 'go.mod'), join(dir, 'go.sum'), goMdk]));
+  const go = stale.length > 0 ? goCommand() : undefined;
+  if (!go) return;
+  try {
+    execFileSync(go, ['mod', 'download'], { cwd: dir, env: goEnv, stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (e) {
+    const why = ((e as { stderr?: Buffer }).stderr?.toString() ?? '').trim().split('\n')[0];
+    process.stderr.write(`build-guests: Go guests of ${relative(root, dir)} skipped: go mod download failed (${why})\n`);
+    return;
+  }
+  for (const f of stale) {
+    const out = outFor(f);
+    const flags = ['-buildmode=c-shared', '-buildvcs=false', '-trimpath', '-ldflags=-s -w', ...extraFlags(join(dir, f, 'main.go'))];
+    run(go, ['build', ...flags, '-o', out, `./${f}`], relative(root, out), { cwd: dir, env: goEnv });
+  }
+}
+
+// --- Rust with the Rust MDK (mdk/rust): the MDK as an rlib, each function a cdylib reactor --------
+
+const rustc = '/usr/bin/rustc';
+const rustMdkSrc = join(root, 'mdk/rust/src');
+const rustMdkLib = join(root, 'build/mdk-rust/libcapsule.rlib');
+let rustMdkBuilt: boolean | undefined;
+
+function hasRust(): boolean {
+  if (existsSync(rustc) && existsSync('/usr/lib/rustlib/wasm32-wasi')) return true;
+  warn('rustc', 'Debian rustc or libstd-rust-dev-wasm32 is missing; Rust guests are not built');
+  return false;
+}
+
+/** Builds build/mdk-rust/libcapsule.rlib from mdk/rust/src when needed; false when it is unusable. */
+function buildRustMdk(): boolean {
+  if (rustMdkBuilt !== undefined) return rustMdkBuilt;
+  mkdirSync(dirname(rustMdkLib), { recursive: true });
+  rustMdkBuilt = hasRust() && (upToDate(rustMdkLib, [rustMdkSrc]) || run(rustc, [
+    '--target', 'wasm32-wasi', '--crate-type=rlib', '--crate-name=capsule', '--edition', '2021', '-C', 'opt-level=2',
+    '-o', rustMdkLib, join(rustMdkSrc, 'lib.rs'),
+  ], relative(root, rustMdkLib)));
+  return rustMdkBuilt;
+}
+
+/** A Capsule function in Rust (`lib.rs` using the MDK): a reactor exporting libc's malloc and free. */
+function buildRustFunction(src: string, out: string): void {
+  if (!buildRustMdk() || upToDate(out, [src, rustMdkSrc])) return;
+  run(rustc, [
+    '--target', 'wasm32-wasi', '--crate-type=cdylib', '-C', 'opt-level=2', '--edition', '2021', '-C', 'strip=symbols',
+    '--extern', `capsule=${rustMdkLib}`, '-C', 'link-arg=--export=malloc', '-C', 'link-arg=--export=free',
+    ...extraFlags(src), '-o', out, src,
+  ], relative(root, out));
 }
 
 function buildDir(dir: string, out: string): boolean {
@@ -173,6 +258,17 @@ if (existsSync(conformance)) {
     if (entry.endsWith('.c')) buildC([join(conformance, entry)], out);
     else if (entry.endsWith('.rs')) buildRust(join(conformance, entry), out);
   }
+}
+
+// Go and Rust-MDK functions: examples/go/<name>/ (one Go module) → examples/go/<name>/<name>.wasm,
+// examples/rust/<name>/lib.rs → examples/rust/<name>/<name>.wasm; test/fixtures/go/<name>/ and
+// test/fixtures/rust/<name>/lib.rs → build/fixtures/go-<name>.wasm, rust-<name>.wasm.
+for (const [base, out] of [[join(examples, 'go'), (f: string) => join(examples, 'go', f, `${f}.wasm`)], [join(fixtures, 'go'), (f: string) => join(outDir, `go-${f}.wasm`)]] as const) {
+  if (existsSync(join(base, 'go.mod'))) buildGoModule(base, out);
+}
+for (const [base, out] of [[join(examples, 'rust'), (f: string) => join(examples, 'rust', f, `${f}.wasm`)], [join(fixtures, 'rust'), (f: string) => join(outDir, `rust-${f}.wasm`)]] as const) {
+  if (!existsSync(base)) continue;
+  for (const f of readdirSync(base)) if (existsSync(join(base, f, 'lib.rs'))) buildRustFunction(join(base, f, 'lib.rs'), out(f));
 }
 
 process.stderr.write(`build-guests: ${built} built${failed ? `, ${failed} FAILED` : ''}\n`);

@@ -3,8 +3,9 @@
  * in `--dir` order) and what the guest opens, with their rights, positions and host fds.
  * Layouts and constants are those of `wasi_snapshot_preview1` (witx `typenames.witx`).
  */
-import { closeSync, lstatSync, readdirSync, readlinkSync, realpathSync, type BigIntStats } from 'node:fs';
-import { hostPathOf, type Mount } from './mounts.ts';
+import { spawnSync } from 'node:child_process';
+import { closeSync, fstatSync, lstatSync, lutimesSync, readdirSync, readlinkSync, utimesSync, type BigIntStats } from 'node:fs';
+import { fdPath, openMountRoot, type Mount } from './mounts.ts';
 
 /** `rights` bits (u64). */
 export const Rights = {
@@ -66,7 +67,7 @@ export interface FileFd {
   kind: 'file';
   hostFd: number;
   mount: Mount;
-  rel: string[];
+  /** `fdPath(hostFd)`: a path that names this file on the host through its descriptor. */
   host: string;
   filetype: number;
   rightsBase: bigint;
@@ -84,15 +85,21 @@ export interface DirListingEntry {
   type: number;
   /** Inode, looked up when first listed; undefined until then. */
   ino?: bigint;
-  /** Host path to lstat for the inode. */
-  host: string;
+  /** Where to lstat for the inode: `fdPath(directory descriptor, name)`. */
+  at: string;
 }
 
-/** A preopened mount or a directory the guest opened. No host fd is held for directories. */
+/**
+ * A preopened mount or a directory the guest opened. It holds a host descriptor on the
+ * directory: paths are resolved from it (`resolveAt`), so renaming the directory, or planting
+ * a symlink where it was, never makes it name another directory.
+ */
 export interface DirFd {
   kind: 'dir';
   mount: Mount;
-  rel: string[];
+  /** Host descriptor on the directory (`O_RDONLY | O_DIRECTORY`); -1 when a preopen's directory could not be opened. */
+  hostFd: number;
+  /** `fdPath(hostFd)`: a path that names this directory on the host through its descriptor. */
   host: string;
   rightsBase: bigint;
   rightsInheriting: bigint;
@@ -129,8 +136,14 @@ export class FdTable {
       { kind: 'stdio', stream: 2, rightsBase: STDOUT_RIGHTS, rightsInheriting: 0n, fdflags: FdFlags.APPEND },
     );
     for (const m of mounts) {
+      let hostFd = -1;
+      try {
+        hostFd = openMountRoot(m);
+      } catch {
+        // removed or replaced since startup: every use of this preopen fails with NOENT
+      }
       this.#slots.push({
-        kind: 'dir', mount: m, rel: [], host: m.hostPath, rightsBase: DIR_RIGHTS,
+        kind: 'dir', mount: m, hostFd, host: fdPath(hostFd), rightsBase: DIR_RIGHTS,
         rightsInheriting: DIR_RIGHTS | FILE_RIGHTS, fdflags: 0, preopen: encoder.encode(m.guestPath),
       });
     }
@@ -196,14 +209,13 @@ export class FdTable {
   }
 
   #release(e: FdEntry): void {
-    if (e.kind === 'stdio' || (e.kind === 'dir' && e.preopen)) return;
-    this.#opened--;
-    if (e.kind === 'file') {
-      try {
-        closeSync(e.hostFd);
-      } catch {
-        // already closed by the host: nothing to release
-      }
+    if (e.kind === 'stdio') return;
+    if (!(e.kind === 'dir' && e.preopen)) this.#opened--;
+    if (e.hostFd < 0) return;
+    try {
+      closeSync(e.hostFd);
+    } catch {
+      // already closed by the host: nothing to release
     }
   }
 }
@@ -234,43 +246,86 @@ export function writeFilestat(view: DataView, ptr: number, st: BigIntStats | und
 
 /**
  * Lists a directory for `fd_readdir`: `.` and `..` first, then the host's entries in the host's
- * order. Inodes are looked up lazily (`inodeOf`).
+ * order, read through the directory's descriptor. Inodes are looked up lazily (`inodeOf`); `..`
+ * of a mount root reports the root itself (nothing outside the mount is looked at).
  */
 export function listDirectory(dir: DirFd): DirListingEntry[] {
+  const self = fstatSync(dir.hostFd, { bigint: true }).ino;
+  let up = self;
+  if (readlinkSync(dir.host) !== dir.mount.hostPath) up = lstatSync(fdPath(dir.hostFd, '..'), { bigint: true }).ino;
   const out: DirListingEntry[] = [
-    { name: encoder.encode('.'), type: FileType.DIRECTORY, host: dir.host },
-    // `..` of a mount root reports the root itself: nothing outside the mount is looked at.
-    { name: encoder.encode('..'), type: FileType.DIRECTORY, host: dir.rel.length === 0 ? dir.host : hostPathOf(dir.mount, dir.rel.slice(0, -1)) },
+    { name: encoder.encode('.'), type: FileType.DIRECTORY, ino: self, at: dir.host },
+    { name: encoder.encode('..'), type: FileType.DIRECTORY, ino: up, at: dir.host },
   ];
-  const prefix = dir.host === '/' ? '/' : dir.host + '/';
   for (const d of readdirSync(dir.host, { withFileTypes: true })) {
-    out.push({ name: encoder.encode(d.name), type: fileTypeOf(d), host: prefix + d.name });
+    out.push({ name: encoder.encode(d.name), type: fileTypeOf(d), at: fdPath(dir.hostFd, d.name) });
   }
   return out;
 }
 
 /** The inode of a listing entry (0 when it vanished since the listing was taken). */
 export function inodeOf(e: DirListingEntry): bigint {
-  if (e.ino === undefined) e.ino = lstatSync(e.host, { bigint: true, throwIfNoEntry: false })?.ino ?? 0n;
+  if (e.ino === undefined) e.ino = lstatSync(e.at, { bigint: true, throwIfNoEntry: false })?.ino ?? 0n;
   return e.ino;
 }
 
+/** A time for `setTimes`: nanoseconds since the epoch, `'now'`, or undefined to leave it as it is. */
+export type TimeSpec = bigint | 'now' | undefined;
+
+/** The next double above `x` (x ≥ 0). */
+function nextUp(x: number): number {
+  const v = new DataView(new ArrayBuffer(8));
+  v.setFloat64(0, x);
+  v.setBigUint64(0, v.getBigUint64(0) + 1n);
+  return v.getFloat64(0);
+}
+
 /**
- * Whether the file behind host fd `hostFd` really lies inside `mount` (defence against a
- * component swapped for a symlink between resolution and `open`). Linux: `/proc/self/fd`;
- * elsewhere the realpath of `host`.
+ * Seconds as libuv takes them (a double it splits into `tv_sec` and `tv_nsec` by truncation),
+ * when one double gives exactly `ns`; undefined when none near it does.
  */
-export function openedInside(hostFd: number, host: string, mount: Mount): boolean {
-  let real: string;
-  try {
-    real = readlinkSync(`/proc/self/fd/${hostFd}`);
-  } catch {
-    try {
-      real = realpathSync(host);
-    } catch {
-      return false;
-    }
+function exactSeconds(ns: bigint): number | undefined {
+  const sec = ns / 1_000_000_000n;
+  if (sec >= 1n << 52n) return undefined;
+  const s = Number(sec);
+  const f = Number(ns % 1_000_000_000n);
+  let x = s + f / 1e9;
+  for (let i = 0; i < 4; i++, x = nextUp(x)) {
+    if (Math.trunc(x) === s && Math.trunc((x - s) * 1e9) === f) return x;
   }
-  const root = mount.hostPath;
-  return root === '/' || real === root || real.startsWith(root + '/');
+  return undefined;
+}
+
+/** `touch -d @S.N` on `target` (a path in the child, whose fd 3 is `fd`). @returns whether it worked */
+function touchExactly(fd: number, target: string, flag: string[], ns: bigint, follow: boolean): boolean {
+  const stamp = `@${ns / 1_000_000_000n}.${String(ns % 1_000_000_000n).padStart(9, '0')}`;
+  const r = spawnSync('touch', ['-c', ...(follow ? [] : ['-h']), ...flag, '-d', stamp, target], { stdio: ['ignore', 'ignore', 'ignore', fd] });
+  return r.status === 0;
+}
+
+/**
+ * Sets the access and modification times of `name` in the directory open on host descriptor
+ * `dirFd`, without following a symlink `name` (`name` '': of what `dirFd` is open on, a file
+ * or a directory), to the nanosecond (WASI `*_filestat_set_times`). Node's `utimes` takes seconds as a double (about
+ * 240 ns apart today): a time no double gives exactly is set by coreutils `touch -d @S.N` run
+ * on the same descriptor (its fd 3), or as near as a double gets if `touch` is missing.
+ * @throws system errors of `utimes` (ENOENT, EPERM, …)
+ */
+export function setTimes(dirFd: number, name: string, atime: TimeSpec, mtime: TimeSpec): void {
+  const at = fdPath(dirFd, name);
+  const follow = name === '';
+  const st = follow ? fstatSync(dirFd, { bigint: true }) : lstatSync(at, { bigint: true });
+  const now = BigInt(Date.now()) * 1_000_000n;
+  const a = atime === 'now' ? now : atime ?? st.atimeNs;
+  const m = mtime === 'now' ? now : mtime ?? st.mtimeNs;
+  const as = exactSeconds(a);
+  const ms = exactSeconds(m);
+  if (as === undefined || ms === undefined) {
+    const child = follow ? '/proc/self/fd/3' : `/proc/self/fd/3/${name}`;
+    const done = a === m ? touchExactly(dirFd, child, [], a, follow)
+      : touchExactly(dirFd, child, ['-a'], a, follow) && touchExactly(dirFd, child, ['-m'], m, follow);
+    if (done) return;
+  }
+  const seconds = (ns: bigint, exact: number | undefined): number => exact ?? Number(ns) / 1e9;
+  (follow ? utimesSync : lutimesSync)(at, seconds(a, as), seconds(m, ms));
 }

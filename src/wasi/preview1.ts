@@ -15,17 +15,17 @@
  */
 import { randomFillSync } from 'node:crypto';
 import {
-  closeSync, fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, futimesSync, linkSync, lstatSync, lutimesSync, mkdirSync,
+  fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, futimesSync, linkSync, mkdirSync,
   openSync, readSync, readlinkSync, renameSync, rmdirSync, statSync, symlinkSync, unlinkSync, utimesSync, writeSync,
   constants as fsc,
 } from 'node:fs';
 import { Errno, errnoFromSystemError } from './errno.ts';
-import { resolveBeneath, type Beneath, type Mount } from './mounts.ts';
+import { fdPath, judgeLinkTarget, resolveAt, type Follow, type Mount, type Resolved } from './mounts.ts';
 import type { BigIntStats } from 'node:fs';
 import {
   DEFAULT_MAX_OPEN_FILES, DIR_RIGHTS, FdFlags, FdTable, FILE_RIGHTS, FileType, FstFlags, LOOKUP_SYMLINK_FOLLOW,
-  OFlags, READ_RIGHTS, Rights, WRITE_RIGHTS, fileTypeOf, inodeOf, listDirectory, openedInside, writeFilestat,
-  type DirFd, type FdEntry, type FileFd,
+  OFlags, READ_RIGHTS, Rights, WRITE_RIGHTS, fileTypeOf, inodeOf, listDirectory, setTimes, writeFilestat,
+  type DirFd, type FdEntry, type FileFd, type TimeSpec,
 } from './fs.ts';
 
 /** Per-call configuration of the WASI context. */
@@ -227,18 +227,27 @@ export class Wasi {
   #dir(fd: number): DirFd {
     const e = this.#entry(fd);
     if (e.kind !== 'dir') fail(Errno.NOTDIR);
+    if (e.hostFd < 0) fail(Errno.NOENT);
     return e;
   }
 
-  /** Resolves a path argument relative to directory `fd`; refusals become their errno. */
-  #at(fd: number, ptr: number, len: number, follow: boolean, needs: bigint, write: boolean): { dir: DirFd; path: string; r: Beneath } {
+  /**
+   * Resolves a path argument below directory `fd` (`resolveAt`) and runs `op` on it; the walk's
+   * descriptors are released after `op`. Missing rights give `NOTCAPABLE`, `write` on a `:ro`
+   * mount `ROFS`, a refused path its errno — all before anything happens on the host.
+   */
+  #onPath(fd: number, ptr: number, len: number, follow: Follow, needs: bigint, write: boolean, op: (r: Resolved, path: string, dir: DirFd) => number): number {
     const dir = this.#dir(fd);
-    if ((dir.rightsBase & needs) !== needs) fail(Errno.NOTCAPABLE);
-    if (write && dir.mount.readOnly) fail(Errno.ROFS);
+    if ((dir.rightsBase & needs) !== needs) return Errno.NOTCAPABLE;
+    if (write && dir.mount.readOnly) return Errno.ROFS;
     const path = this.#string(ptr, len);
-    const r = resolveBeneath(dir.mount, dir.rel, path, follow);
-    if (!r.ok) fail(r.errno);
-    return { dir, path, r };
+    const r = resolveAt({ mount: dir.mount, fd: dir.hostFd, root: dir.preopen !== undefined }, path, follow);
+    if (!r.ok) return r.errno;
+    try {
+      return op(r, path, dir);
+    } finally {
+      r.release();
+    }
   }
 
   // --- stdio -------------------------------------------------------------------------------
@@ -490,94 +499,93 @@ export class Wasi {
 
       path_open: (fd: number, dirflags: number, pathPtr: number, pathLen: number, oflags: number, base: bigint, inheriting: bigint, fdflags: number, fdOut: number) =>
         this.#pathOpen(fd, dirflags, pathPtr, pathLen, oflags, base, inheriting, fdflags, fdOut),
-      path_filestat_get: (fd: number, flags: number, p: number, l: number, buf: number) => {
-        const { r } = this.#at(fd, p, l, (flags & LOOKUP_SYMLINK_FOLLOW) !== 0, Rights.PATH_FILESTAT_GET, false);
-        const st = r.stat === undefined ? lstatSync(r.host, { bigint: true, throwIfNoEntry: false }) : r.stat;
-        if (!st) return Errno.NOENT;
-        writeFilestat(this.#view(), buf, st);
-        return Errno.SUCCESS;
-      },
+      path_filestat_get: (fd: number, flags: number, p: number, l: number, buf: number) =>
+        this.#onPath(fd, p, l, (flags & LOOKUP_SYMLINK_FOLLOW) !== 0, Rights.PATH_FILESTAT_GET, false, (r) => {
+          if (!r.stat) return Errno.NOENT;
+          writeFilestat(this.#view(), buf, r.stat);
+          return Errno.SUCCESS;
+        }),
       path_filestat_set_times: (fd: number, flags: number, p: number, l: number, atim: bigint, mtim: bigint, fst: number) => {
-        const follow = (flags & LOOKUP_SYMLINK_FOLLOW) !== 0;
-        const { r } = this.#at(fd, p, l, follow, Rights.PATH_FILESTAT_SET_TIMES, true);
-        if (r.stat === null) return Errno.NOENT;
-        const [a, m] = newTimes(atim, mtim, fst, () => lstatSync(r.host, { bigint: true }));
-        if (follow) utimesSync(r.host, a, m);
-        else lutimesSync(r.host, a, m);
-        return Errno.SUCCESS;
+        const [a, m] = timeSpecs(atim, mtim, fst);
+        return this.#onPath(fd, p, l, (flags & LOOKUP_SYMLINK_FOLLOW) !== 0, Rights.PATH_FILESTAT_SET_TIMES, true, (r) => {
+          if (!r.stat) return Errno.NOENT;
+          setTimes(r.dir, r.name, a, m);
+          return Errno.SUCCESS;
+        });
       },
-      path_create_directory: (fd: number, p: number, l: number) => {
-        const { r, path } = this.#at(fd, p, l, false, Rights.PATH_CREATE_DIRECTORY, true);
-        const last = lastComponent(path);
-        if (last === '' || last === '.' || last === '..' || r.rel.length === 0) return Errno.EXIST;
-        mkdirSync(r.host, 0o777);
-        return Errno.SUCCESS;
-      },
-      path_remove_directory: (fd: number, p: number, l: number) => {
-        const { r, path } = this.#at(fd, p, l, false, Rights.PATH_REMOVE_DIRECTORY, true);
-        const last = lastComponent(path);
-        if (last === '.' || last === '..') return Errno.INVAL;
-        if (r.rel.length === 0) return Errno.BUSY;
-        rmdirSync(r.host);
-        return Errno.SUCCESS;
-      },
-      path_unlink_file: (fd: number, p: number, l: number) => {
-        const { r, path } = this.#at(fd, p, l, false, Rights.PATH_UNLINK_FILE, true);
-        const last = lastComponent(path);
-        if (last === '.' || last === '..' || r.rel.length === 0) return Errno.ISDIR;
-        unlinkSync(r.host);
-        return Errno.SUCCESS;
-      },
-      path_rename: (fd: number, op: number, ol: number, newFd: number, np: number, nl: number) => {
-        const from = this.#at(fd, op, ol, false, Rights.PATH_RENAME_SOURCE, true);
-        const to = this.#at(newFd, np, nl, false, Rights.PATH_RENAME_TARGET, true);
-        for (const x of [from, to]) {
-          const last = lastComponent(x.path);
-          if (last === '.' || last === '..') return Errno.INVAL;
-          if (x.r.rel.length === 0) return Errno.BUSY;
-        }
-        renameSync(from.r.host, to.r.host);
-        return Errno.SUCCESS;
-      },
-      path_link: (oldFd: number, oldFlags: number, op: number, ol: number, newFd: number, np: number, nl: number) => {
-        const from = this.#at(oldFd, op, ol, (oldFlags & LOOKUP_SYMLINK_FOLLOW) !== 0, Rights.PATH_LINK_SOURCE, true);
-        const to = this.#at(newFd, np, nl, false, Rights.PATH_LINK_TARGET, true);
-        if (from.r.stat === null) return Errno.NOENT;
-        if (to.r.rel.length === 0) return Errno.EXIST;
-        linkSync(from.r.host, to.r.host);
-        return Errno.SUCCESS;
-      },
+      path_create_directory: (fd: number, p: number, l: number) =>
+        this.#onPath(fd, p, l, 'never', Rights.PATH_CREATE_DIRECTORY, true, (r) => {
+          if (r.name === '' || r.stat) return Errno.EXIST;
+          mkdirSync(r.at, 0o777);
+          return Errno.SUCCESS;
+        }),
+      path_remove_directory: (fd: number, p: number, l: number) =>
+        this.#onPath(fd, p, l, 'never', Rights.PATH_REMOVE_DIRECTORY, true, (r, path) => {
+          const last = lastComponent(path);
+          if (last === '.') return Errno.INVAL;
+          if (last === '..') return Errno.NOTEMPTY;
+          if (r.name === '') return Errno.BUSY;
+          if (!r.stat) return Errno.NOENT;
+          if (!r.stat.isDirectory()) return Errno.NOTDIR;
+          rmdirSync(r.at);
+          return Errno.SUCCESS;
+        }),
+      path_unlink_file: (fd: number, p: number, l: number) =>
+        this.#onPath(fd, p, l, 'never', Rights.PATH_UNLINK_FILE, true, (r, path) => {
+          if (r.name === '' || r.stat?.isDirectory()) return Errno.ISDIR;
+          if (!r.stat) return Errno.NOENT;
+          if (path.endsWith('/')) return Errno.NOTDIR;
+          unlinkSync(r.at);
+          return Errno.SUCCESS;
+        }),
+      path_rename: (fd: number, op: number, ol: number, newFd: number, np: number, nl: number) =>
+        this.#onPath(fd, op, ol, 'never', Rights.PATH_RENAME_SOURCE, true, (from, fromPath) =>
+          this.#onPath(newFd, np, nl, 'never', Rights.PATH_RENAME_TARGET, true, (to, toPath) => {
+            if (from.name === '' || to.name === '') return Errno.BUSY; // `.`, `..`, a mount root
+
+            if (!from.stat) return Errno.NOENT;
+            if (!from.stat.isDirectory() && (toPath.endsWith('/') || fromPath.endsWith('/'))) return Errno.NOTDIR;
+            renameSync(from.at, to.at);
+            return Errno.SUCCESS;
+          })),
+      path_link: (oldFd: number, oldFlags: number, op: number, ol: number, newFd: number, np: number, nl: number) =>
+        this.#onPath(oldFd, op, ol, (oldFlags & LOOKUP_SYMLINK_FOLLOW) !== 0, Rights.PATH_LINK_SOURCE, true, (from) =>
+          this.#onPath(newFd, np, nl, 'never', Rights.PATH_LINK_TARGET, true, (to, toPath) => {
+            if (!from.stat) return Errno.NOENT;
+            if (to.name === '' || to.stat) return Errno.EXIST;
+            if (toPath.endsWith('/')) return Errno.NOENT;
+            if (from.name === '' || from.stat.isDirectory()) return Errno.PERM;
+            linkSync(from.at, to.at);
+            return Errno.SUCCESS;
+          })),
       path_symlink: (tp: number, tl: number, fd: number, np: number, nl: number) => {
         const target = this.#string(tp, tl);
-        const { r } = this.#at(fd, np, nl, false, Rights.PATH_SYMLINK, true);
-        if (target.length === 0) return Errno.NOENT;
-        if (target.includes('\0')) return Errno.INVAL;
-        // The link must not point outside its mount: absolute targets and targets whose `..`
-        // climb above the mount root (seen from the link's directory) are refused.
-        if (target.startsWith('/')) return Errno.NOTCAPABLE;
-        let depth = r.rel.length - 1;
-        for (const c of target.split('/')) {
-          if (c === '..') {
-            if (--depth < 0) return Errno.NOTCAPABLE;
-          } else if (c !== '' && c !== '.') depth++;
-        }
-        if (r.rel.length === 0) return Errno.EXIST;
-        symlinkSync(target, r.host);
-        return Errno.SUCCESS;
+        return this.#onPath(fd, np, nl, 'never', Rights.PATH_SYMLINK, true, (r, path, dir) => {
+          if (r.name === '' || r.stat) return Errno.EXIST;
+          if (path.endsWith('/')) return Errno.NOENT;
+          // The link must resolve inside its mount, judged by the same walk as every path.
+          const refused = judgeLinkTarget(dir.mount, r.dir, target);
+          if (refused) return refused.errno;
+          symlinkSync(target, r.at);
+          return Errno.SUCCESS;
+        });
       },
-      path_readlink: (fd: number, p: number, l: number, buf: number, bufLen: number, bufused: number) => {
-        const { r } = this.#at(fd, p, l, false, Rights.PATH_READLINK, false);
-        const target = readlinkSync(r.host, { encoding: 'buffer' });
-        const n = Math.min(target.length, bufLen >>> 0);
-        this.#range(buf, n).set(target.subarray(0, n));
-        this.#view().setUint32(bufused, n, true);
-        return Errno.SUCCESS;
-      },
+      path_readlink: (fd: number, p: number, l: number, buf: number, bufLen: number, bufused: number) =>
+        this.#onPath(fd, p, l, false, Rights.PATH_READLINK, false, (r) => {
+          if (!r.stat) return Errno.NOENT;
+          if (r.name === '' || !r.stat.isSymbolicLink()) return Errno.INVAL;
+          const target = readlinkSync(r.at, { encoding: 'buffer' });
+          const n = Math.min(target.length, bufLen >>> 0);
+          this.#range(buf, n).set(target.subarray(0, n));
+          this.#view().setUint32(bufused, n, true);
+          return Errno.SUCCESS;
+        }),
 
       sock_accept: (fd: number) => (this.#entry(fd) ? Errno.NOTSUP : Errno.BADF),
       sock_recv: (fd: number) => (this.#entry(fd) ? Errno.NOTSUP : Errno.BADF),
       sock_send: (fd: number) => (this.#entry(fd) ? Errno.NOTSUP : Errno.BADF),
-      sock_shutdown: (fd: number) => (this.#entry(fd) ? Errno.NOTSUP : Errno.BADF),
+      // No descriptor of a guest is a socket: Linux answers ENOTSOCK for files, directories, pipes.
+      sock_shutdown: (fd: number) => (this.#entry(fd) ? Errno.NOTSOCK : Errno.BADF),
     };
 
     const imports: Record<string, Fn> = {};
@@ -638,7 +646,12 @@ export class Wasi {
     else if (e.fdflags & (FdFlags.DSYNC | FdFlags.RSYNC)) fdatasyncSync(e.hostFd);
   }
 
-  /** `path_open` (see the module comment for the sandbox rules). */
+  /**
+   * `path_open` (see the module comment for the sandbox rules). Every check is made on the
+   * resolved path before the host open; the open itself looks up only the last component, in
+   * the directory the walk holds, without following it, so `O_CREAT`/`O_TRUNC` cannot act
+   * outside the mount.
+   */
   #pathOpen(fd: number, dirflags: number, pathPtr: number, pathLen: number, oflags: number, base: bigint, inheriting: bigint, fdflags: number, fdOut: number): number {
     const dir = this.#dir(fd);
     if ((dir.rightsBase & Rights.PATH_OPEN) === 0n) return Errno.NOTCAPABLE;
@@ -654,49 +667,44 @@ export class Wasi {
     const write = (base & WRITE_RIGHTS) !== 0n || trunc || append;
     const read = (base & READ_RIGHTS) !== 0n;
     if (write && dir.mount.readOnly) return Errno.ROFS;
-
-    const path = this.#string(pathPtr, pathLen);
     const follow = (dirflags & LOOKUP_SYMLINK_FOLLOW) !== 0 && !(creat && excl);
-    const r = resolveBeneath(dir.mount, dir.rel, path, follow);
-    if (!r.ok) return r.errno;
-    const st = r.stat === undefined ? (lstatSync(r.host, { bigint: true, throwIfNoEntry: false }) ?? null) : r.stat;
-    if (st === null) {
-      if (!creat) return Errno.NOENT;
-      if (dir.mount.readOnly) return Errno.ROFS;
-      if (wantDir) return Errno.INVAL;
-    } else {
-      if (creat && excl) return Errno.EXIST;
-      if (st.isSymbolicLink()) return Errno.LOOP; // not followed (O_NOFOLLOW)
-      if (st.isDirectory()) {
-        if (write) return Errno.ISDIR;
-        const entry: DirFd = {
-          kind: 'dir', mount: dir.mount, rel: r.rel, host: r.host, rightsBase: base & DIR_RIGHTS,
-          rightsInheriting: inheriting, fdflags: fdflags & 0x1f,
-        };
-        this.#view().setUint32(fdOut, table.add(entry), true);
-        return Errno.SUCCESS;
+    return this.#onPath(fd, pathPtr, pathLen, follow, 0n, false, (r, path) => {
+      const st = r.stat;
+      if (st === null) {
+        if (!creat) return Errno.NOENT;
+        if (path.endsWith('/')) return Errno.ISDIR;
+        if (dir.mount.readOnly) return Errno.ROFS;
+        if (wantDir) return Errno.INVAL;
+      } else {
+        if (creat && excl) return Errno.EXIST;
+        if (st.isSymbolicLink()) return Errno.LOOP; // not followed (O_NOFOLLOW)
+        if (st.isDirectory()) {
+          if (write) return Errno.ISDIR;
+          const hostFd = openSync(r.at, fsc.O_RDONLY | fsc.O_DIRECTORY | (r.name === '' ? 0 : O_NOFOLLOW));
+          const entry: DirFd = {
+            kind: 'dir', mount: dir.mount, hostFd, host: fdPath(hostFd), rightsBase: base & DIR_RIGHTS,
+            rightsInheriting: inheriting, fdflags: fdflags & 0x1f,
+          };
+          this.#view().setUint32(fdOut, table.add(entry), true);
+          return Errno.SUCCESS;
+        }
+        if (wantDir) return Errno.NOTDIR;
       }
-      if (wantDir) return Errno.NOTDIR;
-    }
-
-    let flags = (write ? (read ? fsc.O_RDWR : fsc.O_WRONLY) : fsc.O_RDONLY) | O_NOFOLLOW;
-    if (creat) flags |= fsc.O_CREAT;
-    if (excl) flags |= fsc.O_EXCL;
-    if (trunc) flags |= fsc.O_TRUNC;
-    if (append) flags |= fsc.O_APPEND;
-    const hostFd = openSync(r.host, flags, 0o666);
-    if (!openedInside(hostFd, r.host, dir.mount)) {
-      closeSync(hostFd);
-      return Errno.NOTCAPABLE;
-    }
-    const entry: FileFd = {
-      kind: 'file', hostFd, mount: dir.mount, rel: r.rel, host: r.host,
-      filetype: st ? fileTypeOf(st) : FileType.REGULAR_FILE,
-      rightsBase: base & FILE_RIGHTS, rightsInheriting: inheriting & FILE_RIGHTS,
-      fdflags: fdflags & 0x1f, writable: write, pos: 0,
-    };
-    this.#view().setUint32(fdOut, table.add(entry), true);
-    return Errno.SUCCESS;
+      let flags = (write ? (read ? fsc.O_RDWR : fsc.O_WRONLY) : fsc.O_RDONLY) | O_NOFOLLOW;
+      if (creat) flags |= fsc.O_CREAT;
+      if (excl) flags |= fsc.O_EXCL;
+      if (trunc) flags |= fsc.O_TRUNC;
+      if (append) flags |= fsc.O_APPEND;
+      const hostFd = openSync(r.at, flags, 0o666);
+      const entry: FileFd = {
+        kind: 'file', hostFd, mount: dir.mount, host: fdPath(hostFd),
+        filetype: st ? fileTypeOf(st) : FileType.REGULAR_FILE,
+        rightsBase: base & FILE_RIGHTS, rightsInheriting: inheriting & FILE_RIGHTS,
+        fdflags: fdflags & 0x1f, writable: write, pos: 0,
+      };
+      this.#view().setUint32(fdOut, table.add(entry), true);
+      return Errno.SUCCESS;
+    });
   }
 
   /**
@@ -806,6 +814,16 @@ function newTimes(atim: bigint, mtim: bigint, fst: number, current: () => BigInt
     pick(FstFlags.ATIM, FstFlags.ATIM_NOW, atim, (s) => s.atimeNs),
     pick(FstFlags.MTIM, FstFlags.MTIM_NOW, mtim, (s) => s.mtimeNs),
   ];
+}
+
+/**
+ * The (atime, mtime) of `*_set_times` for `setTimes`: a time, "now", or unchanged.
+ * @throws WasiFail INVAL when both a time and "now" are asked for the same field
+ */
+function timeSpecs(atim: bigint, mtim: bigint, fst: number): [TimeSpec, TimeSpec] {
+  if ((fst & FstFlags.ATIM && fst & FstFlags.ATIM_NOW) || (fst & FstFlags.MTIM && fst & FstFlags.MTIM_NOW)) fail(Errno.INVAL);
+  const pick = (set: number, now: number, value: bigint): TimeSpec => (fst & now ? 'now' : fst & set ? BigInt.asUintN(64, value) : undefined);
+  return [pick(FstFlags.ATIM, FstFlags.ATIM_NOW, atim), pick(FstFlags.MTIM, FstFlags.MTIM_NOW, mtim)];
 }
 
 /**

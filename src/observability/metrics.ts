@@ -21,7 +21,9 @@ export class RunnerMetrics {
    * @param busy returns the number of workers running a call (read at scrape time)
    */
   constructor(busy: () => number, workers: number) {
-    collectDefaultMetrics({ register: this.registry, prefix: 'capsule_process_' });
+    // prom-client's names already start with process_ / nodejs_: capsule_process_cpu_seconds_total,
+    // capsule_nodejs_eventloop_lag_seconds, …
+    collectDefaultMetrics({ register: this.registry, prefix: 'capsule_' });
     this.requests = new Counter({ name: 'capsule_requests_total', help: 'Invocations handled, by function, method and status', labelNames: ['function', 'method', 'status'], registers: [this.registry] });
     this.duration = new Histogram({
       name: 'capsule_request_duration_seconds', help: 'Invocation duration (queue + guest), seconds', labelNames: ['function'],

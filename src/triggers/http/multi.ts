@@ -339,7 +339,7 @@ export async function serveFunctions(o: MultiServerOptions): Promise<RunningHttp
     pools: [pool],
     dispatch: (path, _req, state) => {
       if (path === '/healthz') {
-        return { type: 'answer', respond: async (req, res) => {
+        return { type: 'answer', runner: true, respond: async (req, res) => {
           req.resume();
           res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': 2 });
           res.end('OK');
@@ -347,7 +347,7 @@ export async function serveFunctions(o: MultiServerOptions): Promise<RunningHttp
         } };
       }
       if (path.startsWith('/capsule/')) {
-        return { type: 'answer', respond: async (req, res) => {
+        return { type: 'answer', runner: true, respond: async (req, res) => {
           req.resume();
           if (path === '/capsule/health') return sendJson(res, 200, { status: 'ok' });
           if (path === '/capsule/ready') {

@@ -13,7 +13,6 @@
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { randomUUID } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
 import { CapsuleError, STATUS_BY_CODE } from '../../engine/errors.ts';
 import { concatBytes } from '../../engine/bytes.ts';
 import type { CapsuleFunction } from '../../engine/function.ts';
@@ -25,6 +24,7 @@ import type { Logger } from '../../observability/logger.ts';
 import { RunnerMetrics } from '../../observability/metrics.ts';
 import { DEFAULTS } from '../../engine/function.ts';
 import { isRunnerRoute, logGuestOutput, sendError, serveRunnerRoute, writeResponse, type RunnerRouteContext } from '../shared/runner-routes.ts';
+import { guardConnections, listen, tlsError } from './connections.ts';
 
 export interface HttpTriggerOptions {
   /** Interface to bind (default 127.0.0.1). */
@@ -79,8 +79,12 @@ export type HttpDispatch =
   | { type: 'function'; target: HttpTarget; cgi?: CgiRoute; route?: string }
   /** A runner-made error, e.g. a module that failed to load (logged once where it failed, not per request). */
   | { type: 'error'; error: CapsuleError; name?: string }
-  /** Anything else (runner routes, `/healthz`, 404): answers itself and returns the status sent. */
-  | { type: 'answer'; name?: string; respond(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<number> };
+  /**
+   * Anything else (runner routes, `/healthz`, 404): answers itself and returns the status sent.
+   * `runner`: a route of the runner's own (`/capsule/…`, `/health`, `/metrics`, `/healthz`),
+   * logged but not counted in the request metrics (those count what clients asked of functions).
+   */
+  | { type: 'answer'; name?: string; runner?: boolean; respond(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<number> };
 
 /** What the pipeline tells `dispatch` and the server's hooks. */
 export interface PipelineState {
@@ -116,7 +120,8 @@ function tagResponse(res: ServerResponse, requestId: string): void {
 
 /**
  * Listens and serves requests through the shared pipeline (see the module comment).
- * @throws Error when the port cannot be bound (EADDRINUSE…)
+ * @throws CapsuleError USAGE when the port cannot be bound (in use, not this machine's address,
+ *   unknown host) or the TLS certificate and key cannot be used, in one line
  */
 export async function servePipeline(spec: PipelineSpec, o: HttpTriggerOptions): Promise<RunningHttpTrigger> {
   const log = o.logger;
@@ -157,8 +162,12 @@ export async function servePipeline(spec: PipelineSpec, o: HttpTriggerOptions): 
     idleTimer = setTimeout(check, o.stopAfterMs);
   };
 
+  let guard: ReturnType<typeof guardConnections> | undefined;
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     const start = performance.now();
+    guard!.track(req, res);
+    // while draining, every answer tells keep-alive clients to go elsewhere
+    if (draining) res.setHeader('Connection', 'close');
     const incoming = req.headers['x-request-id'];
     const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     armIdle();
@@ -170,12 +179,15 @@ export async function servePipeline(spec: PipelineSpec, o: HttpTriggerOptions): 
       dispatch = { type: 'error', error: e instanceof CapsuleError ? e : new CapsuleError('INTERNAL', (e as Error).message) };
     }
     const fname = dispatch.type === 'function' ? dispatch.target.name : dispatch.name ?? '';
+    const counted = !(dispatch.type === 'answer' && dispatch.runner);
     const done = (status: number, code?: string) => {
       const ms = performance.now() - start;
-      metrics.requests.inc({ function: fname, method: req.method ?? '', status });
-      metrics.duration.observe({ function: fname }, ms / 1000);
-      if (code) metrics.errors.inc({ function: fname, code });
-      if (code === 'TIMEOUT') metrics.timeouts.inc({ function: fname });
+      if (counted) {
+        metrics.requests.inc({ function: fname, method: req.method ?? '', status });
+        metrics.duration.observe({ function: fname }, ms / 1000);
+        if (code) metrics.errors.inc({ function: fname, code });
+        if (code === 'TIMEOUT') metrics.timeouts.inc({ function: fname });
+      }
       const line: Record<string, unknown> = { requestId, method: req.method, url: req.url, function: fname || undefined, status, durationMs: Math.round(ms * 1000) / 1000 };
       if (code) line.code = code;
       log.info(line, 'request');
@@ -285,18 +297,17 @@ export async function servePipeline(spec: PipelineSpec, o: HttpTriggerOptions): 
     });
   };
 
-  const server: Server = o.tls ? createHttpsServer({ cert: o.tls.cert, key: o.tls.key }, handler) : createHttpServer(handler);
+  let server: Server;
+  try {
+    server = o.tls ? createHttpsServer({ cert: o.tls.cert, key: o.tls.key }, handler) : createHttpServer(handler);
+  } catch (e) {
+    throw new CapsuleError('USAGE', tlsError(e, o.tls!));
+  }
+  guard = guardConnections(server, log);
   server.keepAliveTimeout = 5000;
   server.headersTimeout = 60_000;
   server.requestTimeout = 0; // the per-call deadline is the guest's --timeout
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(o.port ?? 8080, o.host ?? '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  port = (server.address() as AddressInfo).port;
+  port = await listen(server, o.port ?? 8080, o.host ?? '127.0.0.1');
   const displayHost = (o.host ?? '127.0.0.1').includes(':') ? `[${o.host}]` : (o.host ?? '127.0.0.1');
   const url = `${scheme}://${displayHost}:${port}`;
   defaultHost = `${displayHost}:${port}`;
@@ -311,14 +322,16 @@ export async function servePipeline(spec: PipelineSpec, o: HttpTriggerOptions): 
       log.info({ reason, inflight }, 'shutting down');
       draining = true;
       if (idleTimer) clearTimeout(idleTimer);
-      server.close();
       server.closeIdleConnections();
+      // During the grace the port stays open: /capsule/ready answers 503 (a balancer sees the
+      // runner leave instead of a refused connection) and new calls get 503 OVERLOADED.
       if (inflight > 0) {
         await Promise.race([
           new Promise<void>((r) => drained.push(r)),
           new Promise<void>((r) => setTimeout(r, graceMs).unref()),
         ]);
       }
+      server.close();
       await spec.stop(state);
       server.closeAllConnections();
       closedResolve();
@@ -358,7 +371,7 @@ export async function serveHttp(fn: CapsuleFunction, o: HttpTriggerOptions): Pro
     pools: [fn.pool],
     dispatch: (path, _req, state) => {
       if (isRunnerRoute(path)) {
-        return { type: 'answer', name: fname, respond: (req, res, requestId) => serveRunnerRoute(path, req, res, requestId, runnerRoutes(state)) };
+        return { type: 'answer', name: fname, runner: true, respond: (req, res, requestId) => serveRunnerRoute(path, req, res, requestId, runnerRoutes(state)) };
       }
       return cgi ? { type: 'function', target, cgi } : { type: 'function', target };
     },

@@ -8,13 +8,13 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
 import { randomUUID } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
 import { CapsuleError, STATUS_BY_CODE } from '../../engine/errors.ts';
 import type { CapsuleFunction } from '../../engine/function.ts';
 import type { CallLogs } from '../../engine/runtime.ts';
 import type { HttpResponseOutput } from '../../engine/invocation.ts';
 import type { Logger } from '../../observability/logger.ts';
 import type { RunnerMetrics } from '../../observability/metrics.ts';
+import { guardConnections, listen } from '../http/connections.ts';
 
 /** What the runner routes need to know about the trigger that serves them. */
 export interface RunnerRouteContext {
@@ -160,10 +160,12 @@ export interface RunnerHttp {
  * Serves only the runner routes (for triggers that are not HTTP: `capsule nats|mqtt
  * --http-port`). Other paths answer 404.
  * @param o.port 0 = a free port
- * @throws Error when the port cannot be bound (EADDRINUSE…)
+ * @throws CapsuleError USAGE when the port cannot be bound (in use, not this machine's address…)
  */
 export async function startRunnerHttp(ctx: RunnerRouteContext, o: { host: string; port: number; logger: Logger }): Promise<RunnerHttp> {
+  let guard: ReturnType<typeof guardConnections> | undefined;
   const server = createServer((req, res) => {
+    guard!.track(req, res);
     const requestId = randomUUID();
     res.setHeader('X-Request-Id', requestId);
     const path = (req.url ?? '/').split('?', 1)[0]!;
@@ -171,15 +173,9 @@ export async function startRunnerHttp(ctx: RunnerRouteContext, o: { host: string
       o.logger.debug({ requestId, method: req.method, url: req.url, status }, 'request');
     });
   });
+  guard = guardConnections(server, o.logger);
   server.keepAliveTimeout = 5000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(o.port, o.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listen(server, o.port, o.host);
   const host = o.host.includes(':') ? `[${o.host}]` : o.host;
   return {
     url: `http://${host}:${port}`, port, server,

@@ -25,7 +25,7 @@ import { normaliseArgv } from './legacy.ts';
 import { progressReporter } from './progress.ts';
 import { inspectFile } from './inspect.ts';
 import { capabilityOptions, capabilitySettings, type CapabilityFlags } from './capabilities.ts';
-import { addEnvVars, applyConfigFor } from '../config/file.ts';
+import { addEnvVars, allConfigKeys, applyConfigFor } from '../config/file.ts';
 
 /** Options shared by every command that loads a module. */
 interface ModuleFlags extends CapabilityFlags {
@@ -212,7 +212,7 @@ capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=
           ...http,
           table: () => mergeRouteTables([
             ...(routesFile !== undefined ? [loadRoutesFile(routesFile)] : []),
-            ...(f.functions !== undefined ? [scanFunctionsDir(f.functions)] : []),
+            ...(f.functions !== undefined ? [scanFunctionsDir(f.functions, { otherKeys: allConfigKeys(program) })] : []),
           ]),
           // multi-function servers never pass the runner's environment (conventions.md §2)
           defaults: {

@@ -6,8 +6,10 @@
  *
  * - `--config <file>` names the file; otherwise `<module>.capsule.yaml` (or `.yml`) beside the
  *   module is read when it exists (`hello.wasm` → `hello.capsule.yaml`).
- * - The schema is the command's own options: a key that is not one of them is an error naming
- *   the key and the file; so is a value of the wrong shape. Flags that take a value accept a
+ * - The schema is the command's own options; a key of another command (`maxBody` or `reuse`, of
+ *   `serve`, read by `run`) is accepted and ignored, so one file can serve every command. A key
+ *   that is no command's is an error naming the key and the file; so is a value of the wrong
+ *   shape. Flags that take a value accept a
  *   string or a number; switches (`reuse`, `inheritEnv`) a boolean; repeatable flags (`dir`,
  *   `env`, `envFile`, `allowedHosts`) a string or a list of strings, and `env` also a map
  *   `{NAME: value}`.
@@ -85,6 +87,20 @@ function optionFor(cmd: Command, key: string): Option | undefined {
 }
 
 /**
+ * Every config key of the program `cmd` belongs to (the settings of all its commands), e.g. for
+ * a per-function file that `run` and `serve --functions` both read.
+ */
+export function allConfigKeys(cmd: Command): Set<string> {
+  let root = cmd;
+  while (root.parent) root = root.parent;
+  const keys = new Set<string>();
+  for (const c of [root, ...root.commands]) {
+    for (const o of c.options) if (o.long && !NOT_SETTINGS.has(o.attributeName())) keys.add(o.attributeName());
+  }
+  return keys;
+}
+
+/**
  * Reads and validates a config file against the options of `cmd`.
  * @throws CapsuleError USAGE naming the file (and the key) when it cannot be read, is not YAML,
  *   is not a map, has an unknown key or a value of the wrong shape
@@ -107,8 +123,10 @@ export function loadConfigFile(path: string, cmd: Command): ConfigFile {
   const base = dirname(resolve(path));
   const values = new Map<string, string | boolean | string[]>();
   const known = () => cmd.options.filter((o) => o.long && !NOT_SETTINGS.has(o.attributeName())).map((o) => o.attributeName()).sort().join(', ');
+  let others: Set<string> | undefined;
   for (const [key, value] of Object.entries(doc as Record<string, unknown>)) {
     const o = optionFor(cmd, key);
+    if (!o && (others ??= allConfigKeys(cmd)).has(key)) continue; // another command's setting
     if (!o) throw new CapsuleError('USAGE', `config file ${path}: unknown key "${key}" (known keys: ${known()})`);
     const bad = (expected: string) => new CapsuleError('USAGE', `config file ${path}: "${key}" must be ${expected}, not ${JSON.stringify(value)}`);
     if (o.isBoolean() || o.negate) {

@@ -7,6 +7,9 @@
  *   `<name>`, served at `/<name>` and below; `<name>/<revision>.wasm` is one of its revisions,
  *   served at `/functions/<name>/<revision>`. `<name>.capsule.yaml` beside a module holds that
  *   function's settings (the keys of a YAML function below, without `wasm`/`route`/`revisions`).
+ *   The same file is read by `capsule run <name>.wasm`, so it may also hold keys of other
+ *   commands: those that are server-wide (`maxBody`, `reuse`, `workers`…) are ignored here with a
+ *   warning (`otherKeys` of `scanFunctionsDir`).
  * - WAGI's **modules.toml**, read as it is (`--routes modules.toml`): `[[module]]` tables with
  *   `route`, `module`, `entrypoint`, `argv`, `volumes`, `allowed_hosts` (warned: no
  *   wasi_experimental_http), `http_max_concurrency`, `repository`/`bindle_server` (warned), and
@@ -14,8 +17,10 @@
  *   directory, as in WAGI.
  * - Capsule's **YAML** routes file (`--routes routes.yaml`): a `functions:` map of name →
  *   settings whose keys are the long flag names in camelCase (`wasm`, `kind`, `env`, `envFile`,
- *   `dir`, `allowedHosts`, `timeout`, `maxMemory`, `maxConcurrency`) plus `route`, `entrypoint`,
- *   `argv` and `revisions` (name → module path). Paths are relative to the file.
+ *   `dir`, `allowedHosts`, `timeout`, `maxMemory`, `maxConcurrency`, and the capability settings
+ *   `httpTimeout`, `maxResponse`, `cacheMaxEntries`, `cacheMaxBytes`, `kv`, `redisUri`) plus
+ *   `route`, `entrypoint`, `argv` and `revisions` (name → module path). Paths are relative to the
+ *   file.
  *
  * Unknown keys and values of the wrong shape are errors that name the key and the file.
  * Functions are named `[A-Za-z0-9._-]+`; `capsule` and `functions` are reserved.
@@ -30,6 +35,8 @@ import { rebaseDirGrant } from '../wasi/mounts.ts';
 import { MODULE_KINDS, type ModuleKind } from '../engine/detect.ts';
 import { parseDuration, parseSize } from './units.ts';
 import { parseEnvFile } from './guest-env.ts';
+import { parseRedisUri } from '../capabilities/redis/config.ts';
+import type { CapabilitySettings } from '../capabilities/settings.ts';
 
 /** Function names (conventions.md §4). */
 export const FUNCTION_NAME = /^[A-Za-z0-9._-]+$/;
@@ -60,6 +67,8 @@ export interface FunctionDef {
   maxMemoryBytes?: number;
   /** Requests in progress at once for this function (WAGI `http_max_concurrency`). */
   maxConcurrency?: number;
+  /** Capability settings of this function only (`httpTimeout`, `redisUri`…), over the server's. */
+  capabilities?: CapabilitySettings;
   /** Where it was defined, for messages (`modules.toml [[module]] #2`). */
   source: string;
 }
@@ -191,8 +200,10 @@ function readText(file: string): string {
   }
 }
 
-/** Keys of a YAML function (and of a `<name>.capsule.yaml` beside a module, minus the first four). */
-const FUNCTION_KEYS = ['wasm', 'route', 'revisions', 'entrypoint', 'argv', 'kind', 'env', 'envFile', 'dir', 'allowedHosts', 'timeout', 'maxMemory', 'maxConcurrency'];
+/** Capability settings a function may set for itself (the flags' names in camelCase). */
+const CAPABILITY_KEYS = ['httpTimeout', 'maxResponse', 'cacheMaxEntries', 'cacheMaxBytes', 'kv', 'redisUri'];
+/** Keys of a YAML function (and of a `<name>.capsule.yaml` beside a module, minus the first three). */
+const FUNCTION_KEYS = ['wasm', 'route', 'revisions', 'entrypoint', 'argv', 'kind', 'env', 'envFile', 'dir', 'allowedHosts', 'timeout', 'maxMemory', 'maxConcurrency', ...CAPABILITY_KEYS];
 const BESIDE_KEYS = FUNCTION_KEYS.filter((k) => !['wasm', 'route', 'revisions'].includes(k));
 
 /** The settings part of a YAML function table. */
@@ -213,7 +224,38 @@ function yamlSettings(r: Reader, base: string): Omit<FunctionDef, 'key' | 'name'
     timeoutMs: timeout === undefined ? undefined : parseDuration(timeout, `${r.file}: "${r.where}timeout"`),
     maxMemoryBytes: maxMemory === undefined ? undefined : parseSize(maxMemory, `${r.file}: "${r.where}maxMemory"`),
     maxConcurrency: r.positive('maxConcurrency'),
+    capabilities: capabilitySettingsOf(r),
   };
+}
+
+/** The capability settings a function table sets (`CAPABILITY_KEYS`), or undefined when none. */
+function capabilitySettingsOf(r: Reader): CapabilitySettings | undefined {
+  const name = (key: string) => `${r.file}: "${r.where}${key}"`;
+  const out: CapabilitySettings = {};
+  const timeout = r.scalar('httpTimeout');
+  const maxResponse = r.scalar('maxResponse');
+  if (timeout !== undefined || maxResponse !== undefined) {
+    out.http = {
+      ...(timeout !== undefined ? { timeoutMs: parseDuration(timeout, name('httpTimeout')) } : {}),
+      ...(maxResponse !== undefined ? { maxResponseBytes: parseSize(maxResponse, name('maxResponse')) } : {}),
+    };
+  }
+  const entries = r.positive('cacheMaxEntries');
+  const bytes = r.scalar('cacheMaxBytes');
+  if (entries !== undefined || bytes !== undefined) {
+    out.cache = {
+      ...(entries !== undefined ? { maxEntries: entries } : {}),
+      ...(bytes !== undefined ? { maxBytes: parseSize(bytes, name('cacheMaxBytes')) } : {}),
+    };
+  }
+  const kv = r.string('kv');
+  if (kv !== undefined) {
+    if (kv !== 'memory' && kv !== 'redis') throw usage(r.file, `"${r.where}kv" must be one of memory, redis, not ${JSON.stringify(kv)}`);
+    out.kv = kv;
+  }
+  const redis = r.string('redisUri');
+  if (redis !== undefined) out.redis = parseRedisUri(redis, name('redisUri'));
+  return Object.keys(out).length > 0 ? out : undefined;
 }
 
 function checkName(name: string, file: string, what: string): void {
@@ -358,9 +400,11 @@ export function loadRoutesFile(file: string): RouteTable {
 /**
  * Scans a functions directory (see the module comment). Files that are not `.wasm`, and names
  * that are not valid or are reserved, are skipped with a warning.
+ * @param o.otherKeys config keys of other commands (`allConfigKeys`): accepted in a
+ *   `<name>.capsule.yaml` and ignored with a warning; any other unknown key is an error
  * @throws CapsuleError USAGE when `dir` is not a directory, or a `<name>.capsule.yaml` is invalid
  */
-export function scanFunctionsDir(dir: string): RouteTable {
+export function scanFunctionsDir(dir: string, o: { otherKeys?: ReadonlySet<string> } = {}): RouteTable {
   const root = resolve(dir);
   if (!existsSync(root) || !statSync(root).isDirectory()) throw new CapsuleError('USAGE', `--functions ${dir}: not a directory`);
   const table: RouteTable = { functions: [], routes: [], watch: [root], warnings: [] };
@@ -378,7 +422,7 @@ export function scanFunctionsDir(dir: string): RouteTable {
       table.warnings.push(`${join(root, name)}: skipped: function names match [A-Za-z0-9._-]+ and are not "capsule" or "functions"`);
       continue;
     }
-    const settings = besideSettings(join(root, name), table);
+    const settings = besideSettings(join(root, name), table, o.otherKeys ?? new Set());
     const file = join(root, `${name}.wasm`);
     const revDir = join(root, name);
     const revs: { revision: string; key: string }[] = [];
@@ -409,7 +453,7 @@ export function scanFunctionsDir(dir: string): RouteTable {
 }
 
 /** `<name>.capsule.yaml` (or `.yml`) beside a function in a functions directory. */
-function besideSettings(stem: string, table: RouteTable): Omit<FunctionDef, 'key' | 'name' | 'module' | 'source'> {
+function besideSettings(stem: string, table: RouteTable, otherKeys: ReadonlySet<string>): Omit<FunctionDef, 'key' | 'name' | 'module' | 'source'> {
   for (const ext of ['yaml', 'yml']) {
     const file = `${stem}.capsule.${ext}`;
     if (!existsSync(file)) continue;
@@ -422,6 +466,9 @@ function besideSettings(stem: string, table: RouteTable): Omit<FunctionDef, 'key
     }
     if (doc === null || doc === undefined) break;
     if (!isMap(doc)) throw usage(file, 'expected a map of settings');
+    const ignored = Object.keys(doc).filter((k) => !BESIDE_KEYS.includes(k) && otherKeys.has(k));
+    if (ignored.length > 0) table.warnings.push(`${file}: ${ignored.join(', ')}: not a setting of one function in --functions (server-wide, or of another command); ignored`);
+    for (const k of ignored) delete doc[k];
     checkKeys(doc, BESIDE_KEYS, file, '');
     const r = new Reader(doc, file, '');
     const s = yamlSettings(r, dirname(file));

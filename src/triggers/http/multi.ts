@@ -149,8 +149,13 @@ export async function serveFunctions(o: MultiServerOptions): Promise<RunningHttp
 
   const optionsFor = (def: FunctionDef): FunctionOptions => {
     const d = o.defaults;
+    const own = def.capabilities ?? {};
     return {
       ...d,
+      http: own.http ? { ...d.http, ...own.http } : d.http,
+      cache: own.cache ? { ...d.cache, ...own.cache } : d.cache,
+      kv: own.kv ?? d.kv,
+      redis: own.redis ?? d.redis,
       name: def.name,
       kind: def.kind,
       env: [...(d.env ?? []), ...def.env],

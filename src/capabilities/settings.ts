@@ -13,8 +13,8 @@
 export interface RedisSettings {
   /** `redis://[:password@]host:port[/db]` or `rediss://…`. */
   readonly url: string;
-  /** Where the URL came from, for messages (`--redis-uri`, `REDIS_URI`, `REDIS_ADDR`, default). */
-  readonly origin: string;
+  /** Where the URL came from, for messages (`--redis-uri`, `REDIS_URI`, `REDIS_ADDR`, default); default `option redis.url`. */
+  readonly origin?: string;
 }
 
 /** A CouchBase cluster (capsule-abi.md §4.7 environment; conventions.md §5). */

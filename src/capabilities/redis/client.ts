@@ -5,11 +5,16 @@
  *
  * Failure policy (capsule-abi.md §7.3): nothing here throws past the service boundary as
  * anything but an Error with a message; the guest gets an `F` / `[ERR][0]:` result.
- * - The first use connects and waits up to `CONNECT_WAIT_MS` for the server.
- * - Lost connections are re-established in the background (back-off up to 1 s); while the client
- *   is not connected, commands fail at once (no offline queue: a guest never waits for a server
- *   that is down) and succeed again as soon as it is back.
+ * - The first use connects and waits for that first attempt (up to `CONNECT_WAIT_MS`). When it
+ *   fails, that call and every later one fail at once with the reason (`connect ECONNREFUSED …`)
+ *   while the client keeps trying in the background; the first call after it is back succeeds.
+ * - Lost connections are re-established in the background the same way (back-off up to 1 s);
+ *   while the client is not connected, commands fail at once (no offline queue: a guest never
+ *   waits for a server that is down).
  * - A command that gets no answer within `COMMAND_TIMEOUT_MS` fails.
+ * - Nothing here keeps the process alive: sockets and retry timers are unref'd, so a program
+ *   that embeds Capsule exits once its own work is done, even while a server is unreachable.
+ *   (node-redis's own reconnection waits on a ref'd timer; it is turned off and done here.)
  */
 import { redact } from './config.ts';
 import type { RedisSettings } from '../settings.ts';
@@ -40,49 +45,82 @@ interface RedisClientLike {
   sendCommand<T>(args: readonly (string | Buffer)[], options?: { typeMapping?: Record<number, unknown> }): Promise<T>;
 }
 
+/** One server: its current client (a new one per connection attempt), and how the last one went. */
 interface Entry {
-  client: RedisClientLike;
-  /** Settles when the first connection is made (or the client is destroyed). */
-  firstConnect: Promise<void>;
+  settings: RedisSettings;
+  client?: RedisClientLike;
+  /** Settles when the first connection attempt has succeeded or failed. */
+  firstAttempt: Promise<void>;
   connectedOnce: boolean;
   lastError?: string;
+  /** Failed attempts in a row (the back-off's exponent). */
+  failures: number;
+  retry?: NodeJS.Timeout;
+  closed: boolean;
 }
 
 const clients = new Map<string, Entry>();
-/** The client's class of server error replies (`ERR …`, `WRONGTYPE …`), once loaded. */
-let errorReply: (new (...args: never[]) => Error) | undefined;
+/** The client module, once loaded. */
+let redisModule: typeof import('redis') | undefined;
 const BLOB_STRING = 36; // RESP_TYPES.BLOB_STRING: bulk strings as Buffers (binary-safe GET)
 
-async function entryFor(settings: RedisSettings): Promise<Entry> {
-  let entry = clients.get(settings.url);
-  if (entry) return entry;
-  const { createClient, ErrorReply } = await import('redis');
-  errorReply = ErrorReply;
-  entry = clients.get(settings.url); // another request may have created it meanwhile
-  if (entry) return entry;
-  const client = createClient({
-    url: settings.url,
+/** Back-off between connection attempts, ms. */
+const retryDelay = (failures: number) => Math.min(50 * 2 ** Math.min(failures, 10), 1000);
+
+/** Starts one connection attempt; on failure or a later loss, schedules the next (unref'd). */
+function attempt(e: Entry): Promise<void> {
+  const client = redisModule!.createClient({
+    url: e.settings.url,
     disableOfflineQueue: true,
-    socket: { connectTimeout: CONNECT_WAIT_MS, reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 1000) },
+    socket: { connectTimeout: CONNECT_WAIT_MS, reconnectStrategy: false },
   }) as unknown as RedisClientLike;
-  const e: Entry = { client, firstConnect: Promise.resolve(), connectedOnce: false };
+  e.client = client;
   client.on('error', (err) => {
     e.lastError = (err as Error)?.message || String(err);
   });
   client.on('ready', () => {
     e.connectedOnce = true;
+    e.failures = 0;
     e.lastError = undefined;
   });
+  // reconnectStrategy false: a lost connection ends this client; the next attempt is ours
+  client.on('terminated', () => scheduleRetry(e, client));
   client.unref(); // never keeps the process alive
-  e.firstConnect = client.connect().then(() => undefined, (err: unknown) => {
-    e.lastError = (err as Error)?.message ?? String(err);
+  return client.connect().then(() => undefined, (err: unknown) => {
+    e.lastError = (err as Error)?.message || e.lastError || String(err);
+    scheduleRetry(e, client);
   });
+}
+
+function scheduleRetry(e: Entry, client: RedisClientLike): void {
+  if (e.closed || e.client !== client || e.retry) return;
+  try {
+    client.destroy();
+  } catch {
+    // already closed
+  }
+  e.retry = setTimeout(() => {
+    e.retry = undefined;
+    if (!e.closed) void attempt(e);
+  }, retryDelay(e.failures++));
+  e.retry.unref();
+}
+
+async function entryFor(settings: RedisSettings): Promise<Entry> {
+  let entry = clients.get(settings.url);
+  if (entry) return entry;
+  redisModule ??= await import('redis');
+  entry = clients.get(settings.url); // another request may have created it meanwhile
+  if (entry) return entry;
+  const e: Entry = { settings, firstAttempt: Promise.resolve(), connectedOnce: false, failures: 0, closed: false };
   clients.set(settings.url, e);
+  e.firstAttempt = attempt(e);
   return e;
 }
 
+/** The server, for messages: its URL without the password, and where it was configured. */
 function where(settings: RedisSettings): string {
-  return `${redact(settings.url)} (${settings.origin})`;
+  return `${redact(settings.url)} (${settings.origin || 'option redis.url'})`;
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -97,11 +135,12 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 /** A connected client for `settings`, or an Error saying why there is none. */
 async function ready(settings: RedisSettings): Promise<RedisClientLike> {
   const e = await entryFor(settings);
-  if (e.client.isReady) return e.client;
+  if (e.client?.isReady) return e.client;
   if (!e.connectedOnce) {
-    await withTimeout(e.firstConnect, CONNECT_WAIT_MS, 'timeout').catch(() => undefined);
-    if (e.client.isReady) return e.client;
-    throw new Error(`redis: cannot connect to ${where(settings)}: ${e.lastError ?? 'no answer'}`);
+    // only the first attempt is waited for; afterwards a server that never answered fails at once
+    await withTimeout(e.firstAttempt, CONNECT_WAIT_MS, 'timeout').catch(() => undefined);
+    if (e.client?.isReady) return e.client;
+    throw new Error(`redis: cannot connect to ${where(settings)}: ${e.lastError ?? `no answer within ${CONNECT_WAIT_MS} ms`}`);
   }
   throw new Error(`redis: the connection to ${where(settings)} is lost (${e.lastError ?? 'reconnecting'}); reconnecting`);
 }
@@ -135,16 +174,18 @@ export async function redisCommand(settings: RedisSettings, req: RedisRequest): 
   } catch (e) {
     const msg = (e as Error)?.message ?? String(e);
     if (/^redis: /.test(msg)) throw e;
-    if (errorReply && e instanceof errorReply) throw new Error(msg); // the server's own error text (WRONGTYPE …), as go-redis gave it
+    if (redisModule && e instanceof redisModule.ErrorReply) throw new Error(msg); // the server's own error text (WRONGTYPE …), as go-redis gave it
     throw new Error(`redis: ${msg} (${redact(settings.url)})`);
   }
 }
 
-/** Closes every client (tests and embedders; the CLI just exits). */
+/** Closes every client and stops their reconnection (tests and embedders; the CLI just exits). */
 export function closeRedisClients(): void {
   for (const e of clients.values()) {
+    e.closed = true;
+    if (e.retry) clearTimeout(e.retry);
     try {
-      e.client.destroy();
+      e.client?.destroy();
     } catch {
       // already closed
     }

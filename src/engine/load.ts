@@ -5,7 +5,7 @@
  * `parsed` always describe the original bytes.
  */
 import { createHash } from 'node:crypto';
-import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { readFile, writeFile, mkdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { CapsuleError } from './errors.ts';
 import { parseModule, rewriteMemoryAsImport, MEMORY_IMPORT, type MemoryLimits, type ParsedModule } from './binary.ts';
@@ -51,7 +51,11 @@ export interface UrlSource {
   authHeader?: { name: string; value: string };
   /** Called with (received, total bytes or 0) while downloading. */
   onProgress?: (received: number, total: number) => void;
-  /** Also save the download here (Go Capsule's `-url` with `-wasm`). */
+  /**
+   * Also save the download here (Go Capsule's `-url` with `-wasm`): written to a temporary file
+   * beside it and renamed into place once the digest (if one is expected) has matched, so a
+   * mismatch leaves no file behind and an existing one unchanged.
+   */
   saveTo?: string;
 }
 
@@ -81,10 +85,13 @@ export async function readModuleFile(path: string): Promise<Uint8Array> {
 }
 
 /**
- * Downloads module bytes.
- * @throws CapsuleError LOAD with the URL and the HTTP status or network error
+ * Downloads module bytes, checks them against `digest` when given, and saves them to
+ * `src.saveTo` when given (only once they match).
+ * @param digest expected `sha256:<hex>` (or bare hex)
+ * @throws CapsuleError LOAD with the URL and the HTTP status or network error, a digest
+ *   mismatch (nothing saved), or the path that could not be written
  */
-export async function fetchModule(src: UrlSource): Promise<Uint8Array> {
+export async function fetchModule(src: UrlSource, digest?: string): Promise<Uint8Array> {
   let res: Response;
   try {
     const headers: Record<string, string> = {};
@@ -105,11 +112,31 @@ export async function fetchModule(src: UrlSource): Promise<Uint8Array> {
     src.onProgress?.(received, total);
   }
   const bytes = Buffer.concat(chunks);
-  if (src.saveTo) {
-    await mkdir(dirname(src.saveTo), { recursive: true });
-    await writeFile(src.saveTo, bytes);
-  }
+  if (digest) checkDigest(digestOf(bytes), basename(src.url.replace(/[?#].*$/, '')), digest);
+  if (src.saveTo) await saveAtomically(src.saveTo, bytes);
   return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
+}
+
+/** Writes a temporary file beside `path`, then renames it into place (no half-written module). */
+async function saveAtomically(path: string, bytes: Uint8Array): Promise<void> {
+  const tmp = `${path}.${process.pid}-${Date.now().toString(36)}.part`;
+  try {
+    await mkdir(dirname(path), { recursive: true });
+    await writeFile(tmp, bytes);
+    await rename(tmp, path);
+  } catch (e) {
+    await rm(tmp, { force: true }).catch(() => undefined);
+    throw new CapsuleError('LOAD', `cannot save the downloaded module to ${path}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Compares a module's digest (`digestOf`) with the expected one (`--digest`).
+ * @throws CapsuleError LOAD on a mismatch, naming both
+ */
+function checkDigest(got: string, name: string, expected: string): void {
+  const want = expected.startsWith('sha256:') ? expected.toLowerCase() : `sha256:${expected.toLowerCase()}`;
+  if (want !== got) throw new CapsuleError('LOAD', `${name}: digest mismatch: expected ${want}, got ${got}`);
 }
 
 /** `sha256:<hex>` of bytes. */
@@ -126,10 +153,7 @@ export function digestOf(bytes: Uint8Array): string {
 export async function compileModule(bytes: Uint8Array, source: string, options: LoadOptions = {}): Promise<LoadedModule> {
   const name = options.name ?? basename(source.replace(/[?#].*$/, ''));
   const digest = digestOf(bytes);
-  if (options.digest) {
-    const want = options.digest.startsWith('sha256:') ? options.digest.toLowerCase() : `sha256:${options.digest.toLowerCase()}`;
-    if (want !== digest) throw new CapsuleError('LOAD', `${name}: digest mismatch: expected ${want}, got ${digest}`);
-  }
+  if (options.digest) checkDigest(digest, name, options.digest);
   let parsed: ParsedModule;
   try {
     parsed = parseModule(bytes);
@@ -188,7 +212,7 @@ export async function compileModule(bytes: Uint8Array, source: string, options: 
 /** Reads (file or URL) and compiles. See `compileModule` for errors. */
 export async function loadModule(from: { path: string } | UrlSource, options: LoadOptions = {}): Promise<LoadedModule> {
   if ('url' in from) {
-    const bytes = await fetchModule(from);
+    const bytes = await fetchModule(from, options.digest);
     return compileModule(bytes, from.url, options);
   }
   return compileModule(await readModuleFile(from.path), from.path, options);

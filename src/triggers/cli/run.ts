@@ -3,7 +3,7 @@
  * (conventions.md §4): Capsule ABI modules 0 success, 1 guest failure (F / [ERR] result, trap,
  * deadline); WASI commands pass their exit code through, a trap exits 134, a deadline 124.
  */
-import { writeAllSync } from '../../engine/stdio.ts';
+import { isOutputClosed, writeAllSync } from '../../engine/stdio.ts';
 import { CapsuleError } from '../../engine/errors.ts';
 import type { CapsuleFunction } from '../../engine/function.ts';
 import type { CliInput, CliOutput } from '../../engine/invocation.ts';
@@ -32,6 +32,7 @@ export async function runCli(fn: CapsuleFunction, o: CliRunOptions): Promise<num
     }
     return out.exitCode;
   } catch (e) {
+    if (isOutputClosed(e)) return 0; // the reader went away (`| head -1`): end quietly, as Unix tools do
     const err = e instanceof CapsuleError ? e : new CapsuleError('INTERNAL', (e as Error).message);
     writeAllSync(2, `❌ ${err.message}\n`);
     if (wasi) return err.code === 'TIMEOUT' ? 124 : 134;

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --
 // The `capsule-http` command; see launch.js.
 import { launch } from './launch.js';
 

@@ -226,7 +226,7 @@ capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=
           workers: f.workers ? intFlag(f.workers, '--workers', 1, 256) : undefined,
           watch: f.watch,
         });
-        for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => void trigger.shutdown(sig));
+        for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => void trigger.shutdown(sig));
         process.stdout.write(`capsule listening on ${trigger.url}\n`);
         await trigger.closed;
         await flushLogger(logger);
@@ -241,7 +241,10 @@ capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=
       });
       const trigger = await serveHttp(fn, http);
       logger.info({ module: module.name, kind: module.detection.kind, digest: module.digest, workers: fn.pool.size, reuse: fn.settings.reuse }, 'module loaded');
-      for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => void trigger.shutdown(sig));
+      // `on`, not `once` (here and for --functions, nats, mqtt): a signal may come twice (a terminal's
+      // Ctrl-C reaches both the launcher of an old Node and this process; systemd signals the whole
+      // group), and a second one must not cut the grace short; shutdown is idempotent
+      for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => void trigger.shutdown(sig));
       process.stdout.write(`capsule listening on ${trigger.url}\n`);
       await trigger.closed;
       await flushLogger(logger);
@@ -278,7 +281,7 @@ capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=
       throw e;
     }
     // handlers first: a script may send SIGTERM as soon as it reads the ready line
-    for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => void trigger.shutdown(sig));
+    for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => void trigger.shutdown(sig));
     process.stdout.write(`capsule subscribed to ${trigger.server} (${describe})${trigger.httpUrl ? `; runner routes on ${trigger.httpUrl}` : ''}\n`);
     const code = await trigger.closed;
     await flushLogger(logger);

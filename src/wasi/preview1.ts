@@ -15,13 +15,12 @@
  */
 import { randomFillSync } from 'node:crypto';
 import {
-  fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, futimesSync, linkSync, mkdirSync,
-  openSync, readSync, readlinkSync, renameSync, rmdirSync, statSync, symlinkSync, unlinkSync, utimesSync, writeSync,
+  closeSync, fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, linkSync, mkdirSync,
+  openSync, readFileSync, readSync, readlinkSync, renameSync, rmdirSync, statSync, symlinkSync, unlinkSync, writeSync,
   constants as fsc,
 } from 'node:fs';
 import { Errno, errnoFromSystemError } from './errno.ts';
 import { fdPath, judgeLinkTarget, resolveAt, type Follow, type Mount, type Resolved } from './mounts.ts';
-import type { BigIntStats } from 'node:fs';
 import {
   DEFAULT_MAX_OPEN_FILES, DIR_RIGHTS, FdFlags, FdTable, FILE_RIGHTS, FileType, FstFlags, LOOKUP_SYMLINK_FOLLOW,
   OFlags, READ_RIGHTS, Rights, WRITE_RIGHTS, fileTypeOf, inodeOf, listDirectory, setTimes, writeFilestat,
@@ -421,8 +420,11 @@ export class Wasi {
       },
       fd_fdstat_set_flags: (fd: number, flags: number) => {
         const e = this.#entry(fd);
-        if (e.kind === 'file' && ((flags ^ e.fdflags) & FdFlags.APPEND) !== 0) return Errno.NOTSUP;
-        e.fdflags = flags & 0x1f;
+        if ((e.rightsBase & Rights.FD_FDSTAT_SET_FLAGS) === 0n) return Errno.NOTCAPABLE;
+        // As Linux fcntl(F_SETFL): APPEND and NONBLOCK change, the SYNC flags stay as opened.
+        const next = (flags & (FdFlags.APPEND | FdFlags.NONBLOCK)) | (e.fdflags & (FdFlags.DSYNC | FdFlags.RSYNC | FdFlags.SYNC));
+        if (e.kind === 'file' && ((next ^ e.fdflags) & FdFlags.APPEND) !== 0) reopenAppend(e, (next & FdFlags.APPEND) !== 0);
+        e.fdflags = next;
         return Errno.SUCCESS;
       },
       fd_fdstat_set_rights: (fd: number, base: bigint, inheriting: bigint) => {
@@ -440,19 +442,24 @@ export class Wasi {
         return Errno.SUCCESS;
       },
       fd_filestat_set_size: (fd: number, size: bigint) => {
-        const e = this.#file(fd);
-        this.#checkWritable(e);
-        ftruncateSync(e.hostFd, Number(BigInt.asUintN(64, size)));
+        const e = this.#entry(fd);
+        // As Linux ftruncate(2): EINVAL for anything but a file open for writing (wasi-libc asks
+        // FD_FILESTAT_SET_SIZE only for those), NOTCAPABLE when the guest dropped the right.
+        if (e.kind !== 'file' || !e.writable) return Errno.INVAL;
+        if ((e.rightsBase & Rights.FD_FILESTAT_SET_SIZE) === 0n) return Errno.NOTCAPABLE;
+        if (e.mount.readOnly) return Errno.ROFS;
+        const n = BigInt.asUintN(64, size);
+        if (n > BigInt(Number.MAX_SAFE_INTEGER)) return n >= 1n << 63n ? Errno.INVAL : Errno.FBIG;
+        ftruncateSync(e.hostFd, Number(n));
         return Errno.SUCCESS;
       },
       fd_filestat_set_times: (fd: number, atim: bigint, mtim: bigint, fst: number) => {
         const e = this.#entry(fd);
         if (e.kind === 'stdio') return Errno.BADF;
+        if ((e.rightsBase & Rights.FD_FILESTAT_SET_TIMES) === 0n) return Errno.NOTCAPABLE;
         if (e.mount.readOnly) return Errno.ROFS;
-        const current = () => (e.kind === 'file' ? fstatSync(e.hostFd, { bigint: true }) : statSync(e.host, { bigint: true }));
-        const [a, m] = newTimes(atim, mtim, fst, current);
-        if (e.kind === 'file') futimesSync(e.hostFd, a, m);
-        else utimesSync(e.host, a, m);
+        const [a, m] = timeSpecs(atim, mtim, fst);
+        setTimes(e.hostFd, '', a, m);
         return Errno.SUCCESS;
       },
 
@@ -797,23 +804,24 @@ function clockNow(id: number): bigint | undefined {
 }
 
 /**
- * The (atime, mtime) to set, in seconds, for `*_set_times`.
- * @throws WasiFail INVAL when both a time and "now" are asked for the same field
+ * Reopens the host descriptor of file `e` with `O_APPEND` set or cleared, keeping its access mode
+ * (Node has no fcntl(F_SETFL); Linux pwrite(2) on an `O_APPEND` descriptor appends). The path
+ * through the descriptor reopens the very file it holds, even renamed or unlinked since. Only
+ * regular files are reopened: for others the flag is only recorded.
+ * @throws system errors of open(2) (EACCES when the file's mode changed since it was opened)
  */
-function newTimes(atim: bigint, mtim: bigint, fst: number, current: () => BigIntStats): [number, number] {
-  if ((fst & FstFlags.ATIM && fst & FstFlags.ATIM_NOW) || (fst & FstFlags.MTIM && fst & FstFlags.MTIM_NOW)) fail(Errno.INVAL);
-  const nowS = Date.now() / 1000;
-  let cur: BigIntStats | undefined;
-  const pick = (set: number, now: number, value: bigint, old: (s: BigIntStats) => bigint): number => {
-    if (fst & now) return nowS;
-    if (fst & set) return Number(BigInt.asUintN(64, value)) / 1e9;
-    cur ??= current();
-    return Number(old(cur)) / 1e9;
-  };
-  return [
-    pick(FstFlags.ATIM, FstFlags.ATIM_NOW, atim, (s) => s.atimeNs),
-    pick(FstFlags.MTIM, FstFlags.MTIM_NOW, mtim, (s) => s.mtimeNs),
-  ];
+function reopenAppend(e: FileFd, append: boolean): void {
+  if (e.filetype !== FileType.REGULAR_FILE) return;
+  let info: string;
+  try {
+    info = readFileSync(`/proc/self/fdinfo/${e.hostFd}`, 'latin1');
+  } catch {
+    return fail(Errno.NOTSUP); // no /proc (not Linux): the host descriptor cannot be reopened
+  }
+  const mode = parseInt(/^flags:\s*([0-7]+)/m.exec(info)?.[1] ?? '0', 8) & 3;
+  const hostFd = openSync(fdPath(e.hostFd), mode | (append ? fsc.O_APPEND : 0));
+  closeSync(e.hostFd);
+  e.hostFd = hostFd;
 }
 
 /**

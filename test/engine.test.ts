@@ -127,7 +127,7 @@ describe('worker protocol: plain HTTP calls and results travel packed, the rest 
   const { packCall, unpackCall, packDone, unpackDone } = await import('../src/engine/protocol.ts');
   const body = new TextEncoder().encode('{"name":"Bob Morane"}');
   const call = {
-    id: 7, moduleId: 2, meta: { requestId: 'req-1', trigger: { httpPort: 8080 } },
+    id: 7, moduleId: 2, seq: 3, deadline: 1_763_720_000_000, meta: { requestId: 'req-1', trigger: { httpPort: 8080 } },
     input: {
       type: 'http' as const, method: 'POST', url: 'http://127.0.0.1:8080/a?b=1', body, remoteAddress: '::1', remotePort: 5150, httpVersion: '1.1',
       headers: [['Host', '127.0.0.1:8080'], ['X-Emoji', 'é😀'], ['X-Empty', ''], ['X-Twice', 'a'], ['X-Twice', 'b']] as [string, string][],

@@ -5,22 +5,43 @@
  * (conventions.md §3).
  *
  * Calls are pipelined: up to `pipeline` calls are sent to a worker ahead (a worker round trip
- * costs ~110 µs, a pipelined message 3–4 µs). Each worker publishes the id and start time of
- * the call it runs in a SharedArrayBuffer, which a watchdog timer reads.
+ * costs ~110 µs, a pipelined message 3–4 µs). Each worker publishes in a SharedArrayBuffer the
+ * id and start time of the call it runs and the seq of the last call it started, which a
+ * watchdog timer reads every 25 ms while calls are in flight.
+ *
+ * Runaways do not starve other calls (README "Limits", docs/performance.md):
+ * - A call's deadline counts from when `call` accepted it, waiting included. A call still
+ *   waiting at its deadline fails with TIMEOUT without running; a running one is stopped.
+ * - A worker whose call has run longer than `longCallMs` gets no new call, and the calls sent
+ *   to it but not started are taken back (an atomic swap of its "last started" counter; the
+ *   worker then skips them) and dispatched elsewhere.
+ * - When every worker runs such a long call, the pool starts workers: one per waiting call, or
+ *   one standby, up to `maxWorkers` threads; workers beyond `workers` that stay idle `idleMs`
+ *   are stopped. Under that pressure, the threads of long calls get the lowest CPU priority.
+ * - Workers boot with Node's module compile cache (see WORKER_BOOT).
  */
 import { Worker } from 'node:worker_threads';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, getPriority, setPriority } from 'node:os';
 import { EventEmitter } from 'node:events';
 import { CapsuleError } from './errors.ts';
 import type { InvocationInput, InvocationMeta, InvocationOutput } from './invocation.ts';
 import type { CallLogs, FunctionSettings, WorkerModule } from './runtime.ts';
-import { packCall, unpackDone, type FromWorker, type ToWorker, type WorkerCall } from './protocol.ts';
+import { packCall, unpackDone, type CallDone, type FromWorker, type ToWorker, type WorkerCall } from './protocol.ts';
 import type { LoadedModule } from './load.ts';
 
 export interface PoolOptions {
-  /** Number of worker threads (default: CPU cores). */
+  /** Worker threads always kept (default: CPU cores). */
   workers?: number;
-  /** Calls sent ahead to one worker (default 2). */
+  /**
+   * Most worker threads at once, the ones started beside runaways included (default:
+   * max(4 × workers, 16)); at least `workers`.
+   */
+  maxWorkers?: number;
+  /** A call that has run this long (ms) gets no call queued behind it (default 100). */
+  longCallMs?: number;
+  /** Workers beyond `workers` idle this long (ms) are stopped (default 10 000). */
+  idleMs?: number;
+  /** Calls sent ahead to one worker (default 32). */
   pipeline?: number;
   /** Calls waiting for a worker before `call` rejects with OVERLOADED (default 10 000). */
   maxQueue?: number;
@@ -43,7 +64,10 @@ export interface PoolModule {
 }
 
 export interface CallOptions {
-  /** Deadline for the guest's run, ms (counted from when a worker starts it). */
+  /**
+   * Deadline of the call, ms, counted from when `call` accepts it: waiting for a worker counts.
+   * A call still waiting at its deadline is not run; a running one is stopped (its worker too).
+   */
   timeoutMs: number;
   meta?: InvocationMeta;
 }
@@ -54,6 +78,11 @@ interface PendingCall {
   input: InvocationInput;
   meta: InvocationMeta;
   timeoutMs: number;
+  /** When `call` accepted it and when it must be answered (ms, Date.now clock). */
+  accepted: number;
+  deadline: number;
+  /** Its seq in the worker it was last sent to (see `WorkerCall.seq`). */
+  seq: number;
   /** Times it was re-dispatched because its worker died before answering. */
   retries: number;
   resolve: (r: CallResult) => void;
@@ -66,22 +95,55 @@ interface Slot {
   inflight: Map<number, PendingCall>;
   /** Calls to send at the end of this event-loop turn (one message per turn). */
   outbox: WorkerCall[];
+  /** Shared with the worker: id of the running call (0 = none), seq of the last call started, start of the running call. */
   running: Int32Array;
+  claimed: Int32Array;
   started: Float64Array;
+  /** Shared with the worker: its kernel thread id (Linux; 0 = unknown). */
+  tid: Int32Array;
+  /** Seq of the last call sent to it. */
+  seq: number;
+  /** Id of its running call once that has run longer than `longCallMs` (0 = none): it gets no new calls. */
+  long: number;
+  /** The nice value its thread had before it was lowered to the lowest priority (see `#demote`), or undefined. */
+  demoted: number | undefined;
+  /** When it last had no call in flight (ms, Date.now clock). */
+  idleSince: number;
   dead: boolean;
 }
 
 const WORKER_URL = new URL('./worker.ts', import.meta.url);
+/**
+ * A worker's entry: it enables Node's module compile cache for itself, then loads worker.ts. A
+ * new worker then does not strip and compile its ~50 TypeScript modules again: it boots 2–3×
+ * faster, which is what calls waiting beside runaways wait for (docs/performance.md). Node's
+ * own switches apply: NODE_COMPILE_CACHE=dir moves the cache (default: <tmpdir>/node-compile-cache),
+ * NODE_DISABLE_COMPILE_CACHE=1 turns it off.
+ */
+const WORKER_BOOT = `const m = require('node:module');
+m.enableCompileCache();
+import(${JSON.stringify(WORKER_URL.href)}).then(() => m.flushCompileCache());`;
 /** Re-dispatches of one call after worker crashes before it fails (a deadline kill does not count). */
 const MAX_RETRIES = 2;
+/** Watchdog period, ms: deadlines are enforced to this much. */
+const TICK_MS = 25;
+/** Nice value of a thread stuck in a long call while the pool runs beyond its size (the lowest priority). */
+const DEMOTED_NICE = 19;
 
 /**
- * Events: `timeout` (call id, module name), `worker-exit` (error message) — for metrics/logs.
+ * Events: `timeout` (call id: a call stopped or not run at its deadline), `worker-exit` (error
+ * message), `grow` and `shrink` (worker threads now) — for metrics/logs.
  */
 export class WorkerPool extends EventEmitter {
+  /** Worker threads always kept. */
   readonly size: number;
+  /** Most worker threads at once. */
+  readonly maxWorkers: number;
   readonly #pipeline: number;
   readonly #maxQueue: number;
+  readonly #longCallMs: number;
+  readonly #idleMs: number;
+  /** Live workers (a stopped one leaves at once; it may still deliver results until it exits). */
   readonly #slots: Slot[] = [];
   readonly #queue: PendingCall[] = [];
   readonly #modules = new Map<number, PoolModule>();
@@ -89,19 +151,28 @@ export class WorkerPool extends EventEmitter {
   #nextCall = 1;
   #nextModule = 1;
   #watchdog: NodeJS.Timeout | undefined;
+  #shrinker: NodeJS.Timeout | undefined;
   #closed = false;
 
   constructor(options: PoolOptions = {}) {
     super();
     this.size = Math.max(1, options.workers ?? availableParallelism());
+    this.maxWorkers = Math.max(this.size, options.maxWorkers ?? Math.max(4 * this.size, 16));
     this.#pipeline = Math.max(1, options.pipeline ?? 32);
     this.#maxQueue = options.maxQueue ?? 10_000;
+    this.#longCallMs = Math.max(1, options.longCallMs ?? 100);
+    this.#idleMs = Math.max(1, options.idleMs ?? 10_000);
     for (let i = 0; i < this.size; i++) this.#slots.push(this.#spawn());
   }
 
   /** Workers running a call now (for the busy-workers gauge). */
   get busy(): number {
     return this.#slots.filter((s) => s.inflight.size > 0).length;
+  }
+
+  /** Worker threads now: `size`, plus the ones started beside long calls (at most `maxWorkers`). */
+  get threads(): number {
+    return this.#slots.length;
   }
 
   /** Calls waiting for a worker. */
@@ -124,21 +195,27 @@ export class WorkerPool extends EventEmitter {
   }
 
   /**
-   * Runs one invocation on some worker.
+   * Runs one invocation on some worker, within `options.timeoutMs` of now.
    * @throws CapsuleError with the code the worker reported (TRAP, TIMEOUT, MEMORY, BAD_RESULT…);
-   *   OVERLOADED when the queue is full. The error carries `logs` when the guest printed.
+   *   TIMEOUT also when no worker could start it before its deadline; OVERLOADED when the queue
+   *   is full. The error carries `logs` when the guest printed.
    */
   call(entry: PoolModule, input: InvocationInput, options: CallOptions): Promise<CallResult> {
     if (this.#closed) return Promise.reject(new CapsuleError('OVERLOADED', 'the runner is shutting down'));
     return new Promise<CallResult>((resolve, reject) => {
+      const accepted = Date.now();
       const call: PendingCall = {
-        id: this.#nextCall, moduleId: entry.id, input, meta: options.meta ?? {}, timeoutMs: options.timeoutMs, retries: 0, resolve, reject,
+        id: this.#nextCall, moduleId: entry.id, input, meta: options.meta ?? {}, timeoutMs: options.timeoutMs,
+        accepted, deadline: accepted + options.timeoutMs, seq: 0, retries: 0, resolve, reject,
       };
       this.#nextCall = this.#nextCall >= 0x7ffffffe ? 1 : this.#nextCall + 1;
-      const slot = this.#pick();
+      const slot = this.#queue.length === 0 ? this.#pick() : undefined;
       if (slot) this.#send(slot, call);
       else if (this.#queue.length >= this.#maxQueue) reject(new CapsuleError('OVERLOADED', `too many calls waiting (${this.#queue.length})`));
-      else this.#queue.push(call);
+      else {
+        this.#queue.push(call);
+        this.#fill();
+      }
       this.#arm();
     });
   }
@@ -147,9 +224,10 @@ export class WorkerPool extends EventEmitter {
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#watchdog) clearInterval(this.#watchdog);
+    if (this.#shrinker) clearInterval(this.#shrinker);
     const err = new CapsuleError('OVERLOADED', 'the runner is shutting down');
     for (const c of this.#queue.splice(0)) c.reject(err);
-    await Promise.all(this.#slots.map(async (s) => {
+    await Promise.all(this.#slots.splice(0).map(async (s) => {
       s.dead = true;
       for (const c of s.inflight.values()) c.reject(err);
       s.inflight.clear();
@@ -167,14 +245,18 @@ export class WorkerPool extends EventEmitter {
   }
 
   #spawn(): Slot {
-    const shared = new SharedArrayBuffer(16);
-    const worker = new Worker(WORKER_URL, { workerData: { slot: shared } });
-    const slot: Slot = { worker, inflight: new Map(), outbox: [], running: new Int32Array(shared, 0, 1), started: new Float64Array(shared, 8, 1), dead: false };
+    const shared = new SharedArrayBuffer(24);
+    const worker = new Worker(WORKER_BOOT, { eval: true, workerData: { slot: shared } });
+    const slot: Slot = {
+      worker, inflight: new Map(), outbox: [], running: new Int32Array(shared, 0, 1), claimed: new Int32Array(shared, 4, 1),
+      started: new Float64Array(shared, 8, 1), tid: new Int32Array(shared, 16, 1), seq: 0, long: 0, demoted: undefined, idleSince: Date.now(), dead: false,
+    };
     worker.unref();
     worker.on('message', (msg: FromWorker) => this.#onMessage(slot, msg));
-    worker.on('error', (e) => this.#replace(slot, new CapsuleError('INTERNAL', `worker failed: ${e.message}`)));
+    worker.on('error', (e) => this.#retire(slot, new CapsuleError('INTERNAL', `worker failed: ${e.message}`)));
     worker.on('exit', (code) => {
-      if (!slot.dead) this.#replace(slot, new CapsuleError('INTERNAL', `worker exited with code ${code}`));
+      this.#retire(slot, new CapsuleError('INTERNAL', `worker exited with code ${code}`));
+      this.#settle(slot);
     });
     for (const entry of this.#modules.values()) this.#post(slot, { t: 'load', moduleId: entry.id, module: this.#workerModule(entry) });
     return slot;
@@ -184,20 +266,59 @@ export class WorkerPool extends EventEmitter {
     if (!slot.dead) slot.worker.postMessage(msg);
   }
 
+  /** The least loaded worker that can take one more call: not full, not running a long call. */
   #pick(): Slot | undefined {
     let best: Slot | undefined;
     for (const s of this.#slots) {
-      if (s.dead || s.inflight.size >= this.#pipeline) continue;
+      if (s.long !== 0 || s.inflight.size >= this.#pipeline) continue;
       if (!best || s.inflight.size < best.inflight.size) best = s;
       if (s.inflight.size === 0) break;
     }
     return best;
   }
 
+  /**
+   * When every worker runs a long call, starts workers: one for each waiting call, or one ahead
+   * (a standby: the next call, or the replacement of a worker killed at its deadline, does not
+   * wait for a worker to boot), up to `maxWorkers` threads. Returns one of them.
+   */
+  #grow(): Slot | undefined {
+    if (this.#closed || this.#slots.length >= this.maxWorkers || this.#slots.some((s) => s.long === 0)) return undefined;
+    if (this.#queue.length > 0) for (const s of this.#slots) this.#demote(s);
+    const n = Math.min(Math.max(1, this.#queue.length), this.maxWorkers - this.#slots.length);
+    for (let i = 0; i < n; i++) this.#slots.push(this.#spawn());
+    this.emit('grow', this.#slots.length);
+    if (!this.#shrinker) {
+      this.#shrinker = setInterval(() => this.#shrink(), Math.max(TICK_MS, this.#idleMs / 4));
+      this.#shrinker.unref();
+    }
+    return this.#pick();
+  }
+
+  /** Stops workers beyond `size` that have been idle for `idleMs`, but not the standby beside long calls. */
+  #shrink(): void {
+    const now = Date.now();
+    for (let i = this.#slots.length - 1; i >= 0 && this.#slots.length > this.size; i--) {
+      const s = this.#slots[i]!;
+      if (s.inflight.size > 0 || now - s.idleSince < this.#idleMs) continue;
+      if (!this.#slots.some((o) => o !== s && o.long === 0)) continue;
+      s.dead = true;
+      this.#slots.splice(i, 1);
+      void s.worker.terminate();
+      this.emit('shrink', this.#slots.length);
+    }
+    if (this.#slots.length <= this.size && this.#shrinker) {
+      clearInterval(this.#shrinker);
+      this.#shrinker = undefined;
+    }
+  }
+
   #send(slot: Slot, call: PendingCall): void {
+    slot.seq = (slot.seq + 1) | 0;
+    call.seq = slot.seq;
     slot.inflight.set(call.id, call);
     if (slot.inflight.size === 1) slot.worker.ref();
-    slot.outbox.push({ id: call.id, moduleId: call.moduleId, input: call.input, meta: call.meta });
+    slot.outbox.push({ id: call.id, moduleId: call.moduleId, seq: call.seq, deadline: call.deadline, input: call.input, meta: call.meta });
     if (slot.outbox.length === 1) setImmediate(() => this.#flush(slot));
   }
 
@@ -237,77 +358,176 @@ export class WorkerPool extends EventEmitter {
       const call = slot.inflight.get(done.id);
       if (!call) continue;
       slot.inflight.delete(done.id);
-      if (done.error) {
-        const err = new CapsuleError(done.error.code, done.error.message) as CapsuleError & { logs?: CallLogs };
-        err.logs = done.logs;
-        call.reject(err);
-      } else {
-        call.resolve({ output: done.output!, logs: done.logs });
-      }
+      if (slot.long === done.id) slot.long = 0;
+      this.#answer(call, done);
     }
-    if (slot.inflight.size === 0) slot.worker.unref();
+    if (slot.inflight.size === 0) {
+      slot.worker.unref();
+      slot.idleSince = Date.now();
+    }
+    if (slot.demoted !== undefined && slot.long === 0) this.#promote(slot);
     this.#fill();
   }
 
+  /** Settles a call with what its worker reported. */
+  #answer(call: PendingCall, done: CallDone): void {
+    if (done.expired) {
+      this.#expire(call);
+    } else if (done.error) {
+      const err = new CapsuleError(done.error.code, done.error.message) as CapsuleError & { logs?: CallLogs };
+      err.logs = done.logs;
+      call.reject(err);
+    } else {
+      call.resolve({ output: done.output!, logs: done.logs });
+    }
+  }
+
+  /** Fails a call that reached its deadline before any worker started it. */
+  #expire(call: PendingCall): void {
+    call.reject(new CapsuleError('TIMEOUT', `the function was not run: no worker was free within ${call.timeoutMs} ms (--timeout)`));
+    this.emit('timeout', call.id);
+  }
+
+  /** Dispatches waiting calls (failing the ones past their deadline), growing the pool if every worker runs a long call. */
   #fill(): void {
+    const now = Date.now();
     while (this.#queue.length > 0) {
-      const s = this.#pick();
+      const head = this.#queue[0]!;
+      if (now >= head.deadline) {
+        this.#queue.shift();
+        this.#expire(head);
+        continue;
+      }
+      const s = this.#pick() ?? this.#grow();
       if (!s) return;
       this.#send(s, this.#queue.shift()!);
     }
   }
 
+  /**
+   * Takes back the calls sent to `slot` that it has not started: its "last started" counter is
+   * swapped for the last seq sent, so the worker's claim of any of them fails. They go back to
+   * the queue in the order they were accepted.
+   */
+  #withdraw(slot: Slot): void {
+    slot.outbox.length = 0;
+    const started = Atomics.exchange(slot.claimed, 0, slot.seq);
+    if (started === slot.seq) return;
+    const back: PendingCall[] = [];
+    for (const c of slot.inflight.values()) if (((c.seq - started) | 0) > 0) back.push(c);
+    if (back.length === 0) return;
+    for (const c of back) slot.inflight.delete(c.id);
+    this.#queue.unshift(...back);
+    this.#queue.sort((a, b) => a.accepted - b.accepted);
+  }
+
   #arm(): void {
     if (this.#watchdog || this.#closed) return;
-    this.#watchdog = setInterval(() => this.#check(), 25);
+    this.#watchdog = setInterval(() => this.#check(), TICK_MS);
     this.#watchdog.unref();
   }
 
-  /** Kills workers whose running call is past its deadline. */
+  /** Stops calls past their deadline, takes calls back from workers stuck in long ones, dispatches. */
   #check(): void {
     const now = Date.now();
-    let idle = this.#queue.length === 0;
-    for (const s of this.#slots) {
-      if (s.inflight.size > 0) idle = false;
-      const id = Atomics.load(s.running, 0);
-      if (id === 0 || s.dead) continue;
-      const call = s.inflight.get(id);
-      if (!call) continue;
-      if (now - s.started[0]! > call.timeoutMs) {
-        const err = new CapsuleError('TIMEOUT', `the function did not return within ${call.timeoutMs} ms (--timeout); its worker was stopped`);
-        s.inflight.delete(id);
-        call.reject(err);
-        this.emit('timeout', call.id);
-        this.#replace(s, undefined);
-      }
-    }
-    if (idle && this.#watchdog) {
+    for (const s of [...this.#slots]) this.#watch(s, now);
+    this.#fill();
+    this.#grow();
+    if (this.#queue.length === 0 && this.#slots.every((s) => s.inflight.size === 0) && this.#watchdog) {
       clearInterval(this.#watchdog);
       this.#watchdog = undefined;
     }
   }
 
-  /** Replaces a dead or killed worker; its waiting calls go back to the front of the queue. */
-  #replace(slot: Slot, error: CapsuleError | undefined): void {
+  /** One worker, for `#check`. */
+  #watch(s: Slot, now: number): void {
+    const id = Atomics.load(s.running, 0);
+    const call = id === 0 ? undefined : s.inflight.get(id);
+    if (call && now >= call.deadline) {
+      const waited = s.started[0]! - call.accepted;
+      const note = waited >= 50 ? ` (${Math.round(waited)} ms of it waiting for a worker)` : '';
+      s.inflight.delete(id);
+      call.reject(new CapsuleError('TIMEOUT', `the function did not return within ${call.timeoutMs} ms (--timeout)${note}; its worker was stopped`));
+      this.emit('timeout', call.id);
+      this.#retire(s, undefined);
+      return;
+    }
+    if (call && now - s.started[0]! > this.#longCallMs) {
+      s.long = id;
+      if (this.#queue.length > 0 || this.#slots.length > this.size + 1) this.#demote(s);
+    }
+    let overdue = false;
+    for (const c of s.inflight.values()) if (c !== call && now >= c.deadline) overdue = true;
+    if (s.long !== 0 || overdue) this.#withdraw(s);
+  }
+
+  /**
+   * Lowers the CPU priority of a thread stuck in a long call (Linux: nice 19 for that thread
+   * alone), so that the workers started beside it boot and short calls run while it spins. Only
+   * under pressure: calls waiting, or more workers than `size` + the standby (see `#grow`);
+   * nothing where threads have no id.
+   */
+  #demote(slot: Slot): void {
+    const tid = Atomics.load(slot.tid, 0);
+    if (slot.demoted !== undefined || slot.dead || tid === 0) return;
+    try {
+      const before = getPriority(tid);
+      setPriority(tid, DEMOTED_NICE);
+      slot.demoted = before;
+    } catch {
+      // not permitted or not supported: it keeps its priority
+    }
+  }
+
+  /**
+   * Gives a demoted thread whose long call ended its priority back; where raising a priority is
+   * not permitted (an unprivileged process), the worker is retired instead.
+   */
+  #promote(slot: Slot): void {
+    try {
+      setPriority(Atomics.load(slot.tid, 0), slot.demoted ?? 0);
+      slot.demoted = undefined;
+    } catch {
+      this.#retire(slot, undefined);
+    }
+  }
+
+  /**
+   * Takes a worker out of the pool: killed at a deadline (`error` undefined) or dead (`error`).
+   * Calls it had not started go back to the queue; the call it was running fails with `error`;
+   * results of calls it finished still arrive until it exits (see `#settle`). A new worker
+   * replaces it if fewer than `size` are left.
+   */
+  #retire(slot: Slot, error: CapsuleError | undefined): void {
     if (slot.dead) return;
     slot.dead = true;
     void slot.worker.terminate();
-    const running = Atomics.load(slot.running, 0);
-    const again: PendingCall[] = [];
-    slot.outbox.length = 0;
-    const inflight = [...slot.inflight.values()];
-    slot.inflight.clear();
-    for (const c of inflight) {
-      // The call that was running when the worker died fails; the ones behind it are re-sent.
-      if (error && c.id === running) c.reject(error);
-      else if (error && ++c.retries > MAX_RETRIES) c.reject(new CapsuleError('INTERNAL', `${error.message}; the call was retried ${MAX_RETRIES} times`));
-      else again.push(c);
+    this.#withdraw(slot);
+    const running = slot.inflight.get(Atomics.load(slot.running, 0));
+    if (error && running) {
+      slot.inflight.delete(running.id);
+      running.reject(error);
     }
     if (error) this.emit('worker-exit', error.message);
     const idx = this.#slots.indexOf(slot);
-    if (!this.#closed && idx >= 0) this.#slots[idx] = this.#spawn();
-    this.#queue.unshift(...again);
+    if (idx >= 0) this.#slots.splice(idx, 1);
+    if (!this.#closed && this.#slots.length < this.size) this.#slots.push(this.#spawn());
     this.#fill();
     if (this.#queue.length > 0 || this.#slots.some((s) => s.inflight.size > 0)) this.#arm();
+  }
+
+  /** After a worker exited: calls whose results never came are sent again (or fail after MAX_RETRIES). */
+  #settle(slot: Slot): void {
+    const lost = [...slot.inflight.values()];
+    slot.inflight.clear();
+    if (lost.length === 0) return;
+    for (const c of lost) {
+      if (this.#closed) c.reject(new CapsuleError('OVERLOADED', 'the runner is shutting down'));
+      else if (++c.retries > MAX_RETRIES) c.reject(new CapsuleError('INTERNAL', `its worker stopped before answering; the call was retried ${MAX_RETRIES} times`));
+      else this.#queue.unshift(c);
+    }
+    this.#queue.sort((a, b) => a.accepted - b.accepted);
+    this.#fill();
+    this.#arm();
   }
 }

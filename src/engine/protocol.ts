@@ -21,6 +21,15 @@ export type ToWorker =
 export interface WorkerCall {
   id: number;
   moduleId: number;
+  /**
+   * Position of the call among those sent to this worker (1, 2, …, wrapping as an int32). The
+   * worker starts it only if it can move the shared "last started" counter from `seq - 1` to
+   * `seq`; the pool takes unstarted calls back by setting that counter to the last seq it sent
+   * (see WorkerPool's withdraw).
+   */
+  seq: number;
+  /** Deadline, ms since the epoch (`Date.now()` clock): a call reached after it is not run. */
+  deadline: number;
   input: InvocationInput;
   meta: InvocationMeta;
 }
@@ -32,13 +41,15 @@ export type FromWorker =
 
 export interface CallDone {
   id: number;
+  /** The call waited past its deadline in the worker's queue and was not run. */
+  expired?: true;
   output?: InvocationOutput;
   error?: CallError;
   logs?: CallLogs;
 }
 
-/** An HTTP call: id, module id, NUL-joined strings (see `packCall`), body. */
-export type PackedCall = [number, number, string, Uint8Array];
+/** An HTTP call: id, module id, seq, deadline, NUL-joined strings (see `packCall`), body. */
+export type PackedCall = [number, number, number, number, string, Uint8Array];
 /** An HTTP result: id, NUL-joined status and header names and values, body. */
 export type PackedDone = [number, string, Uint8Array];
 
@@ -66,19 +77,19 @@ export function packCall(call: WorkerCall): WorkerCall | PackedCall {
   const parts = [i.method, i.url, i.remoteAddress, String(i.remotePort), i.httpVersion ?? '', m.requestId ?? '', port === undefined ? '' : String(port)];
   for (const [k, v] of i.headers) parts.push(k, v);
   const text = join(parts);
-  return text === undefined ? call : [call.id, call.moduleId, text, i.body];
+  return text === undefined ? call : [call.id, call.moduleId, call.seq, call.deadline, text, i.body];
 }
 
 /** The call `packCall` packed (or the call itself). */
 export function unpackCall(item: WorkerCall | PackedCall): WorkerCall {
   if (!Array.isArray(item)) return item;
-  const [id, moduleId, text, body] = item;
+  const [id, moduleId, seq, deadline, text, body] = item;
   const p = text.split(NUL);
   const input: HttpRequestInput = {
     type: 'http', method: p[0]!, url: p[1]!, headers: pairsFrom(p, 7), body, remoteAddress: p[2]!, remotePort: Number(p[3]), httpVersion: p[4] || undefined,
   };
   const meta: InvocationMeta = { requestId: p[5] || undefined, trigger: p[6] ? { httpPort: Number(p[6]) } : undefined };
-  return { id, moduleId, input, meta };
+  return { id, moduleId, seq, deadline, input, meta };
 }
 
 /** A result as it is posted: packed when it is a plain HTTP response (see the module comment). */

@@ -1,18 +1,28 @@
 /**
  * Worker thread entry: holds the modules it was sent and runs calls one at a time, in the order
- * they arrive (the pool may send several ahead: pipelining). The main thread kills the worker
+ * they arrive (the pool may send several ahead: pipelining). Before it starts a call it claims
+ * it in shared memory (the pool may have taken it back to run it elsewhere), and a call whose
+ * deadline has passed is answered as expired without running. The main thread kills the worker
  * when a call overruns its deadline.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { readlinkSync } from 'node:fs';
 import { MemoryPool } from './memory-pool.ts';
 import { ModuleRuntime } from './runtime.ts';
 import { packDone, unpackCall, type ToWorker, type FromWorker, type WorkerCall, type CallDone } from './protocol.ts';
 
 const port = parentPort!;
-/** Shared with the pool: [0] = id of the running call (0 = idle); float64 at byte 8 = its start (ms, Date.now clock). */
+/**
+ * Shared with the pool: int32 at byte 0 = id of the running call (0 = idle); int32 at byte 4 =
+ * seq of the last call started (see `claim`); float64 at byte 8 = start of the running call (ms,
+ * Date.now clock); int32 at byte 16 = this thread's kernel id on Linux (0 elsewhere), for the
+ * pool to lower the priority of a thread stuck in a long call.
+ */
 const slot = workerData.slot as SharedArrayBuffer;
 const running32 = new Int32Array(slot, 0, 1);
+const claimed32 = new Int32Array(slot, 4, 1);
 const started64 = new Float64Array(slot, 8, 1);
+Atomics.store(new Int32Array(slot, 16, 1), 0, threadId());
 const pool = new MemoryPool();
 const services = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
 let nextService = 1;
@@ -27,14 +37,27 @@ function callService(moduleId: number, name: string, request: unknown): Promise<
 }
 const modules = new Map<number, ModuleRuntime | { error: { code: 'BAD_MODULE' | 'MEMORY' | 'INTERNAL'; message: string } }>();
 const queue: WorkerCall[] = [];
+/** Results not posted yet: they leave before the next guest runs (it may never return) or when the queue is empty. */
 const outbox: CallDone[] = [];
-/** Results held back while more calls wait, to save thread wake-ups. */
-const BATCH = 4;
 let running = false;
 
-function post(done: CallDone): void {
-  outbox.push(done);
-  if (queue.length === 0 || outbox.length >= BATCH) flush();
+/** This thread's kernel id (Linux: /proc/thread-self → "<pid>/task/<tid>"), or 0. */
+function threadId(): number {
+  try {
+    return Number(readlinkSync('/proc/thread-self').split('/').pop()) || 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Whether this worker may start `call`: the last call started must be the one sent just before
+ * it. The pool sets that counter ahead when it takes unstarted calls back (they are then run
+ * elsewhere), so the compare-and-swap fails for them, and for nothing else.
+ */
+function claim(call: WorkerCall): boolean {
+  const before = (call.seq - 1) | 0;
+  return Atomics.compareExchange(claimed32, 0, before, call.seq) === before;
 }
 
 function flush(): void {
@@ -47,20 +70,26 @@ async function drain(): Promise<void> {
   running = true;
   while (queue.length > 0) {
     const msg = queue.shift()!;
+    if (!claim(msg)) continue;
+    if (Date.now() >= msg.deadline) {
+      outbox.push({ id: msg.id, expired: true });
+      continue;
+    }
     const rt = modules.get(msg.moduleId);
     if (!rt) {
-      post({ id: msg.id, error: { code: 'INTERNAL', message: `module ${msg.moduleId} is not loaded in this worker` } });
+      outbox.push({ id: msg.id, error: { code: 'INTERNAL', message: `module ${msg.moduleId} is not loaded in this worker` } });
       continue;
     }
     if ('error' in rt) {
-      post({ id: msg.id, error: rt.error });
+      outbox.push({ id: msg.id, error: rt.error });
       continue;
     }
+    flush();
     started64[0] = Date.now();
     Atomics.store(running32, 0, msg.id);
     const r = await rt.run(msg.input, msg.meta);
     Atomics.store(running32, 0, 0);
-    post({ id: msg.id, ...r });
+    outbox.push({ id: msg.id, ...r });
   }
   running = false;
   flush();

@@ -61,13 +61,15 @@ const WASI_ONLY: Record<string, Record<string, string>> = {
 /** The probes: C sources (wasi-libc) and Rust sources (std). */
 const probes = readdirSync(SRC).filter((f) => f.endsWith('.c') || f.endsWith('.rs')).sort();
 
-/** Builds the native twin of a probe into the work directory. @returns the executable */
-function buildNative(source: string): string {
-  const name = source.replace(/\.(c|rs)$/, '');
-  const out = join(work, 'bin', name);
+/**
+ * Builds the native twin of a probe into the work directory with `compiler` (cc or rustc).
+ * @returns the executable @throws the compiler's failure, with its output
+ */
+function buildNative(source: string, compiler: string): string {
+  const out = join(work, 'bin', source.replace(/\.(c|rs)$/, ''));
   mkdirSync(join(work, 'bin'), { recursive: true });
-  if (source.endsWith('.c')) execFileSync(cc!, ['-O1', '-Wall', '-o', out, join(SRC, source)], { stdio: 'pipe' });
-  else execFileSync(rustc!, ['--edition', '2021', '-C', 'opt-level=1', '-o', out, join(SRC, source)], { stdio: 'pipe' });
+  const args = source.endsWith('.c') ? ['-O1', '-Wall'] : ['--edition', '2021', '-C', 'opt-level=1'];
+  execFileSync(compiler, [...args, '-o', out, join(SRC, source)], { stdio: 'pipe' });
   return out;
 }
 
@@ -140,7 +142,7 @@ for (const source of probes) {
   const skip = missing(wasm) || (compiler ? false : `no host ${source.endsWith('.c') ? 'C compiler (cc, clang)' : 'rustc'} to build the native twin of ${source}`);
 
   test(`${name}: Capsule gives the errnos and file states Linux gives`, { skip }, async () => {
-    const exe = buildNative(source);
+    const exe = buildNative(source, compiler ?? '');
     const nativeDir = scratch(`${name}-linux`);
     const native = spawnSync(exe, [nativeDir], { encoding: 'utf8' });
     assert.equal(native.status, 0, `native ${name} failed: ${native.stderr}${native.stdout}`);

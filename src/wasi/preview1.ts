@@ -661,7 +661,8 @@ export class Wasi {
    */
   #pathOpen(fd: number, dirflags: number, pathPtr: number, pathLen: number, oflags: number, base: bigint, inheriting: bigint, fdflags: number, fdOut: number): number {
     const dir = this.#dir(fd);
-    if ((dir.rightsBase & Rights.PATH_OPEN) === 0n) return Errno.NOTCAPABLE;
+    const needs = Rights.PATH_OPEN | (oflags & OFlags.CREAT ? Rights.PATH_CREATE_FILE : 0n) | (oflags & OFlags.TRUNC ? Rights.PATH_FILESTAT_SET_SIZE : 0n);
+    if ((dir.rightsBase & needs) !== needs) return Errno.NOTCAPABLE;
     const table = this.#fds();
     if (table.full) return Errno.MFILE;
     const creat = (oflags & OFlags.CREAT) !== 0;
@@ -675,18 +676,20 @@ export class Wasi {
     const read = (base & READ_RIGHTS) !== 0n;
     if (write && dir.mount.readOnly) return Errno.ROFS;
     const follow = (dirflags & LOOKUP_SYMLINK_FOLLOW) !== 0 && !(creat && excl);
-    return this.#onPath(fd, pathPtr, pathLen, follow, 0n, false, (r, path) => {
+    // As Linux open(2): O_CREAT never makes or opens a directory (`x/` included, whatever x is).
+    if (creat && wantDir) return Errno.INVAL;
+    const slash = creat && pathLen > 0 && this.#range(pathPtr, pathLen).at(-1) === 0x2f;
+    return this.#onPath(fd, pathPtr, pathLen, slash ? 'never' : follow, 0n, false, (r) => {
       const st = r.stat;
+      if (slash) return Errno.ISDIR;
       if (st === null) {
         if (!creat) return Errno.NOENT;
-        if (path.endsWith('/')) return Errno.ISDIR;
         if (dir.mount.readOnly) return Errno.ROFS;
-        if (wantDir) return Errno.INVAL;
       } else {
         if (creat && excl) return Errno.EXIST;
         if (st.isSymbolicLink()) return Errno.LOOP; // not followed (O_NOFOLLOW)
         if (st.isDirectory()) {
-          if (write) return Errno.ISDIR;
+          if (write || creat) return Errno.ISDIR;
           const hostFd = openSync(r.at, fsc.O_RDONLY | fsc.O_DIRECTORY | (r.name === '' ? 0 : O_NOFOLLOW));
           const entry: DirFd = {
             kind: 'dir', mount: dir.mount, hostFd, host: fdPath(hostFd), rightsBase: base & DIR_RIGHTS,

@@ -10,7 +10,8 @@
  * watchdog timer reads every 25 ms while calls are in flight.
  *
  * Runaways do not starve other calls (README "Limits", docs/performance.md):
- * - A call's deadline counts from when `call` accepted it, waiting included. A call still
+ * - A call's deadline counts from when `call` accepted it, waiting included (but not the pool's
+ *   own start: for a call accepted before the first worker was up, from then). A call still
  *   waiting at its deadline fails with TIMEOUT without running; a running one is stopped.
  * - A worker whose call has run longer than `longCallMs` gets no new call, and the calls sent
  *   to it but not started are taken back (an atomic swap of its "last started" counter; the
@@ -65,8 +66,9 @@ export interface PoolModule {
 
 export interface CallOptions {
   /**
-   * Deadline of the call, ms, counted from when `call` accepts it: waiting for a worker counts.
-   * A call still waiting at its deadline is not run; a running one is stopped (its worker too).
+   * Deadline of the call, ms, counted from when `call` accepts it (or, before the pool's first
+   * worker is up, from then): waiting for a worker counts. A call still waiting at its deadline
+   * is not run; a running one is stopped (its worker too).
    */
   timeoutMs: number;
   meta?: InvocationMeta;
@@ -78,7 +80,7 @@ interface PendingCall {
   input: InvocationInput;
   meta: InvocationMeta;
   timeoutMs: number;
-  /** When `call` accepted it and when it must be answered (ms, Date.now clock). */
+  /** When `call` accepted it and when it must be answered (ms, Date.now clock; Infinity until the pool is up). */
   accepted: number;
   deadline: number;
   /** Its seq in the worker it was last sent to (see `WorkerCall.seq`). */
@@ -153,6 +155,8 @@ export class WorkerPool extends EventEmitter {
   #watchdog: NodeJS.Timeout | undefined;
   #shrinker: NodeJS.Timeout | undefined;
   #closed = false;
+  /** A worker has loaded its code: deadlines run (see `CallOptions.timeoutMs`). */
+  #up = false;
 
   constructor(options: PoolOptions = {}) {
     super();
@@ -206,7 +210,7 @@ export class WorkerPool extends EventEmitter {
       const accepted = Date.now();
       const call: PendingCall = {
         id: this.#nextCall, moduleId: entry.id, input, meta: options.meta ?? {}, timeoutMs: options.timeoutMs,
-        accepted, deadline: accepted + options.timeoutMs, seq: 0, retries: 0, resolve, reject,
+        accepted, deadline: this.#up ? accepted + options.timeoutMs : Infinity, seq: 0, retries: 0, resolve, reject,
       };
       this.#nextCall = this.#nextCall >= 0x7ffffffe ? 1 : this.#nextCall + 1;
       const slot = this.#queue.length === 0 ? this.#pick() : undefined;
@@ -353,6 +357,10 @@ export class WorkerPool extends EventEmitter {
       this.#onService(slot, msg);
       return;
     }
+    if (msg.t === 'ready') {
+      this.#start();
+      return;
+    }
     for (const item of msg.results) {
       const done = unpackDone(item);
       const call = slot.inflight.get(done.id);
@@ -367,6 +375,15 @@ export class WorkerPool extends EventEmitter {
     }
     if (slot.demoted !== undefined && slot.long === 0) this.#promote(slot);
     this.#fill();
+  }
+
+  /** The first worker is up: the deadlines of the calls accepted before start now. */
+  #start(): void {
+    if (this.#up) return;
+    this.#up = true;
+    const now = Date.now();
+    const waiting = [...this.#queue, ...this.#slots.flatMap((s) => [...s.inflight.values()])];
+    for (const c of waiting) if (c.deadline === Infinity) c.deadline = now + c.timeoutMs;
   }
 
   /** Settles a call with what its worker reported. */
@@ -444,7 +461,7 @@ export class WorkerPool extends EventEmitter {
     const id = Atomics.load(s.running, 0);
     const call = id === 0 ? undefined : s.inflight.get(id);
     if (call && now >= call.deadline) {
-      const waited = s.started[0]! - call.accepted;
+      const waited = s.started[0]! - (call.deadline - call.timeoutMs);
       const note = waited >= 50 ? ` (${Math.round(waited)} ms of it waiting for a worker)` : '';
       s.inflight.delete(id);
       call.reject(new CapsuleError('TIMEOUT', `the function did not return within ${call.timeoutMs} ms (--timeout)${note}; its worker was stopped`));

@@ -28,14 +28,21 @@ export interface WorkerCall {
    * (see WorkerPool's withdraw).
    */
   seq: number;
-  /** Deadline, ms since the epoch (`Date.now()` clock): a call reached after it is not run. */
+  /**
+   * Deadline, ms since the epoch (`Date.now()` clock): a call reached after it is not run.
+   * Infinity for a call accepted before the pool's first worker was up (the pool then enforces it).
+   */
   deadline: number;
   input: InvocationInput;
   meta: InvocationMeta;
 }
 
-/** Results travel in batches too (flushed when the worker's queue is empty or every few calls). */
+/**
+ * Results travel in batches too (flushed before the worker starts a guest, and when its queue
+ * is empty). `ready`: the worker has loaded its code (sent once, right after it starts).
+ */
 export type FromWorker =
+  | { t: 'ready' }
   | { t: 'done'; results: (CallDone | PackedDone)[] }
   | { t: 'service'; id: number; moduleId: number; name: string; request: unknown };
 

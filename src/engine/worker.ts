@@ -95,6 +95,7 @@ async function drain(): Promise<void> {
   flush();
 }
 
+port.postMessage({ t: 'ready' } satisfies FromWorker);
 port.on('message', (msg: ToWorker) => {
   switch (msg.t) {
     case 'load':

@@ -75,6 +75,13 @@ test('resolveInMounts: .. is walked from the mount it starts in and refused at i
   assert.equal(r.message, '/data/../a.txt: climbs above the mount root /data');
 });
 
+test('resolveInMounts: what follows the mount is walked as written (a trailing /. wants a directory)', () => {
+  const r = resolveInMounts(mounts, '/data/d.txt/.');
+  assert.ok(!r.ok && r.errno === Errno.NOTDIR, r.ok ? 'resolved' : r.message);
+  assert.equal(hostOf(resolveInMounts(mounts, '/data/./')), data);
+  assert.equal(hostOf(resolveInMounts(mounts, 'data')), data);
+});
+
 test('resolveInMounts: read-only mounts refuse writes, naming the grant by its guest path only', () => {
   const r = resolveInMounts(mounts, '/data/d.txt', { write: true });
   assert.ok(!r.ok);

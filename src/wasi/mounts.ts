@@ -406,6 +406,14 @@ function coveringMount(mounts: readonly Mount[], parts: readonly string[]): { mo
   return best;
 }
 
+/** What follows the first `n` components of `path` (`.`, `..` and trailing slashes kept as written). */
+function afterComponents(path: string, n: number): string {
+  const raw = path.split('/');
+  let i = 0;
+  for (let seen = 0; i < raw.length && seen < n; i++) if (raw[i] !== '' && raw[i] !== '.') seen++;
+  return raw.slice(i).join('/').replace(/^\/+/, '');
+}
+
 /**
  * Resolves a guest path (relative ones against `/`) through the mount table, for the file host
  * functions: the mount whose guest path is the longest prefix of the path's leading components
@@ -429,7 +437,7 @@ export function resolveInMounts(mounts: readonly Mount[], guestPath: string, opt
   }
   const { mount, depth } = found;
   if (options.write && mount.readOnly) return { ok: false, errno: Errno.ROFS, message: `${shown}: the mount ${mount.guestPath} is read-only` };
-  const rest = parts.slice(depth).join('/') + (guestPath.endsWith('/') && depth < parts.length ? '/' : '');
+  const rest = afterComponents(guestPath, depth);
   let root: number;
   try {
     root = openMountRoot(mount);

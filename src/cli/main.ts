@@ -137,9 +137,10 @@ capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=
     .option('--params <text>', 'input of a Capsule module\'s callHandle (instead of the arguments)')
     .option('--params-file <path>', 'raw bytes for callHandle, read from a file ("-" = stdin)')
     .option('--separator <text>', 'gen-1 modules: join the arguments with this instead of the era\'s separator')
+    .addOption(new Option('--handler <export>', 'Capsule modules: call only callHandle (handle) or callHandleJSON (json, gen 2); default: callHandle, then callHandleJSON on a fresh instance when it traps on JSON input').choices(['handle', 'json']))
     .allowUnknownOption()
     .exitOverride()
-    .action(async (positional: string | undefined, rest: string[], f: ModuleFlags & { params?: string; paramsFile?: string; separator?: string }) => {
+    .action(async (positional: string | undefined, rest: string[], f: ModuleFlags & { params?: string; paramsFile?: string; separator?: string; handler?: 'handle' | 'json' }) => {
       const all = [...(positional !== undefined ? [positional] : []), ...rest];
       const dashdash = all.indexOf('--');
       if (dashdash >= 0) all.splice(dashdash, 1);
@@ -162,7 +163,7 @@ capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=
       } else if (module.detection.kind !== 'wasi') {
         params = new TextEncoder().encode(joinParams(module, args, f.separator));
       }
-      const code = await runCli(fn, { params, args });
+      const code = await runCli(fn, { params, args, handler: f.handler });
       await fn.close();
       exit(code);
     });

@@ -33,6 +33,11 @@ export interface CliInput {
   stdin?: Uint8Array;
   /** WASI commands: export to call instead of `_start` (WAGI `entrypoint`, `_routes`). */
   entrypoint?: string;
+  /**
+   * Gen 2 (`--handler`): call only this handler export; absent = `callHandle`, falling back to
+   * `callHandleJSON` when it traps on JSON input (capsule-abi.md §5.2).
+   */
+  handler?: 'handle' | 'json';
 }
 
 /** A lifecycle or service export with no input (OnStart, OnStop, OnHealthCheck, OnMetrics, OnLoad, OnExit). */
@@ -64,6 +69,10 @@ export type InvocationInput = HttpRequestInput | CliInput | LifecycleInput | Mes
 export interface HttpResponseOutput {
   type: 'http';
   status: number;
+  /**
+   * Names and values as they go on the wire: a value is the latin1 string of the bytes sent
+   * (UTF-8 text such as `👋` appears as its four bytes, one character each; capsule-abi.md §4.3).
+   */
   headers: [string, string][];
   body: Uint8Array;
   /**

@@ -5,7 +5,7 @@
  * passed through unchanged).
  */
 import type { HttpRequestInput, HttpResponseOutput } from '../../engine/invocation.ts';
-import { canonicalHeaders } from '../capsule-common.ts';
+import { canonicalHeaders, responseHeader } from '../capsule-common.ts';
 
 const encoder = new TextEncoder();
 
@@ -42,8 +42,13 @@ export function parseGen1Error(text: string): { code: string; message: string; d
 
 const TEXT_PLAIN = 'text/plain; charset=utf-8';
 
-/** Turns a gen-1 handler result into a response (§4.3 steps 1–5). */
-export function decodeGen1Response(result: string, sep: string): HttpResponseOutput {
+/**
+ * Turns a gen-1 handler result into a response (§4.3 steps 1–5). Header values are UTF-8 text
+ * sent as their bytes (`responseHeader`).
+ * @param notes receives one line per header left out (a name that is not an HTTP token, a value
+ *   with CR, LF or NUL), for the call's log
+ */
+export function decodeGen1Response(result: string, sep: string, notes?: string[]): HttpResponseOutput {
   const at = result.lastIndexOf('[HEADERS]');
   const payload = at >= 0 ? result.slice(0, at) : result;
   const headerText = at >= 0 ? result.slice(at + '[HEADERS]'.length) : '';
@@ -51,9 +56,8 @@ export function decodeGen1Response(result: string, sep: string): HttpResponseOut
   for (const item of headerText.split(sep)) {
     const colon = item.indexOf(':');
     if (colon <= 0) continue;
-    const name = item.slice(0, colon).trim();
-    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) continue;
-    headers.push([name, item.slice(colon + 1).trim().replace(/[\r\n]/g, ' ')]);
+    const header = responseHeader(item.slice(0, colon).trim(), item.slice(colon + 1).trim(), notes);
+    if (header) headers.push(header);
   }
   const type = headers.find(([k]) => k.toLowerCase() === 'content-type')?.[1];
   const json = type !== undefined && type.toLowerCase().startsWith('application/json');

@@ -7,7 +7,7 @@ import { CapsuleError } from '../../engine/errors.ts';
 import type { ModuleKind } from '../../engine/detect.ts';
 import type { Abi } from '../types.ts';
 import type { Guest } from '../guest.ts';
-import { startCapsuleGuest } from '../capsule-common.ts';
+import { CAPSULE_GUEST, startCapsuleGuest } from '../capsule-common.ts';
 import { checkExportTypes, GEN1_EXPORTS, GEN1_HTTP } from '../signatures.ts';
 import { decodeGen1Response, encodeGen1Headers, parseGen1Error, requestParams, REQUEST_PARAMS_KEY } from './http.ts';
 import type { HttpRequestInput, InvocationOutput } from '../../engine/invocation.ts';
@@ -79,7 +79,10 @@ export const capsule1: Abi = {
         case 'http': {
           if (!guest.has('callHandleHttp')) throw new CapsuleError('BAD_MODULE', 'the module exports no callHandleHttp: it cannot serve HTTP');
           const raw = await handleHttp(guest, detection.kind, input, ctx.callData);
-          return decodeGen1Response(decoder.decode(raw), RESPONSE_SEPARATOR[detection.kind]!);
+          const notes: string[] = [];
+          const out = decodeGen1Response(decoder.decode(raw), RESPONSE_SEPARATOR[detection.kind]!, notes);
+          for (const note of notes) ctx.log(note);
+          return out;
         }
         case 'message': {
           const entry = input.source === 'mqtt' ? 'callMqttMessageHandle' : 'callNatsMessageHandle';
@@ -95,6 +98,6 @@ export const capsule1: Abi = {
           return { type: 'lifecycle', called: true };
         }
       }
-    });
+    }, CAPSULE_GUEST);
   },
 };

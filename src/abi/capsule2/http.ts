@@ -3,7 +3,7 @@
  * response frame it returns (§5.4), with the leniency of §7.8.
  */
 import type { HttpRequestInput, HttpResponseOutput } from '../../engine/invocation.ts';
-import { canonicalHeaders } from '../capsule-common.ts';
+import { canonicalHeaders, responseHeader } from '../capsule-common.ts';
 
 const encoder = new TextEncoder();
 
@@ -21,7 +21,6 @@ export function encodeHttpRequest(req: HttpRequestInput): string {
   return `{"Body":${JSON.stringify(body)},"JSONBody":"","TextBody":"","URI":${JSON.stringify(req.url)},"Method":${JSON.stringify(req.method.toUpperCase())},"Headers":${JSON.stringify(headers)}}`;
 }
 
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 const TEXT_PLAIN = 'text/plain; charset=utf-8';
 const APPLICATION_JSON = 'application/json; charset=utf-8';
@@ -37,9 +36,10 @@ export function missingExportResponse(name: string): HttpResponseOutput {
 }
 
 /**
- * Turns `S{JSONBody,TextBody,Headers,StatusCode}` / `F<text>` into a response (§5.4).
- * @param notes receives one line per header left out (a name that is not an HTTP token), for the
- *   call's log
+ * Turns `S{JSONBody,TextBody,Headers,StatusCode}` / `F<text>` into a response (§5.4). Header
+ * values are UTF-8 text sent as their bytes (`responseHeader`, §4.3 step 2).
+ * @param notes receives one line per header left out (a name that is not an HTTP token, a value
+ *   with CR, LF or NUL), for the call's log
  */
 export function decodeHttpResponse(frame: { ok: boolean; payload: Uint8Array }, notes?: string[]): HttpResponseOutput {
   const p = frame.payload;
@@ -61,13 +61,10 @@ export function decodeHttpResponse(frame: { ok: boolean; payload: Uint8Array }, 
   const h = r['Headers'];
   if (h && typeof h === 'object' && !Array.isArray(h)) {
     for (const [k, v] of Object.entries(h as Record<string, unknown>)) {
-      if (!TOKEN.test(k)) {
-        notes?.push(`response header ${JSON.stringify(k)} left out: not a valid HTTP header name`);
-        continue;
-      }
-      const value = (typeof v === 'string' ? v : JSON.stringify(v)).replace(/[\r\n]/g, ' ');
+      const header = responseHeader(k, typeof v === 'string' ? v : JSON.stringify(v), notes);
+      if (!header) continue;
       if (k.toLowerCase() === 'content-type') hasType = true;
-      headers.push([k, value]);
+      headers.push(header);
     }
   }
   const textBody = r['TextBody'];

@@ -3,13 +3,13 @@
  * S/F framing, the HTTP request/response JSON, OnStart/OnStop/OnHealthCheck/OnMetrics.
  */
 import { CapsuleError } from '../../engine/errors.ts';
-import type { Abi } from '../types.ts';
+import type { Abi, GuestRuntime } from '../types.ts';
 import type { Guest } from '../guest.ts';
 import type { HostCallContext } from '../../capabilities/types.ts';
-import { startCapsuleGuest } from '../capsule-common.ts';
+import { CAPSULE_GUEST, isGuestTrap, startCapsuleGuest } from '../capsule-common.ts';
 import { checkExportTypes, GEN2_EXPORTS } from '../signatures.ts';
 import { encodeHttpRequest, decodeHttpResponse, missingExportResponse } from './http.ts';
-import type { CliOutput, HttpResponseOutput, InvocationOutput } from '../../engine/invocation.ts';
+import type { CliInput, CliOutput, HttpResponseOutput, InvocationMeta, InvocationOutput } from '../../engine/invocation.ts';
 
 const S = 0x53;
 const F = 0x46;
@@ -57,6 +57,54 @@ async function callHttp(guest: Guest, ctx: HostCallContext, name: string, input:
   return out;
 }
 
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Whether bytes are a JSON text (UTF-8). */
+function isJson(bytes: Uint8Array): boolean {
+  try {
+    JSON.parse(strictUtf8.decode(bytes));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * `capsule run` (§5.2): `callHandle` with the input (`callHandleJSON` when the module has no
+ * `callHandle`). MDK builds export every handler whichever one the module registered, and an
+ * unregistered one traps: so when `callHandle` traps, the module exports `callHandleJSON` and the
+ * input is JSON, `callHandleJSON` runs with the same input on a fresh instance and its result is
+ * used; when that fails too, the first trap is reported. `input.handler` forces one export (no
+ * fallback).
+ * @throws what the guest call throws (the first trap when both fail); CapsuleError BAD_MODULE
+ *   when the chosen export is missing
+ */
+async function invokeCli(rt: GuestRuntime, input: CliInput, meta: InvocationMeta): Promise<CliOutput> {
+  const params = input.params ?? new Uint8Array(0);
+  let first: string | undefined;
+  let hasJson = false;
+  const run = (entryOf: (guest: Guest) => string) => rt.withGuest(meta, async (guest): Promise<CliOutput> => {
+    const entry = entryOf(guest);
+    if (!guest.has(entry)) throw new CapsuleError('BAD_MODULE', `the module exports no ${entry}: it cannot be run from the CLI`);
+    const { ok, payload } = await callEntry(guest, entry, params, framed(entry));
+    return { type: 'cli', text: payload, exitCode: ok ? 0 : 1 };
+  }, CAPSULE_GUEST);
+  try {
+    return await run((guest) => {
+      hasJson = guest.has('callHandleJSON');
+      const json = input.handler === 'json' || (input.handler === undefined && !guest.has('callHandle') && hasJson);
+      return (first = json ? 'callHandleJSON' : 'callHandle');
+    });
+  } catch (e) {
+    if (input.handler !== undefined || first !== 'callHandle' || !hasJson || !isGuestTrap(e) || !isJson(params)) throw e;
+    try {
+      return await run(() => 'callHandleJSON');
+    } catch {
+      throw e;
+    }
+  }
+}
+
 export const capsule2: Abi = {
   kinds: ['capsule-2'],
   generation: () => 2,
@@ -70,14 +118,9 @@ export const capsule2: Abi = {
     if (guest.has('OnStart')) await guest.call('OnStart');
   },
   async invoke(rt, input, meta): Promise<InvocationOutput> {
+    if (input.type === 'cli') return invokeCli(rt, input, meta);
     return rt.withGuest(meta, async (guest, ctx): Promise<InvocationOutput> => {
       switch (input.type) {
-        case 'cli': {
-          const entry = guest.has('callHandle') ? 'callHandle' : 'callHandleJSON';
-          if (!guest.has(entry)) throw new CapsuleError('BAD_MODULE', 'the module exports no callHandle: it cannot be run from the CLI');
-          const { ok, payload } = await callEntry(guest, entry, input.params ?? new Uint8Array(0), framed(entry));
-          return { type: 'cli', text: payload, exitCode: ok ? 0 : 1 } satisfies CliOutput;
-        }
         case 'http': {
           if (!guest.has('callHandleHTTP')) return missingExportResponse('callHandleHTTP');
           return callHttp(guest, ctx, 'callHandleHTTP', encodeHttpRequest(input));
@@ -105,6 +148,6 @@ export const capsule2: Abi = {
           return { type: 'lifecycle', called: true };
         }
       }
-    });
+    }, CAPSULE_GUEST);
   },
 };

@@ -1,7 +1,8 @@
 /**
  * CLI trigger (`capsule run`): one invocation, its result on stdout, an exit code
  * (conventions.md §4): Capsule ABI modules 0 success, 1 guest failure (F / [ERR] result, trap,
- * deadline); WASI commands pass their exit code through, a trap exits 134, a deadline 124.
+ * deadline), 2 a `--handler` the module cannot honour; WASI commands pass their exit code through,
+ * a trap exits 134, a deadline 124.
  */
 import { isOutputClosed, writeAllSync } from '../../engine/stdio.ts';
 import { CapsuleError } from '../../engine/errors.ts';
@@ -13,6 +14,20 @@ export interface CliRunOptions {
   params?: Uint8Array;
   /** Positional arguments after the module. */
   args: string[];
+  /**
+   * `--handler`: the handler export to call, `handle` (callHandle) or `json` (callHandleJSON,
+   * gen 2 only); absent = callHandle with the callHandleJSON fallback of capsule-abi.md §5.2.
+   */
+  handler?: 'handle' | 'json';
+}
+
+/** Why `--handler` does not apply to this module, or undefined when it does. */
+function handlerMisuse(fn: CapsuleFunction, handler: CliRunOptions['handler']): string | undefined {
+  if (handler === undefined) return undefined;
+  const kind = fn.module.detection.kind;
+  if (kind === 'wasi') return `--handler applies to Capsule modules; ${fn.module.name} is a WASI command (it runs _start)`;
+  if (handler === 'json' && kind !== 'capsule-2') return `--handler json: ${fn.module.name} is a ${kind} module, which has no callHandleJSON (gen 2 only)`;
+  return undefined;
 }
 
 /**
@@ -21,7 +36,12 @@ export interface CliRunOptions {
  */
 export async function runCli(fn: CapsuleFunction, o: CliRunOptions): Promise<number> {
   const wasi = fn.module.detection.kind === 'wasi';
-  const input: CliInput = { type: 'cli', params: o.params, args: o.args };
+  const misuse = handlerMisuse(fn, o.handler);
+  if (misuse) {
+    writeAllSync(2, `❌ ${misuse}\n`);
+    return 2;
+  }
+  const input: CliInput = { type: 'cli', params: o.params, args: o.args, ...(o.handler ? { handler: o.handler } : {}) };
   try {
     const { output } = await fn.invoke(input);
     const out = output as CliOutput;

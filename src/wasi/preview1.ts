@@ -9,9 +9,11 @@
  * call at a time).
  *
  * Files: the mounts of `WasiConfig.mounts` are preopened as fds 3, 4, … (conventions.md §2).
- * Every path is resolved component by component inside its mount (`resolveBeneath`): `..`
- * above the mount root, absolute paths and symlinks leading outside give `NOTCAPABLE`; `:ro`
- * mounts refuse every change with `ROFS`. Sockets are not provided (`NOTSUP`).
+ * Directory descriptors hold host directory descriptors, and every path is walked from one,
+ * component by component (`resolveAt`): `..` above the descriptor's directory, absolute paths
+ * and symlinks leading outside give `NOTCAPABLE`; the operation then acts on the last component
+ * inside the walked directory, without following it. `:ro` mounts refuse every change with
+ * `ROFS`. Sockets are not provided (`NOTSUP`).
  */
 import { randomFillSync } from 'node:crypto';
 import {

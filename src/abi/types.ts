@@ -12,8 +12,8 @@ import type { CallState } from './host-imports.ts';
 
 /**
  * Per-call WASI settings an ABI may set (WASI commands: argv, stdin, env, and a stdout sink for
- * CGI; capsule-abi.md §2.2 otherwise). Unset fields keep the engine's: no argv, the function's
- * environment, empty stdin, stdout/stderr to the call's log capture.
+ * CGI; Capsule ABI modules: argv `[""]`, capsule-abi.md §2.2). Unset fields keep the engine's: no
+ * argv, the function's environment, empty stdin, stdout/stderr to the call's log capture.
  */
 export interface GuestOptions {
   wasi?: Partial<Pick<WasiConfig, 'args' | 'stdin' | 'env' | 'stdout'>>;

@@ -31,7 +31,7 @@ import {
 
 /** Per-call configuration of the WASI context. */
 export interface WasiConfig {
-  /** argv, `args[0]` included (empty for Capsule ABI modules: capsule-abi.md §2.2). */
+  /** argv, `args[0]` included (`[""]` for Capsule ABI modules: capsule-abi.md §2.2). */
   args: readonly string[];
   /**
    * Guest-visible environment, in order. Its encoding is reused while later calls pass the same

@@ -104,20 +104,30 @@ class ImportCalled extends Error {}
 /** A WASI call of the initialisation whose effect on the call's WASI state is repeated for every call. */
 export type WasiReplay = readonly [name: string, args: readonly number[]];
 
-const STDIO = (args: readonly unknown[]): boolean => typeof args[0] === 'number' && args[0] >= 0 && args[0] <= 2;
-const ALWAYS = (): boolean => true;
+type ArgCheck = (args: readonly unknown[], memory: WebAssembly.Memory | undefined) => boolean;
+const STDIO: ArgCheck = (args) => typeof args[0] === 'number' && args[0] >= 0 && args[0] <= 2;
+const ALWAYS: ArgCheck = () => true;
+/** poll_oneoff(in, out, nsubscriptions, nevents) that only waits for clocks (a sleep, or a yield). */
+const CLOCKS_ONLY: ArgCheck = ([inPtr, , n], memory) => {
+  if (!memory || typeof inPtr !== 'number' || typeof n !== 'number' || n < 1 || inPtr + 48 * n > memory.buffer.byteLength) return false;
+  const view = new Uint8Array(memory.buffer);
+  for (let i = 0; i < n; i++) if (view[inPtr + 48 * i + 8] !== 0) return false; // subscription tag 0 = clock
+  return true;
+};
 /**
  * `wasi_snapshot_preview1` functions an initialisation may call and keep its snapshot, with the
  * arguments they may have: they read the function's fixed configuration (argv, environment,
  * stdio and preopen descriptions; preopens are the function's mounts), the clocks or random
- * bytes (frozen in the snapshot: see the module comment), or yield. `fd_fdstat_set_flags` on
- * stdio (Go's runtime makes stdio non-blocking) changes only the call's WASI descriptor table,
- * so it is recorded and replayed on every call (`Snapshot.replay`).
+ * bytes (frozen in the snapshot: see the module comment), or yield or sleep (`poll_oneoff` on
+ * clocks only: Go's scheduler does when a garbage collection runs during initialisation).
+ * `fd_fdstat_set_flags` on stdio (Go's runtime makes stdio non-blocking) changes only the call's
+ * WASI descriptor table, so it is recorded and replayed on every call (`Snapshot.replay`).
  */
-const SIDE_EFFECT_FREE: ReadonlyMap<string, (args: readonly unknown[]) => boolean> = new Map([
+const SIDE_EFFECT_FREE: ReadonlyMap<string, ArgCheck> = new Map([
   ['args_sizes_get', ALWAYS], ['args_get', ALWAYS], ['environ_sizes_get', ALWAYS], ['environ_get', ALWAYS],
   ['clock_time_get', ALWAYS], ['clock_res_get', ALWAYS], ['random_get', ALWAYS], ['sched_yield', ALWAYS],
-  ['fd_prestat_get', ALWAYS], ['fd_prestat_dir_name', ALWAYS], ['fd_fdstat_get', STDIO], ['fd_fdstat_set_flags', STDIO],
+  ['poll_oneoff', CLOCKS_ONLY], ['fd_prestat_get', ALWAYS], ['fd_prestat_dir_name', ALWAYS], ['fd_fdstat_get', STDIO],
+  ['fd_fdstat_set_flags', STDIO],
 ]);
 const REPLAYED: ReadonlySet<string> = new Set(['fd_fdstat_set_flags']);
 const WASI = 'wasi_snapshot_preview1';
@@ -126,7 +136,8 @@ const WASI = 'wasi_snapshot_preview1';
  * Imports for the probe instance: every function replaced by a stub that records the call and
  * throws before doing anything (so nothing observable happens), except the WASI functions of
  * `SIDE_EFFECT_FREE` called with arguments it accepts, which run for real (the `Wasi` behind
- * `imports` must be bound to the probe's memory); memories and other values kept. `called()`
+ * `imports` must be bound to the probe's memory, which `imports` must hold); memories and other
+ * values kept. `called()`
  * stays true even if the guest catches the exception (wasm exception handling); `replay` lists
  * the calls `Snapshot.replay` repeats.
  */
@@ -134,6 +145,7 @@ export function probeImports(imports: WebAssembly.Imports): { imports: WebAssemb
   let called = false;
   const replay: WasiReplay[] = [];
   const out: WebAssembly.Imports = {};
+  const memory = Object.values(imports).flatMap((fields) => Object.values(fields)).find((v) => v instanceof WebAssembly.Memory);
   for (const [module, fields] of Object.entries(imports)) {
     const stubs: WebAssembly.ModuleImports = {};
     for (const [name, value] of Object.entries(fields)) {
@@ -143,7 +155,7 @@ export function probeImports(imports: WebAssembly.Imports): { imports: WebAssemb
       }
       const allowed = module === WASI && typeof value === 'function' ? SIDE_EFFECT_FREE.get(name) : undefined;
       stubs[name] = (...args: unknown[]) => {
-        if (allowed?.(args) && !called) {
+        if (allowed?.(args, memory) && !called) {
           if (REPLAYED.has(name)) replay.push([name, args as number[]]);
           return (value as (...a: unknown[]) => unknown)(...args);
         }

@@ -2,7 +2,9 @@
 # Idempotent set-up used by `npm run demo`, `npm test`, `npm run bench` and .ci/run:
 #   1. Debian toolchains for the guest examples and the test servers (when apt-get can run),
 #   2. npm packages (which bring a Node.js 24 into node_modules/.bin when the machine's is older),
-#   3. the guest modules built from source (examples/, test/fixtures/).
+#   3. the guest modules built from source (examples/, test/fixtures/); the Go ones need Go >= 1.24
+#      on PATH (Debian's golang is older: https://go.dev/dl), their modules come from the Go module
+#      proxy (go mod download), and without it they are skipped with one printed line.
 # Set CAPSULE_SKIP_APT=1 to never call apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."

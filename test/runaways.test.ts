@@ -40,8 +40,13 @@ const bytes = (s: string) => new TextEncoder().encode(s);
 const cli = (params: string) => ({ type: 'cli' as const, params: bytes(params), args: [] });
 
 describe('capsule serve: runaway guests beside a good request', () => {
-  it('answers a good request (200) before the 504s of ten runaways ahead of it, with --timeout=2s and 2 workers', async () => {
-    const s = await startServer(['serve', behaviours, '--http-port=0', '--timeout=2s', '--workers=2']);
+  // The issue's case is --timeout=2s (bench/runaways.ts measures it: ~1 s). The good request
+  // runs once the 9 workers started beside the runaways have booted, which is CPU shared by two
+  // cores: up to ~2 s when other processes load them. A 4 s deadline keeps the test about the
+  // order of the answers, not the machine's speed (before this, the good request came after 5
+  // rounds of deadlines).
+  it('answers a good request (200) before the 504s of ten runaways ahead of it, with 2 workers', async () => {
+    const s = await startServer(['serve', behaviours, '--http-port=0', '--timeout=4s', '--workers=2']);
     try {
       const arrivals: string[] = [];
       const runaways = Array.from({ length: 10 }, (_, i) => post(s.url, 'l', arrivals, `runaway-${i}`));

@@ -65,7 +65,7 @@ export function describeModule(m: LoadedModule, json: boolean): string {
     memory: m.pooledMemory ?? m.importedMemory?.limits ?? m.parsed.memories[0],
     /** How "a fresh instance per call" is served (capsule-abi.md §3; docs/performance.md). */
     freshInstances: m.snapshot?.ok
-      ? 'one initialised instance per worker, reset after each call (unless its initialisation calls the host)'
+      ? 'one initialised instance per worker, reset after each call (unless its initialisation calls a host function or a WASI function with effects, such as a write)'
       : `a new instance per call${m.snapshot ? `: ${m.snapshot.reason}` : ''}`,
   };
   return render(info, json);

@@ -10,9 +10,10 @@
  * watchdog timer reads every 25 ms while calls are in flight.
  *
  * Runaways do not starve other calls (README "Limits", docs/performance.md):
- * - A call's deadline counts from when `call` accepted it, waiting included (but not the pool's
- *   own start: for a call accepted before the first worker was up, from then). A call still
- *   waiting at its deadline fails with TIMEOUT without running; a running one is stopped.
+ * - A call's deadline counts from when `call` accepted it, waiting included, except while no
+ *   worker of the pool is up (its start, or every worker being replaced): a call accepted then
+ *   counts from when one is. A call still waiting at its deadline fails with TIMEOUT without
+ *   running; a running one is stopped.
  * - A worker whose call has run longer than `longCallMs` gets no new call, and the calls sent
  *   to it but not started are taken back (an atomic swap of its "last started" counter; the
  *   worker then skips them) and dispatched elsewhere.
@@ -66,9 +67,9 @@ export interface PoolModule {
 
 export interface CallOptions {
   /**
-   * Deadline of the call, ms, counted from when `call` accepts it (or, before the pool's first
-   * worker is up, from then): waiting for a worker counts. A call still waiting at its deadline
-   * is not run; a running one is stopped (its worker too).
+   * Deadline of the call, ms, counted from when `call` accepts it (or, while no worker of the
+   * pool is up, from when one is): waiting for a worker counts. A call still waiting at its
+   * deadline is not run; a running one is stopped (its worker too).
    */
   timeoutMs: number;
   meta?: InvocationMeta;
@@ -80,7 +81,7 @@ interface PendingCall {
   input: InvocationInput;
   meta: InvocationMeta;
   timeoutMs: number;
-  /** When `call` accepted it and when it must be answered (ms, Date.now clock; Infinity until the pool is up). */
+  /** When `call` accepted it and when it must be answered (ms, Date.now clock; Infinity until a worker is up). */
   accepted: number;
   deadline: number;
   /** Its seq in the worker it was last sent to (see `WorkerCall.seq`). */
@@ -111,6 +112,8 @@ interface Slot {
   demoted: number | undefined;
   /** When it last had no call in flight (ms, Date.now clock). */
   idleSince: number;
+  /** It has loaded its code (its `ready` message came). */
+  up: boolean;
   dead: boolean;
 }
 
@@ -155,8 +158,6 @@ export class WorkerPool extends EventEmitter {
   #watchdog: NodeJS.Timeout | undefined;
   #shrinker: NodeJS.Timeout | undefined;
   #closed = false;
-  /** A worker has loaded its code: deadlines run (see `CallOptions.timeoutMs`). */
-  #up = false;
 
   constructor(options: PoolOptions = {}) {
     super();
@@ -210,7 +211,7 @@ export class WorkerPool extends EventEmitter {
       const accepted = Date.now();
       const call: PendingCall = {
         id: this.#nextCall, moduleId: entry.id, input, meta: options.meta ?? {}, timeoutMs: options.timeoutMs,
-        accepted, deadline: this.#up ? accepted + options.timeoutMs : Infinity, seq: 0, retries: 0, resolve, reject,
+        accepted, deadline: this.#anyUp() ? accepted + options.timeoutMs : Infinity, seq: 0, retries: 0, resolve, reject,
       };
       this.#nextCall = this.#nextCall >= 0x7ffffffe ? 1 : this.#nextCall + 1;
       const slot = this.#queue.length === 0 ? this.#pick() : undefined;
@@ -253,7 +254,7 @@ export class WorkerPool extends EventEmitter {
     const worker = new Worker(WORKER_BOOT, { eval: true, workerData: { slot: shared } });
     const slot: Slot = {
       worker, inflight: new Map(), outbox: [], running: new Int32Array(shared, 0, 1), claimed: new Int32Array(shared, 4, 1),
-      started: new Float64Array(shared, 8, 1), tid: new Int32Array(shared, 16, 1), seq: 0, long: 0, demoted: undefined, idleSince: Date.now(), dead: false,
+      started: new Float64Array(shared, 8, 1), tid: new Int32Array(shared, 16, 1), seq: 0, long: 0, demoted: undefined, idleSince: Date.now(), up: false, dead: false,
     };
     worker.unref();
     worker.on('message', (msg: FromWorker) => this.#onMessage(slot, msg));
@@ -358,7 +359,7 @@ export class WorkerPool extends EventEmitter {
       return;
     }
     if (msg.t === 'ready') {
-      this.#start();
+      this.#up(slot);
       return;
     }
     for (const item of msg.results) {
@@ -377,10 +378,16 @@ export class WorkerPool extends EventEmitter {
     this.#fill();
   }
 
-  /** The first worker is up: the deadlines of the calls accepted before start now. */
-  #start(): void {
-    if (this.#up) return;
-    this.#up = true;
+  /** Whether a worker of the pool has loaded its code (deadlines run only then). */
+  #anyUp(): boolean {
+    for (const s of this.#slots) if (s.up) return true;
+    return false;
+  }
+
+  /** A worker is up: the deadlines of calls accepted while none was start now. */
+  #up(slot: Slot): void {
+    if (slot.dead) return;
+    slot.up = true;
     const now = Date.now();
     const waiting = [...this.#queue, ...this.#slots.flatMap((s) => [...s.inflight.values()])];
     for (const c of waiting) if (c.deadline === Infinity) c.deadline = now + c.timeoutMs;

@@ -12,15 +12,18 @@
 
 // Engine: load, validate, run
 export { CapsuleFunction, DEFAULTS, type FunctionOptions } from './engine/function.ts';
-export { WorkerPool, type PoolOptions, type CallResult, type ServiceHandler } from './engine/pool.ts';
+export { WorkerPool, type PoolOptions, type CallResult } from './engine/pool.ts';
+export { type ServiceHandler } from './base/services.ts';
 export { loadModule, compileModule, fetchModule, digestOf, type LoadedModule, type LoadOptions, type UrlSource } from './engine/load.ts';
-export { detectKind, MODULE_KINDS, type ModuleKind, type Detection } from './engine/detect.ts';
-export { CapsuleError, STATUS_BY_CODE, type ErrorCode } from './engine/errors.ts';
+export { detectKind } from './engine/detect.ts';
+export { MODULE_KINDS, type ModuleKind, type Detection } from './base/kinds.ts';
+export { CapsuleError, STATUS_BY_CODE, type ErrorCode } from './base/errors.ts';
 export type {
   InvocationInput, InvocationOutput, InvocationMeta, HttpRequestInput, HttpResponseOutput, CliInput, CliOutput,
   LifecycleInput, LifecycleOutput, MessageInput, MessageOutput,
-} from './engine/invocation.ts';
-export type { FunctionSettings, CallLogs } from './engine/runtime.ts';
+} from './base/invocation.ts';
+export type { CallLogs } from './engine/runtime.ts';
+export type { FunctionSettings } from './base/settings.ts';
 
 // Triggers
 export { serveHttp, type HttpTriggerOptions, type RunningHttpTrigger } from './triggers/http/server.ts';
@@ -34,8 +37,9 @@ export { CAPABILITIES, findHostFunction } from './capabilities/index.ts';
 export type { Capability, HostFunction, HostCallContext, HostResult } from './capabilities/types.ts';
 
 // Settings helpers
-export { parseDuration, parseSize } from './config/units.ts';
+export { parseDuration, parseSize } from './base/units.ts';
 export { buildGuestEnv, parseEnvFile, type GuestEnvOptions } from './config/guest-env.ts';
-export { parseDirGrant, type Mount } from './wasi/mounts.ts';
+export { parseDirGrant } from './wasi/mounts.ts';
+export { type Mount } from './base/settings.ts';
 export { createLogger, type Logger, type LogLevel } from './observability/logger.ts';
-export { CAPSULE_VERSION } from './version.ts';
+export { CAPSULE_VERSION } from './base/version.ts';

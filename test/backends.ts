@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { CapsuleFunction, type FunctionOptions } from '../src/engine/function.ts';
-import type { CliOutput } from '../src/engine/invocation.ts';
+import type { CliOutput } from '../src/base/invocation.ts';
 import { findBinary, freePort, restartable } from './helpers.ts';
 
 export { freePort };

@@ -6,9 +6,10 @@ import assert from 'node:assert/strict';
 import { closeSync, constants, mkdirSync, mkdtempSync, openSync, readlinkSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseDirGrant, resolveAt, resolveInMounts, type Follow, type Mount } from '../src/wasi/mounts.ts';
+import { parseDirGrant, resolveAt, resolveInMounts, type Follow } from '../src/wasi/mounts.ts';
+import { type Mount } from '../src/base/settings.ts';
 import { Errno } from '../src/wasi/errno.ts';
-import { CapsuleError } from '../src/engine/errors.ts';
+import { CapsuleError } from '../src/base/errors.ts';
 
 const base = realpathSync(mkdtempSync(join(tmpdir(), 'capsule-mounts-')));
 after(() => rmSync(base, { recursive: true, force: true }));

@@ -3,7 +3,7 @@
  * names and values (§4.3), response headers as they go on the wire (§4.3 step 2).
  */
 import { WasiExit } from '../wasi/preview1.ts';
-import { CapsuleError } from '../engine/errors.ts';
+import { CapsuleError } from '../base/errors.ts';
 import { GuestFault, type Guest } from './guest.ts';
 import type { GuestOptions } from './types.ts';
 

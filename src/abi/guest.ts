@@ -2,7 +2,7 @@
  * One instantiated guest and the memory protocol every Capsule ABI generation shares
  * (capsule-abi.md §2.3 invocation, §2.4 return buffer).
  */
-import { CapsuleError } from '../engine/errors.ts';
+import { CapsuleError } from '../base/errors.ts';
 
 /** Raised when a guest hands the host a (ptr, len) outside its memory: fails this call only. */
 export class GuestFault extends Error {

@@ -3,8 +3,8 @@
  * checks each declared signature at load, and builds the import functions that decode
  * arguments, call the capability and frame its result for the module's generation.
  */
-import { CapsuleError } from '../engine/errors.ts';
-import type { ImportEntry, ValType } from '../engine/binary.ts';
+import { CapsuleError } from '../base/errors.ts';
+import type { ImportEntry, ValType } from '../wasm/binary.ts';
 import { badImportType, sameType, sig, type Expected } from './signatures.ts';
 import { findHostFunction, hostFunctionNames } from '../capabilities/index.ts';
 import type { HostCallContext, HostFunction, HostResult } from '../capabilities/types.ts';

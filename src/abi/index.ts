@@ -1,8 +1,8 @@
 /**
  * ABI registry: one entry per module kind. Adding a kind = one folder and one line here.
  */
-import type { ModuleKind } from '../engine/detect.ts';
-import { CapsuleError } from '../engine/errors.ts';
+import type { ModuleKind } from '../base/kinds.ts';
+import { CapsuleError } from '../base/errors.ts';
 import type { Abi } from './types.ts';
 import { capsule1 } from './capsule1/index.ts';
 import { capsule2 } from './capsule2/index.ts';

@@ -5,8 +5,8 @@
  * JavaScript conversion error, or a misleading one; here it is refused at load with a
  * `BAD_MODULE` error naming the export or import, its type and the expected one.
  */
-import { CapsuleError } from '../engine/errors.ts';
-import type { FuncType, ParsedModule, ValType } from '../engine/binary.ts';
+import { CapsuleError } from '../base/errors.ts';
+import type { FuncType, ParsedModule, ValType } from '../wasm/binary.ts';
 
 /** A function type from its parameter and result types. */
 export function sig(params: readonly ValType[], results: readonly ValType[]): FuncType {

@@ -2,10 +2,10 @@
  * The contract of an ABI (one folder per module kind under src/abi/): check a module at load,
  * turn an invocation into guest calls, and turn the guest's result back into an output.
  */
-import type { ParsedModule, ValType } from '../engine/binary.ts';
-import type { Detection, ModuleKind } from '../engine/detect.ts';
+import type { ParsedModule, ValType } from '../wasm/binary.ts';
+import type { Detection, ModuleKind } from '../base/kinds.ts';
 import type { HostCallContext, HostFunction } from '../capabilities/types.ts';
-import type { InvocationInput, InvocationMeta, InvocationOutput } from '../engine/invocation.ts';
+import type { InvocationInput, InvocationMeta, InvocationOutput } from '../base/invocation.ts';
 import type { Guest } from './guest.ts';
 import type { WasiConfig } from '../wasi/preview1.ts';
 import type { CallState } from './host-imports.ts';

@@ -2,7 +2,7 @@
  * Helpers shared by the host capabilities: gen-1 encodings that changed between
  * sub-generations (capsule-abi.md §4.1), main-thread service calls, and the function's name.
  */
-import type { PoolModule, WorkerPool } from '../engine/pool.ts';
+import type { ServiceCallerModule, ServiceHost } from '../base/services.ts';
 import { fail, type HostCallContext, type HostFunction, type HostResult } from './types.ts';
 
 /**
@@ -36,12 +36,12 @@ export async function callService<T>(ctx: HostCallContext, name: string, request
 }
 
 /** The name that namespaces a function's memory cache and memory KV (main thread). */
-export function functionName(caller: PoolModule): string {
+export function functionName(caller: ServiceCallerModule): string {
   return caller.settings.name ?? caller.module.name;
 }
 
 /** The ABI generation of a registered module (main thread), for gen-specific behaviour. */
-export function generationOf(caller: PoolModule): 1 | 2 {
+export function generationOf(caller: ServiceCallerModule): 1 | 2 {
   return caller.module.detection.kind.startsWith('capsule-1') ? 1 : 2;
 }
 
@@ -73,14 +73,14 @@ export function triggerGetter(name: string, key: string): HostFunction {
   return { name, generations: [1], params: [], returns: true, run: (ctx) => ({ ok: true, value: triggerFact(ctx, key) }) };
 }
 
-const hubs = new WeakMap<WorkerPool, Map<string, unknown>>();
+const hubs = new WeakMap<ServiceHost, Map<string, unknown>>();
 
 /**
  * The one `T` of a pool for a main-thread service (broker connections): made by `make` at the
  * first call, which also registers `service` on the pool with the hub's `handle`. Safe to call
  * more than once.
  */
-export function poolHub<T extends { handle(request: never): unknown }>(pool: WorkerPool, service: string, make: () => T): T {
+export function poolHub<T extends { handle(request: never): unknown }>(pool: ServiceHost, service: string, make: () => T): T {
   let byService = hubs.get(pool);
   if (!byService) hubs.set(pool, (byService = new Map()));
   let hub = byService.get(service) as T | undefined;

@@ -3,7 +3,7 @@
  * …). `CapsuleFunction` registers them on its pool, so async host functions find them in every
  * mode (`run`, `serve`, `nats`, `mqtt`). Adding a service = one line here.
  */
-import type { WorkerPool } from '../engine/pool.ts';
+import type { ServiceHost } from '../base/services.ts';
 import { natsHub } from './nats/service.ts';
 import { mqttHub } from './mqtt/service.ts';
 import { cacheService } from './cache/index.ts';
@@ -12,7 +12,7 @@ import { redisService } from './redis/index.ts';
 import { couchbaseService } from './couchbase/index.ts';
 
 /** Registers every capability service on `pool` (idempotent). */
-export function provideCapabilityServices(pool: WorkerPool): void {
+export function provideCapabilityServices(pool: ServiceHost): void {
   natsHub(pool);
   mqttHub(pool);
   pool.provide('cache', cacheService); // memory cache, one namespace per function

@@ -8,8 +8,8 @@
  * `[ERR][0]:<error>`.
  */
 
-import type { FunctionSettings } from '../engine/runtime.ts';
-import type { ModuleKind } from '../engine/detect.ts';
+import type { FunctionSettings } from '../base/settings.ts';
+import type { ModuleKind } from '../base/kinds.ts';
 
 /** A decoded host-function argument: `s` = (ptr, len) string read as bytes, `n` = one i32. */
 export type ParamKind = 's' | 'n';

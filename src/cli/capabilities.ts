@@ -4,9 +4,9 @@
  * environment flags are declared with the other module flags in main.ts.
  */
 import { Option, type Command } from 'commander';
-import { parseDuration, parseSize } from '../config/units.ts';
-import { CapsuleError } from '../engine/errors.ts';
-import type { CapabilitySettings } from '../capabilities/settings.ts';
+import { parseDuration, parseSize } from '../base/units.ts';
+import { CapsuleError } from '../base/errors.ts';
+import type { CapabilitySettings } from '../base/settings.ts';
 import { parseAllowedHosts } from '../capabilities/http/allow-list.ts';
 import { parseRedisUri } from '../capabilities/redis/config.ts';
 import { couchbaseFromEnv } from '../capabilities/couchbase/client.ts';

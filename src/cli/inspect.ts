@@ -1,9 +1,10 @@
 /** `capsule inspect`: what a module is and what it asks of the host. */
 import { basename } from 'node:path';
-import { CapsuleError } from '../engine/errors.ts';
+import { CapsuleError } from '../base/errors.ts';
 import { compileModule, digestOf, readModuleFile, type LoadedModule } from '../engine/load.ts';
-import { parseModule, type ParsedModule } from '../engine/binary.ts';
-import { detectKind, type Detection, type ModuleKind } from '../engine/detect.ts';
+import { parseModule, type ParsedModule } from '../wasm/binary.ts';
+import { detectKind } from '../engine/detect.ts';
+import { type Detection, type ModuleKind } from '../base/kinds.ts';
 import { findHostFunction } from '../capabilities/index.ts';
 import { CAPABILITIES } from '../capabilities/index.ts';
 import { GRANTS } from '../capabilities/grants.ts';

@@ -5,11 +5,11 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
-import { CapsuleError } from '../engine/errors.ts';
+import { CapsuleError } from '../base/errors.ts';
 import { CapsuleFunction, DEFAULTS, type FunctionOptions } from '../engine/function.ts';
 import { loadModule, type UrlSource, type LoadedModule } from '../engine/load.ts';
-import { MODULE_KINDS, type ModuleKind } from '../engine/detect.ts';
-import { parseDuration, parseSize } from '../config/units.ts';
+import { MODULE_KINDS, type ModuleKind } from '../base/kinds.ts';
+import { parseDuration, parseSize } from '../base/units.ts';
 import { buildGuestEnv, parseEnvPair } from '../config/guest-env.ts';
 import { parseDirGrant } from '../wasi/mounts.ts';
 import { createLogger, flushLogger, LOG_LEVELS, type LogLevel } from '../observability/logger.ts';
@@ -20,7 +20,7 @@ import { loadRoutesFile, mergeRouteTables, scanFunctionsDir } from '../config/ro
 import { serveNats } from '../triggers/nats/index.ts';
 import { serveMqtt } from '../triggers/mqtt/index.ts';
 import type { RunningMessageTrigger } from '../triggers/shared/trigger.ts';
-import { CAPSULE_VERSION } from '../version.ts';
+import { CAPSULE_VERSION } from '../base/version.ts';
 import { normaliseArgv } from './legacy.ts';
 import { progressReporter } from './progress.ts';
 import { inspectFile } from './inspect.ts';

@@ -23,7 +23,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Command, Option } from 'commander';
 import { parse as parseYaml } from 'yaml';
-import { CapsuleError } from '../engine/errors.ts';
+import { CapsuleError } from '../base/errors.ts';
 import { rebaseDirGrant } from '../wasi/mounts.ts';
 
 /** Options that never get a `CAPSULE_*` variable or a config key (identity of the module and of one call). */

@@ -2,7 +2,7 @@
  * The guest-visible environment (conventions.md §2).
  */
 import { readFileSync } from 'node:fs';
-import { CapsuleError } from '../engine/errors.ts';
+import { CapsuleError } from '../base/errors.ts';
 
 /** Names never inherited from the runner's environment (they hold secrets). */
 export function isSecretName(name: string): boolean {

@@ -30,13 +30,13 @@ import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { parse as parseToml } from 'smol-toml';
-import { CapsuleError } from '../engine/errors.ts';
+import { CapsuleError } from '../base/errors.ts';
 import { rebaseDirGrant } from '../wasi/mounts.ts';
-import { MODULE_KINDS, type ModuleKind } from '../engine/detect.ts';
-import { parseDuration, parseSize } from './units.ts';
+import { MODULE_KINDS, type ModuleKind } from '../base/kinds.ts';
+import { parseDuration, parseSize } from '../base/units.ts';
 import { parseEnvFile } from './guest-env.ts';
 import { parseRedisUri } from '../capabilities/redis/config.ts';
-import type { CapabilitySettings } from '../capabilities/settings.ts';
+import type { CapabilitySettings } from '../base/settings.ts';
 
 /** Function names (conventions.md §4). */
 export const FUNCTION_NAME = /^[A-Za-z0-9._-]+$/;

@@ -1,21 +1,9 @@
 /**
  * Classifies a module before it is instantiated (spec README §1: first match wins).
  */
-import { CapsuleError } from './errors.ts';
-import type { ParsedModule, FuncType } from './binary.ts';
-
-/** Module kinds of spec README §1 (the values of `--kind` and config `kind:`). */
-export type ModuleKind = 'capsule-1a' | 'capsule-1b' | 'capsule-1c' | 'capsule-2' | 'extism' | 'wasi';
-export const MODULE_KINDS: readonly ModuleKind[] = ['capsule-1a', 'capsule-1b', 'capsule-1c', 'capsule-2', 'extism', 'wasi'];
-
-/** The result of detection. */
-export interface Detection {
-  kind: ModuleKind;
-  /** Gen 1 only: whether `env` imports return i32 (Go Capsule v0.3.0+) or nothing (≤ v0.2.9). */
-  importsReturnI32?: boolean;
-  /** Human-readable explanation, shown by `capsule inspect`. */
-  reason: string;
-}
+import { CapsuleError } from '../base/errors.ts';
+import type { ParsedModule, FuncType } from '../wasm/binary.ts';
+import type { Detection, ModuleKind } from '../base/kinds.ts';
 
 // callHandleMessage: the gen-2 message handler of the capsule-abi.md §8 extension (NATS, MQTT).
 const GEN2_EXPORTS = ['callHandleHTTP', 'callHandle', 'callHandleJSON', 'callHandleMessage'];

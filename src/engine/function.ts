@@ -2,15 +2,16 @@
  * `CapsuleFunction`: a loaded module with its grants and limits, bound to a worker pool. This is
  * the host SDK's main entry: triggers (CLI, HTTP, …) are thin layers over `invoke`.
  */
-import { CapsuleError } from './errors.ts';
+import { CapsuleError } from '../base/errors.ts';
 import { loadModule, type LoadedModule, type LoadOptions, type UrlSource } from './load.ts';
 import { WorkerPool, type CallResult, type PoolModule } from './pool.ts';
-import type { FunctionSettings } from './runtime.ts';
-import type { InvocationInput, InvocationMeta } from './invocation.ts';
-import type { Mount } from '../wasi/mounts.ts';
-import { CAPSULE_VERSION } from '../version.ts';
+import type { FunctionSettings } from '../base/settings.ts';
+import type { InvocationInput, InvocationMeta } from '../base/invocation.ts';
+import type { Mount } from '../base/settings.ts';
+import { CAPSULE_VERSION } from '../base/version.ts';
 import { provideCapabilityServices } from '../capabilities/services.ts';
-import { pickCapabilitySettings, type CapabilitySettings } from '../capabilities/settings.ts';
+import { pickCapabilitySettings } from '../capabilities/settings.ts';
+import { type CapabilitySettings } from '../base/settings.ts';
 
 /** Defaults of conventions.md §1. */
 export const DEFAULTS = {

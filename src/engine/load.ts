@@ -7,10 +7,11 @@
 import { createHash } from 'node:crypto';
 import { readFile, writeFile, mkdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import { CapsuleError } from './errors.ts';
-import { parseModule, rewriteMemoryAsImport, MEMORY_IMPORT, type MemoryLimits, type ParsedModule } from './binary.ts';
+import { CapsuleError } from '../base/errors.ts';
+import { parseModule, rewriteMemoryAsImport, MEMORY_IMPORT, type MemoryLimits, type ParsedModule } from '../wasm/binary.ts';
 import { prepareSnapshot, type SnapshotPlan } from './snapshot.ts';
-import { detectKind, type Detection, type ModuleKind } from './detect.ts';
+import { detectKind } from './detect.ts';
+import { type Detection, type ModuleKind } from '../base/kinds.ts';
 import { abiFor } from '../abi/index.ts';
 import { checkHostImports } from '../abi/host-imports.ts';
 import { badImportType, sameType, sig } from '../abi/signatures.ts';

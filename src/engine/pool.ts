@@ -25,9 +25,11 @@
 import { Worker } from 'node:worker_threads';
 import { availableParallelism, getPriority, setPriority } from 'node:os';
 import { EventEmitter } from 'node:events';
-import { CapsuleError } from './errors.ts';
-import type { InvocationInput, InvocationMeta, InvocationOutput } from './invocation.ts';
-import type { CallLogs, FunctionSettings, WorkerModule } from './runtime.ts';
+import type { ServiceHandler, ServiceHost } from '../base/services.ts';
+import { CapsuleError } from '../base/errors.ts';
+import type { InvocationInput, InvocationMeta, InvocationOutput } from '../base/invocation.ts';
+import type { CallLogs, WorkerModule } from './runtime.ts';
+import type { FunctionSettings } from '../base/settings.ts';
 import { packCall, unpackDone, type CallDone, type FromWorker, type ToWorker, type WorkerCall } from './protocol.ts';
 import type { LoadedModule } from './load.ts';
 
@@ -54,9 +56,6 @@ export interface CallResult {
   output: InvocationOutput;
   logs?: CallLogs;
 }
-
-/** A main-thread service for async host functions (see `WorkerPool.provide`). */
-export type ServiceHandler = (request: unknown, caller: PoolModule) => unknown;
 
 /** A module registered in the pool. */
 export interface PoolModule {
@@ -139,7 +138,7 @@ const DEMOTED_NICE = 19;
  * Events: `timeout` (call id: a call stopped or not run at its deadline), `worker-exit` (error
  * message), `grow` and `shrink` (worker threads now) — for metrics/logs.
  */
-export class WorkerPool extends EventEmitter {
+export class WorkerPool extends EventEmitter implements ServiceHost {
   /** Worker threads always kept. */
   readonly size: number;
   /** Most worker threads at once. */

@@ -8,7 +8,7 @@
  * bench's load, packing the calls took 1.5 µs of main-thread and 1.4 µs of worker CPU off each
  * request. Anything else, and any item with a NUL inside one of its strings, travels as is.
  */
-import type { HttpRequestInput, HttpResponseOutput, InvocationInput, InvocationMeta, InvocationOutput } from './invocation.ts';
+import type { HttpRequestInput, HttpResponseOutput, InvocationInput, InvocationMeta, InvocationOutput } from '../base/invocation.ts';
 import type { CallError, CallLogs, WorkerModule } from './runtime.ts';
 
 export type ToWorker =

@@ -7,43 +7,22 @@
  * instance reset after each call to its post-initialisation state (snapshot.ts); otherwise by a
  * new instance per call.
  */
-import { writeAllSync } from './stdio.ts';
-import { CapsuleError, type ErrorCode } from './errors.ts';
-import { formatBytes } from '../config/units.ts';
+import { writeAllSync } from '../base/stdio.ts';
+import { CapsuleError, type ErrorCode } from '../base/errors.ts';
+import { formatBytes } from '../base/units.ts';
 import { MemoryPool, PAGE } from './memory-pool.ts';
-import { MEMORY_IMPORT, type MemoryLimits } from './binary.ts';
+import { MEMORY_IMPORT, type MemoryLimits } from '../wasm/binary.ts';
 import { hideSnapshotExports, probeImports, Snapshot, snapshotTarget, type SnapshotPlan, type SnapshotTarget } from './snapshot.ts';
-import type { Detection } from './detect.ts';
-import type { InvocationInput, InvocationMeta, InvocationOutput } from './invocation.ts';
+import type { Detection } from '../base/kinds.ts';
+import type { InvocationInput, InvocationMeta, InvocationOutput } from '../base/invocation.ts';
 import { Wasi, WasiExit, type WasiConfig } from '../wasi/preview1.ts';
-import type { Mount } from '../wasi/mounts.ts';
 import { Guest, GuestFault } from '../abi/guest.ts';
 import { abiFor } from '../abi/index.ts';
 import { buildHostImports, type CallState } from '../abi/host-imports.ts';
 import { findHostFunction } from '../capabilities/index.ts';
 import type { HostCallContext } from '../capabilities/types.ts';
-import type { CapabilitySettings } from '../capabilities/settings.ts';
+import type { FunctionSettings } from '../base/settings.ts';
 import type { Abi, GuestOptions, GuestRuntime } from '../abi/types.ts';
-
-/**
- * Settings of one function (module + grants + limits), as sent to workers. The capability
- * settings (HTTP limits, cache, KV, Redis, CouchBase) are optional fields of `CapabilitySettings`.
- */
-export interface FunctionSettings extends CapabilitySettings {
-  /** Guest-visible environment (conventions.md §2), in order. */
-  env: [string, string][];
-  mounts: Mount[];
-  allowedHosts: string[];
-  /** Linear-memory cap per instance, bytes (rounded down to 64 KiB pages). */
-  maxMemoryBytes: number;
-  /** Keep one long-lived instance per worker (gen 2 only). */
-  reuse: boolean;
-  /** `inherit`: guest stdio goes to the process (CLI); `capture`: returned with the result (servers). */
-  stdio: 'inherit' | 'capture';
-  /** Cap on captured stdout/stderr/log per call, bytes. */
-  maxLogBytes: number;
-  capsuleVersion: string;
-}
 
 /** A module as a worker receives it. */
 export interface WorkerModule {

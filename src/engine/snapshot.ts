@@ -36,8 +36,8 @@
  * its calls. Random bytes read during a call (crypto/rand, WASI random_get) are fresh. The Go
  * MDK's README says so; a module that needs per-call pseudo-random state seeds it in the call.
  */
-import { addExports, forEachInstruction, readGlobals, UnknownInstruction, type ParsedModule } from './binary.ts';
-import type { ModuleKind } from './detect.ts';
+import { addExports, forEachInstruction, readGlobals, UnknownInstruction, type ParsedModule } from '../wasm/binary.ts';
+import type { ModuleKind } from '../base/kinds.ts';
 import { PAGE } from './memory-pool.ts';
 
 /** Prefix of the export names added at load; hidden from the ABI layer by `hideSnapshotExports`. */

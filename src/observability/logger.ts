@@ -5,7 +5,7 @@
 import { write as fsWrite } from 'node:fs';
 import { pino, type Logger } from 'pino';
 import pretty from 'pino-pretty';
-import { writeAllSync } from '../engine/stdio.ts';
+import { writeAllSync } from '../base/stdio.ts';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];

@@ -5,7 +5,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import { closeSync, fstatSync, lstatSync, lutimesSync, readdirSync, readlinkSync, utimesSync, type BigIntStats } from 'node:fs';
-import { fdPath, openMountRoot, type Mount } from './mounts.ts';
+import { fdPath, openMountRoot } from './mounts.ts';
+import { type Mount } from '../base/settings.ts';
 
 /** `rights` bits (u64). */
 export const Rights = {

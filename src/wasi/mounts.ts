@@ -6,19 +6,9 @@ import {
   closeSync, existsSync, fstatSync, lstatSync, openSync, readlinkSync, realpathSync, statSync, constants as fsc, type BigIntStats,
 } from 'node:fs';
 import { isAbsolute, posix, resolve } from 'node:path';
-import { CapsuleError } from '../engine/errors.ts';
+import { CapsuleError } from '../base/errors.ts';
+import type { Mount } from '../base/settings.ts';
 import { Errno, errnoFromSystemError } from './errno.ts';
-
-/** One granted directory. */
-export interface Mount {
-  /** Absolute, symlink-free host directory. */
-  readonly hostPath: string;
-  /** Absolute, normalised guest path (`/` for `--dir .`, `/data` for `--dir ./data`). */
-  readonly guestPath: string;
-  readonly readOnly: boolean;
-  /** The grant as the user wrote it, for messages. */
-  readonly spec: string;
-}
 
 /** The parts of `HOST[:GUEST][:ro|:rw]`; GUEST defaults to HOST as written. */
 export function splitDirGrant(spec: string): { host: string; guest: string; mode?: 'ro' | 'rw' } {

@@ -22,7 +22,8 @@ import {
   constants as fsc,
 } from 'node:fs';
 import { Errno, errnoFromSystemError } from './errno.ts';
-import { fdPath, judgeLinkTarget, resolveAt, type Follow, type Mount, type Resolved } from './mounts.ts';
+import { fdPath, judgeLinkTarget, resolveAt, type Follow, type Resolved } from './mounts.ts';
+import { type Mount } from '../base/settings.ts';
 import {
   DEFAULT_MAX_OPEN_FILES, DIR_RIGHTS, FdFlags, FdTable, FILE_RIGHTS, FileType, FstFlags, LOOKUP_SYMLINK_FOLLOW,
   OFlags, READ_RIGHTS, Rights, WRITE_RIGHTS, fileTypeOf, inodeOf, listDirectory, setTimes, writeFilestat,

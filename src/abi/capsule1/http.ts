@@ -4,13 +4,11 @@
  * differences of §7.2 (values keep their `:`, `[HEADERS]` split at its last occurrence, bodies
  * passed through unchanged).
  */
-import type { HttpRequestInput, HttpResponseOutput } from '../../engine/invocation.ts';
+import type { HttpRequestInput, HttpResponseOutput } from '../../base/invocation.ts';
 import { canonicalHeaders, responseHeader } from '../capsule-common.ts';
 
 const encoder = new TextEncoder();
 
-/** callData key under which the 1c request waits for `hostRequestParamsGet`. */
-export const REQUEST_PARAMS_KEY = 'capsule1.requestParams';
 
 /** Request headers as `Name:value` items joined by `sep` (canonical names, §4.3). */
 export function encodeGen1Headers(headers: readonly [string, string][], sep: string): string {

@@ -3,14 +3,15 @@
  * `callHandleHttp` with 4 / 8 / 1 parameters, `callNatsMessageHandle`, `callMqttMessageHandle`,
  * `OnLoad` / `OnExit`, the `[BODY]` / `[HEADERS]` / `[ERR][code]:` framing.
  */
-import { CapsuleError } from '../../engine/errors.ts';
-import type { ModuleKind } from '../../engine/detect.ts';
+import { CapsuleError } from '../../base/errors.ts';
+import type { ModuleKind } from '../../base/kinds.ts';
 import type { Abi } from '../types.ts';
 import type { Guest } from '../guest.ts';
 import { CAPSULE_GUEST, startCapsuleGuest } from '../capsule-common.ts';
 import { checkExportTypes, GEN1_EXPORTS, GEN1_HTTP } from '../signatures.ts';
-import { decodeGen1Response, encodeGen1Headers, parseGen1Error, requestParams, REQUEST_PARAMS_KEY } from './http.ts';
-import type { HttpRequestInput, InvocationOutput } from '../../engine/invocation.ts';
+import { decodeGen1Response, encodeGen1Headers, parseGen1Error, requestParams } from './http.ts';
+import { REQUEST_PARAMS_KEY } from '../../capabilities/runtime/index.ts';
+import type { HttpRequestInput, InvocationOutput } from '../../base/invocation.ts';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

@@ -2,7 +2,7 @@
  * Gen-2 HTTP shapes: the request JSON handed to `callHandleHTTP` (capsule-abi.md §5.3) and the
  * response frame it returns (§5.4), with the leniency of §7.8.
  */
-import type { HttpRequestInput, HttpResponseOutput } from '../../engine/invocation.ts';
+import type { HttpRequestInput, HttpResponseOutput } from '../../base/invocation.ts';
 import { canonicalHeaders, responseHeader } from '../capsule-common.ts';
 
 const encoder = new TextEncoder();

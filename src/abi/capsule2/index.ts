@@ -2,14 +2,14 @@
  * Capsule ABI generation 2 (capsule-abi.md §5): `callHandle`, `callHandleJSON`, `callHandleHTTP`,
  * S/F framing, the HTTP request/response JSON, OnStart/OnStop/OnHealthCheck/OnMetrics.
  */
-import { CapsuleError } from '../../engine/errors.ts';
+import { CapsuleError } from '../../base/errors.ts';
 import type { Abi, GuestRuntime } from '../types.ts';
 import type { Guest } from '../guest.ts';
 import type { HostCallContext } from '../../capabilities/types.ts';
 import { CAPSULE_GUEST, isGuestTrap, startCapsuleGuest } from '../capsule-common.ts';
 import { checkExportTypes, GEN2_EXPORTS } from '../signatures.ts';
 import { encodeHttpRequest, decodeHttpResponse, missingExportResponse } from './http.ts';
-import type { CliInput, CliOutput, HttpResponseOutput, InvocationMeta, InvocationOutput } from '../../engine/invocation.ts';
+import type { CliInput, CliOutput, HttpResponseOutput, InvocationMeta, InvocationOutput } from '../../base/invocation.ts';
 
 const S = 0x53;
 const F = 0x46;

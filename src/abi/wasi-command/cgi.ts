@@ -5,21 +5,7 @@
  * Pure functions (no I/O): the ABI (`index.ts`) runs the guest, the HTTP trigger says which
  * route matched (`CgiRoute`).
  */
-import type { HttpRequestInput, HttpResponseOutput } from '../../engine/invocation.ts';
-
-/** What the HTTP trigger knows about the route a request matched (wasi-cgi.md §9). */
-export interface CgiRoute {
-  /** The route as configured, `/...` included (`X_MATCHED_ROUTE`); `/...` for a single-function server. */
-  route: string;
-  /** Export to call instead of `_start` (WAGI `entrypoint`). */
-  entrypoint?: string;
-  /** WAGI `argv` template (§3), e.g. `${SCRIPT_NAME} ${ARGS}`; absent = WAGI's default argv. */
-  argv?: string;
-  /** `host[:port]` used for SERVER_NAME/SERVER_PORT when the request has no `Host` (WAGI `--default-host`). */
-  defaultHost?: string;
-  /** Cap on the command's standard output, bytes (`--max-output`); past it the call fails. */
-  maxOutputBytes?: number;
-}
+import type { CgiRoute, HttpRequestInput, HttpResponseOutput } from '../../base/invocation.ts';
 
 /** Default cap on a CGI command's standard output (`--max-output`): 10 MiB. */
 export const DEFAULT_MAX_OUTPUT_BYTES = 10 * 1024 * 1024;

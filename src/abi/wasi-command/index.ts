@@ -15,14 +15,14 @@
  * <n>`, a trap → 500 `function trapped: <message>`, a bad Status or an oversized header block →
  * 502: plain-text bodies, as §8 gives them, with `failure` set for the trigger's log and metrics.
  */
-import { CapsuleError } from '../../engine/errors.ts';
-import type { CliOutput, HttpRequestInput, HttpResponseOutput, InvocationMeta, InvocationOutput } from '../../engine/invocation.ts';
-import { formatBytes } from '../../config/units.ts';
+import { CapsuleError } from '../../base/errors.ts';
+import type { CliOutput, HttpRequestInput, HttpResponseOutput, InvocationMeta, InvocationOutput } from '../../base/invocation.ts';
+import { formatBytes } from '../../base/units.ts';
 import { WasiExit } from '../../wasi/preview1.ts';
 import type { Guest } from '../guest.ts';
 import type { Abi, EnvImport, GuestRuntime } from '../types.ts';
 import { cgiArgv, cgiEnv, parseCgiOutput, rawTarget, DEFAULT_MAX_OUTPUT_BYTES } from './cgi.ts';
-import { concatBytes } from '../../engine/bytes.ts';
+import { concatBytes } from '../../base/bytes.ts';
 import { checkExportTypes, sig } from '../signatures.ts';
 
 /** Exit code of a trapping command (128 + SIGABRT, as a native program that aborts). */

@@ -13,13 +13,13 @@
  * function, shared by every worker; the host functions are async (the guest waits with JSPI).
  */
 import { ok, fail, text, type Capability, type HostFunction } from '../types.ts';
-import type { PoolModule } from '../../engine/pool.ts';
+import type { ServiceCallerModule } from '../../base/services.ts';
 import { CAPABILITY_DEFAULTS } from '../settings.ts';
 import { callService, functionName, generationOf, okPair } from '../common.ts';
 import { memoryStore, type CacheLimits, type CacheReply, type CacheRequest } from './memory-store.ts';
 
 /** The cache limits of a function (settings or defaults). */
-export function cacheLimits(caller: PoolModule): CacheLimits {
+export function cacheLimits(caller: ServiceCallerModule): CacheLimits {
   return {
     maxEntries: caller.settings.cache?.maxEntries ?? CAPABILITY_DEFAULTS.cacheMaxEntries,
     maxBytes: caller.settings.cache?.maxBytes ?? CAPABILITY_DEFAULTS.cacheMaxBytes,
@@ -27,7 +27,7 @@ export function cacheLimits(caller: PoolModule): CacheLimits {
 }
 
 /** Service `cache` (main thread): one `CacheRequest` on the caller's namespace. */
-export function cacheService(request: unknown, caller: PoolModule): CacheReply {
+export function cacheService(request: unknown, caller: ServiceCallerModule): CacheReply {
   const ns = memoryStore.namespace(functionName(caller), generationOf(caller));
   return memoryStore.apply(ns, request as CacheRequest, cacheLimits(caller));
 }

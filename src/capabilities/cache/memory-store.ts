@@ -5,8 +5,8 @@
  * requests from any number of workers never interleave inside one (no lost updates on
  * `increment`).
  */
-import { CAPSULE_VERSION } from '../../version.ts';
-import { formatBytes } from '../../config/units.ts';
+import { CAPSULE_VERSION } from '../../base/version.ts';
+import { formatBytes } from '../../base/units.ts';
 import { globToRegExp } from './glob.ts';
 
 /** Limits of one namespace. */

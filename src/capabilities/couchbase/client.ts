@@ -8,7 +8,7 @@
  * (`wasm-data`), or the `--couchbase-*` flags. A failed connection is not kept: the next query
  * tries again. Failures are Errors with a message for the guest (Go Capsule killed the process).
  */
-import type { CouchbaseSettings } from '../settings.ts';
+import type { CouchbaseSettings } from '../../base/settings.ts';
 
 /** Connect/bootstrap timeout of the SDK, ms. */
 export const COUCHBASE_CONNECT_TIMEOUT_MS = 3000;

@@ -8,12 +8,12 @@
  * (service `couchbase`, client.ts).
  */
 import { ok, text, type Capability } from '../types.ts';
-import type { PoolModule } from '../../engine/pool.ts';
+import type { ServiceCallerModule } from '../../base/services.ts';
 import { callService } from '../common.ts';
 import { couchbaseFromEnv, couchbaseQuery } from './client.ts';
 
 /** Service `couchbase` (main thread): `{ query }` → rows. */
-export function couchbaseService(request: unknown, caller: PoolModule): Promise<unknown[]> {
+export function couchbaseService(request: unknown, caller: ServiceCallerModule): Promise<unknown[]> {
   return couchbaseQuery(caller.settings.couchbase ?? couchbaseFromEnv(), (request as { query: string }).query);
 }
 

@@ -12,7 +12,7 @@
  * Gen 1: read → content, write → `file created`; failures `[ERR][0]:<path>: <reason>`.
  */
 import { closeSync, constants, fstatSync, openSync, readSync, writeSync } from 'node:fs';
-import { formatBytes } from '../../config/units.ts';
+import { formatBytes } from '../../base/units.ts';
 import { resolveInMounts, shownGuestPath, systemReason } from '../../wasi/mounts.ts';
 import { fail, ok, text, type Capability, type HostCallContext, type HostResult } from '../types.ts';
 

@@ -13,7 +13,7 @@
  * `http://2130706433/` is `127.0.0.1`); a URL without a port has its scheme's default port.
  * Default: the empty list, which allows nothing.
  */
-import { CapsuleError } from '../../engine/errors.ts';
+import { CapsuleError } from '../../base/errors.ts';
 
 /** One parsed entry. */
 export interface AllowRule {

@@ -12,9 +12,9 @@
  * - Every method fetch accepts (GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, custom tokens);
  *   GET and HEAD never carry a body.
  */
-import { formatBytes } from '../../config/units.ts';
+import { formatBytes } from '../../base/units.ts';
 import { isAllowed, type AllowRule } from './allow-list.ts';
-import { concatBytes } from '../../engine/bytes.ts';
+import { concatBytes } from '../../base/bytes.ts';
 
 /** Redirects followed before giving up (Go's http.Client stops after 10). */
 export const MAX_REDIRECTS = 10;

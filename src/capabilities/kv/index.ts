@@ -10,7 +10,7 @@
  * server is configured (`--redis-uri`, `REDIS_URI`, `REDIS_ADDR`).
  */
 import { ok, text, type Capability } from '../types.ts';
-import type { PoolModule } from '../../engine/pool.ts';
+import type { ServiceCallerModule } from '../../base/services.ts';
 import { callService, functionName, generationOf } from '../common.ts';
 import { memoryStore } from '../cache/memory-store.ts';
 import { cacheLimits } from '../cache/index.ts';
@@ -25,12 +25,12 @@ export interface KvRequest {
 }
 
 /** The KV backend of a function (main thread). */
-export function kvBackend(caller: PoolModule): 'memory' | 'redis' {
+export function kvBackend(caller: ServiceCallerModule): 'memory' | 'redis' {
   return caller.settings.kv ?? (caller.settings.redis || redisConfiguredInEnv() ? 'redis' : 'memory');
 }
 
 /** Service `kv` (main thread): one increment. @returns the new value in decimal */
-export async function kvService(request: unknown, caller: PoolModule): Promise<string> {
+export async function kvService(request: unknown, caller: ServiceCallerModule): Promise<string> {
   const { key, delta } = request as KvRequest;
   const d = delta.trim() === '' ? '1' : delta.trim();
   if (!/^[+-]?\d+$/.test(d)) throw new Error(`increment: the delta "${delta}" is not an integer`);

@@ -16,10 +16,10 @@
  * The MQTT client is imported lazily, so a runner that never uses MQTT never loads it.
  */
 import type { MqttClient } from 'mqtt';
-import type { WorkerPool } from '../../engine/pool.ts';
+import type { ServiceHost } from '../../base/services.ts';
 import { poolHub } from '../common.ts';
 
-/** Name of the service (see `WorkerPool.provide`). */
+/** Name of the service (see `ServiceHost.provide`). */
 export const MQTT_SERVICE = 'mqtt';
 
 /** What a host function asks the `mqtt` service. `qos` absent = the trigger's configured QoS. */
@@ -156,6 +156,6 @@ async function connectPublish(server: string, clientId: string, topic: string, d
  * The MQTT hub of a pool; the first call registers the `mqtt` service on the pool.
  * Safe to call more than once.
  */
-export function mqttHub(pool: WorkerPool): MqttHub {
+export function mqttHub(pool: ServiceHost): MqttHub {
   return poolHub(pool, MQTT_SERVICE, () => new MqttHub());
 }

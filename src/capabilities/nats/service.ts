@@ -13,10 +13,10 @@
  * The NATS client is imported lazily, so a runner that never uses NATS never loads it.
  */
 import type { NatsConnection, MsgHdrs } from '@nats-io/transport-node';
-import type { WorkerPool } from '../../engine/pool.ts';
+import type { ServiceHost } from '../../base/services.ts';
 import { poolHub } from '../common.ts';
 
-/** Name of the service (see `WorkerPool.provide`). */
+/** Name of the service (see `ServiceHost.provide`). */
 export const NATS_SERVICE = 'nats';
 
 /** What a host function asks the `nats` service. Byte strings are raw (UTF-8 for names). */
@@ -134,6 +134,6 @@ async function adHoc(server: string, use: (nc: NatsConnection) => Promise<NatsSe
  * The NATS hub of a pool; the first call registers the `nats` service on the pool.
  * Safe to call more than once.
  */
-export function natsHub(pool: WorkerPool): NatsHub {
+export function natsHub(pool: ServiceHost): NatsHub {
   return poolHub(pool, NATS_SERVICE, () => new NatsHub());
 }

@@ -17,7 +17,7 @@
  *   (node-redis's own reconnection waits on a ref'd timer; it is turned off and done here.)
  */
 import { redact } from './config.ts';
-import type { RedisSettings } from '../settings.ts';
+import type { RedisSettings } from '../../base/settings.ts';
 
 /** How long the first use of a server waits for its connection, ms. */
 export const CONNECT_WAIT_MS = 2000;

@@ -4,8 +4,8 @@
  * `REDIS_DEFAULTDB` (default `0`). `--redis-uri` / config `redisUri` / `CAPSULE_REDIS_URI`
  * override them all.
  */
-import { CapsuleError } from '../../engine/errors.ts';
-import type { RedisSettings } from '../settings.ts';
+import { CapsuleError } from '../../base/errors.ts';
+import type { RedisSettings } from '../../base/settings.ts';
 
 /**
  * The Redis server of the runner's environment.

@@ -11,13 +11,13 @@
  * function's settings (`--redis-uri`) or the runner's environment (config.ts).
  */
 import { ok, fail, text, type Capability, type HostFunction, type HostCallContext, type HostResult } from '../types.ts';
-import type { PoolModule } from '../../engine/pool.ts';
+import type { ServiceCallerModule } from '../../base/services.ts';
 import { callService, gen1ListSeparator, okPair } from '../common.ts';
 import { redisFromEnv } from './config.ts';
 import { redisCommand, type RedisReply, type RedisRequest } from './client.ts';
 
 /** Service `redis` (main thread): one request against the caller's Redis server. */
-export function redisService(request: unknown, caller: PoolModule): Promise<RedisReply> {
+export function redisService(request: unknown, caller: ServiceCallerModule): Promise<RedisReply> {
   return redisCommand(caller.settings.redis ?? redisFromEnv(), request as RedisRequest);
 }
 

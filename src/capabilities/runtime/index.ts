@@ -4,7 +4,9 @@
  * hostRequestParamsGet, hostGetExitError, hostGetExitCode.
  */
 import { fail, ok, text, type Capability } from '../types.ts';
-import { REQUEST_PARAMS_KEY } from '../../abi/capsule1/http.ts';
+
+/** callData key under which the 1c request waits for `hostRequestParamsGet`. */
+export const REQUEST_PARAMS_KEY = 'capsule1.requestParams';
 
 export const runtime: Capability = {
   name: 'runtime',

@@ -4,10 +4,10 @@
  * deadline), 2 a `--handler` the module cannot honour; WASI commands pass their exit code through,
  * a trap exits 134, a deadline 124.
  */
-import { isOutputClosed, writeAllSync } from '../../engine/stdio.ts';
-import { CapsuleError } from '../../engine/errors.ts';
+import { isOutputClosed, writeAllSync } from '../../base/stdio.ts';
+import { CapsuleError } from '../../base/errors.ts';
 import type { CapsuleFunction } from '../../engine/function.ts';
-import type { CliInput, CliOutput } from '../../engine/invocation.ts';
+import type { CliInput, CliOutput } from '../../base/invocation.ts';
 
 export interface CliRunOptions {
   /** Raw bytes for the handler (`--params`, `--params-file`, or the joined positional args). */

@@ -18,7 +18,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { randomUUID } from 'node:crypto';
-import { CapsuleError } from '../../engine/errors.ts';
+import { CapsuleError } from '../../base/errors.ts';
 import type { Logger } from '../../observability/logger.ts';
 
 /** Status and reason of a runner-made answer to a protocol error, by Node's error code. */

@@ -19,11 +19,11 @@
  */
 import { watch, type FSWatcher, existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { CapsuleError } from '../../engine/errors.ts';
+import { CapsuleError } from '../../base/errors.ts';
 import { CapsuleFunction, type FunctionOptions } from '../../engine/function.ts';
 import { loadModule, type LoadedModule } from '../../engine/load.ts';
 import { WorkerPool, type CallResult } from '../../engine/pool.ts';
-import type { CliOutput, HttpRequestInput, InvocationMeta } from '../../engine/invocation.ts';
+import type { CliOutput, HttpRequestInput, InvocationMeta } from '../../base/invocation.ts';
 import { parseDirGrant } from '../../wasi/mounts.ts';
 import type { FunctionDef, RouteDef, RouteTable } from '../../config/routes.ts';
 import { routePrefix } from '../../abi/wasi-command/cgi.ts';

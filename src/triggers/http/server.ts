@@ -13,13 +13,13 @@
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { randomUUID } from 'node:crypto';
-import { CapsuleError, STATUS_BY_CODE } from '../../engine/errors.ts';
-import { concatBytes } from '../../engine/bytes.ts';
+import { CapsuleError, STATUS_BY_CODE } from '../../base/errors.ts';
+import { concatBytes } from '../../base/bytes.ts';
 import type { CapsuleFunction } from '../../engine/function.ts';
 import type { CallResult, WorkerPool } from '../../engine/pool.ts';
 import type { CallLogs } from '../../engine/runtime.ts';
-import type { HttpRequestInput, HttpResponseOutput, InvocationMeta } from '../../engine/invocation.ts';
-import type { CgiRoute } from '../../abi/wasi-command/cgi.ts';
+import type { HttpRequestInput, HttpResponseOutput, InvocationMeta } from '../../base/invocation.ts';
+import type { CgiRoute } from '../../base/invocation.ts';
 import type { Logger } from '../../observability/logger.ts';
 import { RunnerMetrics } from '../../observability/metrics.ts';
 import { DEFAULTS } from '../../engine/function.ts';

@@ -22,10 +22,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { MqttClient } from 'mqtt';
-import { CapsuleError } from '../../engine/errors.ts';
+import { CapsuleError } from '../../base/errors.ts';
 import type { CapsuleFunction } from '../../engine/function.ts';
 import type { CallLogs } from '../../engine/runtime.ts';
-import type { InvocationMeta, MessageInput } from '../../engine/invocation.ts';
+import type { InvocationMeta, MessageInput } from '../../base/invocation.ts';
 import { RunnerMetrics } from '../../observability/metrics.ts';
 import { loadMqtt, mqttHub, mqttUrl } from '../../capabilities/mqtt/service.ts';
 import { MQTT_TRIGGER_KEYS } from '../../capabilities/mqtt/index.ts';

@@ -15,10 +15,10 @@
  *   (src/capabilities/nats/service.ts).
  */
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { CapsuleError } from '../../engine/errors.ts';
+import { CapsuleError } from '../../base/errors.ts';
 import type { CapsuleFunction } from '../../engine/function.ts';
 import type { CallLogs } from '../../engine/runtime.ts';
-import type { MessageInput } from '../../engine/invocation.ts';
+import type { MessageInput } from '../../base/invocation.ts';
 import { RunnerMetrics } from '../../observability/metrics.ts';
 import { loadNats, natsHub } from '../../capabilities/nats/service.ts';
 import { NATS_TRIGGER_KEYS } from '../../capabilities/nats/index.ts';

@@ -9,10 +9,10 @@
  * `slot` lets a trigger that can pause its broker (MQTT) wait instead.
  */
 import { randomUUID } from 'node:crypto';
-import { CapsuleError } from '../../engine/errors.ts';
+import { CapsuleError } from '../../base/errors.ts';
 import type { CapsuleFunction } from '../../engine/function.ts';
 import type { CallLogs } from '../../engine/runtime.ts';
-import type { InvocationMeta, MessageInput, MessageOutput } from '../../engine/invocation.ts';
+import type { InvocationMeta, MessageInput, MessageOutput } from '../../base/invocation.ts';
 import type { Logger } from '../../observability/logger.ts';
 import type { RunnerMetrics } from '../../observability/metrics.ts';
 import { logGuestOutput } from './runner-routes.ts';

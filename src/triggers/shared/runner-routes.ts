@@ -8,10 +8,10 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
 import { randomUUID } from 'node:crypto';
-import { CapsuleError, STATUS_BY_CODE } from '../../engine/errors.ts';
+import { CapsuleError, STATUS_BY_CODE } from '../../base/errors.ts';
 import type { CapsuleFunction } from '../../engine/function.ts';
 import type { CallLogs } from '../../engine/runtime.ts';
-import type { HttpResponseOutput } from '../../engine/invocation.ts';
+import type { HttpResponseOutput } from '../../base/invocation.ts';
 import type { Logger } from '../../observability/logger.ts';
 import type { RunnerMetrics } from '../../observability/metrics.ts';
 import { guardConnections, listen } from '../http/connections.ts';

@@ -9,8 +9,8 @@
  * (`addExports`, used by snapshot.ts). `readGlobals` and `readInstruction`
  * decode the global and code sections for snapshot.ts's load-time checks.
  */
-import { CapsuleError } from './errors.ts';
-import { concatBytes } from './bytes.ts';
+import { CapsuleError } from '../base/errors.ts';
+import { concatBytes } from '../base/bytes.ts';
 
 export type ValType = 'i32' | 'i64' | 'f32' | 'f64' | 'v128' | 'funcref' | 'externref' | 'ref';
 

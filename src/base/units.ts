@@ -2,7 +2,7 @@
  * One parser for durations and sizes, shared by flags, config files and environment variables
  * (conventions.md §1).
  */
-import { CapsuleError } from '../engine/errors.ts';
+import { CapsuleError } from './errors.ts';
 
 const DURATION = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/i;
 const DURATION_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };

@@ -3,7 +3,20 @@
  * boundary (structured clone), so they hold no classes.
  */
 import type { ErrorCode } from './errors.ts';
-import type { CgiRoute } from '../abi/wasi-command/cgi.ts';
+
+/** What the HTTP trigger knows about the route a request matched (wasi-cgi.md §9). */
+export interface CgiRoute {
+  /** The route as configured, `/...` included (`X_MATCHED_ROUTE`); `/...` for a single-function server. */
+  route: string;
+  /** Export to call instead of `_start` (WAGI `entrypoint`). */
+  entrypoint?: string;
+  /** WAGI `argv` template (§3), e.g. `${SCRIPT_NAME} ${ARGS}`; absent = WAGI's default argv. */
+  argv?: string;
+  /** `host[:port]` used for SERVER_NAME/SERVER_PORT when the request has no `Host` (WAGI `--default-host`). */
+  defaultHost?: string;
+  /** Cap on the command's standard output, bytes (`--max-output`); past it the call fails. */
+  maxOutputBytes?: number;
+}
 
 /** An HTTP request, as the HTTP trigger hands it to an ABI (capsule-abi.md §4.3, §5.3). */
 export interface HttpRequestInput {

@@ -1,0 +1,16 @@
+/**
+ * The kinds of module Capsule tells apart (spec README §1) and what detection says of one.
+ */
+
+/** Module kinds of spec README §1 (the values of `--kind` and config `kind:`). */
+export type ModuleKind = 'capsule-1a' | 'capsule-1b' | 'capsule-1c' | 'capsule-2' | 'extism' | 'wasi';
+export const MODULE_KINDS: readonly ModuleKind[] = ['capsule-1a', 'capsule-1b', 'capsule-1c', 'capsule-2', 'extism', 'wasi'];
+
+/** The result of detection. */
+export interface Detection {
+  kind: ModuleKind;
+  /** Gen 1 only: whether `env` imports return i32 (Go Capsule v0.3.0+) or nothing (≤ v0.2.9). */
+  importsReturnI32?: boolean;
+  /** Human-readable explanation, shown by `capsule inspect`. */
+  reason: string;
+}

@@ -1,0 +1,87 @@
+/**
+ * The settings of one function as the engine, the ABIs and the capabilities see them: its grants
+ * (mounts, hosts, environment), its limits and the capability settings (outbound HTTP limits,
+ * cache, KV, Redis, CouchBase). Plain data: it crosses to the worker threads by structured clone.
+ * The defaults live with their owners (engine `DEFAULTS`, `CAPABILITY_DEFAULTS`).
+ */
+
+/** One granted directory. */
+export interface Mount {
+  /** Absolute, symlink-free host directory. */
+  readonly hostPath: string;
+  /** Absolute, normalised guest path (`/` for `--dir .`, `/data` for `--dir ./data`). */
+  readonly guestPath: string;
+  readonly readOnly: boolean;
+  /** The grant as the user wrote it, for messages. */
+  readonly spec: string;
+}
+
+/** A Redis server (capsule-abi.md §5.7). */
+export interface RedisSettings {
+  /** `redis://[:password@]host:port[/db]` or `rediss://…`. */
+  readonly url: string;
+  /** Where the URL came from, for messages (`--redis-uri`, `REDIS_URI`, `REDIS_ADDR`, default); default `option redis.url`. */
+  readonly origin?: string;
+}
+
+/** A CouchBase cluster (capsule-abi.md §4.7 environment; conventions.md §5). */
+export interface CouchbaseSettings {
+  /** Connection string, e.g. `couchbase://127.0.0.1`. */
+  readonly cluster: string;
+  readonly user: string;
+  readonly password: string;
+  readonly bucket: string;
+}
+
+/** Capability settings of one function. */
+export interface CapabilitySettings {
+  /**
+   * The function's name: it namespaces the memory cache and the memory KV (multi-function
+   * servers give each function its own). Default: the module's name.
+   */
+  name?: string;
+  /** Outbound HTTP (`hostHTTP`, `hostHttp`) limits. */
+  http?: {
+    /** Whole exchange (redirects and body included), ms. Default 10 000. */
+    timeoutMs?: number;
+    /** Largest response body accepted, bytes. Default 10 MiB. */
+    maxResponseBytes?: number;
+  };
+  /** Memory cache limits, per function (capsule-abi.md §7.4). */
+  cache?: {
+    /** Entries. Default 10 000. */
+    maxEntries?: number;
+    /** Bytes of keys and values (UTF-8 keys, raw values). Default 64 MiB. */
+    maxBytes?: number;
+  };
+  /**
+   * Backend of `hostKvIncrement` (§8): the memory cache, or Redis `INCRBY`. Default: `redis`
+   * when a Redis server is configured (`redis` set, or `REDIS_URI`/`REDIS_ADDR` in the runner's
+   * environment), else `memory`.
+   */
+  kv?: 'memory' | 'redis';
+  /** Redis server; default from `REDIS_URI`, else `REDIS_ADDR`/`REDIS_PWD`/`REDIS_DEFAULTDB`. */
+  redis?: RedisSettings;
+  /** CouchBase cluster; default from `COUCHBASE_CLUSTER` (unset = not configured). */
+  couchbase?: CouchbaseSettings;
+}
+
+/**
+ * Settings of one function (module + grants + limits), as sent to workers. The capability
+ * settings (HTTP limits, cache, KV, Redis, CouchBase) are optional fields of `CapabilitySettings`.
+ */
+export interface FunctionSettings extends CapabilitySettings {
+  /** Guest-visible environment (conventions.md §2), in order. */
+  env: [string, string][];
+  mounts: Mount[];
+  allowedHosts: string[];
+  /** Linear-memory cap per instance, bytes (rounded down to 64 KiB pages). */
+  maxMemoryBytes: number;
+  /** Keep one long-lived instance per worker (gen 2 only). */
+  reuse: boolean;
+  /** `inherit`: guest stdio goes to the process (CLI); `capture`: returned with the result (servers). */
+  stdio: 'inherit' | 'capture';
+  /** Cap on captured stdout/stderr/log per call, bytes. */
+  maxLogBytes: number;
+  capsuleVersion: string;
+}

@@ -1,0 +1,4 @@
+/** This runner's version (from package.json). */
+import { readFileSync } from 'node:fs';
+
+export const CAPSULE_VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { CacheNamespace } from '../src/capabilities/cache/memory-store.ts';
 import { globMatch } from '../src/capabilities/cache/glob.ts';
 import { WorkerPool } from '../src/engine/pool.ts';
-import { CAPSULE_VERSION } from '../src/version.ts';
+import { CAPSULE_VERSION } from '../src/base/version.ts';
 import { example, fixture, missing, startServer } from './helpers.ts';
 import { loadProbe } from './backends.ts';
 

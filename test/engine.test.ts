@@ -5,10 +5,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { parseModule, rewriteMemoryAsImport } from '../src/engine/binary.ts';
+import { parseModule, rewriteMemoryAsImport } from '../src/wasm/binary.ts';
 import { detectKind } from '../src/engine/detect.ts';
 import { compileModule } from '../src/engine/load.ts';
-import { parseDuration, parseSize } from '../src/config/units.ts';
+import { parseDuration, parseSize } from '../src/base/units.ts';
 import { normaliseArgv } from '../src/cli/legacy.ts';
 import { buildGuestEnv, parseEnvFile } from '../src/config/guest-env.ts';
 import { fixture } from './helpers.ts';

@@ -6,7 +6,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { CapsuleFunction } from '../src/engine/function.ts';
-import type { CliOutput, MessageOutput } from '../src/engine/invocation.ts';
+import type { CliOutput, MessageOutput } from '../src/base/invocation.ts';
 import { fixture, runCapsule, startServer, type Server } from './helpers.ts';
 
 const GENS = ['1a', '1b', '1c'] as const;

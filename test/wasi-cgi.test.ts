@@ -7,7 +7,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { canonicalQuery, cgiArgv, cgiEnv, parseCgiOutput, rawTarget } from '../src/abi/wasi-command/cgi.ts';
-import type { HttpRequestInput } from '../src/engine/invocation.ts';
+import type { HttpRequestInput } from '../src/base/invocation.ts';
 import { eventually, fixture, missing, startServer, type Server } from './helpers.ts';
 
 const enc = new TextEncoder();

@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { CapsuleFunction } from '../src/engine/function.ts';
-import { CapsuleError } from '../src/engine/errors.ts';
-import type { CliOutput, HttpResponseOutput } from '../src/engine/invocation.ts';
+import { CapsuleError } from '../src/base/errors.ts';
+import type { CliOutput, HttpResponseOutput } from '../src/base/invocation.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const BASIC = `${root}build/fixtures/wasi-basic.wasm`;

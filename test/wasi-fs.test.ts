@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CapsuleFunction } from '../src/engine/function.ts';
 import { parseDirGrant } from '../src/wasi/mounts.ts';
-import type { CliOutput } from '../src/engine/invocation.ts';
+import type { CliOutput } from '../src/base/invocation.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const FS = `${root}build/fixtures/wasi-fs.wasm`;

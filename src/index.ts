@@ -38,7 +38,7 @@ export type { Capability, HostFunction, HostCallContext, HostResult } from './ca
 
 // Settings helpers
 export { parseDuration, parseSize } from './base/units.ts';
-export { buildGuestEnv, parseEnvFile, type GuestEnvOptions } from './config/guest-env.ts';
+export { buildGuestEnv, parseEnvFile, type GuestEnvOptions } from './functions/guest-env.ts';
 export { parseDirGrant } from './wasi/mounts.ts';
 export { type Mount } from './base/settings.ts';
 export { createLogger, type Logger, type LogLevel } from './observability/logger.ts';

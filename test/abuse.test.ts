@@ -16,7 +16,7 @@ import { connect, createServer as createTcpServer, type Server as TcpServer } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { scanFunctionsDir } from '../src/config/routes.ts';
+import { scanFunctionsDir } from '../src/functions/routes.ts';
 import { eventually, example, fixture, freePort, missing, root, runCapsule, runShell, startServer, type Server } from './helpers.ts';
 
 const behaviours = fixture('gen2-behaviours');

@@ -10,7 +10,7 @@ import { detectKind } from '../src/engine/detect.ts';
 import { compileModule } from '../src/engine/load.ts';
 import { parseDuration, parseSize } from '../src/base/units.ts';
 import { normaliseArgv } from '../src/cli/legacy.ts';
-import { buildGuestEnv, parseEnvFile } from '../src/config/guest-env.ts';
+import { buildGuestEnv, parseEnvFile } from '../src/functions/guest-env.ts';
 import { fixture } from './helpers.ts';
 
 /** Builds a minimal module: a type section with `(params) -> (results)` and exports of it. */

@@ -10,13 +10,13 @@ import { CapsuleFunction, DEFAULTS, type FunctionOptions } from '../engine/funct
 import { loadModule, type UrlSource, type LoadedModule } from '../engine/load.ts';
 import { MODULE_KINDS, type ModuleKind } from '../base/kinds.ts';
 import { parseDuration, parseSize } from '../base/units.ts';
-import { buildGuestEnv, parseEnvPair } from '../config/guest-env.ts';
+import { buildGuestEnv, parseEnvPair } from '../functions/guest-env.ts';
 import { parseDirGrant } from '../wasi/mounts.ts';
 import { createLogger, flushLogger, LOG_LEVELS, type LogLevel } from '../observability/logger.ts';
 import { runCli } from '../triggers/cli/run.ts';
 import { serveHttp } from '../triggers/http/server.ts';
 import { serveFunctions } from '../triggers/http/multi.ts';
-import { loadRoutesFile, mergeRouteTables, scanFunctionsDir } from '../config/routes.ts';
+import { loadRoutesFile, mergeRouteTables, scanFunctionsDir } from '../functions/routes.ts';
 import { serveNats } from '../triggers/nats/index.ts';
 import { serveMqtt } from '../triggers/mqtt/index.ts';
 import type { RunningMessageTrigger } from '../triggers/shared/trigger.ts';
@@ -25,7 +25,7 @@ import { normaliseArgv } from './legacy.ts';
 import { progressReporter } from './progress.ts';
 import { inspectFile } from './inspect.ts';
 import { capabilityOptions, capabilitySettings, type CapabilityFlags } from './capabilities.ts';
-import { addEnvVars, allConfigKeys, applyConfigFor } from '../config/file.ts';
+import { addEnvVars, allConfigKeys, applyConfigFor } from '../functions/config-file.ts';
 
 /** Options shared by every command that loads a module. */
 interface ModuleFlags extends CapabilityFlags {
@@ -334,7 +334,7 @@ capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=
       exit(0);
     });
   // Config files (--config, <module>.capsule.yaml) and CAPSULE_* variables for every command
-  // that loads a module: precedence flags > file > CAPSULE_* > defaults (src/config/file.ts).
+  // that loads a module: precedence flags > file > CAPSULE_* > defaults (src/functions/config-file.ts).
   for (const cmd of program.commands) if (cmd.options.some((o) => o.long === '--config')) addEnvVars(cmd);
   program.hook('preAction', (_program, action) => {
     if (!action.options.some((o) => o.long === '--config')) return;

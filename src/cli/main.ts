@@ -12,14 +12,15 @@ import { MODULE_KINDS, type ModuleKind } from '../base/kinds.ts';
 import { parseDuration, parseSize } from '../base/units.ts';
 import { buildGuestEnv, parseEnvPair } from '../functions/guest-env.ts';
 import { parseDirGrant } from '../wasi/mounts.ts';
-import { createLogger, flushLogger, LOG_LEVELS, type LogLevel } from '../observability/logger.ts';
+import { createLogger, LOG_LEVELS, type LogLevel } from '../observability/logger.ts';
 import { runCli } from '../triggers/cli/run.ts';
 import { serveHttp } from '../triggers/http/server.ts';
 import { serveFunctions } from '../triggers/http/multi.ts';
 import { loadRoutesFile, mergeRouteTables, scanFunctionsDir } from '../functions/routes.ts';
 import { serveNats } from '../triggers/nats/index.ts';
 import { serveMqtt } from '../triggers/mqtt/index.ts';
-import type { RunningMessageTrigger } from '../triggers/shared/trigger.ts';
+import type { RunningMessageTrigger } from '../triggers/message/index.ts';
+import { serveUntilClosed } from '../triggers/lifecycle.ts';
 import { CAPSULE_VERSION } from '../base/version.ts';
 import { normaliseArgv } from './legacy.ts';
 import { progressReporter } from './progress.ts';
@@ -227,11 +228,7 @@ capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=
           workers: f.workers ? intFlag(f.workers, '--workers', 1, 256) : undefined,
           watch: f.watch,
         });
-        for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => void trigger.shutdown(sig));
-        process.stdout.write(`capsule listening on ${trigger.url}\n`);
-        await trigger.closed;
-        await flushLogger(logger);
-        exit(0);
+        exit(await serveUntilClosed(trigger, `capsule listening on ${trigger.url}`, logger));
         return;
       }
       const module = await loadFromFlags(f, positional);
@@ -242,14 +239,7 @@ capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=
       });
       const trigger = await serveHttp(fn, http);
       logger.info({ module: module.name, kind: module.detection.kind, digest: module.digest, workers: fn.pool.size, reuse: fn.settings.reuse }, 'module loaded');
-      // `on`, not `once` (here and for --functions, nats, mqtt): a signal may come twice (a terminal's
-      // Ctrl-C reaches both the launcher of an old Node and this process; systemd signals the whole
-      // group), and a second one must not cut the grace short; shutdown is idempotent
-      for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => void trigger.shutdown(sig));
-      process.stdout.write(`capsule listening on ${trigger.url}\n`);
-      await trigger.closed;
-      await flushLogger(logger);
-      exit(0);
+      exit(await serveUntilClosed(trigger, `capsule listening on ${trigger.url}`, logger));
     });
 
   // Message triggers (README "NATS and MQTT"): one ready line on stdout, logs on stderr.
@@ -281,12 +271,7 @@ capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=
       await fn.close();
       throw e;
     }
-    // handlers first: a script may send SIGTERM as soon as it reads the ready line
-    for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => void trigger.shutdown(sig));
-    process.stdout.write(`capsule subscribed to ${trigger.server} (${describe})${trigger.httpUrl ? `; runner routes on ${trigger.httpUrl}` : ''}\n`);
-    const code = await trigger.closed;
-    await flushLogger(logger);
-    exit(code);
+    exit(await serveUntilClosed(trigger, `capsule subscribed to ${trigger.server} (${describe})${trigger.httpUrl ? `; runner routes on ${trigger.httpUrl}` : ''}`, logger));
   };
 
   messageFlags(program.command('nats').description('run a module for each message on NATS subjects (gen 2: callHandleMessage; gen 1: callNatsMessageHandle)'))

@@ -19,19 +19,19 @@
  *   subscriptions and queues QoS ≥ 1 messages while the runner is away.
  * - The client lives in the main thread; host functions reach it through the `mqtt` service
  *   (src/capabilities/mqtt/service.ts).
+ *
+ * This file is the MQTT adapter of the message-trigger skeleton (`../message/index.ts`):
+ * connect, subscribe, reply, close; the skeleton does the rest.
  */
 import { randomBytes } from 'node:crypto';
 import type { MqttClient } from 'mqtt';
 import { CapsuleError } from '../../base/errors.ts';
 import type { CapsuleFunction } from '../../engine/function.ts';
-import type { CallLogs } from '../../engine/runtime.ts';
 import type { InvocationMeta, MessageInput } from '../../base/invocation.ts';
-import { RunnerMetrics } from '../../observability/metrics.ts';
 import { loadMqtt, mqttHub, mqttUrl } from '../../capabilities/mqtt/service.ts';
 import { MQTT_TRIGGER_KEYS } from '../../capabilities/mqtt/index.ts';
-import { checkMessageHandler, MessageDispatcher, type MessageOutcome } from '../shared/messages.ts';
-import { logGuestOutput, startRunnerHttp, type RunnerHttp } from '../shared/runner-routes.ts';
-import { Backoff, type RunningMessageTrigger } from '../shared/trigger.ts';
+import { settleWithin } from '../lifecycle.ts';
+import { Backoff, serveMessages, type MessageAdapter, type MessageContext, type MessageOutcome, type RunningMessageTrigger } from '../message/index.ts';
 import { topicMatches, type MqttTriggerOptions } from './options.ts';
 
 export type { MqttTriggerOptions } from './options.ts';
@@ -48,91 +48,84 @@ const CONNECT_TIMEOUT_MS = 10_000;
  *   cannot be reached at start, USAGE for a bad server
  *   URL, a refused subscription or `persistentSession` without a client id
  */
-export async function serveMqtt(fn: CapsuleFunction, o: MqttTriggerOptions): Promise<RunningMessageTrigger> {
-  const log = o.logger;
-  const fname = fn.module.name;
-  if (o.topics.length === 0) throw new CapsuleError('USAGE', 'give at least one --topic');
-  checkMessageHandler(fn, 'mqtt');
-  if (o.persistentSession && !o.clientId) throw new CapsuleError('USAGE', '--persistent-session needs a fixed --client-id (the broker keeps the session under it)');
-  let server: string;
-  try {
-    server = mqttUrl(o.server);
-  } catch (e) {
-    throw new CapsuleError('USAGE', (e as Error).message);
+export async function serveMqtt(fn: CapsuleFunction, options: MqttTriggerOptions): Promise<RunningMessageTrigger> {
+  if (options.topics.length === 0) throw new CapsuleError('USAGE', 'give at least one --topic');
+  return serveMessages(fn, new MqttAdapter(options, fn), options);
+}
+
+/** MQTT 5 under the message-trigger skeleton. */
+class MqttAdapter implements MessageAdapter<PublishPacket> {
+  readonly source = 'mqtt';
+  /** Filled in by `connect` (a bad URL is a USAGE error there, after the handler check). */
+  server = '';
+  readonly facts: Record<string, string>;
+  readonly maxPending = 0; // QoS 0 pauses the broker (TCP backpressure) instead of queueing
+  readonly #options: MqttTriggerOptions;
+  readonly #fn: CapsuleFunction;
+  readonly #qos: 0 | 1 | 2;
+  readonly #clientId: string;
+  readonly #backoff: Backoff;
+  #ctx!: MessageContext<PublishPacket>;
+  #client!: MqttClient;
+  #subscribed = false;
+  #online = true; // one warning per lost connection, not one per failed attempt
+
+  constructor(options: MqttTriggerOptions, fn: CapsuleFunction) {
+    this.#options = options;
+    this.#fn = fn;
+    this.#qos = options.qos ?? 0;
+    this.#clientId = options.clientId ?? `capsule-${randomBytes(6).toString('hex')}`;
+    this.#backoff = new Backoff(options.reconnect?.minMs ?? 100, options.reconnect?.maxMs ?? 5000);
+    this.facts = { [MQTT_TRIGGER_KEYS.server]: options.server, [MQTT_TRIGGER_KEYS.topic]: options.topics[0]!, [MQTT_TRIGGER_KEYS.clientId]: this.#clientId };
   }
-  const qos = o.qos ?? 0;
-  const clientId = o.clientId ?? `capsule-${randomBytes(6).toString('hex')}`;
-  const metrics = new RunnerMetrics(() => fn.pool.busy, fn.pool.size);
-  fn.pool.on('timeout', () => metrics.timeouts.inc({ function: fname }));
-  fn.pool.on('worker-exit', (message: string) => log.warn({ function: fname }, `worker replaced: ${message}`));
-  const dispatcher = new MessageDispatcher({
-    fn, source: 'mqtt', logger: log, metrics,
-    maxInflight: o.maxConcurrency ?? fn.pool.size * 2,
-    maxPending: 0,
-  });
-  const graceMs = o.graceMs ?? 10_000;
-  const baseFacts = { [MQTT_TRIGGER_KEYS.server]: o.server, [MQTT_TRIGGER_KEYS.topic]: o.topics[0]!, [MQTT_TRIGGER_KEYS.clientId]: clientId };
-  const logGuest = (logs: CallLogs | undefined, requestId: string) => logGuestOutput(log, logs, { requestId, function: fname });
-  const backoff = new Backoff(o.reconnect?.minMs ?? 100, o.reconnect?.maxMs ?? 5000);
-  let stopping = false;
-  let subscribed = false;
 
-  const mqtt = await loadMqtt();
-  const client = mqtt.connect(server, {
-    clientId,
-    protocolVersion: 5,
-    clean: !o.persistentSession,
-    properties: o.persistentSession ? { sessionExpiryInterval: 0xffffffff } : undefined,
-    reconnectPeriod: backoff.next(),
-    connectTimeout: CONNECT_TIMEOUT_MS,
-    resubscribe: true,
-    // QoS 1/2: acknowledged once the handler returned (PUBACK / PUBREC follow `done`).
-    customHandleAcks: (_topic, _message, packet: PublishPacket, done) => {
-      if (stopping) return; // not acknowledged: the broker redelivers it to the next session
-      const input = messageInput(packet);
-      void dispatcher.slot()
-        .then(() => dispatcher.run(input, meta(packet)))
-        .then((outcome) => {
-          reply(packet, outcome);
-          done(0);
-        });
-    },
-  });
-
-  // QoS 0 arrives here (QoS 1/2 were handled in customHandleAcks; let the client acknowledge).
-  client.handleMessage = (packet: PublishPacket, callback: (error?: Error) => void) => {
-    if (packet.qos > 0 || stopping) {
-      callback();
-      return;
+  async connect(ctx: MessageContext<PublishPacket>): Promise<void> {
+    this.#ctx = ctx;
+    const o = this.#options;
+    if (o.persistentSession && !o.clientId) throw new CapsuleError('USAGE', '--persistent-session needs a fixed --client-id (the broker keeps the session under it)');
+    try {
+      this.server = mqttUrl(o.server);
+    } catch (e) {
+      throw new CapsuleError('USAGE', (e as Error).message);
     }
-    const input = messageInput(packet);
-    void dispatcher.slot().then(() => {
-      void dispatcher.run(input, meta(packet)).then((outcome) => reply(packet, outcome));
-      callback(); // read the next packet
+    const mqtt = await loadMqtt();
+    this.#client = mqtt.connect(this.server, {
+      clientId: this.#clientId,
+      protocolVersion: 5,
+      clean: !o.persistentSession,
+      properties: o.persistentSession ? { sessionExpiryInterval: 0xffffffff } : undefined,
+      reconnectPeriod: this.#backoff.next(),
+      connectTimeout: CONNECT_TIMEOUT_MS,
+      resubscribe: true,
+      // QoS 1/2: acknowledged once the handler returned (PUBACK / PUBREC follow `done`).
+      customHandleAcks: (_topic, _message, packet: PublishPacket, done) => {
+        if (ctx.stopping) return; // not acknowledged: the broker redelivers it to the next session
+        void this.#runInOrder(packet).then(() => done(0));
+      },
     });
-  };
-
-  function messageInput(packet: PublishPacket): MessageInput {
-    const props = packet.properties;
-    const headers: [string, string][] = [];
-    for (const [k, v] of Object.entries(props?.userProperties ?? {})) {
-      for (const one of Array.isArray(v) ? v : [v]) headers.push([k, String(one)]);
-    }
-    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
-    return {
-      type: 'message', source: 'mqtt', subject: packet.topic,
-      data: new Uint8Array(payload), // a copy (the packet's buffer may be a slice of a larger one)
-      headers,
-      replyTo: props?.responseTopic || undefined,
+    // QoS 0 arrives here (QoS 1/2 were handled in customHandleAcks; let the client acknowledge).
+    this.#client.handleMessage = (packet: PublishPacket, callback: (error?: Error) => void) => {
+      if (packet.qos > 0 || ctx.stopping) {
+        callback();
+        return;
+      }
+      this.#runWhenFree(packet, callback);
     };
+    await this.#firstConnection();
+    const hub = mqttHub(this.#fn.pool);
+    hub.attach(this.#client, o.server, this.#qos);
+    hub.onError = (m) => ctx.log.warn(m);
+    this.#watchConnection();
   }
 
-  function meta(packet: PublishPacket): InvocationMeta {
-    const filter = o.topics.find((f) => topicMatches(f, packet.topic)) ?? o.topics[0]!;
-    return { trigger: { ...baseFacts, [MQTT_TRIGGER_KEYS.topic]: filter } };
+  async subscribe(): Promise<void> {
+    const granted = await this.#client.subscribeAsync(Object.fromEntries(this.#options.topics.map((t) => [t, { qos: this.#qos }])));
+    const refused = granted.filter((g) => g.qos >= 0x80);
+    if (refused.length > 0) throw new Error(`the broker refused ${refused.map((g) => g.topic).join(', ')}`);
+    this.#subscribed = true;
   }
 
-  function reply(packet: PublishPacket, outcome: MessageOutcome): void {
+  reply(packet: PublishPacket, outcome: MessageOutcome): void {
     const responseTopic = packet.properties?.responseTopic;
     if (!outcome.reply || !responseTopic) return;
     const correlationData = packet.properties?.correlationData;
@@ -147,115 +140,133 @@ export async function serveMqtt(fn: CapsuleFunction, o: MqttTriggerOptions): Pro
       payload = Buffer.from(outcome.error.message);
       userProperties = { 'Capsule-Error': 'true', 'Capsule-Error-Code': outcome.error.code };
     }
+    const properties = { ...(correlationData ? { correlationData } : {}), ...(userProperties ? { userProperties } : {}) };
     // Not awaited: the broker's PUBACK is read after this message is acknowledged.
-    client.publish(responseTopic, payload, { qos, properties: { ...(correlationData ? { correlationData } : {}), ...(userProperties ? { userProperties } : {}) } }, (e) => {
-      if (e) log.warn({ topic: packet.topic, responseTopic }, `cannot publish the reply: ${e.message}`);
+    this.#client.publish(responseTopic, payload, { qos: this.#qos, properties }, (e) => {
+      if (e) this.#ctx.log.warn({ topic: packet.topic, responseTopic }, `cannot publish the reply: ${e.message}`);
     });
   }
 
-  // The first connection: fail fast when the broker cannot be reached.
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const cleanup = () => {
-        client.off('connect', onConnect);
-        client.off('error', onError);
-        client.off('close', onClose);
-      };
-      const onConnect = () => { cleanup(); resolve(); };
-      const onError = (e: Error) => { cleanup(); reject(e); };
-      const onClose = () => { cleanup(); reject(new Error('the connection closed')); };
-      client.on('connect', onConnect);
-      client.on('error', onError);
-      client.on('close', onClose);
+  notReady(): string | undefined {
+    return this.#client.connected && this.#subscribed ? undefined : 'reconnecting to the MQTT broker';
+  }
+
+  readyInfo(): Record<string, unknown> {
+    return { server: this.server, topics: this.#options.topics, clientId: this.#clientId, qos: this.#qos, inflight: this.#ctx.dispatcher.inflight };
+  }
+
+  describe(): Record<string, unknown> {
+    return { server: this.server, topics: this.#options.topics, clientId: this.#clientId, qos: this.#qos, persistentSession: this.#options.persistentSession === true };
+  }
+
+  /**
+   * A persistent session keeps its subscriptions for the next run; otherwise unsubscribe so a
+   * shared subscription's messages go to the other runners.
+   */
+  async unsubscribe(): Promise<void> {
+    if (!this.#options.persistentSession && this.#client.connected) {
+      await settleWithin(this.#client.unsubscribeAsync(this.#options.topics), 1000);
+    }
+  }
+
+  async close(): Promise<void> {
+    mqttHub(this.#fn.pool).detach(this.#client);
+    await settleWithin(this.#client.endAsync(), 1000);
+    this.#client.end(true);
+  }
+
+  async abort(): Promise<void> {
+    mqttHub(this.#fn.pool).detach(this.#client);
+    this.#client.end(true);
+  }
+
+  /** QoS ≥ 1: waits for a slot, runs the message and replies; the caller then acknowledges it. */
+  async #runInOrder(packet: PublishPacket): Promise<void> {
+    const { dispatcher } = this.#ctx;
+    await dispatcher.slot();
+    this.reply(packet, await dispatcher.run(mqttInput(packet), this.#meta(packet)));
+  }
+
+  /** QoS 0: starts the message once a slot is free, then reads the next packet (`callback`). */
+  #runWhenFree(packet: PublishPacket, callback: () => void): void {
+    const { dispatcher } = this.#ctx;
+    const input = mqttInput(packet);
+    void dispatcher.slot().then(() => {
+      void dispatcher.run(input, this.#meta(packet)).then((outcome) => this.reply(packet, outcome));
+      callback(); // read the next packet
     });
-  } catch (e) {
-    client.end(true);
-    throw new CapsuleError('LOAD', `cannot connect to the MQTT broker ${server}: ${(e as Error).message}`);
-  }
-  backoff.reset();
-  client.options.reconnectPeriod = backoff.next();
-  const hub = mqttHub(fn.pool);
-  hub.attach(client, o.server, qos);
-  hub.onError = (m) => log.warn(m);
-
-  let online = true; // one warning per lost connection, not one per failed attempt
-  client.on('connect', (connack) => {
-    online = true;
-    backoff.reset();
-    client.options.reconnectPeriod = backoff.next();
-    log.info({ server, sessionPresent: connack.sessionPresent }, 'reconnected to the MQTT broker');
-  });
-  client.on('close', () => {
-    if (stopping) return;
-    if (online) log.warn({ server, retryInMs: client.options.reconnectPeriod }, 'lost the MQTT connection; reconnecting');
-    else log.debug({ server, retryInMs: client.options.reconnectPeriod }, 'MQTT reconnect attempt failed');
-    online = false;
-  });
-  client.on('reconnect', () => {
-    client.options.reconnectPeriod = backoff.next(); // the wait after this attempt, if it fails
-  });
-  client.on('error', (e) => {
-    if (!stopping && online) log.warn({ server }, `MQTT: ${e.message}`);
-  });
-
-  // Gen 1 (§4.5): OnLoad once at start, in its own instance; a failure is logged, not fatal.
-  const onLoad = await fn.lifecycle('OnLoad');
-  logGuest(onLoad.logs, 'OnLoad');
-  if (onLoad.error) log.error({ code: onLoad.error.code }, `OnLoad failed: ${onLoad.error.message}`);
-
-  try {
-    const granted = await client.subscribeAsync(Object.fromEntries(o.topics.map((t) => [t, { qos }])));
-    const refused = granted.filter((g) => g.qos >= 0x80);
-    if (refused.length > 0) throw new Error(`the broker refused ${refused.map((g) => g.topic).join(', ')}`);
-    subscribed = true;
-  } catch (e) {
-    stopping = true;
-    hub.detach(client);
-    client.end(true);
-    throw new CapsuleError('USAGE', `cannot subscribe: ${(e as Error).message}`);
   }
 
-  let http: RunnerHttp | undefined;
-  if (o.http) {
-    http = await startRunnerHttp({
-      fn, metrics, trigger: baseFacts, logGuest,
-      notReady: () => (stopping ? 'shutting down' : client.connected && subscribed ? undefined : 'reconnecting to the MQTT broker'),
-      readyInfo: () => ({ server, topics: o.topics, clientId, qos, inflight: dispatcher.inflight }),
-    }, { ...o.http, logger: log });
+  #meta(packet: PublishPacket): InvocationMeta {
+    const topics = this.#options.topics;
+    const filter = topics.find((f) => topicMatches(f, packet.topic)) ?? topics[0]!;
+    return { trigger: { ...this.facts, [MQTT_TRIGGER_KEYS.topic]: filter } };
   }
-  log.info({ module: fname, kind: fn.module.detection.kind, server, topics: o.topics, clientId, qos, persistentSession: o.persistentSession === true, workers: fn.pool.size }, 'subscribed');
 
-  let closedResolve!: (code: number) => void;
-  const closed = new Promise<number>((r) => (closedResolve = r));
-  let shuttingDown: Promise<void> | undefined;
-
-  function shutdown(reason: string): Promise<void> {
-    if (shuttingDown) return shuttingDown;
-    shuttingDown = (async () => {
-      log.info({ reason, inflight: dispatcher.inflight }, 'shutting down');
-      // A persistent session keeps its subscriptions for the next run; otherwise unsubscribe so
-      // a shared subscription's messages go to the other runners.
-      if (!o.persistentSession && client.connected) {
-        await Promise.race([client.unsubscribeAsync(o.topics), new Promise((r) => setTimeout(r, 1000).unref())]).catch(() => undefined);
-      }
-      stopping = true;
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([dispatcher.idle(), new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
-      clearTimeout(timer);
-      for (const name of ['OnStop', 'OnExit'] as const) {
-        const r = await fn.lifecycle(name);
-        logGuest(r.logs, name);
-        if (r.error) log.error({ code: r.error.code }, `${name} failed: ${r.error.message}`);
-      }
-      hub.detach(client);
-      await Promise.race([client.endAsync(), new Promise((r) => setTimeout(r, 1000).unref())]).catch(() => undefined);
+  /** The first connection: fail fast when the broker cannot be reached. @throws CapsuleError LOAD */
+  async #firstConnection(): Promise<void> {
+    const client = this.#client;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const cleanup = () => {
+          client.off('connect', onConnect);
+          client.off('error', onError);
+          client.off('close', onClose);
+        };
+        const onConnect = () => { cleanup(); resolve(); };
+        const onError = (e: Error) => { cleanup(); reject(e); };
+        const onClose = () => { cleanup(); reject(new Error('the connection closed')); };
+        client.on('connect', onConnect);
+        client.on('error', onError);
+        client.on('close', onClose);
+      });
+    } catch (e) {
       client.end(true);
-      await http?.close();
-      await fn.close();
-      closedResolve(0);
-    })();
-    return shuttingDown;
+      throw new CapsuleError('LOAD', `cannot connect to the MQTT broker ${this.server}: ${(e as Error).message}`);
+    }
+    this.#backoff.reset();
+    client.options.reconnectPeriod = this.#backoff.next();
   }
 
-  return { server, httpUrl: http?.url, metrics, shutdown, closed };
+  /** Logs the connection's ups and downs (once per loss) and grows the reconnect wait. */
+  #watchConnection(): void {
+    const client = this.#client;
+    const server = this.server;
+    const backoff = this.#backoff;
+    const ctx = this.#ctx;
+    client.on('connect', (connack) => {
+      this.#online = true;
+      backoff.reset();
+      client.options.reconnectPeriod = backoff.next();
+      ctx.log.info({ server, sessionPresent: connack.sessionPresent }, 'reconnected to the MQTT broker');
+    });
+    client.on('close', () => {
+      if (ctx.stopping) return;
+      if (this.#online) ctx.log.warn({ server, retryInMs: client.options.reconnectPeriod }, 'lost the MQTT connection; reconnecting');
+      else ctx.log.debug({ server, retryInMs: client.options.reconnectPeriod }, 'MQTT reconnect attempt failed');
+      this.#online = false;
+    });
+    client.on('reconnect', () => {
+      client.options.reconnectPeriod = backoff.next(); // the wait after this attempt, if it fails
+    });
+    client.on('error', (e) => {
+      if (!ctx.stopping && this.#online) ctx.log.warn({ server }, `MQTT: ${e.message}`);
+    });
+  }
+}
+
+/** An MQTT 5 publish packet as the function's input (`Headers` = user properties, `ReplyTo` = response topic). */
+function mqttInput(packet: PublishPacket): MessageInput {
+  const props = packet.properties;
+  const headers: [string, string][] = [];
+  for (const [k, v] of Object.entries(props?.userProperties ?? {})) {
+    for (const one of Array.isArray(v) ? v : [v]) headers.push([k, String(one)]);
+  }
+  const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+  return {
+    type: 'message', source: 'mqtt', subject: packet.topic,
+    data: new Uint8Array(payload), // a copy (the packet's buffer may be a slice of a larger one)
+    headers,
+    replyTo: props?.responseTopic || undefined,
+  };
 }

@@ -1,9 +1,13 @@
 /**
  * Options of the MQTT trigger (`capsule mqtt`).
  */
-import type { Logger } from '../../observability/logger.ts';
+import type { MessageTriggerOptions } from '../message/options.ts';
 
-export interface MqttTriggerOptions {
+/**
+ * Options of the MQTT trigger (the common ones: {@link MessageTriggerOptions}; `maxConcurrency`
+ * bounds QoS 0 messages, QoS ≥ 1 messages run one at a time).
+ */
+export interface MqttTriggerOptions extends MessageTriggerOptions {
   /**
    * MQTT broker as Go Capsule's `-mqttsrv` took it: `mqtt://host:port`, `mqtts://…`,
    * `tcp://…`, `ws://…` or `host:port`.
@@ -20,15 +24,6 @@ export interface MqttTriggerOptions {
    * broker keeps the subscriptions and queues QoS ≥ 1 messages for this client id.
    */
   persistentSession?: boolean;
-  /** QoS 0 messages handled at once (default: 2 × workers). QoS ≥ 1 messages run one at a time. */
-  maxConcurrency?: number;
-  /** Time given to in-flight messages on SIGTERM, ms (default 10 000). */
-  graceMs?: number;
-  /** Serve the runner routes (/capsule/health, /capsule/ready, /capsule/metrics) on this address. */
-  http?: { host: string; port: number };
-  /** Reconnect backoff: first wait and cap, ms (default 100 → 5000, doubling, with jitter). */
-  reconnect?: { minMs: number; maxMs: number };
-  logger: Logger;
 }
 
 /**

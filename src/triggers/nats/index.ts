@@ -13,18 +13,18 @@
  *   subscriptions. NATS core keeps nothing for a subscriber that is away (no JetStream here).
  * - The connection lives in the main thread; host functions reach it through the `nats` service
  *   (src/capabilities/nats/service.ts).
+ *
+ * This file is the NATS adapter of the message-trigger skeleton (`../message/index.ts`):
+ * connect, subscribe, reply, close; the skeleton does the rest.
  */
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { CapsuleError } from '../../base/errors.ts';
 import type { CapsuleFunction } from '../../engine/function.ts';
-import type { CallLogs } from '../../engine/runtime.ts';
 import type { MessageInput } from '../../base/invocation.ts';
-import { RunnerMetrics } from '../../observability/metrics.ts';
 import { loadNats, natsHub } from '../../capabilities/nats/service.ts';
 import { NATS_TRIGGER_KEYS } from '../../capabilities/nats/index.ts';
-import { checkMessageHandler, MessageDispatcher, type MessageOutcome } from '../shared/messages.ts';
-import { logGuestOutput, startRunnerHttp, type RunnerHttp } from '../shared/runner-routes.ts';
-import { Backoff, type RunningMessageTrigger } from '../shared/trigger.ts';
+import { settleWithin } from '../lifecycle.ts';
+import { Backoff, serveMessages, type MessageAdapter, type MessageContext, type MessageOutcome, type RunningMessageTrigger } from '../message/index.ts';
 import { natsDisplayUrl, type NatsTriggerOptions } from './options.ts';
 
 export type { NatsTriggerOptions } from './options.ts';
@@ -37,58 +37,86 @@ const encoder = new TextEncoder();
  *   cannot be reached at start, USAGE for an invalid
  *   subject or queue name
  */
-export async function serveNats(fn: CapsuleFunction, o: NatsTriggerOptions): Promise<RunningMessageTrigger> {
-  const log = o.logger;
-  const fname = fn.module.name;
-  const server = natsDisplayUrl(o.server);
-  if (o.subjects.length === 0) throw new CapsuleError('USAGE', 'give at least one --subject');
-  checkMessageHandler(fn, 'nats');
-  const metrics = new RunnerMetrics(() => fn.pool.busy, fn.pool.size);
-  fn.pool.on('timeout', () => metrics.timeouts.inc({ function: fname }));
-  fn.pool.on('worker-exit', (message: string) => log.warn({ function: fname }, `worker replaced: ${message}`));
-  const dispatcher = new MessageDispatcher({
-    fn, source: 'nats', logger: log, metrics,
-    maxInflight: o.maxConcurrency ?? fn.pool.size * 2,
-    maxPending: o.maxPending ?? 1000,
-  });
-  const graceMs = o.graceMs ?? 10_000;
-  const baseFacts = { [NATS_TRIGGER_KEYS.server]: o.server, [NATS_TRIGGER_KEYS.subject]: o.subjects[0]! };
-  const logGuest = (logs: CallLogs | undefined, requestId: string) => logGuestOutput(log, logs, { requestId, function: fname });
+export async function serveNats(fn: CapsuleFunction, options: NatsTriggerOptions): Promise<RunningMessageTrigger> {
+  if (options.subjects.length === 0) throw new CapsuleError('USAGE', 'give at least one --subject');
+  return serveMessages(fn, new NatsAdapter(options, fn), options);
+}
 
-  const nats = await loadNats();
-  const backoff = new Backoff(o.reconnect?.minMs ?? 100, o.reconnect?.maxMs ?? 5000);
-  let nc: NatsConnection;
-  try {
-    nc = await nats.connect({
-      servers: o.server.split(',').map((s) => s.trim()).filter(Boolean),
-      name: `capsule ${fname}`,
-      reconnect: true,
-      maxReconnectAttempts: -1,
-      // the client asks for the wait several times per attempt: it grows on each dial ('reconnecting')
-      reconnectDelayHandler: () => backoff.current,
-      waitOnFirstConnect: false,
-    });
-  } catch (e) {
-    throw new CapsuleError('LOAD', `cannot connect to the NATS server ${server}: ${(e as Error).message}`);
+type NatsModule = Awaited<ReturnType<typeof loadNats>>;
+
+/** NATS core under the message-trigger skeleton. */
+class NatsAdapter implements MessageAdapter<Msg> {
+  readonly source = 'nats';
+  readonly server: string;
+  readonly facts: Record<string, string>;
+  readonly maxPending: number;
+  readonly #options: NatsTriggerOptions;
+  readonly #fn: CapsuleFunction;
+  readonly #subscriptions: Subscription[] = [];
+  #ctx!: MessageContext<Msg>;
+  #nats!: NatsModule;
+  #nc!: NatsConnection;
+  #connected = true;
+
+  constructor(options: NatsTriggerOptions, fn: CapsuleFunction) {
+    this.#options = options;
+    this.#fn = fn;
+    this.server = natsDisplayUrl(options.server);
+    this.facts = { [NATS_TRIGGER_KEYS.server]: options.server, [NATS_TRIGGER_KEYS.subject]: options.subjects[0]! };
+    this.maxPending = options.maxPending ?? 1000;
   }
-  const hub = natsHub(fn.pool);
-  hub.attach(nc, o.server);
-  let connected = true;
-  let stopping = false;
 
-  // Gen 1 (§4.5): OnLoad once at start, in its own instance; a failure is logged, not fatal.
-  const onLoad = await fn.lifecycle('OnLoad');
-  logGuest(onLoad.logs, 'OnLoad');
-  if (onLoad.error) log.error({ code: onLoad.error.code }, `OnLoad failed: ${onLoad.error.message}`);
+  async connect(ctx: MessageContext<Msg>): Promise<void> {
+    this.#ctx = ctx;
+    this.#nats = await loadNats();
+    const backoff = new Backoff(this.#options.reconnect?.minMs ?? 100, this.#options.reconnect?.maxMs ?? 5000);
+    try {
+      this.#nc = await this.#nats.connect({
+        servers: this.#options.server.split(',').map((s) => s.trim()).filter(Boolean),
+        name: `capsule ${this.#fn.module.name}`,
+        reconnect: true,
+        maxReconnectAttempts: -1,
+        // the client asks for the wait several times per attempt: it grows on each dial ('reconnecting')
+        reconnectDelayHandler: () => backoff.current,
+        waitOnFirstConnect: false,
+      });
+    } catch (e) {
+      throw new CapsuleError('LOAD', `cannot connect to the NATS server ${this.server}: ${(e as Error).message}`);
+    }
+    natsHub(this.#fn.pool).attach(this.#nc, this.#options.server);
+    void this.#watchStatus(backoff);
+  }
 
-  const reply = (msg: Msg, outcome: MessageOutcome) => {
+  async subscribe(): Promise<void> {
+    for (const subject of this.#options.subjects) {
+      const facts = { ...this.facts, [NATS_TRIGGER_KEYS.subject]: subject };
+      this.#subscriptions.push(this.#nc.subscribe(subject, {
+        queue: this.#options.queue,
+        callback: (err, msg) => {
+          if (err) {
+            this.#ctx.log.warn({ subject }, `subscription error: ${err.message}`);
+            return;
+          }
+          if (this.#ctx.stopping) return;
+          this.#ctx.offer(msg, natsInput(msg), { trigger: { ...facts, [NATS_TRIGGER_KEYS.replyTo]: msg.reply ?? '' } });
+        },
+      }));
+    }
+    await this.#nc.flush(); // the server has the subscriptions
+    void this.#nc.closed().then((err) => {
+      this.#ctx.lost(`the NATS connection closed${err ? `: ${err.message}` : ''}`, 'NATS connection closed');
+    });
+  }
+
+  reply(msg: Msg, outcome: MessageOutcome): void {
+    const nc = this.#nc;
     if (!outcome.reply || !msg.reply || nc.isClosed()) return;
     try {
       if (outcome.kind === 'ok') {
         nc.publish(msg.reply, outcome.payload);
         return;
       }
-      const h = nats.headers();
+      const h = this.#nats.headers();
       h.set('Capsule-Error', 'true');
       if (outcome.kind === 'failed') {
         nc.publish(msg.reply, outcome.payload, { headers: h });
@@ -97,124 +125,89 @@ export async function serveNats(fn: CapsuleFunction, o: NatsTriggerOptions): Pro
         nc.publish(msg.reply, encoder.encode(outcome.error.message), { headers: h });
       }
     } catch (e) {
-      log.warn({ subject: msg.subject, replyTo: msg.reply }, `cannot publish the reply: ${(e as Error).message}`);
+      this.#ctx.log.warn({ subject: msg.subject, replyTo: msg.reply }, `cannot publish the reply: ${(e as Error).message}`);
     }
-  };
-
-  const subscriptions: Subscription[] = [];
-  try {
-    for (const subject of o.subjects) {
-      const facts = { ...baseFacts, [NATS_TRIGGER_KEYS.subject]: subject };
-      subscriptions.push(nc.subscribe(subject, {
-        queue: o.queue,
-        callback: (err, msg) => {
-          if (err) {
-            log.warn({ subject }, `subscription error: ${err.message}`);
-            return;
-          }
-          if (stopping) return;
-          const input: MessageInput = {
-            type: 'message', source: 'nats', subject: msg.subject,
-            // a copy: the client's view shares a larger read buffer, which would be cloned whole
-            data: msg.data.slice(),
-            headers: natsHeaders(msg),
-            replyTo: msg.reply || undefined,
-          };
-          dispatcher.offer(input, { trigger: { ...facts, [NATS_TRIGGER_KEYS.replyTo]: msg.reply ?? '' } }, (outcome) => reply(msg, outcome));
-        },
-      }));
-    }
-    await nc.flush(); // the server has the subscriptions
-  } catch (e) {
-    await nc.close().catch(() => undefined);
-    hub.detach(nc);
-    throw new CapsuleError('USAGE', `cannot subscribe: ${(e as Error).message}`);
   }
 
-  void (async () => {
-    for await (const s of nc.status()) {
-      switch (s.type) {
-        case 'disconnect':
-          connected = false;
-          if (!stopping) log.warn({ server: s.server }, 'lost the NATS connection; reconnecting');
-          break;
-        case 'reconnecting':
-          backoff.next();
-          break;
-        case 'reconnect':
-          connected = true;
-          backoff.reset();
-          log.info({ server: s.server }, 'reconnected to NATS; subscriptions restored');
-          break;
-        case 'error':
-          log.warn(`NATS: ${s.error.message}`);
-          break;
-        case 'slowConsumer':
-          log.warn({ pending: s.pending }, 'NATS: slow consumer');
-          break;
-        default:
-          break;
+  notReady(): string | undefined {
+    return this.#connected ? undefined : 'reconnecting to NATS';
+  }
+
+  readyInfo(): Record<string, unknown> {
+    const { dispatcher } = this.#ctx;
+    return { server: this.server, subjects: this.#options.subjects, ...(this.#options.queue ? { queue: this.#options.queue } : {}), inflight: dispatcher.inflight, pending: dispatcher.pending };
+  }
+
+  describe(): Record<string, unknown> {
+    return { server: this.server, subjects: this.#options.subjects, queue: this.#options.queue };
+  }
+
+  async unsubscribe(): Promise<void> {
+    for (const sub of this.#subscriptions) {
+      try {
+        sub.unsubscribe();
+      } catch {
+        // the connection is already closed
       }
     }
-  })().catch(() => undefined);
-
-  let http: RunnerHttp | undefined;
-  if (o.http) {
-    http = await startRunnerHttp({
-      fn, metrics, trigger: baseFacts, logGuest,
-      notReady: () => (stopping ? 'shutting down' : connected ? undefined : 'reconnecting to NATS'),
-      readyInfo: () => ({ server, subjects: o.subjects, ...(o.queue ? { queue: o.queue } : {}), inflight: dispatcher.inflight, pending: dispatcher.pending }),
-    }, { ...o.http, logger: log });
   }
-  log.info({ module: fname, kind: fn.module.detection.kind, server, subjects: o.subjects, queue: o.queue, workers: fn.pool.size }, 'subscribed');
 
-  let closedResolve!: (code: number) => void;
-  const closed = new Promise<number>((r) => (closedResolve = r));
-  let shuttingDown: Promise<void> | undefined;
-  let exitCode = 0;
+  async close(): Promise<void> {
+    if (!this.#nc.isClosed()) {
+      await settleWithin(this.#nc.flush(), 1000);
+      await this.#nc.close().catch(() => undefined);
+    }
+    natsHub(this.#fn.pool).detach(this.#nc);
+  }
 
-  function shutdown(reason: string): Promise<void> {
-    if (shuttingDown) return shuttingDown;
-    shuttingDown = (async () => {
-      log.info({ reason, inflight: dispatcher.inflight, pending: dispatcher.pending }, 'shutting down');
-      stopping = true;
-      for (const sub of subscriptions) {
-        try {
-          sub.unsubscribe();
-        } catch {
-          // the connection is already closed
+  async abort(): Promise<void> {
+    await this.#nc.close().catch(() => undefined);
+    natsHub(this.#fn.pool).detach(this.#nc);
+  }
+
+  /** Logs the connection's ups and downs and grows the reconnect wait; keeps `#connected`. */
+  async #watchStatus(backoff: Backoff): Promise<void> {
+    const log = this.#ctx.log;
+    try {
+      for await (const s of this.#nc.status()) {
+        switch (s.type) {
+          case 'disconnect':
+            this.#connected = false;
+            if (!this.#ctx.stopping) log.warn({ server: s.server }, 'lost the NATS connection; reconnecting');
+            break;
+          case 'reconnecting':
+            backoff.next();
+            break;
+          case 'reconnect':
+            this.#connected = true;
+            backoff.reset();
+            log.info({ server: s.server }, 'reconnected to NATS; subscriptions restored');
+            break;
+          case 'error':
+            log.warn(`NATS: ${s.error.message}`);
+            break;
+          case 'slowConsumer':
+            log.warn({ pending: s.pending }, 'NATS: slow consumer');
+            break;
+          default:
+            break;
         }
       }
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([dispatcher.idle(), new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
-      clearTimeout(timer);
-      const left = dispatcher.discardPending();
-      if (left > 0) log.warn({ discarded: left }, 'grace period over: waiting messages discarded');
-      for (const name of ['OnStop', 'OnExit'] as const) {
-        const r = await fn.lifecycle(name);
-        logGuest(r.logs, name);
-        if (r.error) log.error({ code: r.error.code }, `${name} failed: ${r.error.message}`);
-      }
-      if (!nc.isClosed()) {
-        await Promise.race([nc.flush(), new Promise((r) => setTimeout(r, 1000).unref())]).catch(() => undefined);
-        await nc.close().catch(() => undefined);
-      }
-      hub.detach(nc);
-      await http?.close();
-      await fn.close();
-      closedResolve(exitCode);
-    })();
-    return shuttingDown;
+    } catch {
+      // the connection is closed
+    }
   }
+}
 
-  void nc.closed().then((err) => {
-    if (stopping) return;
-    exitCode = 1;
-    log.error(`the NATS connection closed${err ? `: ${err.message}` : ''}`);
-    void shutdown('NATS connection closed');
-  });
-
-  return { server, httpUrl: http?.url, metrics, shutdown, closed };
+/** A NATS message as the function's input. */
+function natsInput(msg: Msg): MessageInput {
+  return {
+    type: 'message', source: 'nats', subject: msg.subject,
+    // a copy: the client's view shares a larger read buffer, which would be cloned whole
+    data: msg.data.slice(),
+    headers: natsHeaders(msg),
+    replyTo: msg.reply || undefined,
+  };
 }
 
 /** NATS headers as name/value pairs (one pair per value). */

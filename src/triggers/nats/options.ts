@@ -1,9 +1,10 @@
 /**
  * Options of the NATS trigger (`capsule nats`).
  */
-import type { Logger } from '../../observability/logger.ts';
+import type { MessageTriggerOptions } from '../message/options.ts';
 
-export interface NatsTriggerOptions {
+/** Options of the NATS trigger (the common ones: {@link MessageTriggerOptions}). */
+export interface NatsTriggerOptions extends MessageTriggerOptions {
   /**
    * NATS server as Go Capsule's `-natssrv` took it: `nats://host:port`, `tls://host:port` or
    * `host:port`; several, comma-separated, for a cluster.
@@ -13,17 +14,8 @@ export interface NatsTriggerOptions {
   subjects: string[];
   /** Queue group: runners with the same queue share the messages of a subject. */
   queue?: string;
-  /** Messages handled at once (default: 2 × workers). */
-  maxConcurrency?: number;
-  /** Messages kept waiting beyond those; more are dropped and counted (default 1000). */
+  /** Messages kept waiting beyond `maxConcurrency`; more are dropped and counted (default 1000). */
   maxPending?: number;
-  /** Time given to in-flight messages on SIGTERM, ms (default 10 000). */
-  graceMs?: number;
-  /** Serve the runner routes (/capsule/health, /capsule/ready, /capsule/metrics) on this address. */
-  http?: { host: string; port: number };
-  /** Reconnect backoff: first wait and cap, ms (default 100 → 5000, doubling, with jitter). */
-  reconnect?: { minMs: number; maxMs: number };
-  logger: Logger;
 }
 
 /** `host:port` → `nats://host:port`; URLs with a scheme are kept (for the ready line and logs). */

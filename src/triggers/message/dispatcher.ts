@@ -15,7 +15,7 @@ import type { CallLogs } from '../../engine/runtime.ts';
 import type { InvocationMeta, MessageInput, MessageOutput } from '../../base/invocation.ts';
 import type { Logger } from '../../observability/logger.ts';
 import type { RunnerMetrics } from '../../observability/metrics.ts';
-import { logGuestOutput } from './runner-routes.ts';
+import { logGuestOutput } from '../shared/runner-routes.ts';
 
 /**
  * How a message went. `reply` is true when the trigger must publish the outcome to the

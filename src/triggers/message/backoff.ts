@@ -1,24 +1,6 @@
 /**
- * The shape every message trigger (NATS, MQTT) returns, and the exponential backoff they use to
- * reconnect.
+ * The exponential backoff the message triggers (NATS, MQTT) use to reconnect to their broker.
  */
-import type { RunnerMetrics } from '../../observability/metrics.ts';
-
-/** A subscribed message trigger. */
-export interface RunningMessageTrigger {
-  /** The broker, as a URL (`nats://…`, `mqtt://…`). */
-  readonly server: string;
-  /** The runner routes' URL when `--http-port` was given. */
-  readonly httpUrl?: string;
-  readonly metrics: RunnerMetrics;
-  /**
-   * Stops taking messages, waits for those in flight (up to the grace period), runs
-   * `OnStop`/`OnExit`, closes the broker connection and the function.
-   */
-  shutdown(reason: string): Promise<void>;
-  /** Resolves with the process exit code once shut down: 0, or 1 when the broker connection was lost for good. */
-  readonly closed: Promise<number>;
-}
 
 /**
  * Exponential backoff with jitter: `next()` gives waits of min, 2·min, 4·min… up to max, each

@@ -33,28 +33,29 @@ export function hostFunctionTypes(f: HostFunction, generation: 1 | 2): Expected 
 }
 
 /**
- * Checks every `env` import of a Capsule module against the host functions of its generation.
+ * Checks every import from `namespace` (`env` for the Capsule ABI) against the host functions
+ * of the module's generation.
  * @returns the host functions, in import order
  * @throws CapsuleError BAD_MODULE naming the import and what is accepted (unknown name, a type
  *   other than `hostFunctionTypes`, a return buffer without `allocateBuffer`)
  */
-export function checkHostImports(imports: readonly ImportEntry[], generation: 1 | 2, name: string, exportNames: ReadonlySet<string>): HostFunction[] {
+export function checkHostImports(imports: readonly ImportEntry[], generation: 1 | 2, name: string, exportNames: ReadonlySet<string>, namespace = 'env'): HostFunction[] {
   const out: HostFunction[] = [];
   for (const imp of imports) {
-    if (imp.module !== 'env') continue;
+    if (imp.module !== namespace) continue;
     if (imp.kind !== 'function') {
-      throw new CapsuleError('BAD_MODULE', `${name}: import env.${imp.name} is a ${imp.kind}; Capsule modules import only functions from env`);
+      throw new CapsuleError('BAD_MODULE', `${name}: import ${namespace}.${imp.name} is a ${imp.kind}; Capsule modules import only functions from ${namespace}`);
     }
     const f = findHostFunction(imp.name, generation);
     if (!f) {
-      throw new CapsuleError('BAD_MODULE', `${name}: imports env.${imp.name}, which Capsule does not provide to gen-${generation} modules; available: ${hostFunctionNames(generation).join(', ')}`);
+      throw new CapsuleError('BAD_MODULE', `${name}: imports ${namespace}.${imp.name}, which Capsule does not provide to gen-${generation} modules; available: ${hostFunctionNames(generation).join(', ')}`);
     }
     if (imp.type) {
       const accepted = hostFunctionTypes(f, generation);
-      if (!accepted.types.some((t) => sameType(t, imp.type!))) throw badImportType(name, 'env', imp.name, imp.type, accepted);
+      if (!accepted.types.some((t) => sameType(t, imp.type!))) throw badImportType(name, namespace, imp.name, imp.type, accepted);
     }
     if (f.returns && !exportNames.has('allocateBuffer')) {
-      throw new CapsuleError('BAD_MODULE', `${name}: imports env.${imp.name}, which returns bytes, but does not export allocateBuffer(size) -> ptr`);
+      throw new CapsuleError('BAD_MODULE', `${name}: imports ${namespace}.${imp.name}, which returns bytes, but does not export allocateBuffer(size) -> ptr`);
     }
     out.push(f);
   }

@@ -1,21 +1,29 @@
 /**
- * ABI registry: one entry per module kind. Adding a kind = one folder and one line here.
+ * ABI registry: one entry per ABI, in detection order (spec README §1: the first ABI whose
+ * `detect` recognises a module gives its kind). Adding an ABI = one folder under src/abi/ and one
+ * line here (see `Abi` in types.ts); the engine and the CLI (`--kind` values) loop over this list.
  */
 import type { ModuleKind } from '../base/kinds.ts';
 import { CapsuleError } from '../base/errors.ts';
 import type { Abi } from './types.ts';
+import { extismUnserved } from './extism-unserved.ts';
 import { capsule1 } from './capsule1/index.ts';
 import { capsule2 } from './capsule2/index.ts';
 import { wasiCommand } from './wasi-command/index.ts';
 
-const ABIS: readonly Abi[] = [
-  capsule1,
+export const ABIS: readonly Abi[] = [
+  extismUnserved,
   capsule2,
+  capsule1,
   wasiCommand,
 ];
 
+/** Every kind the ABIs serve, in list order: the values of `--kind` and config `kind:`. */
+export const KINDS: readonly ModuleKind[] = ABIS.flatMap((a) => a.kinds);
+
 /**
- * @throws CapsuleError BAD_MODULE when the kind is recognised but not served yet
+ * The ABI serving a kind.
+ * @throws CapsuleError BAD_MODULE when no ABI of the list serves it
  */
 export function abiFor(kind: ModuleKind, name: string): Abi {
   const abi = ABIS.find((a) => a.kinds.includes(kind));
@@ -24,3 +32,4 @@ export function abiFor(kind: ModuleKind, name: string): Abi {
   }
   return abi;
 }
+

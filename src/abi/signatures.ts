@@ -110,3 +110,25 @@ export const GEN2_EXPORTS: Readonly<Record<string, FuncType>> = {
   OnHealthCheck: sig([], [I64]),
   OnMetrics: sig([], [I64]),
 };
+
+/** Names of the functions a module exports. */
+export function functionExports(parsed: ParsedModule): Set<string> {
+  return new Set(parsed.exports.filter((e) => e.kind === 'function').map((e) => e.name));
+}
+
+/** The type of an exported function, when the module exports one by that name. */
+export function exportType(parsed: ParsedModule, name: string): FuncType | undefined {
+  return parsed.exports.find((e) => e.name === name && e.kind === 'function')?.type;
+}
+
+/**
+ * Checks that a module whose kind was set explicitly (`--kind`) exports one of `names`.
+ * @param what how the message names the exports the kind needs
+ * @throws CapsuleError BAD_MODULE `<name>: --kind <kind> needs an export <what>`, listing the exports
+ */
+export function needExport(parsed: ParsedModule, kind: string, names: readonly string[], what: string, name: string): void {
+  const exports = functionExports(parsed);
+  if (!names.some((n) => exports.has(n))) {
+    throw new CapsuleError('BAD_MODULE', `${name}: --kind ${kind} needs an export ${what}; the module exports [${[...exports].join(', ')}]`);
+  }
+}

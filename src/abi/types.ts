@@ -1,10 +1,16 @@
 /**
- * The contract of an ABI (one folder per module kind under src/abi/): check a module at load,
- * turn an invocation into guest calls, and turn the guest's result back into an output.
+ * The contract of an ABI (one folder per module kind under src/abi/): recognise a module, say
+ * which import namespaces it may use and what fills them, check it at load, turn an invocation
+ * into guest calls, and turn the guest's result back into an output.
+ *
+ * Adding an ABI: a folder `src/abi/<kind>/` whose index.ts exports one `Abi` object, and one line
+ * in src/abi/index.ts (the position in that list is the detection order, spec README §1). The
+ * engine (detect.ts, load.ts, instance.ts) only loops over the list: it names no kind and no
+ * namespace. A new kind name also goes into `ModuleKind` (src/base/kinds.ts).
  */
 import type { ParsedModule, ValType } from '../wasm/binary.ts';
 import type { Detection, ModuleKind } from '../base/kinds.ts';
-import type { HostCallContext, HostFunction } from '../capabilities/types.ts';
+import type { HostCallContext } from '../capabilities/types.ts';
 import type { InvocationInput, InvocationMeta, InvocationOutput } from '../base/invocation.ts';
 import type { Guest } from './guest.ts';
 import type { WasiConfig } from '../wasi/preview1.ts';
@@ -20,9 +26,9 @@ export interface GuestOptions {
 }
 
 /**
- * A function a module kind may import from module `env` besides Capsule host functions (WASI
- * commands: the `log_i32` / `log_string` compatibility imports of wasi-cgi.md §2.4). Checked at
- * load against the declared signature; built once per (worker, module).
+ * A function an ABI itself provides under one of its import namespaces (WASI commands: the
+ * `env.log_i32` / `env.log_string` compatibility imports of wasi-cgi.md §2.4). Checked at load
+ * against the declared signature; built once per (worker thread, module).
  */
 export interface EnvImport {
   readonly params: readonly ValType[];
@@ -45,10 +51,41 @@ export interface GuestRuntime {
   withGuest<T>(meta: InvocationMeta, fn: (guest: Guest, ctx: HostCallContext) => Promise<T>, options?: GuestOptions): Promise<T>;
 }
 
+/**
+ * What fills one import namespace of a module:
+ * - `'wasi-preview1'`: the engine's WASI preview1 (src/wasi/preview1.ts), any of its functions;
+ * - `'host-functions'`: the Capsule host functions of the module's generation (the capabilities'
+ *   host functions, src/capabilities/index.ts), each checked against its declared type;
+ * - a record: exactly these functions, provided by the ABI itself (`EnvImport`).
+ */
+export type ImportProvider = 'wasi-preview1' | 'host-functions' | Readonly<Record<string, EnvImport>>;
+
 export interface Abi {
-  /** Kinds this ABI serves. */
+  /** Kinds this ABI serves (values of `--kind` and config `kind:`, in list order). */
   readonly kinds: readonly ModuleKind[];
-  /** Generation whose host functions the module may import from `env`; none for plain WASI. */
+  /**
+   * Import namespaces a module of this kind may import functions from, and what fills each
+   * (`{ wasi_snapshot_preview1: 'wasi-preview1', env: 'host-functions' }` for the Capsule ABI).
+   * A function import from any other namespace is refused at load, naming the accepted ones.
+   * Memory imports are not checked here (the engine supplies the memory).
+   */
+  readonly imports: Readonly<Record<string, ImportProvider>>;
+  /**
+   * The detection rule (spec README §1): the module's kind when this ABI recognises it, or
+   * undefined to let the next ABI of the list try. Runs on modules that are core modules.
+   * @param name the module's display name, for messages
+   * @throws CapsuleError BAD_MODULE when the module is recognisably of this ABI but cannot run
+   *   (a pre-1.0 Extism plugin, a gen-1 `callHandleHttp` of an unknown arity)
+   */
+  detect(parsed: ParsedModule, name: string): Detection | undefined;
+  /**
+   * Checks a kind set explicitly (`--kind`, config `kind:`) against the module's exports.
+   * @throws CapsuleError BAD_MODULE naming the export the kind needs
+   */
+  checkKind(parsed: ParsedModule, kind: ModuleKind, name: string): Detection;
+  /** What the ABI accepts, for the message when no ABI recognises a module ("a WASI command (_start)"). */
+  readonly expects: string;
+  /** Generation whose host functions the module may import (`'host-functions'`); none for plain WASI. */
   generation(detection: Detection): 1 | 2 | undefined;
   /**
    * Load-time checks beyond the host imports (entry exports, import modules). `options.entrypoint`:
@@ -60,8 +97,4 @@ export interface Abi {
   initialise(guest: Guest): Promise<void>;
   /** Runs one invocation. */
   invoke(rt: GuestRuntime, input: InvocationInput, meta: InvocationMeta, detection: Detection): Promise<InvocationOutput>;
-  /** Extra `env` imports this kind may declare (none for Capsule ABI kinds: they use host functions). */
-  readonly envImports?: Readonly<Record<string, EnvImport>>;
-  /** Host functions checked against the module (filled by the engine). */
-  readonly hostFunctions?: HostFunction[];
 }

@@ -13,6 +13,7 @@ import { prepareSnapshot, type SnapshotPlan } from './snapshot.ts';
 import { detectKind } from './detect.ts';
 import { type Detection, type ModuleKind } from '../base/kinds.ts';
 import { abiFor } from '../abi/index.ts';
+import type { Abi } from '../abi/types.ts';
 import { checkHostImports } from '../abi/host-imports.ts';
 import { badImportType, sameType, sig } from '../abi/signatures.ts';
 
@@ -165,25 +166,7 @@ export async function compileModule(bytes: Uint8Array, source: string, options: 
   const detection = detectKind(parsed, name, options.kind);
   const abi = abiFor(detection.kind, name);
   abi.check(parsed, detection, name, { entrypoint: options.entrypoint });
-  const generation = abi.generation(detection);
-  const exportNames = new Set(parsed.exports.map((e) => e.name));
-  const allowedModules = new Set(['wasi_snapshot_preview1', ...(generation ? ['env'] : [])]);
-  // Kinds without host functions may still import a few named `env` functions (abi.envImports).
-  const extra = generation ? {} : abi.envImports ?? {};
-  const accepted = () => [...allowedModules, ...Object.keys(extra).map((n) => `env.${n}`)].join(', ');
-  for (const imp of parsed.imports) {
-    if (imp.kind === 'memory') continue;
-    if (!allowedModules.has(imp.module)) {
-      const e = imp.module === 'env' && imp.kind === 'function' ? extra[imp.name] : undefined;
-      if (e) {
-        const provided = sig(e.params, e.results);
-        if (!imp.type || sameType(imp.type, provided)) continue;
-        throw badImportType(name, 'env', imp.name, imp.type, { types: [provided], who: `Capsule (${detection.kind} modules)` });
-      }
-      throw new CapsuleError('BAD_MODULE', `${name}: imports ${imp.module}.${imp.name}; ${detection.kind} modules may import only from ${accepted()}`);
-    }
-  }
-  const hostImports = generation ? checkHostImports(parsed.imports, generation, name, exportNames).map((f) => f.name) : [];
+  const hostImports = checkImports(parsed, abi, detection, name);
 
   const memImport = parsed.imports.find((i) => i.kind === 'memory');
   const rewritten = rewriteMemoryAsImport(bytes, parsed);
@@ -208,6 +191,33 @@ export async function compileModule(bytes: Uint8Array, source: string, options: 
     pooledMemory: rewritten ? parsed.memories[0] : undefined,
     importedMemory: memImport?.memory ? { module: memImport.module, name: memImport.name, limits: memImport.memory } : undefined,
   };
+}
+
+/**
+ * Checks a module's function imports against the namespaces its ABI declares (`Abi.imports`).
+ * @returns the names of the host functions it imports (the `'host-functions'` namespace)
+ * @throws CapsuleError BAD_MODULE for an import from another namespace, a function the ABI does
+ *   not provide, or a declared type other than the provided one
+ */
+function checkImports(parsed: ParsedModule, abi: Abi, detection: Detection, name: string): string[] {
+  const generation = abi.generation(detection);
+  const exportNames = new Set(parsed.exports.map((e) => e.name));
+  const accepted = () => Object.entries(abi.imports).flatMap(([ns, p]) => (typeof p === 'string' ? [ns] : Object.keys(p).map((n) => `${ns}.${n}`))).join(', ');
+  for (const imp of parsed.imports) {
+    const provider = abi.imports[imp.module];
+    if (imp.kind === 'memory' || provider === 'wasi-preview1' || provider === 'host-functions') continue;
+    const fn = provider && imp.kind === 'function' && Object.hasOwn(provider, imp.name) ? provider[imp.name] : undefined;
+    if (!fn) throw new CapsuleError('BAD_MODULE', `${name}: imports ${imp.module}.${imp.name}; ${detection.kind} modules may import only from ${accepted()}`);
+    const provided = sig(fn.params, fn.results);
+    if (imp.type && !sameType(imp.type, provided)) throw badImportType(name, imp.module, imp.name, imp.type, { types: [provided], who: `Capsule (${detection.kind} modules)` });
+  }
+  const hostImports: string[] = [];
+  for (const [ns, provider] of Object.entries(abi.imports)) {
+    if (provider !== 'host-functions') continue;
+    const inNs = parsed.imports.filter((i) => i.module === ns);
+    if (generation) hostImports.push(...checkHostImports(inNs, generation, name, exportNames, ns).map((f) => f.name));
+  }
+  return hostImports;
 }
 
 /** Reads (file or URL) and compiles. See `compileModule` for errors. */

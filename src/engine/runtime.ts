@@ -88,7 +88,8 @@ export class ModuleRuntime implements GuestRuntime {
   readonly abi: Abi;
   readonly #wasi = new Wasi();
   readonly #state: CallState = {};
-  readonly #hostImports: Record<string, unknown>;
+  /** The import object's namespaces other than the memory's (`Abi.imports`, filled). */
+  readonly #namespaces: WebAssembly.Imports;
   readonly #jspi: boolean;
   readonly #env: Map<string, string>;
   readonly #memoryPool: MemoryPool;
@@ -125,9 +126,13 @@ export class ModuleRuntime implements GuestRuntime {
     this.#generation = generation ?? 2;
     const fns = generation ? spec.hostImports.map((n) => findHostFunction(n, generation)!) : [];
     const built = buildHostImports(fns, generation ?? 2, this.#state);
-    this.#hostImports = built.imports;
-    for (const [name, e] of Object.entries(this.abi.envImports ?? {})) this.#hostImports[name] ??= e.make(this.#state, spec.name);
     this.#jspi = built.async;
+    this.#namespaces = {};
+    for (const [ns, provider] of Object.entries(this.abi.imports)) {
+      this.#namespaces[ns] = provider === 'wasi-preview1' ? this.#wasi.imports as unknown as WebAssembly.ModuleImports
+        : provider === 'host-functions' ? built.imports as WebAssembly.ModuleImports
+          : Object.fromEntries(Object.entries(provider).map(([name, e]) => [name, e.make(this.#state, spec.name)]));
+    }
     const capPages = Math.floor(spec.settings.maxMemoryBytes / PAGE);
     const limits = spec.pooledMemory ?? spec.importedMemory?.limits;
     if (limits) {
@@ -329,10 +334,7 @@ export class ModuleRuntime implements GuestRuntime {
   /** The import object of an instance (the memory, when given, under the module's memory import). */
   #imports(memory: WebAssembly.Memory | undefined): WebAssembly.Imports {
     const shape = this.#memShape;
-    const imports: WebAssembly.Imports = {
-      wasi_snapshot_preview1: this.#wasi.imports as unknown as WebAssembly.ModuleImports,
-      env: this.#hostImports as WebAssembly.ModuleImports,
-    };
+    const imports: WebAssembly.Imports = { ...this.#namespaces };
     if (shape && memory) imports[shape.module] = { ...(imports[shape.module] ?? {}), [shape.name]: memory };
     return imports;
   }

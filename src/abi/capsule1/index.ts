@@ -9,6 +9,7 @@ import type { Abi } from '../types.ts';
 import type { Guest } from '../guest.ts';
 import { CAPSULE_GUEST, startCapsuleGuest } from '../capsule-common.ts';
 import { checkExportTypes, GEN1_EXPORTS, GEN1_HTTP } from '../signatures.ts';
+import { checkCapsule1Kind, detectCapsule1 } from './detect.ts';
 import { decodeGen1Response, encodeGen1Headers, parseGen1Error, requestParams } from './http.ts';
 import { REQUEST_PARAMS_KEY } from '../../capabilities/runtime/index.ts';
 import type { HttpRequestInput, InvocationOutput } from '../../base/invocation.ts';
@@ -54,6 +55,10 @@ async function handleHttp(guest: Guest, kind: ModuleKind, req: HttpRequestInput,
 
 export const capsule1: Abi = {
   kinds: ['capsule-1a', 'capsule-1b', 'capsule-1c'],
+  imports: { wasi_snapshot_preview1: 'wasi-preview1', env: 'host-functions' },
+  expects: 'a Capsule module (callHandleHttp, callHandle, callHandleHTTP or callHandleJSON)',
+  detect: detectCapsule1,
+  checkKind: checkCapsule1Kind,
   generation: () => 1,
   check(parsed, detection, name) {
     const fns = new Set(parsed.exports.filter((e) => e.kind === 'function').map((e) => e.name));

@@ -8,6 +8,7 @@ import type { Guest } from '../guest.ts';
 import type { HostCallContext } from '../../capabilities/types.ts';
 import { CAPSULE_GUEST, isGuestTrap, startCapsuleGuest } from '../capsule-common.ts';
 import { checkExportTypes, GEN2_EXPORTS } from '../signatures.ts';
+import { checkCapsule2Kind, detectCapsule2 } from './detect.ts';
 import { encodeHttpRequest, decodeHttpResponse, missingExportResponse } from './http.ts';
 import type { CliInput, CliOutput, HttpResponseOutput, InvocationMeta, InvocationOutput } from '../../base/invocation.ts';
 
@@ -107,6 +108,10 @@ async function invokeCli(rt: GuestRuntime, input: CliInput, meta: InvocationMeta
 
 export const capsule2: Abi = {
   kinds: ['capsule-2'],
+  imports: { wasi_snapshot_preview1: 'wasi-preview1', env: 'host-functions' },
+  expects: 'a Capsule module (callHandleHttp, callHandle, callHandleHTTP or callHandleJSON)',
+  detect: detectCapsule2,
+  checkKind: checkCapsule2Kind,
   generation: () => 2,
   check(parsed, _d, name) {
     const fns = new Set(parsed.exports.filter((e) => e.kind === 'function').map((e) => e.name));

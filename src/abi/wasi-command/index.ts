@@ -23,7 +23,7 @@ import type { Guest } from '../guest.ts';
 import type { Abi, EnvImport, GuestRuntime } from '../types.ts';
 import { cgiArgv, cgiEnv, parseCgiOutput, rawTarget, DEFAULT_MAX_OUTPUT_BYTES } from './cgi.ts';
 import { concatBytes } from '../../base/bytes.ts';
-import { checkExportTypes, sig } from '../signatures.ts';
+import { checkExportTypes, functionExports, sig } from '../signatures.ts';
 
 /** Exit code of a trapping command (128 + SIGABRT, as a native program that aborts). */
 export const TRAP_EXIT_CODE = 134;
@@ -116,8 +116,12 @@ async function invokeCgi(rt: GuestRuntime, input: HttpRequestInput, meta: Invoca
 
 export const wasiCommand: Abi = {
   kinds: ['wasi'],
+  imports: { wasi_snapshot_preview1: 'wasi-preview1', env: ENV_IMPORTS },
+  expects: 'a WASI command (_start)',
+  detect: (parsed) => (functionExports(parsed).has('_start') ? { kind: 'wasi', reason: 'exports _start and no Capsule entry point' } : undefined),
+  // the entrypoint is checked when the route names it
+  checkKind: (_parsed, kind) => ({ kind, reason: 'set by --kind' }),
   generation: () => undefined,
-  envImports: ENV_IMPORTS,
   check(parsed, _detection, name, options) {
     // A reactor driven through a route's entrypoint (spec README §1) needs that export instead.
     const entry = options?.entrypoint ?? '_start';

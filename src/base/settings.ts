@@ -85,3 +85,40 @@ export interface FunctionSettings extends CapabilitySettings {
   maxLogBytes: number;
   capsuleVersion: string;
 }
+
+/**
+ * One declared setting of a function (a capability's, in `capabilities/<name>/settings.ts`): every
+ * source reads it from this one entry. The CLI flag is `flag`, its `CAPSULE_*` variable is the
+ * flag in upper snake case (`--http-timeout` → `CAPSULE_HTTP_TIMEOUT`), the key of a config file,
+ * a routes file entry or an API body is `key`.
+ */
+export interface SettingDeclaration {
+  /** Key in YAML files, routes entries and API bodies: the flag's name in camelCase (`httpTimeout`). */
+  readonly key: string;
+  /** The CLI flag with its value placeholder (`--http-timeout <duration>`). */
+  readonly flag: string;
+  /** Help text of the flag. */
+  readonly description: string;
+  /** Default as a user would write it (`10s`), shown in the help; absent: none (or from the environment). */
+  readonly default?: string;
+  /** The values allowed, when it is a choice. */
+  readonly choices?: readonly string[];
+  /**
+   * Checks a value and stores it into the settings.
+   * @param name names the key and its source in messages (`--http-timeout`, `fns.yaml: "functions.a.httpTimeout"`)
+   * @throws CapsuleError USAGE naming `name` when the value is not valid
+   */
+  apply(settings: CapabilitySettings, value: string, name: string): void;
+}
+
+/** The declarations of one capability, and what completes them once all are read. */
+export interface CapabilitySettingDeclarations {
+  readonly settings: readonly SettingDeclaration[];
+  /**
+   * Runs after every declaration was applied (only when one of them was given): fills what the
+   * runner's environment provides (CouchBase user, password…).
+   * @param names the `name` of each declaration given, by key
+   * @throws CapsuleError USAGE when what was given is not enough
+   */
+  complete?(settings: CapabilitySettings, env: NodeJS.ProcessEnv, names: ReadonlyMap<string, string>): void;
+}

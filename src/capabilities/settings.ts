@@ -8,7 +8,19 @@
  * CouchBase clients then read the Go Capsule environment variables of the runner's process
  * (capsule-abi.md §4.7, §5.7). The types are on the ground floor (base/settings.ts).
  */
-import type { CapabilitySettings } from '../base/settings.ts';
+import type { CapabilitySettingDeclarations, CapabilitySettings } from '../base/settings.ts';
+import { httpSettings } from './http/settings.ts';
+import { cacheSettings } from './cache/settings.ts';
+import { kvSettings } from './kv/settings.ts';
+import { redisSettings } from './redis/settings.ts';
+import { couchbaseSettings } from './couchbase/settings.ts';
+
+/**
+ * The settings every capability declares (key, flag, default, parser, help), in help order.
+ * The CLI flags, config files, `CAPSULE_*` variables, routes files and API bodies all loop over
+ * this list (functions/spec.ts): a new setting is one entry in its capability's `settings.ts`.
+ */
+export const CAPABILITY_SETTINGS: readonly CapabilitySettingDeclarations[] = [httpSettings, cacheSettings, kvSettings, redisSettings, couchbaseSettings];
 
 /** Defaults of the capability settings (documented in the README's "Capabilities" section). */
 export const CAPABILITY_DEFAULTS = {

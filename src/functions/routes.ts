@@ -18,7 +18,8 @@
  * - Capsule's **YAML** routes file (`--routes routes.yaml`): a `functions:` map of name →
  *   settings whose keys are the long flag names in camelCase (`wasm`, `kind`, `env`, `envFile`,
  *   `dir`, `allowedHosts`, `timeout`, `maxMemory`, `maxConcurrency`, and the capability settings
- *   `httpTimeout`, `maxResponse`, `cacheMaxEntries`, `cacheMaxBytes`, `kv`, `redisUri`) plus
+ *   `httpTimeout`, `maxResponse`, `cacheMaxEntries`, `cacheMaxBytes`, `kv`, `redisUri`,
+ *   `couchbaseCluster`, `couchbaseUser`, `couchbaseBucket`: every `SETTING_KEYS`) plus
  *   `route`, `entrypoint`, `argv` and `revisions` (name → module path). Paths are relative to the
  *   file.
  *
@@ -35,7 +36,7 @@ import { rebaseDirGrant } from '../wasi/mounts.ts';
 import { MODULE_KINDS, type ModuleKind } from '../base/kinds.ts';
 import { parseDuration, parseSize } from '../base/units.ts';
 import { parseEnvFile } from './guest-env.ts';
-import { parseRedisUri } from '../capabilities/redis/config.ts';
+import { readCapabilitySettings, SETTING_KEYS } from './spec.ts';
 import type { CapabilitySettings } from '../base/settings.ts';
 
 /** Function names (conventions.md §4). */
@@ -200,8 +201,8 @@ function readText(file: string): string {
   }
 }
 
-/** Capability settings a function may set for itself (the flags' names in camelCase). */
-const CAPABILITY_KEYS = ['httpTimeout', 'maxResponse', 'cacheMaxEntries', 'cacheMaxBytes', 'kv', 'redisUri'];
+/** Capability settings a function may set for itself (the flags' names in camelCase), declared beside each capability. */
+const CAPABILITY_KEYS = SETTING_KEYS;
 /** Keys of a YAML function (and of a `<name>.capsule.yaml` beside a module, minus the first three). */
 const FUNCTION_KEYS = ['wasm', 'route', 'revisions', 'entrypoint', 'argv', 'kind', 'env', 'envFile', 'dir', 'allowedHosts', 'timeout', 'maxMemory', 'maxConcurrency', ...CAPABILITY_KEYS];
 const BESIDE_KEYS = FUNCTION_KEYS.filter((k) => !['wasm', 'route', 'revisions'].includes(k));
@@ -228,33 +229,9 @@ function yamlSettings(r: Reader, base: string): Omit<FunctionDef, 'key' | 'name'
   };
 }
 
-/** The capability settings a function table sets (`CAPABILITY_KEYS`), or undefined when none. */
+/** The capability settings a function table sets (the declared settings), or undefined when none. */
 function capabilitySettingsOf(r: Reader): CapabilitySettings | undefined {
-  const name = (key: string) => `${r.file}: "${r.where}${key}"`;
-  const out: CapabilitySettings = {};
-  const timeout = r.scalar('httpTimeout');
-  const maxResponse = r.scalar('maxResponse');
-  if (timeout !== undefined || maxResponse !== undefined) {
-    out.http = {
-      ...(timeout !== undefined ? { timeoutMs: parseDuration(timeout, name('httpTimeout')) } : {}),
-      ...(maxResponse !== undefined ? { maxResponseBytes: parseSize(maxResponse, name('maxResponse')) } : {}),
-    };
-  }
-  const entries = r.positive('cacheMaxEntries');
-  const bytes = r.scalar('cacheMaxBytes');
-  if (entries !== undefined || bytes !== undefined) {
-    out.cache = {
-      ...(entries !== undefined ? { maxEntries: entries } : {}),
-      ...(bytes !== undefined ? { maxBytes: parseSize(bytes, name('cacheMaxBytes')) } : {}),
-    };
-  }
-  const kv = r.string('kv');
-  if (kv !== undefined) {
-    if (kv !== 'memory' && kv !== 'redis') throw usage(r.file, `"${r.where}kv" must be one of memory, redis, not ${JSON.stringify(kv)}`);
-    out.kv = kv;
-  }
-  const redis = r.string('redisUri');
-  if (redis !== undefined) out.redis = parseRedisUri(redis, name('redisUri'));
+  const out = readCapabilitySettings((key) => r.scalar(key), (d) => `${r.file}: "${r.where}${d.key}"`);
   return Object.keys(out).length > 0 ? out : undefined;
 }
 

@@ -22,7 +22,7 @@ export type {
   InvocationInput, InvocationOutput, InvocationMeta, HttpRequestInput, HttpResponseOutput, CliInput, CliOutput,
   LifecycleInput, LifecycleOutput, MessageInput, MessageOutput,
 } from './base/invocation.ts';
-export type { CallLogs } from './engine/runtime.ts';
+export type { CallLogs } from './engine/instance.ts';
 export type { FunctionSettings } from './base/settings.ts';
 
 // Triggers

@@ -37,8 +37,8 @@ export interface EnvImport {
   make(state: CallState, moduleName: string): (...args: number[]) => unknown;
 }
 
-/** What the engine offers an ABI inside a worker, for one module. */
-export interface GuestRuntime {
+/** What the engine offers an ABI inside a worker thread, for one module: its instances. */
+export interface GuestInstances {
   /**
    * The module as the worker received it (`name`: its file name, WASI argv[0]; `settings.env`:
    * the function's configured environment).
@@ -59,6 +59,9 @@ export interface GuestRuntime {
  * - a record: exactly these functions, provided by the ABI itself (`EnvImport`).
  */
 export type ImportProvider = 'wasi-preview1' | 'host-functions' | Readonly<Record<string, EnvImport>>;
+
+/** @deprecated the former name of `GuestInstances`, kept while the Extism ABI moves to it. */
+export type GuestRuntime = GuestInstances;
 
 export interface Abi {
   /** Kinds this ABI serves (values of `--kind` and config `kind:`, in list order). */
@@ -96,5 +99,5 @@ export interface Abi {
   /** First calls on a new instance (`_initialize`/`_start`, then OnStart for gen 2). */
   initialise(guest: Guest): Promise<void>;
   /** Runs one invocation. */
-  invoke(rt: GuestRuntime, input: InvocationInput, meta: InvocationMeta, detection: Detection): Promise<InvocationOutput>;
+  invoke(instances: GuestInstances, input: InvocationInput, meta: InvocationMeta, detection: Detection): Promise<InvocationOutput>;
 }

@@ -28,7 +28,7 @@ import { EventEmitter } from 'node:events';
 import type { ServiceHandler, ServiceHost } from '../base/services.ts';
 import { CapsuleError } from '../base/errors.ts';
 import type { InvocationInput, InvocationMeta, InvocationOutput } from '../base/invocation.ts';
-import type { CallLogs, WorkerModule } from './runtime.ts';
+import type { CallLogs, WorkerModule } from './instance.ts';
 import type { FunctionSettings } from '../base/settings.ts';
 import { packCall, unpackDone, type CallDone, type FromWorker, type ToWorker, type WorkerCall } from './protocol.ts';
 import type { LoadedModule } from './load.ts';

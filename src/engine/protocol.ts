@@ -9,7 +9,7 @@
  * request. Anything else, and any item with a NUL inside one of its strings, travels as is.
  */
 import type { HttpRequestInput, HttpResponseOutput, InvocationInput, InvocationMeta, InvocationOutput } from '../base/invocation.ts';
-import type { CallError, CallLogs, WorkerModule } from './runtime.ts';
+import type { CallError, CallLogs, WorkerModule } from './instance.ts';
 
 export type ToWorker =
   | { t: 'load'; moduleId: number; module: WorkerModule }

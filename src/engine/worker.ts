@@ -8,7 +8,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { readlinkSync } from 'node:fs';
 import { MemoryPool } from './memory-pool.ts';
-import { ModuleRuntime } from './runtime.ts';
+import { ModuleInstances } from './instance.ts';
 import { packDone, unpackCall, type ToWorker, type FromWorker, type WorkerCall, type CallDone } from './protocol.ts';
 
 const port = parentPort!;
@@ -35,7 +35,7 @@ function callService(moduleId: number, name: string, request: unknown): Promise<
     port.postMessage({ t: 'service', id, moduleId, name, request } satisfies FromWorker);
   });
 }
-const modules = new Map<number, ModuleRuntime | { error: { code: 'BAD_MODULE' | 'MEMORY' | 'INTERNAL'; message: string } }>();
+const modules = new Map<number, ModuleInstances | { error: { code: 'BAD_MODULE' | 'MEMORY' | 'INTERNAL'; message: string } }>();
 const queue: WorkerCall[] = [];
 /** Results not posted yet: they leave before the next guest runs (it may never return) or when the queue is empty. */
 const outbox: CallDone[] = [];
@@ -100,7 +100,7 @@ port.on('message', (msg: ToWorker) => {
   switch (msg.t) {
     case 'load':
       try {
-        modules.set(msg.moduleId, new ModuleRuntime(msg.module, pool, (name, request) => callService(msg.moduleId, name, request)));
+        modules.set(msg.moduleId, new ModuleInstances(msg.module, pool, (name, request) => callService(msg.moduleId, name, request)));
       } catch (e) {
         const err = e as { code?: string; message: string };
         modules.set(msg.moduleId, { error: { code: err.code === 'MEMORY' ? 'MEMORY' : err.code === 'BAD_MODULE' ? 'BAD_MODULE' : 'INTERNAL', message: err.message } });

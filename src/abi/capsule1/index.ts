@@ -73,8 +73,8 @@ export const capsule1: Abi = {
   async initialise(guest) {
     await startCapsuleGuest(guest);
   },
-  async invoke(rt, input, meta, detection): Promise<InvocationOutput> {
-    return rt.withGuest(meta, async (guest, ctx): Promise<InvocationOutput> => {
+  async invoke(instances, input, meta, detection): Promise<InvocationOutput> {
+    return instances.withGuest(meta, async (guest, ctx): Promise<InvocationOutput> => {
       switch (input.type) {
         case 'cli': {
           if (!guest.has('callHandle')) throw new CapsuleError('BAD_MODULE', 'the module exports no callHandle: it cannot be run from the CLI');

@@ -3,7 +3,7 @@
  * S/F framing, the HTTP request/response JSON, OnStart/OnStop/OnHealthCheck/OnMetrics.
  */
 import { CapsuleError } from '../../base/errors.ts';
-import type { Abi, GuestRuntime } from '../types.ts';
+import type { Abi, GuestInstances } from '../types.ts';
 import type { Guest } from '../guest.ts';
 import type { HostCallContext } from '../../capabilities/types.ts';
 import { CAPSULE_GUEST, isGuestTrap, startCapsuleGuest } from '../capsule-common.ts';
@@ -80,11 +80,11 @@ function isJson(bytes: Uint8Array): boolean {
  * @throws what the guest call throws (the first trap when both fail); CapsuleError BAD_MODULE
  *   when the chosen export is missing
  */
-async function invokeCli(rt: GuestRuntime, input: CliInput, meta: InvocationMeta): Promise<CliOutput> {
+async function invokeCli(instances: GuestInstances, input: CliInput, meta: InvocationMeta): Promise<CliOutput> {
   const params = input.params ?? new Uint8Array(0);
   let first: string | undefined;
   let hasJson = false;
-  const run = (entryOf: (guest: Guest) => string) => rt.withGuest(meta, async (guest): Promise<CliOutput> => {
+  const run = (entryOf: (guest: Guest) => string) => instances.withGuest(meta, async (guest): Promise<CliOutput> => {
     const entry = entryOf(guest);
     if (!guest.has(entry)) throw new CapsuleError('BAD_MODULE', `the module exports no ${entry}: it cannot be run from the CLI`);
     const { ok, payload } = await callEntry(guest, entry, params, framed(entry));
@@ -122,9 +122,9 @@ export const capsule2: Abi = {
     await startCapsuleGuest(guest);
     if (guest.has('OnStart')) await guest.call('OnStart');
   },
-  async invoke(rt, input, meta): Promise<InvocationOutput> {
-    if (input.type === 'cli') return invokeCli(rt, input, meta);
-    return rt.withGuest(meta, async (guest, ctx): Promise<InvocationOutput> => {
+  async invoke(instances, input, meta): Promise<InvocationOutput> {
+    if (input.type === 'cli') return invokeCli(instances, input, meta);
+    return instances.withGuest(meta, async (guest, ctx): Promise<InvocationOutput> => {
       switch (input.type) {
         case 'http': {
           if (!guest.has('callHandleHTTP')) return missingExportResponse('callHandleHTTP');

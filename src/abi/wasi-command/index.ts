@@ -20,7 +20,7 @@ import type { CliOutput, HttpRequestInput, HttpResponseOutput, InvocationMeta, I
 import { formatBytes } from '../../base/units.ts';
 import { WasiExit } from '../../wasi/preview1.ts';
 import type { Guest } from '../guest.ts';
-import type { Abi, EnvImport, GuestRuntime } from '../types.ts';
+import type { Abi, EnvImport, GuestInstances } from '../types.ts';
 import { cgiArgv, cgiEnv, parseCgiOutput, rawTarget, DEFAULT_MAX_OUTPUT_BYTES } from './cgi.ts';
 import { concatBytes } from '../../base/bytes.ts';
 import { checkExportTypes, functionExports, sig } from '../signatures.ts';
@@ -76,7 +76,7 @@ async function runEntry(guest: Guest, entrypoint: string): Promise<number> {
 }
 
 /** Serves one HTTP request CGI-style (wasi-cgi.md §2–§8). */
-async function invokeCgi(rt: GuestRuntime, input: HttpRequestInput, meta: InvocationMeta): Promise<HttpResponseOutput> {
+async function invokeCgi(instances: GuestInstances, input: HttpRequestInput, meta: InvocationMeta): Promise<HttpResponseOutput> {
   const route = input.cgi ?? { route: '/...' };
   const max = route.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
   const chunks: Uint8Array[] = [];
@@ -90,7 +90,7 @@ async function invokeCgi(rt: GuestRuntime, input: HttpRequestInput, meta: Invoca
   const text = (status: number, body: string, code: CapsuleError['code']): HttpResponseOutput => ({
     type: 'http', status, headers: [['Content-Type', 'text/plain; charset=utf-8']], body: encoder.encode(body), failure: { code, message: body },
   });
-  return rt.withGuest(meta, async (guest, ctx): Promise<HttpResponseOutput> => {
+  return instances.withGuest(meta, async (guest, ctx): Promise<HttpResponseOutput> => {
     let exitCode: number;
     try {
       exitCode = await runEntry(guest, route.entrypoint ?? '_start');
@@ -107,7 +107,7 @@ async function invokeCgi(rt: GuestRuntime, input: HttpRequestInput, meta: Invoca
   }, {
     wasi: {
       args: cgiArgv(rawTarget(input.url), route.argv),
-      env: cgiEnv(input, route, rt.spec.settings.env),
+      env: cgiEnv(input, route, instances.spec.settings.env),
       stdin: input.body,
       stdout,
     },
@@ -137,12 +137,12 @@ export const wasiCommand: Abi = {
   async initialise() {
     // Commands start in their entrypoint, called by `invoke`.
   },
-  async invoke(rt, input, meta): Promise<InvocationOutput> {
-    if (input.type === 'http') return invokeCgi(rt, input, meta);
+  async invoke(instances, input, meta): Promise<InvocationOutput> {
+    if (input.type === 'http') return invokeCgi(instances, input, meta);
     if (input.type === 'lifecycle') return { type: 'lifecycle', called: false };
     if (input.type === 'message') throw new CapsuleError('BAD_MODULE', 'WASI commands cannot handle broker messages; use a Capsule module (callHandleMessage)');
-    const args = [rt.spec.name, ...input.args];
-    return rt.withGuest(meta, async (guest): Promise<CliOutput> => {
+    const args = [instances.spec.name, ...input.args];
+    return instances.withGuest(meta, async (guest): Promise<CliOutput> => {
       try {
         return { type: 'cli', exitCode: await runEntry(guest, input.entrypoint ?? '_start'), text: undefined };
       } catch (e) {

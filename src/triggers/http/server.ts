@@ -17,7 +17,7 @@ import { CapsuleError, STATUS_BY_CODE } from '../../base/errors.ts';
 import { concatBytes } from '../../base/bytes.ts';
 import type { CapsuleFunction } from '../../engine/function.ts';
 import type { CallResult, WorkerPool } from '../../engine/pool.ts';
-import type { CallLogs } from '../../engine/runtime.ts';
+import type { CallLogs } from '../../engine/instance.ts';
 import type { HttpRequestInput, HttpResponseOutput, InvocationMeta } from '../../base/invocation.ts';
 import type { CgiRoute } from '../../base/invocation.ts';
 import type { Logger } from '../../observability/logger.ts';
@@ -25,6 +25,7 @@ import { RunnerMetrics } from '../../observability/metrics.ts';
 import { DEFAULTS } from '../../engine/function.ts';
 import { isRunnerRoute, logGuestOutput, sendError, serveRunnerRoute, writeResponse, type RunnerRouteContext } from '../shared/runner-routes.ts';
 import { guardConnections, listen, tlsError } from './connections.ts';
+import { runLifecycle, runStopExports, settleWithin, Shutdown } from '../lifecycle.ts';
 
 export interface HttpTriggerOptions {
   /** Interface to bind (default 127.0.0.1). */
@@ -124,118 +125,217 @@ function tagResponse(res: ServerResponse, requestId: string): void {
  *   unknown host) or the TLS certificate and key cannot be used, in one line
  */
 export async function servePipeline(spec: PipelineSpec, o: HttpTriggerOptions): Promise<RunningHttpTrigger> {
-  const log = o.logger;
-  const maxBody = o.maxBodyBytes ?? DEFAULTS.maxBodyBytes;
-  const maxConcurrency = o.maxConcurrency ?? 1024;
-  const graceMs = o.graceMs ?? 10_000;
-  const metrics = new RunnerMetrics(
-    () => spec.pools.reduce((n, p) => n + p.busy, 0),
-    spec.pools.reduce((n, p) => n + p.size, 0),
-  );
-  for (const pool of spec.pools) pool.on('worker-exit', (message: string) => log.warn(`worker replaced: ${message}`));
-  const scheme = o.tls ? 'https' : 'http';
-  let inflight = 0;
-  const perTarget = new Map<HttpTarget, number>();
-  let draining = false;
-  let port = 0;
-  let defaultHost = '';
-  let idleTimer: NodeJS.Timeout | undefined;
-  const drained: (() => void)[] = [];
-  const state: PipelineState = {
-    get draining() { return draining; },
-    get port() { return port; },
-    metrics,
-    logGuest: (logs, fields) => logGuestOutput(log, logs, fields),
-  };
+  return new Pipeline(spec, o).listen();
+}
 
-  // --stop-after: a request only records the time; one timer checks it (no timer per request).
-  let lastRequest = Date.now();
-  const armIdle = () => {
-    if (o.stopAfterMs === undefined) return;
-    lastRequest = Date.now();
-    if (idleTimer) return;
-    const check = () => {
-      const idle = Date.now() - lastRequest;
-      if (idle >= o.stopAfterMs! && inflight === 0) void shutdown(`no request for ${o.stopAfterMs} ms (--stop-after)`);
-      else idleTimer = setTimeout(check, Math.max(o.stopAfterMs! - idle, 10));
+/** One request on its way through the pipeline: what its log line and metrics need. */
+interface Exchange {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly requestId: string;
+  /** `performance.now()` when it arrived. */
+  readonly start: number;
+  /** The `function` label ('' when none). */
+  readonly fname: string;
+  /** Counted in the request metrics (the runner's own routes are not). */
+  readonly counted: boolean;
+}
+
+/** The request pipeline: admission, body, call, answer, log line, metrics, --stop-after, shutdown. */
+class Pipeline {
+  readonly #spec: PipelineSpec;
+  readonly #o: HttpTriggerOptions;
+  readonly #log: Logger;
+  readonly #maxBody: number;
+  readonly #maxConcurrency: number;
+  readonly #scheme: 'http' | 'https';
+  readonly #metrics: RunnerMetrics;
+  readonly #state: PipelineState;
+  readonly #perTarget = new Map<HttpTarget, number>();
+  readonly #drained: (() => void)[] = [];
+  readonly #shutdown: Shutdown<void>;
+  #inflight = 0;
+  #draining = false;
+  #port = 0;
+  #defaultHost = '';
+  #idleTimer: NodeJS.Timeout | undefined;
+  #lastRequest = Date.now();
+  #server!: Server;
+  #guard!: ReturnType<typeof guardConnections>;
+
+  constructor(spec: PipelineSpec, o: HttpTriggerOptions) {
+    this.#spec = spec;
+    this.#o = o;
+    const log = this.#log = o.logger;
+    this.#maxBody = o.maxBodyBytes ?? DEFAULTS.maxBodyBytes;
+    this.#maxConcurrency = o.maxConcurrency ?? 1024;
+    this.#scheme = o.tls ? 'https' : 'http';
+    const metrics = this.#metrics = new RunnerMetrics(
+      () => spec.pools.reduce((n, p) => n + p.busy, 0),
+      spec.pools.reduce((n, p) => n + p.size, 0),
+    );
+    for (const pool of spec.pools) pool.on('worker-exit', (message: string) => log.warn(`worker replaced: ${message}`));
+    const draining = () => this.#draining;
+    const port = () => this.#port;
+    this.#state = {
+      get draining() { return draining(); },
+      get port() { return port(); },
+      metrics,
+      logGuest: (logs, fields) => logGuestOutput(log, logs, fields),
     };
-    idleTimer = setTimeout(check, o.stopAfterMs);
-  };
+    this.#shutdown = new Shutdown((reason) => this.#stop(reason, o.graceMs ?? 10_000));
+  }
 
-  let guard: ReturnType<typeof guardConnections> | undefined;
-  const handler = (req: IncomingMessage, res: ServerResponse) => {
+  /** Creates the server and listens. @throws CapsuleError USAGE (see servePipeline) */
+  async listen(): Promise<RunningHttpTrigger> {
+    const o = this.#o;
+    const handler = (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res);
+    let server: Server;
+    try {
+      server = o.tls ? createHttpsServer({ cert: o.tls.cert, key: o.tls.key }, handler) : createHttpServer(handler);
+    } catch (e) {
+      throw new CapsuleError('USAGE', tlsError(e, o.tls!));
+    }
+    this.#server = server;
+    this.#guard = guardConnections(server, this.#log);
+    server.keepAliveTimeout = 5000;
+    server.headersTimeout = 60_000;
+    server.requestTimeout = 0; // the per-call deadline is the guest's --timeout
+    const host = o.host ?? '127.0.0.1';
+    const port = this.#port = await listen(server, o.port ?? 8080, host);
+    const displayHost = host.includes(':') ? `[${host}]` : host;
+    this.#defaultHost = `${displayHost}:${port}`;
+    this.#armIdle();
+    const shutdown = this.#shutdown;
+    return { url: `${this.#scheme}://${displayHost}:${port}`, port, server, metrics: this.#metrics, shutdown: (reason) => shutdown.run(reason), closed: shutdown.closed };
+  }
+
+  /** Shutdown: refuse new calls, give those in flight the grace, close, `spec.stop`. */
+  async #stop(reason: string, graceMs: number): Promise<void> {
+    this.#log.info({ reason, inflight: this.#inflight }, 'shutting down');
+    this.#draining = true;
+    if (this.#idleTimer) clearTimeout(this.#idleTimer);
+    this.#server.closeIdleConnections();
+    // During the grace the port stays open: /capsule/ready answers 503 (a balancer sees the
+    // runner leave instead of a refused connection) and new calls get 503 OVERLOADED.
+    if (this.#inflight > 0) await settleWithin(new Promise<void>((r) => this.#drained.push(r)), graceMs);
+    this.#server.close();
+    await this.#spec.stop(this.#state);
+    this.#server.closeAllConnections();
+  }
+
+  /** --stop-after: a request only records the time; one timer checks it (no timer per request). */
+  #armIdle(): void {
+    const stopAfterMs = this.#o.stopAfterMs;
+    if (stopAfterMs === undefined) return;
+    this.#lastRequest = Date.now();
+    if (this.#idleTimer) return;
+    const check = () => {
+      const idle = Date.now() - this.#lastRequest;
+      if (idle >= stopAfterMs && this.#inflight === 0) void this.#shutdown.run(`no request for ${stopAfterMs} ms (--stop-after)`);
+      else this.#idleTimer = setTimeout(check, Math.max(stopAfterMs - idle, 10));
+    };
+    this.#idleTimer = setTimeout(check, stopAfterMs);
+  }
+
+  /** Every request starts here: id, dispatch, then an answer, an error or a call. */
+  #handle(req: IncomingMessage, res: ServerResponse): void {
     const start = performance.now();
-    guard!.track(req, res);
+    this.#guard.track(req, res);
     // while draining, every answer tells keep-alive clients to go elsewhere
-    if (draining) res.setHeader('Connection', 'close');
+    if (this.#draining) res.setHeader('Connection', 'close');
     const incoming = req.headers['x-request-id'];
     const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
-    armIdle();
-    const path = (req.url ?? '/').split('?', 1)[0]!;
-    let dispatch: HttpDispatch;
-    try {
-      dispatch = spec.dispatch(path, req, state);
-    } catch (e) {
-      dispatch = { type: 'error', error: e instanceof CapsuleError ? e : new CapsuleError('INTERNAL', (e as Error).message) };
-    }
+    this.#armIdle();
+    const dispatch = this.#dispatch((req.url ?? '/').split('?', 1)[0]!, req);
     const fname = dispatch.type === 'function' ? dispatch.target.name : dispatch.name ?? '';
-    const counted = !(dispatch.type === 'answer' && dispatch.runner);
-    const done = (status: number, code?: string) => {
-      const ms = performance.now() - start;
-      if (counted) {
-        metrics.requests.inc({ function: fname, method: req.method ?? '', status });
-        metrics.duration.observe({ function: fname }, ms / 1000);
-        if (code) metrics.errors.inc({ function: fname, code });
-        if (code === 'TIMEOUT') metrics.timeouts.inc({ function: fname });
-      }
-      const line: Record<string, unknown> = { requestId, method: req.method, url: req.url, function: fname || undefined, status, durationMs: Math.round(ms * 1000) / 1000 };
-      if (code) line.code = code;
-      log.info(line, 'request');
-    };
+    const ex: Exchange = { req, res, requestId, start, fname, counted: !(dispatch.type === 'answer' && dispatch.runner) };
     if (dispatch.type === 'answer') {
       tagResponse(res, requestId);
-      void dispatch.respond(req, res, requestId).then((status) => done(status));
+      void dispatch.respond(req, res, requestId).then((status) => this.#done(ex, status));
       return;
     }
     if (dispatch.type === 'error') {
       tagResponse(res, requestId);
       req.resume();
       sendError(res, dispatch.error);
-      done(STATUS_BY_CODE[dispatch.error.code], dispatch.error.code);
+      this.#done(ex, STATUS_BY_CODE[dispatch.error.code], dispatch.error.code);
       return;
     }
-    const { target } = dispatch;
-    const targetInflight = perTarget.get(target) ?? 0;
+    if (this.#admit(ex, dispatch.target)) this.#readBody(ex, dispatch);
+  }
+
+  #dispatch(path: string, req: IncomingMessage): HttpDispatch {
+    try {
+      return this.#spec.dispatch(path, req, this.#state);
+    } catch (e) {
+      return { type: 'error', error: e instanceof CapsuleError ? e : new CapsuleError('INTERNAL', (e as Error).message) };
+    }
+  }
+
+  /** The request's log line and metrics. */
+  #done(ex: Exchange, status: number, code?: string): void {
+    const ms = performance.now() - ex.start;
+    const { fname, req } = ex;
+    if (ex.counted) {
+      const metrics = this.#metrics;
+      metrics.requests.inc({ function: fname, method: req.method ?? '', status });
+      metrics.duration.observe({ function: fname }, ms / 1000);
+      if (code) metrics.errors.inc({ function: fname, code });
+      if (code === 'TIMEOUT') metrics.timeouts.inc({ function: fname });
+    }
+    const line: Record<string, unknown> = { requestId: ex.requestId, method: req.method, url: req.url, function: fname || undefined, status, durationMs: Math.round(ms * 1000) / 1000 };
+    if (code) line.code = code;
+    this.#log.info(line, 'request');
+  }
+
+  /**
+   * Admission: 503 when the server or the target is full or draining, 413 when the declared
+   * body is too large; otherwise the call counts as in flight (until `#release`).
+   * @returns whether the call may go on
+   */
+  #admit(ex: Exchange, target: HttpTarget): boolean {
+    const { req, res, requestId } = ex;
+    const targetInflight = this.#perTarget.get(target) ?? 0;
     const targetFull = target.maxConcurrency !== undefined && targetInflight >= target.maxConcurrency;
-    if (inflight >= maxConcurrency || draining || targetFull) {
+    if (this.#inflight >= this.#maxConcurrency || this.#draining || targetFull) {
       tagResponse(res, requestId);
       res.setHeader('Retry-After', '1');
-      const why = draining ? 'the server is shutting down'
+      const why = this.#draining ? 'the server is shutting down'
         : targetFull ? `more than ${target.maxConcurrency} requests in progress for ${target.name} (http_max_concurrency)`
-          : `more than ${maxConcurrency} requests in progress (--max-concurrency)`;
+          : `more than ${this.#maxConcurrency} requests in progress (--max-concurrency)`;
       sendError(res, new CapsuleError('OVERLOADED', why));
       req.resume();
-      done(503, 'OVERLOADED');
-      return;
+      this.#done(ex, 503, 'OVERLOADED');
+      return false;
     }
     const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > maxBody) {
+    if (declared > this.#maxBody) {
       tagResponse(res, requestId);
-      tooLarge(req, res, maxBody);
-      done(413, 'TOO_LARGE');
-      return;
+      tooLarge(req, res, this.#maxBody);
+      this.#done(ex, 413, 'TOO_LARGE');
+      return false;
     }
-    inflight++;
-    perTarget.set(target, targetInflight + 1);
-    metrics.inflight.inc();
-    const finish = () => {
-      inflight--;
-      const n = (perTarget.get(target) ?? 1) - 1;
-      if (n === 0) perTarget.delete(target);
-      else perTarget.set(target, n);
-      metrics.inflight.dec();
-      if (draining && inflight === 0) drained.splice(0).forEach((f) => f());
-    };
+    this.#inflight++;
+    this.#perTarget.set(target, targetInflight + 1);
+    this.#metrics.inflight.inc();
+    return true;
+  }
+
+  /** The call is over (answered, aborted or refused for its body). */
+  #release(target: HttpTarget): void {
+    this.#inflight--;
+    const n = (this.#perTarget.get(target) ?? 1) - 1;
+    if (n === 0) this.#perTarget.delete(target);
+    else this.#perTarget.set(target, n);
+    this.#metrics.inflight.dec();
+    if (this.#draining && this.#inflight === 0) this.#drained.splice(0).forEach((f) => f());
+  }
+
+  /** Reads the body up to the limit (larger → 413), then calls the target. */
+  #readBody(ex: Exchange, dispatch: FunctionDispatch): void {
+    const { req, res } = ex;
+    const maxBody = this.#maxBody;
     const chunks: Buffer[] = [];
     let size = 0;
     let aborted = false;
@@ -244,10 +344,10 @@ export async function servePipeline(spec: PipelineSpec, o: HttpTriggerOptions): 
       size += c.length;
       if (size > maxBody) {
         aborted = true;
-        tagResponse(res, requestId);
+        tagResponse(res, ex.requestId);
         tooLarge(req, res, maxBody);
-        done(413, 'TOO_LARGE');
-        finish();
+        this.#done(ex, 413, 'TOO_LARGE');
+        this.#release(dispatch.target);
         return;
       }
       chunks.push(c);
@@ -255,98 +355,61 @@ export async function servePipeline(spec: PipelineSpec, o: HttpTriggerOptions): 
     req.on('error', () => {
       if (!aborted) {
         aborted = true;
-        finish();
+        this.#release(dispatch.target);
       }
     });
     req.on('end', () => {
       if (aborted) return;
-      const body = chunks.length === 1 ? chunks[0]! : concatBytes(chunks, size);
-      const input: HttpRequestInput = {
-        type: 'http', method: req.method ?? 'GET', url: `${scheme}://${req.headers.host ?? `${o.host ?? '127.0.0.1'}`}${req.url ?? '/'}`,
-        headers: headerPairs(req), body, remoteAddress: req.socket.remoteAddress ?? '', remotePort: req.socket.remotePort ?? 0,
-        httpVersion: req.httpVersion,
-      };
-      if (dispatch.cgi) input.cgi = { maxOutputBytes: o.maxOutputBytes, defaultHost: o.defaultHost ?? defaultHost, ...dispatch.cgi };
-      const fields: Record<string, unknown> = { requestId, function: target.name };
-      if (dispatch.route !== undefined) fields.route = dispatch.route;
-      target.invoke(input, { requestId, trigger: { httpPort: port } }).then(
-        (r) => {
-          try {
-            state.logGuest(r.logs, fields);
-            const out = r.output as HttpResponseOutput;
-            if (out.failure) log.warn({ ...fields, code: out.failure.code }, out.failure.message);
-            writeResponse(res, out, requestId);
-            done(out.status, out.failure?.code);
-          } finally {
-            finish();
-          }
-        },
-        (e: unknown) => {
-          try {
-            const err = e instanceof CapsuleError ? e : new CapsuleError('INTERNAL', (e as Error).message);
-            state.logGuest((e as { logs?: CallLogs }).logs, fields);
-            log.warn({ ...fields, code: err.code }, err.message);
-            tagResponse(res, requestId);
-            sendError(res, err);
-            done(STATUS_BY_CODE[err.code], err.code);
-          } finally {
-            finish();
-          }
-        },
-      );
+      this.#call(ex, dispatch, chunks.length === 1 ? chunks[0]! : concatBytes(chunks, size));
     });
-  };
-
-  let server: Server;
-  try {
-    server = o.tls ? createHttpsServer({ cert: o.tls.cert, key: o.tls.key }, handler) : createHttpServer(handler);
-  } catch (e) {
-    throw new CapsuleError('USAGE', tlsError(e, o.tls!));
   }
-  guard = guardConnections(server, log);
-  server.keepAliveTimeout = 5000;
-  server.headersTimeout = 60_000;
-  server.requestTimeout = 0; // the per-call deadline is the guest's --timeout
-  port = await listen(server, o.port ?? 8080, o.host ?? '127.0.0.1');
-  const displayHost = (o.host ?? '127.0.0.1').includes(':') ? `[${o.host}]` : (o.host ?? '127.0.0.1');
-  const url = `${scheme}://${displayHost}:${port}`;
-  defaultHost = `${displayHost}:${port}`;
-  armIdle();
 
-  let closedResolve!: () => void;
-  const closed = new Promise<void>((r) => (closedResolve = r));
-  let shuttingDown: Promise<void> | undefined;
-  function shutdown(reason: string): Promise<void> {
-    if (shuttingDown) return shuttingDown;
-    shuttingDown = (async () => {
-      log.info({ reason, inflight }, 'shutting down');
-      draining = true;
-      if (idleTimer) clearTimeout(idleTimer);
-      server.closeIdleConnections();
-      // During the grace the port stays open: /capsule/ready answers 503 (a balancer sees the
-      // runner leave instead of a refused connection) and new calls get 503 OVERLOADED.
-      if (inflight > 0) {
-        await Promise.race([
-          new Promise<void>((r) => drained.push(r)),
-          new Promise<void>((r) => setTimeout(r, graceMs).unref()),
-        ]);
-      }
-      server.close();
-      await spec.stop(state);
-      server.closeAllConnections();
-      closedResolve();
-    })();
-    return shuttingDown;
+  /** Runs the target and answers with its response, or with the runner error it failed with. */
+  #call(ex: Exchange, dispatch: FunctionDispatch, body: Uint8Array): void {
+    const { req, res, requestId } = ex;
+    const { target } = dispatch;
+    const o = this.#o;
+    const input: HttpRequestInput = {
+      type: 'http', method: req.method ?? 'GET', url: `${this.#scheme}://${req.headers.host ?? `${o.host ?? '127.0.0.1'}`}${req.url ?? '/'}`,
+      headers: headerPairs(req), body, remoteAddress: req.socket.remoteAddress ?? '', remotePort: req.socket.remotePort ?? 0,
+      httpVersion: req.httpVersion,
+    };
+    if (dispatch.cgi) input.cgi = { maxOutputBytes: o.maxOutputBytes, defaultHost: o.defaultHost ?? this.#defaultHost, ...dispatch.cgi };
+    const fields: Record<string, unknown> = { requestId, function: target.name };
+    if (dispatch.route !== undefined) fields.route = dispatch.route;
+    const log = this.#log;
+    target.invoke(input, { requestId, trigger: { httpPort: this.#port } }).then(
+      (r) => {
+        try {
+          this.#state.logGuest(r.logs, fields);
+          const out = r.output as HttpResponseOutput;
+          if (out.failure) log.warn({ ...fields, code: out.failure.code }, out.failure.message);
+          writeResponse(res, out, requestId);
+          this.#done(ex, out.status, out.failure?.code);
+        } finally {
+          this.#release(target);
+        }
+      },
+      (e: unknown) => {
+        try {
+          const err = e instanceof CapsuleError ? e : new CapsuleError('INTERNAL', (e as Error).message);
+          this.#state.logGuest((e as { logs?: CallLogs }).logs, fields);
+          log.warn({ ...fields, code: err.code }, err.message);
+          tagResponse(res, requestId);
+          sendError(res, err);
+          this.#done(ex, STATUS_BY_CODE[err.code], err.code);
+        } finally {
+          this.#release(target);
+        }
+      },
+    );
   }
-  return { url, port, server, metrics, shutdown, closed };
 }
 
-/** Runs a lifecycle export and logs its output and failure (never throws). */
-export async function runLifecycle(fn: CapsuleFunction, name: 'OnLoad' | 'OnStart' | 'OnStop' | 'OnExit', log: Logger, fields: Record<string, unknown> = {}): Promise<void> {
-  const r = await fn.lifecycle(name);
-  logGuestOutput(log, r.logs, { ...fields, lifecycle: name, function: fn.module.name });
-  if (r.error) log.error({ ...fields, code: r.error.code }, `${name} failed: ${r.error.message}`);
-}
+/** The dispatch of a request that calls a function. */
+type FunctionDispatch = Extract<HttpDispatch, { type: 'function' }>;
+
+export { runLifecycle } from '../lifecycle.ts';
 
 /**
  * Serves one function over HTTP: every path but the runner's (`/capsule/…`, `/health`,
@@ -376,7 +439,7 @@ export async function serveHttp(fn: CapsuleFunction, o: HttpTriggerOptions): Pro
       return cgi ? { type: 'function', target, cgi } : { type: 'function', target };
     },
     stop: async () => {
-      for (const name of ['OnStop', 'OnExit'] as const) await runLifecycle(fn, name, log);
+      await runStopExports(fn, log);
       await fn.close();
     },
   }, o);

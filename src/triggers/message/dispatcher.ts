@@ -11,7 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import { CapsuleError } from '../../base/errors.ts';
 import type { CapsuleFunction } from '../../engine/function.ts';
-import type { CallLogs } from '../../engine/runtime.ts';
+import type { CallLogs } from '../../engine/instance.ts';
 import type { InvocationMeta, MessageInput, MessageOutput } from '../../base/invocation.ts';
 import type { Logger } from '../../observability/logger.ts';
 import type { RunnerMetrics } from '../../observability/metrics.ts';

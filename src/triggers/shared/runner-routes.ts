@@ -10,7 +10,7 @@ import { createServer, type IncomingMessage, type ServerResponse, type Server } 
 import { randomUUID } from 'node:crypto';
 import { CapsuleError, STATUS_BY_CODE } from '../../base/errors.ts';
 import type { CapsuleFunction } from '../../engine/function.ts';
-import type { CallLogs } from '../../engine/runtime.ts';
+import type { CallLogs } from '../../engine/instance.ts';
 import type { HttpResponseOutput } from '../../base/invocation.ts';
 import type { Logger } from '../../observability/logger.ts';
 import type { RunnerMetrics } from '../../observability/metrics.ts';

@@ -1,5 +1,5 @@
 /**
- * Worker-side life of one module: instantiation with a pooled, capped memory, the instance
+ * The instances of one module inside a worker thread: instantiation with a pooled, capped memory, the instance
  * policy (fresh per call, or one long-lived instance per worker with --reuse), the per-call
  * host context and captured stdio, and the classification of failures.
  *
@@ -22,7 +22,7 @@ import { buildHostImports, type CallState } from '../abi/host-imports.ts';
 import { findHostFunction } from '../capabilities/index.ts';
 import type { HostCallContext } from '../capabilities/types.ts';
 import type { FunctionSettings } from '../base/settings.ts';
-import type { Abi, GuestOptions, GuestRuntime } from '../abi/types.ts';
+import type { Abi, GuestOptions, GuestInstances } from '../abi/types.ts';
 
 /** A module as a worker receives it. */
 export interface WorkerModule {
@@ -82,8 +82,8 @@ class Capture {
   }
 }
 
-/** One module inside one worker. */
-export class ModuleRuntime implements GuestRuntime {
+/** The instances of one module inside one worker thread (what an ABI's `invoke` runs calls on). */
+export class ModuleInstances implements GuestInstances {
   readonly spec: WorkerModule;
   readonly abi: Abi;
   readonly #wasi = new Wasi();
@@ -116,7 +116,7 @@ export class ModuleRuntime implements GuestRuntime {
    * @param service reaches main-thread services (shared cache, broker connections) for async
    *   host functions
    */
-  constructor(spec: WorkerModule, memoryPool: MemoryPool, service: ServiceCaller = () => Promise.reject(new Error('no host services in this runtime'))) {
+  constructor(spec: WorkerModule, memoryPool: MemoryPool, service: ServiceCaller = () => Promise.reject(new Error('no host services here'))) {
     this.spec = spec;
     this.#service = service;
     this.abi = abiFor(spec.detection.kind, spec.name);
@@ -171,7 +171,7 @@ export class ModuleRuntime implements GuestRuntime {
     }
   }
 
-  /** GuestRuntime: an initialised guest for `fn`, fresh or reused (capsule-abi.md §3). */
+  /** GuestInstances: an initialised guest for `fn`, fresh or reused (capsule-abi.md §3). */
   async withGuest<T>(meta: InvocationMeta, fn: (guest: Guest, ctx: HostCallContext) => Promise<T>, options: GuestOptions = {}): Promise<T> {
     const ctx = this.#context(meta);
     this.#wasiOverrides = options.wasi;
@@ -308,12 +308,12 @@ export class ModuleRuntime implements GuestRuntime {
   }
 
   #wasiConfig(): WasiConfig {
-    const o = this.#wasiOverrides;
+    const overrides = this.#wasiOverrides;
     return {
-      args: o?.args ?? [],
-      env: o?.env ?? this.#env,
-      stdin: o?.stdin ?? ModuleRuntime.#noStdin,
-      stdout: o?.stdout ?? this.#stdout,
+      args: overrides?.args ?? [],
+      env: overrides?.env ?? this.#env,
+      stdin: overrides?.stdin ?? ModuleInstances.#noStdin,
+      stdout: overrides?.stdout ?? this.#stdout,
       stderr: this.#stderr,
       mounts: this.spec.settings.mounts,
     };

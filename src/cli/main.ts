@@ -25,6 +25,7 @@ import { CAPSULE_VERSION } from '../base/version.ts';
 import { normaliseArgv } from './legacy.ts';
 import { progressReporter } from './progress.ts';
 import { inspectFile } from './inspect.ts';
+import { callCommand } from './call.ts';
 import { capabilityOptions, capabilitySettings, type CapabilityFlags } from './capabilities.ts';
 import { addEnvVars, allConfigKeys, applyConfigFor } from '../functions/config-file.ts';
 
@@ -132,6 +133,17 @@ Go Capsule spellings are accepted: capsule -wasm=x.wasm -mode=cli -params=y,
 capsule -wasm=x.wasm -mode=http -httpPort=8080, capsule-http --wasm=x.wasm --httpPort=8080,
 capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=x.wasm -mode=mqtt -mqttsrv=… -topic=… -clientId=….`);
 
+  runCommand(program, exit);
+  serveCommand(program, exit);
+  messageCommands(program, exit);
+  inspectCommand(program, exit);
+  callCommand(program, exit);
+  configHooks(program);
+  return program;
+}
+
+/** `capsule run`: one call, the result on stdout. */
+function runCommand(program: Command, exit: (code: number) => void): void {
   moduleOptions(program.command('run').description('run a module once: its result goes to stdout, the exit code says how it went'))
     .argument('[module]', 'module file (or use --wasm / --url)')
     .argument('[args...]', 'arguments: the params of a Capsule module, argv of a WASI command (unknown flags and everything after -- are passed on)')
@@ -168,7 +180,10 @@ capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=
       await fn.close();
       exit(code);
     });
+}
 
+/** `capsule serve`: one module over HTTP, or many (`--functions`, `--routes`). */
+function serveCommand(program: Command, exit: (code: number) => void): void {
   moduleOptions(program.command('serve').description('serve a module over HTTP (every method and path goes to its handler), or many with --functions / --routes'))
     .argument('[module]', 'module file (or use --wasm / --url)')
     .option('--http-port <port>', 'port to listen on (0 = a free port, printed)', '8080')
@@ -241,7 +256,10 @@ capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=
       logger.info({ module: module.name, kind: module.detection.kind, digest: module.digest, workers: fn.pool.size, reuse: fn.settings.reuse }, 'module loaded');
       exit(await serveUntilClosed(trigger, `capsule listening on ${trigger.url}`, logger));
     });
+}
 
+/** `capsule nats` and `capsule mqtt`: a module per message. */
+function messageCommands(program: Command, exit: (code: number) => void): void {
   // Message triggers (README "NATS and MQTT"): one ready line on stdout, logs on stderr.
   const messageFlags = (cmd: Command) => moduleOptions(cmd)
     .argument('[module]', 'module file (or use --wasm / --url)')
@@ -304,7 +322,10 @@ capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=
         persistentSession: f.persistentSession, ...c,
       }), `${f.topic.join(', ')}; QoS ${f.qos}`);
     });
+}
 
+/** `capsule inspect`: what a module is and asks for. */
+function inspectCommand(program: Command, exit: (code: number) => void): void {
   program.command('inspect')
     .description('print a module\'s kind, ABI generation, imports (the capabilities it asks for) and exports')
     .argument('<module>', 'module file')
@@ -318,6 +339,10 @@ capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=
       if (problem) throw problem;
       exit(0);
     });
+}
+
+/** Config files and `CAPSULE_*` variables of every command that loads a module. */
+function configHooks(program: Command): void {
   // Config files (--config, <module>.capsule.yaml) and CAPSULE_* variables for every command
   // that loads a module: precedence flags > file > CAPSULE_* > defaults (src/functions/config-file.ts).
   for (const cmd of program.commands) if (cmd.options.some((o) => o.long === '--config')) addEnvVars(cmd);
@@ -325,8 +350,8 @@ capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=
     if (!action.options.some((o) => o.long === '--config')) return;
     applyConfigFor(action, (action.getOptionValue('wasm') as string | undefined) ?? action.args[0]);
   });
-  return program;
 }
+
 
 function intFlag(text: string, name: string, min: number, max: number): number {
   const n = Number(text);

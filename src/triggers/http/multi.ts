@@ -21,7 +21,7 @@
  */
 import { CapsuleError } from '../../base/errors.ts';
 import { FunctionTable, type FunctionTableOptions } from '../../functions/table.ts';
-import { sendJson } from '../shared/runner-routes.ts';
+import { sendJson, serveRunnerRoute } from '../shared/runner-routes.ts';
 import { runLifecycle, servePipeline, type HttpDispatch, type HttpTriggerOptions, type PipelineState, type RunningHttpTrigger } from './server.ts';
 
 export interface MultiServerOptions extends HttpTriggerOptions, Omit<FunctionTableOptions, 'logger' | 'lifecycle'> {}
@@ -37,21 +37,11 @@ const ANSWER_HEALTHZ: HttpDispatch = {
 
 /** The runner's routes of a multi-function server: `/capsule/health`, `/capsule/ready`, `/capsule/metrics`. */
 function runnerRoute(path: string, table: FunctionTable, state: PipelineState): HttpDispatch {
-  return { type: 'answer', runner: true, respond: async (req, res) => {
-    req.resume();
-    if (path === '/capsule/health') return sendJson(res, 200, { status: 'ok' });
-    if (path === '/capsule/ready') {
-      if (state.draining) return sendJson(res, 503, { status: 'shutting down' });
-      return sendJson(res, 200, { status: 'ready', functions: table.size, failed: table.failed(), workers: table.pool.size });
-    }
-    if (path === '/capsule/metrics') {
-      const m = await state.metrics.text();
-      res.writeHead(200, { 'Content-Type': m.contentType });
-      res.end(m.body);
-      return 200;
-    }
-    return sendJson(res, 404, { error: `no route for ${path} (runner routes: /capsule/health, /capsule/ready, /capsule/metrics)`, code: 'NOT_FOUND' });
-  } };
+  return { type: 'answer', runner: true, respond: (req, res, requestId) => serveRunnerRoute(path, req, res, requestId, {
+    metrics: state.metrics,
+    notReady: () => (state.draining ? 'shutting down' : undefined),
+    readyInfo: () => ({ functions: table.size, failed: table.failed(), workers: table.pool.size }),
+  }) };
 }
 
 function notFound(path: string): HttpDispatch {

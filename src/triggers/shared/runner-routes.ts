@@ -16,18 +16,23 @@ import type { Logger } from '../../observability/logger.ts';
 import type { RunnerMetrics } from '../../observability/metrics.ts';
 import { guardConnections, listen } from '../http/connections.ts';
 
-/** What the runner routes need to know about the trigger that serves them. */
+/**
+ * What the runner routes need to know about the trigger that serves them. `fn`, `trigger` and
+ * `logGuest` belong to a single-function trigger (its `OnHealthCheck` / `OnMetrics` answer
+ * `/health` and `/metrics`, `/capsule/ready` names it); the multi-function server leaves them out.
+ */
 export interface RunnerRouteContext {
-  fn: CapsuleFunction;
   metrics: RunnerMetrics;
   /** Why the runner is not ready (`/capsule/ready` answers 503 with it), or undefined when ready. */
   notReady(): string | undefined;
-  /** Extra fields of the `/capsule/ready` answer (e.g. the broker). */
+  /** Extra fields of the `/capsule/ready` answer (e.g. the broker, the functions). */
   readyInfo?(): Record<string, unknown>;
+  /** The function of a single-function trigger. */
+  fn?: CapsuleFunction;
   /** Trigger facts passed to `OnHealthCheck` / `OnMetrics` (`InvocationMeta.trigger`). */
-  trigger: Record<string, string | number>;
+  trigger?: Record<string, string | number>;
   /** Logs what the guest printed during `OnHealthCheck` / `OnMetrics`. */
-  logGuest(logs: CallLogs | undefined, requestId: string): void;
+  logGuest?(logs: CallLogs | undefined, requestId: string): void;
 }
 
 /** Whether `path` (without the query) is one of the runner's routes. */
@@ -43,11 +48,11 @@ export async function serveRunnerRoute(path: string, req: IncomingMessage, res: 
   req.resume();
   const { fn } = ctx;
   try {
-    if (path === '/health' || path === '/metrics') {
+    if (fn && (path === '/health' || path === '/metrics')) {
       const exportName = path === '/health' ? 'OnHealthCheck' : 'OnMetrics';
       if (fn.exports(exportName)) {
         const r = await fn.invoke({ type: 'lifecycle', export: exportName }, { requestId, trigger: ctx.trigger });
-        ctx.logGuest(r.logs, requestId);
+        ctx.logGuest?.(r.logs, requestId);
         const out = r.output as HttpResponseOutput;
         writeResponse(res, out);
         return out.status;
@@ -59,7 +64,8 @@ export async function serveRunnerRoute(path: string, req: IncomingMessage, res: 
     if (path === '/capsule/ready') {
       const why = ctx.notReady();
       if (why !== undefined) return sendJson(res, 503, { status: why });
-      return sendJson(res, 200, { status: 'ready', module: fn.module.name, kind: fn.module.detection.kind, workers: fn.pool.size, ...ctx.readyInfo?.() });
+      const named = fn ? { module: fn.module.name, kind: fn.module.detection.kind, workers: fn.pool.size } : {};
+      return sendJson(res, 200, { status: 'ready', ...named, ...ctx.readyInfo?.() });
     }
     if (path === '/capsule/metrics' || path === '/metrics') {
       const m = await ctx.metrics.text();
@@ -67,10 +73,10 @@ export async function serveRunnerRoute(path: string, req: IncomingMessage, res: 
       res.end(m.body);
       return 200;
     }
-    return sendJson(res, 404, { error: `no route ${path} (runner routes: /capsule/health, /capsule/ready, /capsule/metrics)`, code: 'NOT_FOUND' });
+    return sendJson(res, 404, { error: `no route for ${path} (runner routes: /capsule/health, /capsule/ready, /capsule/metrics)`, code: 'NOT_FOUND' });
   } catch (e) {
     const err = e instanceof CapsuleError ? e : new CapsuleError('INTERNAL', (e as Error).message);
-    ctx.logGuest((e as { logs?: CallLogs }).logs, requestId);
+    ctx.logGuest?.((e as { logs?: CallLogs }).logs, requestId);
     sendError(res, err);
     return STATUS_BY_CODE[err.code];
   }

@@ -6,13 +6,13 @@
 import type { ModuleKind } from '../base/kinds.ts';
 import { CapsuleError } from '../base/errors.ts';
 import type { Abi } from './types.ts';
-import { extismUnserved } from './extism-unserved.ts';
+import { extism } from './extism/index.ts';
 import { capsule1 } from './capsule1/index.ts';
 import { capsule2 } from './capsule2/index.ts';
 import { wasiCommand } from './wasi-command/index.ts';
 
 export const ABIS: readonly Abi[] = [
-  extismUnserved,
+  extism,
   capsule2,
   capsule1,
   wasiCommand,

@@ -137,8 +137,8 @@ capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=
   serveCommand(program, exit);
   messageCommands(program, exit);
   inspectCommand(program, exit);
-  callCommand(program, exit);
   configHooks(program);
+  callCommand(program, exit);
   return program;
 }
 
@@ -347,7 +347,8 @@ function configHooks(program: Command): void {
   // that loads a module: precedence flags > file > CAPSULE_* > defaults (src/functions/config-file.ts).
   for (const cmd of program.commands) if (cmd.options.some((o) => o.long === '--config')) addEnvVars(cmd);
   program.hook('preAction', (_program, action) => {
-    if (!action.options.some((o) => o.long === '--config')) return;
+    // `capsule call --config k=v` is Extism's plugin config, not a config file
+    if (action.name() === 'call' || !action.options.some((o) => o.long === '--config')) return;
     applyConfigFor(action, (action.getOptionValue('wasm') as string | undefined) ?? action.args[0]);
   });
 }

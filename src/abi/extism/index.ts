@@ -1,0 +1,145 @@
+/**
+ * Extism plugins (extism-abi.md): a core module importing from `extism:host/env` (§1), run on
+ * Capsule's engine (worker pool, deadlines, memory cap, WASI sandbox, allow-lists). The kernel
+ * (block memory, vars) is kernel.ts, the host functions imports.ts.
+ *
+ * Invocations (§11): CLI (`capsule call`: the input bytes, the function in `entrypoint`), HTTP
+ * `raw` mode (request body in, response body out, export `handle` unless the route names one) and
+ * messages (payload in, reply out). One kernel per plugin per worker thread: vars survive the
+ * calls that worker runs.
+ */
+import { CapsuleError } from '../../base/errors.ts';
+import type { InvocationInput, InvocationOutput } from '../../base/invocation.ts';
+import { WasiExit } from '../../wasi/preview1.ts';
+import type { Guest, JspiApi } from '../guest.ts';
+import type { Abi, GuestInstances } from '../types.ts';
+import { EXTISM_ENV, EXTISM_LOG_LEVELS, KERNEL_KEY, type ExtismLogLevel, type KernelState } from './imports.ts';
+import { ExtismFailure, Kernel } from './kernel.ts';
+
+export { EXTISM_LOG_LEVELS, type ExtismLogLevel } from './imports.ts';
+export { DEFAULT_MAX_VAR_BYTES } from './kernel.ts';
+
+/** One kernel per plugin per worker thread (the `GuestInstances` of that plugin). */
+const kernels = new WeakMap<GuestInstances, KernelState>();
+
+/** What one call asks: the export, the input bytes and the per-call kernel settings. */
+interface ExtismCall {
+  fn: string;
+  data: Uint8Array;
+  maxVarBytes?: number;
+  logLevel?: ExtismLogLevel;
+}
+
+/**
+ * Reads the call out of an invocation. CLI: `entrypoint` = the function, `params` = the input,
+ * `args` = `max_var_bytes=<n>` / `log_level=<level>` settings (written by `capsule call`).
+ * @throws CapsuleError BAD_RESULT for a lifecycle invocation (plugins have none)
+ */
+function callOf(input: InvocationInput): ExtismCall {
+  switch (input.type) {
+    case 'cli': {
+      const call: ExtismCall = { fn: input.entrypoint ?? 'handle', data: input.params ?? new Uint8Array(0) };
+      for (const a of input.args) {
+        const [k, v] = a.split('=', 2) as [string, string];
+        if (k === 'max_var_bytes') call.maxVarBytes = Number(v);
+        if (k === 'log_level' && v in EXTISM_LOG_LEVELS) call.logLevel = v as ExtismLogLevel;
+      }
+      return call;
+    }
+    case 'http': return { fn: input.cgi?.entrypoint ?? 'handle', data: input.body };
+    case 'message': return { fn: 'handle', data: input.data };
+    default: throw new CapsuleError('BAD_RESULT', `Extism plugins have no ${input.type} entry point`);
+  }
+}
+
+/** The outcome of one call (§5 step 5): output bytes, or the failure message. */
+type Outcome = { ok: true; output: Uint8Array } | { ok: false; message: string; code?: number };
+
+/** Calls the export (through JSPI, so that `http_request` may suspend it) and reads the outcome. */
+async function runExport(guest: Guest, kernel: Kernel, name: string): Promise<Outcome> {
+  const f = guest.exports[name];
+  if (typeof f !== 'function') return { ok: false, message: `Function not found: ${name}` };
+  if (f.length !== 0) return { ok: false, message: `Function ${name} takes ${f.length} parameters; Extism plugin functions take none` };
+  const jspi = WebAssembly as unknown as JspiApi;
+  let rc: unknown;
+  try {
+    rc = typeof jspi.promising === 'function' ? await jspi.promising(f as () => unknown)() : (f as () => unknown)();
+  } catch (e) {
+    const message = kernel.errorText();
+    if (message !== undefined) return { ok: false, message };
+    if (e instanceof ExtismFailure) return { ok: false, message: e.message };
+    if (e instanceof WasiExit) return e.code === 0 ? { ok: true, output: kernel.outputBytes().slice() } : { ok: false, message: `exit code ${e.code}`, code: e.code };
+    throw e; // a trap: the engine classifies it and discards the instance
+  }
+  const message = kernel.errorText();
+  if (message !== undefined) return { ok: false, message };
+  const code = typeof rc === 'number' ? rc : 0;
+  if (code !== 0) return { ok: false, message: `Returned non-zero exit code: ${code}`, code };
+  return { ok: true, output: kernel.outputBytes().slice() };
+}
+
+/** The invocation's output for an outcome (CLI: exit 0/1; HTTP raw: 200/500; message: reply). */
+function outputOf(input: InvocationInput, outcome: Outcome): InvocationOutput {
+  const bytes = outcome.ok ? outcome.output : new TextEncoder().encode(outcome.message);
+  if (input.type === 'http') {
+    return outcome.ok
+      ? { type: 'http', status: 200, headers: [['Content-Type', 'application/octet-stream']], body: bytes }
+      : { type: 'http', status: 500, headers: [['Content-Type', 'text/plain; charset=utf-8']], body: bytes, failure: { code: 'TRAP', message: outcome.message } };
+  }
+  if (input.type === 'message') return { type: 'message', ok: outcome.ok, payload: bytes };
+  return { type: 'cli', text: bytes, exitCode: outcome.ok ? 0 : 1 };
+}
+
+/** `hs_init` / `__wasm_call_ctors` / `_initialize` once per instance (§5 step 1). */
+async function initialise(guest: Guest): Promise<void> {
+  if (guest.has('hs_init')) {
+    if (guest.has('_initialize')) guest.callSync('_initialize');
+    guest.callSync('hs_init', 0, 0);
+  } else if (guest.has('__wasm_call_ctors')) {
+    guest.callSync('__wasm_call_ctors');
+  } else if (guest.has('_initialize')) {
+    guest.callSync('_initialize');
+  }
+}
+
+export const extism: Abi = {
+  kinds: ['extism'],
+  imports: { 'extism:host/env': EXTISM_ENV, wasi_snapshot_preview1: 'wasi-preview1' },
+  expects: 'an Extism plugin (imports from extism:host/env)',
+  detect(parsed, name) {
+    if (parsed.imports.some((i) => i.module === 'extism:host/env')) return { kind: 'extism', reason: 'imports from extism:host/env' };
+    if (parsed.imports.some((i) => i.module === 'env' && i.name.startsWith('extism_'))) {
+      throw new CapsuleError('BAD_MODULE', `${name}: a pre-1.0 Extism plugin (imports env.extism_*): rebuild it with an Extism PDK ≥ 1.0`);
+    }
+    return undefined;
+  },
+  // §1: with kind extism, any core module is a plugin (test plugins may import only WASI)
+  checkKind: (_parsed, kind) => ({ kind, reason: 'set by --kind' }),
+  generation: () => undefined,
+  check() {
+    // the exports are checked per call (§5 step 3: `Function not found`)
+  },
+  initialise,
+  invoke(rt, input, meta) {
+    const call = callOf(input);
+    let state = kernels.get(rt);
+    if (!state) {
+      state = { kernel: new Kernel(), logLevel: EXTISM_LOG_LEVELS.info };
+      kernels.set(rt, state);
+    }
+    const ks = state;
+    if (call.maxVarBytes !== undefined) ks.kernel.maxVarBytes = call.maxVarBytes;
+    if (call.logLevel !== undefined) ks.logLevel = EXTISM_LOG_LEVELS[call.logLevel];
+    // §9: WASI gets an empty environment (plugins read `config`) and no argv
+    return rt.withGuest(meta, async (guest, ctx) => {
+      const kernel = ks.kernel;
+      kernel.maxBlockBytes = ctx.settings.maxMemoryBytes;
+      kernel.reset();
+      kernel.httpStatus = 0;
+      kernel.httpHeaders = undefined;
+      kernel.input = kernel.allocBytes(call.data);
+      ctx.callData.set(KERNEL_KEY, ks);
+      return outputOf(input, await runExport(guest, kernel, call.fn));
+    }, { wasi: { env: new Map(), args: [] } });
+  },
+};

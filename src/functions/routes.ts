@@ -26,26 +26,21 @@
  * Unknown keys and values of the wrong shape are errors that name the key and the file.
  * Functions are named `[A-Za-z0-9._-]+`; `capsule` and `functions` are reserved.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { basename, dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { parse as parseToml } from 'smol-toml';
 import { CapsuleError } from '../base/errors.ts';
-import { rebaseDirGrant } from '../wasi/mounts.ts';
-import { MODULE_KINDS, type ModuleKind } from '../base/kinds.ts';
-import { parseDuration, parseSize } from '../base/units.ts';
-import { parseEnvFile } from './guest-env.ts';
-import { readCapabilitySettings, SETTING_KEYS } from './spec.ts';
-import type { CapabilitySettings } from '../base/settings.ts';
+import { checkKeys, FUNCTION_SPEC_KEYS, isMap, readFunctionSpec, readText, SettingsReader, usage, type Doc, type FunctionSpec } from './spec.ts';
 
 /** Function names (conventions.md §4). */
 export const FUNCTION_NAME = /^[A-Za-z0-9._-]+$/;
 /** Names that would shadow the reserved `/capsule/…` and `/functions/…` paths. */
 const RESERVED_NAMES = new Set(['capsule', 'functions']);
 
-/** One function: a module with its own grants and limits. */
-export interface FunctionDef {
+/** One function of a table: a module, where it is defined, and its settings (`FunctionSpec`). */
+export interface FunctionDef extends FunctionSpec {
   /** Unique key: `<name>`, `<name>@<revision>`, or `<module>#<n>` for WAGI tables. */
   key: string;
   /** Name shown in logs and metrics (`function` label). */
@@ -56,20 +51,8 @@ export interface FunctionDef {
   module: string;
   /** Why the module cannot be loaded at all (`oci:`, `bindle:`, `.wat`): served as a 500. */
   unsupported?: string;
-  kind?: ModuleKind;
   /** WASI commands: the export its table route calls instead of `_start`, checked at load. */
   entrypoint?: string;
-  /** Variables of this function only (after the server-wide `--env`/`--env-file`). */
-  env: [string, string][];
-  /** Directory grants `HOST:GUEST[:ro]` with HOST absolute (conventions.md §2). */
-  dirs: string[];
-  allowedHosts: string[];
-  timeoutMs?: number;
-  maxMemoryBytes?: number;
-  /** Requests in progress at once for this function (WAGI `http_max_concurrency`). */
-  maxConcurrency?: number;
-  /** Capability settings of this function only (`httpTimeout`, `redisUri`…), over the server's. */
-  capabilities?: CapabilitySettings;
   /** Where it was defined, for messages (`modules.toml [[module]] #2`). */
   source: string;
 }
@@ -99,92 +82,6 @@ export interface RouteTable {
   warnings: string[];
 }
 
-function usage(file: string, message: string): CapsuleError {
-  return new CapsuleError('USAGE', `${file}: ${message}`);
-}
-
-type Doc = Record<string, unknown>;
-
-function isMap(v: unknown): v is Doc {
-  return v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Date);
-}
-
-/** Checks that a map has only `allowed` keys. @throws CapsuleError USAGE naming the key and file */
-function checkKeys(doc: Doc, allowed: readonly string[], file: string, where: string): void {
-  for (const key of Object.keys(doc)) {
-    if (!allowed.includes(key)) throw usage(file, `unknown key "${where}${key}" (known keys: ${allowed.join(', ')})`);
-  }
-}
-
-/** Typed readers of one table's values; each error names the key and the file. */
-class Reader {
-  readonly doc: Doc;
-  readonly file: string;
-  readonly where: string;
-  constructor(doc: Doc, file: string, where: string) {
-    this.doc = doc;
-    this.file = file;
-    this.where = where;
-  }
-  #bad(key: string, expected: string): CapsuleError {
-    return usage(this.file, `"${this.where}${key}" must be ${expected}, not ${JSON.stringify(this.doc[key])}`);
-  }
-  string(key: string): string | undefined {
-    const v = this.doc[key];
-    if (v === undefined) return undefined;
-    if (typeof v !== 'string' || v === '') throw this.#bad(key, 'a non-empty string');
-    return v;
-  }
-  scalar(key: string): string | undefined {
-    const v = this.doc[key];
-    if (v === undefined) return undefined;
-    if (typeof v === 'number' || typeof v === 'bigint') return String(v);
-    return this.string(key);
-  }
-  positive(key: string): number | undefined {
-    const v = this.doc[key];
-    if (v === undefined) return undefined;
-    const n = typeof v === 'bigint' ? Number(v) : v;
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) throw this.#bad(key, 'a whole number ≥ 1');
-    return n;
-  }
-  list(key: string): string[] {
-    const v = this.doc[key];
-    if (v === undefined) return [];
-    const items = Array.isArray(v) ? v : [v];
-    if (!items.every((i) => typeof i === 'string')) throw this.#bad(key, 'a string or a list of strings');
-    return items as string[];
-  }
-  /** A map of NAME → string/number value (TOML tables, YAML maps), or YAML `NAME=value` items. */
-  env(key: string): [string, string][] {
-    const v = this.doc[key];
-    if (v === undefined) return [];
-    if (Array.isArray(v)) {
-      return v.map((item) => {
-        const s = typeof item === 'string' ? item : '';
-        const i = s.indexOf('=');
-        if (i <= 0) throw this.#bad(key, 'a map of NAME: value, or a list of NAME=value');
-        return [s.slice(0, i), s.slice(i + 1)] as [string, string];
-      });
-    }
-    if (!isMap(v)) throw this.#bad(key, 'a map of NAME: value');
-    return Object.entries(v).map(([k, val]) => {
-      if (typeof val !== 'string' && typeof val !== 'number' && typeof val !== 'boolean' && typeof val !== 'bigint') throw this.#bad(key, 'a map of NAME: value (strings or numbers)');
-      return [k, String(val)];
-    });
-  }
-  kind(key: string): ModuleKind | undefined {
-    const v = this.string(key);
-    if (v !== undefined && !MODULE_KINDS.includes(v as ModuleKind)) throw this.#bad(key, `one of ${MODULE_KINDS.join(', ')}`);
-    return v as ModuleKind | undefined;
-  }
-  route(key: string): string | undefined {
-    const v = this.string(key);
-    if (v !== undefined) checkRoute(v, this.file, `${this.where}${key}`);
-    return v;
-  }
-}
-
 /** A route must start with `/`; `/...` may only end it. @throws CapsuleError USAGE */
 function checkRoute(route: string, file: string, key: string): void {
   if (!route.startsWith('/')) throw usage(file, `"${key}" must start with "/", not ${JSON.stringify(route)}`);
@@ -193,46 +90,15 @@ function checkRoute(route: string, file: string, key: string): void {
 }
 
 
-function readText(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new CapsuleError('USAGE', `${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
-  }
-}
-
-/** Capability settings a function may set for itself (the flags' names in camelCase), declared beside each capability. */
-const CAPABILITY_KEYS = SETTING_KEYS;
 /** Keys of a YAML function (and of a `<name>.capsule.yaml` beside a module, minus the first three). */
-const FUNCTION_KEYS = ['wasm', 'route', 'revisions', 'entrypoint', 'argv', 'kind', 'env', 'envFile', 'dir', 'allowedHosts', 'timeout', 'maxMemory', 'maxConcurrency', ...CAPABILITY_KEYS];
+const FUNCTION_KEYS = ['wasm', 'route', 'revisions', 'entrypoint', 'argv', ...FUNCTION_SPEC_KEYS];
 const BESIDE_KEYS = FUNCTION_KEYS.filter((k) => !['wasm', 'route', 'revisions'].includes(k));
 
-/** The settings part of a YAML function table. */
-function yamlSettings(r: Reader, base: string): Omit<FunctionDef, 'key' | 'name' | 'module' | 'source'> {
-  const env: [string, string][] = [];
-  for (const f of r.list('envFile')) {
-    const path = isAbsolute(f) ? f : resolve(base, f);
-    env.push(...parseEnvFile(readText(path), path));
-  }
-  env.push(...r.env('env'));
-  const timeout = r.scalar('timeout');
-  const maxMemory = r.scalar('maxMemory');
-  return {
-    kind: r.kind('kind'),
-    env,
-    dirs: r.list('dir').map((d) => rebaseDirGrant(d, base)),
-    allowedHosts: r.list('allowedHosts').flatMap((h) => h.split(',').map((s) => s.trim()).filter(Boolean)),
-    timeoutMs: timeout === undefined ? undefined : parseDuration(timeout, `${r.file}: "${r.where}timeout"`),
-    maxMemoryBytes: maxMemory === undefined ? undefined : parseSize(maxMemory, `${r.file}: "${r.where}maxMemory"`),
-    maxConcurrency: r.positive('maxConcurrency'),
-    capabilities: capabilitySettingsOf(r),
-  };
-}
-
-/** The capability settings a function table sets (the declared settings), or undefined when none. */
-function capabilitySettingsOf(r: Reader): CapabilitySettings | undefined {
-  const out = readCapabilitySettings((key) => r.scalar(key), (d) => `${r.file}: "${r.where}${d.key}"`);
-  return Object.keys(out).length > 0 ? out : undefined;
+/** A route key of a table (checked). @throws CapsuleError USAGE naming the key and the file */
+function readRoute(r: SettingsReader, key: string): string | undefined {
+  const v = r.string(key);
+  if (v !== undefined) checkRoute(v, r.file, `${r.where}${key}`);
+  return v;
 }
 
 function checkName(name: string, file: string, what: string): void {
@@ -273,10 +139,10 @@ export function parseYamlRoutes(text: string, file: string): RouteTable {
     const spec = typeof value === 'string' ? { wasm: value } : value;
     if (!isMap(spec)) throw usage(file, `"functions.${name}" must be a module path or a map of settings`);
     checkKeys(spec, FUNCTION_KEYS, file, where);
-    const r = new Reader(spec, file, where);
+    const r = new SettingsReader(spec, file, where);
     const wasm = r.string('wasm');
     if (!wasm) throw usage(file, `"${where}wasm" is required (the module's path)`);
-    const settings = yamlSettings(r, base);
+    const settings = readFunctionSpec(r, base);
     const def: FunctionDef = { key: name, name, module: resolve(base, wasm), ...settings, entrypoint: r.string('entrypoint'), source: `${file} functions.${name}` };
     table.functions.push(def);
     const revs: { revision: string; key: string }[] = [];
@@ -289,7 +155,7 @@ export function parseYamlRoutes(text: string, file: string): RouteTable {
       table.functions.push({ ...def, key, revision: rev, module: resolve(base, path), source: `${file} ${where}revisions.${rev}` });
       revs.push({ revision: rev, key });
     }
-    const own = namedRoutes(name, name, r.route('route'), revs);
+    const own = namedRoutes(name, name, readRoute(r, 'route'), revs);
     for (const route of own) {
       route.entrypoint = r.string('entrypoint');
       route.argv = r.string('argv');
@@ -323,8 +189,8 @@ export function parseModulesToml(text: string, file: string, cwd = process.cwd()
     const where = `module[${i}].`;
     if (!isMap(m)) throw usage(file, `[[module]] #${i + 1} must be a table`);
     checkKeys(m, WAGI_KEYS, file, where);
-    const r = new Reader(m, file, where);
-    const route = r.route('route');
+    const r = new SettingsReader(m, file, where);
+    const route = readRoute(r, 'route');
     if (!route) throw usage(file, `"${where}route" is required`);
     const ref = r.string('module');
     if (!ref) throw usage(file, `"${where}module" is required`);
@@ -430,7 +296,7 @@ export function scanFunctionsDir(dir: string, o: { otherKeys?: ReadonlySet<strin
 }
 
 /** `<name>.capsule.yaml` (or `.yml`) beside a function in a functions directory. */
-function besideSettings(stem: string, table: RouteTable, otherKeys: ReadonlySet<string>): Omit<FunctionDef, 'key' | 'name' | 'module' | 'source'> {
+function besideSettings(stem: string, table: RouteTable, otherKeys: ReadonlySet<string>): FunctionSpec {
   for (const ext of ['yaml', 'yml']) {
     const file = `${stem}.capsule.${ext}`;
     if (!existsSync(file)) continue;
@@ -447,8 +313,8 @@ function besideSettings(stem: string, table: RouteTable, otherKeys: ReadonlySet<
     if (ignored.length > 0) table.warnings.push(`${file}: ${ignored.join(', ')}: not a setting of one function in --functions (server-wide, or of another command); ignored`);
     for (const k of ignored) delete doc[k];
     checkKeys(doc, BESIDE_KEYS, file, '');
-    const r = new Reader(doc, file, '');
-    const s = yamlSettings(r, dirname(file));
+    const r = new SettingsReader(doc, file, '');
+    const s = readFunctionSpec(r, dirname(file));
     if (r.string('entrypoint') || r.string('argv')) table.warnings.push(`${file}: entrypoint and argv apply to routes files only; ignored`);
     return s;
   }

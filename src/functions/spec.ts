@@ -1,17 +1,50 @@
 /**
- * The reader of a function's declared settings: whatever the source (CLI flags, a YAML file beside
- * a module, `CAPSULE_*` variables, a routes file entry, an API body), the same keys go through the
- * same declaration (`CAPABILITY_SETTINGS`, each beside its capability), with the same checks and
- * messages naming the key and its source.
+ * `FunctionSpec`: every setting of one function (its kind, environment, grants, limits and
+ * capability settings), and its readers. Whatever the source (CLI flags, a YAML file beside a
+ * module, `CAPSULE_*` variables, a routes file entry, a JSON API body), the same keys go through
+ * the same checks, with messages naming the key and its source. The capability settings are
+ * declarations beside each capability (`CAPABILITY_SETTINGS`): a new one is one entry there.
+ *
+ * Keys of a map (`FUNCTION_SPEC_KEYS`, the long flag names in camelCase): `kind`, `env` (a map
+ * NAME: value or a list of NAME=value), `envFile`, `dir`, `allowedHosts` (a string or a list),
+ * `timeout`, `maxMemory`, `maxConcurrency`, and every declared capability setting (`httpTimeout`,
+ * `maxResponse`, `cacheMaxEntries`, `cacheMaxBytes`, `kv`, `redisUri`, `couchbaseCluster`,
+ * `couchbaseUser`, `couchbaseBucket`).
  */
+import { readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { CapsuleError } from '../base/errors.ts';
+import { MODULE_KINDS, type ModuleKind } from '../base/kinds.ts';
 import type { CapabilitySettings, SettingDeclaration } from '../base/settings.ts';
+import { parseDuration, parseSize } from '../base/units.ts';
+import { rebaseDirGrant } from '../wasi/mounts.ts';
 import { CAPABILITY_SETTINGS } from '../capabilities/settings.ts';
+import { parseEnvFile } from './guest-env.ts';
+
+/** Every setting of one function, whatever its source. */
+export interface FunctionSpec {
+  kind?: ModuleKind;
+  /** Variables of this function (env files first, then `env`), in order. */
+  env: [string, string][];
+  /** Directory grants `HOST:GUEST[:ro]` with HOST absolute (conventions.md §2). */
+  dirs: string[];
+  allowedHosts: string[];
+  timeoutMs?: number;
+  maxMemoryBytes?: number;
+  /** Calls in progress at once for this function (WAGI `http_max_concurrency`). */
+  maxConcurrency?: number;
+  /** Capability settings of this function (`httpTimeout`, `redisUri`…), over the runner's. */
+  capabilities?: CapabilitySettings;
+}
 
 /** Every declared setting, flattened. */
 export const SETTING_DECLARATIONS: readonly SettingDeclaration[] = CAPABILITY_SETTINGS.flatMap((c) => c.settings);
 
 /** The config keys of the declared settings (`httpTimeout`, `redisUri`, …). */
 export const SETTING_KEYS: readonly string[] = SETTING_DECLARATIONS.map((d) => d.key);
+
+/** Keys of a function's settings in a map (see the module comment). */
+export const FUNCTION_SPEC_KEYS: readonly string[] = ['kind', 'env', 'envFile', 'dir', 'allowedHosts', 'timeout', 'maxMemory', 'maxConcurrency', ...SETTING_KEYS];
 
 /** The long flag of a declaration (`--http-timeout`). */
 export function flagName(d: SettingDeclaration): string {
@@ -39,4 +72,143 @@ export function readCapabilitySettings(get: (key: string) => string | undefined,
     if (names.size > 0) capability.complete?.(out, env, names);
   }
   return out;
+}
+
+export function usage(file: string, message: string): CapsuleError {
+  return new CapsuleError('USAGE', `${file}: ${message}`);
+}
+
+export type Doc = Record<string, unknown>;
+
+export function isMap(v: unknown): v is Doc {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Date);
+}
+
+/** Checks that a map has only `allowed` keys. @throws CapsuleError USAGE naming the key and file */
+export function checkKeys(doc: Doc, allowed: readonly string[], file: string, where: string): void {
+  for (const key of Object.keys(doc)) {
+    if (!allowed.includes(key)) throw usage(file, `unknown key "${where}${key}" (known keys: ${allowed.join(', ')})`);
+  }
+}
+
+/** Typed readers of one table's values; each error names the key and the file. */
+export class SettingsReader {
+  readonly doc: Doc;
+  readonly file: string;
+  readonly where: string;
+  constructor(doc: Doc, file: string, where: string) {
+    this.doc = doc;
+    this.file = file;
+    this.where = where;
+  }
+  #bad(key: string, expected: string): CapsuleError {
+    return usage(this.file, `"${this.where}${key}" must be ${expected}, not ${JSON.stringify(this.doc[key])}`);
+  }
+  string(key: string): string | undefined {
+    const v = this.doc[key];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string' || v === '') throw this.#bad(key, 'a non-empty string');
+    return v;
+  }
+  scalar(key: string): string | undefined {
+    const v = this.doc[key];
+    if (v === undefined) return undefined;
+    if (typeof v === 'number' || typeof v === 'bigint') return String(v);
+    return this.string(key);
+  }
+  positive(key: string): number | undefined {
+    const v = this.doc[key];
+    if (v === undefined) return undefined;
+    const n = typeof v === 'bigint' ? Number(v) : v;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) throw this.#bad(key, 'a whole number ≥ 1');
+    return n;
+  }
+  list(key: string): string[] {
+    const v = this.doc[key];
+    if (v === undefined) return [];
+    const items = Array.isArray(v) ? v : [v];
+    if (!items.every((i) => typeof i === 'string')) throw this.#bad(key, 'a string or a list of strings');
+    return items as string[];
+  }
+  /** A map of NAME → string/number value (TOML tables, YAML maps), or YAML `NAME=value` items. */
+  env(key: string): [string, string][] {
+    const v = this.doc[key];
+    if (v === undefined) return [];
+    if (Array.isArray(v)) {
+      return v.map((item) => {
+        const s = typeof item === 'string' ? item : '';
+        const i = s.indexOf('=');
+        if (i <= 0) throw this.#bad(key, 'a map of NAME: value, or a list of NAME=value');
+        return [s.slice(0, i), s.slice(i + 1)] as [string, string];
+      });
+    }
+    if (!isMap(v)) throw this.#bad(key, 'a map of NAME: value');
+    return Object.entries(v).map(([k, val]) => {
+      if (typeof val !== 'string' && typeof val !== 'number' && typeof val !== 'boolean' && typeof val !== 'bigint') throw this.#bad(key, 'a map of NAME: value (strings or numbers)');
+      return [k, String(val)];
+    });
+  }
+  kind(key: string): ModuleKind | undefined {
+    const v = this.string(key);
+    if (v !== undefined && !MODULE_KINDS.includes(v as ModuleKind)) throw this.#bad(key, `one of ${MODULE_KINDS.join(', ')}`);
+    return v as ModuleKind | undefined;
+  }
+}
+
+
+/** A file's text. @throws CapsuleError USAGE naming the file */
+export function readText(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new CapsuleError('USAGE', `${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+}
+
+
+
+/**
+ * Reads a function's settings from one map (a YAML routes entry, a file beside a module, a JSON
+ * API body): the keys of `FUNCTION_SPEC_KEYS`. Relative host paths (`dir`, `envFile`) resolve
+ * against `base`; `envFile` files are read here.
+ * @throws CapsuleError USAGE naming the key and the source
+ */
+export function readFunctionSpec(r: SettingsReader, base: string): FunctionSpec {
+  const env: [string, string][] = [];
+  for (const f of r.list('envFile')) {
+    const path = isAbsolute(f) ? f : resolve(base, f);
+    env.push(...parseEnvFile(readText(path), path));
+  }
+  env.push(...r.env('env'));
+  const timeout = r.scalar('timeout');
+  const maxMemory = r.scalar('maxMemory');
+  return {
+    kind: r.kind('kind'),
+    env,
+    dirs: r.list('dir').map((d) => rebaseDirGrant(d, base)),
+    allowedHosts: r.list('allowedHosts').flatMap((h) => h.split(',').map((s) => s.trim()).filter(Boolean)),
+    timeoutMs: timeout === undefined ? undefined : parseDuration(timeout, `${r.file}: "${r.where}timeout"`),
+    maxMemoryBytes: maxMemory === undefined ? undefined : parseSize(maxMemory, `${r.file}: "${r.where}maxMemory"`),
+    maxConcurrency: r.positive('maxConcurrency'),
+    capabilities: capabilitySettingsOf(r),
+  };
+}
+
+/** The capability settings a function table sets (the declared settings), or undefined when none. */
+function capabilitySettingsOf(r: SettingsReader): CapabilitySettings | undefined {
+  const out = readCapabilitySettings((key) => r.scalar(key), (d) => `${r.file}: "${r.where}${d.key}"`);
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+
+/**
+ * Reads a function's settings from a JSON body (a deploy API): a map of `FUNCTION_SPEC_KEYS`.
+ * @param source names the body in messages (`PUT /functions/hello`)
+ * @param base what relative host paths resolve against
+ * @throws CapsuleError USAGE naming the key and `source` (unknown key, wrong shape, bad value)
+ */
+export function functionSpecFromBody(body: unknown, source: string, base = process.cwd()): FunctionSpec {
+  if (!isMap(body)) throw usage(source, 'expected a map of settings');
+  checkKeys(body, FUNCTION_SPEC_KEYS, source, '');
+  return readFunctionSpec(new SettingsReader(body, source, ''), base);
 }

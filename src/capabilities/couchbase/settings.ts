@@ -35,8 +35,8 @@ export const couchbaseSettings: CapabilitySettingDeclarations = {
     const given = (s.couchbase ?? {}) as Draft;
     const cluster = given.cluster ?? couchbaseFromEnv(env)?.cluster;
     if (!cluster) {
-      const what = ['couchbaseUser', 'couchbaseBucket'].map((k) => names.get(k)).filter(Boolean).join(' / ');
-      throw new CapsuleError('USAGE', `${what} need a cluster: --couchbase-cluster or COUCHBASE_CLUSTER`);
+      const what = ['couchbaseUser', 'couchbaseBucket'].map((k) => names.get(k)).filter(Boolean);
+      throw new CapsuleError('USAGE', `${what.join(' / ')} ${what.length > 1 ? 'need' : 'needs'} a cluster (couchbaseCluster, --couchbase-cluster or COUCHBASE_CLUSTER)`);
     }
     s.couchbase = {
       cluster,

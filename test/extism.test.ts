@@ -1,0 +1,211 @@
+/**
+ * Extism plugins (extism-abi.md) through the real `capsule call` and `capsule serve`: a C plugin
+ * built without a PDK (test/fixtures/extism-kitchen.c) that declares the `extism:host/env`
+ * imports itself and moves bytes as the PDKs do.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createHash, randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { fixture, missing, runCapsule, startServer } from './helpers.ts';
+
+const plugin = fixture('extism-kitchen');
+const skip = missing(plugin);
+
+describe('capsule call: input and output', { skip }, () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'capsule-extism-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('prints the output bytes exactly, with no newline added for a pipe', async () => {
+    const r = await runCapsule(['call', plugin, 'echo', '--input', 'héllo 👋']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdoutBytes, Buffer.from('héllo 👋'));
+  });
+
+  it('round-trips a 1 MiB binary input read from a file', async () => {
+    const data = randomBytes(1024 * 1024 + 3);
+    const file = join(dir, 'big.bin');
+    writeFileSync(file, data);
+    const r = await runCapsule(['call', plugin, 'echo', '--input-file', file]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdoutBytes.length, data.length);
+    assert.ok(r.stdoutBytes.equals(data), 'output bytes differ from the input');
+  });
+
+  it('reads the input from stdin with --input-file -', async () => {
+    const r = await runCapsule(['call', plugin, 'count_vowels', '--input-file', '-'], { stdin: 'Hello, World' });
+    assert.equal(r.stdout, '{"count":3}');
+  });
+
+  it('fails with "Function not found" for a missing export', async () => {
+    const r = await runCapsule(['call', plugin, 'nosuch']);
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr, '❌ Function not found: nosuch\n');
+  });
+
+  it('fails the call when the plugin reads past its input (§4)', async () => {
+    const r = await runCapsule(['call', plugin, 'overread', '--input', 'abc']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^❌ .*outside a live block/);
+  });
+});
+
+describe('capsule call: config, vars, errors', { skip }, () => {
+  it('gives the plugin its --config entries', async () => {
+    const r = await runCapsule(['call', plugin, 'config', '--input', 'greeting', '--config', 'greeting=hi there', '--config', 'other=x']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'hi there');
+  });
+
+  it('an error_set is the failure message on stderr after ❌, exit 1', async () => {
+    const absent = await runCapsule(['call', plugin, 'config', '--input', 'greeting']);
+    assert.equal(absent.code, 1);
+    assert.equal(absent.stderr, '❌ no config key greeting\n');
+    assert.equal(absent.stdout, '');
+    const fail = await runCapsule(['call', plugin, 'fail']);
+    assert.equal(fail.code, 1);
+    assert.equal(fail.stderr, '❌ something went wrong\n');
+  });
+
+  it('a non-zero return without error is "Returned non-zero exit code"', async () => {
+    const r = await runCapsule(['call', plugin, 'rc']);
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr, '❌ Returned non-zero exit code: 3\n');
+  });
+
+  it('vars start empty in a new plugin and are read back within a call', async () => {
+    const r = await runCapsule(['call', plugin, 'count']);
+    assert.equal(r.stdout, '1');
+  });
+
+  it('vars survive calls on one plugin (serve, one worker)', async () => {
+    const s = await startServer(['serve', plugin, '--http-port', '0', '--workers', '1']);
+    try {
+      const bodies: string[] = [];
+      for (const body of ['a', 'b', 'c']) bodies.push(await (await fetch(s.url, { method: 'POST', body })).text());
+      assert.deepEqual(bodies, ['1:a', '2:b', '3:c']);
+    } finally {
+      await s.stop();
+    }
+  });
+});
+
+describe('capsule call: manifests', { skip }, () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'capsule-extism-m-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  const write = (name: string, manifest: unknown): string => {
+    const path = join(dir, name);
+    writeFileSync(path, JSON.stringify(manifest));
+    return path;
+  };
+
+  it('takes wasm (checked against its hash) and config from the manifest', async () => {
+    const hash = createHash('sha256').update(readFileSync(plugin)).digest('hex');
+    const m = write('ok.json', { wasm: [{ path: plugin, hash }], config: { greeting: 'from manifest' } });
+    const r = await runCapsule(['call', m, 'config', '--input', 'greeting']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'from manifest');
+  });
+
+  it('refuses a module whose hash does not match', async () => {
+    const m = write('bad.json', { wasm: [{ path: plugin, hash: '0'.repeat(64) }] });
+    const r = await runCapsule(['call', m, 'echo']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /Hash mismatch, found [0-9a-f]{64} but expected 0{64}/);
+  });
+
+  it('refuses unknown fields', async () => {
+    const m = write('unknown.json', { wasm: [{ path: plugin }], colour: 'blue' });
+    const r = await runCapsule(['call', m, 'echo']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /unknown field colour/);
+  });
+
+  it('memory.max_var_bytes caps the vars: "Variable store is full"', async () => {
+    const m = write('vars.json', { wasm: [{ path: plugin }], memory: { max_var_bytes: 16 } });
+    const small = await runCapsule(['call', '--manifest', m, 'x', 'store', '--input', 'tiny']);
+    assert.equal(small.stdout, 'stored', small.stderr);
+    const big = await runCapsule(['call', '--manifest', m, 'x', 'store', '--input', 'this value is far too long']);
+    assert.equal(big.code, 1);
+    assert.equal(big.stderr, '❌ Variable store is full\n');
+    const off = write('novars.json', { wasm: [{ path: plugin }], memory: { max_var_bytes: 0 } });
+    const disabled = await runCapsule(['call', off, 'store', '--input', 'x']);
+    assert.equal(disabled.stderr, '❌ Vars are disabled by this host\n');
+  });
+});
+
+describe('capsule call: http_request', { skip }, () => {
+  let server: Server;
+  let base: string;
+  const seen: { method?: string; header?: string; body: string }[] = [];
+  before(async () => {
+    server = createServer((req: IncomingMessage, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        seen.push({ method: req.method, header: req.headers['x-plugin'] as string, body: Buffer.concat(chunks).toString() });
+        res.writeHead(201, { 'Content-Type': 'text/plain' }).end('pong');
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hello`;
+  });
+  after(() => server.close());
+
+  it('makes the request when the host is allowed, with method, headers and body', async () => {
+    const r = await runCapsule(['call', plugin, 'http_get', '--input', base, '--allowed-hosts', '127.0.0.1']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, '201 pong');
+    assert.deepEqual(seen.at(-1), { method: 'POST', header: 'kitchen', body: 'ping' });
+  });
+
+  it('fails the call when the host is not on the allow-list (none by default)', async () => {
+    const before = seen.length;
+    const r = await runCapsule(['call', plugin, 'http_get', '--input', base]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`^❌ HTTP request to ${base.replace(/[.?/]/g, '\\$&')} is not allowed`));
+    const other = await runCapsule(['call', plugin, 'http_get', '--input', base, '--allowed-hosts', 'example.com']);
+    assert.equal(other.code, 1);
+    assert.match(other.stderr, /is not allowed/);
+    assert.equal(seen.length, before, 'a refused request reached the server');
+  });
+});
+
+describe('capsule call: logs, traps, deadlines', { skip }, () => {
+  it('writes plugin logs at and above --log-level with the plugin name; get_log_level agrees', async () => {
+    const debug = await runCapsule(['call', plugin, 'logs', '--log-level', 'debug']);
+    assert.equal(debug.stdout, '1');
+    assert.match(debug.stderr, /\[extism-kitchen\.wasm\] DEBUG a debug line/);
+    assert.match(debug.stderr, /\[extism-kitchen\.wasm\] ERROR an error line/);
+    assert.doesNotMatch(debug.stderr, /TRACE/);
+    const dflt = await runCapsule(['call', plugin, 'logs']);
+    assert.equal(dflt.stdout, '2');
+    assert.match(dflt.stderr, /INFO an info line/);
+    assert.doesNotMatch(dflt.stderr, /DEBUG/);
+    const off = await runCapsule(['call', plugin, 'logs', '--log-level', 'off']);
+    assert.equal(off.stderr, '');
+  });
+
+  it('a trap fails the call as for Capsule modules', async () => {
+    const r = await runCapsule(['call', plugin, 'trap']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^❌ the function trapped/);
+  });
+
+  it('a deadline stops a plugin that never returns', async () => {
+    const r = await runCapsule(['call', plugin, 'spin', '--timeout', '300ms']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^❌ the function did not return within 300 ms/);
+  });
+});

@@ -170,6 +170,12 @@ describe('capsule call: http_request', { skip }, () => {
     assert.deepEqual(seen.at(-1), { method: 'POST', header: 'kitchen', body: 'ping' });
   });
 
+  it('http_headers gives the last response\'s headers as a JSON object', async () => {
+    const r = await runCapsule(['call', plugin, 'http_headers', '--input', base, '--allowed-hosts', '127.0.0.1']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((JSON.parse(r.stdout) as Record<string, string>)['content-type'], 'text/plain');
+  });
+
   it('fails the call when the host is not on the allow-list (none by default)', async () => {
     const before = seen.length;
     const r = await runCapsule(['call', plugin, 'http_get', '--input', base]);
@@ -207,5 +213,31 @@ describe('capsule call: logs, traps, deadlines', { skip }, () => {
     const r = await runCapsule(['call', plugin, 'spin', '--timeout', '300ms']);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /^❌ the function did not return within 300 ms/);
+  });
+});
+
+describe('capsule call: WASI', { skip }, () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'capsule-extism-w-'));
+    writeFileSync(join(dir, 'a.txt'), 'file content');
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('a plugin reads a file of a --dir grant, and nothing without it', async () => {
+    const r = await runCapsule(['call', plugin, 'cat', '--input', '/data/a.txt', '--dir', `${dir}:/data`, '--wasi']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'file content');
+    const refused = await runCapsule(['call', plugin, 'cat', '--input', '/data/a.txt']);
+    assert.equal(refused.code, 1);
+    assert.equal(refused.stderr, '❌ cannot open the file\n');
+  });
+
+  it('manifest allowed_paths grant directories too', async () => {
+    const m = join(dir, 'm.json');
+    writeFileSync(m, JSON.stringify({ wasm: [{ path: plugin }], allowed_paths: { [`ro:${dir}`]: '/data' } }));
+    const r = await runCapsule(['call', m, 'cat', '--input', '/data/a.txt']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'file content');
   });
 });

@@ -122,3 +122,16 @@ export interface CapabilitySettingDeclarations {
    */
   complete?(settings: CapabilitySettings, env: NodeJS.ProcessEnv, names: ReadonlyMap<string, string>): void;
 }
+
+/** Capability settings that are groups of numbers (`http`, `cache`). */
+type NumberGroups = { [G in 'http' | 'cache']-?: keyof NonNullable<CapabilitySettings[G]> };
+
+/**
+ * The `apply` of a setting that is one number of a group (`http.timeoutMs`), parsed by `parse`
+ * (`parseDuration`, `parseSize`, …, which throw USAGE naming `name`).
+ */
+export function setNumber<G extends keyof NumberGroups>(group: G, field: NumberGroups[G], parse: (text: string, name: string) => number): SettingDeclaration['apply'] {
+  return (s, v, name) => {
+    s[group] = { ...s[group], [field]: parse(v, name) };
+  };
+}

@@ -1,7 +1,7 @@
 /** Settings of the memory cache: its limits per function. Declared once for every source. */
 import { CapsuleError } from '../../base/errors.ts';
 import { parseSize } from '../../base/units.ts';
-import type { CapabilitySettingDeclarations } from '../../base/settings.ts';
+import { setNumber, type CapabilitySettingDeclarations } from '../../base/settings.ts';
 
 /** @throws CapsuleError USAGE naming `name` unless `text` is a whole number ≥ 0 */
 function parseCount(text: string, name: string): number {
@@ -12,15 +12,7 @@ function parseCount(text: string, name: string): number {
 
 export const cacheSettings: CapabilitySettingDeclarations = {
   settings: [
-    {
-      key: 'cacheMaxEntries', flag: '--cache-max-entries <n>', default: '10000',
-      description: 'memory cache: entries per function',
-      apply: (s, v, name) => { s.cache = { ...s.cache, maxEntries: parseCount(v, name) }; },
-    },
-    {
-      key: 'cacheMaxBytes', flag: '--cache-max-bytes <size>', default: '64MiB',
-      description: 'memory cache: bytes of keys and values per function',
-      apply: (s, v, name) => { s.cache = { ...s.cache, maxBytes: parseSize(v, name) }; },
-    },
+    { key: 'cacheMaxEntries', flag: '--cache-max-entries <n>', default: '10000', apply: setNumber('cache', 'maxEntries', parseCount), description: 'memory cache: entries per function' },
+    { key: 'cacheMaxBytes', flag: '--cache-max-bytes <size>', default: '64MiB', apply: setNumber('cache', 'maxBytes', parseSize), description: 'memory cache: bytes of keys and values per function' },
   ],
 };

@@ -85,12 +85,19 @@ describe('capsule call: config, vars, errors', { skip }, () => {
     assert.equal(r.stdout, '1');
   });
 
-  it('vars survive calls on one plugin (serve, one worker)', async () => {
+  it('one instance per plugin per worker: vars and globals survive calls; a trap resets the instance, not the vars (§11)', async () => {
     const s = await startServer(['serve', plugin, '--http-port', '0', '--workers', '1']);
     try {
       const bodies: string[] = [];
-      for (const body of ['a', 'b', 'c']) bodies.push(await (await fetch(s.url, { method: 'POST', body })).text());
-      assert.deepEqual(bodies, ['1:a', '2:b', '3:c']);
+      const post = async (body: string) => {
+        const res = await fetch(s.url, { method: 'POST', body });
+        bodies.push(`${res.status} ${await res.text()}`);
+      };
+      for (const body of ['a', 'b', 'trap', 'c']) await post(body);
+      assert.equal(bodies[0], '200 1/1:a');
+      assert.equal(bodies[1], '200 2/2:b');
+      assert.match(bodies[2]!, /^500 /);
+      assert.equal(bodies[3], '200 4/1:c');
     } finally {
       await s.stop();
     }

@@ -35,6 +35,11 @@ export interface FunctionOptions extends LoadOptions, CapabilitySettings {
   maxMemoryBytes?: number;
   /** Keep long-lived instances (gen 2 only; ignored with a warning otherwise). */
   reuse?: boolean;
+  /**
+   * Extism plugins: a fresh instance per call instead of one long-lived instance per worker
+   * thread (the default for plugins, extism-abi.md §11; vars live in the host either way).
+   */
+  fresh?: boolean;
   /** `inherit` (CLI) or `capture` (servers, default). */
   stdio?: 'inherit' | 'capture';
   /** Cap on captured guest output per call, bytes (default 64 KiB). */
@@ -58,8 +63,9 @@ export class CapsuleFunction {
 
   private constructor(module: LoadedModule, options: FunctionOptions) {
     this.module = module;
-    let reuse = options.reuse ?? false;
-    if (reuse && module.detection.kind !== 'capsule-2') {
+    // Extism plugins keep one instance per worker thread unless `fresh` (extism-abi.md §11)
+    let reuse = module.detection.kind === 'extism' ? options.fresh !== true : options.reuse ?? false;
+    if (reuse && module.detection.kind !== 'capsule-2' && module.detection.kind !== 'extism') {
       options.onWarning?.(`--reuse applies to gen-2 Capsule modules only; ${module.name} is ${module.detection.kind}: using a fresh instance per call`);
       reuse = false;
     }

@@ -22,7 +22,8 @@
 import { CapsuleError } from '../../base/errors.ts';
 import { FunctionTable, type FunctionTableOptions } from '../../functions/table.ts';
 import { sendJson, serveRunnerRoute } from '../shared/runner-routes.ts';
-import { runLifecycle, servePipeline, type HttpDispatch, type HttpTriggerOptions, type PipelineState, type RunningHttpTrigger } from './server.ts';
+import { runLifecycle } from '../lifecycle.ts';
+import { servePipeline, type HttpDispatch, type HttpTriggerOptions, type PipelineState, type RunningHttpTrigger } from './server.ts';
 
 export interface MultiServerOptions extends HttpTriggerOptions, Omit<FunctionTableOptions, 'logger' | 'lifecycle'> {}
 

@@ -409,8 +409,6 @@ class Pipeline {
 /** The dispatch of a request that calls a function. */
 type FunctionDispatch = Extract<HttpDispatch, { type: 'function' }>;
 
-export { runLifecycle } from '../lifecycle.ts';
-
 /**
  * Serves one function over HTTP: every path but the runner's (`/capsule/…`, `/health`,
  * `/metrics`) goes to it; a WASI command sees the whole path as PATH_INFO (route `/...`).

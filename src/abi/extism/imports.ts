@@ -24,11 +24,21 @@ export interface KernelState {
 /** Key of the running call's `KernelState` in `HostCallContext.callData` (set by the ABI's invoke). */
 export const KERNEL_KEY = 'extism.kernel';
 
-/** The kernel of the plugin whose call is running (the ABI puts it in the call's data). */
-function current(state: CallState): KernelState {
-  const k = state.ctx?.callData.get(KERNEL_KEY) as KernelState | undefined;
-  if (!k) throw new ExtismFailure('an extism:host/env function was called outside a plugin call (during initialisation)');
-  return k;
+/**
+ * A getter of the kernel of the plugin whose call is running (the ABI puts it in the call's
+ * data); it looks it up once per call, as host calls come by the million for large inputs.
+ */
+function currentKernel(state: CallState): () => KernelState {
+  let ctx: CallState['ctx'];
+  let k: KernelState | undefined;
+  return () => {
+    if (state.ctx !== ctx) {
+      ctx = state.ctx;
+      k = ctx?.callData.get(KERNEL_KEY) as KernelState | undefined;
+    }
+    if (!k) throw new ExtismFailure('an extism:host/env function was called outside a plugin call (during initialisation)');
+    return k;
+  };
 }
 
 const I64: ValType = 'i64';
@@ -37,7 +47,7 @@ type Fn = (...args: never[]) => unknown;
 
 /** An import built on the plugin's kernel; `i64` arguments arrive as BigInt. */
 function kernelImport(params: ValType[], results: ValType[], body: (k: () => KernelState, state: CallState, name: string) => Fn): EnvImport {
-  return { params, results, make: (state, name) => body(() => current(state), state, name) as (...args: number[]) => unknown };
+  return { params, results, make: (state, name) => body(currentKernel(state), state, name) as (...args: number[]) => unknown };
 }
 
 const n = (v: bigint): number => Number(BigInt.asUintN(64, v));
@@ -104,21 +114,18 @@ export const EXTISM_ENV: Readonly<Record<string, EnvImport>> = {
   free: kernelImport([I64], [], (k) => (h: bigint) => k().kernel.free(n(h))),
   length: kernelImport([I64], [I64], (k) => (h: bigint) => big(k().kernel.length(n(h)))),
   length_unsafe: kernelImport([I64], [I64], (k) => (h: bigint) => big(k().kernel.length(n(h)))),
-  load_u8: kernelImport([I64], [I32], (k) => (a: bigint) => k().kernel.view(n(a), 1)[0]),
-  load_u64: kernelImport([I64], [I64], (k) => (a: bigint) => {
-    const v = k().kernel.view(n(a), 8);
-    return new DataView(v.buffer, v.byteOffset, 8).getBigUint64(0, true);
-  }),
-  store_u8: kernelImport([I64, I32], [], (k) => (a: bigint, v: number) => { k().kernel.view(n(a), 1)[0] = v & 0xff; }),
-  store_u64: kernelImport([I64, I64], [], (k) => (a: bigint, v: bigint) => {
-    const b = k().kernel.view(n(a), 8);
-    new DataView(b.buffer, b.byteOffset, 8).setBigUint64(0, BigInt.asUintN(64, v), true);
-  }),
+  load_u8: kernelImport([I64], [I32], (k) => (a: bigint) => k().kernel.loadU8(Number(a))),
+  load_u64: kernelImport([I64], [I64], (k) => (a: bigint) => k().kernel.loadU64(Number(a))),
+  store_u8: kernelImport([I64, I32], [], (k) => (a: bigint, v: number) => k().kernel.storeU8(Number(a), v)),
+  store_u64: kernelImport([I64, I64], [], (k) => (a: bigint, v: bigint) => k().kernel.storeU64(Number(a), v)),
   input_length: kernelImport([], [I64], (k) => () => big(k().kernel.length(k().kernel.input))),
-  input_load_u8: kernelImport([I64], [I32], (k) => (off: bigint) => k().kernel.view(k().kernel.input + n(off), 1)[0]),
+  input_load_u8: kernelImport([I64], [I32], (k) => (off: bigint) => {
+    const kernel = k().kernel;
+    return kernel.loadU8(kernel.input + Number(off));
+  }),
   input_load_u64: kernelImport([I64], [I64], (k) => (off: bigint) => {
-    const v = k().kernel.view(k().kernel.input + n(off), 8);
-    return new DataView(v.buffer, v.byteOffset, 8).getBigUint64(0, true);
+    const kernel = k().kernel;
+    return kernel.loadU64(kernel.input + Number(off));
   }),
   input_offset: kernelImport([], [I64], (k) => () => big(k().kernel.input)),
   input_set: kernelImport([I64, I64], [], (k) => (h: bigint) => { k().kernel.input = n(h); }),

@@ -26,6 +26,8 @@ const decoder = new TextDecoder();
 /** Block memory, input/output/error and vars of one plugin. */
 export class Kernel {
   #blocks: (Uint8Array | undefined)[] = [undefined];
+  /** A DataView per live block (same index), for the 8-byte loads and stores PDKs make in loops. */
+  #views: (DataView | undefined)[] = [undefined];
   /** Bytes held by live blocks. */
   #held = 0;
   /** Cap on `#held` (the function's memory cap): `alloc` past it returns 0. */
@@ -47,6 +49,7 @@ export class Kernel {
   /** `reset` (§3): frees every block and clears input, output and error. */
   reset(): void {
     this.#blocks = [undefined];
+    this.#views = [undefined];
     this.#held = 0;
     this.input = 0;
     this.output = { handle: 0, length: 0 };
@@ -57,7 +60,9 @@ export class Kernel {
   alloc(n: number): number {
     if (n <= 0 || this.#held + n > this.maxBlockBytes || this.#blocks.length >= 2 ** 20) return 0;
     this.#held += n;
-    this.#blocks.push(new Uint8Array(n));
+    const bytes = new Uint8Array(n);
+    this.#blocks.push(bytes);
+    this.#views.push(new DataView(bytes.buffer));
     return (this.#blocks.length - 1) * SLOT;
   }
 
@@ -77,6 +82,7 @@ export class Kernel {
     if (!b) return;
     this.#held -= b.length;
     this.#blocks[i] = undefined;
+    this.#views[i] = undefined;
     if (h === this.input) this.input = 0;
   }
 
@@ -96,6 +102,45 @@ export class Kernel {
     const b = this.#blocks[i];
     if (!b || off + n > b.length) throw new ExtismFailure(`the plugin accessed block memory at ${a} (+${n} bytes) outside a live block`);
     return b.subarray(off, off + n);
+  }
+
+  /**
+   * The DataView of the block holding `[a, a + n)` and the offset of `a` in it (the hot path of
+   * `load_*`/`store_*`: no allocation per call).
+   * @throws ExtismFailure when the range is not inside one live block (§4)
+   */
+  #at(a: number, n: number): DataView {
+    const i = Math.floor(a / SLOT);
+    const d = this.#views[i];
+    this.#off = a - i * SLOT;
+    if (d === undefined || this.#off + n > d.byteLength) throw new ExtismFailure(`the plugin accessed block memory at ${a} (+${n} bytes) outside a live block`);
+    return d;
+  }
+
+  #off = 0;
+
+  /** `load_u8`. @throws ExtismFailure outside a live block */
+  loadU8(a: number): number {
+    const d = this.#at(a, 1);
+    return d.getUint8(this.#off);
+  }
+
+  /** `load_u64` (little-endian). @throws ExtismFailure outside a live block */
+  loadU64(a: number): bigint {
+    const d = this.#at(a, 8);
+    return d.getBigUint64(this.#off, true);
+  }
+
+  /** `store_u8` (the low byte of `v`). @throws ExtismFailure outside a live block */
+  storeU8(a: number, v: number): void {
+    const d = this.#at(a, 1);
+    d.setUint8(this.#off, v & 0xff);
+  }
+
+  /** `store_u64` (little-endian). @throws ExtismFailure outside a live block */
+  storeU64(a: number, v: bigint): void {
+    const d = this.#at(a, 8);
+    d.setBigUint64(this.#off, v, true);
   }
 
   /** The whole block `h` (a view), or an empty array for handle 0. @throws ExtismFailure for an unknown handle */

@@ -1,4 +1,4 @@
-// Shared by the bins: Capsule needs Node.js 24+ (JSPI, TypeScript type stripping). When started
+// Shared by the bins: Capsule needs Node.js 24.20+ (JSPI; in a clone also TypeScript type stripping). When started
 // by an older Node, re-run the bin with the Node 24 that `npm install` put in node_modules, as a
 // child that stands for this process: SIGTERM, SIGINT and SIGHUP are passed on to it (`kill PID`
 // of a server stops the real server), and this process ends the way the child did (its exit
@@ -17,17 +17,32 @@ const FORWARDED = /** @type {const} */ (['SIGTERM', 'SIGINT', 'SIGHUP']);
 /** @param {'capsule' | 'capsule-http'} bin */
 export async function launch(bin) {
   const major = Number(process.versions.node.split('.')[0]);
-  if (major < 24) {
+  // Async host functions suspend the guest with JSPI (WebAssembly.Suspending), on by default
+  // from Node 24.20 (and 25): an earlier 24 runs plain guests but garbles every awaited host call.
+  const jspi = typeof (/** @type {{ Suspending?: unknown }} */ (WebAssembly)).Suspending === 'function';
+  if (major < 24 || !jspi) {
     const local = fileURLToPath(new URL('../node_modules/node/bin/node', import.meta.url));
     if (!existsSync(local)) {
-      process.stderr.write(`${bin} needs Node.js 24 or newer (this is ${process.version}); run \`npm run setup\` to install one locally.\n`);
+      const hint = existsSync(new URL('../scripts/setup.sh', import.meta.url)) ? 'run `npm run setup` to install one locally' : 'see https://nodejs.org';
+      process.stderr.write(`${bin} needs Node.js 24.20 or newer (this is ${process.version}); ${hint}.\n`);
       process.exit(2);
     }
     relaunch(local, [process.argv[1] ?? '', ...process.argv.slice(2)]);
     return;
   }
-  const { main } = await import('../src/cli/main.ts');
+  const { main } = await import(cliEntry());
   await main(process.argv.slice(2), { bin });
+}
+
+/**
+ * The CLI's entry: the TypeScript sources in a clone (Node strips their types), else the
+ * JavaScript build in dist/ — the published package ships no sources, and Node does not strip
+ * types under node_modules. A clone never runs a stale dist/ this way.
+ * @returns {string}
+ */
+function cliEntry() {
+  const source = new URL('../src/cli/main.ts', import.meta.url);
+  return existsSync(source) ? source.href : new URL('../dist/cli/main.js', import.meta.url).href;
 }
 
 /**

@@ -1,13 +1,14 @@
 /**
- * The host SDK as an embedder sees it: imported by the package name, one function loaded and
+ * The host SDK as an embedder sees it: the package's entry (src/index.ts; the import by the
+ * package name, from the built and packed package, is package.test.ts's), one function loaded and
  * invoked from the CLI and HTTP paths, errors with codes.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { CapsuleFunction, CapsuleError, type CliOutput, type HttpResponseOutput } from 'capsule-runner';
+import { CapsuleFunction, CapsuleError, type CliOutput, type HttpResponseOutput } from '../src/index.ts';
 import { example, fixture, missing } from './helpers.ts';
 
-describe('host SDK (import from "capsule-runner")', () => {
+describe('host SDK (the package entry)', () => {
   it('loads a module and invokes it as CLI and HTTP', { skip: missing(example('hello-you')) }, async () => {
     const fn = await CapsuleFunction.load({ path: example('hello-you') }, { timeoutMs: 5000, workers: 1 });
     try {

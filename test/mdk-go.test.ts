@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
-import { CapsuleFunction, type CliOutput } from 'capsule-runner';
+import { CapsuleFunction, type CliOutput } from '../src/index.ts';
 import { eventually, fixture, missing, root, runCapsule, startServer, type Server } from './helpers.ts';
 import { findBinary, startNatsServer, startRunner, type Broker } from './brokers.ts';
 import { redisServerBinary, startHttp, startRedis, type LocalServer, type RedisServer } from './backends.ts';

@@ -7,7 +7,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
-import { CapsuleError, CapsuleFunction, WorkerPool, type CliOutput, type HttpResponseOutput } from 'capsule-runner';
+import { CapsuleError, CapsuleFunction, WorkerPool, type CliOutput, type HttpResponseOutput } from '../src/index.ts';
 import { eventually, example, fixture, missing, startServer } from './helpers.ts';
 
 const behaviours = fixture('gen2-behaviours');

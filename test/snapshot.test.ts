@@ -8,7 +8,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { CapsuleFunction, CapsuleError, type CliOutput } from 'capsule-runner';
+import { CapsuleFunction, CapsuleError, type CliOutput } from '../src/index.ts';
 import { compileModule } from '../src/engine/load.ts';
 import { hideSnapshotExports, SNAPSHOT_EXPORT_PREFIX } from '../src/engine/snapshot.ts';
 import { example, fixture, missing, runCapsule } from './helpers.ts';

@@ -116,7 +116,8 @@ interface Slot {
   dead: boolean;
 }
 
-const WORKER_URL = new URL('./worker.ts', import.meta.url);
+/** worker.ts beside this file in the sources, worker.js in the build (dist/): the extension of this module's own URL. */
+const WORKER_URL = new URL(`./worker${import.meta.url.slice(import.meta.url.lastIndexOf('.'))}`, import.meta.url);
 /**
  * A worker's entry: it enables Node's module compile cache for itself, then loads worker.ts. A
  * new worker then does not strip and compile its ~50 TypeScript modules again: it boots 2–3×

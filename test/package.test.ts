@@ -1,0 +1,89 @@
+/**
+ * The published package as a user gets it: `npm pack` (which builds dist/ through `prepack`),
+ * the tarball installed with npm into a fresh project outside the clone, and there the host SDK
+ * imported by the package name (`import { CapsuleFunction } from 'capsule-runner'`) and the CLI
+ * run through `npx capsule` — on the Node 24 that runs this test (its folder first on PATH).
+ * Node does not strip types under node_modules, so this proves the package ships runnable
+ * JavaScript. Skipped, with the reason, only when npm is absent.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { delimiter, dirname, join } from 'node:path';
+import { example, missing, root } from './helpers.ts';
+
+const hello = example('hello-world');
+const env = { ...process.env, PATH: `${dirname(process.execPath)}${delimiter}${process.env['PATH'] ?? ''}`, npm_config_update_notifier: 'false' };
+const npmAbsent = spawnSync('npm', ['--version'], { env }).status === 0 ? false : 'npm is not installed';
+
+/** Runs a command to completion with the test's PATH; fails the test with its output when it fails. */
+function run(cmd: string, args: string[], cwd: string): SpawnSyncReturns<string> {
+  const r = spawnSync(cmd, args, { cwd, env, encoding: 'utf8', maxBuffer: 64 << 20 });
+  assert.equal(r.status, 0, `${cmd} ${args.join(' ')} failed (${r.status ?? r.signal}):\n${r.stdout}\n${r.stderr}`);
+  return r;
+}
+
+describe('the npm package (packed, installed elsewhere)', { skip: npmAbsent || missing(hello) }, () => {
+  let dir = '';
+  let files: string[] = [];
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'capsule-package-'));
+    const packed = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', dir], root).stdout) as { filename: string; files: { path: string }[] }[];
+    files = packed[0]!.files.map((f) => f.path);
+    const project = join(dir, 'project');
+    mkdirSync(project);
+    writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'uses-capsule', private: true, type: 'module' }));
+    run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', join(dir, packed[0]!.filename)], project);
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('ships the build, the bins and the docs, and no sources, tests, benches or examples', () => {
+    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/engine/worker.js', 'dist/cli/main.js', 'bin/capsule.js', 'bin/launch.js', 'README.md', 'LICENSE', 'package.json', 'docs/spec/capsule-abi.md']) {
+      assert.ok(files.includes(f), `${f} is in the tarball`);
+    }
+    const stray = files.filter((f) => /^(src|test|bench|examples|scripts|mdk|build)\//.test(f) || f.endsWith('.ts') && !f.endsWith('.d.ts'));
+    assert.deepEqual(stray, []);
+  });
+
+  it('imports the host SDK by the package name and calls a module', () => {
+    const project = join(dir, 'project');
+    writeFileSync(join(project, 'sdk.js'), `
+      import { CapsuleFunction, CAPSULE_VERSION } from 'capsule-runner';
+      const fn = await CapsuleFunction.load({ path: process.argv[2] }, { timeoutMs: 5000, workers: 1 });
+      const r = await fn.invoke({ type: 'cli', params: new TextEncoder().encode('Bob'), args: [] });
+      await fn.close();
+      console.log(JSON.stringify({ version: CAPSULE_VERSION, text: new TextDecoder().decode(r.output.text) }));
+    `);
+    const r = run(process.execPath, ['sdk.js', hello], project);
+    const got = JSON.parse(r.stdout) as { version: string; text: string };
+    assert.equal(got.text, '👋 Hello Bob');
+    assert.equal(got.version, (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version);
+  });
+
+  it('runs a module with `npx capsule run`, and `npx capsule-runner --version`', () => {
+    const project = join(dir, 'project');
+    const r = run('npx', ['--no-install', 'capsule', 'run', hello, 'Bob'], project);
+    assert.match(r.stdout, /👋 Hello Bob/);
+    const v = run('npx', ['--no-install', 'capsule-runner', '--version'], project);
+    assert.match(v.stdout, /\d+\.\d+\.\d+/);
+  });
+
+  it('tells a user of an older Node that it needs 24, without pointing at a clone script', { skip: oldNode() === undefined && 'no Node older than 24 here' }, () => {
+    const bin = join(dir, 'project/node_modules/capsule-runner/bin/capsule.js');
+    assert.ok(existsSync(bin));
+    const r = spawnSync(oldNode()!, [bin, '--version'], { encoding: 'utf8' });
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /needs Node\.js 24\.20 or newer .*nodejs\.org/);
+  });
+});
+
+/** The machine's Node when it is older than 24 (the bins refuse it outside a clone), else undefined. */
+function oldNode(): string | undefined {
+  for (const c of ['/usr/bin/node', '/usr/local/bin/node']) {
+    const r = spawnSync(c, ['-p', 'process.versions.node'], { encoding: 'utf8' });
+    if (r.status === 0 && Number(r.stdout.split('.')[0]) < 24) return c;
+  }
+  return undefined;
+}

@@ -1,13 +1,11 @@
 /**
- * CLI flags of the host capabilities (commander wiring) and their conversion to
- * `CapabilitySettings`, both over the declarations of `CAPABILITY_SETTINGS` (functions/spec.ts).
+ * CLI flags of the host capabilities (commander wiring), one per declaration of
+ * `CAPABILITY_SETTINGS`; functions/spec.ts `functionSpecFromFlags` reads them.
  * Grants of files (`--dir`) and hosts (`--allowed-hosts`) and the environment flags are declared
  * with the other module flags in main.ts.
  */
 import { Option, type Command } from 'commander';
-import type { CapabilitySettings } from '../base/settings.ts';
-import { parseAllowedHosts } from '../capabilities/http/allow-list.ts';
-import { flagName, readCapabilitySettings, SETTING_DECLARATIONS } from '../functions/spec.ts';
+import { SETTING_DECLARATIONS } from '../functions/spec.ts';
 
 /** The parsed values of the capability flags (strings as commander keeps them), by config key. */
 export interface CapabilityFlags {
@@ -26,20 +24,4 @@ export function capabilityOptions(cmd: Command): Command {
     cmd.addOption(o);
   }
   return cmd;
-}
-
-/**
- * Converts the capability flags to settings (checks them all).
- * @param env the runner's environment (CouchBase defaults)
- * @throws CapsuleError USAGE naming the flag with a bad value
- */
-export function capabilitySettings(f: CapabilityFlags, env: NodeJS.ProcessEnv = process.env): CapabilitySettings {
-  parseAllowedHosts(f.allowedHosts); // refuse a bad entry before anything runs
-  const defaults = new Set(SETTING_DECLARATIONS.filter((d) => d.default !== undefined).map((d) => d.key));
-  const get = (key: string): string | undefined => {
-    const v = f[key];
-    if (v === undefined || (v === '' && !defaults.has(key))) return undefined;
-    return String(v);
-  };
-  return readCapabilitySettings(get, flagName, env);
 }

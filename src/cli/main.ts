@@ -10,8 +10,7 @@ import { CapsuleFunction, DEFAULTS, type FunctionOptions } from '../engine/funct
 import { loadModule, type UrlSource, type LoadedModule } from '../engine/load.ts';
 import { MODULE_KINDS, type ModuleKind } from '../base/kinds.ts';
 import { parseDuration, parseSize } from '../base/units.ts';
-import { buildGuestEnv, parseEnvPair } from '../functions/guest-env.ts';
-import { parseDirGrant } from '../wasi/mounts.ts';
+import { functionOptionsOf, functionSpecFromFlags } from '../functions/spec.ts';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../observability/logger.ts';
 import { runCli } from '../triggers/cli/run.ts';
 import { serveHttp } from '../triggers/http/server.ts';
@@ -26,7 +25,7 @@ import { normaliseArgv } from './legacy.ts';
 import { progressReporter } from './progress.ts';
 import { inspectFile } from './inspect.ts';
 import { callCommand } from './call.ts';
-import { capabilityOptions, capabilitySettings, type CapabilityFlags } from './capabilities.ts';
+import { capabilityOptions, type CapabilityFlags } from './capabilities.ts';
 import { addEnvVars, allConfigKeys, applyConfigFor } from '../functions/config-file.ts';
 
 /** Options shared by every command that loads a module. */
@@ -91,14 +90,7 @@ async function loadFromFlags(f: ModuleFlags, positional: string | undefined): Pr
 function functionOptions(f: ModuleFlags, module: LoadedModule, singleModule: boolean): FunctionOptions {
   // WASI commands get only configured variables (conventions.md §2), as wasmtime run does.
   const inherit = singleModule && f.inheritEnv && module.detection.kind !== 'wasi';
-  return {
-    env: buildGuestEnv({ inherit, envFiles: f.envFile, env: f.env.map(parseEnvPair) }),
-    mounts: f.dir.map((d) => parseDirGrant(d)),
-    allowedHosts: f.allowedHosts,
-    timeoutMs: parseDuration(f.timeout, '--timeout'),
-    maxMemoryBytes: parseSize(f.maxMemory, '--max-memory'),
-    ...capabilitySettings(f),
-  };
+  return functionOptionsOf(functionSpecFromFlags(f, inherit));
 }
 
 /** Gen 1 joins CLI arguments with its era's separator, gen 2 with a space (conventions.md §4). */
@@ -225,6 +217,7 @@ function serveCommand(program: Command, exit: (code: number) => void): void {
       const routesFile = f.routes ?? (f.config && /\.toml$/i.test(f.config) ? f.config : undefined);
       if (f.functions !== undefined || routesFile !== undefined) {
         if (positional !== undefined || f.wasm || f.url) throw new CapsuleError('USAGE', '--functions and --routes serve many modules: give no module (nor --wasm / --url)');
+        const spec = functionSpecFromFlags(f, false);
         const trigger = await serveFunctions({
           ...http,
           table: () => mergeRouteTables([
@@ -232,14 +225,8 @@ function serveCommand(program: Command, exit: (code: number) => void): void {
             ...(f.functions !== undefined ? [scanFunctionsDir(f.functions, { otherKeys: allConfigKeys(program) })] : []),
           ]),
           // multi-function servers never pass the runner's environment (conventions.md §2)
-          defaults: {
-            env: buildGuestEnv({ inherit: false, envFiles: f.envFile, env: f.env.map(parseEnvPair) }),
-            allowedHosts: f.allowedHosts, reuse: f.reuse,
-            timeoutMs: parseDuration(f.timeout, '--timeout'),
-            maxMemoryBytes: parseSize(f.maxMemory, '--max-memory'),
-            ...capabilitySettings(f),
-          },
-          dirs: f.dir,
+          defaults: { ...functionOptionsOf({ ...spec, dirs: [] }), reuse: f.reuse },
+          dirs: spec.dirs,
           workers: f.workers ? intFlag(f.workers, '--workers', 1, 256) : undefined,
           watch: f.watch,
         });

@@ -17,16 +17,21 @@ import { CapsuleError } from '../base/errors.ts';
 import { MODULE_KINDS, type ModuleKind } from '../base/kinds.ts';
 import type { CapabilitySettings, SettingDeclaration } from '../base/settings.ts';
 import { parseDuration, parseSize } from '../base/units.ts';
-import { rebaseDirGrant } from '../wasi/mounts.ts';
+import { parseDirGrant, rebaseDirGrant } from '../wasi/mounts.ts';
 import { CAPABILITY_SETTINGS } from '../capabilities/settings.ts';
-import { parseEnvFile } from './guest-env.ts';
+import { parseAllowedHosts } from '../capabilities/http/allow-list.ts';
+import type { FunctionOptions } from '../engine/function.ts';
+import { buildGuestEnv, parseEnvFile, parseEnvPair } from './guest-env.ts';
 
 /** Every setting of one function, whatever its source. */
 export interface FunctionSpec {
   kind?: ModuleKind;
   /** Variables of this function (env files first, then `env`), in order. */
   env: [string, string][];
-  /** Directory grants `HOST:GUEST[:ro]` with HOST absolute (conventions.md §2). */
+  /**
+   * Directory grants `HOST:GUEST[:ro]` (conventions.md §2): HOST absolute from files and API
+   * bodies; as written (relative to the working directory) from `--dir`.
+   */
   dirs: string[];
   allowedHosts: string[];
   timeoutMs?: number;
@@ -211,4 +216,68 @@ export function functionSpecFromBody(body: unknown, source: string, base = proce
   if (!isMap(body)) throw usage(source, 'expected a map of settings');
   checkKeys(body, FUNCTION_SPEC_KEYS, source, '');
   return readFunctionSpec(new SettingsReader(body, source, ''), base);
+}
+
+/** The flags of a command that loads a module, as commander keeps them (cli/main.ts). */
+export interface FunctionFlags {
+  kind?: ModuleKind;
+  env: string[];
+  envFile: string[];
+  dir: string[];
+  allowedHosts: string[];
+  timeout: string;
+  maxMemory: string;
+  /** The declared capability settings, by key (`httpTimeout`…). */
+  [key: string]: unknown;
+}
+
+/**
+ * Reads a function's settings from the CLI flags (after config files and `CAPSULE_*` variables
+ * were applied to them). Messages name the flag (`--timeout: "soon" is not a duration`).
+ * @param inherit pass the runner's environment minus secrets (single-module runs)
+ * @throws CapsuleError USAGE naming the flag with a bad value
+ */
+export function functionSpecFromFlags(f: FunctionFlags, inherit: boolean, env: NodeJS.ProcessEnv = process.env): FunctionSpec {
+  parseAllowedHosts(f.allowedHosts); // refuse a bad entry before anything runs
+  const defaults = new Set(SETTING_DECLARATIONS.filter((d) => d.default !== undefined).map((d) => d.key));
+  const get = (key: string): string | undefined => {
+    const v = f[key];
+    if (v === undefined || (v === '' && !defaults.has(key))) return undefined;
+    return String(v);
+  };
+  return {
+    kind: f.kind,
+    env: buildGuestEnv({ inherit, envFiles: f.envFile, env: f.env.map(parseEnvPair), processEnv: env }),
+    dirs: f.dir,
+    allowedHosts: f.allowedHosts,
+    timeoutMs: parseDuration(f.timeout, '--timeout'),
+    maxMemoryBytes: parseSize(f.maxMemory, '--max-memory'),
+    capabilities: readCapabilitySettings(get, flagName, env),
+  };
+}
+
+/**
+ * The engine's options of a function: `base` (a server's settings for all its functions), then
+ * the function's own. Lists add up (`env`, grants, hosts: the base's first); every other setting
+ * of the function wins over the base's.
+ * @param baseDirs directory grants given to every function before its own
+ * @throws CapsuleError USAGE when a directory grant is not valid (see `parseDirGrant`)
+ */
+export function functionOptionsOf(spec: FunctionSpec, base: FunctionOptions = {}, baseDirs: readonly string[] = []): FunctionOptions {
+  const own = spec.capabilities ?? {};
+  const out: FunctionOptions = {
+    ...base,
+    env: [...(base.env ?? []), ...spec.env],
+    mounts: [...(base.mounts ?? []), ...[...baseDirs, ...spec.dirs].map((d) => parseDirGrant(d))],
+    allowedHosts: [...(base.allowedHosts ?? []), ...spec.allowedHosts],
+    timeoutMs: spec.timeoutMs ?? base.timeoutMs,
+    maxMemoryBytes: spec.maxMemoryBytes ?? base.maxMemoryBytes,
+  };
+  if (own.http || base.http) out.http = { ...base.http, ...own.http };
+  if (own.cache || base.cache) out.cache = { ...base.cache, ...own.cache };
+  for (const key of ['kv', 'redis', 'couchbase'] as const) {
+    const v = own[key] ?? base[key];
+    if (v !== undefined) (out as Record<string, unknown>)[key] = v;
+  }
+  return out;
 }

@@ -20,9 +20,9 @@ import type { CliOutput, HttpRequestInput, InvocationMeta } from '../base/invoca
 import { CapsuleFunction, type FunctionOptions } from '../engine/function.ts';
 import { loadModule, type LoadedModule } from '../engine/load.ts';
 import { WorkerPool, type CallResult } from '../engine/pool.ts';
-import { parseDirGrant } from '../wasi/mounts.ts';
 import { routePrefix } from '../abi/wasi-command/cgi.ts';
 import type { FunctionDef, RouteDef, RouteTable } from './routes.ts';
+import { functionOptionsOf } from './spec.ts';
 import { DirectoryWatcher } from './watch.ts';
 
 /** What the table logs through (a pino logger fits). */
@@ -271,22 +271,10 @@ export class FunctionTable {
 
   /** The options of one function: the defaults, then its own settings. */
   #optionsFor(def: FunctionDef): FunctionOptions {
-    const d = this.#o.defaults;
-    const own = def.capabilities ?? {};
     return {
-      ...d,
-      http: own.http ? { ...d.http, ...own.http } : d.http,
-      cache: own.cache ? { ...d.cache, ...own.cache } : d.cache,
-      kv: own.kv ?? d.kv,
-      redis: own.redis ?? d.redis,
-      couchbase: own.couchbase ?? d.couchbase,
+      ...functionOptionsOf(def, this.#o.defaults, this.#o.dirs),
       name: def.name,
       kind: def.kind,
-      env: [...(d.env ?? []), ...def.env],
-      mounts: [...(this.#o.dirs ?? []), ...def.dirs].map((spec) => parseDirGrant(spec)),
-      allowedHosts: [...(d.allowedHosts ?? []), ...def.allowedHosts],
-      timeoutMs: def.timeoutMs ?? d.timeoutMs,
-      maxMemoryBytes: def.maxMemoryBytes ?? d.maxMemoryBytes,
       stdio: 'capture',
       pool: this.pool,
       onWarning: (m) => this.#warnOnce(`${def.source}: ${m}`),

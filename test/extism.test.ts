@@ -11,7 +11,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { fixture, missing, runCapsule, startServer } from './helpers.ts';
+import { findBinary, startNatsServer, startRunner, type Broker } from './brokers.ts';
 
 const plugin = fixture('extism-kitchen');
 const skip = missing(plugin);
@@ -246,5 +248,34 @@ describe('capsule call: WASI', { skip }, () => {
     const r = await runCapsule(['call', m, 'cat', '--input', '/data/a.txt']);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'file content');
+  });
+});
+
+const natsServer = findBinary('nats-server');
+
+describe('capsule nats: a plugin answers messages', { skip: skip || (!natsServer && 'nats-server is not installed') }, () => {
+  let broker: Broker;
+  let nc: NatsConnection;
+  before(async () => {
+    broker = await startNatsServer(natsServer!);
+    nc = await connect({ servers: broker.url });
+  });
+  after(async () => {
+    await nc?.close().catch(() => undefined);
+    await broker?.kill();
+  });
+
+  it('handle gets the callHandleMessage JSON envelope; its output is the reply', async () => {
+    const r = await startRunner(['nats', plugin, `--nats-server=${broker.url}`, '--subject=jobs', '--workers=1']);
+    try {
+      const reply = await nc.request('jobs', 'hello', { timeout: 10_000 });
+      const text = reply.string();
+      assert.match(text, /^1\/1:/);
+      const envelope = JSON.parse(text.slice(text.indexOf(':') + 1)) as { Subject: string; Data: string };
+      assert.equal(envelope.Subject, 'jobs');
+      assert.equal(Buffer.from(envelope.Data, 'base64').toString(), 'hello');
+    } finally {
+      assert.equal(await r.stop(), 0);
+    }
   });
 });

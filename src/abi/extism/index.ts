@@ -5,11 +5,12 @@
  *
  * Invocations (§11): CLI (`capsule call`: the input bytes, the function in `entrypoint`), HTTP
  * `raw` mode (request body in, response body out, export `handle` unless the route names one) and
- * messages (payload in, reply out). One kernel per plugin per worker thread: vars survive the
+ * messages (`handle` gets the `callHandleMessage` JSON of capsule-abi.md §8; its output is the
+ * reply). One kernel per plugin per worker thread: vars survive the
  * calls that worker runs.
  */
 import { CapsuleError } from '../../base/errors.ts';
-import type { InvocationInput, InvocationOutput } from '../../base/invocation.ts';
+import type { InvocationInput, InvocationOutput, MessageInput } from '../../base/invocation.ts';
 import { WasiExit } from '../../wasi/preview1.ts';
 import type { Guest, JspiApi } from '../guest.ts';
 import type { Abi, GuestInstances } from '../types.ts';
@@ -47,9 +48,16 @@ function callOf(input: InvocationInput): ExtismCall {
       return call;
     }
     case 'http': return { fn: input.cgi?.entrypoint ?? 'handle', data: input.body };
-    case 'message': return { fn: 'handle', data: input.data };
+    case 'message': return { fn: 'handle', data: messageEnvelope(input) };
     default: throw new CapsuleError('BAD_RESULT', `Extism plugins have no ${input.type} entry point`);
   }
+}
+
+/** §11: a message reaches `handle` as the `callHandleMessage` JSON of capsule-abi.md §8. */
+function messageEnvelope(msg: MessageInput): Uint8Array {
+  const where = msg.source === 'mqtt' ? 'Topic' : 'Subject';
+  const envelope = { [where]: msg.subject, Data: Buffer.from(msg.data).toString('base64'), Headers: Object.fromEntries(msg.headers), ReplyTo: msg.replyTo ?? '' };
+  return new TextEncoder().encode(JSON.stringify(envelope));
 }
 
 /** The outcome of one call (§5 step 5): output bytes, or the failure message. */

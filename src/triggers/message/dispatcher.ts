@@ -64,7 +64,8 @@ export class MessageDispatcher {
 
   constructor(o: MessageDispatcherOptions) {
     this.#o = o;
-    this.#gen2 = o.fn.module.detection.kind === 'capsule-2';
+    // gen 2 and Extism plugins (extism-abi.md §11) answer a request; gen 1 publishes itself
+    this.#gen2 = o.fn.module.detection.kind === 'capsule-2' || o.fn.module.detection.kind === 'extism';
     this.#fname = o.fn.module.name;
   }
 
@@ -204,6 +205,11 @@ export function checkMessageHandler(fn: CapsuleFunction, source: 'nats' | 'mqtt'
   if (kind === 'capsule-1a' || kind === 'capsule-1b' || kind === 'capsule-1c') {
     const entry = source === 'mqtt' ? 'callMqttMessageHandle' : 'callNatsMessageHandle';
     if (!fn.exports(entry)) throw new CapsuleError('BAD_MODULE', `${name} exports no ${entry}: it cannot handle ${source.toUpperCase()} messages (capsule-abi.md §4.4)`);
+    return;
+  }
+  if (kind === 'extism') {
+    // extism-abi.md §11: the plugin's `handle` gets the §8 JSON envelope, its output is the reply
+    if (!fn.exports('handle')) throw new CapsuleError('BAD_MODULE', `${name} exports no handle: an Extism plugin handles ${source.toUpperCase()} messages with it (extism-abi.md §11)`);
     return;
   }
   throw new CapsuleError('BAD_MODULE', `${name} is a ${kind} module: only Capsule modules (gen 1 or gen 2 with callHandleMessage) handle ${source.toUpperCase()} messages`);

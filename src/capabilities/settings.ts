@@ -22,12 +22,20 @@ import { couchbaseSettings } from './couchbase/settings.ts';
  */
 export const CAPABILITY_SETTINGS: readonly CapabilitySettingDeclarations[] = [httpSettings, cacheSettings, kvSettings, redisSettings, couchbaseSettings];
 
-/** Defaults of the capability settings (documented in the README's "Capabilities" section). */
+/** The declared defaults (`10s`, `10MiB`…) applied through their own parsers: one source for the flags' help and the engine. */
+function declaredDefaults(): CapabilitySettings {
+  const out: CapabilitySettings = {};
+  for (const c of CAPABILITY_SETTINGS) for (const d of c.settings) if (d.default !== undefined) d.apply(out, d.default, d.key);
+  return out;
+}
+const declared = declaredDefaults();
+
+/** Defaults of the capability settings (documented in the README's "Capabilities" section), from the declarations. */
 export const CAPABILITY_DEFAULTS = {
-  httpTimeoutMs: 10_000,
-  maxResponseBytes: 10 * 1024 * 1024,
-  cacheMaxEntries: 10_000,
-  cacheMaxBytes: 64 * 1024 * 1024,
+  httpTimeoutMs: declared.http!.timeoutMs!,
+  maxResponseBytes: declared.http!.maxResponseBytes!,
+  cacheMaxEntries: declared.cache!.maxEntries!,
+  cacheMaxBytes: declared.cache!.maxBytes!,
 } as const;
 
 /** Copies the capability settings out of a larger options object (only the fields that are set). */

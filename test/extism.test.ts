@@ -279,3 +279,39 @@ describe('capsule nats: a plugin answers messages', { skip: skip || (!natsServer
     }
   });
 });
+
+describe('capsule serve --routes: plugin functions', { skip }, () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'capsule-extism-r-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('a route calls the function named by its entrypoint, with the route\'s env as config', async () => {
+    const yaml = join(dir, 'routes.yaml');
+    writeFileSync(yaml, `functions:
+  vowels:
+    wasm: ${plugin}
+    kind: extism
+    route: /vowels
+    entrypoint: count_vowels
+  cfg:
+    wasm: ${plugin}
+    route: /cfg
+    entrypoint: config
+    env: { greeting: hello from the route }
+`);
+    const s = await startServer(['serve', `--routes=${yaml}`, '--http-port=0', '--workers=1']);
+    try {
+      const vowels = await fetch(`${s.url}/vowels`, { method: 'POST', body: 'Hello, World' });
+      assert.equal(await vowels.text(), '{"count":3}');
+      const cfg = await fetch(`${s.url}/cfg`, { method: 'POST', body: 'greeting' });
+      assert.equal(await cfg.text(), 'hello from the route');
+      const missingKey = await fetch(`${s.url}/cfg`, { method: 'POST', body: 'nope' });
+      assert.equal(missingKey.status, 500);
+      assert.equal(await missingKey.text(), 'no config key nope');
+    } finally {
+      await s.stop();
+    }
+  });
+});

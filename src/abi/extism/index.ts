@@ -124,8 +124,12 @@ export const extism: Abi = {
   // §1: with kind extism, any core module is a plugin (test plugins may import only WASI)
   checkKind: (_parsed, kind) => ({ kind, reason: 'set by --kind' }),
   generation: () => undefined,
-  check() {
-    // the exports are checked per call (§5 step 3: `Function not found`)
+  check(parsed, _detection, name, options) {
+    // a route's function is checked at load; `capsule call` gets `Function not found` (§5 step 3)
+    const entry = options?.entrypoint;
+    if (entry !== undefined && !parsed.exports.some((e) => e.kind === 'function' && e.name === entry)) {
+      throw new CapsuleError('BAD_MODULE', `${name}: Function not found: ${entry}`);
+    }
   },
   initialise,
   invoke(rt, input, meta) {

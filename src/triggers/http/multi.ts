@@ -63,7 +63,8 @@ function dispatch(table: FunctionTable, path: string, state: PipelineState): Htt
   if (!r) return notFound(path);
   const h = r.target;
   if (!h.current) return { type: 'error', error: h.error ?? new CapsuleError('BAD_MODULE', `${h.name} is not loaded yet`), name: h.name };
-  if (h.current.fn.module.detection.kind !== 'wasi') return { type: 'function', target: h, route: r.def.route };
+  // WASI commands and Extism plugins (extism-abi.md §11) call the route's entrypoint
+  if (!['wasi', 'extism'].includes(h.current.fn.module.detection.kind)) return { type: 'function', target: h, route: r.def.route };
   return { type: 'function', target: h, route: r.def.route, cgi: { route: r.def.route, entrypoint: r.def.entrypoint, argv: r.def.argv } };
 }
 

@@ -79,12 +79,15 @@ export function readCapabilitySettings(get: (key: string) => string | undefined,
   return out;
 }
 
+/** A USAGE error whose message starts with its source (`routes.yaml: …`). */
 export function usage(file: string, message: string): CapsuleError {
   return new CapsuleError('USAGE', `${file}: ${message}`);
 }
 
+/** A map of settings as parsed from YAML, TOML or JSON. */
 export type Doc = Record<string, unknown>;
 
+/** Whether a parsed value is a map (not a list, a date or null). */
 export function isMap(v: unknown): v is Doc {
   return v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Date);
 }

@@ -37,6 +37,7 @@ export interface TableLog {
 /** Lifecycle exports the table runs: `OnLoad` after a load, `OnStop` and `OnExit` at close. */
 export type TableLifecycle = (fn: CapsuleFunction, name: 'OnLoad' | 'OnStop' | 'OnExit', fields: Record<string, unknown>) => Promise<void>;
 
+/** What a function table is built from (see `FunctionTable`). */
 export interface FunctionTableOptions {
   /** Builds the route table; called again when a watched routes file or directory changes. */
   table(): RouteTable;

@@ -10,6 +10,7 @@ function parseCount(text: string, name: string): number {
   return n;
 }
 
+/** `cacheMaxEntries`, `cacheMaxBytes`. */
 export const cacheSettings: CapabilitySettingDeclarations = {
   settings: [
     { key: 'cacheMaxEntries', flag: '--cache-max-entries <n>', default: '10000', apply: setNumber('cache', 'maxEntries', parseCount), description: 'memory cache: entries per function' },

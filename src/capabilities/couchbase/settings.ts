@@ -13,6 +13,7 @@ function set(s: CapabilitySettings, field: keyof Draft, value: string): void {
   s.couchbase = { ...(s.couchbase as Draft), [field]: value } as CouchbaseSettings;
 }
 
+/** `couchbaseCluster`, `couchbaseUser`, `couchbaseBucket`; completed from `COUCHBASE_*` variables. */
 export const couchbaseSettings: CapabilitySettingDeclarations = {
   settings: [
     {

@@ -2,6 +2,7 @@
 import { parseDuration, parseSize } from '../../base/units.ts';
 import { setNumber, type CapabilitySettingDeclarations } from '../../base/settings.ts';
 
+/** `httpTimeout`, `maxResponse`. */
 export const httpSettings: CapabilitySettingDeclarations = {
   settings: [
     { key: 'httpTimeout', flag: '--http-timeout <duration>', default: '10s', apply: setNumber('http', 'timeoutMs', parseDuration), description: 'outbound HTTP: deadline of one exchange, redirects and body included' },

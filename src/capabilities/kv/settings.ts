@@ -4,6 +4,7 @@ import type { CapabilitySettingDeclarations } from '../../base/settings.ts';
 
 const BACKENDS = ['memory', 'redis'] as const;
 
+/** `kv`: memory or redis. */
 export const kvSettings: CapabilitySettingDeclarations = {
   settings: [
     {

@@ -2,6 +2,7 @@
 import type { CapabilitySettingDeclarations } from '../../base/settings.ts';
 import { parseRedisUri } from './config.ts';
 
+/** `redisUri`. */
 export const redisSettings: CapabilitySettingDeclarations = {
   settings: [
     {

@@ -53,8 +53,9 @@ describe('kind detection (spec README §1)', () => {
     assert.throws(() => parseModule(Uint8Array.from([1, 2, 3])), /not a WebAssembly binary/);
   });
 
-  it('says Extism plugins are recognised but not supported yet', async () => {
-    await assert.rejects(compileModule(moduleWith([{ name: 'run', params: 0 }], [{ module: 'extism:host/env', name: 'input_length' }]), 'p.wasm'), /extism modules are recognised but not supported yet/);
+  it('loads Extism plugins, checking their extism:host/env imports (extism-abi.md §1)', async () => {
+    await assert.rejects(compileModule(moduleWith([{ name: 'run', params: 0 }], [{ module: 'extism:host/env', name: 'input_length' }]), 'p.wasm'), /import extism:host\/env\.input_length has type \(\) -> \(\); Capsule \(extism modules\) expects \(\) -> i64/);
+    await assert.rejects(compileModule(moduleWith([{ name: 'run', params: 0 }], [{ module: 'extism:host/env', name: 'nosuch' }]), 'p.wasm'), /imports extism:host\/env\.nosuch; extism modules may import only from/);
   });
 
   it('checks an explicit --kind against the exports', () => {

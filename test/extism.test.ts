@@ -52,6 +52,15 @@ describe('capsule call: input and output', { skip }, () => {
     assert.equal(r.stderr, '❌ Function not found: nosuch\n');
   });
 
+  it('runs a plugin that has no linear memory; a function with parameters is not a plugin function', { skip: missing(fixture('extism-nomem')) }, async () => {
+    const ok = await runCapsule(['call', fixture('extism-nomem'), 'empty']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout, '');
+    const bad = await runCapsule(['call', fixture('extism-nomem'), 'with_param']);
+    assert.equal(bad.code, 1);
+    assert.equal(bad.stderr, '❌ Function with_param takes 1 parameters; Extism plugin functions take none\n');
+  });
+
   it('fails the call when the plugin reads past its input (§4)', async () => {
     const r = await runCapsule(['call', plugin, 'overread', '--input', 'abc']);
     assert.equal(r.code, 1);

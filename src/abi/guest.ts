@@ -27,8 +27,9 @@ export class Guest {
     this.instance = instance;
     this.exports = instance.exports;
     const mem = memory ?? (instance.exports['memory'] as WebAssembly.Memory | undefined);
-    if (!(mem instanceof WebAssembly.Memory)) throw new CapsuleError('BAD_MODULE', 'the module exports no memory');
-    this.memory = mem;
+    // A module without memory (Extism test plugins, extism-abi.md §1) gets an empty one: any
+    // (ptr, len) it hands over is then outside memory (GuestFault), as for a too-small memory.
+    this.memory = mem instanceof WebAssembly.Memory ? mem : new WebAssembly.Memory({ initial: 0, maximum: 0 });
     this.jspi = jspi;
   }
 

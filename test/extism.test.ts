@@ -113,6 +113,17 @@ describe('capsule call: config, vars, errors', { skip }, () => {
       await s.stop();
     }
   });
+
+  it('--fresh: a fresh instance per call (globals start over), vars still survive', async () => {
+    const s = await startServer(['serve', plugin, '--http-port', '0', '--workers', '1', '--fresh']);
+    try {
+      const bodies: string[] = [];
+      for (const body of ['a', 'b']) bodies.push(await (await fetch(s.url, { method: 'POST', body })).text());
+      assert.deepEqual(bodies, ['1/1:a', '2/1:b']);
+    } finally {
+      await s.stop();
+    }
+  });
 });
 
 describe('capsule call: manifests', { skip }, () => {

@@ -186,6 +186,7 @@ function serveCommand(program: Command, exit: (code: number) => void): void {
     .option('--max-body <size>', 'request body limit (larger → 413)', '10MiB')
     .option('--max-concurrency <n>', 'requests in progress at once (more → 503 + Retry-After)', '1024')
     .option('--reuse', 'gen-2 modules: keep long-lived instances (globals persist between calls)', false)
+    .option('--fresh', 'Extism plugins: a fresh instance per call (default: one instance per worker thread)', false)
     .option('--workers <n>', 'worker threads running guests (default: CPU cores)')
     .option('--grace <duration>', 'time given to in-flight calls on SIGTERM', '10s')
     .option('--functions <dir>', 'serve every <name>.wasm of a directory at /<name> (and <name>/<revision>.wasm at /functions/<name>/<revision>)')
@@ -196,7 +197,7 @@ function serveCommand(program: Command, exit: (code: number) => void): void {
     .exitOverride()
     .action(async (positional: string | undefined, f: ModuleFlags & {
       httpPort: string; host: string; crt?: string; key?: string; stopAfter?: string; maxBody: string;
-      maxConcurrency: string; reuse: boolean; workers?: string; grace: string;
+      maxConcurrency: string; reuse: boolean; fresh: boolean; workers?: string; grace: string;
       functions?: string; routes?: string; maxOutput: string; defaultHost?: string; watch: boolean;
     }) => {
       const logger = createLogger(f.logLevel);
@@ -225,7 +226,7 @@ function serveCommand(program: Command, exit: (code: number) => void): void {
             ...(f.functions !== undefined ? [scanFunctionsDir(f.functions, { otherKeys: allConfigKeys(program) })] : []),
           ]),
           // multi-function servers never pass the runner's environment (conventions.md §2)
-          defaults: { ...functionOptionsOf({ ...spec, dirs: [] }), reuse: f.reuse },
+          defaults: { ...functionOptionsOf({ ...spec, dirs: [] }), reuse: f.reuse, fresh: f.fresh },
           dirs: spec.dirs,
           workers: f.workers ? intFlag(f.workers, '--workers', 1, 256) : undefined,
           watch: f.watch,
@@ -235,7 +236,7 @@ function serveCommand(program: Command, exit: (code: number) => void): void {
       }
       const module = await loadFromFlags(f, positional);
       const fn = CapsuleFunction.fromModule(module, {
-        ...functionOptions(f, module, true), stdio: 'capture', reuse: f.reuse,
+        ...functionOptions(f, module, true), stdio: 'capture', reuse: f.reuse, fresh: f.fresh,
         workers: f.workers ? intFlag(f.workers, '--workers', 1, 256) : undefined,
         onWarning: (m) => logger.warn(m),
       });
@@ -253,9 +254,10 @@ function messageCommands(program: Command, exit: (code: number) => void): void {
     .option('--http-port <port>', 'serve /capsule/health, /capsule/ready, /capsule/metrics, /health, /metrics on this port (0 = a free one)')
     .option('--host <address>', 'interface of --http-port', '127.0.0.1')
     .option('--reuse', 'gen-2 modules: keep long-lived instances (globals persist between calls)', false)
+    .option('--fresh', 'Extism plugins: a fresh instance per call (default: one instance per worker thread)', false)
     .option('--workers <n>', 'worker threads running guests (default: CPU cores)')
     .option('--grace <duration>', 'time given to in-flight messages on SIGTERM', '10s');
-  type MessageFlags = ModuleFlags & { httpPort?: string; host: string; reuse: boolean; workers?: string; grace: string; maxConcurrency?: string };
+  type MessageFlags = ModuleFlags & { httpPort?: string; host: string; reuse: boolean; fresh: boolean; workers?: string; grace: string; maxConcurrency?: string };
   const startMessages = async (positional: string | undefined, f: MessageFlags, start: (fn: CapsuleFunction, common: {
     logger: ReturnType<typeof createLogger>; graceMs: number; http?: { host: string; port: number }; maxConcurrency?: number;
   }) => Promise<RunningMessageTrigger>, describe: string) => {
@@ -265,7 +267,7 @@ function messageCommands(program: Command, exit: (code: number) => void): void {
     const maxConcurrency = f.maxConcurrency !== undefined ? intFlag(f.maxConcurrency, '--max-concurrency', 1, 100_000) : undefined;
     const module = await loadFromFlags(f, positional);
     const fn = CapsuleFunction.fromModule(module, {
-      ...functionOptions(f, module, true), stdio: 'capture', reuse: f.reuse,
+      ...functionOptions(f, module, true), stdio: 'capture', reuse: f.reuse, fresh: f.fresh,
       workers: f.workers ? intFlag(f.workers, '--workers', 1, 256) : undefined,
       onWarning: (m) => logger.warn(m),
     });

@@ -91,6 +91,21 @@ describe('capsule call: config, vars, errors', { skip }, () => {
     assert.equal(r.stderr, '❌ Returned non-zero exit code: 3\n');
   });
 
+  it('handles follow §2–§4: alloc(0), lengths, double free, absent keys, var delete, freeing the input', async () => {
+    const r = await runCapsule(['call', plugin, 'semantics', '--input', 'some input']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'ok');
+  });
+
+  it('WASI proc_exit(0) is a success with the output set; proc_exit(n) a failure', async () => {
+    const ok = await runCapsule(['call', plugin, 'exit_with', '--input', '0']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout, 'before exit');
+    const bad = await runCapsule(['call', plugin, 'exit_with', '--input', '7']);
+    assert.equal(bad.code, 1);
+    assert.equal(bad.stderr, '❌ exit code 7\n');
+  });
+
   it('vars start empty in a new plugin and are read back within a call', async () => {
     const r = await runCapsule(['call', plugin, 'count']);
     assert.equal(r.stdout, '1');

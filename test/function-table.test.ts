@@ -5,7 +5,10 @@ import assert from 'node:assert/strict';
 import { FunctionTable, type TableLog } from '../src/functions/table.ts';
 import { functionSpecFromBody } from '../src/functions/spec.ts';
 import type { FunctionDef } from '../src/functions/routes.ts';
-import { fixture, missing } from './helpers.ts';
+import { mkdtempSync, copyFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fixture, missing, runCapsule } from './helpers.ts';
 
 const ECHO = fixture('gen2-echo');
 
@@ -83,5 +86,19 @@ describe('functionSpecFromBody', () => {
     assert.throws(() => functionSpecFromBody({ httpTimeout: 'soon' }, 'PUT /functions/x'), /PUT \/functions\/x: "httpTimeout": "soon" is not a duration/);
     assert.throws(() => functionSpecFromBody({ kv: 'disk' }, 'PUT /functions/x'), /PUT \/functions\/x: "kv" must be one of memory, redis/);
     assert.throws(() => functionSpecFromBody([], 'PUT /functions/x'), /PUT \/functions\/x: expected a map of settings/);
+  });
+});
+
+describe('a bad setting in a file beside a module', { skip: missing(ECHO) }, () => {
+  it('names the file and the key, for capsule run as for serve --functions', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'capsule-spec-'));
+    copyFileSync(ECHO, join(dir, 'fn.wasm'));
+    writeFileSync(join(dir, 'fn.capsule.yaml'), 'httpTimeout: soon\n');
+    const run = await runCapsule(['run', join(dir, 'fn.wasm'), 'x']);
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, /fn\.capsule\.yaml: "httpTimeout": "soon" is not a duration/);
+    const serve = await runCapsule(['serve', `--functions=${dir}`, '--http-port=0', '--no-watch']);
+    assert.equal(serve.code, 2);
+    assert.match(serve.stderr, /fn\.capsule\.yaml: "httpTimeout": "soon" is not a duration/);
   });
 });

@@ -25,12 +25,29 @@ import type { Command, Option } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { CapsuleError } from '../base/errors.ts';
 import { rebaseDirGrant } from '../wasi/mounts.ts';
+import { parseDuration, parseSize } from '../base/units.ts';
+import { SETTING_DECLARATIONS } from './spec.ts';
 
 /** Options that never get a `CAPSULE_*` variable or a config key (identity of the module and of one call). */
 const NOT_SETTINGS = new Set(['help', 'version', 'config', 'params', 'paramsFile', 'json']);
 
 /** Single host paths, resolved against the config file's directory. */
 const PATHS = new Set(['wasm', 'crt', 'key', 'functions', 'routes']);
+
+/** Settings whose values are checked when the file is read, by the parser every other source uses. */
+const CHECKED = new Map<string, (text: string, name: string) => unknown>([
+  ['timeout', parseDuration],
+  ['maxMemory', parseSize],
+  ...SETTING_DECLARATIONS.map((d) => [d.key, (text: string, name: string) => d.apply({}, text, name)] as const),
+]);
+
+/**
+ * Checks a function setting's value now, so the message names the file and the key rather than
+ * the flag it becomes. @throws CapsuleError USAGE
+ */
+function checkValue(key: string, value: string, path: string): void {
+  CHECKED.get(key)?.(value, `config file ${path}: "${key}"`);
+}
 
 /** A loaded and validated config file. */
 export interface ConfigFile {
@@ -158,6 +175,7 @@ export function loadConfigFile(path: string, cmd: Command): ConfigFile {
     let v = scalar(value);
     if (PATHS.has(key) && !isAbsolute(v)) v = resolve(base, v);
     if (o.argChoices && !o.argChoices.includes(v)) throw bad(`one of ${o.argChoices.join(', ')}`);
+    checkValue(key, v, path);
     values.set(key, v);
   }
   return { path, values };

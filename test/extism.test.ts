@@ -162,6 +162,27 @@ describe('capsule call: manifests', { skip }, () => {
     assert.equal(r.stdout, 'from manifest');
   });
 
+  it('downloads the module from a manifest url with its headers, checked against its hash', async () => {
+    const bytes = readFileSync(plugin);
+    let auth: string | undefined;
+    const server = createServer((req, res) => {
+      auth = req.headers.authorization;
+      res.writeHead(200, { 'Content-Type': 'application/wasm' }).end(bytes);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/plugin.wasm`;
+      const hash = createHash('sha256').update(bytes).digest('hex');
+      const m = write('url.json', { wasm: [{ url, headers: { Authorization: 'Bearer t0ken' }, hash }] });
+      const r = await runCapsule(['call', m, 'count_vowels', '--input', 'aeiou']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, '{"count":5}');
+      assert.equal(auth, 'Bearer t0ken');
+    } finally {
+      server.close();
+    }
+  });
+
   it('refuses a module whose hash does not match', async () => {
     const m = write('bad.json', { wasm: [{ path: plugin, hash: '0'.repeat(64) }] });
     const r = await runCapsule(['call', m, 'echo']);

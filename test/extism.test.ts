@@ -178,6 +178,8 @@ describe('capsule call: manifests', { skip }, () => {
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout, '{"count":5}');
       assert.equal(auth, 'Bearer t0ken');
+      const direct = await runCapsule(['call', url, 'count_vowels', '--input', 'ae']);
+      assert.equal(direct.stdout, '{"count":2}', direct.stderr);
     } finally {
       server.close();
     }

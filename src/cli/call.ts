@@ -37,7 +37,7 @@ const collectList = (v: string, prev: string[]) => [...prev, ...v.split(',').map
 export function callCommand(program: Command, exit: (code: number) => void): void {
   program.command('call')
     .description('call one function of an Extism plugin (a .wasm file or an Extism manifest .json) once: its output goes to stdout')
-    .argument('<plugin>', 'plugin .wasm file, or an Extism manifest (.json)')
+    .argument('<plugin>', 'plugin .wasm file or http(s) URL, or an Extism manifest (.json)')
     .argument('<function>', 'the exported function to call')
     .option('--input <text>', 'input of the call (default: empty)')
     .option('--input-file <path>', 'input bytes read from a file ("-" = stdin)')
@@ -81,6 +81,9 @@ async function loadPlugin(plugin: string, f: CallFlags): Promise<{ module: Loade
     const read = await readManifest(manifestPath);
     m = read.manifest;
     const { bytes, source } = await wasmBytes(mainWasm(m), read.base);
+    module = await compileModule(bytes, source, { kind: 'extism' });
+  } else if (/^https?:\/\//i.test(plugin)) {
+    const { bytes, source } = await wasmBytes({ url: plugin }, process.cwd());
     module = await compileModule(bytes, source, { kind: 'extism' });
   } else {
     module = await loadModule({ path: plugin }, { kind: 'extism' });

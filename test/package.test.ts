@@ -2,14 +2,15 @@
  * The published package as a user gets it: `npm pack` (which builds dist/ through `prepack`),
  * the tarball installed with npm into a fresh project outside the clone, and there the host SDK
  * imported by the package name (`import { CapsuleFunction } from 'capsule-runner'`) and the CLI
- * run through `npx capsule` — on the Node 24 that runs this test (its folder first on PATH).
+ * run through `npx capsule` — on the Node 24 that runs this test (its folder first on PATH); the
+ * AssemblyScript MDK, packed as its own package, builds a function there that the CLI runs.
  * Node does not strip types under node_modules, so this proves the package ships runnable
  * JavaScript. Skipped, with the reason, only when npm is absent.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { example, missing, root } from './helpers.ts';
@@ -27,16 +28,24 @@ function run(cmd: string, args: string[], cwd: string): SpawnSyncReturns<string>
 
 describe('the npm package (packed, installed elsewhere)', { skip: npmAbsent || missing(hello) }, () => {
   let dir = '';
-  let files: string[] = [];
+  const files: string[] = [];
+  const mdkFiles: string[] = [];
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'capsule-package-'));
-    const packed = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', dir], root).stdout) as { filename: string; files: { path: string }[] }[];
-    files = packed[0]!.files.map((f) => f.path);
+    const packed = pack([], files);
+    const mdk = pack(['--workspace', 'mdk/assemblyscript'], mdkFiles);
     const project = join(dir, 'project');
     mkdirSync(project);
     writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'uses-capsule', private: true, type: 'module' }));
-    run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', join(dir, packed[0]!.filename)], project);
+    const asc = (JSON.parse(readFileSync(join(root, 'node_modules/assemblyscript/package.json'), 'utf8')) as { version: string }).version;
+    run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', packed, mdk, `assemblyscript@${asc}`], project);
   });
+  /** `npm pack <args>` into the temporary folder: the tarball's path; its file list goes to `into`. */
+  function pack(args: string[], into: string[]): string {
+    const [p] = JSON.parse(run('npm', ['pack', ...args, '--json', '--pack-destination', dir], root).stdout) as { filename: string; files: { path: string }[] }[];
+    into.push(...p!.files.map((f) => f.path));
+    return join(dir, p!.filename);
+  }
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('ships the build, the bins and the docs, and no sources, tests, benches or examples', () => {
@@ -70,7 +79,17 @@ describe('the npm package (packed, installed elsewhere)', { skip: npmAbsent || m
     assert.match(v.stdout, /\d+\.\d+\.\d+/);
   });
 
-  it('tells a user of an older Node that it needs 24, without pointing at a clone script', { skip: oldNode() === undefined && 'no Node older than 24 here' }, () => {
+  it('builds a function with the AssemblyScript MDK package and runs it with the CLI package', () => {
+    assert.deepEqual(mdkFiles.filter((f) => !/^(assembly\/.*\.(ts|json)|index\.ts|exports\.ts|exports-message\.ts|asconfig\.json|README\.md|LICENSE|package\.json)$/.test(f)), []);
+    const project = join(dir, 'project');
+    mkdirSync(join(project, 'assembly'));
+    copyFileSync(join(root, 'examples/hello-world/assembly/index.ts'), join(project, 'assembly/index.ts'));
+    writeFileSync(join(project, 'asconfig.json'), JSON.stringify({ extends: '@capsule/mdk-assemblyscript/asconfig.json' }));
+    run('npx', ['--no-install', 'asc', 'assembly/index.ts', '--config', 'asconfig.json', '--target', 'release', '-o', 'hello.wasm'], project);
+    assert.match(run('npx', ['--no-install', 'capsule', 'run', 'hello.wasm', 'Bob'], project).stdout, /👋 Hello Bob/);
+  });
+
+  it('tells a user of a Node without JSPI that it needs 24.20, without pointing at a clone script', { skip: oldNode() === undefined && 'no Node older than 24 here' }, () => {
     const bin = join(dir, 'project/node_modules/capsule-runner/bin/capsule.js');
     assert.ok(existsSync(bin));
     const r = spawnSync(oldNode()!, [bin, '--version'], { encoding: 'utf8' });

@@ -115,6 +115,18 @@ export class Reader {
     if (b >= 0x69 && b <= 0x74) return 'ref';
     return this.fail(`unknown value type 0x${b.toString(16)}`);
   }
+  /** A vector: its u32 length, then `read` once per element. */
+  vec<T>(read: (i: number) => T): T[] {
+    const n = this.u32();
+    const out: T[] = [];
+    for (let i = 0; i < n; i++) out.push(read(i));
+    return out;
+  }
+  /** An external kind byte (function, table, memory, global, tag) of an import or export. */
+  externKind(of: 'import' | 'export'): ExportEntry['kind'] {
+    const k = this.u8();
+    return EXTERN_KINDS[k] ?? this.fail(`unknown ${of} kind ${k}`);
+  }
   s33(): void {
     for (;;) if ((this.u8() & 0x80) === 0) return;
   }
@@ -147,10 +159,7 @@ export function parseModule(bytes: Uint8Array): ParsedModule {
   if (layer !== 0 || version !== 1) {
     throw new CapsuleError('BAD_MODULE', `unknown core module version ${version} (layer ${layer}); expected version 1`);
   }
-  const types: (FuncType | undefined)[] = [];
-  let typesReadable = true;
-  const funcTypeIndices: number[] = [];
-  const rawExports: { name: string; kind: ExportEntry['kind']; index: number }[] = [];
+  const state: ParseState = { parsed, types: [], typesReadable: true, funcTypeIndices: [], rawExports: [] };
   const r = new Reader(bytes, 8);
   while (r.pos < bytes.length) {
     const start = r.pos;
@@ -162,80 +171,85 @@ export function parseModule(bytes: Uint8Array): ParsedModule {
       throw new CapsuleError('BAD_MODULE', `truncated WebAssembly binary: section ${id} at byte ${start} claims ${size} bytes but only ${bytes.length - contentStart} remain`);
     }
     parsed.sections.push({ id, start, contentStart, end });
-    const s = new Reader(bytes, contentStart, end);
-    switch (id) {
-      case 1: // type
-        try {
-          const n = s.u32();
-          for (let i = 0; i < n; i++) {
-            const form = s.u8();
-            if (form !== 0x60) throw new Error('non-function type');
-            const params = Array.from({ length: s.u32() }, () => s.valtype());
-            const results = Array.from({ length: s.u32() }, () => s.valtype());
-            types.push({ params, results });
-          }
-        } catch {
-          typesReadable = false; // GC rec/sub types: signatures stay unknown
-        }
-        break;
-      case 2: { // import
-        const n = s.u32();
-        for (let i = 0; i < n; i++) {
-          const module = s.name();
-          const name = s.name();
-          const k = s.u8();
-          const kind = EXTERN_KINDS[k] ?? s.fail(`unknown import kind ${k}`);
-          const entry: ImportEntry = { module, name, kind };
-          if (k === 0) {
-            const ti = s.u32();
-            funcTypeIndices.push(ti);
-            if (typesReadable) entry.type = types[ti];
-          } else if (k === 1) {
-            s.valtype();
-            s.limits();
-          } else if (k === 2) {
-            entry.memory = s.limits();
-          } else if (k === 3) {
-            s.valtype();
-            s.u8();
-          } else {
-            s.u8();
-            s.u32();
-          }
-          parsed.imports.push(entry);
-        }
-        break;
-      }
-      case 3: { // function
-        const n = s.u32();
-        for (let i = 0; i < n; i++) funcTypeIndices.push(s.u32());
-        break;
-      }
-      case 5: { // memory
-        const n = s.u32();
-        for (let i = 0; i < n; i++) parsed.memories.push(s.limits());
-        break;
-      }
-      case 7: { // export
-        const n = s.u32();
-        for (let i = 0; i < n; i++) {
-          const name = s.name();
-          const k = s.u8();
-          rawExports.push({ name, kind: EXTERN_KINDS[k] ?? s.fail(`unknown export kind ${k}`), index: s.u32() });
-        }
-        break;
-      }
-      default:
-        break;
-    }
+    readSection(id, new Reader(bytes, contentStart, end), state);
     r.pos = end;
   }
-  for (const e of rawExports) {
+  for (const e of state.rawExports) {
     const entry: ExportEntry = { ...e };
-    if (e.kind === 'function' && typesReadable) entry.type = types[funcTypeIndices[e.index]!];
+    if (e.kind === 'function' && state.typesReadable) entry.type = state.types[state.funcTypeIndices[e.index]!];
     parsed.exports.push(entry);
   }
   return parsed;
+}
+
+/** What `parseModule` gathers while it reads the sections. */
+interface ParseState {
+  parsed: ParsedModule;
+  types: (FuncType | undefined)[];
+  /** False when the type section uses GC rec/sub types: signatures then stay unknown. */
+  typesReadable: boolean;
+  /** The type index of every function, imported ones first. */
+  funcTypeIndices: number[];
+  rawExports: { name: string; kind: ExportEntry['kind']; index: number }[];
+}
+
+/** Reads the one section `parseModule` needs from `s` (type, import, function, memory, export). */
+function readSection(id: number, s: Reader, state: ParseState): void {
+  switch (id) {
+    case 1: // type
+      try {
+        s.vec(() => {
+          if (s.u8() !== 0x60) throw new Error('non-function type');
+          const params = s.vec(() => s.valtype());
+          state.types.push({ params, results: s.vec(() => s.valtype()) });
+        });
+      } catch {
+        state.typesReadable = false; // GC rec/sub types: signatures stay unknown
+      }
+      break;
+    case 2: // import
+      s.vec(() => state.parsed.imports.push(readImport(s, state)));
+      break;
+    case 3: // function
+      s.vec(() => state.funcTypeIndices.push(s.u32()));
+      break;
+    case 5: // memory
+      s.vec(() => state.parsed.memories.push(s.limits()));
+      break;
+    case 7: // export
+      s.vec(() => {
+        const name = s.name();
+        state.rawExports.push({ name, kind: s.externKind('export'), index: s.u32() });
+      });
+      break;
+    default:
+      break;
+  }
+}
+
+/** One import entry; a function's type index joins `state.funcTypeIndices`. */
+function readImport(s: Reader, state: ParseState): ImportEntry {
+  const module = s.name();
+  const name = s.name();
+  const kind = s.externKind('import');
+  const entry: ImportEntry = { module, name, kind };
+  if (kind === 'function') {
+    const ti = s.u32();
+    state.funcTypeIndices.push(ti);
+    if (state.typesReadable) entry.type = state.types[ti];
+  } else if (kind === 'table') {
+    s.valtype();
+    s.limits();
+  } else if (kind === 'memory') {
+    entry.memory = s.limits();
+  } else if (kind === 'global') {
+    s.valtype();
+    s.u8();
+  } else {
+    s.u8();
+    s.u32();
+  }
+  return entry;
 }
 
 function leb(n: number): number[] {
@@ -402,10 +416,27 @@ export function readInstruction(r: Reader): number {
     case 0xd0: // ref.null heaptype
       r.s33();
       return op;
+    case 0xfc: case 0xfd: case 0xfe: {
+      const code = readPrefixed(op, r);
+      if (code !== undefined) return code;
+      break;
+    }
+    default:
+      break;
+  }
+  throw new UnknownInstruction(op, at);
+}
+
+/**
+ * The immediates of a prefixed instruction (0xFC misc, 0xFD SIMD, 0xFE threads).
+ * @returns `prefix * 0x1000 + sub-opcode`, or undefined for a sub-opcode outside those proposals
+ */
+function readPrefixed(op: number, r: Reader): number | undefined {
+  switch (op) {
     case 0xfc: {
       const sub = r.u32();
       if (sub <= 7) return 0xfc000 + sub;
-      if (sub > 17) break;
+      if (sub > 17) return undefined;
       r.u32();
       if (sub === 8 || sub === 10 || sub === 12 || sub === 14) r.u32();
       return 0xfc000 + sub;
@@ -420,20 +451,19 @@ export function readInstruction(r: Reader): number {
       else if (sub >= 84 && sub <= 91) {
         skipMemarg(r);
         r.u8();
-      } else if (sub > 0x113) break;
+      } else if (sub > 0x113) return undefined;
       return 0xfd000 + sub;
     }
     case 0xfe: {
       const sub = r.u32();
       if (sub === 0x03) r.u8();
       else if (sub <= 0x02 || (sub >= 0x10 && sub <= 0x4e)) skipMemarg(r);
-      else break;
+      else return undefined;
       return 0xfe000 + sub;
     }
     default:
-      break;
+      return undefined;
   }
-  throw new UnknownInstruction(op, at);
 }
 
 /**

@@ -60,9 +60,6 @@ export interface GuestInstances {
  */
 export type ImportProvider = 'wasi-preview1' | 'host-functions' | Readonly<Record<string, EnvImport>>;
 
-/** @deprecated the former name of `GuestInstances`, kept while the Extism ABI moves to it. */
-export type GuestRuntime = GuestInstances;
-
 export interface Abi {
   /** Kinds this ABI serves (values of `--kind` and config `kind:`, in list order). */
   readonly kinds: readonly ModuleKind[];
@@ -86,8 +83,23 @@ export interface Abi {
    * @throws CapsuleError BAD_MODULE naming the export the kind needs
    */
   checkKind(parsed: ParsedModule, kind: ModuleKind, name: string): Detection;
+  /** What `capsule inspect` calls each kind ("Capsule ABI gen 2 (Go Capsule v0.3.4 – v0.4.2)"); the kind itself when unset. */
+  readonly titles?: Readonly<Partial<Record<ModuleKind, string>>>;
   /** What the ABI accepts, for the message when no ABI recognises a module ("a WASI command (_start)"). */
   readonly expects: string;
+  /**
+   * Whether instances may live on between calls (capsule-abi.md §3): `'on-request'` = fresh per
+   * call unless `--reuse` (gen 2); `'by-default'` = one long-lived instance per worker thread
+   * unless `fresh` (Extism, extism-abi.md §11); unset = always fresh (`--reuse` is refused with a
+   * warning).
+   */
+  readonly reuse?: 'on-request' | 'by-default';
+  /**
+   * Whether `initialise` runs apart from the call (start-up exports), so that a fresh call may be
+   * served by an initialised instance reset to its state after initialisation (engine/snapshot.ts).
+   * Unset: the module starts in its handler (WASI commands), a fresh call gets a new instance.
+   */
+  readonly resettable?: boolean;
   /** Generation whose host functions the module may import (`'host-functions'`); none for plain WASI. */
   generation(detection: Detection): 1 | 2 | undefined;
   /**

@@ -10,6 +10,7 @@
 
 import type { FunctionSettings } from '../base/settings.ts';
 import type { ModuleKind } from '../base/kinds.ts';
+import type { ServiceHost } from '../base/services.ts';
 
 /** A decoded host-function argument: `s` = (ptr, len) string read as bytes, `n` = one i32. */
 export type ParamKind = 's' | 'n';
@@ -66,8 +67,11 @@ export interface HostFunction {
   readonly frame?: 'raw';
   /** True when `run` returns a Promise (the guest is suspended with JSPI while it waits). */
   readonly async?: boolean;
-  /** The grant this function needs (e.g. `files`); undefined = always granted. */
-  readonly grant?: string;
+  /**
+   * Whether this function needs its capability's grant (`Capability.grant`); unset = always
+   * granted. The function itself refuses when the grant is missing, with a failure naming it.
+   */
+  readonly grant?: true;
   /**
    * Does the work. Arguments arrive as bytes (`s`) or numbers (`n`), in declaration order.
    * May return a Promise: the engine then suspends the guest with JSPI until it settles.
@@ -75,16 +79,58 @@ export interface HostFunction {
   run(ctx: HostCallContext, args: (Uint8Array | number)[]): HostResult | void | Promise<HostResult | void>;
 }
 
-/** A capability: a named group of host functions, one folder under src/capabilities/. */
+/**
+ * An operation on a key-value store (the memory cache, a Redis server), as the cache, KV and Redis
+ * host functions send it to the store's main-thread service; `Increment` names the increment
+ * operation in the store's own words (`incr`, `incrby`).
+ */
+export type KeyValueRequest<Increment extends string> =
+  | { op: 'set'; key: string; value: Uint8Array }
+  | { op: 'get'; key: string }
+  | { op: 'del'; key: string }
+  | { op: 'keys'; pattern: string }
+  | { op: Increment; key: string; delta: string };
+
+/**
+ * What a grant lends a guest and how a user gives it, as `capsule inspect` prints it
+ * (`files: files inside granted directories, for hostReadFile — give it with --dir …`).
+ */
+export interface GrantInfo {
+  readonly lends: string;
+  readonly how: string;
+}
+
+/**
+ * A capability: what the host lends a guest, one folder under src/capabilities/ and one line in
+ * src/capabilities/index.ts. Its settings (flag, config key, variable, default) are declared in
+ * the folder's settings.ts; its backends (Redis, CouchBase clients) sit beside it.
+ */
 export interface Capability {
+  /** Its name; also the grant's name in `capsule inspect` and messages. */
   readonly name: string;
+  /** Its host functions, each once per name with the generations that import it. */
   readonly functions: readonly HostFunction[];
+  /**
+   * The grant its functions marked `grant: true` need (files: `--dir`, http: `--allowed-hosts`,
+   * redis / couchbase: the server settings); unset when it lends nothing a user must give.
+   */
+  readonly grant?: GrantInfo;
+  /**
+   * Registers its main-thread services (state shared by every worker thread: the memory cache,
+   * broker connections, Redis clients) on a worker pool; the engine calls it for every capability
+   * of the list on every pool it makes. Must be idempotent.
+   */
+  provide?(host: ServiceHost): void;
 }
 
 const decoder = new TextDecoder();
 /** Decodes an `s` argument as UTF-8 (invalid bytes become U+FFFD). */
 export function text(arg: Uint8Array | number | undefined): string {
   return arg instanceof Uint8Array ? decoder.decode(arg) : String(arg ?? '');
+}
+/** An `s` argument as bytes (empty for anything else). */
+export function argBytes(a: Uint8Array | number | undefined): Uint8Array {
+  return a instanceof Uint8Array ? a : new Uint8Array(0);
 }
 /** Shorthands for results. */
 export const ok = (value: Uint8Array | string): HostResult => ({ ok: true, value });

@@ -5,19 +5,9 @@ import { compileModule, digestOf, readModuleFile, type LoadedModule } from '../e
 import { parseModule, type ParsedModule } from '../wasm/binary.ts';
 import { detectKind } from '../engine/detect.ts';
 import { type Detection, type ModuleKind } from '../base/kinds.ts';
-import { findHostFunction } from '../capabilities/index.ts';
-import { CAPABILITIES } from '../capabilities/index.ts';
-import { GRANTS } from '../capabilities/grants.ts';
+import { capabilityOf, findHostFunction } from '../capabilities/index.ts';
+import { abiFor } from '../abi/index.ts';
 import { formatType } from '../abi/signatures.ts';
-
-const GENERATION: Record<string, string> = {
-  'capsule-1a': 'Capsule ABI gen 1a (Go Capsule 0.0.0 – 0.1.8)',
-  'capsule-1b': 'Capsule ABI gen 1b (Go Capsule 0.1.9 – v0.2.8)',
-  'capsule-1c': 'Capsule ABI gen 1c (Go Capsule v0.2.9 – v0.3.3)',
-  'capsule-2': 'Capsule ABI gen 2 (Go Capsule v0.3.4 – v0.4.2)',
-  extism: 'Extism plugin',
-  wasi: 'WASI preview1 command',
-};
 
 /**
  * Inspects a module file: its description, and the load problem when it cannot run (a bad
@@ -27,10 +17,10 @@ const GENERATION: Record<string, string> = {
  * @returns the text to print (trailing newline) and the problem, if any (the CLI then exits 1)
  * @throws CapsuleError LOAD (unreadable file), BAD_MODULE when the bytes are not a module at all
  */
-export async function inspectFile(path: string, o: { kind?: ModuleKind; json: boolean }): Promise<{ text: string; problem?: CapsuleError }> {
+export async function inspectFile(path: string, options: { kind?: ModuleKind; json: boolean }): Promise<{ text: string; problem?: CapsuleError }> {
   const bytes = await readModuleFile(path);
   try {
-    return { text: describeModule(await compileModule(bytes, path, { kind: o.kind }), o.json) };
+    return { text: describeModule(await compileModule(bytes, path, { kind: options.kind }), options.json) };
   } catch (e) {
     if (!(e instanceof CapsuleError) || e.code !== 'BAD_MODULE') throw e;
     let parsed: ParsedModule;
@@ -42,26 +32,22 @@ export async function inspectFile(path: string, o: { kind?: ModuleKind; json: bo
     const name = basename(path);
     let detection: Detection | undefined;
     try {
-      detection = detectKind(parsed, name, o.kind);
+      detection = detectKind(parsed, name, options.kind);
     } catch {
       // the problem says why no kind fits
     }
     const problem = e.message.startsWith(`${name}: `) ? e.message.slice(name.length + 2) : e.message;
     const info = { ...baseInfo(name, path, bytes.length, digestOf(bytes), parsed, detection), problem };
-    return { text: render(info, o.json), problem: e };
+    return { text: render(info, options.json), problem: e };
   }
 }
 
 /** Renders the description of a loaded module as text or JSON (with a trailing newline). */
 export function describeModule(m: LoadedModule, json: boolean): string {
-  const gen = m.detection.kind.startsWith('capsule-1') ? 1 : 2;
-  const capabilityOf = (name: string) => {
-    const f = findHostFunction(name, gen);
-    return f ? CAPABILITIES.find((c) => c.functions.includes(f))?.name : undefined;
-  };
+  const gen = abiFor(m.detection.kind, m.name).generation(m.detection) ?? 2;
   const info = {
     ...baseInfo(m.name, m.source, m.size, m.digest, m.parsed, m.detection),
-    capabilities: [...new Set(m.hostImports.map(capabilityOf).filter((c): c is string => c !== undefined))],
+    capabilities: [...new Set(m.hostImports.map((n) => capabilityOf(n, gen)?.name).filter((c): c is string => c !== undefined))],
     grants: grantsOf(m.hostImports, gen),
     memory: m.pooledMemory ?? m.importedMemory?.limits ?? m.parsed.memories[0],
     /** How "a fresh instance per call" is served (capsule-abi.md §3; docs/performance.md). */
@@ -80,7 +66,7 @@ function baseInfo(name: string, source: string, size: number, digest: string, pa
     size,
     digest,
     kind: detection?.kind,
-    abi: detection ? GENERATION[detection.kind] : undefined,
+    abi: detection ? abiFor(detection.kind, name).titles?.[detection.kind] ?? detection.kind : undefined,
     detectedBecause: detection?.reason,
     imports: parsed.imports.map((i) => ({ module: i.module, name: i.name, kind: i.kind, ...(i.type ? { signature: formatType(i.type) } : {}) })),
     exports: parsed.exports.map((e) => ({ name: e.name, kind: e.kind, ...(e.type ? { signature: formatType(e.type) } : {}) })),
@@ -121,13 +107,14 @@ function render(info: Info, json: boolean): string {
   return lines.join('\n') + '\n';
 }
 
-/** The grants the imported host functions need (capabilities/grants.ts), with how to give them. */
+/** The grants the imported host functions need (`Capability.grant`), with how to give them. */
 function grantsOf(imports: readonly string[], gen: 1 | 2): { grant: string; lends: string; how: string; functions: string[] }[] {
   const out = new Map<string, { grant: string; lends: string; how: string; functions: string[] }>();
   for (const name of imports) {
-    const grant = findHostFunction(name, gen)?.grant;
-    if (!grant) continue;
-    const info = GRANTS[grant] ?? { lends: grant, how: `the ${grant} settings` };
+    const capability = capabilityOf(name, gen);
+    if (!capability?.grant || !findHostFunction(name, gen)?.grant) continue;
+    const grant = capability.name;
+    const info = capability.grant;
     let g = out.get(grant);
     if (!g) out.set(grant, (g = { grant, ...info, functions: [] }));
     g.functions.push(name);

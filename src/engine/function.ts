@@ -9,7 +9,8 @@ import type { FunctionSettings } from '../base/settings.ts';
 import type { InvocationInput, InvocationMeta } from '../base/invocation.ts';
 import type { Mount } from '../base/settings.ts';
 import { CAPSULE_VERSION } from '../base/version.ts';
-import { provideCapabilityServices } from '../capabilities/services.ts';
+import { provideCapabilityServices } from '../capabilities/index.ts';
+import { abiFor } from '../abi/index.ts';
 import { pickCapabilitySettings } from '../capabilities/settings.ts';
 import { type CapabilitySettings } from '../base/settings.ts';
 
@@ -63,9 +64,10 @@ export class CapsuleFunction {
 
   private constructor(module: LoadedModule, options: FunctionOptions) {
     this.module = module;
-    // Extism plugins keep one instance per worker thread unless `fresh` (extism-abi.md §11)
-    let reuse = module.detection.kind === 'extism' ? options.fresh !== true : options.reuse ?? false;
-    if (reuse && module.detection.kind !== 'capsule-2' && module.detection.kind !== 'extism') {
+    // Abi.reuse: Extism plugins keep one instance per worker thread unless `fresh` (extism-abi.md §11)
+    const policy = abiFor(module.detection.kind, module.name).reuse;
+    let reuse = policy === 'by-default' ? options.fresh !== true : options.reuse ?? false;
+    if (reuse && policy === undefined) {
       options.onWarning?.(`--reuse applies to gen-2 Capsule modules only; ${module.name} is ${module.detection.kind}: using a fresh instance per call`);
       reuse = false;
     }

@@ -5,7 +5,7 @@
  * passed through unchanged).
  */
 import type { HttpRequestInput, HttpResponseOutput } from '../../base/invocation.ts';
-import { canonicalHeaders, responseHeader } from '../capsule-common.ts';
+import { canonicalHeaders, responseHeader } from '../capsule-headers.ts';
 
 const encoder = new TextEncoder();
 

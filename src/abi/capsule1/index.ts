@@ -7,11 +7,11 @@ import { CapsuleError } from '../../base/errors.ts';
 import type { ModuleKind } from '../../base/kinds.ts';
 import type { Abi } from '../types.ts';
 import type { Guest } from '../guest.ts';
-import { CAPSULE_GUEST, startCapsuleGuest } from '../capsule-common.ts';
+import { CAPSULE_EXPECTS, CAPSULE_GUEST, CAPSULE_IMPORTS, requireMalloc, startCapsuleGuest } from '../capsule-guest.ts';
 import { checkExportTypes, GEN1_EXPORTS, GEN1_HTTP } from '../signatures.ts';
 import { checkCapsule1Kind, detectCapsule1 } from './detect.ts';
 import { decodeGen1Response, encodeGen1Headers, parseGen1Error, requestParams } from './http.ts';
-import { REQUEST_PARAMS_KEY } from '../../capabilities/runtime/index.ts';
+import { REQUEST_PARAMS_KEY } from '../../capabilities/host-info/index.ts';
 import type { HttpRequestInput, InvocationOutput } from '../../base/invocation.ts';
 
 const encoder = new TextEncoder();
@@ -55,14 +55,19 @@ async function handleHttp(guest: Guest, kind: ModuleKind, req: HttpRequestInput,
 
 export const capsule1: Abi = {
   kinds: ['capsule-1a', 'capsule-1b', 'capsule-1c'],
-  imports: { wasi_snapshot_preview1: 'wasi-preview1', env: 'host-functions' },
-  expects: 'a Capsule module (callHandleHttp, callHandle, callHandleHTTP or callHandleJSON)',
+  imports: CAPSULE_IMPORTS,
+  expects: CAPSULE_EXPECTS,
+  titles: {
+    'capsule-1a': 'Capsule ABI gen 1a (Go Capsule 0.0.0 – 0.1.8)',
+    'capsule-1b': 'Capsule ABI gen 1b (Go Capsule 0.1.9 – v0.2.8)',
+    'capsule-1c': 'Capsule ABI gen 1c (Go Capsule v0.2.9 – v0.3.3)',
+  },
   detect: detectCapsule1,
   checkKind: checkCapsule1Kind,
+  resettable: true,
   generation: () => 1,
   check(parsed, detection, name) {
-    const fns = new Set(parsed.exports.filter((e) => e.kind === 'function').map((e) => e.name));
-    if (!fns.has('malloc')) throw new CapsuleError('BAD_MODULE', `${name}: a gen-1 module must export malloc(size) -> ptr to receive its input (capsule-abi.md §2.1)`);
+    const fns = requireMalloc(parsed, 1, name);
     const sub = detection.kind.slice('capsule-'.length);
     checkExportTypes(parsed, { ...GEN1_EXPORTS, callHandleHttp: GEN1_HTTP[detection.kind]! }, `Capsule gen ${sub}`, name);
     const http = fns.has('callHandleHttp');

@@ -3,7 +3,7 @@
  * response frame it returns (§5.4), with the leniency of §7.8.
  */
 import type { HttpRequestInput, HttpResponseOutput } from '../../base/invocation.ts';
-import { canonicalHeaders, responseHeader } from '../capsule-common.ts';
+import { canonicalHeaders, responseHeader } from '../capsule-headers.ts';
 
 const encoder = new TextEncoder();
 

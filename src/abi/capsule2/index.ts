@@ -6,7 +6,7 @@ import { CapsuleError } from '../../base/errors.ts';
 import type { Abi, GuestInstances } from '../types.ts';
 import type { Guest } from '../guest.ts';
 import type { HostCallContext } from '../../capabilities/types.ts';
-import { CAPSULE_GUEST, isGuestTrap, startCapsuleGuest } from '../capsule-common.ts';
+import { CAPSULE_EXPECTS, CAPSULE_GUEST, CAPSULE_IMPORTS, isGuestTrap, requireMalloc, startCapsuleGuest } from '../capsule-guest.ts';
 import { checkExportTypes, GEN2_EXPORTS } from '../signatures.ts';
 import { checkCapsule2Kind, detectCapsule2 } from './detect.ts';
 import { encodeHttpRequest, decodeHttpResponse, missingExportResponse } from './http.ts';
@@ -108,14 +108,16 @@ async function invokeCli(instances: GuestInstances, input: CliInput, meta: Invoc
 
 export const capsule2: Abi = {
   kinds: ['capsule-2'],
-  imports: { wasi_snapshot_preview1: 'wasi-preview1', env: 'host-functions' },
-  expects: 'a Capsule module (callHandleHttp, callHandle, callHandleHTTP or callHandleJSON)',
+  imports: CAPSULE_IMPORTS,
+  expects: CAPSULE_EXPECTS,
+  titles: { 'capsule-2': 'Capsule ABI gen 2 (Go Capsule v0.3.4 – v0.4.2)' },
   detect: detectCapsule2,
   checkKind: checkCapsule2Kind,
+  reuse: 'on-request',
+  resettable: true,
   generation: () => 2,
   check(parsed, _d, name) {
-    const fns = new Set(parsed.exports.filter((e) => e.kind === 'function').map((e) => e.name));
-    if (!fns.has('malloc')) throw new CapsuleError('BAD_MODULE', `${name}: a gen-2 module must export malloc(size) -> ptr to receive its input (capsule-abi.md §2.1)`);
+    requireMalloc(parsed, 2, name);
     checkExportTypes(parsed, GEN2_EXPORTS, 'Capsule gen 2', name);
   },
   async initialise(guest) {

@@ -113,6 +113,8 @@ async function initialise(guest: Guest): Promise<void> {
 export const extism: Abi = {
   kinds: ['extism'],
   imports: { 'extism:host/env': EXTISM_ENV, wasi_snapshot_preview1: 'wasi-preview1' },
+  titles: { extism: 'Extism plugin' },
+  reuse: 'by-default',
   expects: 'an Extism plugin (imports from extism:host/env)',
   detect(parsed, name) {
     if (parsed.imports.some((i) => i.module === 'extism:host/env')) return { kind: 'extism', reason: 'imports from extism:host/env' };

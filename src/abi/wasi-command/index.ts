@@ -117,6 +117,7 @@ async function invokeCgi(instances: GuestInstances, input: HttpRequestInput, met
 export const wasiCommand: Abi = {
   kinds: ['wasi'],
   imports: { wasi_snapshot_preview1: 'wasi-preview1', env: ENV_IMPORTS },
+  titles: { wasi: 'WASI preview1 command' },
   expects: 'a WASI command (_start)',
   detect: (parsed) => (functionExports(parsed).has('_start') ? { kind: 'wasi', reason: 'exports _start and no Capsule entry point' } : undefined),
   // the entrypoint is checked when the route names it

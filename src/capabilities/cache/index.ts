@@ -15,7 +15,8 @@
 import { ok, fail, text, type Capability, type HostFunction } from '../types.ts';
 import type { ServiceCallerModule } from '../../base/services.ts';
 import { CAPABILITY_DEFAULTS } from '../settings.ts';
-import { callService, functionName, generationOf, okPair } from '../common.ts';
+import { callService, functionName, generationOf } from '../service-calls.ts';
+import { okPair } from '../gen1-encodings.ts';
 import { memoryStore, type CacheLimits, type CacheReply, type CacheRequest } from './memory-store.ts';
 
 /** The cache limits of a function (settings or defaults). */
@@ -87,4 +88,5 @@ const functions: HostFunction[] = [
 export const cache: Capability = {
   name: 'cache',
   functions,
+  provide: (host) => host.provide('cache', cacheService), // memory cache, one namespace per function
 };

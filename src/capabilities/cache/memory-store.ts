@@ -8,6 +8,7 @@
 import { CAPSULE_VERSION } from '../../base/version.ts';
 import { formatBytes } from '../../base/units.ts';
 import { globToRegExp } from './glob.ts';
+import type { KeyValueRequest } from '../types.ts';
 
 /** Limits of one namespace. */
 export interface CacheLimits {
@@ -16,12 +17,7 @@ export interface CacheLimits {
 }
 
 /** An operation on one namespace, as sent by the cache and KV host functions. */
-export type CacheRequest =
-  | { op: 'set'; key: string; value: Uint8Array }
-  | { op: 'get'; key: string }
-  | { op: 'del'; key: string }
-  | { op: 'keys'; pattern: string }
-  | { op: 'incr'; key: string; delta: string };
+export type CacheRequest = KeyValueRequest<'incr'>;
 
 /** Replies: `set`/`del` → null, `get` → the value or null when absent, `keys` → names, `incr` → the new value in decimal. */
 export type CacheReply = Uint8Array | string | string[] | null;

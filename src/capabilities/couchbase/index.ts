@@ -9,7 +9,7 @@
  */
 import { ok, text, type Capability } from '../types.ts';
 import type { ServiceCallerModule } from '../../base/services.ts';
-import { callService } from '../common.ts';
+import { callService } from '../service-calls.ts';
 import { couchbaseFromEnv, couchbaseQuery } from './client.ts';
 
 /** Service `couchbase` (main thread): `{ query }` → rows. */
@@ -19,9 +19,11 @@ export function couchbaseService(request: unknown, caller: ServiceCallerModule):
 
 export const couchbase: Capability = {
   name: 'couchbase',
+  grant: { lends: 'a CouchBase cluster', how: '--couchbase-cluster URL (config couchbaseCluster) or COUCHBASE_CLUSTER; password in COUCHBASE_PWD' },
+  provide: (host) => host.provide('couchbase', couchbaseService), // one cluster connection per cluster/user/bucket
   functions: [
     {
-      name: 'hostCouchBaseQuery', generations: [1, 2], params: ['s'], returns: true, async: true, grant: 'couchbase',
+      name: 'hostCouchBaseQuery', generations: [1, 2], params: ['s'], returns: true, async: true, grant: true,
       run(ctx, [query]) {
         return callService<unknown[]>(ctx, 'couchbase', { query: text(query) }, (rows) => {
           if (ctx.generation === 1 && rows.length === 0) return ok('empty');

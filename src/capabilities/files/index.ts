@@ -80,15 +80,16 @@ export function writeGuestFile(ctx: Pick<HostCallContext, 'settings'>, path: str
 }
 export const files: Capability = {
   name: 'files',
+  grant: { lends: 'files inside granted directories', how: '--dir HOST[:GUEST][:ro] (config dir)' },
   functions: [
     {
-      name: 'hostReadFile', generations: [1, 2], params: ['s'], returns: true, grant: 'files',
+      name: 'hostReadFile', generations: [1, 2], params: ['s'], returns: true, grant: true,
       run(ctx, [path]) {
         return readGuestFile(ctx, text(path));
       },
     },
     {
-      name: 'hostWriteFile', generations: [1, 2], params: ['s', 's'], returns: true, grant: 'files',
+      name: 'hostWriteFile', generations: [1, 2], params: ['s', 's'], returns: true, grant: true,
       run(ctx, [path, content]) {
         const r = writeGuestFile(ctx, text(path), content as Uint8Array);
         return r.ok && ctx.generation === 1 ? ok('file created') : r;

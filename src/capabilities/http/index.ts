@@ -16,7 +16,7 @@
  */
 import { fail, ok, text, type Capability, type HostCallContext, type HostResult } from '../types.ts';
 import { CAPABILITY_DEFAULTS } from '../settings.ts';
-import { gen1ListSeparator } from '../common.ts';
+import { gen1ListSeparator } from '../gen1-encodings.ts';
 import { parseAllowedHosts, type AllowRule } from './allow-list.ts';
 import { OutboundError, outboundFetch, type OutboundPolicy, type OutboundRequest, type OutboundResponse } from './client.ts';
 
@@ -132,9 +132,10 @@ export function parseGen1Headers(headers: string, sep: string): [string, string]
 
 export const http: Capability = {
   name: 'http',
+  grant: { lends: 'outbound HTTP to allowed hosts', how: '--allowed-hosts HOST,… (config allowedHosts)' },
   functions: [
     {
-      name: 'hostHTTP', generations: [2], params: ['s'], returns: true, async: true, grant: 'http',
+      name: 'hostHTTP', generations: [2], params: ['s'], returns: true, async: true, grant: true,
       async run(ctx, [request]) {
         let req: OutboundRequest;
         try {
@@ -146,7 +147,7 @@ export const http: Capability = {
       },
     },
     {
-      name: 'hostHttp', generations: [1], params: ['s', 's', 's', 's'], returns: true, async: true, grant: 'http',
+      name: 'hostHttp', generations: [1], params: ['s', 's', 's', 's'], returns: true, async: true, grant: true,
       async run(ctx, [url, method, headers, body]) {
         const b = body as Uint8Array;
         const noBody = b.length === 0 || text(b) === 'empty';

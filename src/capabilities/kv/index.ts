@@ -11,7 +11,7 @@
  */
 import { ok, text, type Capability } from '../types.ts';
 import type { ServiceCallerModule } from '../../base/services.ts';
-import { callService, functionName, generationOf } from '../common.ts';
+import { callService, functionName, generationOf } from '../service-calls.ts';
 import { memoryStore } from '../cache/memory-store.ts';
 import { cacheLimits } from '../cache/index.ts';
 import { redisCommand } from '../redis/client.ts';
@@ -44,6 +44,7 @@ export async function kvService(request: unknown, caller: ServiceCallerModule): 
 
 export const kv: Capability = {
   name: 'kv',
+  provide: (host) => host.provide('kv', kvService), // hostKvIncrement: memory cache or Redis INCRBY
   functions: [
     {
       name: 'hostKvIncrement', generations: [1, 2], params: ['s', 's'], returns: true, async: true,

@@ -12,9 +12,10 @@
  * MQTT trigger): `mqttServer`, `mqttTopic` (the subscription that delivered the message),
  * `mqttClientId`.
  */
-import { fail, ok, text, type HostCallContext, type HostFunction, type HostResult, type Capability } from '../types.ts';
-import { argBytes as bytes, okEcho, triggerGetter } from '../common.ts';
-import { MQTT_SERVICE, type MqttServiceReply, type MqttServiceRequest } from './service.ts';
+import { argBytes as bytes, fail, text, type HostCallContext, type HostFunction, type Capability } from '../types.ts';
+import { okEcho, triggerGetter } from '../gen1-encodings.ts';
+import { publishFunction } from '../broker-functions.ts';
+import { mqttHub, MQTT_SERVICE, type MqttServiceReply, type MqttServiceRequest } from './service.ts';
 
 
 /** Trigger facts the MQTT trigger puts in `InvocationMeta.trigger`. */
@@ -27,14 +28,8 @@ function ask(ctx: HostCallContext, request: MqttServiceRequest): Promise<MqttSer
 
 
 const gen1: HostFunction[] = [
-  {
-    name: 'hostMqttPublish', generations: [1], params: ['s', 's'], returns: true, async: true,
-    async run(ctx, [topic, data]) {
-      const t = text(topic);
-      const r = await ask(ctx, { op: 'publish', topic: t, data: bytes(data), qos: 0 });
-      return r.ok ? okEcho(t, bytes(data)) : fail(r.error);
-    },
-  },
+  // gen 1 publishes at QoS 0 whatever the trigger's --qos
+  publishFunction('hostMqttPublish', 1, (ctx, topic, data) => ask(ctx, { op: 'publish', topic, data, qos: 0 })),
   {
     name: 'hostMqttConnectPublish', generations: [1], params: ['s', 's', 's', 's'], returns: true, async: true,
     async run(ctx, [server, clientId, topic, data]) {
@@ -49,18 +44,12 @@ const gen1: HostFunction[] = [
 ];
 
 const gen2: HostFunction[] = [
-  {
-    name: 'hostMqttPublish', generations: [2], params: ['s', 's'], returns: true, async: true,
-    async run(ctx, [topic, data]) {
-      const t = text(topic);
-      const r = await ask(ctx, { op: 'publish', topic: t, data: bytes(data) });
-      return r.ok ? ok(t) : fail(r.error);
-    },
-  },
+  publishFunction('hostMqttPublish', 2, (ctx, topic, data) => ask(ctx, { op: 'publish', topic, data })),
 ];
 
 /** The `mqtt` capability: gen-1 and gen-2 MQTT host functions (one entry per generation and name). */
 export const mqtt: Capability = {
   name: 'mqtt',
   functions: [...gen1, ...gen2],
+  provide: (host) => void mqttHub(host), // the trigger's client and ad-hoc ones
 };

@@ -17,7 +17,8 @@
  */
 import type { MqttClient } from 'mqtt';
 import type { ServiceHost } from '../../base/services.ts';
-import { poolHub } from '../common.ts';
+import { poolHub } from '../service-calls.ts';
+import { importOnFirstUse, TriggerConnection } from '../broker-functions.ts';
 
 /** Name of the service (see `ServiceHost.provide`). */
 export const MQTT_SERVICE = 'mqtt';
@@ -33,13 +34,8 @@ export type MqttServiceReply = { ok: true } | { ok: false; error: string };
 /** Longest wait for an ad-hoc client to connect and publish (ms). */
 const AD_HOC_MS = 5000;
 
-type MqttModule = typeof import('mqtt');
-let mqttModule: Promise<MqttModule> | undefined;
 /** The MQTT client module, imported on first use. */
-export function loadMqtt(): Promise<MqttModule> {
-  mqttModule ??= import('mqtt');
-  return mqttModule;
-}
+export const loadMqtt: () => Promise<typeof import('mqtt')> = importOnFirstUse(() => import('mqtt'));
 
 /**
  * Turns a server given as Go Capsule users wrote it into a URL the client accepts:
@@ -63,10 +59,8 @@ export function mqttUrl(server: string): string {
  * The MQTT state of one worker pool: the trigger's client (if any) and the service that host
  * functions reach.
  */
-export class MqttHub {
-  #client: MqttClient | undefined;
+export class MqttHub extends TriggerConnection<MqttClient> {
   #qos: 0 | 1 | 2 = 0;
-  #server = '';
   /** Receives errors of fire-and-forget publishes (QoS ≥ 1). */
   onError: (message: string) => void = () => undefined;
 
@@ -74,15 +68,9 @@ export class MqttHub {
    * The trigger's client, used by `publish`.
    * @param qos the QoS of publishes that name none (the trigger's `--qos`)
    */
-  attach(client: MqttClient, server: string, qos: 0 | 1 | 2): void {
-    this.#client = client;
-    this.#server = server;
+  override attach(client: MqttClient, server: string, qos: 0 | 1 | 2 = 0): void {
+    super.attach(client, server);
     this.#qos = qos;
-  }
-
-  /** Forgets the trigger's client (at shutdown). */
-  detach(client: MqttClient): void {
-    if (this.#client === client) this.#client = undefined;
   }
 
   /** Handles one service request. Never throws: failures are `{ ok: false }`. */
@@ -90,14 +78,14 @@ export class MqttHub {
     try {
       switch (req.op) {
         case 'publish': {
-          const client = this.#client;
+          const client = this.connection;
           if (!client) {
             return { ok: false, error: 'no MQTT connection: this host function uses the client of the MQTT trigger (capsule mqtt --mqtt-server=… --topic=…)' };
           }
           const qos = req.qos ?? this.#qos;
           const payload = Buffer.from(req.data.buffer, req.data.byteOffset, req.data.byteLength);
           if (qos === 0) {
-            if (!client.connected) return { ok: false, error: `not connected to the MQTT broker ${this.#server} (reconnecting)` };
+            if (!client.connected) return { ok: false, error: `not connected to the MQTT broker ${this.server} (reconnecting)` };
             await client.publishAsync(req.topic, payload, { qos: 0, retain: false });
             return { ok: true };
           }

@@ -12,9 +12,10 @@
  * `ctx.trigger` (set by the NATS trigger): `natsServer`, `natsSubject` (the subscription that
  * delivered the message), `natsReplyTo` (its reply subject, empty when none).
  */
-import { fail, ok, text, type HostCallContext, type HostFunction, type HostResult, type Capability } from '../types.ts';
-import { argBytes as bytes, okEcho, triggerFact as fact, triggerGetter } from '../common.ts';
-import { NATS_SERVICE, type NatsServiceReply, type NatsServiceRequest } from './service.ts';
+import { argBytes as bytes, fail, ok, text, type HostCallContext, type HostFunction, type HostResult, type Capability } from '../types.ts';
+import { okEcho, triggerFact as fact, triggerGetter } from '../gen1-encodings.ts';
+import { publishFunction } from '../broker-functions.ts';
+import { natsHub, NATS_SERVICE, type NatsServiceReply, type NatsServiceRequest } from './service.ts';
 
 
 /** Trigger facts the NATS trigger puts in `InvocationMeta.trigger`. */
@@ -25,6 +26,8 @@ function ask(ctx: HostCallContext, request: NatsServiceRequest): Promise<NatsSer
 }
 
 
+/** Publishes on the trigger's connection. */
+const publish = (ctx: HostCallContext, subject: string, data: Uint8Array) => ask(ctx, { op: 'publish', subject, data });
 
 /** Gen-1 errors read like Go's nats client (`nats: timeout`). */
 function gen1Error(r: Extract<NatsServiceReply, { ok: false }>): HostResult {
@@ -32,14 +35,7 @@ function gen1Error(r: Extract<NatsServiceReply, { ok: false }>): HostResult {
 }
 
 const gen1: HostFunction[] = [
-  {
-    name: 'hostNatsPublish', generations: [1], params: ['s', 's'], returns: true, async: true,
-    async run(ctx, [subject, data]) {
-      const s = text(subject);
-      const r = await ask(ctx, { op: 'publish', subject: s, data: bytes(data) });
-      return r.ok ? okEcho(s, bytes(data)) : gen1Error(r);
-    },
-  },
+  publishFunction('hostNatsPublish', 1, publish, gen1Error),
   {
     name: 'hostNatsConnectPublish', generations: [1], params: ['s', 's', 's'], returns: true, async: true,
     async run(ctx, [server, subject, data]) {
@@ -72,14 +68,7 @@ const gen1: HostFunction[] = [
 ];
 
 const gen2: HostFunction[] = [
-  {
-    name: 'hostNatsPublish', generations: [2], params: ['s', 's'], returns: true, async: true,
-    async run(ctx, [subject, data]) {
-      const s = text(subject);
-      const r = await ask(ctx, { op: 'publish', subject: s, data: bytes(data) });
-      return r.ok ? ok(s) : fail(r.error);
-    },
-  },
+  publishFunction('hostNatsPublish', 2, publish),
   {
     // The timeout is in milliseconds (§8); a missing reply gives `Ftimeout`.
     name: 'hostNatsRequest', generations: [2], params: ['s', 's', 'n'], returns: true, async: true,
@@ -94,4 +83,5 @@ const gen2: HostFunction[] = [
 export const nats: Capability = {
   name: 'nats',
   functions: [...gen1, ...gen2],
+  provide: (host) => void natsHub(host), // the trigger's connection and ad-hoc ones
 };

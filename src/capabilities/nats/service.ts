@@ -14,7 +14,8 @@
  */
 import type { NatsConnection, MsgHdrs } from '@nats-io/transport-node';
 import type { ServiceHost } from '../../base/services.ts';
-import { poolHub } from '../common.ts';
+import { poolHub } from '../service-calls.ts';
+import { importOnFirstUse, TriggerConnection } from '../broker-functions.ts';
 
 /** Name of the service (see `ServiceHost.provide`). */
 export const NATS_SERVICE = 'nats';
@@ -35,32 +36,15 @@ export type NatsServiceReply = { ok: true; value: Uint8Array } | { ok: false; er
 /** Longest wait for an ad-hoc connection (ms). */
 const AD_HOC_CONNECT_MS = 5000;
 
-type NatsModule = typeof import('@nats-io/transport-node');
-let natsModule: Promise<NatsModule> | undefined;
 /** The NATS client module, imported on first use. */
-export function loadNats(): Promise<NatsModule> {
-  natsModule ??= import('@nats-io/transport-node');
-  return natsModule;
-}
+export const loadNats: () => Promise<typeof import('@nats-io/transport-node')> = importOnFirstUse(() => import('@nats-io/transport-node'));
 
 /**
  * The NATS state of one worker pool: the trigger's connection (if any) and the service that
  * host functions reach.
  */
-export class NatsHub {
-  #connection: NatsConnection | undefined;
-  #server = '';
-
-  /** The trigger's connection (used by `publish`, `request`, `hostNatsReply`). */
-  attach(connection: NatsConnection, server: string): void {
-    this.#connection = connection;
-    this.#server = server;
-  }
-
-  /** Forgets the trigger's connection (at shutdown). */
-  detach(connection: NatsConnection): void {
-    if (this.#connection === connection) this.#connection = undefined;
-  }
+export class NatsHub extends TriggerConnection<NatsConnection> {
+  // attach(connection, server): the trigger's connection (used by `publish`, `request`, `hostNatsReply`)
 
   /** Handles one service request. Never throws: failures are `{ ok: false }`. */
   async handle(req: NatsServiceRequest): Promise<NatsServiceReply> {
@@ -94,11 +78,12 @@ export class NatsHub {
   }
 
   #need(): NatsConnection {
-    if (!this.#connection) {
+    const connection = this.connection;
+    if (!connection) {
       throw new Error('no NATS connection: this host function uses the connection of the NATS trigger (capsule nats --nats-server=… --subject=…)');
     }
-    if (this.#connection.isClosed()) throw new Error(`the NATS connection to ${this.#server} is closed`);
-    return this.#connection;
+    if (connection.isClosed()) throw new Error(`the NATS connection to ${this.server} is closed`);
+    return connection;
   }
 }
 

@@ -18,6 +18,7 @@
  */
 import { redact } from './config.ts';
 import type { RedisSettings } from '../../base/settings.ts';
+import type { KeyValueRequest } from '../types.ts';
 
 /** How long the first use of a server waits for its connection, ms. */
 export const CONNECT_WAIT_MS = 2000;
@@ -25,12 +26,7 @@ export const CONNECT_WAIT_MS = 2000;
 export const COMMAND_TIMEOUT_MS = 5000;
 
 /** An operation of the Redis host functions (service `redis`). */
-export type RedisRequest =
-  | { op: 'set'; key: string; value: Uint8Array }
-  | { op: 'get'; key: string }
-  | { op: 'del'; key: string }
-  | { op: 'keys'; pattern: string }
-  | { op: 'incrby'; key: string; delta: string };
+export type RedisRequest = KeyValueRequest<'incrby'>;
 
 /** Replies: `set` → `OK`, `get` → the value or null (`nil`), `del` → keys removed, `keys` → names, `incrby` → the new value in decimal. */
 export type RedisReply = Uint8Array | string | number | string[] | null;

@@ -12,7 +12,8 @@
  */
 import { ok, fail, text, type Capability, type HostFunction, type HostCallContext, type HostResult } from '../types.ts';
 import type { ServiceCallerModule } from '../../base/services.ts';
-import { callService, gen1ListSeparator, okPair } from '../common.ts';
+import { callService } from '../service-calls.ts';
+import { gen1ListSeparator, okPair } from '../gen1-encodings.ts';
 import { redisFromEnv } from './config.ts';
 import { redisCommand, type RedisReply, type RedisRequest } from './client.ts';
 
@@ -26,27 +27,27 @@ const redisCall = (ctx: HostCallContext, req: RedisRequest, then: (v: RedisReply
 
 const functions: HostFunction[] = [
   {
-    name: 'hostRedisSet', generations: [1, 2], params: ['s', 's'], returns: true, async: true, grant: 'redis',
+    name: 'hostRedisSet', generations: [1, 2], params: ['s', 's'], returns: true, async: true, grant: true,
     run(ctx, [key, value]) {
       const k = text(key);
       return redisCall(ctx, { op: 'set', key: k, value: value as Uint8Array }, () => ok(ctx.generation === 1 ? okPair(k, text(value)) : k));
     },
   },
   {
-    name: 'hostRedisGet', generations: [1, 2], params: ['s'], returns: true, async: true, grant: 'redis',
+    name: 'hostRedisGet', generations: [1, 2], params: ['s'], returns: true, async: true, grant: true,
     run(ctx, [key]) {
       return redisCall(ctx, { op: 'get', key: text(key) }, (v) => (v instanceof Uint8Array ? ok(v) : fail('redis: nil')));
     },
   },
   {
-    name: 'hostRedisDel', generations: [2], params: ['s'], returns: true, async: true, grant: 'redis',
+    name: 'hostRedisDel', generations: [2], params: ['s'], returns: true, async: true, grant: true,
     run(ctx, [key]) {
       const k = text(key);
       return redisCall(ctx, { op: 'del', key: k }, () => ok(k));
     },
   },
   {
-    name: 'hostRedisKeys', generations: [1, 2], params: ['s'], returns: true, async: true, grant: 'redis',
+    name: 'hostRedisKeys', generations: [1, 2], params: ['s'], returns: true, async: true, grant: true,
     run(ctx, [pattern]) {
       const p = text(pattern);
       return redisCall(ctx, { op: 'keys', pattern: p === '' ? '*' : p }, (v) => {
@@ -60,4 +61,6 @@ const functions: HostFunction[] = [
 export const redis: Capability = {
   name: 'redis',
   functions,
+  grant: { lends: 'a Redis server', how: '--redis-uri URL (config redisUri), or REDIS_URI / REDIS_ADDR; default localhost:6379' },
+  provide: (host) => host.provide('redis', redisService), // one lazily created client per server
 };

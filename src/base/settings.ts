@@ -92,7 +92,7 @@ export interface FunctionSettings extends CapabilitySettings {
  * flag in upper snake case (`--http-timeout` → `CAPSULE_HTTP_TIMEOUT`), the key of a config file,
  * a routes file entry or an API body is `key`.
  */
-export interface SettingDeclaration {
+export interface SettingDeclaration<S = CapabilitySettings> {
   /** Key in YAML files, routes entries and API bodies: the flag's name in camelCase (`httpTimeout`). */
   readonly key: string;
   /** The CLI flag with its value placeholder (`--http-timeout <duration>`). */
@@ -108,7 +108,7 @@ export interface SettingDeclaration {
    * @param name names the key and its source in messages (`--http-timeout`, `fns.yaml: "functions.a.httpTimeout"`)
    * @throws CapsuleError USAGE naming `name` when the value is not valid
    */
-  apply(settings: CapabilitySettings, value: string, name: string): void;
+  apply(settings: S, value: string, name: string): void;
 }
 
 /** The declarations of one capability, and what completes them once all are read. */

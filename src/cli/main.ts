@@ -10,7 +10,7 @@ import { CapsuleFunction, DEFAULTS, type FunctionOptions } from '../engine/funct
 import { loadModule, type UrlSource, type LoadedModule } from '../engine/load.ts';
 import { MODULE_KINDS, type ModuleKind } from '../base/kinds.ts';
 import { parseDuration, parseSize } from '../base/units.ts';
-import { functionOptionsOf, functionSpecFromFlags } from '../functions/spec.ts';
+import { functionOptionsOf, functionSpecFromFlags, LIMIT_SETTINGS } from '../functions/spec.ts';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../observability/logger.ts';
 import { runCli } from '../triggers/cli/run.ts';
 import { serveHttp } from '../triggers/http/server.ts';
@@ -25,7 +25,7 @@ import { normaliseArgv } from './legacy.ts';
 import { progressReporter } from './progress.ts';
 import { inspectFile } from './inspect.ts';
 import { callCommand } from './call.ts';
-import { capabilityOptions, type CapabilityFlags } from './capabilities.ts';
+import { capabilityOptions, settingOptions, type CapabilityFlags } from './capabilities.ts';
 import { addEnvVars, allConfigKeys, applyConfigFor } from '../functions/config-file.ts';
 
 /** Options shared by every command that loads a module. */
@@ -50,7 +50,7 @@ const collect = (v: string, prev: string[]) => [...prev, v];
 const collectList = (v: string, prev: string[]) => [...prev, ...v.split(',').map((s) => s.trim()).filter(Boolean)];
 
 function moduleOptions(cmd: Command): Command {
-  return capabilityOptions(cmd
+  cmd
     .option('--wasm <path>', 'the module file (.wasm); with --url, where to save the download')
     .option('--url <url>', 'download the module from this URL')
     .option('--auth-header-name <name>', 'header sent with --url (e.g. PRIVATE-TOKEN)')
@@ -61,10 +61,9 @@ function moduleOptions(cmd: Command): Command {
     .option('--env-file <path>', 'dotenv file of guest variables (repeatable)', collect, [])
     .option('--no-inherit-env', 'do not pass the runner\'s environment to the guest')
     .option('--dir <HOST[:GUEST][:ro]>', 'grant a directory to the guest (repeatable)', collect, [])
-    .option('--allowed-hosts <hosts>', 'outbound HTTP allow-list: host, *.host, host:port, scheme://host, * (comma-separated, repeatable)', collectList, [])
-    .option('--timeout <duration>', 'deadline of one call (250ms, 30s, 2m)', '30s')
-    .option('--max-memory <size>', 'linear memory cap per instance (64MiB, 1GiB)', '256MiB')
-    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS as string[]).default('info')));
+    .option('--allowed-hosts <hosts>', 'outbound HTTP allow-list: host, *.host, host:port, scheme://host, * (comma-separated, repeatable)', collectList, []);
+  settingOptions(cmd, LIMIT_SETTINGS);
+  return capabilityOptions(cmd.addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS as string[]).default('info')));
 }
 
 function urlSource(f: ModuleFlags, interactive: boolean): UrlSource | undefined {

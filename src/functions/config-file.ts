@@ -25,8 +25,7 @@ import type { Command, Option } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { CapsuleError } from '../base/errors.ts';
 import { rebaseDirGrant } from '../wasi/mounts.ts';
-import { parseDuration, parseSize } from '../base/units.ts';
-import { SETTING_DECLARATIONS } from './spec.ts';
+import { LIMIT_SETTINGS, SETTING_DECLARATIONS } from './spec.ts';
 
 /** Options that never get a `CAPSULE_*` variable or a config key (identity of the module and of one call). */
 const NOT_SETTINGS = new Set(['help', 'version', 'config', 'params', 'paramsFile', 'json']);
@@ -36,8 +35,7 @@ const PATHS = new Set(['wasm', 'crt', 'key', 'functions', 'routes']);
 
 /** Settings whose values are checked when the file is read, by the parser every other source uses. */
 const CHECKED = new Map<string, (text: string, name: string) => unknown>([
-  ['timeout', parseDuration],
-  ['maxMemory', parseSize],
+  ...LIMIT_SETTINGS.map((d) => [d.key, (text: string, name: string) => d.apply({ env: [], dirs: [], allowedHosts: [] }, text, name)] as const),
   ...SETTING_DECLARATIONS.map((d) => [d.key, (text: string, name: string) => d.apply({}, text, name)] as const),
 ]);
 

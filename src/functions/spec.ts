@@ -48,11 +48,20 @@ export const SETTING_DECLARATIONS: readonly SettingDeclaration[] = CAPABILITY_SE
 /** The config keys of the declared settings (`httpTimeout`, `redisUri`, …). */
 export const SETTING_KEYS: readonly string[] = SETTING_DECLARATIONS.map((d) => d.key);
 
+/**
+ * The limits of one call, declared like the capability settings (flag, key, default, parser):
+ * `--timeout` / `timeout`, `--max-memory` / `maxMemory`.
+ */
+export const LIMIT_SETTINGS: readonly SettingDeclaration<FunctionSpec>[] = [
+  { key: 'timeout', flag: '--timeout <duration>', default: '30s', apply: (s, v, name) => { s.timeoutMs = parseDuration(v, name); }, description: 'deadline of one call (250ms, 30s, 2m)' },
+  { key: 'maxMemory', flag: '--max-memory <size>', default: '256MiB', apply: (s, v, name) => { s.maxMemoryBytes = parseSize(v, name); }, description: 'linear memory cap per instance (64MiB, 1GiB)' },
+];
+
 /** Keys of a function's settings in a map (see the module comment). */
-export const FUNCTION_SPEC_KEYS: readonly string[] = ['kind', 'env', 'envFile', 'dir', 'allowedHosts', 'timeout', 'maxMemory', 'maxConcurrency', ...SETTING_KEYS];
+export const FUNCTION_SPEC_KEYS: readonly string[] = ['kind', 'env', 'envFile', 'dir', 'allowedHosts', ...LIMIT_SETTINGS.map((d) => d.key), 'maxConcurrency', ...SETTING_KEYS];
 
 /** The long flag of a declaration (`--http-timeout`). */
-export function flagName(d: SettingDeclaration): string {
+export function flagName(d: SettingDeclaration<never>): string {
   return d.flag.split(' ')[0]!;
 }
 
@@ -188,18 +197,24 @@ export function readFunctionSpec(r: SettingsReader, base: string): FunctionSpec 
     env.push(...parseEnvFile(readText(path), path));
   }
   env.push(...r.env('env'));
-  const timeout = r.scalar('timeout');
-  const maxMemory = r.scalar('maxMemory');
-  return {
+  const spec: FunctionSpec = {
     kind: r.kind('kind'),
     env,
     dirs: r.list('dir').map((d) => rebaseDirGrant(d, base)),
     allowedHosts: r.list('allowedHosts').flatMap((h) => h.split(',').map((s) => s.trim()).filter(Boolean)),
-    timeoutMs: timeout === undefined ? undefined : parseDuration(timeout, `${r.file}: "${r.where}timeout"`),
-    maxMemoryBytes: maxMemory === undefined ? undefined : parseSize(maxMemory, `${r.file}: "${r.where}maxMemory"`),
     maxConcurrency: r.positive('maxConcurrency'),
     capabilities: capabilitySettingsOf(r),
   };
+  applyLimits(spec, (key) => r.scalar(key), (d) => `${r.file}: "${r.where}${d.key}"`);
+  return spec;
+}
+
+/** Applies the `LIMIT_SETTINGS` a source gives. @throws CapsuleError USAGE naming key and source */
+function applyLimits(spec: FunctionSpec, get: (key: string) => string | undefined, nameOf: (d: SettingDeclaration<FunctionSpec>) => string): void {
+  for (const d of LIMIT_SETTINGS) {
+    const v = get(d.key);
+    if (v !== undefined) d.apply(spec, v, nameOf(d));
+  }
 }
 
 /** The capability settings a function table sets (the declared settings), or undefined when none. */
@@ -242,21 +257,21 @@ export interface FunctionFlags {
  */
 export function functionSpecFromFlags(f: FunctionFlags, inherit: boolean, env: NodeJS.ProcessEnv = process.env): FunctionSpec {
   parseAllowedHosts(f.allowedHosts); // refuse a bad entry before anything runs
-  const defaults = new Set(SETTING_DECLARATIONS.filter((d) => d.default !== undefined).map((d) => d.key));
+  const defaults = new Set([...LIMIT_SETTINGS, ...SETTING_DECLARATIONS].filter((d) => d.default !== undefined).map((d) => d.key));
   const get = (key: string): string | undefined => {
     const v = f[key];
     if (v === undefined || (v === '' && !defaults.has(key))) return undefined;
     return String(v);
   };
-  return {
+  const spec: FunctionSpec = {
     kind: f.kind,
     env: buildGuestEnv({ inherit, envFiles: f.envFile, env: f.env.map(parseEnvPair), processEnv: env }),
     dirs: f.dir,
     allowedHosts: f.allowedHosts,
-    timeoutMs: parseDuration(f.timeout, '--timeout'),
-    maxMemoryBytes: parseSize(f.maxMemory, '--max-memory'),
-    capabilities: readCapabilitySettings(get, flagName, env),
   };
+  applyLimits(spec, get, flagName);
+  spec.capabilities = readCapabilitySettings(get, flagName, env);
+  return spec;
 }
 
 /**

@@ -185,6 +185,18 @@ describe('capsule call: manifests', { skip }, () => {
     }
   });
 
+  it('links several modules by name: the main one imports the others\' exports', { skip: missing(fixture('extism-linked')) }, async () => {
+    const m = write('linked.json', { wasm: [{ path: fixture('extism-lib'), name: 'lib' }, { path: fixture('extism-linked') }] });
+    const r = await runCapsule(['call', m, 'answer']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, '42');
+    const alone = await runCapsule(['call', fixture('extism-linked'), 'answer']);
+    assert.equal(alone.code, 1);
+    assert.match(alone.stderr, /imports lib\.double; extism modules may import only from/);
+    const unnamed = write('unnamed.json', { wasm: [{ path: fixture('extism-lib') }, { path: fixture('extism-linked') }] });
+    assert.match((await runCapsule(['call', unnamed, 'answer'])).stderr, /every module but the main one needs a "name"/);
+  });
+
   it('refuses a module whose hash does not match', async () => {
     const m = write('bad.json', { wasm: [{ path: plugin, hash: '0'.repeat(64) }] });
     const r = await runCapsule(['call', m, 'echo']);

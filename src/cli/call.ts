@@ -14,7 +14,7 @@ import { compileModule, loadModule, type LoadedModule } from '../engine/load.ts'
 import { parseDirGrant } from '../wasi/mounts.ts';
 import { parseEnvPair } from '../functions/guest-env.ts';
 import { EXTISM_LOG_LEVELS, DEFAULT_MAX_VAR_BYTES, type ExtismLogLevel } from '../abi/extism/index.ts';
-import { mainWasm, readManifest, wasmBytes, type ExtismManifest } from '../abi/extism/manifest.ts';
+import { readManifest, splitWasm, wasmBytes, type ExtismManifest, type ManifestWasm } from '../abi/extism/manifest.ts';
 import type { CliOutput } from '../base/invocation.ts';
 
 interface CallFlags {
@@ -80,8 +80,10 @@ async function loadPlugin(plugin: string, f: CallFlags): Promise<{ module: Loade
   if (manifestPath) {
     const read = await readManifest(manifestPath);
     m = read.manifest;
-    const { bytes, source } = await wasmBytes(mainWasm(m), read.base);
-    module = await compileModule(bytes, source, { kind: 'extism' });
+    const { main, others } = splitWasm(m);
+    const linked = await Promise.all(others.map(async (w) => ({ name: w.name!, compiled: await compileLinked(w, read.base) })));
+    const { bytes, source } = await wasmBytes(main, read.base);
+    module = await compileModule(bytes, source, { kind: 'extism', linked });
   } else if (/^https?:\/\//i.test(plugin)) {
     const { bytes, source } = await wasmBytes({ url: plugin }, process.cwd());
     module = await compileModule(bytes, source, { kind: 'extism' });
@@ -98,6 +100,16 @@ async function loadPlugin(plugin: string, f: CallFlags): Promise<{ module: Loade
     ...(m.memory?.max_http_response_bytes !== undefined ? { http: { maxResponseBytes: m.memory.max_http_response_bytes } } : {}),
   };
   return { module, options, maxVarBytes: m.memory?.max_var_bytes ?? DEFAULT_MAX_VAR_BYTES };
+}
+
+/** A manifest module linked by name. @throws CapsuleError LOAD / BAD_MODULE naming it */
+async function compileLinked(w: ManifestWasm, base: string): Promise<WebAssembly.Module> {
+  const { bytes, source } = await wasmBytes(w, base);
+  try {
+    return await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
+  } catch (e) {
+    throw new CapsuleError('BAD_MODULE', `${source} (manifest module ${w.name}): invalid WebAssembly module: ${(e as Error).message}`);
+  }
 }
 
 /** An `allowed_paths` entry (`ro:` prefix on the host path = read-only) as a directory grant. */

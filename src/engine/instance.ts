@@ -23,6 +23,7 @@ import { findHostFunction } from '../capabilities/index.ts';
 import type { HostCallContext } from '../capabilities/types.ts';
 import type { FunctionSettings } from '../base/settings.ts';
 import type { Abi, GuestOptions, GuestInstances } from '../abi/types.ts';
+import type { LinkedModule } from './load.ts';
 
 /** A module as a worker receives it. */
 export interface WorkerModule {
@@ -32,6 +33,8 @@ export interface WorkerModule {
   hostImports: string[];
   pooledMemory?: MemoryLimits;
   importedMemory?: { module: string; name: string; limits: MemoryLimits };
+  /** Modules instantiated with each instance, their exports under their name (`LoadOptions.linked`). */
+  linked?: LinkedModule[];
   /** The exports of its mutable globals, when fresh calls may reset one instance (snapshot.ts). */
   snapshot?: SnapshotPlan;
   settings: FunctionSettings;
@@ -335,6 +338,8 @@ export class ModuleInstances implements GuestInstances {
   #imports(memory: WebAssembly.Memory | undefined): WebAssembly.Imports {
     const shape = this.#memShape;
     const imports: WebAssembly.Imports = { ...this.#namespaces };
+    // linked modules in order, each seeing the ones before it (extism-abi.md §1)
+    for (const l of this.spec.linked ?? []) imports[l.name] = new WebAssembly.Instance(l.compiled, imports).exports;
     if (shape && memory) imports[shape.module] = { ...(imports[shape.module] ?? {}), [shape.name]: memory };
     return imports;
   }

@@ -36,6 +36,8 @@ export interface LoadedModule {
   pooledMemory?: MemoryLimits;
   /** The module's own memory import (module, name, limits), when it declares one. */
   importedMemory?: { module: string; name: string; limits: MemoryLimits };
+  /** Modules whose exports fill import namespaces of the same name (`LoadOptions.linked`). */
+  linked?: LinkedModule[];
   /** Names of `env` host functions it imports. */
   hostImports: string[];
   /**
@@ -70,6 +72,17 @@ export interface LoadOptions {
   entrypoint?: string;
   /** Display name override. */
   name?: string;
+  /**
+   * Modules linked by name (an Extism manifest's other modules, extism-abi.md §1): the module may
+   * import from a namespace named like one of them, filled with that module's exports.
+   */
+  linked?: LinkedModule[];
+}
+
+/** A compiled module whose exports fill the import namespace `name` of the main module. */
+export interface LinkedModule {
+  name: string;
+  compiled: WebAssembly.Module;
 }
 
 /**
@@ -166,7 +179,7 @@ export async function compileModule(bytes: Uint8Array, source: string, options: 
   const detection = detectKind(parsed, name, options.kind);
   const abi = abiFor(detection.kind, name);
   abi.check(parsed, detection, name, { entrypoint: options.entrypoint });
-  const hostImports = checkImports(parsed, abi, detection, name);
+  const hostImports = checkImports(parsed, abi, detection, name, new Set(options.linked?.map((l) => l.name)));
 
   const memImport = parsed.imports.find((i) => i.kind === 'memory');
   const rewritten = rewriteMemoryAsImport(bytes, parsed);
@@ -187,7 +200,7 @@ export async function compileModule(bytes: Uint8Array, source: string, options: 
     throw new CapsuleError('BAD_MODULE', `${name}: invalid WebAssembly module: ${(e as Error).message.replace(/^WebAssembly\.compile\(\): /, '')}`);
   }
   return {
-    name, source, digest, size: bytes.length, detection, parsed, compiled, hostImports, snapshot,
+    name, source, digest, size: bytes.length, detection, parsed, compiled, hostImports, snapshot, linked: options.linked,
     pooledMemory: rewritten ? parsed.memories[0] : undefined,
     importedMemory: memImport?.memory ? { module: memImport.module, name: memImport.name, limits: memImport.memory } : undefined,
   };
@@ -199,13 +212,13 @@ export async function compileModule(bytes: Uint8Array, source: string, options: 
  * @throws CapsuleError BAD_MODULE for an import from another namespace, a function the ABI does
  *   not provide, or a declared type other than the provided one
  */
-function checkImports(parsed: ParsedModule, abi: Abi, detection: Detection, name: string): string[] {
+function checkImports(parsed: ParsedModule, abi: Abi, detection: Detection, name: string, linked: ReadonlySet<string>): string[] {
   const generation = abi.generation(detection);
   const exportNames = new Set(parsed.exports.map((e) => e.name));
   const accepted = () => Object.entries(abi.imports).flatMap(([ns, p]) => (typeof p === 'string' ? [ns] : Object.keys(p).map((n) => `${ns}.${n}`))).join(', ');
   for (const imp of parsed.imports) {
     const provider = abi.imports[imp.module];
-    if (imp.kind === 'memory' || provider === 'wasi-preview1' || provider === 'host-functions') continue;
+    if (imp.kind === 'memory' || provider === 'wasi-preview1' || provider === 'host-functions' || linked.has(imp.module)) continue;
     const fn = provider && imp.kind === 'function' && Object.hasOwn(provider, imp.name) ? provider[imp.name] : undefined;
     if (!fn) throw new CapsuleError('BAD_MODULE', `${name}: imports ${imp.module}.${imp.name}; ${detection.kind} modules may import only from ${accepted()}`);
     const provided = sig(fn.params, fn.results);

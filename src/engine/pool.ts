@@ -244,7 +244,7 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
     const m = entry.module;
     return {
       name: m.name, compiled: m.compiled, detection: m.detection, hostImports: m.hostImports,
-      pooledMemory: m.pooledMemory, importedMemory: m.importedMemory, settings: entry.settings,
+      pooledMemory: m.pooledMemory, importedMemory: m.importedMemory, settings: entry.settings, linked: m.linked,
       snapshot: m.snapshot?.ok ? m.snapshot.plan : undefined,
     };
   }

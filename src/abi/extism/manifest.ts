@@ -71,12 +71,21 @@ export function parseManifest(text: string): ExtismManifest {
   return m;
 }
 
-/** The main module (§1: named `main`, else the last entry). Other modules need linking: refused. */
-export function mainWasm(m: ExtismManifest): ManifestWasm {
-  if (m.wasm.length > 1) {
-    throw new CapsuleError('USAGE', `manifest: ${m.wasm.length} wasm modules: linking several modules by name is not supported yet by this version of Capsule`);
+/**
+ * The main module (§1: named `main`, else the last entry) and the others, which are linked by
+ * their `name` as import namespace.
+ * @throws CapsuleError USAGE when another module has no name, or two share one
+ */
+export function splitWasm(m: ExtismManifest): { main: ManifestWasm; others: ManifestWasm[] } {
+  const main = m.wasm.find((w) => w.name === 'main') ?? m.wasm.at(-1)!;
+  const others = m.wasm.filter((w) => w !== main);
+  const names = new Set<string>();
+  for (const w of others) {
+    if (!w.name) throw new CapsuleError('USAGE', 'manifest: with several wasm modules, every module but the main one needs a "name" (its import namespace)');
+    if (names.has(w.name)) throw new CapsuleError('USAGE', `manifest: two wasm modules are named "${w.name}"`);
+    names.add(w.name);
   }
-  return m.wasm.find((w) => w.name === 'main') ?? m.wasm.at(-1)!;
+  return { main, others };
 }
 
 /**

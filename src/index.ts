@@ -16,7 +16,8 @@ export { WorkerPool, type PoolOptions, type CallResult } from './engine/pool.ts'
 export { type ServiceHandler } from './base/services.ts';
 export { loadModule, compileModule, fetchModule, digestOf, type LoadedModule, type LoadOptions, type UrlSource } from './engine/load.ts';
 export { detectKind } from './engine/detect.ts';
-export { MODULE_KINDS, type ModuleKind, type Detection } from './base/kinds.ts';
+export type { ModuleKind, Detection } from './base/kinds.ts';
+export { KINDS as MODULE_KINDS } from './abi/index.ts';
 export { CapsuleError, STATUS_BY_CODE, type ErrorCode } from './base/errors.ts';
 export type {
   InvocationInput, InvocationOutput, InvocationMeta, HttpRequestInput, HttpResponseOutput, CliInput, CliOutput,

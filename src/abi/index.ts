@@ -18,8 +18,8 @@ export const ABIS: readonly Abi[] = [
   wasiCommand,
 ];
 
-/** Every kind the ABIs serve, in list order: the values of `--kind` and config `kind:`. */
-export const KINDS: readonly ModuleKind[] = ABIS.flatMap((a) => a.kinds);
+/** Every kind the ABIs serve, sorted by name: the values of `--kind` and config `kind:`. */
+export const KINDS: readonly ModuleKind[] = ABIS.flatMap((a) => a.kinds).sort();
 
 /**
  * The ABI serving a kind.

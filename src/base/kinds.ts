@@ -2,9 +2,11 @@
  * The kinds of module Capsule tells apart (spec README §1) and what detection says of one.
  */
 
-/** Module kinds of spec README §1 (the values of `--kind` and config `kind:`). */
+/**
+ * Module kinds of spec README §1. The kinds served, and so the values of `--kind` and config
+ * `kind:`, are those of the ABI list (`KINDS` of src/abi/index.ts); a new ABI adds its name here.
+ */
 export type ModuleKind = 'capsule-1a' | 'capsule-1b' | 'capsule-1c' | 'capsule-2' | 'extism' | 'wasi';
-export const MODULE_KINDS: readonly ModuleKind[] = ['capsule-1a', 'capsule-1b', 'capsule-1c', 'capsule-2', 'extism', 'wasi'];
 
 /** The result of detection. */
 export interface Detection {

@@ -8,7 +8,8 @@ import { readFileSync } from 'node:fs';
 import { CapsuleError } from '../base/errors.ts';
 import { CapsuleFunction, DEFAULTS, type FunctionOptions } from '../engine/function.ts';
 import { loadModule, type UrlSource, type LoadedModule } from '../engine/load.ts';
-import { MODULE_KINDS, type ModuleKind } from '../base/kinds.ts';
+import type { ModuleKind } from '../base/kinds.ts';
+import { KINDS } from '../abi/index.ts';
 import { parseDuration, parseSize } from '../base/units.ts';
 import { functionOptionsOf, functionSpecFromFlags, LIMIT_SETTINGS } from '../functions/spec.ts';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../observability/logger.ts';
@@ -56,7 +57,7 @@ function moduleOptions(cmd: Command): Command {
     .option('--auth-header-name <name>', 'header sent with --url (e.g. PRIVATE-TOKEN)')
     .option('--auth-header-value <value>', 'value of --auth-header-name')
     .option('--digest <sha256:hex>', 'refuse the module unless its SHA-256 matches')
-    .addOption(new Option('--kind <kind>', 'module kind, instead of detecting it').choices(MODULE_KINDS as string[]))
+    .addOption(new Option('--kind <kind>', 'module kind, instead of detecting it').choices(KINDS as string[]))
     .option('--env <NAME=value>', 'environment variable for the guest (repeatable)', collect, [])
     .option('--env-file <path>', 'dotenv file of guest variables (repeatable)', collect, [])
     .option('--no-inherit-env', 'do not pass the runner\'s environment to the guest')
@@ -318,7 +319,7 @@ function inspectCommand(program: Command, exit: (code: number) => void): void {
     .description('print a module\'s kind, ABI generation, imports (the capabilities it asks for) and exports')
     .argument('<module>', 'module file')
     .option('--json', 'print JSON')
-    .addOption(new Option('--kind <kind>', 'module kind, instead of detecting it').choices(MODULE_KINDS as string[]))
+    .addOption(new Option('--kind <kind>', 'module kind, instead of detecting it').choices(KINDS as string[]))
     .exitOverride()
     .action(async (path: string, f: { json?: boolean; kind?: ModuleKind }) => {
       // a module that fails its load checks is still described, with the problem; then exit 1

@@ -39,6 +39,7 @@
 import { addExports, forEachInstruction, readGlobals, UnknownInstruction, type ParsedModule } from '../wasm/binary.ts';
 import type { ModuleKind } from '../base/kinds.ts';
 import { PAGE } from './memory-pool.ts';
+import { abiFor } from '../abi/index.ts';
 
 /** Prefix of the export names added at load; hidden from the ABI layer by `hideSnapshotExports`. */
 export const SNAPSHOT_EXPORT_PREFIX = 'capsule.snapshot:';
@@ -48,8 +49,6 @@ export interface SnapshotPlan {
   globals: string[];
 }
 
-/** Kinds whose `Abi.initialise` runs apart from the call (WASI commands start in their handler). */
-const KINDS: ReadonlySet<ModuleKind> = new Set(['capsule-1a', 'capsule-1b', 'capsule-1c', 'capsule-2']);
 /** Global value types JavaScript can read and write through `WebAssembly.Global.value`. */
 const GLOBAL_TYPES: ReadonlySet<string> = new Set(['i32', 'i64', 'f32', 'f64', 'funcref', 'externref']);
 /** Opcodes that change table contents or segment state: table.set, table.init, elem.drop, table.copy, table.grow, table.fill, data.drop. */
@@ -68,7 +67,8 @@ const STATEFUL_OPS: ReadonlyMap<number, string> = new Map([
  */
 export function prepareSnapshot(bytes: Uint8Array, parsed: ParsedModule, kind: ModuleKind): { bytes: Uint8Array; plan?: SnapshotPlan; refused?: string } {
   const refuse = (refused: string) => ({ bytes, refused });
-  if (!KINDS.has(kind)) return refuse(`${kind} modules start in their handler`);
+  // Abi.resettable: the ABI initialises its modules apart from the call (WASI commands start in their handler)
+  if (!abiFor(kind, 'module').resettable) return refuse(`${kind} modules start in their handler`);
   const memories = parsed.memories.length + parsed.imports.filter((i) => i.kind === 'memory').length;
   const memory = parsed.memories[0] ?? parsed.imports.find((i) => i.kind === 'memory')?.memory;
   if (memories !== 1 || !memory) return refuse(`it has ${memories} memories (one is needed)`);

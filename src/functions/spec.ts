@@ -14,7 +14,8 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { CapsuleError } from '../base/errors.ts';
-import { MODULE_KINDS, type ModuleKind } from '../base/kinds.ts';
+import type { ModuleKind } from '../base/kinds.ts';
+import { KINDS } from '../abi/index.ts';
 import type { CapabilitySettings, SettingDeclaration } from '../base/settings.ts';
 import { parseDuration, parseSize } from '../base/units.ts';
 import { parseDirGrant, rebaseDirGrant } from '../wasi/mounts.ts';
@@ -167,7 +168,7 @@ export class SettingsReader {
   }
   kind(key: string): ModuleKind | undefined {
     const v = this.string(key);
-    if (v !== undefined && !MODULE_KINDS.includes(v as ModuleKind)) throw this.#bad(key, `one of ${MODULE_KINDS.join(', ')}`);
+    if (v !== undefined && !KINDS.includes(v as ModuleKind)) throw this.#bad(key, `one of ${KINDS.join(', ')}`);
     return v as ModuleKind | undefined;
   }
 }

@@ -60,8 +60,14 @@ export interface GuestInstances {
  */
 export type ImportProvider = 'wasi-preview1' | 'host-functions' | Readonly<Record<string, EnvImport>>;
 
+/**
+ * One ABI: an object exported by src/abi/<name>/index.ts and listed once in src/abi/index.ts.
+ * Required: `kinds`, `imports`, `detect`, `checkKind`, `expects`, `generation`, `check`,
+ * `initialise`, `invoke`; the optional fields default to "always a fresh, new instance" and the
+ * kind's own name in `capsule inspect`.
+ */
 export interface Abi {
-  /** Kinds this ABI serves (values of `--kind` and config `kind:`, in list order). */
+  /** Kinds this ABI serves (part of `--kind` and config `kind:`; also in `ModuleKind`). */
   readonly kinds: readonly ModuleKind[];
   /**
    * Import namespaces a module of this kind may import functions from, and what fills each

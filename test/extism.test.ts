@@ -385,3 +385,16 @@ describe('capsule serve --routes: plugin functions', { skip }, () => {
     }
   });
 });
+
+describe('capsule inspect: a plugin', { skip }, () => {
+  it('names the kind, the grants its imports need and the instance policy', async () => {
+    const r = await runCapsule(['inspect', plugin]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^kind: +extism — Extism plugin$/m);
+    assert.match(r.stdout, /^ {2}http: outbound HTTP to allowed hosts, for http_request — give it with --allowed-hosts/m);
+    assert.match(r.stdout, /^ {2}files: files inside granted directories, for path_open — give it with --dir/m);
+    assert.match(r.stdout, /^fresh calls: +one instance per worker thread/m);
+    const bare = await runCapsule(['inspect', fixture('extism-nomem')]);
+    assert.match(bare.stdout, /^grants: +none needed$/m);
+  });
+});

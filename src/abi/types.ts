@@ -106,6 +106,11 @@ export interface Abi {
    * Unset: the module starts in its handler (WASI commands), a fresh call gets a new instance.
    */
   readonly resettable?: boolean;
+  /**
+   * Grants a module of this ABI needs besides those of its Capsule host functions, for
+   * `capsule inspect` (an Extism plugin importing `http_request` needs `--allowed-hosts`).
+   */
+  grants?(parsed: ParsedModule): { grant: string; lends: string; how: string; functions: string[] }[];
   /** Generation whose host functions the module may import (`'host-functions'`); none for plain WASI. */
   generation(detection: Detection): 1 | 2 | undefined;
   /**

@@ -44,14 +44,17 @@ export async function inspectFile(path: string, options: { kind?: ModuleKind; js
 
 /** Renders the description of a loaded module as text or JSON (with a trailing newline). */
 export function describeModule(m: LoadedModule, json: boolean): string {
-  const gen = abiFor(m.detection.kind, m.name).generation(m.detection) ?? 2;
+  const abi = abiFor(m.detection.kind, m.name);
+  const gen = abi.generation(m.detection) ?? 2;
   const info = {
     ...baseInfo(m.name, m.source, m.size, m.digest, m.parsed, m.detection),
     capabilities: [...new Set(m.hostImports.map((n) => capabilityOf(n, gen)?.name).filter((c): c is string => c !== undefined))],
-    grants: grantsOf(m.hostImports, gen),
+    grants: [...grantsOf(m.hostImports, gen), ...(abi.grants?.(m.parsed) ?? [])],
     memory: m.pooledMemory ?? m.importedMemory?.limits ?? m.parsed.memories[0],
     /** How "a fresh instance per call" is served (capsule-abi.md §3; docs/performance.md). */
-    freshInstances: m.snapshot?.ok
+    freshInstances: abi.reuse === 'by-default'
+      ? 'one instance per worker thread, kept between calls and replaced after a trap or a deadline (--fresh: a new instance per call)'
+      : m.snapshot?.ok
       ? 'one initialised instance per worker, reset after each call (unless its initialisation calls a host function or a WASI function with effects, such as a write)'
       : `a new instance per call${m.snapshot ? `: ${m.snapshot.reason}` : ''}`,
   };

@@ -14,6 +14,7 @@ import type { InvocationInput, InvocationOutput, MessageInput } from '../../base
 import { WasiExit } from '../../wasi/preview1.ts';
 import type { Guest, JspiApi } from '../guest.ts';
 import type { Abi, GuestInstances } from '../types.ts';
+import type { ParsedModule } from '../../wasm/binary.ts';
 import { EXTISM_ENV, EXTISM_LOG_LEVELS, KERNEL_KEY, type ExtismLogLevel, type KernelState } from './imports.ts';
 import { ExtismFailure, Kernel } from './kernel.ts';
 
@@ -98,6 +99,19 @@ function outputOf(input: InvocationInput, outcome: Outcome): InvocationOutput {
   return { type: 'cli', text: bytes, exitCode: outcome.ok ? 0 : 1 };
 }
 
+/** What a plugin's imports need granted (`capsule inspect`): outbound HTTP, WASI files. */
+function pluginGrants(parsed: ParsedModule): { grant: string; lends: string; how: string; functions: string[] }[] {
+  const imports = (module: string, name: string) => parsed.imports.some((i) => i.module === module && i.name === name);
+  const out = [];
+  if (imports('extism:host/env', 'http_request')) {
+    out.push({ grant: 'http', lends: 'outbound HTTP to allowed hosts', how: '--allowed-hosts HOST,… (manifest allowed_hosts)', functions: ['http_request'] });
+  }
+  if (imports('wasi_snapshot_preview1', 'path_open')) {
+    out.push({ grant: 'files', lends: 'files inside granted directories', how: '--dir HOST[:GUEST][:ro] (manifest allowed_paths)', functions: ['path_open'] });
+  }
+  return out;
+}
+
 /** `hs_init` / `__wasm_call_ctors` / `_initialize` once per instance (§5 step 1). */
 async function initialise(guest: Guest): Promise<void> {
   if (guest.has('hs_init')) {
@@ -125,6 +139,7 @@ export const extism: Abi = {
   },
   // §1: with kind extism, any core module is a plugin (test plugins may import only WASI)
   checkKind: (_parsed, kind) => ({ kind, reason: 'set by --kind' }),
+  grants: pluginGrants,
   generation: () => undefined,
   check(parsed, _detection, name, options) {
     // a route's function is checked at load; `capsule call` gets `Function not found` (§5 step 3)

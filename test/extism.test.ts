@@ -312,6 +312,13 @@ describe('capsule call: WASI', { skip }, () => {
     assert.equal(refused.stderr, '❌ cannot open the file\n');
   });
 
+  it('WASI stdout goes to the log, never into the output', async () => {
+    const r = await runCapsule(['call', plugin, 'print']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'output');
+    assert.match(r.stderr, /\[extism-kitchen\.wasm\] stdout: printed by the plugin/);
+  });
+
   it('manifest allowed_paths grant directories too', async () => {
     const m = join(dir, 'm.json');
     writeFileSync(m, JSON.stringify({ wasm: [{ path: plugin }], allowed_paths: { [`ro:${dir}`]: '/data' } }));

@@ -21,6 +21,8 @@ import { ExtismFailure, Kernel } from './kernel.ts';
 export { EXTISM_LOG_LEVELS, type ExtismLogLevel } from './imports.ts';
 export { DEFAULT_MAX_VAR_BYTES } from './kernel.ts';
 
+const decoder = new TextDecoder();
+
 /** One kernel per plugin per worker thread (the `GuestInstances` of that plugin). */
 const kernels = new WeakMap<GuestInstances, KernelState>();
 
@@ -159,8 +161,12 @@ export const extism: Abi = {
     const ks = state;
     if (call.maxVarBytes !== undefined) ks.kernel.maxVarBytes = call.maxVarBytes;
     if (call.logLevel !== undefined) ks.logLevel = EXTISM_LOG_LEVELS[call.logLevel];
-    // §9: WASI gets an empty environment (plugins read `config`) and no argv
+    // §9: WASI gets an empty environment (plugins read `config`), no argv, and its stdout goes
+    // to the function log (the call's output is only what output_set names)
+    let log: ((text: string) => void) | undefined;
+    const stdout = (bytes: Uint8Array) => log?.(`[${rt.spec.name}] stdout: ${decoder.decode(bytes).replace(/\n$/, '')}`);
     return rt.withGuest(meta, async (guest, ctx) => {
+      log = ctx.log;
       const kernel = ks.kernel;
       kernel.maxBlockBytes = ctx.settings.maxMemoryBytes;
       kernel.reset();
@@ -169,6 +175,6 @@ export const extism: Abi = {
       kernel.input = kernel.allocBytes(call.data);
       ctx.callData.set(KERNEL_KEY, ks);
       return outputOf(input, await runExport(guest, kernel, call.fn));
-    }, { wasi: { env: new Map(), args: [] } });
+    }, { wasi: { env: new Map(), args: [], stdout } });
   },
 };

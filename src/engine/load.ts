@@ -38,7 +38,7 @@ export interface LoadedModule {
   importedMemory?: { module: string; name: string; limits: MemoryLimits };
   /** Modules whose exports fill import namespaces of the same name (`LoadOptions.linked`). */
   linked?: LinkedModule[];
-  /** Names of `env` host functions it imports. */
+  /** Names of the host functions it imports (from its ABI's `'host-functions'` namespace, `env` for the Capsule ABI). */
   hostImports: string[];
   /**
    * Whether fresh-instance calls may use a reset instance instead of a new one (snapshot.ts,

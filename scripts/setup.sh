@@ -42,9 +42,11 @@ if [ ! -f node_modules/.package-lock.json ] || [ package.json -nt node_modules/.
   npm ci --no-audit --no-fund >&2
 fi
 NODE=node_modules/.bin/node
-if ! "$NODE" -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 24 ? 0 : 1)' 2>/dev/null; then
-  say "node_modules/.bin/node is not a Node.js 24+; reinstalling the node package"
-  npm install --no-save --no-audit --no-fund node@24 >&2
+# What Capsule needs of Node is JSPI on by default (WebAssembly.Suspending: Node >= 24.20), so
+# that is what is checked, the same test the launcher makes.
+if ! "$NODE" -e 'process.exit(typeof WebAssembly.Suspending === "function" ? 0 : 1)' 2>/dev/null; then
+  say "node_modules/.bin/node is not a Node.js >= 24.20 (JSPI); reinstalling the node package"
+  npm install --no-save --no-audit --no-fund 'node@^24.20.0' >&2
 fi
 
 # --- 3. guests -----------------------------------------------------------------------------

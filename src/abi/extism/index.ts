@@ -22,6 +22,7 @@ export { EXTISM_LOG_LEVELS, type ExtismLogLevel } from './imports.ts';
 export { DEFAULT_MAX_VAR_BYTES } from './kernel.ts';
 
 const decoder = new TextDecoder();
+const encoder = new TextEncoder();
 
 /** One kernel per plugin per worker thread (the `GuestInstances` of that plugin). */
 const kernels = new WeakMap<GuestInstances, KernelState>();
@@ -60,7 +61,7 @@ function callOf(input: InvocationInput): ExtismCall {
 function messageEnvelope(msg: MessageInput): Uint8Array {
   const where = msg.source === 'mqtt' ? 'Topic' : 'Subject';
   const envelope = { [where]: msg.subject, Data: Buffer.from(msg.data).toString('base64'), Headers: Object.fromEntries(msg.headers), ReplyTo: msg.replyTo ?? '' };
-  return new TextEncoder().encode(JSON.stringify(envelope));
+  return encoder.encode(JSON.stringify(envelope));
 }
 
 /** The outcome of one call (§5 step 5): output bytes, or the failure message. */
@@ -91,7 +92,7 @@ async function runExport(guest: Guest, kernel: Kernel, name: string): Promise<Ou
 
 /** The invocation's output for an outcome (CLI: exit 0/1; HTTP raw: 200/500; message: reply). */
 function outputOf(input: InvocationInput, outcome: Outcome): InvocationOutput {
-  const bytes = outcome.ok ? outcome.output : new TextEncoder().encode(outcome.message);
+  const bytes = outcome.ok ? outcome.output : encoder.encode(outcome.message);
   if (input.type === 'http') {
     return outcome.ok
       ? { type: 'http', status: 200, headers: [['Content-Type', 'application/octet-stream']], body: bytes }

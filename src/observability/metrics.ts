@@ -19,8 +19,9 @@ export class RunnerMetrics {
 
   /**
    * @param busy returns the number of workers running a call (read at scrape time)
+   * @param workers returns the worker threads up now, grown ones included (read at scrape time)
    */
-  constructor(busy: () => number, workers: number) {
+  constructor(busy: () => number, workers: () => number) {
     // prom-client's names already start with process_ / nodejs_: capsule_process_cpu_seconds_total,
     // capsule_nodejs_eventloop_lag_seconds, …
     collectDefaultMetrics({ register: this.registry, prefix: 'capsule_' });
@@ -35,7 +36,7 @@ export class RunnerMetrics {
     this.busyWorkers = new Gauge({ name: 'capsule_busy_workers', help: 'Worker threads running a guest call', registers: [this.registry], collect() { this.set(busy()); } });
     this.messages = new Counter({ name: 'capsule_messages_total', help: 'Messages handled by the NATS/MQTT triggers, by trigger and outcome (ok, failed, error)', labelNames: ['function', 'trigger', 'outcome'], registers: [this.registry] });
     this.dropped = new Counter({ name: 'capsule_messages_dropped_total', help: 'Messages dropped because too many were waiting (--max-pending)', labelNames: ['function', 'trigger'], registers: [this.registry] });
-    new Gauge({ name: 'capsule_workers', help: 'Worker threads in the pool', registers: [this.registry] }).set(workers);
+    new Gauge({ name: 'capsule_workers', help: 'Worker threads in the pool now (it grows beside long calls)', registers: [this.registry], collect() { this.set(workers()); } });
   }
 
   /** Prometheus text exposition. */

@@ -172,7 +172,7 @@ class Pipeline {
     this.#scheme = o.tls ? 'https' : 'http';
     const metrics = this.#metrics = new RunnerMetrics(
       () => spec.pools.reduce((n, p) => n + p.busy, 0),
-      spec.pools.reduce((n, p) => n + p.size, 0),
+      () => spec.pools.reduce((n, p) => n + p.threads, 0),
     );
     for (const pool of spec.pools) pool.on('worker-exit', (message: string) => log.warn(`worker replaced: ${message}`));
     const draining = () => this.#draining;

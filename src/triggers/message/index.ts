@@ -76,7 +76,7 @@ export async function serveMessages<M>(fn: CapsuleFunction, adapter: MessageAdap
   const log = o.logger;
   const fname = fn.module.name;
   checkMessageHandler(fn, adapter.source);
-  const metrics = new RunnerMetrics(() => fn.pool.busy, fn.pool.size);
+  const metrics = new RunnerMetrics(() => fn.pool.busy, () => fn.pool.threads);
   fn.pool.on('timeout', () => metrics.timeouts.inc({ function: fname }));
   fn.pool.on('worker-exit', (message: string) => log.warn({ function: fname }, `worker replaced: ${message}`));
   const dispatcher = new MessageDispatcher({

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 
 const FORWARDED = /** @type {const} */ (['SIGTERM', 'SIGINT', 'SIGHUP']);
 
-/** @param {'capsule' | 'capsule-http'} bin */
+/** @param {string} bin the bin's name (src/cli/legacy.ts BIN_COMMANDS) */
 export async function launch(bin) {
   const major = Number(process.versions.node.split('.')[0]);
   // Async host functions suspend the guest with JSPI (WebAssembly.Suspending), on by default

@@ -4,7 +4,19 @@
  * command, `-natssrv` → `--nats-server`, and a bare `capsule --wasm=x --params=y` → `run`.
  */
 
-const COMMANDS = new Set(['run', 'serve', 'inspect', 'help', 'nats', 'mqtt']);
+const COMMANDS = new Set(['run', 'serve', 'inspect', 'help', 'nats', 'mqtt', 'call',
+  // the FaaS layer (src/faas/commands.ts) and the developer commands
+  'proxy', 'registry', 'node', 'worker', 'faas', 'publish', 'deploy', 'undeploy', 'scale', 'set-default',
+  'unset-default', 'list', 'routes', 'new', 'build', 'completion', 'up']);
+
+/** The command each Go-named bin runs (faas-cluster.md §1.1: bin aliases of one `capsule`). */
+export const BIN_COMMANDS: Record<string, string | undefined> = {
+  capsule: undefined,
+  'capsule-http': 'serve',
+  'capsule-reverse-proxy': 'proxy',
+  'capsule-registry': 'registry',
+  'capsule-worker': 'node',
+};
 /** Runner flags, recognised after the module too; other flags there belong to the guest. */
 const KNOWN = new Set(['wasm', 'url', 'auth-header-name', 'auth-header-value', 'digest', 'kind', 'env', 'env-file',
   'no-inherit-env', 'dir', 'allowed-hosts', 'timeout', 'max-memory', 'log-level', 'params', 'params-file', 'separator',

@@ -22,10 +22,12 @@ import { serveMqtt } from '../triggers/mqtt/index.ts';
 import type { RunningMessageTrigger } from '../triggers/message/index.ts';
 import { serveUntilClosed } from '../triggers/lifecycle.ts';
 import { CAPSULE_VERSION } from '../base/version.ts';
-import { normaliseArgv } from './legacy.ts';
+import { BIN_COMMANDS, normaliseArgv } from './legacy.ts';
+import { intFlag, tlsFromFlags } from './flags.ts';
 import { progressReporter } from './progress.ts';
 import { inspectFile } from './inspect.ts';
 import { callCommand } from './call.ts';
+import { FAAS_COMMANDS } from '../faas/commands.ts';
 import { capabilityOptions, settingOptions, type CapabilityFlags } from './capabilities.ts';
 import { addEnvVars, allConfigKeys, applyConfigFor } from '../functions/config-file.ts';
 
@@ -131,6 +133,7 @@ capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=
   inspectCommand(program, exit);
   configHooks(program);
   callCommand(program, exit);
+  for (const add of FAAS_COMMANDS) add(program, exit);
   return program;
 }
 
@@ -202,8 +205,7 @@ function serveCommand(program: Command, exit: (code: number) => void): void {
     }) => {
       const logger = createLogger(f.logLevel);
       const port = intFlag(f.httpPort, '--http-port', 0, 65535);
-      if ((f.crt === undefined) !== (f.key === undefined)) throw new CapsuleError('USAGE', '--crt and --key go together');
-      const tls = f.crt ? { cert: readFlagFile(f.crt, '--crt'), key: readFlagFile(f.key!, '--key') } : undefined;
+      const tls = tlsFromFlags(f);
       const http = {
         host: f.host, port, tls, logger,
         maxBodyBytes: parseSize(f.maxBody, '--max-body'),
@@ -337,39 +339,26 @@ function configHooks(program: Command): void {
   for (const cmd of program.commands) if (cmd.options.some((o) => o.long === '--config')) addEnvVars(cmd);
   program.hook('preAction', (_program, action) => {
     // `capsule call --config k=v` is Extism's plugin config, not a config file
-    if (action.name() === 'call' || !action.options.some((o) => o.long === '--config')) return;
+    // FaaS services' --config is their own file (proxy routes YAML), not a module's config
+    if (action.name() === 'call' || !action.options.some((o) => o.long === '--config') || !action.options.some((o) => o.long === '--wasm')) return;
     applyConfigFor(action, (action.getOptionValue('wasm') as string | undefined) ?? action.args[0]);
   });
 }
 
 
-function intFlag(text: string, name: string, min: number, max: number): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min || n > max) throw new CapsuleError('USAGE', `${name}: "${text}" must be a whole number from ${min} to ${max}`);
-  return n;
-}
-
-function readFlagFile(path: string, name: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    throw new CapsuleError('USAGE', `${name} ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
-  }
-}
-
 /**
  * Entry point of the `capsule` and `capsule-http` bins.
  * @param argv arguments after the executable
  */
-export async function main(argv: string[], o: { bin: 'capsule' | 'capsule-http' }): Promise<void> {
+export async function main(argv: string[], o: { bin: string }): Promise<void> {
   const exit = (code: number) => {
     process.exitCode = code;
     // let stdout/stderr drain, then leave even if a handle lingers
     setImmediate(() => process.exit(code));
   };
-  const normalised = normaliseArgv(argv, o.bin === 'capsule-http' ? 'serve' : undefined);
+  const normalised = normaliseArgv(argv, BIN_COMMANDS[o.bin]);
   const program = buildProgram(exit);
-  if (o.bin === 'capsule-http') program.name('capsule-http');
+  if (o.bin !== 'capsule') program.name(o.bin);
   try {
     if (normalised.length === 0) {
       program.outputHelp();

@@ -1,0 +1,34 @@
+/** Flag readers shared by every command (errors are USAGE errors: exit code 2). */
+import { readFileSync } from 'node:fs';
+import { CapsuleError } from '../base/errors.ts';
+
+/**
+ * A whole number flag within bounds.
+ * @throws CapsuleError USAGE naming the flag and the range
+ */
+export function intFlag(text: string, name: string, min: number, max: number): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min || n > max) throw new CapsuleError('USAGE', `${name}: "${text}" must be a whole number from ${min} to ${max}`);
+  return n;
+}
+
+/**
+ * The bytes of a file named by a flag.
+ * @throws CapsuleError USAGE naming the flag and the path
+ */
+export function readFlagFile(path: string, name: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new CapsuleError('USAGE', `${name} ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+}
+
+/**
+ * TLS material from `--crt`/`--key` (both or neither).
+ * @throws CapsuleError USAGE when only one is given or a file cannot be read
+ */
+export function tlsFromFlags(f: { crt?: string; key?: string }): { cert: Buffer; key: Buffer } | undefined {
+  if ((f.crt === undefined) !== (f.key === undefined)) throw new CapsuleError('USAGE', '--crt and --key go together');
+  return f.crt ? { cert: readFlagFile(f.crt, '--crt'), key: readFlagFile(f.key!, '--key') } : undefined;
+}

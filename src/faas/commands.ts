@@ -1,0 +1,10 @@
+/**
+ * The FaaS layer's commands (faas-api.md, faas-cluster.md §1): one registration line per
+ * service or client command. Each command file defines only its options; its action imports the
+ * service, so `capsule run` never loads the FaaS code.
+ */
+import type { CommandRegistrar } from './shared/command.ts';
+
+/** Every FaaS command, in the order `capsule --help` lists them. */
+export const FAAS_COMMANDS: CommandRegistrar[] = [
+];

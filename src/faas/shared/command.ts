@@ -1,0 +1,55 @@
+/**
+ * Flags and process handling every FaaS service command shares (`capsule proxy`, `registry`,
+ * `node`, `faas`): `--http-port --host --crt --key --insecure-admin --log-level`, Go spellings
+ * (`-httpPort`) arriving normalised by src/cli/legacy.ts. A command file defines its options and
+ * lazily imports its service (start-up cost: only the chosen service is loaded).
+ */
+import { Option, type Command } from 'commander';
+import { LOG_LEVELS, type LogLevel, type Logger } from '../../observability/logger.ts';
+import { intFlag, tlsFromFlags } from '../../cli/flags.ts';
+import type { RunningService, TlsFiles } from './service.ts';
+
+/** Registers one command on the `capsule` program (see src/faas/commands.ts). */
+export type CommandRegistrar = (program: Command, exit: (code: number) => void) => void;
+
+/** The flags of {@link serviceOptions}, parsed by commander. */
+export interface ServiceFlags {
+  httpPort: string;
+  host: string;
+  crt?: string;
+  key?: string;
+  insecureAdmin: boolean;
+  logLevel: LogLevel;
+}
+
+/** Adds the shared service flags; `port` is the Go default of the service (8080, 4999, 9999). */
+export function serviceOptions(cmd: Command, port: string): Command {
+  return cmd
+    .option('--http-port <port>', 'port to listen on (0 = a free port, printed)', port)
+    .option('--host <address>', 'interface to bind', '127.0.0.1')
+    .option('--crt <path>', 'TLS certificate (PEM): serve HTTPS')
+    .option('--key <path>', 'TLS private key (PEM)')
+    .option('--insecure-admin', 'without an admin token, accept admin calls from any address (default: loopback only)', false)
+    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS as string[]).default('info'));
+}
+
+/** Host, port and TLS of the shared flags. @throws CapsuleError USAGE on a bad port or TLS pair */
+export function listenOptions(f: ServiceFlags): { host: string; port: number; tls?: TlsFiles } {
+  return { host: f.host, port: intFlag(f.httpPort, '--http-port', 0, 65535), tls: tlsFromFlags(f) };
+}
+
+/**
+ * Runs services until SIGTERM/SIGINT: prints the ready line of the first (`capsule listening on
+ * URL`, conventions.md §1), logs the others, closes them all on a signal.
+ * @returns exit code 0
+ */
+export async function serveServices(services: RunningService[], logger: Logger, describe: string[] = []): Promise<number> {
+  const { serveUntilClosed, Shutdown } = await import('../../triggers/lifecycle.ts');
+  const shutdown = new Shutdown<number>(async (reason) => {
+    logger.info({ reason }, 'shutting down');
+    await Promise.allSettled(services.map((s) => s.close()));
+    return 0;
+  });
+  services.slice(1).forEach((s, i) => logger.info({ url: s.url }, `${describe[i + 1] ?? 'service'} listening`));
+  return serveUntilClosed({ shutdown: (r) => shutdown.run(r), closed: shutdown.closed }, `capsule listening on ${services[0]!.url}`, logger);
+}

@@ -1,0 +1,126 @@
+/**
+ * What every FaaS service (proxy, registry, node, gen-2 FaaS) shares: a fastify app with the
+ * runner routes `/capsule/health` and `/capsule/ready` (conventions.md §4), JSON bodies whose
+ * parse failure is `400 {"code":"ERROR_JSON_BINDING"}` (faas-api.md §9.9), JSON errors that never
+ * take the process down, admin-route guarding (§9.1, ./admin.ts), and a listener that reports
+ * its URL. Each service builds its routes on the app this returns and stays a library: the CLI
+ * commands in `src/faas/<service>/command.ts` are thin wrappers.
+ */
+import { fastify, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { AddressInfo } from 'node:net';
+import { checkAdmin, type AdminPolicy } from './admin.ts';
+import type { Logger } from '../../observability/logger.ts';
+
+/** TLS material (PEM) for `--crt`/`--key`. */
+export interface TlsFiles {
+  cert: Buffer;
+  key: Buffer;
+}
+
+/** Options of {@link createServiceApp}. */
+export interface ServiceAppOptions {
+  /** Service name used in logs and JSON refusals (`reverse-proxy`, `registry`, `worker`, `faas`). */
+  service: string;
+  logger: Logger;
+  tls?: TlsFiles;
+  /** Largest JSON body accepted, bytes (default 1 MiB). Larger → 413. */
+  bodyLimit?: number;
+  /** `/capsule/ready` answers 200 while this returns true (default: always). */
+  ready?: () => boolean;
+}
+
+/** A service listening on a port. */
+export interface RunningService {
+  /** `http://HOST:PORT` (or https). */
+  readonly url: string;
+  readonly port: number;
+  readonly app: FastifyInstance;
+  /** Stops accepting and closes the listener (in-flight requests finish). Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Sends `{code, message}` JSON with a status (the reply shape of faas-api.md). */
+export function sendJson(reply: FastifyReply, status: number, body: unknown): FastifyReply {
+  return reply.code(status).type('application/json; charset=utf-8').send(JSON.stringify(body));
+}
+
+/**
+ * Reads a JSON object body and checks that each named field is a string (faas-api.md §9.9:
+ * missing fields never crash). Fastify already parsed the body; a non-object or a missing
+ * field answers 400 ERROR_JSON_BINDING and returns undefined.
+ */
+export function bindJson<K extends string>(request: FastifyRequest, reply: FastifyReply, required: readonly K[]): (Record<K, string> & Record<string, unknown>) | undefined {
+  const body = request.body;
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    sendJson(reply, 400, { code: 'ERROR_JSON_BINDING', message: 'the body must be a JSON object' });
+    return undefined;
+  }
+  for (const k of required) {
+    if (typeof (body as Record<string, unknown>)[k] !== 'string' || (body as Record<string, string>)[k] === '') {
+      sendJson(reply, 400, { code: 'ERROR_JSON_BINDING', message: `field "${k}" (a non-empty string) is missing` });
+      return undefined;
+    }
+  }
+  return body as Record<K, string> & Record<string, unknown>;
+}
+
+/**
+ * A fastify `onRequest` hook enforcing the admin policy (faas-api.md §9.1) on the routes it is
+ * attached to: `app.post('/x', { onRequest: adminGuard(policy) }, handler)`.
+ */
+export function adminGuard(policy: AdminPolicy) {
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const refusal = checkAdmin(policy, request.headers, request.socket.remoteAddress);
+    if (refusal) await sendJson(reply, refusal.status, refusal.body);
+  };
+}
+
+/**
+ * Creates the app of one FaaS service with its runner routes, JSON parsing and error handling.
+ * Fastify's own request logging is off: services log what they decide (one line per proxied
+ * request, deployments, refusals) with `o.logger`.
+ */
+export function createServiceApp(o: ServiceAppOptions): FastifyInstance {
+  const app = fastify({
+    logger: false,
+    bodyLimit: o.bodyLimit ?? 1024 * 1024,
+    ...(o.tls ? { https: { cert: o.tls.cert, key: o.tls.key } } : {}),
+    // Go routes such as /functions/:name/:revision take names with dots
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 256 },
+  }) as unknown as FastifyInstance;
+  app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
+    const status = error.statusCode ?? 500;
+    if (error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error instanceof SyntaxError || error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') {
+      return sendJson(reply, 400, { code: 'ERROR_JSON_BINDING', message: error.message });
+    }
+    if (status >= 500) o.logger.error({ service: o.service, url: request.url, err: error.message }, 'request failed');
+    return sendJson(reply, status, { code: status === 413 ? 'TOO_LARGE' : status >= 500 ? 'ERROR' : 'BAD_REQUEST', message: error.message });
+  });
+  app.get('/capsule/health', async (_req, reply) => sendJson(reply, 200, { status: 'ok', service: o.service }));
+  app.get('/capsule/ready', async (_req, reply) => {
+    const ready = o.ready ? o.ready() : true;
+    return sendJson(reply, ready ? 200 : 503, { status: ready ? 'ready' : 'starting', service: o.service });
+  });
+  return app;
+}
+
+/**
+ * Starts listening (`port` 0 = a free port).
+ * @throws the listen error (EADDRINUSE, EACCES) as an Error naming host and port
+ */
+export async function listenService(app: FastifyInstance, o: { host: string; port: number; tls?: TlsFiles }): Promise<RunningService> {
+  try {
+    await app.listen({ host: o.host, port: o.port });
+  } catch (e) {
+    throw new Error(`cannot listen on ${o.host}:${o.port}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+  }
+  const address = app.server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  let closing: Promise<void> | undefined;
+  return {
+    url: `${o.tls ? 'https' : 'http'}://${host}:${address.port}`,
+    port: address.port,
+    app,
+    close: () => (closing ??= app.close()),
+  };
+}

@@ -2,7 +2,7 @@
  * What every FaaS service (proxy, registry, node, gen-2 FaaS) shares: a fastify app with the
  * runner routes `/capsule/health` and `/capsule/ready` (conventions.md §4), JSON bodies whose
  * parse failure is `400 {"code":"ERROR_JSON_BINDING"}` (faas-api.md §9.9), JSON errors that never
- * take the process down, admin-route guarding (§9.1, ./admin.ts), and a listener that reports
+ * take the process down, `/capsule/metrics` when given a registry, admin-route guarding (§9.1, ./admin.ts), and a listener that reports
  * its URL. Each service builds its routes on the app this returns and stays a library: the CLI
  * commands in `src/faas/<service>/command.ts` are thin wrappers.
  */
@@ -27,6 +27,8 @@ export interface ServiceAppOptions {
   bodyLimit?: number;
   /** `/capsule/ready` answers 200 while this returns true (default: always). */
   ready?: () => boolean;
+  /** Served at `/capsule/metrics` (a prom-client Registry fits): Prometheus text. */
+  metrics?: { readonly contentType: string; metrics(): Promise<string> };
 }
 
 /** A service listening on a port. */
@@ -101,6 +103,8 @@ export function createServiceApp(o: ServiceAppOptions): FastifyInstance {
     const ready = o.ready ? o.ready() : true;
     return sendJson(reply, ready ? 200 : 503, { status: ready ? 'ready' : 'starting', service: o.service });
   });
+  const metrics = o.metrics;
+  if (metrics) app.get('/capsule/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
   return app;
 }
 

@@ -41,6 +41,23 @@ export interface RunningService {
   close(): Promise<void>;
 }
 
+/**
+ * A refusal a FaaS service answers as JSON `{code, message}` with `status` (faas-api.md: Go codes
+ * such as `ERROR_FUNCTION_NOT_FOUND`, §9 codes such as `FUNCTION_NOT_FOUND`). Thrown by the
+ * services' state (route table, deployments, store) and turned into a reply by the app's error
+ * handler; never a crash.
+ */
+export class FaasError extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.name = 'FaasError';
+    this.status = status;
+    this.code = code;
+  }
+}
+
 /** Sends `{code, message}` JSON with a status (the reply shape of faas-api.md). */
 export function sendJson(reply: FastifyReply, status: number, body: unknown): FastifyReply {
   return reply.code(status).type('application/json; charset=utf-8').send(JSON.stringify(body));
@@ -91,6 +108,7 @@ export function createServiceApp(o: ServiceAppOptions): FastifyInstance {
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 256 },
   }) as unknown as FastifyInstance;
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
+    if (error instanceof FaasError) return sendJson(reply, error.status, { code: error.code, message: error.message });
     const status = error.statusCode ?? 500;
     if (error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error instanceof SyntaxError || error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') {
       return sendJson(reply, 400, { code: 'ERROR_JSON_BINDING', message: error.message });

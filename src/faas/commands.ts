@@ -4,7 +4,9 @@
  * service, so `capsule run` never loads the FaaS code.
  */
 import type { CommandRegistrar } from './shared/command.ts';
+import { registryCommand } from './registry/command.ts';
 
 /** Every FaaS command, in the order `capsule --help` lists them. */
 export const FAAS_COMMANDS: CommandRegistrar[] = [
+  registryCommand,
 ];

@@ -59,7 +59,7 @@ export class CapsuleFunction {
   readonly timeoutMs: number;
   readonly pool: WorkerPool;
   readonly #entry: PoolModule;
-  readonly #ownPool: boolean;
+  #ownPool: boolean;
   #lastFatal?: { error: string; code: number };
 
   private constructor(module: LoadedModule, options: FunctionOptions) {
@@ -140,6 +140,19 @@ export class CapsuleFunction {
   /** Whether the module exports a function (e.g. `OnHealthCheck`). */
   exports(name: string): boolean {
     return this.module.parsed.exports.some((e) => e.name === name && e.kind === 'function');
+  }
+
+  /**
+   * Hands this function's own worker pool over to `next`, a new version of it registered on the
+   * same pool (hot reload, functions/swap.ts): closing this one then only unregisters its module,
+   * closing `next` closes the pool. Nothing happens when this one does not own its pool.
+   * @throws Error when `next` runs on another pool
+   */
+  handPoolTo(next: CapsuleFunction): void {
+    if (next.pool !== this.pool) throw new Error(`${next.module.name} runs on another worker pool than ${this.module.name}`);
+    if (!this.#ownPool || next === this) return;
+    this.#ownPool = false;
+    next.#ownPool = true;
   }
 
   /** Unregisters it; closes the pool if it owns it. */

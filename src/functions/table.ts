@@ -7,8 +7,9 @@
  * - `update(table)` applies a route table: unchanged functions stay, new or changed ones are
  *   loaded, the others retired; `deploy(def, routes)` and `retire(key)` change one function.
  * - Modules are compiled once (one compile per file, kind and entrypoint, shared by the routes
- *   that use it) and swapped when their file changes on disk (`watch`, debounced): the new
- *   version takes new calls, calls already running finish on the old one, which is then closed.
+ *   that use it) and swapped when their file changes on disk (`watch`, debounced) or by
+ *   `replaceModule`: the new version takes new calls, calls already running finish on the old
+ *   one, whose `OnStop`/`OnExit` then run before it is closed (functions/swap.ts).
  * - A module that fails to load is kept with its error (`failed()`), the others keep serving; a
  *   changed file that fails to load leaves the previous version serving.
  * - Routing (`route(path)`): routes under `/functions/…` first (named functions and their
@@ -24,6 +25,9 @@ import { routePrefix } from '../abi/wasi-command/cgi.ts';
 import type { FunctionDef, RouteDef, RouteTable } from './routes.ts';
 import { functionOptionsOf } from './spec.ts';
 import { DirectoryWatcher } from './watch.ts';
+import { invokeVersion, newVersion, retireVersion, type FunctionVersion } from './swap.ts';
+
+export type { FunctionVersion } from './swap.ts';
 
 /** What the table logs through (a pino logger fits). */
 export interface TableLog {
@@ -60,15 +64,6 @@ export interface FunctionTableOptions {
   lifecycle: TableLifecycle;
 }
 
-/** A loaded version of a function. */
-export interface FunctionVersion {
-  readonly fn: CapsuleFunction;
-  /** `sha256:…` of the module ('' to force the next load to swap). */
-  digest: string;
-  inflight: number;
-  retired: boolean;
-}
-
 /** One function of the table: the version serving now, or why none can. */
 export class TableEntry {
   readonly def: FunctionDef;
@@ -93,18 +88,12 @@ export class TableEntry {
   invoke(input: HttpRequestInput, meta: InvocationMeta): Promise<CallResult> {
     const v = this.current;
     if (!v) return Promise.reject(this.error ?? new CapsuleError('BAD_MODULE', `${this.name} is not loaded`));
-    v.inflight++;
-    return v.fn.invoke(input, meta).finally(() => {
-      v.inflight--;
-      if (v.retired && v.inflight === 0) void v.fn.close();
-    });
+    return invokeVersion(v, input, meta);
   }
 
-  /** Stops using a version: closed now if idle, else when its last call returns. */
+  /** Stops using a version: closed now if idle, else when its last call returns (no stop exports). */
   static retire(v: FunctionVersion | undefined): void {
-    if (!v || v.retired) return;
-    v.retired = true;
-    if (v.inflight === 0) void v.fn.close();
+    if (v) void retireVersion(v);
   }
 }
 
@@ -149,6 +138,7 @@ export class FunctionTable {
   #routes: TableRoute[] = [];
   #watcher?: DirectoryWatcher;
   #reloading: Promise<void> = Promise.resolve();
+  readonly #retiring = new Set<Promise<void>>();
 
   constructor(o: FunctionTableOptions) {
     this.#o = o;
@@ -216,7 +206,7 @@ export class FunctionTable {
     for (const [key, h] of this.#entries) {
       if (keys.has(key)) continue;
       this.#entries.delete(key);
-      TableEntry.retire(h.current);
+      this.#retire(h, h.current);
       this.#log.info({ function: h.name }, 'function removed');
     }
     const loads: Promise<void>[] = [];
@@ -240,16 +230,51 @@ export class FunctionTable {
     this.#rebuildRoutes();
   }
 
-  /** Stops watching, runs `OnStop` and `OnExit` of every loaded function, closes the pool. */
+  /**
+   * Replaces the module of one function with an already loaded (validated) one, e.g. the node's
+   * `PUT /functions/revisions/module` (faas-api.md §9.8): a function is made of it with the
+   * entry's settings on the table's pool, its `OnLoad` runs, then it takes every call that
+   * starts; calls in flight finish on the old version, whose `OnStop`/`OnExit` then run before
+   * it is closed (functions/swap.ts). The entry's `def.module` stays: with `watch`, a later
+   * change of that file reloads the function from the file.
+   * @returns once the new version serves (the old one retires in the background; `close` waits)
+   * @throws CapsuleError USAGE when no function has that key or it is removed meanwhile; MEMORY
+   *   or BAD_MODULE when the module cannot run with the entry's settings (the old version keeps
+   *   serving)
+   */
+  async replaceModule(key: string, module: LoadedModule): Promise<void> {
+    const h = this.#entries.get(key);
+    if (!h) throw new CapsuleError('USAGE', `no function ${key} in the table`);
+    const fn = CapsuleFunction.fromModule(module, this.#optionsFor(h.def));
+    try {
+      const subs = await this.#discoverSubRoutes(h, fn);
+      if (this.#entries.get(key) !== h) throw new CapsuleError('USAGE', `${h.name} was removed while its new module was loading`);
+      await this.#o.lifecycle(fn, 'OnLoad', { function: h.name });
+      this.#swap(h, newVersion(fn), subs);
+    } catch (e) {
+      await fn.close();
+      throw e;
+    }
+  }
+
+  /** Stops watching, waits for retiring versions, runs `OnStop` and `OnExit` of every loaded function, closes the pool. */
   async close(): Promise<void> {
     this.#watcher?.close();
     await this.#reloading;
-    for (const h of this.#entries.values()) {
-      if (!h.current) continue;
-      for (const name of ['OnStop', 'OnExit'] as const) await this.#o.lifecycle(h.current.fn, name, { function: h.name });
-      await h.current.fn.close();
-    }
+    for (const h of this.#entries.values()) this.#retire(h, h.current);
+    while (this.#retiring.size > 0) await Promise.all(this.#retiring);
     await this.pool.close();
+  }
+
+  /** Retires a version of an entry (if any): its calls finish, `OnStop`/`OnExit` run, it is closed. */
+  #retire(h: TableEntry, v: FunctionVersion | undefined): void {
+    if (!v || v.closed) return;
+    const stop = async (fn: CapsuleFunction) => {
+      for (const name of ['OnStop', 'OnExit'] as const) await this.#o.lifecycle(fn, name, { function: h.name });
+    };
+    const done = retireVersion(v, stop, (e) => this.#log.error({ function: h.name }, `closing the previous version failed: ${e.message}`));
+    this.#retiring.add(done);
+    void done.finally(() => this.#retiring.delete(done));
   }
 
   #warnOnce(m: string): void {
@@ -321,7 +346,7 @@ export class FunctionTable {
         return;
       }
       await this.#o.lifecycle(fn, 'OnLoad', { function: h.name });
-      this.#swap(h, { fn, digest: module.digest, inflight: 0, retired: false }, subs);
+      this.#swap(h, newVersion(fn, module.digest), subs);
     } catch (e) {
       if (fn) await fn.close();
       this.#loadFailed(h, e);
@@ -333,7 +358,7 @@ export class FunctionTable {
     h.current = v;
     h.error = undefined;
     h.subRoutes = subs;
-    TableEntry.retire(old);
+    this.#retire(h, old);
     const m = v.fn.module;
     this.#log.info({ function: h.name, module: h.def.module, kind: m.detection.kind, digest: m.digest, ...(subs.length ? { subRoutes: subs.map((s) => s.route) } : {}) }, old ? 'function reloaded' : 'function loaded');
     this.#rebuildRoutes();

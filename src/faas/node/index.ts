@@ -1,0 +1,100 @@
+/**
+ * The function node (`capsule node`, also `capsule worker` and the `capsule-worker` bin;
+ * faas-api.md §3, faas-cluster.md §1.1): the Go worker API over deployments that run in this
+ * process on one shared worker pool (or as child processes with `--process`), registered in the
+ * reverse proxy over HTTP (Go's way) or straight into its route table when both run in one
+ * process. Also `/capsule/health`, `/capsule/ready` and per-revision `/capsule/metrics`.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FunctionTable } from '../../functions/table.ts';
+import type { Logger } from '../../observability/logger.ts';
+import { runLifecycle } from '../../triggers/lifecycle.ts';
+import { createServiceApp, listenService, type RunningService, type TlsFiles } from '../shared/service.ts';
+import { registerNodeRoutes } from './api.ts';
+import { Deployments } from './deployments.ts';
+import { NodeMetrics } from './metrics.ts';
+import { ModuleSource } from './module-source.ts';
+import { PortCounter } from './ports.ts';
+import type { ProxyRegistration } from './proxy-client.ts';
+import { ownCapsuleCommand } from './replicas.ts';
+
+export type { ProxyRegistration } from './proxy-client.ts';
+export { httpProxyRegistration, tableProxyRegistration } from './proxy-client.ts';
+export { Deployments } from './deployments.ts';
+
+/** How to start a node. */
+export interface NodeOptions {
+  /** Interface of the node's API and of its replicas (default 127.0.0.1). */
+  host?: string;
+  /** Port of the worker API (Go default 9999; 0 = a free port). */
+  port?: number;
+  tls?: TlsFiles;
+  logger: Logger;
+  /** `CAPSULE_WORKER_ADMIN_TOKEN` (faas-api.md §9.1). */
+  adminToken?: string;
+  /** Without a token, accept admin calls from any address. */
+  insecureAdmin?: boolean;
+  /** Where deployments are registered; undefined = nowhere (logged). */
+  proxy?: ProxyRegistration;
+  /** The proxy's base URL, for `remoteUrl` in replies (Go `-reverseProxy`). */
+  proxyUrl?: string;
+  /** Host name in `localUrl` (Go `-workerDomain`, default `localhost`). */
+  workerDomain?: string;
+  /** Go `-httpPortCounter` (default 10000: the first replica gets 10001); 0 = free ports. */
+  portCounter?: number;
+  /** One child process per replica instead of in-process listeners. */
+  process?: boolean;
+  /** `--process`: command running a replica (default: this package's `capsule`). */
+  capsuleCommand?: string[];
+  /** Worker threads of the shared pool (default: CPU cores). */
+  workers?: number;
+  /** Module cache directory (default: a temporary directory removed at close). */
+  modulesDir?: string;
+  /** Time given to a stopping replica's in-flight calls, ms (default 10 000). */
+  graceMs?: number;
+}
+
+/** A running node. */
+export interface RunningNode extends RunningService {
+  readonly deployments: Deployments;
+  readonly metrics: NodeMetrics;
+}
+
+/**
+ * Starts a node: its function table and pool (in-process mode), module cache, and worker API.
+ * @throws Error when the API port cannot be bound
+ */
+export async function startNode(o: NodeOptions): Promise<RunningNode> {
+  const logger = o.logger;
+  const host = o.host ?? '127.0.0.1';
+  const ownDir = o.modulesDir === undefined;
+  const dir = o.modulesDir ?? await mkdtemp(join(tmpdir(), 'capsule-node-'));
+  const table = o.process ? undefined : new FunctionTable({
+    table: () => ({ functions: [], routes: [], watch: [], warnings: [] }),
+    defaults: {}, workers: o.workers, watch: false, logger,
+    lifecycle: (fn, name, fields) => runLifecycle(fn, name, logger, fields),
+  });
+  await table?.start();
+  const metrics = new NodeMetrics();
+  const deployments = new Deployments({
+    table, processCommand: o.process ? o.capsuleCommand ?? ownCapsuleCommand() : undefined,
+    source: new ModuleSource({ dir }), metrics, proxy: o.proxy, proxyUrl: (o.proxyUrl ?? '').replace(/\/+$/, ''),
+    listen: { host, domain: o.workerDomain || 'localhost', tls: o.tls, logger, graceMs: o.graceMs ?? 10_000 },
+    ports: new PortCounter(o.portCounter ?? 10_000, host), logger,
+  });
+  let closing = false;
+  const app = createServiceApp({ service: 'worker', logger, tls: o.tls, metrics: metrics.registry, ready: () => !closing });
+  registerNodeRoutes(app, deployments, { service: 'worker', header: 'CAPSULE_WORKER_ADMIN_TOKEN', token: o.adminToken, insecureAdmin: o.insecureAdmin });
+  const running = await listenService(app, { host, port: o.port ?? 9999, tls: o.tls });
+  let closed: Promise<void> | undefined;
+  const close = () => closed ??= (async () => {
+    closing = true;
+    await running.close();
+    await deployments.close();
+    await table?.close();
+    if (ownDir) await rm(dir, { recursive: true, force: true });
+  })();
+  return { url: running.url, port: running.port, app, deployments, metrics, close };
+}

@@ -1,0 +1,164 @@
+/**
+ * Where a node's modules come from: a deployment's `downloadUrl` (faas-api.md §3), pinned by a
+ * digest, validated and detected BEFORE anything is stored or routed, then kept in a
+ * content-addressed cache (`<dir>/sha256/<hex>.wasm`, faas-cluster.md §1.6) that the function
+ * table and `--process` children load from. A digest comes from `#sha256=<hex>` at the end of the
+ * URL (faas-cluster.md §1.7), an explicit `sha256` field, or the registry's `X-Capsule-Sha256`
+ * reply header; every one given must match the bytes.
+ */
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { compileModule, digestOf, type LoadedModule } from '../../engine/load.ts';
+import { CapsuleError } from '../../base/errors.ts';
+import { FaasError } from '../shared/service.ts';
+
+/** A module that passed every check, saved in the cache. */
+export interface DeployableModule {
+  /** `sha256:<hex>`. */
+  digest: string;
+  /** The cached file (absolute). */
+  path: string;
+  module: LoadedModule;
+  /** Time spent downloading and compiling, seconds (cold-start phases `fetch`, `compile`). */
+  fetchSeconds: number;
+  compileSeconds: number;
+}
+
+/** What a node downloads with. */
+export interface ModuleSourceOptions {
+  /** The cache directory (created when missing). */
+  dir: string;
+  /** Largest module accepted, bytes (default 64 MiB). */
+  maxBytes?: number;
+  /** Download deadline, ms (default 30 s). */
+  timeoutMs?: number;
+}
+
+const HEX = /^[0-9a-f]{64}$/;
+
+/** `sha256:<hex>` from a bare hex, `sha256:<hex>` or `sha256=<hex>`. @throws FaasError 400 when it is not one */
+export function normaliseDigest(text: string, what: string): string {
+  const hex = text.trim().toLowerCase().replace(/^sha256[:=]/, '');
+  if (!HEX.test(hex)) throw new FaasError(400, 'ERROR_BAD_DIGEST', `${what}: "${text}" is not a SHA-256 digest (64 hex digits)`);
+  return `sha256:${hex}`;
+}
+
+/** Splits `http://…/m.wasm#sha256=<hex>` into the URL to fetch and the pinned digest. @throws FaasError 400 */
+export function parseDownloadUrl(text: string): { url: string; digest?: string } {
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    throw new FaasError(400, 'ERROR_BAD_URL', `downloadUrl "${text}" is not a URL`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new FaasError(400, 'ERROR_BAD_URL', `downloadUrl must be http or https, not ${u.protocol}`);
+  const m = /^#?sha256[=:](.*)$/i.exec(u.hash);
+  u.hash = '';
+  return { url: u.toString(), digest: m ? normaliseDigest(m[1]!, 'downloadUrl #sha256') : undefined };
+}
+
+/** The content-addressed module cache of a node. */
+export class ModuleSource {
+  readonly #o: ModuleSourceOptions;
+
+  constructor(o: ModuleSourceOptions) {
+    this.#o = o;
+  }
+
+  /** The cache path of a digest. */
+  pathOf(digest: string): string {
+    return join(this.#o.dir, 'sha256', `${digest.slice('sha256:'.length)}.wasm`);
+  }
+
+  /**
+   * Downloads, checks and caches a module (see the module comment).
+   * @param sha256 an expected digest besides the URL's own pin
+   * @throws FaasError 400 ERROR_BAD_URL / ERROR_DOWNLOAD (unreachable, HTTP error, too large),
+   *   422 ERROR_DIGEST_MISMATCH / ERROR_BAD_MODULE (not valid wasm, unsupported kind or import)
+   */
+  async download(downloadUrl: string, sha256?: string): Promise<DeployableModule> {
+    const { url, digest: pinned } = parseDownloadUrl(downloadUrl);
+    const wanted = [pinned, sha256 === undefined ? undefined : normaliseDigest(sha256, 'sha256')].filter((d): d is string => d !== undefined);
+    const t0 = performance.now();
+    const { bytes, header } = await this.#fetch(url);
+    const fetchSeconds = (performance.now() - t0) / 1000;
+    if (header !== undefined) wanted.push(normaliseDigest(header, `${url}: X-Capsule-Sha256`));
+    const digest = digestOf(bytes);
+    for (const w of wanted) {
+      if (w !== digest) throw new FaasError(422, 'ERROR_DIGEST_MISMATCH', `${url}: digest mismatch: expected ${w}, got ${digest}`);
+    }
+    return this.#accept(bytes, url, digest, fetchSeconds);
+  }
+
+  /**
+   * A module already in the cache, by digest (a reload to a generation the node has seen).
+   * @throws FaasError 404 MODULE_NOT_FOUND when it is not cached, 422 as `download`
+   */
+  async cached(sha256: string): Promise<DeployableModule> {
+    const digest = normaliseDigest(sha256, 'sha256');
+    let bytes: Uint8Array;
+    try {
+      bytes = new Uint8Array(await readFile(this.pathOf(digest)));
+    } catch {
+      throw new FaasError(404, 'MODULE_NOT_FOUND', `no module with digest ${digest} on this node (give a downloadUrl)`);
+    }
+    if (digestOf(bytes) !== digest) throw new FaasError(422, 'ERROR_DIGEST_MISMATCH', `the cached module ${digest} is damaged`);
+    return this.#accept(bytes, this.pathOf(digest), digest, 0);
+  }
+
+  /** Validates and detects, then writes the cache file (temp + rename). */
+  async #accept(bytes: Uint8Array, source: string, digest: string, fetchSeconds: number): Promise<DeployableModule> {
+    const t1 = performance.now();
+    let module: LoadedModule;
+    try {
+      module = await compileModule(bytes, source, {});
+    } catch (e) {
+      if (e instanceof CapsuleError) throw new FaasError(422, 'ERROR_BAD_MODULE', e.message);
+      throw e;
+    }
+    const compileSeconds = (performance.now() - t1) / 1000;
+    const path = this.pathOf(digest);
+    const tmp = `${path}.${process.pid}-${Math.random().toString(36).slice(2)}.part`;
+    try {
+      await mkdir(join(this.#o.dir, 'sha256'), { recursive: true });
+      await writeFile(tmp, bytes);
+      await rename(tmp, path);
+    } catch (e) {
+      await rm(tmp, { force: true }).catch(() => undefined);
+      throw new FaasError(500, 'ERROR_MODULE_STORE', `cannot store the module in ${this.#o.dir}: ${(e as Error).message}`);
+    }
+    return { digest, path, module, fetchSeconds, compileSeconds };
+  }
+
+  async #fetch(url: string): Promise<{ bytes: Uint8Array; header?: string }> {
+    const max = this.#o.maxBytes ?? 64 * 1024 * 1024;
+    let res: Response;
+    try {
+      res = await fetch(url, { redirect: 'follow', signal: AbortSignal.timeout(this.#o.timeoutMs ?? 30_000) });
+    } catch (e) {
+      throw new FaasError(400, 'ERROR_DOWNLOAD', `cannot download ${url}: ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`);
+    }
+    if (!res.ok || !res.body) {
+      await res.body?.cancel().catch(() => undefined);
+      throw new FaasError(400, 'ERROR_DOWNLOAD', `cannot download ${url}: HTTP ${res.status} ${res.statusText}`);
+    }
+    if (Number(res.headers.get('content-length') ?? 0) > max) {
+      await res.body.cancel().catch(() => undefined);
+      throw new FaasError(400, 'ERROR_DOWNLOAD', `${url}: the module is larger than ${max} bytes`);
+    }
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    try {
+      for await (const c of res.body) {
+        size += c.length;
+        if (size > max) throw new FaasError(400, 'ERROR_DOWNLOAD', `${url}: the module is larger than ${max} bytes`);
+        chunks.push(c);
+      }
+    } catch (e) {
+      if (e instanceof FaasError) throw e;
+      throw new FaasError(400, 'ERROR_DOWNLOAD', `cannot download ${url}: ${(e as Error).message}`);
+    }
+    const buf = Buffer.concat(chunks);
+    return { bytes: new Uint8Array(buf.buffer, buf.byteOffset, buf.length), header: res.headers.get('x-capsule-sha256') ?? undefined };
+  }
+}

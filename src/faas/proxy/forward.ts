@@ -1,0 +1,204 @@
+/**
+ * Forwards one HTTP request to an upstream (faas-api.md §9.2–§9.4): the method, every request
+ * header value (hop-by-hop ones removed), `X-Forwarded-For/-Proto/-Host`, the body streamed
+ * (never buffered) and the response streamed back with every header value. `Host` becomes the
+ * upstream's. When an upstream cannot be connected to, the next candidate is tried (the body has
+ * not been read yet, so nothing is lost); when none can, the client gets `502` JSON. Used by
+ * `capsule proxy` and by the gen-2 FaaS call route.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
+import { Agent, type Dispatcher } from 'undici';
+import type { Logger } from '../../observability/logger.ts';
+
+/** Options of {@link forwardRequest}. */
+export interface ForwardOptions {
+  logger: Logger;
+  /** Longest wait for the upstream's response headers, then between body chunks, ms (→ 504). */
+  timeoutMs: number;
+  /** Connection pool to use (default: one shared keep-alive {@link Agent}). */
+  dispatcher?: Dispatcher;
+  /** Called when an upstream could not be connected to (passive health: leave the rotation). */
+  onUnreachable?: (upstream: string, error: Error) => void;
+}
+
+/** How a forwarded request ended. */
+export interface ForwardResult {
+  /** The status the client got (upstream's, or 502/504 made here; 0 when the client went away). */
+  status: number;
+  /** The upstream that answered, if any. */
+  upstream?: string;
+  /** Upstreams that could not be connected to, in the order tried. */
+  unreachable: string[];
+  /** Why the proxy answered itself or cut the response (connect/socket/timeout error text). */
+  error?: string;
+}
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1) plus those undici sets itself or refuses. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection',
+  'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'expect', 'http2-settings']);
+/** Errors raised before a byte was sent: another upstream may be tried. */
+const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
+  'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT', 'ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+
+let sharedAgent: Agent | undefined;
+/** The default keep-alive pool (connections are reused between requests to an upstream). */
+function defaultAgent(): Agent {
+  return (sharedAgent ??= new Agent({ keepAliveTimeout: 4000, connections: 256, pipelining: 1, connect: { timeout: 5000 } }));
+}
+
+interface Upstream {
+  origin: string;
+  /** Path prefix of the upstream URL without a trailing slash ('' for a bare origin). */
+  base: string;
+}
+const parsed = new Map<string, Upstream>();
+function upstreamOf(url: string): Upstream {
+  let u = parsed.get(url);
+  if (!u) {
+    const x = new URL(url);
+    u = { origin: x.origin, base: x.pathname.replace(/\/+$/, '') };
+    if (parsed.size > 10_000) parsed.clear();
+    parsed.set(url, u);
+  }
+  return u;
+}
+
+/**
+ * The body of one attempt: reads the client's request only once the upstream pulls it (after
+ * connecting), so a failed connection leaves the request unread for the next upstream.
+ */
+class LazyBody extends Readable {
+  started = false;
+  readonly #source: IncomingMessage;
+  constructor(source: IncomingMessage) {
+    super();
+    this.#source = source;
+  }
+  override _read(): void {
+    if (!this.started) {
+      this.started = true;
+      const s = this.#source;
+      s.on('data', (chunk: Buffer) => {
+        if (!this.push(chunk)) s.pause();
+      });
+      s.once('end', () => this.push(null));
+      s.once('error', (e) => this.destroy(e));
+      s.once('aborted', () => this.destroy(new Error('the client aborted the request')));
+    }
+    this.#source.resume();
+  }
+}
+
+/** The request headers to send: every value but hop-by-hop ones, plus X-Forwarded-*. */
+function forwardHeaders(req: IncomingMessage): string[] {
+  const raw = req.rawHeaders;
+  const conn = req.headers.connection;
+  const listed = conn ? new Set(conn.toLowerCase().split(',').map((s) => s.trim())) : undefined;
+  const out: string[] = [];
+  let xff: string | undefined;
+  let proto = false;
+  let host = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || listed?.has(lower)) continue;
+    if (lower === 'x-forwarded-for') {
+      xff = xff === undefined ? raw[i + 1]! : `${xff}, ${raw[i + 1]!}`;
+      continue;
+    }
+    if (lower === 'x-forwarded-proto') proto = true;
+    else if (lower === 'x-forwarded-host') host = true;
+    out.push(name, raw[i + 1]!);
+  }
+  const client = req.socket.remoteAddress ?? '';
+  out.push('x-forwarded-for', xff === undefined ? client : `${xff}, ${client}`);
+  if (!proto) out.push('x-forwarded-proto', (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http');
+  if (!host && req.headers.host) out.push('x-forwarded-host', req.headers.host);
+  return out;
+}
+
+/** Response headers to copy: every value but hop-by-hop ones (flat name/value list). */
+function backwardHeaders(raw: string[]): string[] {
+  let listed: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.toLowerCase() !== 'connection') continue;
+    for (const token of raw[i + 1]!.toLowerCase().split(',')) (listed ??= new Set()).add(token.trim());
+  }
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const lower = raw[i]!.toLowerCase();
+    if (lower !== 'host' && HOP_BY_HOP.has(lower)) continue;
+    if (listed?.has(lower)) continue;
+    out.push(raw[i]!, raw[i + 1]!);
+  }
+  return out;
+}
+
+/** Sends `{code, message}` JSON with a status, unless the response already started. */
+export function sendError(res: ServerResponse, status: number, code: string, message: string): void {
+  if (res.headersSent || res.destroyed) return;
+  const body = JSON.stringify({ code, message });
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+/**
+ * Forwards `req` to the first upstream that can be connected to and streams its answer to `res`.
+ * Never throws: failures become `502 {"code":"UPSTREAM_UNREACHABLE"}` (no upstream could be
+ * connected to, or one broke before answering), `504 {"code":"UPSTREAM_TIMEOUT"}` (no headers in
+ * `timeoutMs`); a response cut mid-body is cut for the client too.
+ * @param upstreams candidate base URLs, preferred first (`http://host:port[/base]`)
+ * @param path the path and query to send, starting with `/` (appended to the upstream's base path)
+ */
+export async function forwardRequest(req: IncomingMessage, res: ServerResponse, upstreams: readonly string[], path: string, o: ForwardOptions): Promise<ForwardResult> {
+  const dispatcher = o.dispatcher ?? defaultAgent();
+  const headers = forwardHeaders(req);
+  const method = req.method ?? 'GET';
+  const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
+  const unreachable: string[] = [];
+  let lastError = 'no upstream';
+  for (const url of upstreams) {
+    let target: Upstream;
+    try {
+      target = upstreamOf(url);
+    } catch {
+      lastError = `${url} is not a URL`;
+      continue;
+    }
+    const body = hasBody ? new LazyBody(req) : null;
+    let status = 0;
+    try {
+      await dispatcher.stream({
+        origin: target.origin, path: target.base + path, method, headers, body,
+        headersTimeout: o.timeoutMs, bodyTimeout: o.timeoutMs, responseHeaders: 'raw',
+      }, ({ statusCode, headers: got }) => {
+        status = statusCode;
+        res.writeHead(statusCode, backwardHeaders(got as unknown as string[]));
+        return res;
+      });
+      return { status, upstream: url, unreachable };
+    } catch (e) {
+      const err = e as Error & { code?: string };
+      lastError = `${url}: ${err.code ?? err.message}`;
+      if (res.headersSent) {
+        res.destroy();
+        return { status, upstream: url, unreachable, error: lastError };
+      }
+      if (req.destroyed && !req.complete) return { status: 0, upstream: url, unreachable, error: 'the client went away' };
+      if (err.code === 'UND_ERR_HEADERS_TIMEOUT') {
+        sendError(res, 504, 'UPSTREAM_TIMEOUT', `${url} sent no response within ${o.timeoutMs} ms`);
+        return { status: 504, upstream: url, unreachable, error: lastError };
+      }
+      const retryable = err.code !== undefined && CONNECT_ERRORS.has(err.code) && !body?.started
+        && (err.code === 'ECONNREFUSED' || IDEMPOTENT.has(method) || !hasBody);
+      if (!retryable) break;
+      unreachable.push(url);
+      o.onUnreachable?.(url, err);
+      o.logger.debug({ upstream: url, code: err.code }, 'upstream unreachable, trying the next one');
+    }
+  }
+  sendError(res, 502, 'UPSTREAM_UNREACHABLE', `no upstream could be reached (${lastError})`);
+  return { status: 502, unreachable, error: lastError };
+}

@@ -1,0 +1,115 @@
+/**
+ * The proxy route `ANY /functions/:name[/:revision[/rest]]` (faas-api.md §9.2–§9.4): parses the
+ * path, asks the {@link RouteTable} for the revision and its upstream order, forwards with
+ * {@link forwardRequest}, feeds passive health, per-revision metrics and one log line per request.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Logger } from '../../observability/logger.ts';
+import { FaasError } from '../shared/service.ts';
+import { forwardRequest, sendError } from './forward.ts';
+import type { UpstreamHealth } from './health.ts';
+import type { RouteTable } from './table.ts';
+
+/** A parsed proxy path: function, revision when named, and the path+query to forward. */
+export interface ProxyTarget {
+  function: string;
+  revision?: string;
+  /** `/rest?query` (`/` when there is no rest). */
+  path: string;
+}
+
+/**
+ * Splits `/functions/<name>[/<revision>[/<rest>]][?query]` (§9.3): `/functions/hello?x=1` →
+ * default revision, path `/?x=1`; `/functions/hello/blue/api/items?x=1` → `blue`, `/api/items?x=1`.
+ * @returns undefined when the URL is not under `/functions/<name>`
+ */
+export function parseProxyPath(url: string): ProxyTarget | undefined {
+  const q = url.indexOf('?');
+  const pathname = q < 0 ? url : url.slice(0, q);
+  const query = q < 0 ? '' : url.slice(q);
+  if (!pathname.startsWith('/functions/')) return undefined;
+  const parts = pathname.slice('/functions/'.length).split('/');
+  const decode = (s: string) => {
+    try {
+      return decodeURIComponent(s);
+    } catch {
+      return s;
+    }
+  };
+  const fn = decode(parts[0] ?? '');
+  if (fn === '') return undefined;
+  const rev = parts[1] === undefined || parts[1] === '' ? undefined : decode(parts[1]);
+  const rest = parts.length > 2 ? parts.slice(2).join('/') : '';
+  return { function: fn, revision: rev, path: `/${rest}${query}` };
+}
+
+/** The proxy's Prometheus metrics (per function and revision). */
+export class ProxyMetrics {
+  readonly registry = new Registry();
+  readonly requests = new Counter({ name: 'capsule_proxy_requests_total', help: 'Proxied requests, by function, revision and status', labelNames: ['function', 'revision', 'status'], registers: [this.registry] });
+  readonly errors = new Counter({ name: 'capsule_proxy_errors_total', help: 'Proxied requests the proxy answered itself or cut: unreachable (502), timeout (504), broken (cut mid-response), not_found (404)', labelNames: ['function', 'revision', 'reason'], registers: [this.registry] });
+  readonly duration = new Histogram({
+    name: 'capsule_proxy_request_duration_seconds', help: 'Time to the end of the proxied response, seconds', labelNames: ['function', 'revision'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [this.registry],
+  });
+  readonly inflight = new Gauge({ name: 'capsule_proxy_inflight_requests', help: 'Proxied requests in progress', labelNames: ['function', 'revision'], registers: [this.registry] });
+  readonly unreachable = new Counter({ name: 'capsule_proxy_upstream_failures_total', help: 'Connection failures to an upstream (each takes it out of the rotation until a probe succeeds)', labelNames: ['upstream'], registers: [this.registry] });
+  constructor(downCount: () => number) {
+    new Gauge({ name: 'capsule_proxy_upstreams_down', help: 'Upstreams out of the rotation now', registers: [this.registry], collect() { this.set(downCount()); } });
+  }
+}
+
+/** What {@link Gateway} needs. */
+export interface GatewayOptions {
+  table: RouteTable;
+  health: UpstreamHealth;
+  metrics: ProxyMetrics;
+  logger: Logger;
+  /** Upstream response-header and idle-body timeout, ms. */
+  timeoutMs: number;
+}
+
+/** Serves proxied requests. */
+export class Gateway {
+  readonly #o: GatewayOptions;
+  constructor(o: GatewayOptions) {
+    this.#o = o;
+  }
+
+  /** Handles one request under `/functions/` (never throws; every outcome is a reply). */
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const o = this.#o;
+    const start = performance.now();
+    const target = parseProxyPath(req.url ?? '/');
+    if (!target) return sendError(res, 404, 'PAGE_NOT_FOUND', '😢 Page not found 🥵');
+    const hint = req.headers['x-capsule-revision'];
+    let resolved;
+    try {
+      resolved = o.table.resolve(target.function, target.revision, { revision: typeof hint === 'string' ? hint : undefined, headers: req.headers }, o.health.isUp);
+    } catch (e) {
+      if (!(e instanceof FaasError)) throw e;
+      req.resume();
+      o.metrics.errors.inc({ function: target.function, revision: target.revision ?? 'default', reason: 'not_found' });
+      o.logger.info({ function: target.function, revision: target.revision ?? 'default', status: e.status }, e.message);
+      return sendError(res, e.status, e.code, e.message);
+    }
+    const labels = { function: target.function, revision: resolved.revision };
+    o.metrics.inflight.inc(labels);
+    const r = await forwardRequest(req, res, resolved.urls, target.path, {
+      logger: o.logger, timeoutMs: o.timeoutMs,
+      onUnreachable: (url, err) => {
+        o.metrics.unreachable.inc({ upstream: url });
+        o.health.markDown(url, (err as NodeJS.ErrnoException).code ?? err.message);
+      },
+    });
+    const seconds = (performance.now() - start) / 1000;
+    o.metrics.inflight.dec(labels);
+    o.metrics.requests.inc({ ...labels, status: r.status });
+    o.metrics.duration.observe(labels, seconds);
+    if (r.error) o.metrics.errors.inc({ ...labels, reason: r.status === 502 ? 'unreachable' : r.status === 504 ? 'timeout' : 'broken' });
+    const line = { ...labels, method: req.method, path: target.path, upstream: r.upstream, status: r.status, ms: Math.round(seconds * 10000) / 10 };
+    if (r.error) o.logger.warn({ ...line, error: r.error, unreachable: r.unreachable }, 'proxied request failed');
+    else o.logger.info(line, 'proxied');
+  }
+}

@@ -14,12 +14,11 @@ import type { HttpResponseOutput } from '../../base/invocation.ts';
 import type { FunctionTable } from '../../functions/table.ts';
 import type { FunctionDef } from '../../functions/routes.ts';
 import type { Logger } from '../../observability/logger.ts';
-import type { HttpTarget } from '../../triggers/http/server.ts';
 import { FaasError } from '../shared/service.ts';
 import type { NodeMetrics } from './metrics.ts';
 import type { DeployableModule, ModuleSource } from './module-source.ts';
 import type { ProxyRegistration } from './proxy-client.ts';
-import { startInProcessReplica, startProcessReplica, type Replica, type ReplicaListen } from './replicas.ts';
+import { startInProcessReplica, startProcessReplica, type Replica, type ReplicaListen, type ReplicaTarget } from './replicas.ts';
 import { PortCounter } from './ports.ts';
 
 /** Function and revision names: they become URL path segments and metric labels. */
@@ -45,7 +44,7 @@ interface RevisionState {
   generation: number;
   replicas: ReplicaRecord[];
   /** In-process: what the replica listeners call. */
-  target?: HttpTarget;
+  target?: ReplicaTarget;
 }
 
 /** What a node's deployments are built from (see `startNode`). */
@@ -201,8 +200,9 @@ export class Deployments {
   }
 
   /**
-   * In-process: loads a generation into the function table; the previous one (if any) serves
-   * until the new one is ready, then finishes its calls.
+   * In-process: loads a generation into the function table (a new module with the same
+   * environment is swapped in with `replaceModule`, other changes redeploy the entry); the
+   * previous version serves until the new one is ready, then finishes its calls.
    * @throws FaasError 422 ERROR_BAD_MODULE when the table cannot load it (the old one keeps serving)
    */
   async #loadGeneration(state: RevisionState, mod: DeployableModule, env: Record<string, string>, fresh: boolean): Promise<void> {
@@ -211,9 +211,14 @@ export class Deployments {
       key: state.key, name: state.fn, revision: state.rev, module: mod.path, source: `${state.fn}/${state.rev} (${mod.digest})`,
       env: Object.entries(env), dirs: [], allowedHosts: [],
     };
-    await table.deploy(def, []);
+    try {
+      if (!fresh && sameEnv(state.env, env)) await table.replaceModule(state.key, mod.module);
+      else await table.deploy(def, []);
+    } catch (e) {
+      throw new FaasError(422, 'ERROR_BAD_MODULE', `${state.fn}/${state.rev}: ${(e as Error).message}`);
+    }
     const entry = table.entries().get(state.key);
-    if (entry?.current?.digest !== mod.digest || entry.def.module !== mod.path || JSON.stringify(entry.def.env) !== JSON.stringify(def.env)) {
+    if (entry?.current?.digest !== mod.digest) {
       const why = entry?.error?.message ?? 'the module could not be loaded';
       if (fresh) await table.retire(state.key);
       throw new FaasError(422, 'ERROR_BAD_MODULE', `${state.fn}/${state.rev}: ${why}`);
@@ -222,12 +227,13 @@ export class Deployments {
   }
 
   /** What in-process replica listeners call: the revision's current version, with metrics. */
-  #target(state: RevisionState): HttpTarget {
+  #target(state: RevisionState): ReplicaTarget {
     const table = this.#o.table!;
     const m = this.#o.metrics;
     const labels = { fn: state.fn, rev: state.rev };
     return {
       name: state.key,
+      cgi: () => ['wasi', 'extism'].includes(table.entries().get(state.key)?.current?.fn.module.detection.kind ?? ''),
       invoke: (input, meta) => {
         const entry = table.entries().get(state.key);
         if (!entry) return Promise.reject(new CapsuleError('BAD_MODULE', `${state.fn}/${state.rev} is not deployed`));

@@ -94,7 +94,7 @@ interface Reply {
 export function httpProxyRegistration(proxyUrl: string, token: string | undefined, backend = 'memory', timeoutMs = 10_000): ProxyRegistration {
   const base = `${proxyUrl.replace(/\/+$/, '')}/${backend}/functions`;
   const call = async (method: string, path: string, body?: unknown): Promise<Reply> => {
-    const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8' };
+    const headers: Record<string, string> = body === undefined ? {} : { 'content-type': 'application/json; charset=utf-8' };
     if (token) headers.CAPSULE_REVERSE_PROXY_ADMIN_TOKEN = token;
     let res: Response;
     try {

@@ -13,6 +13,7 @@ import { CapsuleError } from '../../base/errors.ts';
 import type { Logger } from '../../observability/logger.ts';
 import { servePipeline, type HttpTarget, type RunningHttpTrigger } from '../../triggers/http/server.ts';
 import type { WorkerPool } from '../../engine/pool.ts';
+import type { CgiRoute } from '../../base/invocation.ts';
 import type { TlsFiles } from '../shared/service.ts';
 
 /** Go-style state of a replica (the gen-2 process labels of faas-api.md §6). */
@@ -46,15 +47,23 @@ export interface ReplicaListen {
 
 let syntheticPid = 0;
 
+/** What an in-process replica calls. */
+export interface ReplicaTarget extends HttpTarget {
+  /** Whether the version serving now is a WASI command or an Extism plugin (called through CGI). */
+  cgi(): boolean;
+}
+
 /**
  * Starts an in-process replica: every request path calls `target` (the revision's current
  * version, looked up per call, so a reload never changes the listener).
  * @throws CapsuleError USAGE when the port cannot be bound
  */
-export async function startInProcessReplica(target: HttpTarget, pool: WorkerPool, port: number, o: ReplicaListen): Promise<Replica> {
+export async function startInProcessReplica(target: ReplicaTarget, pool: WorkerPool, port: number, o: ReplicaListen): Promise<Replica> {
+  const whole: CgiRoute = { route: '/...' };
   const running: RunningHttpTrigger = await servePipeline({
     pools: [pool],
-    dispatch: () => ({ type: 'function', target }),
+    // WASI commands and Extism plugins get the CGI view of the whole path (as serve --functions)
+    dispatch: () => (target.cgi() ? { type: 'function', target, cgi: whole } : { type: 'function', target }),
     stop: async () => undefined, // the function belongs to the table, not to this listener
   }, { host: o.host, port, tls: o.tls, logger: o.logger.child({ replica: port }), graceMs: o.graceMs });
   const replica: Replica = {

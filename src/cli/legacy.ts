@@ -7,7 +7,9 @@
 const COMMANDS = new Set(['run', 'serve', 'inspect', 'help', 'nats', 'mqtt', 'call',
   // the FaaS layer (src/faas/commands.ts) and the developer commands
   'proxy', 'registry', 'node', 'worker', 'faas', 'publish', 'deploy', 'undeploy', 'scale', 'set-default',
-  'unset-default', 'list', 'routes', 'new', 'build', 'completion', 'up']);
+  'unset-default', 'list', 'routes', 'new', 'build', 'completion', 'up', 'faas-mode']);
+/** Go's gen-2 FaaS child flags: meaningful only to a `--faas` main process, ignored otherwise (as Go did). */
+const FAAS_CHILD_FLAGS = /^--(parent-endpoint|module-name|module-revision)(=|$)/;
 
 /** The command each Go-named bin runs (faas-cluster.md §1.1: bin aliases of one `capsule`). */
 export const BIN_COMMANDS: Record<string, string | undefined> = {
@@ -22,7 +24,7 @@ const KNOWN = new Set(['wasm', 'url', 'auth-header-name', 'auth-header-value', '
   'no-inherit-env', 'dir', 'allowed-hosts', 'timeout', 'max-memory', 'log-level', 'params', 'params-file', 'separator',
   'http-port', 'host', 'crt', 'key', 'stop-after', 'max-body', 'max-concurrency', 'reuse', 'workers', 'grace', 'json',
   'mode', 'help', 'version', 'nats-server', 'subject', 'queue', 'mqtt-server', 'topic', 'client-id', 'qos',
-  'max-pending', 'persistent-session']);
+  'max-pending', 'persistent-session', 'faas', 'parent-endpoint', 'module-name', 'module-revision']);
 const MODES: Record<string, string> = { cli: 'run', http: 'serve', nats: 'nats', mqtt: 'mqtt' };
 const ALIASES: Record<string, string> = {
   natssrv: 'nats-server',
@@ -46,6 +48,7 @@ export function normaliseArgv(argv: readonly string[], defaultCommand?: string):
   let mode: string | undefined;
   let passThrough = false;
   let afterModule = false;
+  let faas = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (passThrough || a === '--') {
@@ -69,6 +72,11 @@ export function normaliseArgv(argv: readonly string[], defaultCommand?: string):
       out.push(a);
       continue;
     }
+    if (name === 'faas') {
+      // Go's bool flag: --faas, --faas=true → the gen-2 FaaS main process (capsule faas-mode)
+      faas = m[3] === undefined || /^(true|1|t)$/i.test(m[3]);
+      continue;
+    }
     if (name === 'mode') {
       mode = m[2] !== undefined ? m[3] : argv[++i];
       continue;
@@ -83,6 +91,12 @@ export function normaliseArgv(argv: readonly string[], defaultCommand?: string):
     out.push(m[2] !== undefined ? `--${name}=${value}` : `--${name}`);
   }
   const first = out.find((a) => !a.startsWith('-'));
+  const serving = first === 'serve' || (defaultCommand === 'serve' && (first === undefined || !COMMANDS.has(first)));
+  if (faas && serving) {
+    if (first === 'serve') out.splice(out.indexOf('serve'), 1);
+    return ['faas-mode', ...out];
+  }
+  if (first !== 'faas-mode') for (let i = out.length - 1; i >= 0; i--) if (FAAS_CHILD_FLAGS.test(out[i]!)) out.splice(i, 1);
   const hasCommand = first !== undefined && COMMANDS.has(first) && out.indexOf(first) === 0;
   if (hasCommand) return out;
   if (mode) {

@@ -7,10 +7,12 @@ import type { CommandRegistrar } from './shared/command.ts';
 import { registryCommand } from './registry/command.ts';
 import { nodeCommand } from './node/command.ts';
 import { proxyCommand } from './proxy/command.ts';
+import { faasModeCommand } from './gen2/command.ts';
 
 /** Every FaaS command, in the order `capsule --help` lists them. */
 export const FAAS_COMMANDS: CommandRegistrar[] = [
   proxyCommand,
   registryCommand,
   nodeCommand,
+  faasModeCommand,
 ];

@@ -14,8 +14,12 @@ import { fileURLToPath } from 'node:url';
 
 const FORWARDED = /** @type {const} */ (['SIGTERM', 'SIGINT', 'SIGHUP']);
 
-/** @param {string} bin the bin's name (src/cli/legacy.ts BIN_COMMANDS) */
-export async function launch(bin) {
+/**
+ * @param {string} bin the bin's name (src/cli/legacy.ts BIN_COMMANDS)
+ * @param {string} [entry] the program, a path under src/ without extension (default the CLI,
+ *   `cli/main`; `capsctl` runs `faas/gen2/capsctl`); it exports `main(argv, {bin})`
+ */
+export async function launch(bin, entry = 'cli/main') {
   const major = Number(process.versions.node.split('.')[0]);
   // Async host functions suspend the guest with JSPI (WebAssembly.Suspending), on by default
   // from Node 24.20 (and 25): an earlier 24 runs plain guests but garbles every awaited host call.
@@ -30,19 +34,20 @@ export async function launch(bin) {
     relaunch(local, [process.argv[1] ?? '', ...process.argv.slice(2)]);
     return;
   }
-  const { main } = await import(cliEntry());
+  const { main } = await import(cliEntry(entry));
   await main(process.argv.slice(2), { bin });
 }
 
 /**
- * The CLI's entry: the TypeScript sources in a clone (Node strips their types), else the
+ * The program's entry: the TypeScript sources in a clone (Node strips their types), else the
  * JavaScript build in dist/ — the published package ships no sources, and Node does not strip
  * types under node_modules. A clone never runs a stale dist/ this way.
+ * @param {string} entry path under src/ (and dist/) without extension
  * @returns {string}
  */
-function cliEntry() {
-  const source = new URL('../src/cli/main.ts', import.meta.url);
-  return existsSync(source) ? source.href : new URL('../dist/cli/main.js', import.meta.url).href;
+function cliEntry(entry) {
+  const source = new URL(`../src/${entry}.ts`, import.meta.url);
+  return existsSync(source) ? source.href : new URL(`../dist/${entry}.js`, import.meta.url).href;
 }
 
 /**

@@ -41,6 +41,21 @@ function keyOf(p: Params): string {
 
 /** Registers the admin routes (JSON bodies) and, in a child context without body parsing, the forwarding routes. */
 export async function faasRoutes(app: FastifyInstance, o: FaasRoutesOptions): Promise<void> {
+  await app.register(async (admin) => adminRoutes(admin, o));
+  await app.register(async (raw) => forwardingRoutes(raw, o));
+}
+
+/** The admin routes; capsctl sends `Content-Type: application/json` with no body on PUT and DELETE, which must parse. */
+async function adminRoutes(app: FastifyInstance, o: FaasRoutesOptions): Promise<void> {
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    if ((body as string).trim() === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(body as string));
+    } catch (e) {
+      done(e as Error, undefined);
+    }
+  });
   const guard = { onRequest: adminGuard(o.policy) };
   const { state } = o;
   app.post('/functions/start', guard, async (request, reply) => {
@@ -75,7 +90,6 @@ export async function faasRoutes(app: FastifyInstance, o: FaasRoutesOptions): Pr
     return key === undefined ? text(reply, 500, NOT_FOUND_TEXT) : text(reply, 200, key);
   };
   for (const path of ['/functions/drop/:name', '/functions/drop/:name/:revision', '/functions/drop/:name/:revision/:index']) app.delete(path, guard, drop);
-  await app.register(async (raw) => forwardingRoutes(raw, o));
 }
 
 /** The routes whose body is streamed to a replica: no parser reads it first. */

@@ -374,3 +374,44 @@ describe('capsule-worker (Go bin and flags)', { skip }, () => {
     }
   });
 });
+
+describe('startNode with tableProxyRegistration (proxy and node in one process)', { skip }, () => {
+  it('registers deployments straight into the proxy\'s route table: scale, default, downscale, undeploy', async () => {
+    const { startProxy } = await import('../src/faas/proxy/index.ts');
+    const { startNode, tableProxyRegistration } = await import('../src/faas/node/index.ts');
+    const { createLogger } = await import('../src/observability/logger.ts');
+    const logger = createLogger('error', false);
+    const files = createServer((req, res) => {
+      if (req.url === '/hello.wasm') res.end(readFileSync(modules.hello));
+      else if (req.url === '/echo.wasm') res.end(readFileSync(modules.echo));
+      else res.writeHead(404).end();
+    });
+    await new Promise<void>((r) => files.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(files.address() as { port: number }).port}`;
+    const proxy = await startProxy({ logger, port: 0 });
+    const node = await startNode({ logger, port: 0, portCounter: 0, workerDomain: '127.0.0.1', workers: 2, proxy: tableProxyRegistration(proxy.table), proxyUrl: proxy.url });
+    try {
+      for (const [revision, file] of [['blue', 'hello'], ['blue', 'hello'], ['green', 'echo']]) {
+        const r = await call(node.url, 'POST', '/functions/deploy', { function: 'hi', revision, downloadUrl: `${base}/${file}.wasm` }, null);
+        assert.equal(r.status, 202, JSON.stringify(r.body));
+      }
+      const locals = Object.values((await list(node.url)).hi!.blue!.wasmModules).map((m) => m.localUrl);
+      assert.deepEqual(proxy.table.urls('hi', 'blue'), locals);
+      assert.equal((await hello(`${proxy.url}/functions/hi/green`)).fixture, 'gen2');
+      assert.equal((await call(node.url, 'POST', '/functions/set_default_revision', { function: 'hi', revision: 'green' }, null)).status, 202);
+      assert.equal((await hello(`${proxy.url}/functions/hi`)).fixture, 'gen2');
+      assert.equal((await call(node.url, 'DELETE', '/functions/remove_default_revision', { function: 'hi' }, null)).status, 202);
+      assert.equal((await fetch(`${proxy.url}/functions/hi`)).status, 404);
+      const down = await call(node.url, 'DELETE', '/functions/revisions/downscale', { function: 'hi', revision: 'blue' }, null);
+      assert.equal(down.body.code, 'WASM_MODULE_DEPLOYMENT_REMOVED');
+      assert.equal(proxy.table.urls('hi', 'blue')!.length, 1);
+      assert.equal((await call(node.url, 'DELETE', '/functions/revisions/deployments', { function: 'hi', revision: 'green' }, null)).status, 202);
+      assert.equal(proxy.table.urls('hi', 'green'), null);
+      assert.equal((await hello(`${proxy.url}/functions/hi/blue`)).text, '{"message":"Bob 42"}');
+    } finally {
+      await node.close();
+      await proxy.close();
+      await new Promise((r) => files.close(r));
+    }
+  });
+});

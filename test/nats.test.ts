@@ -162,10 +162,12 @@ describe('capsule nats', { skip }, () => {
       const out = collect(nc, 'out.>');
       nc.subscribe('svc.g1', { callback: (_e, m) => { m.respond(`pong:${m.string()}`); } });
       await nc.flush();
+      // A cursor over the results, not their count when asked: the result of 'reply hello' can
+      // arrive in the same read as the reply itself, before the awaited request resumes us.
+      let taken = 0;
       const next = async () => {
-        const n = results.length;
-        await eventually(() => results.length > n, WAIT);
-        return results[n]!.text;
+        await eventually(() => results.length > taken, WAIT);
+        return results[taken++]!.text;
       };
       const reply = await nc.request('g1.a', 'reply hello', { timeout: WAIT });
       assert.equal(reply.string(), 'hello');

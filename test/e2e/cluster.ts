@@ -1,0 +1,81 @@
+/**
+ * Harness of the cluster scenarios (faas-cluster.md §2): three real `nats-server` processes
+ * (Debian's 2.9) forming one cluster with JetStream, on free loopback ports, each with its own
+ * store directory in a temporary folder, short ping timeouts (`ping_interval: 2s`, `ping_max: 2`)
+ * so a frozen client is dropped in seconds, and `max_payload: 8MB`. Servers are killed by PID only
+ * and can be started again on the same ports with the same store (a restart keeps JetStream data).
+ */
+import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort, restartable, type Restartable } from '../helpers.ts';
+
+/** One server of the cluster. */
+export interface ClusterServer extends Restartable {
+  readonly name: string;
+  /** `nats://127.0.0.1:<client port>`. */
+  readonly url: string;
+  /** Monitoring endpoint base, `http://127.0.0.1:<port>`. */
+  readonly monitor: string;
+}
+
+/** A running cluster. */
+export interface NatsCluster {
+  readonly servers: ClusterServer[];
+  /** Every client URL, comma-separated (what `--cluster` takes). */
+  readonly urls: string;
+  /** Kills every server (SIGKILL) and removes the store directories. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `size` clustered JetStream servers and waits until each answers `/healthz`.
+ * @param bin path of `nats-server`
+ * @throws when a server does not come up within 20 s
+ */
+export async function startNatsCluster(bin: string, size = 3): Promise<NatsCluster> {
+  const dir = mkdtempSync(join(tmpdir(), 'capsule-nats-cluster-'));
+  const ports = await Promise.all(Array.from({ length: size }, async () => ({ client: await freePort(), cluster: await freePort(), http: await freePort() })));
+  const routes = ports.map((p) => `nats-route://127.0.0.1:${p.cluster}`);
+  const servers: ClusterServer[] = [];
+  for (const [i, p] of ports.entries()) {
+    const name = `n${i + 1}`;
+    const store = join(dir, name);
+    mkdirSync(store, { recursive: true });
+    const conf = join(dir, `${name}.conf`);
+    writeFileSync(conf, [
+      `server_name: ${name}`,
+      `listen: 127.0.0.1:${p.client}`,
+      `http: 127.0.0.1:${p.http}`,
+      'ping_interval: "2s"',
+      'ping_max: 2',
+      'max_payload: 8MB',
+      `jetstream { store_dir: "${store}", max_memory_store: 64MB, max_file_store: 1GB }`,
+      `cluster { name: capsule-test, listen: 127.0.0.1:${p.cluster}, routes: [${routes.filter((_, j) => j !== i).join(', ')}] }`,
+      '',
+    ].join('\n'));
+    const r = await restartable(bin, ['-c', conf], p.client);
+    servers.push({ ...r, name, url: `nats://127.0.0.1:${p.client}`, monitor: `http://127.0.0.1:${p.http}` });
+  }
+  await Promise.all(servers.map((s) => waitHealthy(s.monitor)));
+  return {
+    servers,
+    urls: servers.map((s) => s.url).join(','),
+    async stop() {
+      await Promise.all(servers.map((s) => s.kill()));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Waits until a server's `/healthz` answers 200 (JetStream up and current). */
+export async function waitHealthy(monitor: string, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    try {
+      if ((await fetch(`${monitor}/healthz`)).ok) return;
+    } catch { /* not listening yet */ }
+    if (Date.now() > end) throw new Error(`${monitor}/healthz did not answer 200 within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -5,7 +5,6 @@
  */
 import type { Command } from 'commander';
 import { intFlag } from '../../cli/flags.ts';
-import { CapsuleError } from '../../base/errors.ts';
 import { listenOptions, serveServices, serviceOptions, type CommandRegistrar, type ServiceFlags } from '../shared/command.ts';
 
 interface NodeFlags extends ServiceFlags {
@@ -30,23 +29,25 @@ export const nodeCommand: CommandRegistrar = (program: Command, exit) => {
     .option('--capsule-path <command>', 'with --process: the capsule command a replica runs (default: this capsule)')
     .option('--workers <n>', 'worker threads shared by every deployment (default: CPU cores)')
     .option('--modules-dir <dir>', 'module cache (default: a temporary directory removed at exit)')
-    .addHelpText('after', '\nEnvironment: CAPSULE_WORKER_ADMIN_TOKEN protects every route but the list; CAPSULE_REVERSE_PROXY_ADMIN_TOKEN is sent to the reverse proxy.')
+    .addHelpText('after', '\nEnvironment: CAPSULE_WORKER_ADMIN_TOKEN protects every route but the list; CAPSULE_REVERSE_PROXY_ADMIN_TOKEN is sent to the reverse proxy; CAPSULE_FAAS_TOKEN and CAPSULE_DOMAIN are those of the gen-2 FaaS routes (/functions/start, …) the node serves too.')
     .exitOverride()
     .action(async (f: NodeFlags) => {
       const listen = listenOptions(f);
       const portCounter = intFlag(f.httpPortCounter, '--http-port-counter', 0, 65534);
       const workers = f.workers === undefined ? undefined : intFlag(f.workers, '--workers', 1, 1024);
-      if (f.capsulePath !== undefined && !f.process) throw new CapsuleError('USAGE', '--capsule-path goes with --process (deployments run in this process otherwise)');
       const { createLogger } = await import('../../observability/logger.ts');
       const { startNode, httpProxyRegistration } = await import('./index.ts');
       const { hostname } = await import('node:os');
       const logger = createLogger(f.logLevel);
+      // Go's start-worker.sh passes -capsulePath=capsule: without --process it has nothing to name
+      if (f.capsulePath !== undefined && !f.process) logger.warn({ capsulePath: f.capsulePath }, '--capsule-path is ignored without --process (deployments run in this process)');
       const proxyUrl = f.reverseProxy?.replace(/\/+$/, '');
       const node = await startNode({
         ...listen, logger, portCounter, workers, process: f.process, modulesDir: f.modulesDir,
-        capsuleCommand: f.capsulePath === undefined ? undefined : f.capsulePath.split(/\s+/).filter(Boolean),
+        capsuleCommand: f.capsulePath === undefined || !f.process ? undefined : f.capsulePath.split(/\s+/).filter(Boolean),
         workerDomain: f.workerDomain === '' ? hostname() : f.workerDomain,
         adminToken: process.env['CAPSULE_WORKER_ADMIN_TOKEN'], insecureAdmin: f.insecureAdmin,
+        faasToken: process.env['CAPSULE_FAAS_TOKEN'], faasDomain: process.env['CAPSULE_DOMAIN'],
         proxyUrl, proxy: proxyUrl ? httpProxyRegistration(proxyUrl, process.env['CAPSULE_REVERSE_PROXY_ADMIN_TOKEN'], f.backend) : undefined,
       });
       exit(await serveServices([node], logger));

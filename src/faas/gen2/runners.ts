@@ -223,7 +223,9 @@ export class InProcessRunner implements Runner {
       if (!this.#trigger) return;
       const idle = Date.now() - this.#lastCall;
       if (idle >= after && this.#inflight === 0) {
-        void this.#close('no call for the --stopAfter delay (scale to zero)').then(() => this.#o.onExit({ code: 0, signal: null, reason: 'idle' }));
+        // Stopped from this moment: the next call starts a new listener (once this one has closed)
+        void this.#close('no call for the --stopAfter delay (scale to zero)');
+        this.#o.onExit({ code: 0, signal: null, reason: 'idle' });
         return;
       }
       this.#idleTimer = setTimeout(check, Math.max(after - idle, 50));

@@ -67,7 +67,7 @@ describe('capsule node', { skip, concurrency: false }, () => {
   let plainUrl: string;
   const urls: Record<string, string> = {};
   const digests: Record<string, string> = {};
-  const env = { CAPSULE_WORKER_ADMIN_TOKEN: WORKER_TOKEN, CAPSULE_REVERSE_PROXY_ADMIN_TOKEN: PROXY_TOKEN };
+  const env = { CAPSULE_WORKER_ADMIN_TOKEN: WORKER_TOKEN, CAPSULE_REVERSE_PROXY_ADMIN_TOKEN: PROXY_TOKEN, CAPSULE_FAAS_TOKEN: 'faas-secret' };
 
   before(async () => {
     files = mkdtempSync(join(tmpdir(), 'capsule-node-test-'));
@@ -285,6 +285,17 @@ describe('capsule node', { skip, concurrency: false }, () => {
     assert.deepEqual([unknown.status, unknown.body.code], [404, 'MODULE_NOT_FOUND']);
     const l = (await list(node.url)).swap!.live!;
     assert.deepEqual([l.generation, l.sha256], [3, digests.hello]);
+  });
+
+  it('serves the gen-2 FaaS API on the same port (faas-cluster.md §1.1): start, call, drop', async () => {
+    const headers = { 'content-type': 'application/json; charset=utf-8', CAPSULE_FAAS_TOKEN: 'faas-secret' };
+    const start = await fetch(`${node.url}/functions/start`, { method: 'POST', headers, body: JSON.stringify({ name: 'g2', revision: 'one', args: ['', `-wasm=${modules.hello}`] }) });
+    assert.deepEqual([start.status, await start.text()], [200, 'g2/one/0']);
+    assert.equal((await hello(`${node.url}/functions/g2/one`)).text, '{"message":"Bob 42"}');
+    assert.equal((await fetch(`${node.url}/functions/start`, { method: 'POST', body: '{}' })).status, 401, 'its own token');
+    const drop = await fetch(`${node.url}/functions/drop/g2/one`, { method: 'DELETE', headers: { CAPSULE_FAAS_TOKEN: 'faas-secret' } });
+    assert.deepEqual([drop.status, await drop.text()], [200, 'g2/one/0']);
+    assert.equal((await call(node.url, 'GET', '/functions/list', undefined, null)).status, 202, 'the worker list is still the worker\'s');
   });
 
   it('serves per-revision metrics with cold-start phases, health and readiness', async () => {

@@ -38,6 +38,8 @@ export interface FaasStateOptions {
   host?: string;
   /** Worker threads of the shared pool of in-process revisions (default: CPU cores). */
   workers?: number;
+  /** Use this pool (e.g. the node's, shared with its deployments) instead of making one; not closed by `close`. */
+  pool?: WorkerPool;
 }
 
 const NAME = /^[^/\s]{1,128}$/;
@@ -207,7 +209,7 @@ export class FaasState {
   /** Stops every runner (SIGINT to children, listeners closed) and the shared pool. */
   async close(): Promise<void> {
     await Promise.allSettled([...new Set(this.#runners.values())].map((r) => r.stop()));
-    await this.#pool?.close();
+    if (this.#pool !== this.#o.pool) await this.#pool?.close();
   }
 
   #recordsOf(runner: Runner): ProcessRecord[] {
@@ -246,7 +248,7 @@ export class FaasState {
   }
 
   #inProcess(spec: ReturnType<typeof inProcessSpec>, port: number): InProcessRunner {
-    this.#pool ??= new WorkerPool({ workers: this.#o.workers });
+    this.#pool ??= this.#o.pool ?? new WorkerPool({ workers: this.#o.workers });
     const runner: InProcessRunner = new InProcessRunner(spec, port, {
       pool: this.#pool, logger: this.#o.logger, host: this.#o.host,
       onExit: (exit) => this.#ended(runner, exit),

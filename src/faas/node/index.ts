@@ -3,7 +3,8 @@
  * faas-api.md §3, faas-cluster.md §1.1): the Go worker API over deployments that run in this
  * process on one shared worker pool (or as child processes with `--process`), registered in the
  * reverse proxy over HTTP (Go's way) or straight into its route table when both run in one
- * process. Also `/capsule/health`, `/capsule/ready` and per-revision `/capsule/metrics`.
+ * process; the gen-2 FaaS API (`/functions/start`, …, faas-api.md §6) on the same app and pool.
+ * Also `/capsule/health`, `/capsule/ready` and per-revision `/capsule/metrics`.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,6 +13,7 @@ import { FunctionTable } from '../../functions/table.ts';
 import type { Logger } from '../../observability/logger.ts';
 import { runLifecycle } from '../../triggers/lifecycle.ts';
 import { createServiceApp, listenService, type RunningService, type TlsFiles } from '../shared/service.ts';
+import { faasRoutes, FaasState } from '../gen2/index.ts';
 import { registerNodeRoutes } from './api.ts';
 import { Deployments } from './deployments.ts';
 import { NodeMetrics } from './metrics.ts';
@@ -54,6 +56,10 @@ export interface NodeOptions {
   modulesDir?: string;
   /** Time given to a stopping replica's in-flight calls, ms (default 10 000). */
   graceMs?: number;
+  /** `CAPSULE_FAAS_TOKEN` of the gen-2 FaaS routes mounted on the node (faas-api.md §6). */
+  faasToken?: string;
+  /** `CAPSULE_DOMAIN`: base URL gen-2 revisions are reached at (default `http://127.0.0.1`). */
+  faasDomain?: string;
 }
 
 /** A running node. */
@@ -87,12 +93,19 @@ export async function startNode(o: NodeOptions): Promise<RunningNode> {
   let closing = false;
   const app = createServiceApp({ service: 'worker', logger, tls: o.tls, metrics: metrics.registry, ready: () => !closing });
   registerNodeRoutes(app, deployments, { service: 'worker', header: 'CAPSULE_WORKER_ADMIN_TOKEN', token: o.adminToken, insecureAdmin: o.insecureAdmin });
+  // faas-cluster.md §1.1: the node also serves the gen-2 FaaS API, on the same worker pool
+  const faas = new FaasState({ logger, processes: o.process, host, workers: o.workers, pool: table?.pool });
+  await faasRoutes(app, {
+    state: faas, logger, domain: (o.faasDomain || 'http://127.0.0.1').replace(/\/+$/, ''),
+    policy: { service: 'faas', header: 'CAPSULE_FAAS_TOKEN', token: o.faasToken, insecureAdmin: o.insecureAdmin },
+  });
   const running = await listenService(app, { host, port: o.port ?? 9999, tls: o.tls });
   let closed: Promise<void> | undefined;
   const close = () => closed ??= (async () => {
     closing = true;
     await running.close();
     await deployments.close();
+    await faas.close();
     await table?.close();
     if (ownDir) await rm(dir, { recursive: true, force: true });
   })();

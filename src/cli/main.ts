@@ -27,6 +27,8 @@ import { intFlag, tlsFromFlags } from './flags.ts';
 import { progressReporter } from './progress.ts';
 import { inspectFile } from './inspect.ts';
 import { callCommand } from './call.ts';
+import { newCommand } from './new.ts';
+import { buildCommand } from './build.ts';
 import { FAAS_COMMANDS } from '../faas/commands.ts';
 import { capabilityOptions, settingOptions, type CapabilityFlags } from './capabilities.ts';
 import { addEnvVars, allConfigKeys, applyConfigFor } from '../functions/config-file.ts';
@@ -133,6 +135,8 @@ capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=
   inspectCommand(program, exit);
   configHooks(program);
   callCommand(program, exit);
+  newCommand(program, exit);
+  buildCommand(program, exit);
   for (const add of FAAS_COMMANDS) add(program, exit);
   return program;
 }

@@ -26,6 +26,8 @@ import { DEFAULTS } from '../../engine/function.ts';
 import { isRunnerRoute, logGuestOutput, sendError, serveRunnerRoute, writeResponse, type RunnerRouteContext } from '../shared/runner-routes.ts';
 import { guardConnections, listen, tlsError } from './connections.ts';
 import { runLifecycle, runStopExports, settleWithin, Shutdown } from '../lifecycle.ts';
+import { SwappableFunction } from '../../functions/swap.ts';
+import { ModuleReloader, RELOAD_ROUTE, type HotReloadOptions } from './reload.ts';
 
 export interface HttpTriggerOptions {
   /** Interface to bind (default 127.0.0.1). */
@@ -46,6 +48,11 @@ export interface HttpTriggerOptions {
   maxOutputBytes?: number;
   /** WASI commands: `host[:port]` for SERVER_NAME/SERVER_PORT when a request has no Host (`--default-host`); default: the listening address. */
   defaultHost?: string;
+  /**
+   * Single-module server (`serveHttp`) only: hot reload of its module, `POST /load-wasm-module`
+   * and `--watch` (reload.ts). Without it, every path reaches the guest.
+   */
+  reload?: HotReloadOptions;
   logger: Logger;
 }
 
@@ -59,6 +66,21 @@ export interface RunningHttpTrigger {
   shutdown(reason: string): Promise<void>;
   /** Resolves when the server has shut down (signal, --stop-after or `shutdown`). */
   readonly closed: Promise<void>;
+}
+
+/** A running single-function server (`serveHttp`): its function can be replaced while it serves. */
+export interface RunningFunctionServer extends RunningHttpTrigger {
+  /** The function serving now. */
+  readonly fn: CapsuleFunction;
+  /**
+   * Replaces the function while serving (hot reload, functions/swap.ts): runs `OnLoad` of
+   * `next`, then every request that starts goes to it; requests in flight finish on the old
+   * function, whose `OnStop`/`OnExit` then run before it is closed. Make `next` on the served
+   * function's pool (`pool: server.fn.pool`) to keep one set of worker threads.
+   * @returns once `next` serves (the old function retires in the background; shutdown waits)
+   * @throws CapsuleError OVERLOADED when the server is shutting down (`next` is not used: close it)
+   */
+  replace(next: CapsuleFunction): Promise<void>;
 }
 
 /** A function the pipeline can call: one per route (or one for the single-function server). */
@@ -411,36 +433,64 @@ type FunctionDispatch = Extract<HttpDispatch, { type: 'function' }>;
 
 /**
  * Serves one function over HTTP: every path but the runner's (`/capsule/…`, `/health`,
- * `/metrics`) goes to it; a WASI command sees the whole path as PATH_INFO (route `/...`).
+ * `/metrics`) goes to it; a WASI command sees the whole path as PATH_INFO (route `/...`). With
+ * `o.reload`, `POST /load-wasm-module` reloads it and `--watch` follows its file (reload.ts).
  * @throws Error when the port cannot be bound (EADDRINUSE…)
  */
-export async function serveHttp(fn: CapsuleFunction, o: HttpTriggerOptions): Promise<RunningHttpTrigger> {
+export async function serveHttp(fn: CapsuleFunction, o: HttpTriggerOptions): Promise<RunningFunctionServer> {
   const log = o.logger;
-  const fname = fn.module.name;
+  const stop = (f: CapsuleFunction) => runStopExports(f, log);
+  const slot = new SwappableFunction(fn, { stop, onError: (e) => log.error(`closing the previous module failed: ${e.message}`) });
   // Gen 1 (§4.5): OnLoad once at start, in its own instance; a failure is logged, not fatal.
   await runLifecycle(fn, 'OnLoad', log);
-  const target: HttpTarget = { name: fname, invoke: (input, meta) => fn.invoke(input, meta) };
-  const cgi: CgiRoute | undefined = fn.module.detection.kind === 'wasi' ? { route: '/...' } : undefined;
+  let draining = false;
+  const replace = async (next: CapsuleFunction): Promise<void> => {
+    if (draining) throw new CapsuleError('OVERLOADED', 'the server is shutting down');
+    await runLifecycle(next, 'OnLoad', log);
+    if (draining) throw new CapsuleError('OVERLOADED', 'the server is shutting down');
+    slot.swap(next);
+  };
+  const reloader = o.reload ? new ModuleReloader({ get fn() { return slot.fn; }, replace }, o.reload, log) : undefined;
+  const fname = fn.module.name;
+  let listening = '';
+  const target: HttpTarget = {
+    name: fname,
+    invoke: (input, meta) => {
+      // a reload that changed the module's kind between the dispatch and the call (after the body)
+      const wasi = slot.fn.module.detection.kind === 'wasi';
+      if (wasi !== (input.cgi !== undefined)) {
+        input = { ...input, cgi: wasi ? { route: '/...', maxOutputBytes: o.maxOutputBytes, defaultHost: o.defaultHost ?? listening } : undefined };
+      }
+      return slot.invoke(input, meta);
+    },
+  };
   let routes: RunnerRouteContext | undefined;
   const runnerRoutes = (state: PipelineState): RunnerRouteContext => routes ??= {
-    fn, metrics: state.metrics,
+    get fn() { return slot.fn; }, metrics: state.metrics,
     notReady: () => (state.draining ? 'shutting down' : undefined),
     trigger: { httpPort: state.port }, // made at the first request, after listen
     logGuest: (logs, requestId) => state.logGuest(logs, { requestId, function: fname }),
   };
-  return servePipeline({
+  const running = await servePipeline({
     pools: [fn.pool],
-    dispatch: (path, _req, state) => {
+    dispatch: (path, req, state) => {
       if (isRunnerRoute(path)) {
-        return { type: 'answer', name: fname, runner: true, respond: (req, res, requestId) => serveRunnerRoute(path, req, res, requestId, runnerRoutes(state)) };
+        return { type: 'answer', name: fname, runner: true, respond: (rq, res, requestId) => serveRunnerRoute(path, rq, res, requestId, runnerRoutes(state)) };
       }
-      return cgi ? { type: 'function', target, cgi } : { type: 'function', target };
+      if (reloader && path === RELOAD_ROUTE && req.method === 'POST') {
+        return { type: 'answer', name: fname, runner: true, respond: (rq, res) => reloader.answer(rq, res) };
+      }
+      return slot.fn.module.detection.kind === 'wasi' ? { type: 'function', target, cgi: { route: '/...' } } : { type: 'function', target };
     },
     stop: async () => {
-      await runStopExports(fn, log);
-      await fn.close();
+      draining = true;
+      await reloader?.close();
+      await slot.close();
     },
   }, o);
+  listening = new URL(running.url).host;
+  reloader?.watch();
+  return { ...running, get fn() { return slot.fn; }, replace };
 }
 
 function headerPairs(req: IncomingMessage): [string, string][] {

@@ -8,6 +8,7 @@ import { registryCommand } from './registry/command.ts';
 import { nodeCommand } from './node/command.ts';
 import { proxyCommand } from './proxy/command.ts';
 import { faasModeCommand } from './gen2/command.ts';
+import { clientCommands, faasCommand } from './clients/command.ts';
 
 /** Every FaaS command, in the order `capsule --help` lists them. */
 export const FAAS_COMMANDS: CommandRegistrar[] = [
@@ -15,4 +16,6 @@ export const FAAS_COMMANDS: CommandRegistrar[] = [
   registryCommand,
   nodeCommand,
   faasModeCommand,
+  faasCommand,
+  clientCommands,
 ];

@@ -1,0 +1,206 @@
+/**
+ * What the `capsule publish | deploy | undeploy | scale | set-default | unset-default | list |
+ * routes` commands do, as functions that return data (the commands print it as a table or JSON).
+ * They call the Go routes of the registry (faas-api.md §2), the node (§3) and the proxy (§1).
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { CapsuleError } from '../../base/errors.ts';
+import { callService, ServiceError } from './http.ts';
+
+/** Where the services are and the admin tokens to send. */
+export interface ClientContext {
+  registry: string;
+  node: string;
+  proxy: string;
+  /** Prefix of the proxy's registration API (`memory`). */
+  backend: string;
+  tokens: { registry?: string; node?: string; proxy?: string };
+}
+
+/** A module in the registry: `<org>/<name>/<tag>`. */
+export interface ModuleRef {
+  org: string;
+  name: string;
+  tag: string;
+}
+
+type Json = Record<string, unknown>;
+
+/** `demo/hello/0.0.0` (or `demo/hello:0.0.0`) → its parts. @throws CapsuleError USAGE otherwise */
+export function parseModuleRef(text: string): ModuleRef {
+  const m = /^([^/:\s]+)\/([^/:\s]+)[/:]([^/:\s]+)$/.exec(text);
+  if (!m) throw new CapsuleError('USAGE', `"${text}": expected a registry module as <org>/<name>/<tag>, e.g. demo/hello/0.0.0`);
+  return { org: m[1]!, name: m[2]!, tag: m[3]! };
+}
+
+/** The registry URL a node downloads a module from (Go layout `<org>/<name>/<tag>/<name>.wasm`). */
+export function moduleUrl(registry: string, ref: ModuleRef): string {
+  return `${registry}/${[ref.org, ref.name, ref.tag, `${ref.name}.wasm`].map(encodeURIComponent).join('/')}`;
+}
+
+/** What `publish` did. */
+export interface Published {
+  module: string;
+  file: string;
+  size: number;
+  sha256: string;
+  downloadUrl: string;
+}
+
+/**
+ * Uploads a module; the registry verifies the SHA-256 computed here.
+ * @throws CapsuleError USAGE when the file cannot be read; ServiceError from the registry
+ */
+export async function publishModule(ctx: ClientContext, file: string, ref: ModuleRef, info: string): Promise<Published> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch (e) {
+    throw new CapsuleError('USAGE', `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const form = new FormData();
+  form.set('file', new Blob([new Uint8Array(bytes)], { type: 'application/wasm' }), basename(file));
+  form.set('info', info);
+  form.set('sha256', sha256);
+  const path = `/upload/${[ref.org, ref.name, ref.tag].map(encodeURIComponent).join('/')}`;
+  await callService('registry', ctx.registry, 'POST', path, { form, token: ctx.tokens.registry });
+  return { module: `${ref.org}/${ref.name}/${ref.tag}`, file, size: bytes.length, sha256, downloadUrl: moduleUrl(ctx.registry, ref) };
+}
+
+/** One deployment request. */
+export interface DeployRequest {
+  function: string;
+  revision: string;
+  downloadUrl: string;
+  envVariables: Record<string, string>;
+  /** Pin the module's digest (hex). */
+  sha256?: string;
+}
+
+/** `POST /functions/deploy`: the node's reply (`localUrl`, `remoteUrl`, …). @throws ServiceError */
+export async function deployRevision(ctx: ClientContext, d: DeployRequest): Promise<Json> {
+  const body: Json = { function: d.function, revision: d.revision, downloadUrl: d.downloadUrl, envVariables: d.envVariables };
+  if (d.sha256) body['sha256'] = d.sha256;
+  return (await callService('node', ctx.node, 'POST', '/functions/deploy', { json: body, token: ctx.tokens.node })).json as Json;
+}
+
+/** A node route taking `{function[, revision]}`. @throws ServiceError */
+async function nodeChange(ctx: ClientContext, method: string, path: string, body: Json): Promise<Json> {
+  return (await callService('node', ctx.node, method, path, { json: body, token: ctx.tokens.node })).json as Json;
+}
+
+/** Removes every replica of a revision. @throws ServiceError */
+export function undeployRevision(ctx: ClientContext, fn: string, rev: string): Promise<Json> {
+  return nodeChange(ctx, 'DELETE', '/functions/revisions/deployments', { function: fn, revision: rev });
+}
+
+/** Makes `rev` the default revision of `fn` (`/functions/<fn>`). @throws ServiceError */
+export function setDefaultRevision(ctx: ClientContext, fn: string, rev: string): Promise<Json> {
+  return nodeChange(ctx, 'POST', '/functions/set_default_revision', { function: fn, revision: rev });
+}
+
+/** Removes the default revision of `fn`. @throws ServiceError */
+export function unsetDefaultRevision(ctx: ClientContext, fn: string): Promise<Json> {
+  return nodeChange(ctx, 'DELETE', '/functions/remove_default_revision', { function: fn });
+}
+
+/** One replica in the node's list. */
+interface ListedReplica {
+  localUrl?: string;
+  remoteUrl?: string;
+  envVariables?: Record<string, string>;
+  status?: string;
+}
+
+/** One revision in the node's list (faas-api.md §3, plus Capsule's `sha256`, `generation`). */
+interface ListedRevision {
+  wasmRegistryUrl?: string;
+  isDefaultRevision?: string;
+  sha256?: string;
+  generation?: number;
+  wasmModules?: Record<string, ListedReplica>;
+}
+
+/** A deployed revision, flattened for a table or a script. */
+export interface DeploymentRow {
+  function: string;
+  revision: string;
+  default: boolean;
+  replicas: number;
+  module: string;
+  sha256: string;
+  url: string;
+  localUrls: string[];
+}
+
+/** The node's raw list. @throws ServiceError */
+async function nodeList(ctx: ClientContext): Promise<Record<string, Record<string, ListedRevision>>> {
+  const r = await callService('node', ctx.node, 'GET', '/functions/list');
+  return (r.json ?? {}) as Record<string, Record<string, ListedRevision>>;
+}
+
+/** Every deployed revision, sorted by function then revision. @throws ServiceError */
+export async function listDeployments(ctx: ClientContext): Promise<DeploymentRow[]> {
+  const rows: DeploymentRow[] = [];
+  for (const [fn, revs] of Object.entries(await nodeList(ctx))) {
+    for (const [rev, r] of Object.entries(revs)) {
+      const replicas = Object.values(r.wasmModules ?? {});
+      rows.push({
+        function: fn, revision: rev, default: r.isDefaultRevision === 'true', replicas: replicas.length,
+        module: r.wasmRegistryUrl ?? '', sha256: r.sha256 ?? '', url: replicas[0]?.remoteUrl ?? '',
+        localUrls: replicas.map((x) => x.localUrl ?? ''),
+      });
+    }
+  }
+  return rows.sort((a, b) => a.function.localeCompare(b.function) || a.revision.localeCompare(b.revision));
+}
+
+/** What `scale` did. */
+export interface Scaled {
+  function: string;
+  revision: string;
+  from: number;
+  to: number;
+  localUrls: string[];
+}
+
+/**
+ * Brings a deployed revision to `replicas` replicas: adds replicas of the same module (digest
+ * pinned) and environment, or removes the newest ones.
+ * @throws CapsuleError USAGE when the revision is not deployed or `replicas` < 1; ServiceError
+ */
+export async function scaleRevision(ctx: ClientContext, fn: string, rev: string, replicas: number): Promise<Scaled> {
+  if (!Number.isInteger(replicas) || replicas < 1) throw new CapsuleError('USAGE', `replicas: expected a whole number ≥ 1 (use capsule undeploy ${fn} ${rev} to remove the revision)`);
+  const listed = (await nodeList(ctx))[fn]?.[rev];
+  const current = Object.values(listed?.wasmModules ?? {});
+  if (!listed || current.length === 0) throw new CapsuleError('USAGE', `${fn}/${rev} is not deployed on ${ctx.node}: deploy it first (capsule deploy ${fn} ${rev} <module>)`);
+  for (let n = current.length; n < replicas; n++) {
+    await deployRevision(ctx, { function: fn, revision: rev, downloadUrl: listed.wasmRegistryUrl ?? '', envVariables: current[0]!.envVariables ?? {}, sha256: listed.sha256 || undefined });
+  }
+  for (let n = current.length; n > replicas; n--) {
+    const r = await nodeChange(ctx, 'DELETE', '/functions/revisions/downscale', { function: fn, revision: rev });
+    if (r['code'] === 'WASM_MODULE_DEPLOYMENT_NOT_REMOVED') throw new ServiceError('node', `the node kept ${fn}/${rev} at ${n} replica(s): ${String(r['message'])}`);
+  }
+  const after = Object.values((await nodeList(ctx))[fn]?.[rev]?.wasmModules ?? {});
+  return { function: fn, revision: rev, from: current.length, to: after.length, localUrls: after.map((x) => x.localUrl ?? '') };
+}
+
+/** A route of the proxy. */
+export interface RouteRow {
+  function: string;
+  revision: string;
+  upstreams: string[];
+}
+
+/** The proxy's routing table (`default` shows the URLs of the revision it aliases). @throws ServiceError */
+export async function listRoutes(ctx: ClientContext): Promise<RouteRow[]> {
+  const r = await callService('proxy', ctx.proxy, 'GET', `/${ctx.backend}/functions/list`);
+  const rows: RouteRow[] = [];
+  for (const [fn, revs] of Object.entries((r.json ?? {}) as Record<string, Record<string, string[] | null>>)) {
+    for (const [rev, urls] of Object.entries(revs)) rows.push({ function: fn, revision: rev, upstreams: urls ?? [] });
+  }
+  return rows.sort((a, b) => a.function.localeCompare(b.function) || a.revision.localeCompare(b.revision));
+}

@@ -6,6 +6,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { eventually, example, fixture, missing, root, runCapsule, startServer, type Server } from './helpers.ts';
+import { normaliseArgv } from '../src/cli/legacy.ts';
+import { inProcessSpec } from '../src/faas/gen2/runners.ts';
 
 const helloYou = example('hello-you');
 const behaviours = fixture('gen2-behaviours');
@@ -318,4 +320,25 @@ test('/notify marks a record Stopped (Go child shutdown); unknown → 500 with G
   } finally {
     await main.stop();
   }
+});
+
+test('Go spellings: capsule-http --faas=true is the FaaS main process; the child-only flags capsctl passes are ignored by serve', () => {
+  assert.deepEqual(normaliseArgv(['--faas=true', '--httpPort=8080'], 'serve'), ['faas-mode', '--http-port=8080']);
+  assert.deepEqual(normaliseArgv(['--faas', '--wasm=index.wasm'], 'serve'), ['faas-mode', '--wasm=index.wasm']);
+  assert.deepEqual(normaliseArgv(['serve', '--faas', '--http-port=1']), ['faas-mode', '--http-port=1']);
+  assert.deepEqual(normaliseArgv(['--faas=false', '-wasm=a.wasm'], 'serve'), ['serve', '--wasm=a.wasm']);
+  assert.deepEqual(normaliseArgv(['-wasm=a.wasm', '-stopAfter=', '-url=', '-parentEndpoint=http://x:8080', '-moduleName=a', '-moduleRevision=b', '-httpPort=9'], 'serve'),
+    ['serve', '--wasm=a.wasm', '--stop-after=', '--url=', '--http-port=9']);
+  assert.deepEqual(normaliseArgv(['faas-mode', '--parent-endpoint=http://x']), ['faas-mode', '--parent-endpoint=http://x']);
+});
+
+test('in-process revisions read capsctl\'s arguments and refuse what only a child process would understand', () => {
+  const spec = inProcessSpec(['', '-wasm=a.wasm', '-stopAfter=2', '-url=', '-parentEndpoint=http://x', '-moduleName=a', '-moduleRevision=b', '-httpPort=9', '-timeout=3s'], ['MESSAGE=hi']);
+  assert.deepEqual(spec.source, { path: 'a.wasm' });
+  assert.equal(spec.stopAfterMs, 2000);
+  assert.equal(spec.options.timeoutMs, 3000);
+  assert.deepEqual(spec.options.env?.find(([k]) => k === 'MESSAGE'), ['MESSAGE', 'hi']);
+  assert.equal(inProcessSpec(['', '-wasm=a.wasm', '-stopAfter='], []).stopAfterMs, undefined);
+  assert.throws(() => inProcessSpec(['', '-wasm=a.wasm', '-crt=x.pem'], []), /--crt is not supported for an in-process revision/);
+  assert.throws(() => inProcessSpec(['', '-stopAfter=1'], []), /no module/);
 });

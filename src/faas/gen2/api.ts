@@ -7,7 +7,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AdminPolicy } from '../shared/admin.ts';
-import { adminGuard, bindJson, sendJson } from '../shared/service.ts';
+import { adminGuard, bindJson, FaasError, sendJson } from '../shared/service.ts';
 import { forwardRequest } from '../proxy/forward.ts';
 import type { Logger } from '../../observability/logger.ts';
 import { NOT_FOUND_TEXT, recordKey } from './records.ts';
@@ -63,7 +63,7 @@ async function adminRoutes(app: FastifyInstance, o: FaasRoutesOptions): Promise<
     if (!body) return reply;
     const list = (v: unknown, field: string): string[] | undefined => {
       if (v === undefined || v === null) return undefined;
-      if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw Object.assign(new Error(`field "${field}" must be an array of strings`), { statusCode: 400 });
+      if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw new FaasError(400, 'ERROR_JSON_BINDING', `field "${field}" must be an array of strings`);
       return v as string[];
     };
     const str = (v: unknown) => (typeof v === 'string' ? v : undefined);

@@ -100,18 +100,20 @@ export async function readModuleFile(path: string): Promise<Uint8Array> {
 }
 
 /**
- * Downloads module bytes, checks them against `digest` when given, and saves them to
- * `src.saveTo` when given (only once they match).
+ * Downloads module bytes, checks them against `digest` and against a `#sha256=<hex>` pin at the
+ * end of the URL ({@link splitDigestPin}) when given, and saves them to `src.saveTo` when given
+ * (only once they match).
  * @param digest expected `sha256:<hex>` (or bare hex)
  * @throws CapsuleError LOAD with the URL and the HTTP status or network error, a digest
  *   mismatch (nothing saved), or the path that could not be written
  */
 export async function fetchModule(src: UrlSource, digest?: string): Promise<Uint8Array> {
+  const pinned = splitDigestPin(src.url);
   let res: Response;
   try {
     const headers: Record<string, string> = {};
     if (src.authHeader) headers[src.authHeader.name] = src.authHeader.value;
-    res = await fetch(src.url, { headers, redirect: 'follow' });
+    res = await fetch(pinned.url, { headers, redirect: 'follow' });
   } catch (e) {
     throw new CapsuleError('LOAD', `cannot download ${src.url}: ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`);
   }
@@ -127,9 +129,25 @@ export async function fetchModule(src: UrlSource, digest?: string): Promise<Uint
     src.onProgress?.(received, total);
   }
   const bytes = Buffer.concat(chunks);
-  if (digest) checkDigest(digestOf(bytes), basename(src.url.replace(/[?#].*$/, '')), digest);
+  const name = basename(pinned.url.replace(/[?#].*$/, ''));
+  for (const expected of [pinned.digest, digest]) if (expected) checkDigest(digestOf(bytes), name, expected);
   if (src.saveTo) await saveAtomically(src.saveTo, bytes);
   return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
+}
+
+/**
+ * Splits a digest pin off a module URL: `https://…/hello.wasm#sha256=<hex>` (faas-cluster.md
+ * §1.7; also `#sha256:<hex>`) → the URL without its fragment and `sha256:<hex>`. Other
+ * fragments are left alone (a fragment is never sent to the server).
+ * @throws CapsuleError USAGE when the pin is not 64 hexadecimal digits
+ */
+export function splitDigestPin(url: string): { url: string; digest?: string } {
+  const at = url.indexOf('#');
+  const m = at < 0 ? null : /^#sha256[=:](.*)$/i.exec(url.slice(at));
+  if (!m) return { url };
+  const hex = m[1]!.toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(hex)) throw new CapsuleError('USAGE', `${url}: the #sha256= pin must be 64 hexadecimal digits`);
+  return { url: url.slice(0, at), digest: `sha256:${hex}` };
 }
 
 /** Writes a temporary file beside `path`, then renames it into place (no half-written module). */

@@ -5,6 +5,9 @@
  */
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import type { Counter } from 'prom-client';
 import type { Logger } from '../../observability/logger.ts';
 import { formatBytes } from '../../base/units.ts';
@@ -27,6 +30,10 @@ export interface RegistryApiOptions {
 
 /** Longest `info` text, bytes. */
 const MAX_INFO = 64 * 1024;
+/** Room for the form around the module (fields, boundaries, part headers) in a Content-Length check. */
+const FORM_OVERHEAD = 16 * MAX_INFO + 64 * 1024;
+/** A refused upload's remaining body is read (and dropped) up to max(--max-module-size, this) before the connection is closed. */
+const DRAIN_MIN = 8 * 1024 * 1024;
 const HEX64 = /^[0-9a-f]{64}$/;
 
 /** Adds the registry routes to a service app (createServiceApp). */
@@ -73,6 +80,8 @@ export async function registryRoutes(app: FastifyInstance, o: RegistryApiOptions
     if (!request.isMultipart()) {
       throw new FaasError(400, 'ERROR_NOT_MULTIPART', 'send the module as multipart/form-data with a "file" field (curl -F "file=@hello.wasm" -F "info=…")');
     }
+    // refused before reading: Node drops the unread body and keeps the connection
+    if (Number(request.headers['content-length'] ?? 0) > o.maxModuleSize + FORM_OVERHEAD) throw tooLarge(o.maxModuleSize);
     try {
       const form = await readUploadForm(request, ref, o);
       o.counters?.uploads.inc({ outcome: 'ok' });
@@ -82,6 +91,9 @@ export async function registryRoutes(app: FastifyInstance, o: RegistryApiOptions
       const status = e instanceof FaasError ? e.status : 500;
       o.counters?.uploads.inc({ outcome: status < 500 ? 'refused' : 'error' });
       o.logger.warn({ module: refText(ref), status, err: (e as Error).message }, 'upload refused');
+      // Refused mid-body: the rest is read and dropped so that the client gets the reply and its
+      // kept-alive socket stays usable; past a bound the connection is closed after the reply.
+      if (!(await drainRequest(request.raw, Math.max(o.maxModuleSize, DRAIN_MIN)))) reply.header('connection', 'close');
       throw e;
     }
   });
@@ -98,21 +110,37 @@ async function readUploadForm(request: FastifyRequest, ref: ModuleRef, o: Regist
   let filename = '';
   let info = '';
   let expected: string | undefined;
+  let refusal: unknown;
   try {
+    // Every part is read to the end even after a refusal: the parser never stalls on an unread part.
     for await (const part of request.parts()) {
-      if (part.type === 'file') {
-        if (part.fieldname !== 'file') throw new FaasError(400, 'ERROR_BAD_FORM', `unexpected file field "${part.fieldname}": the module goes in the field "file"`);
-        filename = part.filename;
-        staged = await o.store.stage(ref, part.file, { maxBytes: o.maxModuleSize });
-      } else if (part.valueTruncated) {
-        throw new FaasError(400, 'ERROR_BAD_FORM', `field "${part.fieldname}" is longer than ${formatBytes(MAX_INFO)}`);
-      } else if (part.fieldname === 'info') {
-        info = String(part.value);
-      } else if (part.fieldname === 'sha256') {
-        expected = String(part.value).trim().toLowerCase().replace(/^sha256[:=]/, '');
-        if (!HEX64.test(expected)) throw new FaasError(400, 'ERROR_INVALID_SHA256', 'field "sha256": expected 64 hexadecimal digits (optionally after "sha256:")');
+      if (refusal !== undefined) {
+        if (part.type === 'file') await discard(part.file);
+        continue;
+      }
+      try {
+        if (part.type === 'file') {
+          if (part.fieldname !== 'file') throw new FaasError(400, 'ERROR_BAD_FORM', `unexpected file field "${part.fieldname}": the module goes in the field "file"`);
+          filename = part.filename;
+          staged = await o.store.stage(ref, part.file, { maxBytes: o.maxModuleSize });
+        } else if (part.valueTruncated) {
+          throw new FaasError(400, 'ERROR_BAD_FORM', `field "${part.fieldname}" is longer than ${formatBytes(MAX_INFO)}`);
+        } else if (part.fieldname === 'info') {
+          info = String(part.value);
+        } else if (part.fieldname === 'sha256') {
+          expected = String(part.value).trim().toLowerCase().replace(/^sha256[:=]/, '');
+          if (!HEX64.test(expected)) throw new FaasError(400, 'ERROR_INVALID_SHA256', 'field "sha256": expected 64 hexadecimal digits (optionally after "sha256:")');
+        }
+      } catch (e) {
+        refusal = e;
+        if (part.type === 'file') await discard(part.file);
       }
     }
+  } catch (e) {
+    refusal ??= e;
+  }
+  try {
+    if (refusal !== undefined) throw refusal;
     if (!staged) throw new FaasError(400, 'ERROR_MISSING_FILE', 'no "file" field: send the module as multipart/form-data (curl -F "file=@hello.wasm")');
     if (expected !== undefined && expected !== staged.sha256) {
       throw new FaasError(400, 'ERROR_SHA256_MISMATCH', `the module's SHA-256 is ${staged.sha256}, the form says ${expected}: nothing stored`);
@@ -125,11 +153,45 @@ async function readUploadForm(request: FastifyRequest, ref: ModuleRef, o: Regist
   }
 }
 
+/** Reads a part to its end and drops it (nothing when it was already ended or destroyed). */
+async function discard(file: Readable): Promise<void> {
+  if (file.destroyed || file.readableEnded) return;
+  file.resume();
+  await finished(file).catch(() => undefined);
+}
+
+/**
+ * Reads and drops the rest of a request body, up to `limit` bytes.
+ * @returns true when the body was read to its end (the connection can be kept)
+ */
+function drainRequest(req: IncomingMessage, limit: number): Promise<boolean> {
+  if (req.complete) return Promise.resolve(true);
+  if (req.destroyed) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    let n = 0;
+    const done = (ok: boolean) => {
+      req.off('data', onData).off('end', onEnd).off('close', onClose);
+      resolve(ok);
+    };
+    const onData = (chunk: Buffer) => {
+      n += chunk.length;
+      if (n > limit) {
+        req.pause();
+        done(false);
+      }
+    };
+    const onEnd = () => done(true);
+    const onClose = () => done(req.complete);
+    req.on('data', onData).once('end', onEnd).once('close', onClose);
+    req.resume();
+  });
+}
+
 /** A multipart parser error as a FaasError (limits → 413, malformed → 400). */
 function formError(e: unknown, maxModuleSize: number): unknown {
   if (e instanceof FaasError) return e;
   const err = e as Error & { code?: string; statusCode?: number };
-  if (err.code === 'FST_REQ_FILE_TOO_LARGE') return new FaasError(413, 'ERROR_MODULE_TOO_LARGE', `the module is larger than ${formatBytes(maxModuleSize)} (--max-module-size)`);
+  if (err.code === 'FST_REQ_FILE_TOO_LARGE') return tooLarge(maxModuleSize);
   if (err.statusCode === 413) return new FaasError(413, 'ERROR_BAD_FORM', `${err.message} (one "file", at most 16 fields)`);
   if (typeof err.code === 'string' && err.code.startsWith('FST_')) return new FaasError(400, 'ERROR_BAD_FORM', err.message);
   if (/multipart|part terminated|unexpected end/i.test(err.message ?? '')) return new FaasError(400, 'ERROR_BAD_FORM', `malformed multipart body: ${err.message}`);
@@ -137,6 +199,7 @@ function formError(e: unknown, maxModuleSize: number): unknown {
 }
 
 const missing = (message: string) => new FaasError(404, 'ERROR_NOT_FOUND', message);
+const tooLarge = (max: number) => new FaasError(413, 'ERROR_MODULE_TOO_LARGE', `the module is larger than ${formatBytes(max)} (--max-module-size)`);
 
 function contentTypeOf(name: string): string {
   if (name.endsWith('.wasm')) return 'application/wasm';

@@ -317,6 +317,7 @@ describe('capsule node --process', { skip, concurrency: false }, () => {
   let proxy: Server;
   let node: Server;
   let helloUrl: string;
+  let echoUrl: string;
 
   before(async () => {
     files = mkdtempSync(join(tmpdir(), 'capsule-node-process-'));
@@ -325,6 +326,10 @@ describe('capsule node --process', { skip, concurrency: false }, () => {
     form.append('file', new Blob([readFileSync(modules.hello)]), 'hello.wasm');
     assert.equal((await fetch(`${registry.url}/upload/k33g/hello/0.0.0`, { method: 'POST', body: form })).status, 200);
     helloUrl = `${registry.url}/k33g/hello/0.0.0/hello.wasm`;
+    const echo = new FormData();
+    echo.append('file', new Blob([readFileSync(modules.echo)]), 'echo.wasm');
+    assert.equal((await fetch(`${registry.url}/upload/k33g/echo/0.0.0`, { method: 'POST', body: echo })).status, 200);
+    echoUrl = `${registry.url}/k33g/echo/0.0.0/echo.wasm`;
     proxy = await startServer(['proxy', '--http-port=0']);
     node = await startServer(['node', '--process', '--http-port=0', '--http-port-counter=0', '--worker-domain=127.0.0.1', `--reverse-proxy=${proxy.url}`]);
   });
@@ -359,6 +364,35 @@ describe('capsule node --process', { skip, concurrency: false }, () => {
     const un = await call(node.url, 'DELETE', '/functions/revisions/deployments', { function: 'hello', revision: 'blue' }, null);
     assert.equal(un.status, 202);
     assert.ok(await refused(survivor), 'undeploy stops the child');
+  });
+
+  it('reloads a revision by replacing its children, through the proxy with zero failed requests', async () => {
+    const d = await call(node.url, 'POST', '/functions/deploy', { function: 'swap', revision: 'live', downloadUrl: helloUrl }, null);
+    assert.equal(d.status, 202, JSON.stringify(d.body));
+    const [oldPid] = Object.keys((await list(node.url)).swap!.live!.wasmModules);
+    const seen: { status: number; fixture: string | null }[] = [];
+    let stop = false;
+    const loop = async () => {
+      while (!stop) {
+        const r = await hello(`${proxy.url}/functions/swap/live`).catch((e: Error) => ({ status: 0, text: e.message, fixture: null }));
+        seen.push({ status: r.status, fixture: r.fixture });
+      }
+    };
+    const loops = [loop(), loop(), loop()];
+    await eventually(() => seen.length >= 20, 20_000);
+    const r = await call(node.url, 'PUT', '/functions/revisions/module', { function: 'swap', revision: 'live', downloadUrl: echoUrl }, null);
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    const at = seen.length;
+    await eventually(() => seen.slice(at).filter((x) => x.fixture === 'gen2').length >= 20, 20_000);
+    stop = true;
+    await Promise.all(loops);
+    assert.deepEqual(seen.filter((x) => x.status !== 200 && x.status !== 201), [], 'no failed request');
+    const live = (await list(node.url)).swap!.live!;
+    assert.equal(live.generation, 2);
+    const pids = Object.entries(live.wasmModules).filter(([, m]) => m.status === 'Started').map(([pid]) => pid);
+    assert.equal(pids.length, 1);
+    assert.notEqual(pids[0], oldPid);
+    await call(node.url, 'DELETE', '/functions/revisions/deployments', { function: 'swap', revision: 'live' }, null);
   });
 });
 

@@ -62,6 +62,12 @@ export interface DeploymentsOptions {
   listen: ReplicaListen;
   ports: PortCounter;
   logger: Logger;
+  /**
+   * Time between taking a replica out of the proxy and stopping it, ms (default 200): a request
+   * the proxy routed just before reaches it while it still takes calls (a stopping replica
+   * answers new calls 503).
+   */
+  settleMs?: number;
 }
 
 /** The body of `POST /functions/deploy` (faas-api.md §3) plus the optional digest pin. */
@@ -120,6 +126,12 @@ export class Deployments {
 
   #remoteUrl(fn: string, rev?: string): string {
     return `${this.#o.proxyUrl}/functions/${fn}${rev === undefined ? '' : `/${rev}`}`;
+  }
+
+  /** Waits `settleMs` after a replica left the proxy (nothing to wait for without a proxy). */
+  async #settle(): Promise<void> {
+    const ms = this.#o.settleMs ?? 200;
+    if (this.#o.proxy && ms > 0) await new Promise((r) => setTimeout(r, ms));
   }
 
   /** Runs a proxy change; a failure is logged and returned as text (Go went on too). */
@@ -291,6 +303,7 @@ export class Deployments {
       }
       this.#functions.get(fn)!.delete(rev);
       if (this.#functions.get(fn)!.size === 0) this.#functions.delete(fn);
+      await this.#settle();
       await Promise.all(state.replicas.map((r) => r.replica.stop()));
       await this.#o.table?.retire(state.key);
       this.#o.metrics.replicas.remove({ fn, rev });
@@ -310,6 +323,7 @@ export class Deployments {
       const victim = live[live.length - 1]!;
       state.replicas = state.replicas.filter((r) => r !== victim);
       await this.#register(`removing ${victim.replica.localUrl} from ${fn}/${rev}`, (p) => p.removeUrl(fn, rev, victim.replica.localUrl));
+      await this.#settle();
       await victim.replica.stop();
       this.#o.metrics.replicas.set({ fn, rev }, this.#live(state).length);
       return { code: 'WASM_MODULE_DEPLOYMENT_REMOVED', message: 'wasm module deployment removed (its process is killed)', revision: rev, function: fn, pid: victim.replica.pid };
@@ -369,6 +383,7 @@ export class Deployments {
       await this.#register(`adding ${replica.localUrl} to ${state.fn}/${state.rev}`, (p) => p.addUrl(state.fn, state.rev, replica.localUrl));
       state.replicas = state.replicas.filter((r) => r !== rec);
       await this.#register(`removing ${rec.replica.localUrl} from ${state.fn}/${state.rev}`, (p) => p.removeUrl(state.fn, state.rev, rec.replica.localUrl));
+      await this.#settle();
       await rec.replica.stop();
     }
   }

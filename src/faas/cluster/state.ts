@@ -1,0 +1,299 @@
+/**
+ * Cluster state in JetStream Key-Value buckets (faas-cluster.md §1.2, §1.8): a bucket watched
+ * into a local cache, with compare-and-swap writes and the read-your-writes rule (KV reads may
+ * hit a lagging replica, ADR-8, so a write returns only once this process's own watcher has seen
+ * the revision the write produced — an admin call that writes then lists sees its write).
+ *
+ * Faults: the connection reconnects forever (nats.js stops after 10 attempts by default); a
+ * watcher that ends or stalls is re-created from the last revision seen, with backoff; a write
+ * that cannot reach a JetStream quorum within `timeoutMs` fails with
+ * `FaasError(503, 'STATE_UNAVAILABLE')` while reads keep answering from the cache.
+ */
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { KV, KvEntry } from '@nats-io/kv';
+import type { Logger } from '../../observability/logger.ts';
+import { FaasError } from '../shared/service.ts';
+
+/** How to reach the cluster. */
+export interface ClusterConnectionOptions {
+  /** NATS URLs (`nats://a:4222`), any number. */
+  servers: string[];
+  /** Connection name shown by the server (`capsule-node-<id>`, `capsule-gateway`, …). */
+  name: string;
+  logger: Logger;
+}
+
+/**
+ * Connects to the NATS cluster with unlimited reconnects, logging disconnects and reconnects.
+ * @throws when no server answers the first connection attempt (a usage problem: wrong URLs)
+ */
+export async function connectCluster(o: ClusterConnectionOptions): Promise<NatsConnection> {
+  const { connect } = await import('@nats-io/transport-node');
+  const nc = await connect({ servers: o.servers, name: o.name, maxReconnectAttempts: -1, reconnectTimeWait: 250, pingInterval: 5000, waitOnFirstConnect: false });
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') o.logger.warn({ server: s.server }, 'lost the NATS connection; reconnecting');
+      else if (s.type === 'reconnect') o.logger.info({ server: s.server }, 'reconnected to NATS');
+    }
+  })();
+  return nc;
+}
+
+/** Options of {@link WatchedBucket.open}. */
+export interface BucketOptions {
+  /** JetStream replicas (3 in a 3-server cluster; 1 on one server). */
+  replicas: number;
+  /** Values kept per key (default 5). */
+  history?: number;
+  /** Bucket-wide TTL (ms): entries older than this disappear (2.9 has no per-key TTL). */
+  ttlMs?: number;
+  /** Longest wait for a write or for the watcher to catch up (ms, default 5000). */
+  timeoutMs?: number;
+  logger: Logger;
+}
+
+/** `update` callbacks return this to leave the key as it is. */
+export const UNCHANGED: unique symbol = Symbol('unchanged');
+
+interface Cached<T> {
+  value: T;
+  revision: number;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A JetStream error that says a CAS expectation failed (wrong last sequence / key exists). */
+function isConflict(e: unknown): boolean {
+  const err = e as { code?: number; api_error?: { err_code?: number }; message?: string };
+  return err.api_error?.err_code === 10071 || err.code === 10071 || /wrong last sequence|key exists/i.test(err.message ?? '');
+}
+
+/**
+ * A KV bucket of JSON values, watched into a local cache.
+ * @typeParam T the JSON value of every key
+ */
+export class WatchedBucket<T> {
+  readonly name: string;
+  readonly #kv: KV;
+  readonly #o: Required<Omit<BucketOptions, 'ttlMs'>>;
+  readonly #cache = new Map<string, Cached<T>>();
+  readonly #listeners = new Set<(key: string, value: T | undefined) => void>();
+  readonly #waiters = new Set<{ revision: number; resolve: () => void }>();
+  readonly #locks = new Map<string, Promise<void>>();
+  #seen = 0;
+  #closed = false;
+  #stopWatch: (() => void) | undefined;
+
+  private constructor(name: string, kv: KV, o: BucketOptions) {
+    this.name = name;
+    this.#kv = kv;
+    this.#o = { history: 5, timeoutMs: 5000, ...o };
+  }
+
+  /**
+   * Creates (or opens) the bucket, starts its watcher and waits until the cache holds every
+   * current value.
+   * @throws FaasError 503 STATE_UNAVAILABLE when JetStream does not answer within the timeout
+   */
+  static async open<T>(nc: NatsConnection, name: string, o: BucketOptions): Promise<WatchedBucket<T>> {
+    const { Kvm } = await import('@nats-io/kv');
+    const timeoutMs = o.timeoutMs ?? 5000;
+    const kv = await retrying(`open bucket ${name}`, timeoutMs * 4, () => new Kvm(nc).create(name, {
+      replicas: o.replicas, history: o.history ?? 5, ...(o.ttlMs ? { ttl: o.ttlMs } : {}),
+    }));
+    const bucket = new WatchedBucket<T>(name, kv, o);
+    const status = await retrying(`status of ${name}`, timeoutMs, () => kv.status());
+    void bucket.#watchLoop();
+    await bucket.#caughtUp(status.streamInfo.state.last_seq, timeoutMs * 4);
+    return bucket;
+  }
+
+  /** The cached value of a key (undefined when absent or deleted). */
+  get(key: string): T | undefined {
+    return this.#cache.get(key)?.value;
+  }
+
+  /** Every cached key and value. */
+  entries(): IterableIterator<[string, T]> {
+    const it = this.#cache.entries();
+    return (function* () {
+      for (const [k, c] of it) yield [k, c.value] as [string, T];
+    })();
+  }
+
+  /** The highest bucket revision this process has seen. */
+  get revision(): number {
+    return this.#seen;
+  }
+
+  /** Calls `cb` for every change seen by the watcher (own writes included). @returns unsubscribe */
+  onChange(cb: (key: string, value: T | undefined) => void): () => void {
+    this.#listeners.add(cb);
+    return () => this.#listeners.delete(cb);
+  }
+
+  /**
+   * Read-modify-write with compare-and-swap: `mutate` gets the current value (undefined when
+   * absent) and returns the new one, `undefined` to delete, or {@link UNCHANGED}; on a
+   * conflict it runs again on the fresh value. Returns once the watcher has seen the write.
+   * @throws what `mutate` throws (e.g. a FaasError with a Go code); FaasError 503 STATE_UNAVAILABLE
+   */
+  update(key: string, mutate: (current: T | undefined) => T | undefined | typeof UNCHANGED): Promise<T | undefined> {
+    // One write per key at a time in this process: nats-server 2.9 lets concurrent proposals with
+    // the same expected sequence all succeed on a replicated stream (seen on 2.9.10 with R3; R1
+    // refuses them), so CAS alone would lose concurrent updates. Across processes the same server
+    // bug remains: production needs nats-server >= 2.10 (docs/cluster.md).
+    const previous = this.#locks.get(key) ?? Promise.resolve();
+    const run = previous.then(() => this.#update(key, mutate));
+    const tail = run.then(() => undefined, () => undefined);
+    this.#locks.set(key, tail);
+    void tail.then(() => {
+      if (this.#locks.get(key) === tail) this.#locks.delete(key);
+    });
+    return run;
+  }
+
+  async #update(key: string, mutate: (current: T | undefined) => T | undefined | typeof UNCHANGED): Promise<T | undefined> {
+    const end = Date.now() + this.#o.timeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      const cached = this.#cache.get(key);
+      const next = mutate(cached?.value);
+      if (next === UNCHANGED) return cached?.value;
+      try {
+        const revision = await retrying(`write ${this.name} ${key}`, Math.max(500, end - Date.now()), () => this.#write(key, next, cached?.revision));
+        await this.#caughtUp(revision, this.#o.timeoutMs);
+        return next;
+      } catch (e) {
+        if (!isConflict(e) || Date.now() > end) throw e;
+        await this.#refresh(key);
+        await sleep(Math.min(200, 10 * 2 ** attempt));
+      }
+    }
+  }
+
+  /** Stops the watcher. */
+  close(): void {
+    this.#closed = true;
+    this.#stopWatch?.();
+  }
+
+  async #write(key: string, value: T | undefined, expected: number | undefined): Promise<number> {
+    if (value === undefined) {
+      if (expected === undefined) return this.#seen; // already absent
+      await this.#kv.delete(key, { previousSeq: expected });
+      // a delete returns no revision: wait for the marker through a fresh read
+      const e = await this.#kv.get(key);
+      return e?.revision ?? this.#seen;
+    }
+    const data = JSON.stringify(value);
+    return expected === undefined ? this.#kv.create(key, data) : this.#kv.update(key, data, expected);
+  }
+
+  /** Re-reads one key from the server into the cache (after a CAS conflict). */
+  async #refresh(key: string): Promise<void> {
+    const e = await this.#kv.get(key).catch(() => null);
+    if (e) this.#apply(e);
+  }
+
+  #apply(e: KvEntry): void {
+    const known = this.#cache.get(e.key);
+    if (known && known.revision >= e.revision) return;
+    if (e.operation === 'PUT') {
+      let value: T;
+      try {
+        value = e.json<T>();
+      } catch {
+        this.#o.logger.warn({ bucket: this.name, key: e.key }, 'ignored a value that is not JSON');
+        return;
+      }
+      this.#cache.set(e.key, { value, revision: e.revision });
+      for (const cb of this.#listeners) cb(e.key, value);
+    } else if (known) {
+      this.#cache.delete(e.key);
+      for (const cb of this.#listeners) cb(e.key, undefined);
+    }
+  }
+
+  #saw(revision: number): void {
+    if (revision <= this.#seen) return;
+    this.#seen = revision;
+    for (const w of this.#waiters) {
+      if (w.revision <= revision) {
+        this.#waiters.delete(w);
+        w.resolve();
+      }
+    }
+  }
+
+  /** Resolves once the watcher has seen `revision` (or after `ms`, logged: the write stands). */
+  async #caughtUp(revision: number, ms: number): Promise<void> {
+    if (revision <= this.#seen) return;
+    let timer: NodeJS.Timeout | undefined;
+    const seen = new Promise<void>((resolve) => this.#waiters.add({ revision, resolve }));
+    const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), ms)));
+    if ((await Promise.race([seen, late])) === 'late') this.#o.logger.warn({ bucket: this.name, revision, seen: this.#seen }, 'the watcher has not seen a write yet');
+    clearTimeout(timer);
+  }
+
+  /** Watches the bucket forever, re-creating the watcher after an end, error or stall. */
+  async #watchLoop(): Promise<void> {
+    let backoff = 100;
+    while (!this.#closed) {
+      try {
+        const iter = await this.#kv.watch(this.#seen > 0 ? { resumeFromRevision: this.#seen + 1 } : {});
+        this.#stopWatch = () => iter.stop();
+        const stall = setInterval(() => void this.#checkStall(iter), 5000);
+        try {
+          for await (const e of iter) {
+            this.#apply(e);
+            this.#saw(e.revision);
+            backoff = 100;
+          }
+        } finally {
+          clearInterval(stall);
+        }
+      } catch (e) {
+        if (this.#closed) return;
+        this.#o.logger.debug({ bucket: this.name, err: (e as Error).message }, 'KV watcher failed; re-creating it');
+      }
+      if (this.#closed) return;
+      await sleep(backoff);
+      backoff = Math.min(backoff * 2, 5000);
+    }
+  }
+
+  /** A watcher that stays behind the stream (nats.deno #688) is stopped, so the loop re-creates it. */
+  async #checkStall(iter: { stop(): void }): Promise<void> {
+    try {
+      const last = (await this.#kv.status()).streamInfo.state.last_seq;
+      if (last > this.#seen) {
+        const before = this.#seen;
+        await sleep(2000);
+        if (this.#seen === before) iter.stop();
+      }
+    } catch { /* no quorum now: the watcher waits, reads answer from the cache */ }
+  }
+}
+
+/**
+ * Runs `op` until it succeeds, retrying transient JetStream failures (no responders during a
+ * leader election, timeouts, JetStream temporarily unavailable) for at most `ms`.
+ * @throws the op's own error when it is not transient (a CAS conflict, a bad request);
+ *   FaasError 503 STATE_UNAVAILABLE when the time is up
+ */
+export async function retrying<R>(what: string, ms: number, op: () => Promise<R>): Promise<R> {
+  const end = Date.now() + ms;
+  let wait = 50;
+  for (;;) {
+    try {
+      return await op();
+    } catch (e) {
+      if (isConflict(e)) throw e;
+      const text = (e as Error).message ?? String(e);
+      if (!/no responders|timeout|jetstream is not enabled|not available|no suitable peers|leader|closed|disconnect|503/i.test(text)) throw e;
+      if (Date.now() + wait > end) throw new FaasError(503, 'STATE_UNAVAILABLE', `${what}: the cluster state is unavailable (${text}); is a majority of the NATS servers up?`);
+      await sleep(wait);
+      wait = Math.min(wait * 2, 1000);
+    }
+  }
+}

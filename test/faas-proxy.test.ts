@@ -587,11 +587,14 @@ describe('capsule proxy: the command', () => {
       await call(`${s.url}/memory/functions/registration`, 'POST', { function: 'hello', revision: 'blue', url: up.url });
       for (let i = 0; i < 3; i++) await call(`${s.url}/functions/hello/blue`);
       await call(`${s.url}/functions/hello/red`);
+      await call(`${s.url}/functions/random-name`);
       const text = await (await fetch(`${s.url}/capsule/metrics`)).text();
       assert.match(text, /capsule_proxy_requests_total\{function="hello",revision="blue",status="200"\} 3/);
       assert.match(text, /capsule_proxy_request_duration_seconds_count\{function="hello",revision="blue"\} 3/);
       assert.match(text, /capsule_proxy_inflight_requests\{function="hello",revision="blue"\} 0/);
-      assert.match(text, /capsule_proxy_errors_total\{function="hello",revision="red",reason="not_found"\} 1/);
+      assert.match(text, /capsule_proxy_errors_total\{function="hello",revision="\(unknown\)",reason="not_found"\} 1/);
+      assert.match(text, /capsule_proxy_errors_total\{function="\(unknown\)",revision="\(unknown\)",reason="not_found"\} 1/);
+      assert.doesNotMatch(text, /random-name/);
       assert.equal((await call(`${s.url}/capsule/health`)).status, 200);
       assert.equal((await call(`${s.url}/capsule/ready`)).status, 200);
     } finally {

@@ -55,9 +55,43 @@ export class ProxyMetrics {
   });
   readonly inflight = new Gauge({ name: 'capsule_proxy_inflight_requests', help: 'Proxied requests in progress', labelNames: ['function', 'revision'], registers: [this.registry] });
   readonly unreachable = new Counter({ name: 'capsule_proxy_upstream_failures_total', help: 'Connection failures to an upstream (each takes it out of the rotation until a probe succeeds)', labelNames: ['upstream'], registers: [this.registry] });
+  readonly #byRevision = new Map<string, RevisionMetrics>();
   constructor(downCount: () => number) {
     new Gauge({ name: 'capsule_proxy_upstreams_down', help: 'Upstreams out of the rotation now', registers: [this.registry], collect() { this.set(downCount()); } });
   }
+
+  /**
+   * The series of one registered revision, looked up once (label hashing per request was a
+   * measurable part of a proxied request). Only called for registered names: unknown ones are
+   * counted under `(unknown)`, so random paths cannot grow the series without bound.
+   */
+  revision(fn: string, rev: string): RevisionMetrics {
+    const key = `${fn}\0${rev}`;
+    let m = this.#byRevision.get(key);
+    if (!m) {
+      const statuses = new Map<number, ReturnType<Counter['labels']>>();
+      m = {
+        inflight: this.inflight.labels(fn, rev),
+        duration: this.duration.labels(fn, rev),
+        status: (code) => {
+          let c = statuses.get(code);
+          if (!c) statuses.set(code, (c = this.requests.labels(fn, rev, String(code))));
+          return c;
+        },
+        error: (reason) => this.errors.inc({ function: fn, revision: rev, reason }),
+      };
+      this.#byRevision.set(key, m);
+    }
+    return m;
+  }
+}
+
+/** The metric series of one revision. */
+export interface RevisionMetrics {
+  inflight: ReturnType<Gauge['labels']>;
+  duration: ReturnType<Histogram['labels']>;
+  status(code: number): ReturnType<Counter['labels']>;
+  error(reason: 'unreachable' | 'timeout' | 'broken'): void;
 }
 
 /** What {@link Gateway} needs. */
@@ -90,12 +124,14 @@ export class Gateway {
     } catch (e) {
       if (!(e instanceof FaasError)) throw e;
       req.resume();
-      o.metrics.errors.inc({ function: target.function, revision: target.revision ?? 'default', reason: 'not_found' });
+      // names from the URL are not labels: random paths would grow the series without bound
+      o.metrics.errors.inc({ function: o.table.has(target.function) ? target.function : '(unknown)', revision: '(unknown)', reason: 'not_found' });
       o.logger.info({ function: target.function, revision: target.revision ?? 'default', status: e.status }, e.message);
       return sendError(res, e.status, e.code, e.message);
     }
     const labels = { function: target.function, revision: resolved.revision };
-    o.metrics.inflight.inc(labels);
+    const m = o.metrics.revision(target.function, resolved.revision);
+    m.inflight.inc();
     const r = await forwardRequest(req, res, resolved.urls, target.path, {
       logger: o.logger, timeoutMs: o.timeoutMs,
       onUnreachable: (url, err) => {
@@ -104,10 +140,10 @@ export class Gateway {
       },
     });
     const seconds = (performance.now() - start) / 1000;
-    o.metrics.inflight.dec(labels);
-    o.metrics.requests.inc({ ...labels, status: r.status });
-    o.metrics.duration.observe(labels, seconds);
-    if (r.error) o.metrics.errors.inc({ ...labels, reason: r.status === 502 ? 'unreachable' : r.status === 504 ? 'timeout' : 'broken' });
+    m.inflight.dec();
+    m.status(r.status).inc();
+    m.duration.observe(seconds);
+    if (r.error) m.error(r.status === 502 ? 'unreachable' : r.status === 504 ? 'timeout' : 'broken');
     const line = { ...labels, method: req.method, path: target.path, upstream: r.upstream, status: r.status, ms: Math.round(seconds * 10000) / 10 };
     if (r.error) o.logger.warn({ ...line, error: r.error, unreachable: r.unreachable }, 'proxied request failed');
     else o.logger.info(line, 'proxied');

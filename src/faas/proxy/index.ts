@@ -4,6 +4,7 @@
  * the runner routes on one port and returns the live {@link RouteTable}, which other services of
  * the same process (the node in `capsule faas`) may change directly.
  */
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Logger } from '../../observability/logger.ts';
 import { createServiceApp, listenService, type RunningService, type TlsFiles } from '../shared/service.ts';
 import { registerProxyRoutes } from './api.ts';
@@ -41,6 +42,21 @@ export interface ProxyOptions {
   bodyLimit?: number;
 }
 
+/**
+ * Hands `/functions/…` requests to the gateway straight from the node:http server, before
+ * fastify's routing and request/reply objects (work a proxied request does not need); the
+ * route registered in api.ts stays as the fallback and documents the route.
+ */
+function bypassFramework(server: Server, gateway: Gateway): void {
+  const [framework] = server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
+  if (!framework) return;
+  server.removeListener('request', framework);
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (req.url?.startsWith('/functions/')) void gateway.handle(req, res);
+    else framework.call(server, req, res);
+  });
+}
+
 /** A running proxy: the service plus its route table. */
 export type RunningProxy = RunningService & { readonly table: RouteTable };
 
@@ -62,6 +78,7 @@ export async function startProxy(o: ProxyOptions): Promise<RunningProxy> {
   const gateway = new Gateway({ table, health, metrics, logger: o.logger, timeoutMs: o.timeoutMs ?? 30_000 });
   const app = createServiceApp({ service: 'reverse-proxy', logger: o.logger, tls: o.tls, bodyLimit: o.bodyLimit, metrics: metrics.registry });
   registerProxyRoutes(app, table, gateway, { service: 'reverse-proxy', header: PROXY_TOKEN, token: o.adminToken, insecureAdmin: o.insecureAdmin });
+  bypassFramework(app.server, gateway);
   let running: RunningService;
   try {
     running = await listenService(app, { host: o.host ?? '127.0.0.1', port: o.port, tls: o.tls });

@@ -1,0 +1,132 @@
+/**
+ * Proxy overhead benchmark (`npm run bench`; not a test), issue 12: hello-you served by
+ * `capsule serve`, called directly and through `capsule proxy` (`/functions/hello`), in the same
+ * run with the same load tool. Two measures:
+ * - throughput: autocannon, 50 connections, POST, direct and proxied rounds interleaved, each
+ *   side's best round (a 2-core VM varies a lot from one run to the next, docs/performance.md);
+ * - added latency: one connection, requests one after the other, p50 of each side in µs
+ *   (autocannon's latency has millisecond resolution, too coarse for a 1 ms budget).
+ * Targets: proxied ≥ 0.6× direct throughput, ≤ 1 ms added p50. The proxy runs as shipped
+ * (one info log line per request). Options: BENCH_SECONDS (default 3), BENCH_ROUNDS (default 2),
+ * BENCH_CONNECTIONS (default 50), BENCH_SEQUENTIAL (requests for the latency, default 2000).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import autocannon from 'autocannon';
+import { Pool } from 'undici';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const cli = join(root, 'bin/capsule.js');
+const seconds = Number(process.env.BENCH_SECONDS ?? 3);
+const rounds = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 2));
+const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
+const sequential = Number(process.env.BENCH_SEQUENTIAL ?? 2000);
+const helloYou = join(root, 'examples/hello-you/hello-you.wasm');
+const body = JSON.stringify({ name: 'Bob Morane', age: 42 });
+
+function start(args: string[]): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [cli, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /capsule listening on (\S+)/.exec(out);
+      if (m) resolve({ child, url: m[1]! });
+    });
+    child.once('exit', (code) => reject(new Error(`capsule ${args[0]} exited with ${code} before listening`)));
+  });
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+interface Row {
+  rps: number;
+  errors: number;
+  /** CPU time of the proxy process per request, µs (Linux /proc), for the proxied side. */
+  proxyCpu?: number;
+}
+
+/** CPU time (ms) a process used so far, from /proc (undefined elsewhere). */
+function processCpu(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10; // clock ticks of 10 ms
+  } catch {
+    return undefined;
+  }
+}
+
+async function throughput(url: string, proxyPid?: number): Promise<Row> {
+  const opts = { url, connections, method: 'POST' as const, body, headers: { 'content-type': 'application/json' } };
+  await autocannon({ ...opts, duration: 1 }); // warm-up
+  const before = proxyPid ? processCpu(proxyPid) : undefined;
+  const r = await autocannon({ ...opts, duration: seconds });
+  const after = proxyPid ? processCpu(proxyPid) : undefined;
+  const proxyCpu = before !== undefined && after !== undefined ? ((after - before) * 1000) / Math.max(1, r.requests.total) : undefined;
+  return { rps: r.requests.average, errors: r.errors + r.timeouts + r.non2xx, proxyCpu };
+}
+
+/** Median latency (µs) of `n` requests sent one after the other on one connection. */
+async function latencyP50(url: string, n: number): Promise<number> {
+  const u = new URL(url);
+  const pool = new Pool(u.origin, { connections: 1 });
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < n + 100; i++) {
+      const t0 = performance.now();
+      const r = await pool.request({ path: u.pathname, method: 'POST', body, headers: { 'content-type': 'application/json' } });
+      await r.body.text();
+      if (r.statusCode !== 200) throw new Error(`${url}: HTTP ${r.statusCode}`);
+      if (i >= 100) times.push((performance.now() - t0) * 1000); // the first 100 warm up
+    }
+  } finally {
+    await pool.close();
+  }
+  times.sort((a, b) => a - b);
+  return times[times.length >> 1]!;
+}
+
+if (!existsSync(helloYou)) {
+  console.error(`${helloYou.replace(root, '')} was not built: run npm run build:guests`);
+  process.exit(1);
+}
+const upstream = await start(['serve', helloYou, '--http-port=0', '--log-level=warn']);
+const proxy = await start(['proxy', '--http-port=0']);
+try {
+  const reg = await fetch(`${proxy.url}/memory/functions/registration`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ function: 'hello', revision: 'default', url: upstream.url }),
+  });
+  if (reg.status !== 202) throw new Error(`registration failed: ${reg.status} ${await reg.text()}`);
+  const sides = [{ name: 'direct', url: `${upstream.url}/` }, { name: 'through proxy', url: `${proxy.url}/functions/hello`, pid: proxy.child.pid }];
+  const rows = sides.map(() => [] as Row[]);
+  for (let round = 1; round <= rounds; round++) {
+    for (const [i, s] of sides.entries()) {
+      const row = await throughput(s.url, 'pid' in s ? s.pid : undefined);
+      rows[i]!.push(row);
+      console.error(`round ${round}/${rounds} ${s.name}: ${row.rps.toFixed(0)} req/s${row.proxyCpu !== undefined ? `, proxy CPU ${row.proxyCpu.toFixed(0)} µs/req` : ''}`);
+    }
+  }
+  const p50 = [] as number[];
+  for (const s of sides) p50.push(await latencyP50(s.url, sequential));
+  const best = rows.map((r) => r.reduce((a, b) => (b.rps > a.rps ? b : a)));
+  const ratio = best[1]!.rps / best[0]!.rps;
+  const added = (p50[1]! - p50[0]!) / 1000;
+  console.log(`\nhello-you via capsule serve; ${connections} connections, ${seconds} s × ${rounds} rounds (best round); latency: ${sequential} sequential requests on 1 connection`);
+  console.log('side'.padEnd(16) + 'req/s'.padStart(9) + 'p50 µs'.padStart(9) + 'errors'.padStart(8));
+  for (const [i, s] of sides.entries()) {
+    console.log(s.name.padEnd(16) + best[i]!.rps.toFixed(0).padStart(9) + p50[i]!.toFixed(0).padStart(9) + String(rows[i]!.reduce((n, x) => n + x.errors, 0)).padStart(8));
+  }
+  if (best[1]!.proxyCpu !== undefined) console.log(`proxy process CPU: ${best[1]!.proxyCpu.toFixed(0)} µs per request (the part of the 2 cores the proxy takes from the upstream and the load tool)`);
+  console.log(`throughput ratio ${ratio.toFixed(2)} (target ≥ 0.60: ${ratio >= 0.6 ? 'met' : 'NOT met'}); added p50 ${added.toFixed(3)} ms (target ≤ 1 ms: ${added <= 1 ? 'met' : 'NOT met'})`);
+} finally {
+  await Promise.all([stop(proxy.child), stop(upstream.child)]);
+}

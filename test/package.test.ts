@@ -52,8 +52,13 @@ describe('the npm package (packed, installed elsewhere)', { skip: npmAbsent || m
     for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/engine/worker.js', 'dist/cli/main.js', 'bin/capsule.js', 'bin/launch.js', 'README.md', 'LICENSE', 'package.json', 'docs/spec/capsule-abi.md']) {
       assert.ok(files.includes(f), `${f} is in the tarball`);
     }
-    const stray = files.filter((f) => /^(src|test|bench|examples|scripts|mdk|build)\//.test(f) || f.endsWith('.ts') && !f.endsWith('.d.ts'));
+    // templates/ and the MDK sources are what capsule new copies into a project (AssemblyScript ones are .ts)
+    const stray = files.filter((f) => /^(src|test|bench|examples|scripts|build)\//.test(f) || f.endsWith('.ts') && !f.endsWith('.d.ts') && !/^(templates|mdk)\//.test(f));
     assert.deepEqual(stray, []);
+    for (const f of ['templates/README.md', 'templates/go/http/main.go', 'mdk/go/go.mod', 'mdk/rust/src/lib.rs', 'mdk/c/capsule.h', 'mdk/assemblyscript/assembly/index.ts']) {
+      assert.ok(files.includes(f), `${f} is in the tarball`);
+    }
+    assert.deepEqual(files.filter((f) => /^mdk\/./.test(f) && !/^mdk\/(assemblyscript|c|go|rust)\//.test(f)), []);
   });
 
   it('imports the host SDK by the package name and calls a module', () => {
@@ -87,6 +92,20 @@ describe('the npm package (packed, installed elsewhere)', { skip: npmAbsent || m
     writeFileSync(join(project, 'asconfig.json'), JSON.stringify({ extends: '@capsule/mdk-assemblyscript/asconfig.json' }));
     run('npx', ['--no-install', 'asc', 'assembly/index.ts', '--config', 'asconfig.json', '--target', 'release', '-o', 'hello.wasm'], project);
     assert.match(run('npx', ['--no-install', 'capsule', 'run', 'hello.wasm', 'Bob'], project).stdout, /👋 Hello Bob/);
+  });
+
+  it('writes, builds and runs a C and a Go function with `npx capsule new` / `npx capsule build` (templates and MDKs from the package)', async (t) => {
+    const project = join(dir, 'project');
+    const langs = [
+      ...(existsSync('/usr/lib/wasm32-wasi') && spawnSync('clang', ['--version'], { env }).status === 0 ? ['c'] : []),
+      ...(spawnSync('go', ['version'], { env }).status === 0 || existsSync('/usr/local/go/bin/go') ? ['go'] : []),
+    ];
+    if (langs.length === 0) t.skip('neither clang with wasi-libc nor go is installed');
+    for (const lang of langs) {
+      run('npx', ['--no-install', 'capsule', 'new', `fn-${lang}`, '--lang', lang, '--cli'], project);
+      run('npx', ['--no-install', 'capsule', 'build', `fn-${lang}`], project);
+      assert.equal(run('npx', ['--no-install', 'capsule', 'run', `fn-${lang}/fn-${lang}.wasm`, 'Bob'], project).stdout, '👋 Hello Bob\n');
+    }
   });
 
   it('tells a user of a Node without JSPI that it needs 24.20, without pointing at a clone script', { skip: oldNode() === undefined && 'no Node older than 24 here' }, () => {

@@ -85,6 +85,7 @@ describe('capsule node', { skip, concurrency: false }, () => {
     // a plain file server for what a registry would refuse to hold (not wasm)
     plain = createServer((req, res) => {
       if (req.url === '/not-wasm.wasm') res.end('this is not WebAssembly');
+      else if (req.url === '/lying.wasm') res.writeHead(200, { 'X-Capsule-Sha256': 'f'.repeat(64) }).end(readFileSync(modules.hello));
       else res.writeHead(404).end();
     });
     await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));
@@ -190,6 +191,7 @@ describe('capsule node', { skip, concurrency: false }, () => {
       [{ downloadUrl: `${plainUrl}/not-wasm.wasm` }, 422, 'ERROR_BAD_MODULE'],
       [{ downloadUrl: `${urls.hello}#sha256=${'0'.repeat(64)}` }, 422, 'ERROR_DIGEST_MISMATCH'],
       [{ downloadUrl: urls.echo, sha256: digests.hello }, 422, 'ERROR_DIGEST_MISMATCH'],
+      [{ downloadUrl: `${plainUrl}/lying.wasm` }, 422, 'ERROR_DIGEST_MISMATCH'],
       [{ downloadUrl: `${urls.hello}#sha256=abc` }, 400, 'ERROR_BAD_DIGEST'],
       [{ downloadUrl: `${registry.url}/k33g/nothing/0.0.0/nothing.wasm` }, 400, 'ERROR_DOWNLOAD'],
       [{ downloadUrl: `${plainUrl.replace(/:\d+$/, ':1')}/x.wasm` }, 400, 'ERROR_DOWNLOAD'],

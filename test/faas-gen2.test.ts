@@ -137,6 +137,11 @@ test('replicas: a second start is index 1, served round-robin; a digits-only thi
     const rest = new URL(await echoUri(`${main.url}/functions/echo/blue/api/items`));
     assert.equal(rest.pathname, '/api/items');
     assert.equal((await fetch(`${main.url}/functions/echo/blue/7`, { method: 'POST', body: 'e' })).status, 404);
+    // per-revision metrics: six calls answered, two cold starts (one per replica) with their phases
+    const metrics = await (await fetch(`${main.url}/capsule/metrics`)).text();
+    assert.match(metrics, /^capsule_revision_requests_total\{fn="echo",rev="blue",status="200"\} 6$/m);
+    assert.match(metrics, /^capsule_cold_start_seconds_count\{fn="echo",rev="blue",phase="compile"\} 2$/m);
+    assert.match(metrics, /^capsule_inflight\{fn="echo",rev="blue"\} 0$/m);
   } finally {
     await main.stop();
   }

@@ -12,6 +12,7 @@ import { forwardRequest } from '../proxy/forward.ts';
 import type { Logger } from '../../observability/logger.ts';
 import { NOT_FOUND_TEXT, recordKey } from './records.ts';
 import type { FaasState } from './state.ts';
+import type { NodeMetrics } from '../node/metrics.ts';
 
 /** Options of {@link faasRoutes}. */
 export interface FaasRoutesOptions {
@@ -21,6 +22,8 @@ export interface FaasRoutesOptions {
   policy: AdminPolicy;
   /** Base URL replicas are reached at (`CAPSULE_DOMAIN`, default `http://127.0.0.1`), without the port. */
   domain: string;
+  /** Per-revision metrics (the node's metric set: requests, errors, latency, in flight; labels `fn`, `rev`). */
+  metrics?: NodeMetrics;
   /** Longest wait for a replica's response headers, ms (default 300 000). */
   callTimeoutMs?: number;
   /**
@@ -149,12 +152,20 @@ async function forwardTo(request: FastifyRequest, reply: FastifyReply, o: FaasRo
     return sendJson(reply, 404, { code: 'FUNCTION_NOT_FOUND', message: `${label} is not registered` });
   }
   const { runner } = found;
+  const labels = { fn: t.name, rev: t.revision };
+  const m = o.metrics;
+  const start = performance.now();
+  m?.inflight.inc(labels);
   reply.hijack();
   try {
     const result = await forwardRequest(request.raw, reply.raw, [`${o.domain}:${runner.port}`], t.path, { logger: o.logger, timeoutMs: o.callTimeoutMs ?? 300_000 });
     o.logger.debug({ key: recordKey(found.record.functionName, found.record.functionRevision, found.record.index), status: result.status, error: result.error }, 'FaaS call');
+    m?.requests.inc({ ...labels, status: String(result.status) });
+    if (result.status >= 500 || result.status === 0) m?.errors.inc({ ...labels, code: result.error ? 'UPSTREAM' : String(result.status) });
   } finally {
     runner.callEnded();
+    m?.inflight.dec(labels);
+    m?.duration.observe(labels, (performance.now() - start) / 1000);
   }
   return undefined;
 }

@@ -2,7 +2,8 @@
  * The gen-2 FaaS main process (`capsule faas-mode`, bin `capsule-http --faas`; faas-api.md §5–§6,
  * §9.7): the admin routes and call routes of ./api.ts over a {@link FaasState}, plus `ALL /*` for
  * the main module (`--wasm`) or, without one, the `index.page` function or the version text.
- * Library entry: {@link startFaas}; the node mounts {@link faasRoutes} on its own app instead.
+ * Per-revision metrics (the node's metric set) at `/capsule/metrics`. Library entry:
+ * {@link startFaas}; the node mounts {@link faasRoutes} on its own app instead.
  */
 import { CAPSULE_VERSION } from '../../base/version.ts';
 import type { Logger } from '../../observability/logger.ts';
@@ -11,6 +12,7 @@ import { faasRoutes } from './api.ts';
 import { FaasState } from './state.ts';
 import { InProcessRunner, inProcessSpec } from './runners.ts';
 import { WorkerPool } from '../../engine/pool.ts';
+import { NodeMetrics } from '../node/metrics.ts';
 
 export { FaasState, type StartTask, type FaasStateOptions } from './state.ts';
 export { faasRoutes, type FaasRoutesOptions } from './api.ts';
@@ -56,7 +58,11 @@ export interface RunningFaas extends RunningService {
  */
 export async function startFaas(o: FaasOptions): Promise<RunningFaas> {
   const domain = (o.domain || 'http://127.0.0.1').replace(/\/+$/, '');
-  const state = new FaasState({ logger: o.logger, storage: o.storage, processes: o.processes, workers: o.workers });
+  const metrics = new NodeMetrics();
+  const state = new FaasState({
+    logger: o.logger, storage: o.storage, processes: o.processes, workers: o.workers,
+    onColdStart: (fn, rev, phase, seconds) => metrics.coldStart.observe({ fn, rev, phase }, seconds),
+  });
   let main: InProcessRunner | undefined;
   let pool: WorkerPool | undefined;
   try {
@@ -65,9 +71,9 @@ export async function startFaas(o: FaasOptions): Promise<RunningFaas> {
       main = new InProcessRunner(inProcessSpec(o.mainArgs, []), 0, { pool, logger: o.logger, onExit: () => {} });
       await main.ensureRunning();
     }
-    const app = createServiceApp({ service: 'faas', logger: o.logger, tls: o.tls });
+    const app = createServiceApp({ service: 'faas', logger: o.logger, tls: o.tls, metrics: metrics.registry });
     await faasRoutes(app, {
-      state, logger: o.logger, domain,
+      state, logger: o.logger, domain, metrics,
       policy: { service: 'faas', header: 'CAPSULE_FAAS_TOKEN', token: o.token, insecureAdmin: o.insecureAdmin },
       root: main ? { type: 'module', url: `http://127.0.0.1:${main.port}` } : { type: 'index', text: `Capsule ${CAPSULE_VERSION}[faas]` },
     });

@@ -140,6 +140,8 @@ export interface InProcessRunnerOptions {
   onExit(exit: RunnerExit): void;
   /** Called when a restart had to take another port than before (the old one was taken). */
   onPort?(port: number): void;
+  /** Told how long each phase of a (re)start took, seconds: `compile` (read or download, validate, compile), `init` (OnLoad, listen). */
+  onPhase?(phase: 'compile' | 'init', seconds: number): void;
 }
 
 /**
@@ -184,7 +186,9 @@ export class InProcessRunner implements Runner {
   async #start(): Promise<void> {
     await this.#closing;
     const s = this.#spec;
+    const t0 = performance.now();
     const module = await loadModule(s.source, { kind: s.kind, digest: s.digest });
+    const t1 = performance.now();
     const fn = CapsuleFunction.fromModule(module, { ...s.options, pool: this.#o.pool, stdio: 'capture', onWarning: (m) => this.#o.logger.warn(m) });
     const http = { host: this.#o.host ?? '127.0.0.1', logger: this.#o.logger };
     let trigger: RunningHttpTrigger;
@@ -198,6 +202,8 @@ export class InProcessRunner implements Runner {
       await fn.close();
       throw e;
     }
+    this.#o.onPhase?.('compile', (t1 - t0) / 1000);
+    this.#o.onPhase?.('init', (performance.now() - t1) / 1000);
     if (this.#port !== 0 && trigger.port !== this.#port) this.#o.onPort?.(trigger.port);
     this.#port = trigger.port;
     this.#trigger = trigger;

@@ -40,6 +40,8 @@ export interface FaasStateOptions {
   workers?: number;
   /** Use this pool (e.g. the node's, shared with its deployments) instead of making one; not closed by `close`. */
   pool?: WorkerPool;
+  /** Told the phases of every in-process (re)start (`compile`, `init`, seconds), e.g. for `capsule_cold_start_seconds`. */
+  onColdStart?(name: string, revision: string, phase: 'compile' | 'init', seconds: number): void;
 }
 
 const NAME = /^[^/\s]{1,128}$/;
@@ -112,7 +114,7 @@ export class FaasState {
     };
     let runner: Runner;
     if (inProcess) {
-      runner = this.#inProcess(inProcessSpec(args, env), 0);
+      runner = this.#inProcess(inProcessSpec(args, env), 0, record);
       await runner.ensureRunning();
       record.args = [...args, `-httpPort=${runner.port}`];
     } else {
@@ -230,7 +232,7 @@ export class FaasState {
   #runnerFor(record: ProcessRecord): Runner {
     const port = Number(record.httpPort) || portOf(record.args);
     if (this.#isSelf(record.path) && !this.#o.processes) {
-      return this.#inProcess(inProcessSpec(record.args, record.env), port);
+      return this.#inProcess(inProcessSpec(record.args, record.env), port, record);
     }
     const self = this.#isSelf(record.path);
     const child: ChildRunner = new ChildRunner({
@@ -247,11 +249,13 @@ export class FaasState {
     return child;
   }
 
-  #inProcess(spec: ReturnType<typeof inProcessSpec>, port: number): InProcessRunner {
+  /** An in-process runner; `owner` names it in the cold-start hook (the record it was started for). */
+  #inProcess(spec: ReturnType<typeof inProcessSpec>, port: number, owner: ProcessRecord): InProcessRunner {
     this.#pool ??= this.#o.pool ?? new WorkerPool({ workers: this.#o.workers });
     const runner: InProcessRunner = new InProcessRunner(spec, port, {
       pool: this.#pool, logger: this.#o.logger, host: this.#o.host,
       onExit: (exit) => this.#ended(runner, exit),
+      onPhase: (phase, seconds) => this.#o.onColdStart?.(owner.functionName, owner.functionRevision, phase, seconds),
       onPort: (p) => this.#recordsOf(runner).forEach((r) => {
         r.httpPort = String(p);
         this.table.set(r);

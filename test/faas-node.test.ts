@@ -394,6 +394,13 @@ describe('capsule node --process', { skip, concurrency: false }, () => {
     const pids = Object.entries(live.wasmModules).filter(([, m]) => m.status === 'Started').map(([pid]) => pid);
     assert.equal(pids.length, 1);
     assert.notEqual(pids[0], oldPid);
+    // scaling with another module moves the existing child to it too: never two modules in one revision
+    const again = await call(node.url, 'POST', '/functions/deploy', { function: 'swap', revision: 'live', downloadUrl: helloUrl }, null);
+    assert.equal(again.status, 202);
+    const mods = Object.values((await list(node.url)).swap!.live!.wasmModules).filter((m) => m.status === 'Started');
+    assert.equal(mods.length, 2);
+    for (const m of mods) assert.equal((await hello(m.localUrl)).text, '{"message":"Bob 42"}');
+    assert.equal((await list(node.url)).swap!.live!.generation, 3);
     await call(node.url, 'DELETE', '/functions/revisions/deployments', { function: 'swap', revision: 'live' }, null);
   });
 });

@@ -160,12 +160,13 @@ export class Deployments {
       const { function: fn, revision: rev } = req;
       const known = this.#functions.get(fn)?.get(rev);
       const fresh = !known;
-      const changed = known !== undefined && (known.digest !== mod.digest || !sameEnv(known.env, req.envVariables));
+      // in-process a revision has one module and one environment; a --process child has its own environment
+      const changed = known !== undefined && (known.digest !== mod.digest || (this.#o.table !== undefined && !sameEnv(known.env, req.envVariables)));
       const state: RevisionState = known ?? { fn, rev, key: `${fn}@${rev}`, wasmRegistryUrl: req.downloadUrl, digest: mod.digest, path: mod.path, env: req.envVariables, generation: 1, replicas: [] };
       if (fresh && this.#o.table) state.target = this.#target(state);
       const t0 = performance.now();
       if (this.#o.table && (fresh || changed)) await this.#loadGeneration(state, mod, req.envVariables, fresh);
-      else if (changed) this.#adopt(state, mod, req.envVariables); // --process: new children use it
+      else if (changed) await this.#replaceChildren(state, mod); // never two modules under one revision
       if (changed) state.wasmRegistryUrl = req.downloadUrl;
       const replica = await this.#startReplica(state, req.envVariables).catch((e: unknown) => {
         if (fresh && this.#o.table) void this.#o.table.retire(state.key);

@@ -170,13 +170,13 @@ export interface Scaled {
 /**
  * Brings a deployed revision to `replicas` replicas: adds replicas of the same module (digest
  * pinned) and environment, or removes the newest ones.
- * @throws CapsuleError USAGE when the revision is not deployed or `replicas` < 1; ServiceError
+ * @throws CapsuleError USAGE when `replicas` < 1; ServiceError when the revision is not deployed or the node refuses
  */
 export async function scaleRevision(ctx: ClientContext, fn: string, rev: string, replicas: number): Promise<Scaled> {
   if (!Number.isInteger(replicas) || replicas < 1) throw new CapsuleError('USAGE', `replicas: expected a whole number ≥ 1 (use capsule undeploy ${fn} ${rev} to remove the revision)`);
   const listed = (await nodeList(ctx))[fn]?.[rev];
   const current = Object.values(listed?.wasmModules ?? {});
-  if (!listed || current.length === 0) throw new CapsuleError('USAGE', `${fn}/${rev} is not deployed on ${ctx.node}: deploy it first (capsule deploy ${fn} ${rev} <module>)`);
+  if (!listed || current.length === 0) throw new ServiceError('node', `${fn}/${rev} is not deployed on the node at ${ctx.node}: deploy it first (capsule deploy ${fn} ${rev} <org/name/tag>)`);
   for (let n = current.length; n < replicas; n++) {
     await deployRevision(ctx, { function: fn, revision: rev, downloadUrl: listed.wasmRegistryUrl ?? '', envVariables: current[0]!.envVariables ?? {}, sha256: listed.sha256 || undefined });
   }

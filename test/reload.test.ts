@@ -9,7 +9,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync,
 import { createServer, type Server as HttpServer } from 'node:http';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { eventually, fixture, missing, startServer, type Server } from './helpers.ts';
+import { eventually, findBinary, fixture, missing, runCapsule, startServer, type Server } from './helpers.ts';
 
 const V1 = fixture('wasi-cgi'); // GET /version → "v1\n"
 const V2 = fixture('wasi-cgi-v2'); // GET /version → "v2\n"
@@ -269,10 +269,31 @@ describe('capsule serve --watch', { skip }, () => {
     }
   });
 
-  it('needs a module file', async () => {
-    const { runCapsule } = await import('./helpers.ts');
+  it('builds a capsule new project given as a folder, rebuilds and reloads it when a source changes, and keeps serving through a failed build', { skip: findBinary('clang') ? false : 'clang is not installed' }, async () => {
+    const dir = join(work, 'greet');
+    const made = await runCapsule(['new', 'greet', '--lang', 'c', '--http', `--dir=${dir}`]);
+    assert.equal(made.code, 0, made.stderr);
+    const s = await startServer(['serve', dir, '--watch', '--http-port=0', '--workers=1']);
+    const greet = async () => (await fetch(s.url, { method: 'POST', body: '{"name":"Bob"}' })).text();
+    try {
+      assert.match(await greet(), /Hello Bob/);
+      const main = join(dir, 'main.c');
+      writeFileSync(main, readFileSync(main, 'utf8').replace('Hello %s', 'Bye %s'));
+      await eventually(async () => /Bye Bob/.test(await greet()), 30_000);
+      writeFileSync(main, `${readFileSync(main, 'utf8')}\nthis is not C;\n`);
+      await eventually(() => /--watch: .*the previous module keeps serving/.test(s.logs()), 30_000);
+      assert.match(await greet(), /Bye Bob/);
+    } finally {
+      assert.equal(await s.stop(), 0);
+    }
+  });
+
+  it('needs a module file or a project', async () => {
     const r = await runCapsule(['serve', '--url=http://127.0.0.1:9/x.wasm', '--watch', '--http-port=0']);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /--watch follows a module file/);
+    const none = await runCapsule(['serve', '--watch', '--http-port=0'], { cwd: work });
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /--watch follows a module file or a function project/);
   });
 });

@@ -11,10 +11,11 @@ import { loadModule, type UrlSource, type LoadedModule } from '../engine/load.ts
 import type { ModuleKind } from '../base/kinds.ts';
 import { KINDS } from '../abi/index.ts';
 import { parseDuration, parseSize } from '../base/units.ts';
-import { functionOptionsOf, functionSpecFromFlags, LIMIT_SETTINGS } from '../functions/spec.ts';
+import { EXTISM_MODE_SETTING, functionOptionsOf, functionSpecFromFlags, LIMIT_SETTINGS } from '../functions/spec.ts';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../observability/logger.ts';
 import { runCli } from '../triggers/cli/run.ts';
 import { serveHttp } from '../triggers/http/server.ts';
+import { reloadOptionsFor } from '../triggers/http/reload.ts';
 import { serveFunctions } from '../triggers/http/multi.ts';
 import { loadRoutesFile, mergeRouteTables, scanFunctionsDir } from '../functions/routes.ts';
 import { serveNats } from '../triggers/nats/index.ts';
@@ -183,7 +184,7 @@ function runCommand(program: Command, exit: (code: number) => void): void {
 
 /** `capsule serve`: one module over HTTP, or many (`--functions`, `--routes`). */
 function serveCommand(program: Command, exit: (code: number) => void): void {
-  moduleOptions(program.command('serve').description('serve a module over HTTP (every method and path goes to its handler), or many with --functions / --routes'))
+  settingOptions(moduleOptions(program.command('serve').description('serve a module over HTTP (every method and path goes to its handler), or many with --functions / --routes')), [EXTISM_MODE_SETTING])
     .argument('[module]', 'module file (or use --wasm / --url)')
     .option('--http-port <port>', 'port to listen on (0 = a free port, printed)', '8080')
     .option('--host <address>', 'interface to bind', '127.0.0.1')
@@ -200,12 +201,16 @@ function serveCommand(program: Command, exit: (code: number) => void): void {
     .option('--routes <file>', 'serve the routes of a WAGI modules.toml or a Capsule routes YAML (--config x.toml works too)')
     .option('--max-output <size>', 'WASI commands: standard output limit per request (larger → 500)', '10MiB')
     .option('--default-host <host:port>', 'WASI commands: SERVER_NAME/SERVER_PORT when a request has no Host header (default: the listening address)')
-    .option('--no-watch', '--functions/--routes: do not reload modules and routes when their files change')
+    .option('--watch', 'one module: reload it when its .wasm changes (and rebuild it when the sources of its capsule new project change)')
+    .option('--no-watch', '--functions/--routes: do not reload modules and routes when their files change (they do by default)')
+    .option('--modules-dir <dir>', 'one module: POST /load-wasm-module may save modules only in this directory (default: the served module\'s directory)')
+    .option('--insecure-admin', 'accept POST /load-wasm-module from any client when CAPSULE_RELOAD_TOKEN is not set (default: loopback only)', false)
     .exitOverride()
     .action(async (positional: string | undefined, f: ModuleFlags & {
       httpPort: string; host: string; crt?: string; key?: string; stopAfter?: string; maxBody: string;
       maxConcurrency: string; reuse: boolean; fresh: boolean; workers?: string; grace: string;
-      functions?: string; routes?: string; maxOutput: string; defaultHost?: string; watch: boolean;
+      functions?: string; routes?: string; maxOutput: string; defaultHost?: string; watch?: boolean;
+      modulesDir?: string; insecureAdmin: boolean;
     }) => {
       const logger = createLogger(f.logLevel);
       const port = intFlag(f.httpPort, '--http-port', 0, 65535);
@@ -235,18 +240,25 @@ function serveCommand(program: Command, exit: (code: number) => void): void {
           defaults: { ...functionOptionsOf({ ...spec, dirs: [] }), reuse: f.reuse, fresh: f.fresh },
           dirs: spec.dirs,
           workers: f.workers ? intFlag(f.workers, '--workers', 1, 256) : undefined,
-          watch: f.watch,
+          watch: f.watch !== false,
         });
         exit(await serveUntilClosed(trigger, `capsule listening on ${trigger.url}`, logger));
         return;
       }
-      const module = await loadFromFlags(f, positional);
-      const fn = CapsuleFunction.fromModule(module, {
-        ...functionOptions(f, module, true), stdio: 'capture', reuse: f.reuse, fresh: f.fresh,
+      const options = (m: LoadedModule): FunctionOptions => ({
+        ...functionOptions(f, m, true), stdio: 'capture', reuse: f.reuse, fresh: f.fresh,
         workers: f.workers ? intFlag(f.workers, '--workers', 1, 256) : undefined,
-        onWarning: (m) => logger.warn(m),
+        onWarning: (w) => logger.warn(w),
       });
-      const trigger = await serveHttp(fn, http);
+      // hot reload (POST /load-wasm-module, --watch): new versions on the first one's worker pool
+      const reload = await reloadOptionsFor({
+        served: f.wasm ?? positional, url: f.url !== undefined, modulesDir: f.modulesDir, watch: f.watch === true,
+        insecureAdmin: f.insecureAdmin, kind: f.kind, log: (t) => logger.info(t),
+        make: (m) => CapsuleFunction.fromModule(m, { ...options(m), pool: fn.pool }),
+      });
+      const module = await loadFromFlags(f, reload.watch?.path ?? positional);
+      const fn = CapsuleFunction.fromModule(module, options(module));
+      const trigger = await serveHttp(fn, { ...http, reload });
       logger.info({ module: module.name, kind: module.detection.kind, digest: module.digest, workers: fn.pool.size, reuse: fn.settings.reuse }, 'module loaded');
       exit(await serveUntilClosed(trigger, `capsule listening on ${trigger.url}`, logger));
     });

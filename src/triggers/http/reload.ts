@@ -20,7 +20,7 @@
  * reload, unless `--insecure-admin` (faas-api.md §9.1).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { existsSync, realpathSync } from 'node:fs';
+import { existsSync, realpathSync, statSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { CapsuleError } from '../../base/errors.ts';
@@ -85,6 +85,8 @@ export class ModuleReloader {
   #queue: Promise<unknown> = Promise.resolve();
   #watcher?: DirectoryWatcher;
   #sources?: SourceHashes;
+  /** Watch events are handled one batch at a time (a build is not started beside another). */
+  #watching: Promise<void> = Promise.resolve();
 
   constructor(target: Reloadable, o: HotReloadOptions, log: Logger) {
     this.#target = target;
@@ -150,7 +152,10 @@ export class ModuleReloader {
     const w = this.#o.watch;
     if (!w || this.#watcher) return;
     const modulePath = resolve(w.path);
-    this.#watcher = new DirectoryWatcher((changed) => void this.#changed(changed, modulePath), w.debounceMs ?? 150, this.#log);
+    const onChange = (changed: Set<string>) => {
+      this.#watching = this.#watching.then(() => this.#changed(changed, modulePath));
+    };
+    this.#watcher = new DirectoryWatcher(onChange, w.debounceMs ?? 150, this.#log);
     if (w.project) {
       this.#sources = new SourceHashes(w.project.dir, [modulePath]);
       this.#watcher.update([modulePath], this.#sources.directories());
@@ -162,6 +167,7 @@ export class ModuleReloader {
   /** Stops watching and waits for a reload in progress. */
   async close(): Promise<void> {
     this.#watcher?.close();
+    await this.#watching;
     await this.#queue;
   }
 
@@ -295,8 +301,13 @@ function sendText(res: ServerResponse, status: number, text: string): number {
 
 /** What `capsule serve` (one module) knows for its reload options. */
 export interface ReloadFlags {
-  /** The served module file (`--wasm` or the positional; with `--url`, where it was saved), if any. */
+  /**
+   * The served module file (`--wasm` or the positional; with `--url`, where it was saved), if
+   * any. With `watch`, a project folder (or none: the working directory) is built first.
+   */
   served?: string;
+  /** `--url` was given (the module is downloaded). */
+  url?: boolean;
   /** `--modules-dir` (default: the served module's directory, else the working directory). */
   modulesDir?: string;
   /** `--watch`. */
@@ -308,22 +319,60 @@ export interface ReloadFlags {
   make: HotReloadOptions['make'];
   /** Where the token comes from (default `process.env`). */
   env?: NodeJS.ProcessEnv;
+  /** Receives the build's command lines and warnings (`--watch` of a project). */
+  log?: (text: string) => void;
 }
 
 /**
  * The reload options of `capsule serve` with one module: the modules directory, the token
- * (`CAPSULE_RELOAD_TOKEN`), `--watch`.
- * @throws CapsuleError USAGE when `--watch` has no module file to follow
+ * (`CAPSULE_RELOAD_TOKEN`), `--watch`. With `--watch`, a module named `<name>.wasm` in the
+ * folder of a function project (`capsule new`, src/dev/project.ts) is rebuilt when the
+ * project's sources change; a project folder given instead of a module (or no module: the
+ * working directory) is built first, and its module served.
+ * @returns the options; `watch.path` is the module to serve when `--watch` built it
+ * @throws CapsuleError USAGE when `--watch` has no module file or project to follow; a build
+ *   error when the project given cannot be built
  */
-export function reloadOptionsFor(f: ReloadFlags): HotReloadOptions {
-  if (f.watch && f.served === undefined) throw new CapsuleError('USAGE', '--watch follows a module file: give one (with --url, --wasm names the file the download is saved to)');
-  const modulesDir = resolve(f.modulesDir ?? (f.served !== undefined ? dirname(resolve(f.served)) : '.'));
+export async function reloadOptionsFor(f: ReloadFlags): Promise<HotReloadOptions> {
+  let served = f.served;
+  let watch: WatchOptions | undefined;
+  if (f.watch) {
+    if (f.url && served === undefined) throw new CapsuleError('USAGE', '--watch follows a module file: give one (with --url, --wasm names the file the download is saved to)');
+    const project = await projectOf(served);
+    if (project) {
+      const build = async () => (await import('../../dev/build.ts')).buildProject(project.dir, { log: f.log });
+      if (served === undefined || project.dir === resolve(served)) served = (await build()).wasm;
+      watch = { path: served, project: { dir: project.dir, build: async () => (await build()).wasm } };
+    } else if (served === undefined) {
+      throw new CapsuleError('USAGE', '--watch follows a module file or a function project (capsule new): give one, or run it in the project\'s folder');
+    } else {
+      watch = { path: served };
+    }
+  }
+  const modulesDir = resolve(f.modulesDir ?? (served !== undefined ? dirname(resolve(served)) : '.'));
   return {
     make: f.make,
     load: { kind: f.kind },
     modulesDir,
     token: (f.env ?? process.env)[RELOAD_TOKEN_VAR] || undefined,
     insecureAdmin: f.insecureAdmin,
-    watch: f.watch ? { path: f.served! } : undefined,
+    watch,
   };
+}
+
+/**
+ * The function project a served path belongs to: the folder itself, or the folder of its
+ * `<name>.wasm` (undefined: the working directory). Undefined when there is none.
+ */
+async function projectOf(served: string | undefined): Promise<{ dir: string } | undefined> {
+  const { readProject } = await import('../../dev/project.ts');
+  const abs = resolve(served ?? '.');
+  const isDir = existsSync(abs) && statSync(abs).isDirectory();
+  try {
+    const p = readProject(isDir ? abs : dirname(abs));
+    return isDir || basename(abs) === `${p.name}.wasm` ? { dir: p.dir } : undefined;
+  } catch (e) {
+    if (isDir && served !== undefined) throw e; // a folder given to serve must be a project
+    return undefined;
+  }
 }

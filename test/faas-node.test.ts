@@ -462,6 +462,15 @@ describe('startNode with tableProxyRegistration (proxy and node in one process)'
       assert.equal((await call(node.url, 'DELETE', '/functions/revisions/deployments', { function: 'hi', revision: 'green' }, null)).status, 202);
       assert.equal(proxy.table.urls('hi', 'green'), null);
       assert.equal((await hello(`${proxy.url}/functions/hi/blue`)).text, '{"message":"Bob 42"}');
+
+      // Go scripts deploy a revision named `default`: /functions/<fn> leads to it, and it is the default
+      const d = await call(node.url, 'POST', '/functions/deploy', { function: 'go', revision: 'default', downloadUrl: `${base}/echo.wasm` }, null);
+      assert.equal(d.status, 202);
+      assert.equal((await hello(`${proxy.url}/functions/go`)).fixture, 'gen2');
+      assert.equal((await list(node.url)).go!.default!.isDefaultRevision, 'true');
+      const self = await call(node.url, 'POST', '/functions/set_default_revision', { function: 'go', revision: 'default' }, null);
+      assert.deepEqual([self.status, self.body.code], [202, 'DEFAULT_REVISION_REGISTERED']);
+      assert.equal((await hello(`${proxy.url}/functions/go`)).fixture, 'gen2');
     } finally {
       await node.close();
       await proxy.close();

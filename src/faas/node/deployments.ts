@@ -21,6 +21,9 @@ import type { ProxyRegistration } from './proxy-client.ts';
 import { startInProcessReplica, startProcessReplica, type Replica, type ReplicaListen, type ReplicaTarget } from './replicas.ts';
 import { PortCounter } from './ports.ts';
 
+/** The revision `/functions/<fn>` leads to (faas-api.md §1). */
+const DEFAULT = 'default';
+
 /** Function and revision names: they become URL path segments and metric labels. */
 const NAME = /^[A-Za-z0-9._-]{1,128}$/;
 
@@ -176,6 +179,7 @@ export class Deployments {
       if (fresh) this.#revisions(fn).set(rev, state);
       state.replicas.push({ replica, env: req.envVariables });
       this.#o.metrics.replicas.set({ fn, rev }, this.#live(state).length);
+      if (rev === DEFAULT) await this.#dropAlias(fn); // a concrete `default` revision replaces the alias
       const failed = await this.#register(`adding ${replica.localUrl} to ${fn}/${rev}`, (p) => p.addUrl(fn, rev, replica.localUrl));
       this.#log.info({ function: fn, revision: rev, localUrl: replica.localUrl, digest: mod.digest, generation: state.generation }, 'function deployed');
       return {
@@ -335,11 +339,20 @@ export class Deployments {
   setDefault(fn: string, rev: string): Promise<Reply> {
     return this.#serial(async () => {
       this.#get(fn, rev);
-      const failed = await this.#register(`setting the default of ${fn} to ${rev}`, (p) => p.setDefault(fn, rev));
+      // a revision deployed under the name `default` (Go scripts do) is the default by itself
+      const failed = rev === DEFAULT ? await this.#dropAlias(fn) : await this.#register(`setting the default of ${fn} to ${rev}`, (p) => p.setDefault(fn, rev));
       if (failed) throw new FaasError(502, 'DEFAULT_REVISION_NOT_REGISTERED', failed);
-      this.#defaults.set(fn, rev);
+      if (rev !== DEFAULT) this.#defaults.set(fn, rev);
       return { code: 'DEFAULT_REVISION_REGISTERED', message: 'Default revision registered', revision: rev, function: fn, url: this.#remoteUrl(fn) };
     });
+  }
+
+  /** Removes the function's `default` alias from the proxy, if the node set one. @returns the failure text, if any */
+  async #dropAlias(fn: string): Promise<string | undefined> {
+    if (!this.#defaults.has(fn)) return undefined;
+    const failed = await this.#register(`removing the default of ${fn}`, (p) => p.removeDefault(fn));
+    if (!failed) this.#defaults.delete(fn);
+    return failed;
   }
 
   /** `DELETE /functions/remove_default_revision`. @throws FaasError 404, 502 when the proxy refuses */
@@ -399,10 +412,16 @@ export class Deployments {
         for (const { replica: r, env } of s.replicas) {
           wasmModules[String(r.pid)] = { localUrl: r.localUrl, remoteUrl: this.#remoteUrl(fn, rev), envVariables: env, status: r.status, ...(r.exit !== undefined ? { exitCode: r.exit } : {}) };
         }
-        out[fn][rev] = { wasmRegistryUrl: s.wasmRegistryUrl, isDefaultRevision: String(this.#defaults.get(fn) === rev), sha256: s.digest.slice(7), generation: s.generation, wasmModules };
+        out[fn][rev] = { wasmRegistryUrl: s.wasmRegistryUrl, isDefaultRevision: String(this.#isDefault(fn, rev)), sha256: s.digest.slice(7), generation: s.generation, wasmModules };
       }
     }
     return out;
+  }
+
+  /** The revision `/functions/<fn>` of the proxy leads to: the one set as default, else one named `default`. */
+  #isDefault(fn: string, rev: string): boolean {
+    const set = this.#defaults.get(fn);
+    return set !== undefined ? set === rev : rev === DEFAULT;
   }
 
   /** Stops every replica (in-flight calls finish first) and refuses later changes. */

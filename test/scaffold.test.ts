@@ -51,13 +51,19 @@ async function runsCli(wasm: string): Promise<void> {
   assert.match(none.stdout + none.stderr, /give me a name/);
 }
 
-async function servesHttp(wasm: string, expected = { message: '👋 Hello Bob Morane' }): Promise<void> {
+/** Serves `wasm`, POSTs {"name":"Bob Morane"}: `expected` back; with `badRequest`, a body that is not JSON gets 400 and an error. */
+async function servesHttp(wasm: string, expected = { message: '👋 Hello Bob Morane' }, badRequest = true): Promise<void> {
   const server = await startServer(['serve', wasm, '--http-port=0', '--workers=1']);
   try {
     const res = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"name":"Bob Morane"}' });
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-type') ?? '', /^application\/json/);
     assert.deepEqual(await res.json(), expected);
+    if (badRequest) {
+      const bad = await fetch(server.url, { method: 'POST', body: 'not JSON' });
+      assert.equal(bad.status, 400);
+      assert.match(((await bad.json()) as { error: string }).error, /send a JSON object like/);
+    }
   } finally {
     await server.stop();
   }
@@ -138,7 +144,7 @@ describe('capsule build: what it refuses', () => {
 
 describe('WAT projects', () => {
   it('cli: new, build, run', async () => runsCli(await newAndBuild('wat-cli', 'wat', 'cli')));
-  it('http: new, build, serve', async () => servesHttp(await newAndBuild('wat-http', 'wat', 'http'), { message: '👋 Hello from wat-http' }));
+  it('http: new, build, serve', async () => servesHttp(await newAndBuild('wat-http', 'wat', 'http'), { message: '👋 Hello from wat-http' }, false));
   it('message: buildProject (the API serve --watch uses) writes a message module', async () => {
     assert.equal((await capsule(['new', 'wat-message', '--lang', 'wat', '--message'])).code, 0);
     const lines: string[] = [];

@@ -53,7 +53,7 @@ interface Step {
 export async function buildProject(dir: string, o: BuildOptions = {}): Promise<{ wasm: string; language: Language }> {
   const project = readProject(dir);
   const out = resolve(o.out ?? join(project.dir, `${project.name}.wasm`));
-  const tmp = join(dirname(out), `.${basename(out)}.${process.pid}.tmp`);
+  const tmp = join(dirname(out), `.${basename(out)}.${process.pid}-${++builds}.tmp`);
   const steps = await STEPS[project.language](project.dir, tmp);
   mkdirSync(dirname(out), { recursive: true });
   try {
@@ -64,6 +64,9 @@ export async function buildProject(dir: string, o: BuildOptions = {}): Promise<{
   }
   return { wasm: out, language: project.language };
 }
+
+/** Builds started by this process: names each one's temporary module (two builds may overlap under a watcher). */
+let builds = 0;
 
 const STEPS: Record<Language, (dir: string, out: string) => Promise<Step[]>> = {
   c: async (dir, out) => {

@@ -8,7 +8,8 @@
 // Node's own options: Node looks for `--env-file` among *all* its arguments up to the first
 // `--`, even after the script, and would read (or fail on) a guest's `--env-file` itself.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { enableCompileCache } from 'node:module';
 import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
@@ -34,8 +35,19 @@ export async function launch(bin, entry = 'cli/main') {
     relaunch(local, [process.argv[1] ?? '', ...process.argv.slice(2)]);
     return;
   }
+  const args = process.argv.slice(2);
+  if (entry === 'cli/main' && args.length === 1 && (args[0] === '--version' || args[0] === '-v')) {
+    // the version alone loads nothing else (src/base/version.ts reads the same file)
+    const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+    process.stdout.write(`${version}\n`);
+    return;
+  }
+  // Node's module compile cache (<tmpdir>/node-compile-cache; NODE_COMPILE_CACHE=dir moves it,
+  // NODE_DISABLE_COMPILE_CACHE=1 turns it off): later starts neither strip the TypeScript of a
+  // clone again nor compile the CLI's modules again (docs/performance.md, "Start-up").
+  enableCompileCache?.();
   const { main } = await import(cliEntry(entry));
-  await main(process.argv.slice(2), { bin });
+  await main(args, { bin });
 }
 
 /**

@@ -3,12 +3,12 @@
  * stderr (stdout is for the ready line and guest output).
  */
 import { write as fsWrite } from 'node:fs';
+import { createRequire } from 'node:module';
 import { pino, type Logger } from 'pino';
-import pretty from 'pino-pretty';
+import type PinoPretty from 'pino-pretty';
 import { writeAllSync } from '../base/stdio.ts';
-
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
-export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+import type { LogLevel } from './log-levels.ts';
+export { LOG_LEVELS, type LogLevel } from './log-levels.ts';
 export type { Logger };
 
 /**
@@ -18,6 +18,8 @@ export type { Logger };
 export function createLogger(level: LogLevel = 'info', prettyOutput = process.stderr.isTTY === true): Logger {
   if (prettyOutput) {
     const options = { level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime };
+    // loaded only for a terminal: its ~30 modules cost every non-TTY start (services, tests) otherwise
+    const pretty = createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
     return pino(options, pretty({ destination: 2, colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname', sync: true }));
   }
   return pino({ level, base: undefined, timestamp: isoTimeCached }, new LineBatch(2));

@@ -5,7 +5,8 @@
  * lazily imports its service (start-up cost: only the chosen service is loaded).
  */
 import { Option, type Command } from 'commander';
-import { LOG_LEVELS, type LogLevel, type Logger } from '../../observability/logger.ts';
+import { LOG_LEVELS, type LogLevel } from '../../observability/log-levels.ts';
+import type { Logger } from '../../observability/logger.ts';
 import { intFlag, tlsFromFlags } from '../../cli/flags.ts';
 import type { RunningService, TlsFiles } from './service.ts';
 

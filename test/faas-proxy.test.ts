@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { createLogger } from '../src/observability/logger.ts';
 import { startProxy, type RunningProxy } from '../src/faas/proxy/index.ts';
 import { checkAdmin } from '../src/faas/shared/admin.ts';
-import { eventually, root, runCapsule, startServer } from './helpers.ts';
+import { eventually, freePort, restartable, root, runCapsule, startServer } from './helpers.ts';
 
 const logger = createLogger('error', false);
 const TOKEN_HEADER = 'CAPSULE_REVERSE_PROXY_ADMIN_TOKEN';
@@ -73,6 +73,12 @@ async function upstream(name: string, handler?: (req: IncomingMessage, res: Serv
   await u.start();
   return u;
 }
+
+/** An upstream in a process of its own (`node -e ECHO_PROCESS <port>`), to be killed like a crashed server. */
+const ECHO_PROCESS = `
+require('node:http').createServer((req, res) => { req.resume(); req.on('end', () => res.end('process ' + req.method + ' ' + req.url)); })
+  .listen(Number(process.argv[1]), '127.0.0.1');
+`;
 
 /** The values of a header in a raw header list (case-insensitive). */
 function values(raw: string[], name: string): string[] {
@@ -259,29 +265,60 @@ describe('capsule proxy: proxy routes and forwarding (§9.2–§9.4)', () => {
 });
 
 describe('capsule proxy: upstream failures and health', () => {
-  it('skips a killed upstream without a failed request and takes it back after it restarts', async () => {
-    const [a, b] = await Promise.all([upstream('a'), upstream('b')]);
-    const p = await proxy({ routes: { hello: { default: [a.url, b.url] } } });
+  it('skips a killed upstream process without a failed request and takes it back after it restarts', async () => {
+    const a = await upstream('a');
+    const port = await freePort();
+    const b = await restartable(process.execPath, ['-e', ECHO_PROCESS, String(port)], port);
+    const bUrl = `http://127.0.0.1:${port}`;
+    const p = await proxy({ routes: { hello: { default: [a.url, bUrl] } } });
     try {
-      await b.stop();
+      const first = new Set<string>();
+      for (let i = 0; i < 4; i++) first.add((await call(`${p.url}/functions/hello`)).text.startsWith('process') ? 'b' : 'a');
+      assert.deepEqual([...first].sort(), ['a', 'b']);
+      await b.kill(); // SIGKILL: its kept-alive connections drop as in a crash
       const names = [];
       for (let i = 0; i < 20; i++) {
         const r = await call(`${p.url}/functions/hello/default/x`, i % 2 ? 'POST' : 'GET', i % 2 ? { n: i } : undefined);
-        assert.equal(r.status, 200, `request ${i}`);
+        assert.equal(r.status, 200, `request ${i}: ${r.text}`);
         names.push(r.json.name);
       }
       assert.deepEqual(new Set(names), new Set(['a']));
       const metrics = await (await fetch(`${p.url}/capsule/metrics`)).text();
       assert.match(metrics, /capsule_proxy_upstreams_down 1/);
       await b.start();
-      const seenB = () => call(`${p.url}/functions/hello`).then((r) => r.json.name === 'b');
-      await eventually(seenB, 15_000);
+      await eventually(() => call(`${p.url}/functions/hello`).then((r) => r.text.startsWith('process')), 15_000);
       const after = [];
-      for (let i = 0; i < 4; i++) after.push((await call(`${p.url}/functions/hello`)).json.name);
+      for (let i = 0; i < 4; i++) after.push((await call(`${p.url}/functions/hello`)).text.startsWith('process') ? 'b' : 'a');
       assert.deepEqual(after.sort(), ['a', 'a', 'b', 'b']);
     } finally {
       await p.close();
-      await Promise.all([a.stop(), b.stop()]);
+      await b.kill();
+      await a.stop();
+    }
+  });
+
+  it('cancels the upstream request when the client goes away', async () => {
+    let arrived: () => void = () => undefined;
+    let cancelled: () => void = () => undefined;
+    const arrivedP = new Promise<void>((r) => (arrived = r));
+    const cancelledP = new Promise<void>((r) => (cancelled = r));
+    const slow = await upstream('slow', (req, res) => {
+      res.on('close', () => cancelled()); // never answers: only the proxy closing the request ends it
+      arrived();
+      return true;
+    });
+    const p = await proxy({ routes: { slow: { default: [slow.url] } } });
+    try {
+      const req = httpRequest(`${p.url}/functions/slow`);
+      req.on('error', () => undefined);
+      req.end();
+      await arrivedP;
+      req.destroy();
+      await cancelledP;
+      assert.equal((await call(`${p.url}/capsule/health`)).status, 200);
+    } finally {
+      await p.close();
+      await slow.stop();
     }
   });
 

@@ -20,6 +20,12 @@ export interface ForwardOptions {
   dispatcher?: Dispatcher;
   /** Called when an upstream could not be connected to (passive health: leave the rotation). */
   onUnreachable?: (upstream: string, error: Error) => void;
+  /**
+   * Asked after an upstream could not be connected to: resolving true tries the same upstream
+   * again (the gen-2 FaaS call route restarts a revision and retries, faas-api.md §6), false
+   * moves on to the next one.
+   */
+  retrySame?: (upstream: string, error: Error) => Promise<boolean>;
 }
 
 /** How a forwarded request ended. */
@@ -37,9 +43,11 @@ export interface ForwardResult {
 /** Hop-by-hop headers (RFC 9110 §7.6.1) plus those undici sets itself or refuses. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection',
   'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'expect', 'http2-settings']);
-/** Errors raised before a byte was sent: another upstream may be tried. */
+/** The upstream could not be connected to: nothing was sent, another upstream may be tried. */
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
-  'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT', 'ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
+  'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT']);
+/** A kept-alive connection broke before the answer (the upstream closed it): safe to retry when unsent or idempotent. */
+const RESET_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
 let sharedAgent: Agent | undefined;
@@ -159,45 +167,58 @@ export async function forwardRequest(req: IncomingMessage, res: ServerResponse, 
   const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
   const unreachable: string[] = [];
   let lastError = 'no upstream';
-  for (const url of upstreams) {
-    let target: Upstream;
-    try {
-      target = upstreamOf(url);
-    } catch {
-      lastError = `${url} is not a URL`;
-      continue;
-    }
-    const body = hasBody ? new LazyBody(req) : null;
-    let status = 0;
-    try {
-      await dispatcher.stream({
-        origin: target.origin, path: target.base + path, method, headers, body,
-        headersTimeout: o.timeoutMs, bodyTimeout: o.timeoutMs, responseHeaders: 'raw',
-      }, ({ statusCode, headers: got }) => {
-        status = statusCode;
-        res.writeHead(statusCode, backwardHeaders(got as unknown as string[]));
-        return res;
-      });
-      return { status, upstream: url, unreachable };
-    } catch (e) {
-      const err = e as Error & { code?: string };
-      lastError = `${url}: ${err.code ?? err.message}`;
-      if (res.headersSent) {
-        res.destroy();
-        return { status, upstream: url, unreachable, error: lastError };
+  // a client that goes away before the answer cancels the upstream request
+  const gone = new AbortController();
+  const onClose = () => {
+    if (!res.writableFinished) gone.abort();
+  };
+  res.once('close', onClose);
+  try {
+    for (const url of upstreams) {
+      let target: Upstream;
+      try {
+        target = upstreamOf(url);
+      } catch {
+        lastError = `${url} is not a URL`;
+        continue;
       }
-      if (req.destroyed && !req.complete) return { status: 0, upstream: url, unreachable, error: 'the client went away' };
-      if (err.code === 'UND_ERR_HEADERS_TIMEOUT') {
-        sendError(res, 504, 'UPSTREAM_TIMEOUT', `${url} sent no response within ${o.timeoutMs} ms`);
-        return { status: 504, upstream: url, unreachable, error: lastError };
+      const body = hasBody ? new LazyBody(req) : null;
+      let status = 0;
+      try {
+        await dispatcher.stream({
+          origin: target.origin, path: target.base + path, method, headers, body, signal: gone.signal,
+          headersTimeout: o.timeoutMs, bodyTimeout: o.timeoutMs, responseHeaders: 'raw',
+        }, ({ statusCode, headers: got }) => {
+          status = statusCode;
+          res.writeHead(statusCode, backwardHeaders(got as unknown as string[]));
+          return res;
+        });
+        return { status, upstream: url, unreachable };
+      } catch (e) {
+        const err = e as Error & { code?: string };
+        lastError = `${url}: ${err.code ?? err.message}`;
+        if (gone.signal.aborted) return { status: 0, upstream: url, unreachable, error: 'the client went away' };
+        if (res.headersSent) {
+          res.destroy();
+          return { status, upstream: url, unreachable, error: lastError };
+        }
+        if (err.code === 'UND_ERR_HEADERS_TIMEOUT') {
+          sendError(res, 504, 'UPSTREAM_TIMEOUT', `${url} sent no response within ${o.timeoutMs} ms`);
+          return { status: 504, upstream: url, unreachable, error: lastError };
+        }
+        const code = err.code ?? '';
+        const unsent = !body?.started;
+        if (CONNECT_ERRORS.has(code) && unsent) {
+          unreachable.push(url);
+          o.onUnreachable?.(url, err);
+          o.logger.debug({ upstream: url, code }, 'upstream unreachable, trying the next one');
+        } else if (!(RESET_ERRORS.has(code) && unsent && (IDEMPOTENT.has(method) || !hasBody))) {
+          break;
+        }
       }
-      const retryable = err.code !== undefined && CONNECT_ERRORS.has(err.code) && !body?.started
-        && (err.code === 'ECONNREFUSED' || IDEMPOTENT.has(method) || !hasBody);
-      if (!retryable) break;
-      unreachable.push(url);
-      o.onUnreachable?.(url, err);
-      o.logger.debug({ upstream: url, code: err.code }, 'upstream unreachable, trying the next one');
     }
+  } finally {
+    res.off('close', onClose);
   }
   sendError(res, 502, 'UPSTREAM_UNREACHABLE', `no upstream could be reached (${lastError})`);
   return { status: 502, unreachable, error: lastError };

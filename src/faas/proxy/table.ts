@@ -274,7 +274,7 @@ export class RouteTable {
     const f = this.#functions.get(fn);
     if (!f) throw notRegistered(fn);
     let chosen = rev ?? DEFAULT_REVISION;
-    if (rev === undefined && hints.revision) {
+    if (rev === undefined && hints.revision && hints.revision !== DEFAULT_REVISION) {
       if (!f.revisions.has(hints.revision)) throw notRegistered(fn, hints.revision);
       chosen = hints.revision;
     } else if (chosen === DEFAULT_REVISION && f.traffic) {

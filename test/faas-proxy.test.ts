@@ -6,8 +6,10 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createServer, request as httpRequest, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -634,6 +636,41 @@ describe('capsule proxy: the command', () => {
       assert.doesNotMatch(text, /random-name/);
       assert.equal((await call(`${s.url}/capsule/health`)).status, 200);
       assert.equal((await call(`${s.url}/capsule/ready`)).status, 200);
+    } finally {
+      await s.stop();
+      await up.stop();
+    }
+  });
+
+  it('serves HTTPS with --crt and --key: proxied requests say X-Forwarded-Proto https', async (t) => {
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
+        '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'crt.pem')], { stdio: 'ignore' });
+    } catch {
+      t.skip('openssl is not installed');
+      return;
+    }
+    const up = await upstream('tls');
+    const routes = join(dir, 'tls-routes.yaml');
+    writeFileSync(routes, `functions:\n  hello:\n    default: [${up.url}]\n`);
+    const s = await startServer(['proxy', '--http-port=0', `--config=${routes}`, `--crt=${join(dir, 'crt.pem')}`, `--key=${join(dir, 'key.pem')}`]);
+    try {
+      assert.match(s.url, /^https:\/\//);
+      const get = (path: string) => new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = httpsRequest(`${s.url}${path}`, { rejectUnauthorized: false }, (res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode!, body: text }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      const r = await get('/functions/hello/default/secure?x=1');
+      assert.equal(r.status, 200);
+      const seen = JSON.parse(r.body) as Seen;
+      assert.equal(seen.url, '/secure?x=1');
+      assert.deepEqual(values(seen.rawHeaders, 'x-forwarded-proto'), ['https']);
+      assert.equal((await get('/memory/functions/list')).status, 200);
     } finally {
       await s.stop();
       await up.stop();

@@ -29,7 +29,8 @@ export interface NatsCluster {
 }
 
 /**
- * Starts `size` clustered JetStream servers and waits until each answers `/healthz`.
+ * Starts `size` clustered JetStream servers (1 = one plain JetStream server) and waits until each
+ * answers `/healthz`.
  * @param bin path of `nats-server`
  * @throws when a server does not come up within 20 s
  */
@@ -51,7 +52,7 @@ export async function startNatsCluster(bin: string, size = 3): Promise<NatsClust
       'ping_max: 2',
       'max_payload: 8MB',
       `jetstream { store_dir: "${store}", max_memory_store: 64MB, max_file_store: 1GB }`,
-      `cluster { name: capsule-test, listen: 127.0.0.1:${p.cluster}, routes: [${routes.filter((_, j) => j !== i).join(', ')}] }`,
+      size > 1 ? `cluster { name: capsule-test, listen: 127.0.0.1:${p.cluster}, routes: [${routes.filter((_, j) => j !== i).join(', ')}] }` : '',
       '',
     ].join('\n'));
     const r = await restartable(bin, ['-c', conf], p.client);

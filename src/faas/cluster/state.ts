@@ -13,6 +13,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { KV, KvEntry } from '@nats-io/kv';
 import type { Logger } from '../../observability/logger.ts';
 import { FaasError } from '../shared/service.ts';
+import { CapsuleError } from '../../base/errors.ts';
 
 /** How to reach the cluster. */
 export interface ClusterConnectionOptions {
@@ -25,11 +26,16 @@ export interface ClusterConnectionOptions {
 
 /**
  * Connects to the NATS cluster with unlimited reconnects, logging disconnects and reconnects.
- * @throws when no server answers the first connection attempt (a usage problem: wrong URLs)
+ * @throws CapsuleError LOAD when no server answers the first connection attempt
  */
 export async function connectCluster(o: ClusterConnectionOptions): Promise<NatsConnection> {
   const { connect } = await import('@nats-io/transport-node');
-  const nc = await connect({ servers: o.servers, name: o.name, maxReconnectAttempts: -1, reconnectTimeWait: 250, pingInterval: 5000, waitOnFirstConnect: false });
+  let nc: NatsConnection;
+  try {
+    nc = await connect({ servers: o.servers, name: o.name, maxReconnectAttempts: -1, reconnectTimeWait: 250, pingInterval: 5000 });
+  } catch (e) {
+    throw new CapsuleError('LOAD', `cannot connect to the NATS cluster at ${o.servers.join(', ')}: ${(e as Error).message} (is nats-server running? \`capsule up\` starts one)`);
+  }
   void (async () => {
     for await (const s of nc.status()) {
       if (s.type === 'disconnect') o.logger.warn({ server: s.server }, 'lost the NATS connection; reconnecting');

@@ -10,6 +10,7 @@ import type { Logger } from '../../observability/logger.ts';
 import { createServiceApp, listenService, type RunningService, type TlsFiles } from '../shared/service.ts';
 import { registryRoutes } from './api.ts';
 import { FileModuleStore } from './fs-store.ts';
+import type { ModuleStore } from './store.ts';
 
 export type { ModuleStore, StagedModule, StoredFile } from './store.ts';
 export type { ModuleRef } from './names.ts';
@@ -20,8 +21,10 @@ export const DEFAULT_MAX_MODULE_SIZE = 64 * 1024 * 1024;
 
 /** Options of {@link startRegistry}. */
 export interface RegistryOptions {
-  /** Root directory of the modules (`--files`, created when missing). */
+  /** Root directory of the modules (`--files`, created when missing); unused with `store`. */
   files: string;
+  /** Another store than the files under `files` (the NATS Object Store: nats-store.ts). */
+  store?: ModuleStore;
   host: string;
   /** 0 = a free port. */
   port: number;
@@ -40,8 +43,12 @@ export interface RegistryOptions {
  * @throws Error when the root cannot be created or the port cannot be listened on
  */
 export async function startRegistry(o: RegistryOptions): Promise<RunningService> {
-  const store = new FileModuleStore(o.files);
-  await store.init();
+  let store = o.store;
+  if (!store) {
+    const files = new FileModuleStore(o.files);
+    await files.init();
+    store = files;
+  }
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'capsule_' });
   const counters = {
@@ -55,6 +62,6 @@ export async function startRegistry(o: RegistryOptions): Promise<RunningService>
     admin: { service: 'registry', header: 'CAPSULE_REGISTRY_ADMIN_TOKEN', token: o.adminToken, insecureAdmin: o.insecureAdmin },
   });
   const running = await listenService(app, { host: o.host, port: o.port, tls: o.tls });
-  o.logger.info({ files: store.root, url: running.url }, 'registry ready');
+  o.logger.info({ store: store instanceof FileModuleStore ? store.root : 'nats', url: running.url }, 'registry ready');
   return running;
 }

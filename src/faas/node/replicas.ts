@@ -99,7 +99,9 @@ export interface ProcessReplicaSpec {
 /**
  * Starts a child `capsule serve` for one replica and waits for its ready line
  * (`capsule listening on URL`, conventions.md §1).
- * @throws FaasError-like Error when the child cannot start or exits before it is ready
+ * Children serve plain HTTP (the node's `--crt`/`--key` are not passed on). A child that does
+ * not exit within `graceMs` + 5 s of `stop` is killed.
+ * @throws CapsuleError INTERNAL when the child cannot start or exits before it is ready (with the end of its stderr)
  */
 export function startProcessReplica(spec: ProcessReplicaSpec, port: number, o: ReplicaListen): Promise<Replica> {
   const [cmd, ...first] = spec.command;
@@ -107,7 +109,11 @@ export function startProcessReplica(spec: ProcessReplicaSpec, port: number, o: R
     '--grace', `${o.graceMs}ms`, ...spec.env.flatMap(([k, v]) => ['--env', `${k}=${v}`])];
   const child: ChildProcess = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const log = o.logger.child({ replicaPid: child.pid });
-  child.stderr!.on('data', (d: Buffer) => log.debug({ stderr: d.toString().trimEnd() }, 'replica output'));
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-2000);
+    log.debug({ stderr: d.toString().trimEnd() }, 'replica output');
+  });
   return new Promise<Replica>((resolve, reject) => {
     let ready: Replica | undefined;
     let stopping = false;
@@ -122,12 +128,11 @@ export function startProcessReplica(spec: ProcessReplicaSpec, port: number, o: R
       ready = {
         pid: child.pid!,
         port: Number(url.port),
-        localUrl: `${o.tls ? 'https' : 'http'}://${o.domain}:${url.port}`,
+        localUrl: `http://${o.domain}:${url.port}`,
         status: 'Started',
-        stop: async () => {
+        stop: () => {
           stopping = true;
-          if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-          await exited;
+          return stopChild(child, exited, o.graceMs + 5000);
         },
       };
       resolve(ready);
@@ -136,7 +141,7 @@ export function startProcessReplica(spec: ProcessReplicaSpec, port: number, o: R
     child.once('error', (e) => reject(new CapsuleError('INTERNAL', `cannot start ${cmd}: ${e.message}`)));
     child.once('exit', (code, signal) => {
       if (!ready) {
-        reject(new CapsuleError('INTERNAL', `the replica process (${cmd} ${args.slice(0, first.length + 3).join(' ')} …) exited with ${code ?? signal} before it was ready`));
+        reject(new CapsuleError('INTERNAL', `the replica process (${cmd} ${args.slice(0, first.length + 3).join(' ')} …) exited with ${code ?? signal} before it was ready${stderr ? `: ${stderr.trim()}` : ''}`));
         return;
       }
       ready.exit = code ?? signal ?? undefined;
@@ -145,4 +150,14 @@ export function startProcessReplica(spec: ProcessReplicaSpec, port: number, o: R
       spec.onExit(ready);
     });
   });
+}
+
+/** SIGTERM (the child's serve drains its calls), SIGKILL if it is still there after `killAfterMs`. */
+async function stopChild(child: ChildProcess, exited: Promise<void>, killAfterMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return exited;
+  child.kill('SIGTERM');
+  const kill = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+  kill.unref();
+  await exited;
+  clearTimeout(kill);
 }

@@ -15,7 +15,7 @@ interface ProxyFlags extends ServiceFlags {
 export const proxyCommand: CommandRegistrar = (program, exit) => {
   serviceOptions(program.command('proxy').description('the FaaS gateway: routes /functions/<name>[/<revision>[/path]] to upstream URLs, with the Go registration API under /memory/… (faas-api.md §1)'), '8080')
     .option('--config <file>', 'YAML routes loaded at start (functions: {name: {revision: [urls]}})')
-    .option('--backend <name>', 'where routes live: memory (redis and nats come with the cluster issue)', 'memory')
+    .option('--backend <name>', 'where routes live: memory (redis and nats come with the cluster mode)', 'memory')
     .option('--timeout <duration>', 'wait for an upstream\'s response headers (and between body chunks)', '30s')
     .exitOverride()
     .action(async (f: ProxyFlags) => {

@@ -393,6 +393,87 @@ describe('capsule serve --routes: plugin functions', { skip }, () => {
   });
 });
 
+describe('capsule serve: HTTP capsule mode (§11)', { skip }, () => {
+  let dir: string;
+  let yaml: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'capsule-extism-c-'));
+    yaml = join(dir, 'routes.yaml');
+    writeFileSync(yaml, `functions:
+  json:
+    wasm: ${plugin}
+    route: /json
+    entrypoint: capsule_http
+  notjson:
+    wasm: ${plugin}
+    route: /notjson
+    entrypoint: not_json
+  fails:
+    wasm: ${plugin}
+    route: /fails
+    entrypoint: fail
+  raw:
+    wasm: ${plugin}
+    route: /raw
+    entrypoint: echo
+    extismMode: raw
+`);
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('the plugin gets the gen-2 request JSON; its output is read as the gen-2 response JSON; extismMode: raw overrides --extism-mode', async () => {
+    const s = await startServer(['serve', `--routes=${yaml}`, '--extism-mode=capsule', '--http-port=0', '--workers=1']);
+    try {
+      const res = await fetch(`${s.url}/json?x=1`, { method: 'POST', body: '{"name":"Bob"}', headers: { 'Content-Type': 'application/json', 'X-Test': 'hello' } });
+      assert.equal(res.status, 201);
+      assert.equal(res.headers.get('x-plugin'), 'kitchen');
+      assert.equal(res.headers.get('content-type'), 'application/json; charset=utf-8');
+      const req = await res.json() as Record<string, string>;
+      assert.deepEqual(Object.keys(req), ['Body', 'JSONBody', 'TextBody', 'URI', 'Method', 'Headers']);
+      assert.equal(req['Body'], '{"name":"Bob"}');
+      assert.equal(req['Method'], 'POST');
+      assert.equal(req['URI'], `${s.url}/json?x=1`);
+      assert.match(req['Headers']!, /"Content-Type":"application\/json"/);
+      assert.match(req['Headers']!, /"X-Test":"hello"/);
+
+      const raw = await fetch(`${s.url}/raw`, { method: 'POST', body: '{"name":"Bob"}' });
+      assert.equal(raw.status, 200);
+      assert.equal(raw.headers.get('content-type'), 'application/octet-stream');
+      assert.equal(await raw.text(), '{"name":"Bob"}');
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('a plugin error is a 500 with its text; an output that is not a response JSON is a 500 that says so; the server keeps serving', async () => {
+    const s = await startServer(['serve', `--routes=${yaml}`, '--extism-mode', 'capsule', '--http-port=0', '--workers=1']);
+    try {
+      const failed = await fetch(`${s.url}/fails`);
+      assert.equal(failed.status, 500);
+      assert.equal(await failed.text(), 'something went wrong');
+      const bad = await fetch(`${s.url}/notjson`);
+      assert.equal(bad.status, 500);
+      assert.match(await bad.text(), /^the function returned a response that is not JSON/);
+      const ok = await fetch(`${s.url}/json`);
+      assert.equal(ok.status, 201);
+      assert.equal((await ok.json() as { Method: string }).Method, 'GET');
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('refuses a mode other than raw or capsule, naming the key and the file', async () => {
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(bad, `functions:\n  a:\n    wasm: ${plugin}\n    extismMode: json\n`);
+    const r = await runCapsule(['serve', `--routes=${bad}`, '--http-port=0']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /bad\.yaml: "functions\.a\.extismMode" must be raw or capsule, not "json"/);
+    const flag = await runCapsule(['serve', plugin, '--extism-mode=json', '--http-port=0']);
+    assert.equal(flag.code, 2);
+    assert.match(flag.stderr, /--extism-mode/);
+  });
+});
+
 describe('capsule inspect: a plugin', { skip }, () => {
   it('names the kind, the grants its imports need and the instance policy', async () => {
     const r = await runCapsule(['inspect', plugin]);

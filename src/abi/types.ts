@@ -15,6 +15,7 @@ import type { InvocationInput, InvocationMeta, InvocationOutput } from '../base/
 import type { Guest } from './guest.ts';
 import type { WasiConfig } from '../wasi/preview1.ts';
 import type { CallState } from './host-imports.ts';
+import type { ExtismMode } from '../base/settings.ts';
 
 /**
  * Per-call WASI settings an ABI may set (WASI commands: argv, stdin, env, and a stdout sink for
@@ -41,9 +42,9 @@ export interface EnvImport {
 export interface GuestInstances {
   /**
    * The module as the worker received it (`name`: its file name, WASI argv[0]; `settings.env`:
-   * the function's configured environment).
+   * the function's configured environment; `settings.extismMode`: how a plugin sees HTTP).
    */
-  readonly spec: { readonly name: string; readonly settings: { readonly env: readonly [string, string][] } };
+  readonly spec: { readonly name: string; readonly settings: { readonly env: readonly [string, string][]; readonly extismMode?: ExtismMode } };
   /**
    * Runs `fn` on an instance initialised with `Abi.initialise` (fresh, or reused with --reuse)
    * and releases it afterwards.

@@ -84,7 +84,15 @@ export interface FunctionSettings extends CapabilitySettings {
   /** Cap on captured stdout/stderr/log per call, bytes. */
   maxLogBytes: number;
   capsuleVersion: string;
+  /**
+   * Extism plugins over HTTP (extism-abi.md §11): `raw` (default) = request body in, response
+   * body out; `capsule` = the gen-2 request JSON in, the gen-2 response JSON out.
+   */
+  extismMode?: ExtismMode;
 }
+
+/** How an Extism plugin sees an HTTP request (extism-abi.md §11). */
+export type ExtismMode = 'raw' | 'capsule';
 
 /**
  * One declared setting of a function (a capability's, in `capabilities/<name>/settings.ts`): every

@@ -7,7 +7,7 @@ import { loadModule, type LoadedModule, type LoadOptions, type UrlSource } from 
 import { WorkerPool, type CallResult, type PoolModule } from './pool.ts';
 import type { FunctionSettings } from '../base/settings.ts';
 import type { InvocationInput, InvocationMeta } from '../base/invocation.ts';
-import type { Mount } from '../base/settings.ts';
+import type { ExtismMode, Mount } from '../base/settings.ts';
 import { CAPSULE_VERSION } from '../base/version.ts';
 import { provideCapabilityServices } from '../capabilities/index.ts';
 import { abiFor } from '../abi/index.ts';
@@ -41,6 +41,8 @@ export interface FunctionOptions extends LoadOptions, CapabilitySettings {
    * thread (the default for plugins, extism-abi.md §11; vars live in the host either way).
    */
   fresh?: boolean;
+  /** Extism plugins over HTTP: `raw` (default) or `capsule` JSON (extism-abi.md §11). */
+  extismMode?: ExtismMode;
   /** `inherit` (CLI) or `capture` (servers, default). */
   stdio?: 'inherit' | 'capture';
   /** Cap on captured guest output per call, bytes (default 64 KiB). */
@@ -80,6 +82,7 @@ export class CapsuleFunction {
       stdio: options.stdio ?? 'capture',
       maxLogBytes: options.maxLogBytes ?? DEFAULTS.maxLogBytes,
       capsuleVersion: CAPSULE_VERSION,
+      ...(options.extismMode !== undefined ? { extismMode: options.extismMode } : {}),
       ...pickCapabilitySettings(options),
     };
     const limits = module.pooledMemory ?? module.importedMemory?.limits;

@@ -7,7 +7,7 @@
  *
  * Keys of a map (`FUNCTION_SPEC_KEYS`, the long flag names in camelCase): `kind`, `env` (a map
  * NAME: value or a list of NAME=value), `envFile`, `dir`, `allowedHosts` (a string or a list),
- * `timeout`, `maxMemory`, `maxConcurrency`, and every declared capability setting (`httpTimeout`,
+ * `timeout`, `maxMemory`, `maxConcurrency`, `extismMode`, and every declared capability setting (`httpTimeout`,
  * `maxResponse`, `cacheMaxEntries`, `cacheMaxBytes`, `kv`, `redisUri`, `couchbaseCluster`,
  * `couchbaseUser`, `couchbaseBucket`).
  */
@@ -16,7 +16,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { CapsuleError } from '../base/errors.ts';
 import type { ModuleKind } from '../base/kinds.ts';
 import { KINDS } from '../abi/index.ts';
-import type { CapabilitySettings, SettingDeclaration } from '../base/settings.ts';
+import type { CapabilitySettings, ExtismMode, SettingDeclaration } from '../base/settings.ts';
 import { parseDuration, parseSize } from '../base/units.ts';
 import { parseDirGrant, rebaseDirGrant } from '../wasi/mounts.ts';
 import { CAPABILITY_SETTINGS } from '../capabilities/settings.ts';
@@ -41,6 +41,8 @@ export interface FunctionSpec {
   maxConcurrency?: number;
   /** Capability settings of this function (`httpTimeout`, `redisUri`…), over the runner's. */
   capabilities?: CapabilitySettings;
+  /** Extism plugins over HTTP: `raw` or `capsule` (extism-abi.md §11); unset = the server's, else raw. */
+  extismMode?: ExtismMode;
 }
 
 /** Every declared setting, flattened. */
@@ -58,8 +60,22 @@ export const LIMIT_SETTINGS: readonly SettingDeclaration<FunctionSpec>[] = [
   { key: 'maxMemory', flag: '--max-memory <size>', default: '256MiB', apply: (s, v, name) => { s.maxMemoryBytes = parseSize(v, name); }, description: 'linear memory cap per instance (64MiB, 1GiB)' },
 ];
 
+/**
+ * How an Extism plugin sees HTTP requests (extism-abi.md §11): `--extism-mode` (`capsule serve`) /
+ * `extismMode`. `raw`: the body in, the output as the body; `capsule`: the gen-2 request JSON in,
+ * the output read as the gen-2 response JSON (capsule-abi.md §5.3, §5.4).
+ */
+export const EXTISM_MODE_SETTING: SettingDeclaration<FunctionSpec> = {
+  key: 'extismMode', flag: '--extism-mode <mode>', choices: ['raw', 'capsule'],
+  description: 'Extism plugins over HTTP: raw (the body in, the output out) or capsule (the gen-2 request/response JSON)',
+  apply: (s, v, name) => {
+    if (v !== 'raw' && v !== 'capsule') throw new CapsuleError('USAGE', `${name} must be raw or capsule, not ${JSON.stringify(v)}`);
+    s.extismMode = v;
+  },
+};
+
 /** Keys of a function's settings in a map (see the module comment). */
-export const FUNCTION_SPEC_KEYS: readonly string[] = ['kind', 'env', 'envFile', 'dir', 'allowedHosts', ...LIMIT_SETTINGS.map((d) => d.key), 'maxConcurrency', ...SETTING_KEYS];
+export const FUNCTION_SPEC_KEYS: readonly string[] = ['kind', 'env', 'envFile', 'dir', 'allowedHosts', ...LIMIT_SETTINGS.map((d) => d.key), 'maxConcurrency', EXTISM_MODE_SETTING.key, ...SETTING_KEYS];
 
 /** The long flag of a declaration (`--http-timeout`). */
 export function flagName(d: SettingDeclaration<never>): string {
@@ -212,7 +228,7 @@ export function readFunctionSpec(r: SettingsReader, base: string): FunctionSpec 
 
 /** Applies the `LIMIT_SETTINGS` a source gives. @throws CapsuleError USAGE naming key and source */
 function applyLimits(spec: FunctionSpec, get: (key: string) => string | undefined, nameOf: (d: SettingDeclaration<FunctionSpec>) => string): void {
-  for (const d of LIMIT_SETTINGS) {
+  for (const d of [...LIMIT_SETTINGS, EXTISM_MODE_SETTING]) {
     const v = get(d.key);
     if (v !== undefined) d.apply(spec, v, nameOf(d));
   }
@@ -292,6 +308,8 @@ export function functionOptionsOf(spec: FunctionSpec, base: FunctionOptions = {}
     timeoutMs: spec.timeoutMs ?? base.timeoutMs,
     maxMemoryBytes: spec.maxMemoryBytes ?? base.maxMemoryBytes,
   };
+  const extismMode = spec.extismMode ?? base.extismMode;
+  if (extismMode !== undefined) out.extismMode = extismMode;
   if (own.http || base.http) out.http = { ...base.http, ...own.http };
   if (own.cache || base.cache) out.cache = { ...base.cache, ...own.cache };
   for (const key of ['kv', 'redis', 'couchbase'] as const) {

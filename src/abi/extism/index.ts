@@ -4,7 +4,8 @@
  * (block memory, vars) is kernel.ts, the host functions imports.ts.
  *
  * Invocations (§11): CLI (`capsule call`: the input bytes, the function in `entrypoint`), HTTP
- * `raw` mode (request body in, response body out, export `handle` unless the route names one) and
+ * (export `handle` unless the route names one) in `raw` mode (request body in, response body
+ * out) or `capsule` mode (`extismMode`: the gen-2 request JSON in, the response JSON out) and
  * messages (`handle` gets the `callHandleMessage` JSON of capsule-abi.md §8; its output is the
  * reply). One kernel per plugin per worker thread: vars survive the
  * calls that worker runs.
@@ -17,6 +18,8 @@ import type { Abi, GuestInstances } from '../types.ts';
 import type { ParsedModule } from '../../wasm/binary.ts';
 import { EXTISM_ENV, EXTISM_LOG_LEVELS, KERNEL_KEY, type ExtismLogLevel, type KernelState } from './imports.ts';
 import { ExtismFailure, Kernel } from './kernel.ts';
+import { decodeHttpResponse, encodeHttpRequest } from '../capsule2/http.ts';
+import type { ExtismMode } from '../../base/settings.ts';
 
 export { EXTISM_LOG_LEVELS, type ExtismLogLevel } from './imports.ts';
 export { DEFAULT_MAX_VAR_BYTES } from './kernel.ts';
@@ -51,7 +54,7 @@ function callOf(input: InvocationInput): ExtismCall {
       }
       return call;
     }
-    case 'http': return { fn: input.cgi?.entrypoint ?? 'handle', data: input.body };
+    case 'http': return { fn: input.cgi?.entrypoint ?? 'handle', data: input.body }; // capsule mode: see httpCall
     case 'message': return { fn: 'handle', data: messageEnvelope(input) };
     default: throw new CapsuleError('BAD_RESULT', `Extism plugins have no ${input.type} entry point`);
   }
@@ -90,13 +93,17 @@ async function runExport(guest: Guest, kernel: Kernel, name: string): Promise<Ou
   return { ok: true, output: kernel.outputBytes().slice() };
 }
 
-/** The invocation's output for an outcome (CLI: exit 0/1; HTTP raw: 200/500; message: reply). */
-function outputOf(input: InvocationInput, outcome: Outcome): InvocationOutput {
+/**
+ * The invocation's output for an outcome (CLI: exit 0/1; HTTP: 200 with the output in raw mode,
+ * the response the output describes in capsule mode, 500 with the error text on failure;
+ * message: reply). `notes` receives the capsule-mode response headers left out, for the log.
+ */
+function outputOf(input: InvocationInput, outcome: Outcome, mode: ExtismMode, notes: string[]): InvocationOutput {
   const bytes = outcome.ok ? outcome.output : encoder.encode(outcome.message);
   if (input.type === 'http') {
-    return outcome.ok
-      ? { type: 'http', status: 200, headers: [['Content-Type', 'application/octet-stream']], body: bytes }
-      : { type: 'http', status: 500, headers: [['Content-Type', 'text/plain; charset=utf-8']], body: bytes, failure: { code: 'TRAP', message: outcome.message } };
+    if (!outcome.ok) return { type: 'http', status: 500, headers: [['Content-Type', 'text/plain; charset=utf-8']], body: bytes, failure: { code: 'TRAP', message: outcome.message } };
+    if (mode === 'capsule') return decodeHttpResponse({ ok: true, payload: bytes }, notes);
+    return { type: 'http', status: 200, headers: [['Content-Type', 'application/octet-stream']], body: bytes };
   }
   if (input.type === 'message') return { type: 'message', ok: outcome.ok, payload: bytes };
   return { type: 'cli', text: bytes, exitCode: outcome.ok ? 0 : 1 };
@@ -154,6 +161,9 @@ export const extism: Abi = {
   initialise,
   invoke(rt, input, meta) {
     const call = callOf(input);
+    // §11 capsule mode: the gen-2 request JSON of capsule-abi.md §5.3 in, §5.4 response JSON out
+    const mode = rt.spec.settings.extismMode ?? 'raw';
+    if (input.type === 'http' && mode === 'capsule') call.data = encoder.encode(encodeHttpRequest(input));
     let state = kernels.get(rt);
     if (!state) {
       state = { kernel: new Kernel(), logLevel: EXTISM_LOG_LEVELS.info };
@@ -175,7 +185,10 @@ export const extism: Abi = {
       kernel.httpHeaders = undefined;
       kernel.input = kernel.allocBytes(call.data);
       ctx.callData.set(KERNEL_KEY, ks);
-      return outputOf(input, await runExport(guest, kernel, call.fn));
+      const notes: string[] = [];
+      const out = outputOf(input, await runExport(guest, kernel, call.fn), mode, notes);
+      for (const note of notes) ctx.log(note);
+      return out;
     }, { wasi: { env: new Map(), args: [], stdout } });
   },
 };

@@ -429,7 +429,7 @@ describe('capsule-worker (Go bin and flags)', { skip }, () => {
   });
 });
 
-describe('startNode with tableProxyRegistration (proxy and node in one process)', { skip }, () => {
+describe('startNode beside startProxy in one process', { skip }, () => {
   it('registers deployments straight into the proxy\'s route table: scale, default, downscale, undeploy', async () => {
     const { startProxy } = await import('../src/faas/proxy/index.ts');
     const { startNode, tableProxyRegistration } = await import('../src/faas/node/index.ts');
@@ -473,6 +473,32 @@ describe('startNode with tableProxyRegistration (proxy and node in one process)'
       assert.equal((await hello(`${proxy.url}/functions/go`)).fixture, 'gen2');
     } finally {
       await node.close();
+      await proxy.close();
+      await new Promise((r) => files.close(r));
+    }
+  });
+
+  it('sends CAPSULE_REVERSE_PROXY_ADMIN_TOKEN to the proxy; a refused registration is a warning of the deploy reply and the deployment stays', async () => {
+    const { startProxy } = await import('../src/faas/proxy/index.ts');
+    const { startNode, httpProxyRegistration } = await import('../src/faas/node/index.ts');
+    const { createLogger } = await import('../src/observability/logger.ts');
+    const logger = createLogger('error', false);
+    const files = createServer((_req, res) => res.end(readFileSync(modules.hello)));
+    await new Promise<void>((r) => files.listen(0, '127.0.0.1', r));
+    const module = `http://127.0.0.1:${(files.address() as { port: number }).port}/hello.wasm`;
+    const proxy = await startProxy({ logger, port: 0, adminToken: 'right' });
+    const nodes = await Promise.all(['wrong', 'right'].map((token) => startNode({ logger, port: 0, portCounter: 0, workerDomain: '127.0.0.1', workers: 1, proxy: httpProxyRegistration(proxy.url, token), proxyUrl: proxy.url })));
+    try {
+      const refusedDeploy = await call(nodes[0]!.url, 'POST', '/functions/deploy', { function: 'tok', revision: 'a', downloadUrl: module }, null);
+      assert.equal(refusedDeploy.status, 202);
+      assert.match(String(refusedDeploy.body.warning), /not registered in the reverse proxy: .*HTTP 403/);
+      assert.equal((await hello(refusedDeploy.body.localUrl as string)).status, 200, 'the deployment serves');
+      assert.equal(proxy.table.urls('tok', 'a'), null);
+      const ok = await call(nodes[1]!.url, 'POST', '/functions/deploy', { function: 'tok', revision: 'a', downloadUrl: module }, null);
+      assert.equal(ok.body.warning, undefined);
+      assert.deepEqual(proxy.table.urls('tok', 'a'), [ok.body.localUrl]);
+    } finally {
+      await Promise.all(nodes.map((n) => n.close()));
       await proxy.close();
       await new Promise((r) => files.close(r));
     }

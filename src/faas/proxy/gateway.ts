@@ -111,8 +111,18 @@ export class Gateway {
     this.#o = o;
   }
 
-  /** Handles one request under `/functions/` (never throws; every outcome is a reply). */
+  /** Handles one request under `/functions/` (never rejects; every outcome is a reply). */
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      await this.#handle(req, res);
+    } catch (e) {
+      this.#o.logger.error({ url: req.url, err: (e as Error).message }, 'proxy route failed');
+      if (!res.headersSent) sendError(res, 500, 'ERROR', 'the proxy failed to handle the request');
+      else res.destroy();
+    }
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const o = this.#o;
     const start = performance.now();
     const target = parseProxyPath(req.url ?? '/');

@@ -277,11 +277,19 @@ test('--process: a revision is a child process; a killed child is seen at once (
     assert.equal(after.statusDescription, 'Started');
     assert.notEqual(after.pid, before.pid);
     assert.equal(after.httpPort, before.httpPort, 'restarted with the same port and arguments');
+    // killed again and called at once (an idempotent call): whether the exit or the dead connection
+    // is seen first, the child is started again and answers
+    process.kill(after.pid, 'SIGKILL');
+    const quick = await fetch(`${main.url}/functions/hello`);
+    const quickText = await quick.text();
+    assert.doesNotMatch(quickText, /UPSTREAM_UNREACHABLE/);
+    assert.equal(quick.headers.get('x-request-id') !== null, true, 'answered by the revision');
+    const latest = (await processes(main))['hello/default/0']!;
     const dropped = await admin(main, 'DELETE', '/functions/drop/hello');
     assert.equal(await dropped.text(), 'hello/default/0');
     await eventually(() => {
       try {
-        process.kill(after.pid, 0);
+        process.kill(latest.pid, 0);
         return false;
       } catch {
         return true; // drop interrupted the child

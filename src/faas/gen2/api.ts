@@ -12,6 +12,7 @@ import { forwardRequest } from '../proxy/forward.ts';
 import type { Logger } from '../../observability/logger.ts';
 import { NOT_FOUND_TEXT, recordKey } from './records.ts';
 import type { FaasState } from './state.ts';
+import type { Runner } from './runners.ts';
 import type { NodeMetrics } from '../node/metrics.ts';
 
 /** Options of {@link faasRoutes}. */
@@ -158,7 +159,9 @@ async function forwardTo(request: FastifyRequest, reply: FastifyReply, o: FaasRo
   m?.inflight.inc(labels);
   reply.hijack();
   try {
-    const result = await forwardRequest(request.raw, reply.raw, [`${o.domain}:${runner.port}`], t.path, { logger: o.logger, timeoutMs: o.callTimeoutMs ?? 300_000 });
+    const result = await forwardRequest(request.raw, reply.raw, [`${o.domain}:${runner.port}`], t.path, {
+      logger: o.logger, timeoutMs: o.callTimeoutMs ?? 300_000, retrySame: restartAndRetry(o, runner),
+    });
     o.logger.debug({ key: recordKey(found.record.functionName, found.record.functionRevision, found.record.index), status: result.status, error: result.error }, 'FaaS call');
     m?.requests.inc({ ...labels, status: String(result.status) });
     if (result.status >= 500 || result.status === 0) m?.errors.inc({ ...labels, code: result.error ? 'UPSTREAM' : String(result.status) });
@@ -168,6 +171,21 @@ async function forwardTo(request: FastifyRequest, reply: FastifyReply, o: FaasRo
     m?.duration.observe(labels, (performance.now() - start) / 1000);
   }
   return undefined;
+}
+
+/**
+ * Go's policy when a revision refuses the connection (faas-api.md §6, §9.7): start it again if it
+ * ended, then retry 4 times, 500 ms apart.
+ */
+function restartAndRetry(o: FaasRoutesOptions, runner: Runner): () => Promise<boolean> {
+  let attempts = 0;
+  return async () => {
+    if (++attempts > 4) return false;
+    o.logger.info({ port: runner.port, attempt: attempts }, 'the FaaS revision refused the connection: restarting it and retrying');
+    await new Promise((r) => setTimeout(r, 500));
+    await o.state.wake(runner).catch((e: unknown) => o.logger.warn({ port: runner.port, err: (e as Error).message }, 'cannot restart the FaaS revision'));
+    return true;
+  };
 }
 
 /** `ALL /*` of the standalone main process: the `--wasm` module, else `index.page`, else the version text. */

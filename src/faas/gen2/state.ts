@@ -192,20 +192,25 @@ export class FaasState {
       record = all[turn % all.length];
     }
     if (!record) return undefined;
-    const key = recordKey(record.functionName, record.functionRevision, record.index);
-    const runner = this.#runners.get(key)!;
-    if (!runner.running) {
-      this.#o.logger.info({ key }, 'starting a stopped FaaS revision');
-      await runner.ensureRunning();
-      for (const r of this.#recordsOf(runner)) {
-        r.pid = runner.pid;
-        this.table.setStatus(r, Status.Started);
-      }
-    } else {
-      await runner.ensureRunning(); // a child still starting: wait for its port
-    }
+    const runner = this.#runners.get(recordKey(record.functionName, record.functionRevision, record.index))!;
+    await this.wake(runner);
     runner.callStarted(); // same tick as the check above: an idle close cannot come in between
     return { record, runner };
+  }
+
+  /**
+   * Makes sure a runner serves: a stopped one is started again (same arguments and port) and its
+   * records marked Started; a child still starting is waited for.
+   * @throws Error when it cannot start
+   */
+  async wake(runner: Runner): Promise<void> {
+    if (runner.running) return runner.ensureRunning();
+    this.#o.logger.info({ port: runner.port }, 'starting a stopped FaaS revision');
+    await runner.ensureRunning();
+    for (const r of this.#recordsOf(runner)) {
+      r.pid = runner.pid;
+      this.table.setStatus(r, Status.Started);
+    }
   }
 
   /** Stops every runner (SIGINT to children, listeners closed) and the shared pool. */

@@ -174,7 +174,8 @@ export async function forwardRequest(req: IncomingMessage, res: ServerResponse, 
   };
   res.once('close', onClose);
   try {
-    for (const url of upstreams) {
+    const queue = [...upstreams];
+    for (let url = queue.shift(); url !== undefined; url = queue.shift()) {
       let target: Upstream;
       try {
         target = upstreamOf(url);
@@ -215,6 +216,7 @@ export async function forwardRequest(req: IncomingMessage, res: ServerResponse, 
         } else if (!(RESET_ERRORS.has(code) && unsent && (IDEMPOTENT.has(method) || !hasBody))) {
           break;
         }
+        if (o.retrySame && await o.retrySame(url, err)) queue.unshift(url);
       }
     }
   } finally {

@@ -131,7 +131,7 @@ describe('capsule faas and the FaaS client commands', { skip }, () => {
     const routes = await client(['routes']);
     ok(routes);
     const rows = table(routes.stdout);
-    assert.deepEqual(rows[0], ['FUNCTION', 'REVISION', 'PATH', 'UPSTREAMS']);
+    assert.deepEqual(rows[0], ['FUNCTION', 'REVISION', 'PATH', 'TRAFFIC', 'UPSTREAMS']);
     assert.deepEqual(rows.slice(1).map((r) => r.slice(0, 3)), [
       ['hello', 'blue', '/functions/hello/blue'], ['hello', 'default', '/functions/hello'],
       ['hello', 'green', '/functions/hello/green'], ['hey', 'yellow', '/functions/hey/yellow'],
@@ -142,6 +142,29 @@ describe('capsule faas and the FaaS client commands', { skip }, () => {
     ok(await client(['unset-default', 'hello']));
     assert.equal((await fetch(`${urls.proxy}/functions/hello`)).status, 404);
     assert.equal((JSON.parse((await client(['list', '--json'])).stdout) as { default: boolean }[]).some((r) => r.default), false);
+  });
+
+  it('set-default with percents splits /functions/<fn> between revisions (exactly, shown by routes); a bad split is refused', async () => {
+    const split = await client(['set-default', 'hello', 'blue=90', 'green=10']);
+    ok(split);
+    assert.equal(split.stdout.trim(), `default of hello is split: blue 90%, green 10%: ${urls.proxy}/functions/hello`);
+    const counts: Record<string, number> = {};
+    for (let i = 0; i < 20; i++) {
+      const m = envVar(await (await fetch(`${urls.proxy}/functions/hello`)).text(), 'MESSAGE')!;
+      counts[m] = (counts[m] ?? 0) + 1;
+    }
+    assert.deepEqual(counts, { blue: 18, green: 2 });
+    const rows = table((await client(['routes'])).stdout);
+    assert.deepEqual(rows.find((r) => r[1] === 'default')?.slice(0, 4), ['hello', 'default', '/functions/hello', '→ blue 90%, green 10%']);
+    const bad = await client(['set-default', 'hello', 'blue=50', 'green=40']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /the reverse proxy refused PUT \/memory\/functions\/hello\/traffic \(400 \w+\): .*100/);
+    const noProxyToken = await client(['set-default', 'hello', 'blue=100'], { CAPSULE_REVERSE_PROXY_ADMIN_TOKEN: '' });
+    assert.equal(noProxyToken.code, 1);
+    assert.match(noProxyToken.stderr, /\(401 KO\).*set CAPSULE_REVERSE_PROXY_ADMIN_TOKEN/);
+    assert.equal((await client(['set-default', 'hello', 'blue=5x'])).code, 2);
+    ok(await client(['unset-default', 'hello']));
+    assert.equal((await fetch(`${urls.proxy}/functions/hello`)).status, 404);
   });
 
   it('undeploy removes a revision: its route answers 404 and list no longer shows it', async () => {

@@ -140,12 +140,20 @@ function revisionCommands(program: Command, exit: (code: number) => void): void 
       const s = await scaleRevision(ctx, fn, rev, intFlag(n, 'replicas', 1, 1000));
       return { json: s, text: [`${fn}/${rev}: ${s.from} → ${s.to} replica${s.to === 1 ? '' : 's'}`, ...s.localUrls.map((u) => `  ${u}`)] };
     }));
-  clientOptions(program.command('set-default').description('make a revision the default of its function (/functions/<function>)'))
-    .argument('<function>').argument('<revision>')
-    .action(clientAction(exit, async (ctx, _f, fn: string, rev: string) => {
-      const { setDefaultRevision } = await import('./operations.ts');
-      const r = await setDefaultRevision(ctx, fn, rev);
-      return { json: r, text: [`default of ${fn} is ${rev}: ${String(r['url'] ?? '')}`] };
+  clientOptions(program.command('set-default').description('make a revision the default of its function (/functions/<function>), or split it: blue=90 green=10'))
+    .argument('<function>').argument('<revisions...>', 'one revision, or <revision>=<percent> targets summing to 100')
+    .option('--sticky <from>', 'with a split: header:<name> or cookie:<name> keeps one client on one revision')
+    .action(clientAction(exit, async (ctx, f, fn: string, revs: string[]) => {
+      const { setDefaultRevision, splitTraffic, parseTargets } = await import('./operations.ts');
+      const sticky = (f as ClientFlags & { sticky?: string }).sticky;
+      if (revs.length === 1 && !revs[0]!.includes('=') && sticky === undefined) {
+        const r = await setDefaultRevision(ctx, fn, revs[0]!);
+        return { json: r, text: [`default of ${fn} is ${revs[0]}: ${String(r['url'] ?? '')}`] };
+      }
+      const targets = parseTargets(revs);
+      const r = await splitTraffic(ctx, fn, targets, sticky);
+      const split = targets.map((t) => `${t.revision} ${t.percent}%`).join(', ');
+      return { json: r, text: [`default of ${fn} is split: ${split}${sticky ? ` (sticky by ${sticky})` : ''}: ${ctx.proxy}/functions/${fn}`] };
     }));
   clientOptions(program.command('unset-default').description('remove the default revision of a function'))
     .argument('<function>')
@@ -172,8 +180,9 @@ function listCommands(program: Command, exit: (code: number) => void): void {
       const { formatTable } = await import('./output.ts');
       const rows = await listRoutes(ctx);
       if (rows.length === 0) return { json: rows, text: [`no route on ${ctx.proxy}`] };
-      return { json: rows, text: formatTable(['FUNCTION', 'REVISION', 'PATH', 'UPSTREAMS'],
-        rows.map((r) => [r.function, r.revision, r.revision === 'default' ? `/functions/${r.function}` : `/functions/${r.function}/${r.revision}`, r.upstreams.join(', ')])) };
+      const share = (r: (typeof rows)[number]) => (r.traffic ? `→ ${r.traffic.map((t) => `${t.revision} ${t.percent}%`).join(', ')}${r.sticky ? ` (sticky ${r.sticky})` : ''}` : '');
+      return { json: rows, text: formatTable(['FUNCTION', 'REVISION', 'PATH', 'TRAFFIC', 'UPSTREAMS'],
+        rows.map((r) => [r.function, r.revision, r.revision === 'default' ? `/functions/${r.function}` : `/functions/${r.function}/${r.revision}`, share(r), r.upstreams.join(', ')])) };
     }));
 }
 

@@ -188,11 +188,44 @@ export async function scaleRevision(ctx: ClientContext, fn: string, rev: string,
   return { function: fn, revision: rev, from: current.length, to: after.length, localUrls: after.map((x) => x.localUrl ?? '') };
 }
 
+/** One revision's share of a function's default route. */
+export interface TrafficTarget {
+  revision: string;
+  percent: number;
+}
+
+/**
+ * `blue=90 green=10` → targets. @throws CapsuleError USAGE on a malformed target
+ */
+export function parseTargets(texts: readonly string[]): TrafficTarget[] {
+  return texts.map((t) => {
+    const m = /^([^=\s]+)=(\d{1,3})%?$/.exec(t);
+    if (!m) throw new CapsuleError('USAGE', `"${t}": expected <revision>=<percent>, e.g. blue=90 green=10`);
+    return { revision: m[1]!, percent: Number(m[2]) };
+  });
+}
+
+/**
+ * Splits the default route of a function between revisions (the proxy's
+ * `PUT /<backend>/functions/<fn>/traffic`, faas-cluster.md §1.5).
+ * @param sticky `header:<name>` or `cookie:<name>`: one client keeps one revision
+ * @throws ServiceError (the proxy checks the percents and the revisions)
+ */
+export async function splitTraffic(ctx: ClientContext, fn: string, targets: TrafficTarget[], sticky?: string): Promise<Json> {
+  const body: Json = { targets };
+  if (sticky) body['sticky'] = sticky;
+  const path = `/${ctx.backend}/functions/${encodeURIComponent(fn)}/traffic`;
+  return (await callService('proxy', ctx.proxy, 'PUT', path, { json: body, token: ctx.tokens.proxy })).json as Json;
+}
+
 /** A route of the proxy. */
 export interface RouteRow {
   function: string;
   revision: string;
   upstreams: string[];
+  /** For `default`: the revisions it sends traffic to. */
+  traffic?: TrafficTarget[];
+  sticky?: string;
 }
 
 /** The proxy's routing table (`default` shows the URLs of the revision it aliases). @throws ServiceError */
@@ -201,6 +234,14 @@ export async function listRoutes(ctx: ClientContext): Promise<RouteRow[]> {
   const rows: RouteRow[] = [];
   for (const [fn, revs] of Object.entries((r.json ?? {}) as Record<string, Record<string, string[] | null>>)) {
     for (const [rev, urls] of Object.entries(revs)) rows.push({ function: fn, revision: rev, upstreams: urls ?? [] });
+  }
+  for (const row of rows.filter((x) => x.revision === 'default')) {
+    const t = await callService('proxy', ctx.proxy, 'GET', `/${ctx.backend}/functions/${encodeURIComponent(row.function)}/traffic`, { accept: (x) => x.status === 404 || x.status === 405 });
+    const traffic = t.json as { targets?: TrafficTarget[]; sticky?: string } | undefined;
+    if (t.status === 200 && traffic?.targets?.length) {
+      row.traffic = traffic.targets;
+      if (traffic.sticky) row.sticky = traffic.sticky;
+    }
   }
   return rows.sort((a, b) => a.function.localeCompare(b.function) || a.revision.localeCompare(b.revision));
 }

@@ -15,7 +15,8 @@ const V1 = fixture('wasi-cgi'); // GET /version → "v1\n"
 const V2 = fixture('wasi-cgi-v2'); // GET /version → "v2\n"
 const GEN1B = fixture('gen1-1b'); // gen 1: X-Gen: 1b; OnLoad logs "OnLoad called", OnExit "OnExit: …"
 const GEN1C = fixture('gen1-1c');
-const skip = missing(V1) || missing(V2) || missing(GEN1B) || missing(GEN1C);
+const GATE = fixture('wasi-gate'); // answers once the file /gate/open exists
+const skip = missing(V1) || missing(V2) || missing(GEN1B) || missing(GEN1C) || missing(GATE);
 
 const ROUTE = '/load-wasm-module';
 
@@ -113,6 +114,23 @@ describe('POST /load-wasm-module', { skip }, () => {
     }
   });
 
+  it('lets a call in flight finish on the old module while new calls go to the new one', async () => {
+    const gate = join(work, 'gate');
+    mkdirSync(gate);
+    const s = await startServer(['serve', serve(GATE, 'gate.wasm'), '--http-port=0', '--workers=2', `--dir=${gate}:/gate`]);
+    try {
+      const held = fetch(`${s.url}/held`).then(async (r) => ({ status: r.status, text: await r.text() }));
+      await eventually(async () => /^capsule_inflight_requests 1$/m.test(await (await fetch(`${s.url}/capsule/metrics`)).text()));
+      const r = await reload(s, { url: `${files.url}/v2.wasm`, path: join(mods, 'gate.wasm') });
+      assert.equal(r.status, 200, r.text);
+      assert.equal((await version(s)).text, 'v2\n');
+      writeFileSync(join(gate, 'open'), '');
+      assert.deepEqual(await held, { status: 200, text: 'gate open\n' }, 'the held call ran to its end on the old module');
+    } finally {
+      assert.equal(await s.stop(), 0);
+    }
+  });
+
   it('runs OnLoad of the new module, and OnExit of the old one once its calls are done', async () => {
     const s = await startServer(['serve', serve(GEN1B, 'gen1.wasm'), '--http-port=0', '--workers=1']);
     try {
@@ -130,6 +148,8 @@ describe('POST /load-wasm-module', { skip }, () => {
       const w = await reload(s, { url: `${files.url}/v2.wasm`, path: join(mods, 'v2.wasm') });
       assert.equal(w.status, 200, w.text);
       assert.equal((await version(s)).text, 'v2\n');
+      const ready = await (await fetch(`${s.url}/capsule/ready`)).json() as { module: string; kind: string };
+      assert.deepEqual([ready.module, ready.kind], ['v2.wasm', 'wasi'], '/capsule/ready names the module serving now');
     } finally {
       assert.equal(await s.stop(), 0);
     }

@@ -218,6 +218,14 @@ describe('capsule faas and the FaaS client commands', { skip }, () => {
     }
   });
 
+  it('capsule faas on a taken port says which service could not listen and exits 2', async () => {
+    const taken = new URL(urls.registry).port;
+    const r = await runCapsule(['faas', '--http-port=0', `--registry-port=${taken}`, '--node-port=0', `--files=${join(dir, 'other')}`, '--log-level=warn']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`^❌ capsule faas cannot start the registry: cannot listen on 127\\.0\\.0\\.1:${taken}: EADDRINUSE`));
+    assert.equal((await fetch(`${urls.registry}/capsule/health`)).status, 200, 'the running kit is untouched');
+  });
+
   it('caps (Go client) drives the same kit: worker list, reverse-proxy table, refusals with exit 1', async () => {
     const env = { CAPSULE_WORKER_URL: urls.node, CAPSULE_REVERSE_PROXY_URL: urls.proxy, CAPSULE_BACKEND: 'memory', ...TOKENS };
     const worker = await runCapsule(['worker'], { bin: CAPS, env });

@@ -48,21 +48,30 @@ export interface RunningFaasKit {
 
 /**
  * Starts proxy, registry and node in this process.
- * @throws Error when a port cannot be bound (the services already started are closed again)
+ * @throws Error naming the service that could not start (`the registry: cannot listen on …`); the
+ *   services already started are closed again
  */
 export async function startFaasKit(o: FaasKitOptions): Promise<RunningFaasKit> {
   const host = o.host ?? '127.0.0.1';
   const started: RunningService[] = [];
+  /** Names the service that could not start: `the registry: cannot listen on …`. */
+  const named = async <T>(service: string, start: () => Promise<T>): Promise<T> => {
+    try {
+      return await start();
+    } catch (e) {
+      throw new Error(`the ${service}: ${(e as Error).message}`, { cause: e });
+    }
+  };
   try {
-    const proxy = await startProxy({ logger: o.logger.child({ service: 'proxy' }), host, port: o.proxyPort ?? 8080, tls: o.tls, adminToken: o.tokens?.proxy, insecureAdmin: o.insecureAdmin });
+    const proxy = await named('proxy', () => startProxy({ logger: o.logger.child({ service: 'proxy' }), host, port: o.proxyPort ?? 8080, tls: o.tls, adminToken: o.tokens?.proxy, insecureAdmin: o.insecureAdmin }));
     started.push(proxy);
-    const registry = await startRegistry({ logger: o.logger.child({ service: 'registry' }), host, port: o.registryPort ?? 4999, tls: o.tls, files: o.files ?? './registry', adminToken: o.tokens?.registry, insecureAdmin: o.insecureAdmin });
+    const registry = await named('registry', () => startRegistry({ logger: o.logger.child({ service: 'registry' }), host, port: o.registryPort ?? 4999, tls: o.tls, files: o.files ?? './registry', adminToken: o.tokens?.registry, insecureAdmin: o.insecureAdmin }));
     started.push(registry);
-    const node = await startNode({
+    const node = await named('node', () => startNode({
       logger: o.logger.child({ service: 'node' }), host, port: o.nodePort ?? 9999, tls: o.tls,
       adminToken: o.tokens?.node, insecureAdmin: o.insecureAdmin, workers: o.workers, modulesDir: o.modulesDir,
       portCounter: o.portCounter ?? 10_000, proxy: tableProxyRegistration(proxy.table), proxyUrl: proxy.url,
-    });
+    }));
     started.push(node);
     let closing: Promise<void> | undefined;
     const close = () => (closing ??= (async () => {

@@ -27,7 +27,9 @@ export type { CallLogs } from './engine/instance.ts';
 export type { FunctionSettings } from './base/settings.ts';
 
 // Triggers
-export { serveHttp, type HttpTriggerOptions, type RunningHttpTrigger } from './triggers/http/server.ts';
+export { serveHttp, type HttpTriggerOptions, type RunningHttpTrigger, type RunningFunctionServer } from './triggers/http/server.ts';
+export type { HotReloadOptions } from './triggers/http/reload.ts';
+export { SwappableFunction } from './functions/swap.ts';
 export { serveFunctions, type MultiServerOptions } from './triggers/http/multi.ts';
 export { serveNats, type NatsTriggerOptions } from './triggers/nats/index.ts';
 export { serveMqtt, type MqttTriggerOptions } from './triggers/mqtt/index.ts';

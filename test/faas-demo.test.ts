@@ -6,7 +6,8 @@
  * deploy three revisions of `hello` (orange three times: scaling) and a second function `hey`,
  * call every form of route through the proxy, see every replica answer, set and switch the
  * default revision, downscale, unset the default, undeploy. Each step checks what the demo's
- * README shows: the lines `caps` prints and what the proxy answers.
+ * README shows: the lines `caps` prints and what the proxy answers. The same scripts run a second
+ * time against `capsule faas` (the three services in one process, with the demo's tokens).
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,7 +26,7 @@ const BINS = { caps: 'caps.js', capsule: 'capsule.js', 'capsule-registry': 'caps
 interface Ran { code: number | null; stdout: string; stderr: string }
 
 /** The demo folder: the scripts with free ports, the two modules where the scripts look for them, and a bin dir. */
-function makeDemo(ports: { registry: number; proxy: number; worker: number }): { dir: string; env: NodeJS.ProcessEnv } {
+function makeDemo(ports: Ports): Demo {
   const dir = mkdtempSync(join(tmpdir(), 'capsule-faas-demo-'));
   for (const name of readdirSync(SCRIPTS).filter((n) => n.endsWith('.sh'))) {
     const text = readFileSync(join(SCRIPTS, name), 'utf8')
@@ -45,7 +46,7 @@ function makeDemo(ports: { registry: number; proxy: number; worker: number }): {
 }
 
 /** Runs one demo script with bash and waits for it to end. */
-function script(demo: { dir: string; env: NodeJS.ProcessEnv }, name: string): Promise<Ran> {
+function script(demo: Demo, name: string): Promise<Ran> {
   return new Promise((resolve, reject) => {
     const c = spawn('bash', [name], { cwd: demo.dir, env: demo.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -57,10 +58,10 @@ function script(demo: { dir: string; env: NodeJS.ProcessEnv }, name: string): Pr
   });
 }
 
-/** Starts a start-*.sh script (in its own process group) and waits for the service's ready line. */
-function startScript(demo: { dir: string; env: NodeJS.ProcessEnv }, name: string): Promise<ChildProcess> {
+/** Starts `cmd args` in the demo folder (in its own process group) and waits for the ready line. */
+function startService(demo: { dir: string; env: NodeJS.ProcessEnv }, cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
-    const c = spawn('bash', [name], { cwd: demo.dir, env: demo.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const c = spawn(cmd, args, { cwd: demo.dir, env: { ...demo.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let out = '';
     const onData = (d: Buffer) => {
       out += d.toString();
@@ -68,16 +69,39 @@ function startScript(demo: { dir: string; env: NodeJS.ProcessEnv }, name: string
     };
     c.stdout.on('data', onData);
     c.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    c.on('exit', (code) => reject(new Error(`${name} ended (${code}) before it was ready:\n${out}`)));
+    c.on('exit', (code) => reject(new Error(`${cmd} ${args.join(' ')} ended (${code}) before it was ready:\n${out}`)));
   });
 }
+
+type Ports = { registry: number; proxy: number; worker: number };
+type Demo = { dir: string; env: NodeJS.ProcessEnv };
+
+/** How the services of a run start; `serving` is the proxy base URL the node puts in its replies. */
+const SETUPS: { name: string; start(demo: Demo, ports: Ports): Promise<ChildProcess[]>; serving(ports: Ports): string }[] = [
+  {
+    name: 'the demo\'s start-*.sh with the Go bins',
+    start: async (demo) => [
+      await startService(demo, 'bash', ['start-registry.sh']),
+      await startService(demo, 'bash', ['start-reverse-proxy.sh']),
+      await startService(demo, 'bash', ['start-worker.sh']),
+    ],
+    serving: (p) => `http://localhost:${p.proxy}`,
+  },
+  {
+    name: 'capsule faas (all in one) with the demo\'s tokens',
+    start: async (demo, p) => [await startService(demo, 'capsule', ['faas', `--http-port=${p.proxy}`, `--registry-port=${p.registry}`, `--node-port=${p.worker}`, '--http-port-counter=0', '--files=registry/functions'],
+      { CAPSULE_REGISTRY_ADMIN_TOKEN: 'AZERTYUIOP', CAPSULE_WORKER_ADMIN_TOKEN: '0987654321', CAPSULE_REVERSE_PROXY_ADMIN_TOKEN: '1234567890' })],
+    serving: (p) => `http://127.0.0.1:${p.proxy}`,
+  },
+];
 
 /** The lines a script printed, without the empty last one. */
 const lines = (r: Ran) => r.stdout.trimEnd().split('\n');
 
-describe('the Go FaaS demo (capsule-faas-demo scripts, caps and the Go bins)', { skip }, () => {
-  let demo: { dir: string; env: NodeJS.ProcessEnv };
+for (const setup of SETUPS) describe(`the Go FaaS demo (capsule-faas-demo scripts and caps): ${setup.name}`, { skip }, () => {
+  let demo: Demo;
   let proxy: string;
+  let serving: string;
   const services: ChildProcess[] = [];
 
   /** GET through the proxy; the body of asenv lists the guest's environment. */
@@ -92,9 +116,8 @@ describe('the Go FaaS demo (capsule-faas-demo scripts, caps and the Go bins)', {
     const ports = { registry: await freePort(), proxy: await freePort(), worker: await freePort() };
     demo = makeDemo(ports);
     proxy = `http://localhost:${ports.proxy}`;
-    services.push(await startScript(demo, 'start-registry.sh'));
-    services.push(await startScript(demo, 'start-reverse-proxy.sh'));
-    services.push(await startScript(demo, 'start-worker.sh'));
+    serving = setup.serving(ports);
+    services.push(...await setup.start(demo, ports));
   });
 
   after(async () => {
@@ -121,7 +144,7 @@ describe('the Go FaaS demo (capsule-faas-demo scripts, caps and the Go bins)', {
     for (const name of ['03-deploy-hello.sh', '04-deploy-hello.sh', '05-deploy-hello.sh']) {
       const r = await script(demo, name);
       assert.equal(r.code, 0, r.stdout + r.stderr);
-      assert.deepEqual(lines(r), ['⏳ [deploying to worker] hello / orange', '🙂 [deployed to worker] hello / orange', `🌍 [serving] ${proxy}/functions/hello/orange`]);
+      assert.deepEqual(lines(r), ['⏳ [deploying to worker] hello / orange', '🙂 [deployed to worker] hello / orange', `🌍 [serving] ${serving}/functions/hello/orange`]);
     }
     const info = await script(demo, 'info.sh');
     assert.equal(info.code, 0, info.stderr);
@@ -143,7 +166,7 @@ describe('the Go FaaS demo (capsule-faas-demo scripts, caps and the Go bins)', {
     for (const [name, rev] of [['06-deploy-hello-blue.sh', 'blue'], ['07-deploy-hello-green.sh', 'green']] as const) {
       const r = await script(demo, name);
       assert.equal(r.code, 0, r.stdout + r.stderr);
-      assert.equal(lines(r)[2], `🌍 [serving] ${proxy}/functions/hello/${rev}`);
+      assert.equal(lines(r)[2], `🌍 [serving] ${serving}/functions/hello/${rev}`);
     }
     assert.equal(envVar((await get('/functions/hello/blue')).text, 'MESSAGE'), 'Revision 🔵');
     assert.equal(envVar((await get('/functions/hello/green')).text, 'TOKEN'), '🍏🥝🍉');
@@ -152,7 +175,7 @@ describe('the Go FaaS demo (capsule-faas-demo scripts, caps and the Go bins)', {
     assert.equal(envVar(rest.text, 'QUERY_STRING'), 'x=1');
     const hey = await script(demo, 'readme-deploy-hey.sh');
     assert.equal(hey.code, 0, hey.stdout + hey.stderr);
-    assert.equal(lines(hey)[2], `🌍 [serving] ${proxy}/functions/hey/yellow`);
+    assert.equal(lines(hey)[2], `🌍 [serving] ${serving}/functions/hey/yellow`);
     const res = await fetch(`${proxy}/functions/hey/yellow`, { method: 'POST', headers: { 'content-type': 'application/json; charset=utf-8' }, body: JSON.stringify({ name: 'k33g', age: 42 }) });
     assert.equal(res.status, 200);
     assert.deepEqual(await res.json(), { message: 'k33g 42' });
@@ -163,7 +186,7 @@ describe('the Go FaaS demo (capsule-faas-demo scripts, caps and the Go bins)', {
     for (const [name, rev, message] of [['08-default-hello-blue.sh', 'blue', 'Revision 🔵'], ['09-default-hello-green.sh', 'green', 'Revision 🟢'], ['10-default-hello-orange.sh', 'orange', 'Revision 🟠']] as const) {
       const r = await script(demo, name);
       assert.equal(r.code, 0, r.stdout + r.stderr);
-      assert.deepEqual(lines(r), [`⏳ [setting default revision] hello / ${rev}`, `🙂 [the default revision is set]-> hello / ${rev}`, `🌍 [serving] ${proxy}/functions/hello`]);
+      assert.deepEqual(lines(r), [`⏳ [setting default revision] hello / ${rev}`, `🙂 [the default revision is set]-> hello / ${rev}`, `🌍 [serving] ${serving}/functions/hello`]);
       const page = await get('/functions/hello');
       assert.equal(page.status, 200);
       assert.equal(envVar(page.text, 'MESSAGE'), message);

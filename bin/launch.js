@@ -9,7 +9,7 @@
 // `--`, even after the script, and would read (or fail on) a guest's `--env-file` itself.
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { enableCompileCache } from 'node:module';
+import nodeModule from 'node:module';
 import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
@@ -45,7 +45,8 @@ export async function launch(bin, entry = 'cli/main') {
   // Node's module compile cache (<tmpdir>/node-compile-cache; NODE_COMPILE_CACHE=dir moves it,
   // NODE_DISABLE_COMPILE_CACHE=1 turns it off): later starts neither strip the TypeScript of a
   // clone again nor compile the CLI's modules again (docs/performance.md, "Start-up").
-  enableCompileCache?.();
+  // (a namespace lookup: Node < 22.1 has no enableCompileCache, and this file must load there to relaunch)
+  nodeModule.enableCompileCache?.();
   const { main } = await import(cliEntry(entry));
   await main(args, { bin });
 }

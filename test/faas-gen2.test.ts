@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { eventually, example, fixture, missing, root, runCapsule, startServer, type Server } from './helpers.ts';
+import { eventually, example, fixture, freePort, missing, root, runCapsule, startServer, type Server } from './helpers.ts';
 import { normaliseArgv } from '../src/cli/legacy.ts';
 import { inProcessSpec } from '../src/faas/gen2/runners.ts';
 
@@ -355,4 +355,22 @@ test('in-process revisions read capsctl\'s arguments and refuse what only a chil
   assert.equal(inProcessSpec(['', '-wasm=a.wasm', '-stopAfter='], []).stopAfterMs, undefined);
   assert.throws(() => inProcessSpec(['', '-wasm=a.wasm', '-crt=x.pem'], []), /--crt is not supported for an in-process revision/);
   assert.throws(() => inProcessSpec(['', '-stopAfter=1'], []), /no module/);
+});
+
+test('capsctl without a main process: local commands print Go\'s texts; a bad --env is a usage error; an unreachable main is exit 1', async () => {
+  const closed = await freePort(); // nothing listens there
+  const run = (args: string[]) => runCapsule(args, { bin: capsctlBin, env: { CAPSULE_MAIN_PROCESS_URL: `http://127.0.0.1:${closed}`, CAPSULE_FAAS_TOKEN: TOKEN } });
+  const call = await run(['--cmd=call']);
+  assert.equal(call.stdout, '🙏 Please, use curl to call a function\n');
+  assert.equal((await run(['-cmd=launch'])).stdout, '', 'work in progress in Go: nothing');
+  assert.equal((await run(['--cmd=nope'])).stdout, '🔴 Unknown command: nope\n');
+  const none = await run([]);
+  assert.equal(none.code, 0);
+  assert.match(none.stderr, /CapsCtl needs some args to start/);
+  const badEnv = await run(['--cmd=start', '--name=x', '--wasm=x.wasm', '--env=MESSAGE=hi']);
+  assert.equal(badEnv.code, 2);
+  assert.match(badEnv.stderr, /--env must be a JSON array of strings/);
+  const down = await run(['--cmd=start', '--name=x', '--wasm=x.wasm']);
+  assert.equal(down.code, 1);
+  assert.equal(down.stdout, `🔴 Error when calling http://127.0.0.1:${closed} (start): ECONNREFUSED\n`);
 });

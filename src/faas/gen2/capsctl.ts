@@ -159,8 +159,8 @@ export async function main(argv: string[], _o: { bin: string }): Promise<void> {
     if (r.out.length > 0) process.stdout.write(`${r.out.join('\n')}\n`);
     done(r.code);
   } catch (e) {
-    const cause = (e as { cause?: { code?: string } }).cause?.code;
-    process.stdout.write(`🔴 Error when calling ${mainUrl} (${f.cmd}): ${cause ?? (e as Error).message}\n`);
+    const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+    process.stdout.write(`🔴 Error when calling ${mainUrl} (${f.cmd}): ${cause?.code ?? cause?.message ?? (e as Error).message}\n`);
     done(1);
   }
 }

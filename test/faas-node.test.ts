@@ -163,6 +163,15 @@ describe('capsule node', { skip, concurrency: false }, () => {
     l = await list(node.url);
     assert.deepEqual([l.hello!.blue!.isDefaultRevision, l.hello!.green!.isDefaultRevision], ['true', 'false']);
 
+    // a split set on the proxy directly (capsule set-default hello blue=90 green=10) is what the list shows, as Go read the proxy
+    const split = await fetch(`${proxy.url}/memory/functions/hello/traffic`, {
+      method: 'PUT', headers: { 'content-type': 'application/json', CAPSULE_REVERSE_PROXY_ADMIN_TOKEN: PROXY_TOKEN },
+      body: JSON.stringify({ targets: [{ revision: 'blue', percent: 90 }, { revision: 'green', percent: 10 }] }),
+    });
+    assert.equal(split.status, 202);
+    l = await list(node.url);
+    assert.deepEqual([l.hello!.blue!.isDefaultRevision, l.hello!.green!.isDefaultRevision], ['true', 'true']);
+
     r = await call(node.url, 'DELETE', '/functions/remove_default_revision', { function: 'hello' });
     assert.deepEqual([r.status, r.body.code, r.body.message], [202, 'DEFAULT_REVISION_REMOVED', 'Default revision removed']);
     assert.equal((await fetch(`${proxy.url}/functions/hello`)).status, 404);

@@ -33,7 +33,7 @@ function optionalString(body: Record<string, unknown>, field: string): string | 
 /** Adds the worker routes to the node's app. */
 export function registerNodeRoutes(app: FastifyInstance, deployments: Deployments, policy: AdminPolicy): void {
   const admin = { onRequest: adminGuard(policy) };
-  app.get('/functions/list', async (_req, reply) => reply.code(202).type('application/json; charset=utf-8').send(JSON.stringify(deployments.list(), null, 4)));
+  app.get('/functions/list', async (_req, reply) => reply.code(202).type('application/json; charset=utf-8').send(JSON.stringify(await deployments.list(), null, 4)));
   app.post('/functions/deploy', admin, async (req, reply) => {
     const b = bindJson(req, reply, ['function', 'revision', 'downloadUrl']);
     if (!b) return reply;

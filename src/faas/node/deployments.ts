@@ -402,25 +402,45 @@ export class Deployments {
     }
   }
 
-  /** `GET /functions/list` in the Go shape (faas-api.md §3), plus `sha256`, `generation` and each replica's `status`. */
-  list(): Record<string, Record<string, unknown>> {
+  /**
+   * `GET /functions/list` in the Go shape (faas-api.md §3), plus `sha256`, `generation` and each
+   * replica's `status`. `isDefaultRevision` is read from the proxy, as Go did (a split set there
+   * directly counts: every revision with a share is "true"); the node's own record answers when
+   * there is no proxy or it cannot be reached.
+   */
+  async list(): Promise<Record<string, Record<string, unknown>>> {
     const out: Record<string, Record<string, unknown>> = {};
-    for (const [fn, revs] of this.#functions) {
+    const fns = [...this.#functions.keys()];
+    const shares = await Promise.all(fns.map((fn) => this.#defaultShare(fn)));
+    fns.forEach((fn, i) => {
       out[fn] = {};
-      for (const [rev, s] of revs) {
+      for (const [rev, s] of this.#functions.get(fn)!) {
         const wasmModules: Record<string, unknown> = {};
         for (const { replica: r, env } of s.replicas) {
           wasmModules[String(r.pid)] = { localUrl: r.localUrl, remoteUrl: this.#remoteUrl(fn, rev), envVariables: env, status: r.status, ...(r.exit !== undefined ? { exitCode: r.exit } : {}) };
         }
-        out[fn][rev] = { wasmRegistryUrl: s.wasmRegistryUrl, isDefaultRevision: String(this.#isDefault(fn, rev)), sha256: s.digest.slice(7), generation: s.generation, wasmModules };
+        out[fn][rev] = { wasmRegistryUrl: s.wasmRegistryUrl, isDefaultRevision: String(this.#isDefault(fn, rev, shares[i])), sha256: s.digest.slice(7), generation: s.generation, wasmModules };
       }
-    }
+    });
     return out;
   }
 
-  /** The revision `/functions/<fn>` of the proxy leads to: the one set as default, else one named `default`. */
-  #isDefault(fn: string, rev: string): boolean {
-    const set = this.#defaults.get(fn);
+  /** The proxy's default traffic of a function: targets, null (no alias), undefined (unknown: no proxy or an error). */
+  async #defaultShare(fn: string): Promise<{ revision: string; percent: number }[] | null | undefined> {
+    const proxy = this.#o.proxy;
+    if (!proxy) return undefined;
+    try {
+      return (await proxy.defaultTraffic(fn)) ?? null;
+    } catch (e) {
+      this.#log.warn({ function: fn, err: (e as Error).message }, 'cannot read the default revision from the reverse proxy: listing the node\'s own record');
+      return undefined;
+    }
+  }
+
+  /** Whether `/functions/<fn>` of the proxy leads to a revision: by the proxy's split, else the default the node set, else the one named `default`. */
+  #isDefault(fn: string, rev: string, share: { revision: string; percent: number }[] | null | undefined): boolean {
+    if (share) return share.some((t) => t.revision === rev && t.percent > 0);
+    const set = share === null ? undefined : this.#defaults.get(fn);
     return set !== undefined ? set === rev : rev === DEFAULT;
   }
 

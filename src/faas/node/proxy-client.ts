@@ -26,6 +26,12 @@ export interface ProxyRegistration {
   setDefault(fn: string, rev: string): Promise<void>;
   /** Removes the function's `default` alias or split. @throws Error as addUrl */
   removeDefault(fn: string): Promise<void>;
+  /**
+   * Where `default` of the function sends traffic now (its alias or split, whoever set it), or
+   * undefined when it is no alias (a concrete `default` revision, or none, or an unknown function).
+   * @throws Error as addUrl
+   */
+  defaultTraffic(fn: string): Promise<{ revision: string; percent: number }[] | undefined>;
 }
 
 /** The part of the proxy's `RouteTable` (src/faas/proxy/table.ts) a node needs; methods throw `FaasError`. */
@@ -39,6 +45,7 @@ export interface RegistrationTable {
   list(): Record<string, Record<string, string[]>>;
   setTraffic(fn: string, targets: { revision: string; percent: number }[], sticky?: string): unknown;
   clearTraffic(fn: string): unknown;
+  traffic(fn: string): { targets: { revision: string; percent: number }[] } | undefined;
 }
 
 /** Go error codes that mean "already as wanted" for a removal. */
@@ -75,6 +82,9 @@ export function tableProxyRegistration(table: RegistrationTable): ProxyRegistrat
     async removeDefault(fn) {
       removing(() => table.clearTraffic(fn));
     },
+    async defaultTraffic(fn) {
+      return table.traffic(fn)?.targets;
+    },
   };
 }
 
@@ -83,6 +93,7 @@ interface Reply {
   status: number;
   code?: string;
   text: string;
+  json?: unknown;
 }
 
 /**
@@ -103,13 +114,13 @@ export function httpProxyRegistration(proxyUrl: string, token: string | undefine
       throw new Error(`the reverse proxy ${proxyUrl} cannot be reached (${method} ${path}): ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`);
     }
     const text = await res.text();
-    let code: string | undefined;
+    let json: unknown;
     try {
-      code = (JSON.parse(text) as { code?: string }).code;
+      json = JSON.parse(text);
     } catch {
-      code = undefined;
+      json = undefined;
     }
-    return { status: res.status, code, text };
+    return { status: res.status, code: (json as { code?: string } | undefined)?.code, text, json };
   };
   const ok = (r: Reply, what: string, gone = false): void => {
     if (r.status < 300 || (gone && GONE.has(r.code ?? ''))) return;
@@ -137,6 +148,13 @@ export function httpProxyRegistration(proxyUrl: string, token: string | undefine
     },
     async removeDefault(fn) {
       ok(await call('DELETE', `/${seg(fn)}/traffic`), `removing the default of ${fn}`, true);
+    },
+    async defaultTraffic(fn) {
+      const r = await call('GET', `/${seg(fn)}/traffic`);
+      if (GONE.has(r.code ?? '')) return undefined;
+      ok(r, `reading the default of ${fn}`);
+      const targets = (r.json as { targets?: { revision: string; percent: number }[] } | undefined)?.targets;
+      return targets && targets.length > 0 ? targets : undefined;
     },
   };
 }

@@ -2,31 +2,27 @@
  * `capsule` command line (commander wiring only; the work is in src/triggers and src/engine).
  * Exit codes (conventions.md §4): 0 success, 1 guest failure, 2 usage error; WASI commands pass
  * their own exit code through.
+ *
+ * Start-up (docs/performance.md): this module loads only what declaring the commands needs
+ * (commander, the option declarations); each action imports its engine, trigger, logger,
+ * brokers, metrics or progress bar when it runs, so `capsule run` never loads fastify, pino,
+ * prom-client, Redis, NATS, MQTT, YAML or the progress bar.
  */
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { CapsuleError } from '../base/errors.ts';
-import { CapsuleFunction, DEFAULTS, type FunctionOptions } from '../engine/function.ts';
-import { loadModule, type UrlSource, type LoadedModule } from '../engine/load.ts';
+import type { CapsuleFunction, FunctionOptions } from '../engine/function.ts';
+import type { UrlSource, LoadedModule } from '../engine/load.ts';
 import type { ModuleKind } from '../base/kinds.ts';
 import { KINDS } from '../abi/index.ts';
 import { parseDuration, parseSize } from '../base/units.ts';
 import { EXTISM_MODE_SETTING, functionOptionsOf, functionSpecFromFlags, LIMIT_SETTINGS } from '../functions/spec.ts';
-import { createLogger, LOG_LEVELS, type LogLevel } from '../observability/logger.ts';
-import { runCli } from '../triggers/cli/run.ts';
-import { serveHttp } from '../triggers/http/server.ts';
-import { reloadOptionsFor } from '../triggers/http/reload.ts';
-import { serveFunctions } from '../triggers/http/multi.ts';
-import { loadRoutesFile, mergeRouteTables, scanFunctionsDir } from '../functions/routes.ts';
-import { serveNats } from '../triggers/nats/index.ts';
-import { serveMqtt } from '../triggers/mqtt/index.ts';
+import { LOG_LEVELS, type LogLevel } from '../observability/log-levels.ts';
+import type { Logger } from '../observability/logger.ts';
 import type { RunningMessageTrigger } from '../triggers/message/index.ts';
-import { serveUntilClosed } from '../triggers/lifecycle.ts';
 import { CAPSULE_VERSION } from '../base/version.ts';
 import { BIN_COMMANDS, normaliseArgv } from './legacy.ts';
 import { intFlag, tlsFromFlags } from './flags.ts';
-import { progressReporter } from './progress.ts';
-import { inspectFile } from './inspect.ts';
 import { callCommand } from './call.ts';
 import { newCommand } from './new.ts';
 import { buildCommand } from './build.ts';
@@ -72,7 +68,7 @@ function moduleOptions(cmd: Command): Command {
   return capabilityOptions(cmd.addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS as string[]).default('info')));
 }
 
-function urlSource(f: ModuleFlags, interactive: boolean): UrlSource | undefined {
+async function urlSource(f: ModuleFlags, interactive: boolean): Promise<UrlSource | undefined> {
   if (!f.url) return undefined;
   if ((f.authHeaderName === undefined) !== (f.authHeaderValue === undefined)) {
     throw new CapsuleError('USAGE', '--auth-header-name and --auth-header-value go together');
@@ -81,14 +77,15 @@ function urlSource(f: ModuleFlags, interactive: boolean): UrlSource | undefined 
     url: f.url,
     authHeader: f.authHeaderName ? { name: f.authHeaderName, value: f.authHeaderValue! } : undefined,
     saveTo: f.wasm,
-    onProgress: interactive ? progressReporter(f.url) : undefined,
+    onProgress: interactive ? (await import('./progress.ts')).progressReporter(f.url) : undefined,
   };
 }
 
 async function loadFromFlags(f: ModuleFlags, positional: string | undefined): Promise<LoadedModule> {
   const path = f.wasm ?? positional;
-  const url = urlSource(f, process.stderr.isTTY === true);
+  const url = await urlSource(f, process.stderr.isTTY === true);
   if (!url && !path) throw new CapsuleError('USAGE', 'no module: give a path (capsule run hello.wasm), --wasm=<path> or --url=<url>');
+  const { loadModule } = await import('../engine/load.ts');
   return loadModule(url ?? { path: path! }, { kind: f.kind, digest: f.digest });
 }
 
@@ -159,9 +156,21 @@ function runCommand(program: Command, exit: (code: number) => void): void {
       if (dashdash >= 0) all.splice(dashdash, 1);
       if (!(f.wasm || f.url)) all.shift();
       const args = all;
-      const module = await loadFromFlags(f, f.wasm || f.url ? undefined : positional);
+      // One worker thread (the deadline needs one: a looping guest is stopped by ending its
+      // thread), started now so that it boots while this thread reads and compiles the module.
+      const [{ WorkerPool }, { CapsuleFunction }, { runCli }] = await Promise.all([
+        import('../engine/pool.ts'), import('../engine/function.ts'), import('../triggers/cli/run.ts'),
+      ]);
+      const pool = new WorkerPool({ workers: 1 });
+      let module: LoadedModule;
+      try {
+        module = await loadFromFlags(f, f.wasm || f.url ? undefined : positional);
+      } catch (e) {
+        await pool.close();
+        throw e;
+      }
       const fn = CapsuleFunction.fromModule(module, {
-        ...functionOptions(f, module, true), stdio: 'inherit', workers: 1,
+        ...functionOptions(f, module, true), stdio: 'inherit', pool,
         onWarning: (m) => process.stderr.write(`⚠️  ${m}\n`),
       });
       let params: Uint8Array | undefined;
@@ -178,6 +187,7 @@ function runCommand(program: Command, exit: (code: number) => void): void {
       }
       const code = await runCli(fn, { params, args, handler: f.handler });
       await fn.close();
+      await pool.close();
       exit(code);
     });
 }
@@ -212,6 +222,7 @@ function serveCommand(program: Command, exit: (code: number) => void): void {
       functions?: string; routes?: string; maxOutput: string; defaultHost?: string; watch?: boolean;
       modulesDir?: string; insecureAdmin: boolean;
     }) => {
+      const [{ createLogger }, { serveUntilClosed }] = await Promise.all([import('../observability/logger.ts'), import('../triggers/lifecycle.ts')]);
       const logger = createLogger(f.logLevel);
       const port = intFlag(f.httpPort, '--http-port', 0, 65535);
       const tls = tlsFromFlags(f);
@@ -230,6 +241,9 @@ function serveCommand(program: Command, exit: (code: number) => void): void {
       if (f.functions !== undefined || routesFile !== undefined) {
         if (positional !== undefined || f.wasm || f.url) throw new CapsuleError('USAGE', '--functions and --routes serve many modules: give no module (nor --wasm / --url)');
         const spec = functionSpecFromFlags(f, false);
+        const [{ serveFunctions }, { loadRoutesFile, mergeRouteTables, scanFunctionsDir }] = await Promise.all([
+          import('../triggers/http/multi.ts'), import('../functions/routes.ts'),
+        ]);
         const trigger = await serveFunctions({
           ...http,
           table: () => mergeRouteTables([
@@ -245,6 +259,9 @@ function serveCommand(program: Command, exit: (code: number) => void): void {
         exit(await serveUntilClosed(trigger, `capsule listening on ${trigger.url}`, logger));
         return;
       }
+      const [{ CapsuleFunction }, { reloadOptionsFor }, { serveHttp }] = await Promise.all([
+        import('../engine/function.ts'), import('../triggers/http/reload.ts'), import('../triggers/http/server.ts'),
+      ]);
       const options = (m: LoadedModule): FunctionOptions => ({
         ...functionOptions(f, m, true), stdio: 'capture', reuse: f.reuse, fresh: f.fresh,
         workers: f.workers ? intFlag(f.workers, '--workers', 1, 256) : undefined,
@@ -258,6 +275,9 @@ function serveCommand(program: Command, exit: (code: number) => void): void {
       });
       const module = await loadFromFlags(f, reload.watch?.path ?? positional);
       const fn = CapsuleFunction.fromModule(module, options(module));
+      // the module is compiled; its worker threads boot before the port opens and the ready
+      // line is printed, so the first request costs what later ones do
+      await fn.pool.whenUp();
       const trigger = await serveHttp(fn, { ...http, reload });
       logger.info({ module: module.name, kind: module.detection.kind, digest: module.digest, workers: fn.pool.size, reuse: fn.settings.reuse }, 'module loaded');
       exit(await serveUntilClosed(trigger, `capsule listening on ${trigger.url}`, logger));
@@ -277,8 +297,11 @@ function messageCommands(program: Command, exit: (code: number) => void): void {
     .option('--grace <duration>', 'time given to in-flight messages on SIGTERM', '10s');
   type MessageFlags = ModuleFlags & { httpPort?: string; host: string; reuse: boolean; fresh: boolean; workers?: string; grace: string; maxConcurrency?: string };
   const startMessages = async (positional: string | undefined, f: MessageFlags, start: (fn: CapsuleFunction, common: {
-    logger: ReturnType<typeof createLogger>; graceMs: number; http?: { host: string; port: number }; maxConcurrency?: number;
+    logger: Logger; graceMs: number; http?: { host: string; port: number }; maxConcurrency?: number;
   }) => Promise<RunningMessageTrigger>, describe: string) => {
+    const [{ createLogger }, { serveUntilClosed }, { CapsuleFunction }] = await Promise.all([
+      import('../observability/logger.ts'), import('../triggers/lifecycle.ts'), import('../engine/function.ts'),
+    ]);
     const logger = createLogger(f.logLevel);
     const http = f.httpPort !== undefined ? { host: f.host, port: intFlag(f.httpPort, '--http-port', 0, 65535) } : undefined;
     const graceMs = parseDuration(f.grace, '--grace');
@@ -309,6 +332,7 @@ function messageCommands(program: Command, exit: (code: number) => void): void {
     .action(async (positional: string | undefined, f: MessageFlags & { natsServer: string; subject: string[]; queue?: string; maxPending: string }) => {
       if (f.subject.length === 0) throw new CapsuleError('USAGE', 'give at least one --subject (e.g. --subject=greetings or --subject="orders.>")');
       const maxPending = intFlag(f.maxPending, '--max-pending', 0, 1_000_000);
+      const { serveNats } = await import('../triggers/nats/index.ts');
       await startMessages(positional, f, (fn, c) => serveNats(fn, {
         server: f.natsServer, subjects: f.subject, queue: f.queue, maxPending, ...c,
       }), `${f.subject.join(', ')}${f.queue ? `; queue ${f.queue}` : ''}`);
@@ -324,6 +348,7 @@ function messageCommands(program: Command, exit: (code: number) => void): void {
     .exitOverride()
     .action(async (positional: string | undefined, f: MessageFlags & { mqttServer: string; topic: string[]; clientId?: string; qos: string; persistentSession: boolean }) => {
       if (f.topic.length === 0) throw new CapsuleError('USAGE', 'give at least one --topic (e.g. --topic="sensors/+/temperature")');
+      const { serveMqtt } = await import('../triggers/mqtt/index.ts');
       await startMessages(positional, f, (fn, c) => serveMqtt(fn, {
         server: f.mqttServer, topics: f.topic, clientId: f.clientId, qos: Number(f.qos) as 0 | 1 | 2,
         persistentSession: f.persistentSession, ...c,
@@ -341,6 +366,7 @@ function inspectCommand(program: Command, exit: (code: number) => void): void {
     .exitOverride()
     .action(async (path: string, f: { json?: boolean; kind?: ModuleKind }) => {
       // a module that fails its load checks is still described, with the problem; then exit 1
+      const { inspectFile } = await import('./inspect.ts');
       const { text, problem } = await inspectFile(path, { kind: f.kind, json: f.json === true });
       process.stdout.write(text);
       if (problem) throw problem;
@@ -399,4 +425,3 @@ export async function main(argv: string[], o: { bin: string }): Promise<void> {
   }
 }
 
-export { DEFAULTS };

@@ -153,6 +153,7 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
   readonly #queue: PendingCall[] = [];
   readonly #modules = new Map<number, PoolModule>();
   readonly #services = new Map<string, ServiceHandler>();
+  readonly #upWaiters: (() => void)[] = [];
   #nextCall = 1;
   #nextModule = 1;
   #watchdog: NodeJS.Timeout | undefined;
@@ -225,9 +226,24 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
     });
   }
 
+  /**
+   * Resolves once every worker thread of the pool has booted (loaded its code), or the pool is
+   * closed. A server awaits it before its ready line, so that its first request does not wait
+   * for threads to start (docs/performance.md, "Start-up").
+   */
+  whenUp(): Promise<void> {
+    if (this.#allUp()) return Promise.resolve();
+    return new Promise((resolve) => this.#upWaiters.push(resolve));
+  }
+
+  #allUp(): boolean {
+    return this.#closed || this.#slots.every((s) => s.up || s.dead);
+  }
+
   /** Terminates every worker; pending calls fail. */
   async close(): Promise<void> {
     this.#closed = true;
+    for (const resolve of this.#upWaiters.splice(0)) resolve();
     if (this.#watchdog) clearInterval(this.#watchdog);
     if (this.#shrinker) clearInterval(this.#shrinker);
     const err = new CapsuleError('OVERLOADED', 'the runner is shutting down');
@@ -391,6 +407,7 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
     const now = Date.now();
     const waiting = [...this.#queue, ...this.#slots.flatMap((s) => [...s.inflight.values()])];
     for (const c of waiting) if (c.deadline === Infinity) c.deadline = now + c.timeoutMs;
+    if (this.#allUp()) for (const resolve of this.#upWaiters.splice(0)) resolve();
   }
 
   /** Settles a call with what its worker reported. */

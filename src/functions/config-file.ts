@@ -22,7 +22,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Command, Option } from 'commander';
-import { parse as parseYaml } from 'yaml';
+import { createRequire } from 'node:module';
 import { CapsuleError } from '../base/errors.ts';
 import { rebaseDirGrant } from '../wasi/mounts.ts';
 import { LIMIT_SETTINGS, SETTING_DECLARATIONS } from './spec.ts';
@@ -129,7 +129,8 @@ export function loadConfigFile(path: string, cmd: Command): ConfigFile {
   }
   let doc: unknown;
   try {
-    doc = parseYaml(text);
+    // the YAML parser is loaded when a config file is read, not at every start (docs/performance.md)
+    doc = (createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse(text);
   } catch (e) {
     throw new CapsuleError('USAGE', `config file ${path}: not valid YAML: ${(e as Error).message.split('\n')[0]}`);
   }

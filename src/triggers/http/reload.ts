@@ -62,9 +62,10 @@ export interface WatchOptions {
   path: string;
   /**
    * A project folder (`capsule new`) to rebuild when one of its sources changes: `build` builds
-   * it and returns the path of the built module (then loaded as for a changed module file).
+   * it and returns the path of the built module (then loaded as for a changed module file); at
+   * shutdown `signal` aborts a build in progress.
    */
-  project?: { dir: string; build(): Promise<string> };
+  project?: { dir: string; build(signal: AbortSignal): Promise<string> };
   /** Quiet time after a file event before reloading, ms (default 150). */
   debounceMs?: number;
 }
@@ -87,6 +88,8 @@ export class ModuleReloader {
   #sources?: SourceHashes;
   /** Watch events are handled one batch at a time (a build is not started beside another). */
   #watching: Promise<void> = Promise.resolve();
+  /** Aborts a build in progress at `close`. */
+  readonly #closing = new AbortController();
 
   constructor(target: Reloadable, o: HotReloadOptions, log: Logger) {
     this.#target = target;
@@ -167,19 +170,21 @@ export class ModuleReloader {
   /** Stops watching and waits for a reload in progress. */
   async close(): Promise<void> {
     this.#watcher?.close();
+    this.#closing.abort();
     await this.#watching;
     await this.#queue;
   }
 
   /** Files changed: rebuild when a source changed, reload when the module changed. Never throws. */
   async #changed(changed: Set<string>, modulePath: string): Promise<void> {
+    if (this.#closing.signal.aborted) return;
     const project = this.#o.watch?.project;
     try {
       let path = modulePath;
       const sources = this.#sources?.changed(changed) ?? [];
       if (project && sources.length > 0) {
         this.#log.info({ project: project.dir, changed: sources.map((s) => relative(project.dir, s)) }, 'sources changed: building');
-        path = await project.build();
+        path = await project.build(this.#closing.signal);
       } else if (!changed.has(modulePath) && !changed.has(dirname(modulePath))) {
         return;
       }
@@ -340,9 +345,9 @@ export async function reloadOptionsFor(f: ReloadFlags): Promise<HotReloadOptions
     if (f.url && served === undefined) throw new CapsuleError('USAGE', '--watch follows a module file: give one (with --url, --wasm names the file the download is saved to)');
     const project = await projectOf(served);
     if (project) {
-      const build = async () => (await import('../../dev/build.ts')).buildProject(project.dir, { log: f.log });
+      const build = async (signal?: AbortSignal) => (await import('../../dev/build.ts')).buildProject(project.dir, { log: f.log, signal });
       if (served === undefined || project.dir === resolve(served)) served = (await build()).wasm;
-      watch = { path: served, project: { dir: project.dir, build: async () => (await build()).wasm } };
+      watch = { path: served, project: { dir: project.dir, build: async (signal) => (await build(signal)).wasm } };
     } else if (served === undefined) {
       throw new CapsuleError('USAGE', '--watch follows a module file or a function project (capsule new): give one, or run it in the project\'s folder');
     } else {

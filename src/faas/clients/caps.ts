@@ -8,11 +8,10 @@
  * service URLs default to the Go services' ports instead of an empty URL; `publish` sends the
  * module's SHA-256 so the registry verifies the upload.
  */
-import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { basename } from 'node:path';
+import { CapsuleError } from '../../base/errors.ts';
 import { CAPSULE_VERSION } from '../../base/version.ts';
-import { callService, serviceToken, serviceUrl, ServiceError, type ServiceName } from './http.ts';
+import { callService, serviceToken, serviceUrl, ServiceError } from './http.ts';
+import { deployRevision, downscaleRevision, publishModule, setDefaultRevision, undeployRevision, unsetDefaultRevision, type ClientContext } from './operations.ts';
 
 /** Go's commands and help texts (capsule-ctl main.go). */
 const COMMANDS: Record<string, string> = {
@@ -67,20 +66,12 @@ export function parseCapsFlags(args: readonly string[]): CapsFlags {
   return flags;
 }
 
-/** The services' URLs and tokens, from the environment as Go caps read them. */
-interface CapsEnv {
-  worker: string;
-  proxy: string;
-  backend: string;
-  token(service: ServiceName): string | undefined;
-}
-
-function capsEnv(env: NodeJS.ProcessEnv): CapsEnv {
+/** The services' URLs and tokens, from the environment as Go caps read them (`-registryUrl` for the registry). */
+function capsContext(f: CapsFlags, env: NodeJS.ProcessEnv): ClientContext {
   return {
-    worker: serviceUrl('node', undefined, env),
-    proxy: serviceUrl('proxy', undefined, env),
+    registry: serviceUrl('registry', f.registryUrl, {}), node: serviceUrl('node', undefined, env), proxy: serviceUrl('proxy', undefined, env),
     backend: env['CAPSULE_BACKEND'] || 'memory',
-    token: (s) => serviceToken(s, env),
+    tokens: { registry: serviceToken('registry', env), node: serviceToken('node', env), proxy: serviceToken('proxy', env) },
   };
 }
 
@@ -90,26 +81,8 @@ function field(json: unknown, name: string): string {
   return v === undefined || v === null ? '<nil>' : typeof v === 'string' ? v : JSON.stringify(v);
 }
 
-/** `caps publish`: multipart upload to `<registryUrl>/upload/<org>/<name>/<tag>`. */
-async function publish(f: CapsFlags, e: CapsEnv): Promise<Outcome> {
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(f.wasmFile);
-  } catch (err) {
-    return { out: [`😡 [publishing to registry] ${(err as Error).message}`], code: 1 };
-  }
-  const form = new FormData();
-  form.set('file', new Blob([new Uint8Array(bytes)], { type: 'application/wasm' }), basename(f.wasmFile));
-  form.set('info', f.wasmInfo);
-  form.set('sha256', createHash('sha256').update(bytes).digest('hex'));
-  const base = (f.registryUrl || serviceUrl('registry')).replace(/\/+$/, '');
-  const path = `/upload/${encodeURIComponent(f.wasmOrg)}/${encodeURIComponent(f.wasmName)}/${encodeURIComponent(f.wasmTag)}`;
-  await callService('registry', base, 'POST', path, { form, token: e.token('registry') });
-  return { out: [`🙂 [publishing to registry] ${f.wasmFile} published`], code: 0 };
-}
-
-/** `caps deploy`: `POST <worker>/functions/deploy`. */
-async function deploy(f: CapsFlags, e: CapsEnv): Promise<Outcome> {
+/** `caps deploy`: `POST <worker>/functions/deploy`, `-envVariables` a JSON object. */
+async function deploy(f: CapsFlags, ctx: ClientContext): Promise<Outcome> {
   let envVariables: unknown;
   try {
     envVariables = JSON.parse(f.envVariables);
@@ -119,27 +92,25 @@ async function deploy(f: CapsFlags, e: CapsEnv): Promise<Outcome> {
   if (envVariables === null || typeof envVariables !== 'object' || Array.isArray(envVariables)) {
     return { out: ['😡 [(envVariables->map)deploying function revision] -envVariables must be a JSON object, e.g. \'{"MESSAGE":"hi"}\''], code: 1 };
   }
-  const body = { function: f.function, revision: f.revision, downloadUrl: f.downloadUrl, envVariables };
-  const r = await callService('node', e.worker, 'POST', '/functions/deploy', { json: body, token: e.token('node') });
-  return { out: [`🙂 [deployed to worker] ${f.function} / ${f.revision}`, `🌍 [serving] ${field(r.json, 'remoteUrl')}`], code: 0 };
+  const r = await deployRevision(ctx, { function: f.function, revision: f.revision, downloadUrl: f.downloadUrl, envVariables: envVariables as Record<string, string> });
+  return { out: [`🙂 [deployed to worker] ${f.function} / ${f.revision}`, `🌍 [serving] ${field(r, 'remoteUrl')}`], code: 0 };
 }
 
 /** `caps set-default`: removes the default revision, then sets it (as Go did). */
-async function setDefault(f: CapsFlags, e: CapsEnv): Promise<Outcome> {
-  const token = e.token('node');
+async function setDefault(f: CapsFlags, ctx: ClientContext): Promise<Outcome> {
   // Go ignored the reply of the removal (there may be no default yet); a connection failure still fails
-  await callService('node', e.worker, 'DELETE', '/functions/remove_default_revision', { json: { function: f.function }, token, accept: () => true });
-  const r = await callService('node', e.worker, 'POST', '/functions/set_default_revision', { json: { function: f.function, revision: f.revision }, token });
-  return { out: [`🙂 [the default revision is set]-> ${f.function} / ${f.revision}`, `🌍 [serving] ${field(r.json, 'url')}`], code: 0 };
+  await callService('node', ctx.node, 'DELETE', '/functions/remove_default_revision', { json: { function: f.function }, token: ctx.tokens.node, accept: () => true });
+  const r = await setDefaultRevision(ctx, f.function, f.revision);
+  return { out: [`🙂 [the default revision is set]-> ${f.function} / ${f.revision}`, `🌍 [serving] ${field(r, 'url')}`], code: 0 };
 }
 
 /** `caps downscale`: one replica less; Go's message when it is the last one. */
-async function downscale(f: CapsFlags, e: CapsEnv): Promise<Outcome> {
-  const r = await callService('node', e.worker, 'DELETE', '/functions/revisions/downscale', { json: { function: f.function, revision: f.revision }, token: e.token('node') });
-  if (field(r.json, 'code') === 'WASM_MODULE_DEPLOYMENT_NOT_REMOVED') {
+async function downscale(f: CapsFlags, ctx: ClientContext): Promise<Outcome> {
+  const r = await downscaleRevision(ctx, f.function, f.revision);
+  if (r['code'] === 'WASM_MODULE_DEPLOYMENT_NOT_REMOVED') {
     return { out: ['😡 [the revision is not downscaled]-> the revision needs at least one running wasm module'], code: 1 };
   }
-  return { out: [`🙂 [the revision is downscaled (one process killed)]-> ${f.function} / ${f.revision} pid: ${field(r.json, 'pid')}`], code: 0 };
+  return { out: [`🙂 [the revision is downscaled (one process killed)]-> ${f.function} / ${f.revision} pid: ${field(r, 'pid')}`], code: 0 };
 }
 
 /** Go's bracketed context of each command's failure line. */
@@ -152,26 +123,25 @@ const FAILURE: Record<string, string> = {
   'unset-default': '[when unsetting the default revision]',
 };
 
-/** Runs one caps command. @throws ServiceError from the service calls (reported by the caller) */
-async function runCaps(cmd: string, f: CapsFlags, e: CapsEnv): Promise<Outcome> {
-  const pair = { function: f.function, revision: f.revision };
+/** Runs one caps command. @throws ServiceError from the service calls, CapsuleError for an unreadable file (reported by the caller) */
+async function runCaps(cmd: string, f: CapsFlags, ctx: ClientContext): Promise<Outcome> {
   switch (cmd) {
-    case 'publish': return publish(f, e);
-    case 'deploy': return deploy(f, e);
-    case 'set-default': return setDefault(f, e);
-    case 'downscale': return downscale(f, e);
-    case 'un-deploy': {
-      await callService('node', e.worker, 'DELETE', '/functions/revisions/deployments', { json: pair, token: e.token('node') });
+    case 'publish':
+      await publishModule(ctx, f.wasmFile, { org: f.wasmOrg, name: f.wasmName, tag: f.wasmTag }, f.wasmInfo);
+      return { out: [`🙂 [publishing to registry] ${f.wasmFile} published`], code: 0 };
+    case 'deploy': return deploy(f, ctx);
+    case 'set-default': return setDefault(f, ctx);
+    case 'downscale': return downscale(f, ctx);
+    case 'un-deploy':
+      await undeployRevision(ctx, f.function, f.revision);
       return { out: [`🙂 [the revision is un-deployed (all processes killed)]-> ${f.function} / ${f.revision}`], code: 0 };
-    }
-    case 'unset-default': {
-      await callService('node', e.worker, 'DELETE', '/functions/remove_default_revision', { json: { function: f.function }, token: e.token('node') });
+    case 'unset-default':
+      await unsetDefaultRevision(ctx, f.function);
       return { out: [`🙂 [the default revision is unset]-> ${f.function}`], code: 0 };
-    }
     case 'worker':
-      return { out: [(await callService('node', e.worker, 'GET', '/functions/list')).text], code: 0 };
+      return { out: [(await callService('node', ctx.node, 'GET', '/functions/list')).text], code: 0 };
     case 'reverse-proxy':
-      return { out: [(await callService('proxy', e.proxy, 'GET', `/${e.backend}/functions/list`)).text], code: 0 };
+      return { out: [(await callService('proxy', ctx.proxy, 'GET', `/${ctx.backend}/functions/list`)).text], code: 0 };
     case 'version':
       return { out: [`caps ${CAPSULE_VERSION} (Capsule)`], code: 0 };
     default: // help
@@ -210,10 +180,10 @@ export async function caps(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   const first = startLine(command, flags);
   const head = first === undefined ? [] : [first];
   try {
-    const r = await runCaps(command, flags, capsEnv(env));
+    const r = await runCaps(command, flags, capsContext(flags, env));
     return { out: [...head, ...r.out], code: r.code };
   } catch (e) {
-    if (!(e instanceof ServiceError)) throw e;
+    if (!(e instanceof ServiceError) && !(e instanceof CapsuleError)) throw e;
     const context = FAILURE[command];
     return { out: [...head, `😡${context ? ` ${context}` : ''} ${e.message}`], code: 1 };
   }

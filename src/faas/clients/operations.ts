@@ -97,6 +97,14 @@ export function undeployRevision(ctx: ClientContext, fn: string, rev: string): P
   return nodeChange(ctx, 'DELETE', '/functions/revisions/deployments', { function: fn, revision: rev });
 }
 
+/**
+ * Removes one replica of a revision (the newest). The node answers 202 with code
+ * `WASM_MODULE_DEPLOYMENT_NOT_REMOVED` when it is the last one. @throws ServiceError
+ */
+export function downscaleRevision(ctx: ClientContext, fn: string, rev: string): Promise<Json> {
+  return nodeChange(ctx, 'DELETE', '/functions/revisions/downscale', { function: fn, revision: rev });
+}
+
 /** Makes `rev` the default revision of `fn` (`/functions/<fn>`). @throws ServiceError */
 export function setDefaultRevision(ctx: ClientContext, fn: string, rev: string): Promise<Json> {
   return nodeChange(ctx, 'POST', '/functions/set_default_revision', { function: fn, revision: rev });
@@ -181,7 +189,7 @@ export async function scaleRevision(ctx: ClientContext, fn: string, rev: string,
     await deployRevision(ctx, { function: fn, revision: rev, downloadUrl: listed.wasmRegistryUrl ?? '', envVariables: current[0]!.envVariables ?? {}, sha256: listed.sha256 || undefined });
   }
   for (let n = current.length; n > replicas; n--) {
-    const r = await nodeChange(ctx, 'DELETE', '/functions/revisions/downscale', { function: fn, revision: rev });
+    const r = await downscaleRevision(ctx, fn, rev);
     if (r['code'] === 'WASM_MODULE_DEPLOYMENT_NOT_REMOVED') throw new ServiceError('node', `the node kept ${fn}/${rev} at ${n} replica(s): ${String(r['message'])}`);
   }
   const after = Object.values((await nodeList(ctx))[fn]?.[rev]?.wasmModules ?? {});

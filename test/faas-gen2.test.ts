@@ -2,7 +2,7 @@
 // and by HTTP, with real processes, real sockets and real guests.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { eventually, example, fixture, freePort, missing, root, runCapsule, startServer, type Server } from './helpers.ts';
@@ -10,6 +10,7 @@ import { normaliseArgv } from '../src/cli/legacy.ts';
 import { inProcessSpec } from '../src/faas/gen2/runners.ts';
 
 const helloYou = example('hello-you');
+const asenv = example('asenv');
 const behaviours = fixture('gen2-behaviours');
 const skip = missing(helloYou) || missing(behaviours);
 const TOKEN = 'ilovepandas';
@@ -373,4 +374,30 @@ test('capsctl without a main process: local commands print Go\'s texts; a bad --
   const down = await run(['--cmd=start', '--name=x', '--wasm=x.wasm']);
   assert.equal(down.code, 1);
   assert.equal(down.stdout, `🔴 Error when calling http://127.0.0.1:${closed} (start): ECONNREFUSED\n`);
+});
+
+test('env of a start reaches the guest (a WASI command in-process sees it, not the runner\'s environment); any other path is a child process', { skip: skip || missing(asenv) }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'capsule-faas-'));
+  // a program that is not this Capsule's path: a child process, as Go started its capsule-http
+  const wrapper = join(dir, 'capsule-http-go');
+  writeFileSync(wrapper, `#!/bin/sh\nexec "${process.execPath}" "${capsuleHttp}" "$@"\n`);
+  chmodSync(wrapper, 0o755);
+  const main = await startMain([], { RUNNER_ONLY: 'secret-of-the-runner' });
+  try {
+    await start(main, 'env', 'default', asenv, [], { env: ['MESSAGE=from start'] });
+    const out = await (await fetch(`${main.url}/functions/env/default/some/path?b=2`)).text();
+    assert.match(out, /MESSAGE=from start/);
+    assert.match(out, /PATH_INFO=\/some\/path/);
+    assert.doesNotMatch(out, /RUNNER_ONLY/);
+
+    const key = await start(main, 'hello', 'go', helloYou, ['-stopAfter='], { path: wrapper });
+    const record = (await processes(main))[key]!;
+    assert.equal((record as Listed & { path: string }).path, wrapper);
+    assert.ok(record.pid > 0);
+    process.kill(record.pid, 0); // a real process
+    assert.deepEqual(await (await post(`${main.url}/functions/hello/go`, { name: 'Child', age: 4 })).json(), { message: 'Child 4' });
+  } finally {
+    await main.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -56,6 +56,8 @@ export interface InProcessSpec {
   digest?: string;
   stopAfterMs?: number;
   options: FunctionOptions;
+  /** The guest environment of a WASI command: `env` and `-env` only, never the runner's (conventions.md §2). */
+  ownEnv: [string, string][];
 }
 
 const VALUE_FLAGS = new Set(['wasm', 'url', 'auth-header-name', 'auth-header-value', 'stop-after', 'http-port', 'parent-endpoint',
@@ -90,7 +92,8 @@ function readArgs(args: readonly string[]): Map<string, string[]> {
  * Reads the arguments capsctl sends (`-wasm= -stopAfter= -url= -parentEndpoint= -moduleName=
  * -moduleRevision=`, plus `-httpPort=`), and `-timeout -maxMemory -env -dir -allowedHosts -kind
  * -digest -reuse -fresh`, into what an in-process revision runs. `env` (`K=V`) is added to the
- * guest environment over the inherited one, as the child would have seen it.
+ * guest environment over the inherited one, as the child would have seen it; a WASI command
+ * gets `env` and `-env` only.
  * @throws CapsuleError USAGE for a flag a child would understand but an in-process revision does not, or a bad value
  */
 export function inProcessSpec(args: readonly string[], env: readonly string[]): InProcessSpec {
@@ -108,17 +111,19 @@ export function inProcessSpec(args: readonly string[], env: readonly string[]): 
   const headerValue = last('auth-header-value');
   const source = url ? { url, saveTo: wasm, authHeader: headerName ? { name: headerName, value: headerValue ?? '' } : undefined } : { path: wasm! };
   const processEnv = { ...process.env, ...Object.fromEntries(env.map((e) => splitPair(e))) };
-  const spec = functionSpecFromFlags({
+  const flags = {
     kind, env: [...env, ...(a.get('env') ?? [])], envFile: [], dir: a.get('dir') ?? [],
     allowedHosts: (a.get('allowed-hosts') ?? []).flatMap((h) => h.split(',').map((s) => s.trim()).filter(Boolean)),
     // absent limits stay undefined: the engine's defaults apply
     timeout: last('timeout') as string, maxMemory: last('max-memory') as string,
-  }, true, processEnv);
+  };
+  const spec = functionSpecFromFlags(flags, true, processEnv);
   const stopAfter = last('stop-after');
   return {
     source, kind, digest: last('digest'),
     stopAfterMs: stopAfter ? parseDuration(stopAfter, '-stopAfter') : undefined,
     options: { ...functionOptionsOf(spec), reuse: last('reuse') === 'true', fresh: last('fresh') === 'true' },
+    ownEnv: functionSpecFromFlags(flags, false, processEnv).env,
   };
 }
 
@@ -189,7 +194,8 @@ export class InProcessRunner implements Runner {
     const t0 = performance.now();
     const module = await loadModule(s.source, { kind: s.kind, digest: s.digest });
     const t1 = performance.now();
-    const fn = CapsuleFunction.fromModule(module, { ...s.options, pool: this.#o.pool, stdio: 'capture', onWarning: (m) => this.#o.logger.warn(m) });
+    const env = module.detection.kind === 'wasi' ? s.ownEnv : s.options.env;
+    const fn = CapsuleFunction.fromModule(module, { ...s.options, env, pool: this.#o.pool, stdio: 'capture', onWarning: (m) => this.#o.logger.warn(m) });
     const http = { host: this.#o.host ?? '127.0.0.1', logger: this.#o.logger };
     let trigger: RunningHttpTrigger;
     try {

@@ -7,10 +7,8 @@
 // The `--` before the script (here and in the bins' `#!/usr/bin/env -S node --` line) ends
 // Node's own options: Node looks for `--env-file` among *all* its arguments up to the first
 // `--`, even after the script, and would read (or fail on) a guest's `--env-file` itself.
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import nodeModule from 'node:module';
-import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 const FORWARDED = /** @type {const} */ (['SIGTERM', 'SIGINT', 'SIGHUP']);
@@ -32,7 +30,7 @@ export async function launch(bin, entry = 'cli/main') {
       process.stderr.write(`${bin} needs Node.js 24.20 or newer (this is ${process.version}); ${hint}.\n`);
       process.exit(2);
     }
-    relaunch(local, [process.argv[1] ?? '', ...process.argv.slice(2)]);
+    await relaunch(local, [process.argv[1] ?? '', ...process.argv.slice(2)]);
     return;
   }
   const args = process.argv.slice(2);
@@ -69,7 +67,9 @@ function cliEntry(entry) {
  * @param {string} node
  * @param {string[]} args the script, then its arguments
  */
-function relaunch(node, args) {
+async function relaunch(node, args) {
+  // loaded here: the common path (Node 24) never needs them, and every start pays for a module
+  const [{ spawn }, { constants }] = await Promise.all([import('node:child_process'), import('node:os')]);
   const child = spawn(node, ['--', ...args], { stdio: 'inherit' });
   /** @type {Map<NodeJS.Signals, () => void>} */
   const handlers = new Map();

@@ -45,6 +45,11 @@ export async function launch(bin, entry = 'cli/main') {
   // clone again nor compile the CLI's modules again (docs/performance.md, "Start-up").
   // (a namespace lookup: Node < 22.1 has no enableCompileCache, and this file must load there to relaunch)
   nodeModule.enableCompileCache?.();
+  // A reader that goes away (`capsule --help | head -1`) ends the output, not in a stack trace:
+  // stream writes (help, tables) fail with EPIPE asynchronously; exit as quietly as `git | head`.
+  process.stdout.on('error', (e) => {
+    if (/** @type {NodeJS.ErrnoException} */ (e).code === 'EPIPE') process.exit(0);
+  });
   const { main } = await import(cliEntry(entry));
   await main(args, { bin });
 }

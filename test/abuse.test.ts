@@ -253,6 +253,14 @@ describe('capsule run: a standard output closed by its reader', () => {
     assert.equal(r.stderr, 'capsule exited 0\n');
   });
 
+  it('--help into a reader that is already gone ends quietly, exit 0, for every bin', async () => {
+    for (const bin of ['capsule.js', 'capsctl.js', 'caps.js', 'capsule-http.js']) {
+      // `true` exits at once: the help is written into a closed pipe (EPIPE)
+      const r = await runShell(`node_modules/.bin/node bin/${bin} --help | true; echo "exited \${PIPESTATUS[0]}" >&2`);
+      assert.equal(r.stderr, 'exited 0\n', bin);
+    }
+  });
+
   it('| head -1: the guest\'s own printing ends quietly too, exit 0', { skip: missing(example('hello-world')) }, async () => {
     const r = await runShell(`$CAPSULE run --params-file=${input} ${example('hello-world')} | head -1; echo "capsule exited \${PIPESTATUS[0]}" >&2`);
     assert.equal(r.stdout, '📝 module parameter(s): e\n');

@@ -292,7 +292,7 @@ export class Deployments {
 
   /** A `--process` child ended on its own: out of the proxy, kept in the list with its status. */
   #exited(state: RevisionState, replica: Replica): void {
-    if (!state.replicas.some((r) => r.replica === replica)) return; // removed by us
+    if (this.#closed || !state.replicas.some((r) => r.replica === replica)) return; // stopped by us
     this.#o.metrics.replicas.set({ fn: state.fn, rev: state.rev }, this.#live(state).length);
     void this.#register(`removing ${replica.localUrl} from ${state.fn}/${state.rev}`, (p) => p.removeUrl(state.fn, state.rev, replica.localUrl));
   }

@@ -39,6 +39,9 @@ export { runCli, type CliRunOptions } from './triggers/cli/run.ts';
 export { CAPABILITIES, findHostFunction } from './capabilities/index.ts';
 export type { Capability, HostFunction, HostCallContext, HostResult } from './capabilities/types.ts';
 
+// Host functions an embedder defines (`FunctionOptions.hostFunctions`): Extism extism:host/user, Capsule env
+export type { UserHostFunctions, PlainHostFunction, CapsuleHostFunctionDef, HostFunctionContext, HostBlock } from './abi/user-functions.ts';
+
 // Settings helpers
 export { parseDuration, parseSize } from './base/units.ts';
 export { buildGuestEnv, parseEnvFile, type GuestEnvOptions } from './functions/guest-env.ts';

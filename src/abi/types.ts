@@ -16,6 +16,7 @@ import type { Guest } from './guest.ts';
 import type { WasiConfig } from '../wasi/preview1.ts';
 import type { CallState } from './host-imports.ts';
 import type { ExtismMode } from '../base/settings.ts';
+import type { UserCallHooks } from './user-functions.ts';
 
 /**
  * Per-call WASI settings an ABI may set (WASI commands: argv, stdin, env, and a stdout sink for
@@ -122,6 +123,11 @@ export interface Abi {
   check(parsed: ParsedModule, detection: Detection, name: string, options?: { entrypoint?: string }): void;
   /** First calls on a new instance (`_initialize`/`_start`, then OnStart for gen 2). */
   initialise(guest: Guest): Promise<void>;
+  /**
+   * What the ABI adds to a call of a host function the embedder defined (abi/user-functions.ts):
+   * Extism sends the blocks of its handle arguments along and makes the stored blocks real.
+   */
+  readonly userCallHooks?: UserCallHooks;
   /** Runs one invocation. */
   invoke(instances: GuestInstances, input: InvocationInput, meta: InvocationMeta, detection: Detection): Promise<InvocationOutput>;
 }

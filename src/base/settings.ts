@@ -4,6 +4,7 @@
  * cache, KV, Redis, CouchBase). Plain data: it crosses to the worker threads by structured clone.
  * The defaults live with their owners (engine `DEFAULTS`, `CAPABILITY_DEFAULTS`).
  */
+import type { UserFunctionsDecl } from '../abi/user-functions.ts';
 
 /** One granted directory. */
 export interface Mount {
@@ -89,6 +90,8 @@ export interface FunctionSettings extends CapabilitySettings {
    * body out; `capsule` = the gen-2 request JSON in, the gen-2 response JSON out.
    */
   extismMode?: ExtismMode;
+  /** Host functions the embedder defined (host SDK `hostFunctions`), as the workers see them. */
+  userFunctions?: UserFunctionsDecl;
 }
 
 /** How an Extism plugin sees an HTTP request (extism-abi.md §11). */

@@ -11,6 +11,7 @@ import type { ExtismMode, Mount } from '../base/settings.ts';
 import { CAPSULE_VERSION } from '../base/version.ts';
 import { provideCapabilityServices } from '../capabilities/index.ts';
 import { abiFor } from '../abi/index.ts';
+import { declareUserFunctions, provideUserFunctions } from '../abi/user-functions.ts';
 import { pickCapabilitySettings } from '../capabilities/settings.ts';
 import { type CapabilitySettings } from '../base/settings.ts';
 
@@ -92,6 +93,11 @@ export class CapsuleFunction {
     this.timeoutMs = options.timeoutMs ?? DEFAULTS.timeoutMs;
     this.#ownPool = !options.pool;
     this.pool = options.pool ?? new WorkerPool({ workers: options.workers });
+    if (options.hostFunctions) {
+      // defined functions stay in this thread: a service of the pool (abi/user-functions.ts)
+      const service = provideUserFunctions(this.pool, options.hostFunctions);
+      this.settings.userFunctions = declareUserFunctions(options.hostFunctions, module.parsed, service);
+    }
     this.#entry = this.pool.register(module, this.settings);
     provideCapabilityServices(this.pool);
   }

@@ -19,6 +19,7 @@ import { Wasi, WasiExit, type WasiConfig } from '../wasi/preview1.ts';
 import { Guest, GuestFault } from '../abi/guest.ts';
 import { abiFor } from '../abi/index.ts';
 import { buildHostImports, type CallState } from '../abi/host-imports.ts';
+import { capsuleUserFunctions, plainUserImports, UserFunctionFailure } from '../abi/user-functions.ts';
 import { findHostFunction } from '../capabilities/index.ts';
 import type { HostCallContext } from '../capabilities/types.ts';
 import type { FunctionSettings } from '../base/settings.ts';
@@ -127,15 +128,20 @@ export class ModuleInstances implements GuestInstances {
     this.#env = new Map(spec.settings.env);
     const generation = this.abi.generation(spec.detection);
     this.#generation = generation ?? 2;
-    const fns = generation ? spec.hostImports.map((n) => findHostFunction(n, generation)!) : [];
+    const user = spec.settings.userFunctions;
+    const fns = generation ? [...spec.hostImports.map((n) => findHostFunction(n, generation)!), ...capsuleUserFunctions(user)] : [];
     const built = buildHostImports(fns, generation ?? 2, this.#state);
-    this.#jspi = built.async;
     this.#namespaces = {};
     for (const [ns, provider] of Object.entries(this.abi.imports)) {
       this.#namespaces[ns] = provider === 'wasi-preview1' ? this.#wasi.imports as unknown as WebAssembly.ModuleImports
         : provider === 'host-functions' ? built.imports as WebAssembly.ModuleImports
           : Object.fromEntries(Object.entries(provider).map(([name, e]) => [name, e.make(this.#state, spec.name)]));
     }
+    // host functions the embedder defined in namespaces of their own (main-thread services)
+    for (const ns of Object.keys(user?.namespaces ?? {})) {
+      if (this.abi.imports[ns] === undefined) this.#namespaces[ns] = plainUserImports(user!, ns, this.#state, this.abi.userCallHooks) as WebAssembly.ModuleImports;
+    }
+    this.#jspi = built.async || user !== undefined;
     const capPages = Math.floor(spec.settings.maxMemoryBytes / PAGE);
     const limits = spec.pooledMemory ?? spec.importedMemory?.limits;
     if (limits) {
@@ -378,7 +384,7 @@ export class ModuleInstances implements GuestInstances {
       return mem !== undefined && max !== undefined && mem.buffer.byteLength * 2 > max * PAGE;
     };
     if (e instanceof WasiExit) return { code: 'TRAP', message: `the function exited with code ${e.code}` };
-    if (e instanceof GuestFault) return { code: 'TRAP', message: e.message };
+    if (e instanceof GuestFault || e instanceof UserFunctionFailure) return { code: 'TRAP', message: e.message };
     if (e instanceof WebAssembly.RuntimeError || e instanceof RangeError) {
       const msg = e.message;
       if (/memory|out of bounds|unreachable|allocat/i.test(msg) && atCap()) {

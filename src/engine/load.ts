@@ -8,13 +8,15 @@ import { createHash } from 'node:crypto';
 import { readFile, writeFile, mkdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { CapsuleError } from '../base/errors.ts';
-import { parseModule, rewriteMemoryAsImport, MEMORY_IMPORT, type MemoryLimits, type ParsedModule } from '../wasm/binary.ts';
+import { parseModule, rewriteMemoryAsImport, MEMORY_IMPORT, type ImportEntry, type MemoryLimits, type ParsedModule } from '../wasm/binary.ts';
+import type { HostFunction } from '../capabilities/types.ts';
 import { prepareSnapshot, type SnapshotPlan } from './snapshot.ts';
 import { detectKind } from './detect.ts';
 import { type Detection, type ModuleKind } from '../base/kinds.ts';
 import { abiFor } from '../abi/index.ts';
 import type { Abi } from '../abi/types.ts';
-import { checkHostImports } from '../abi/host-imports.ts';
+import { checkHostImports, hostFunctionTypes } from '../abi/host-imports.ts';
+import { capsuleUserFunctions, checkUserImports, declareUserFunctions, type UserHostFunctions } from '../abi/user-functions.ts';
 import { badImportType, sameType, sig } from '../abi/signatures.ts';
 
 /** A module ready to run: shared by every worker (a compiled `WebAssembly.Module` is cloneable). */
@@ -77,6 +79,11 @@ export interface LoadOptions {
    * import from a namespace named like one of them, filled with that module's exports.
    */
   linked?: LinkedModule[];
+  /**
+   * Host functions defined by the embedder (abi/user-functions.ts): imports from their
+   * namespaces are accepted when defined there.
+   */
+  hostFunctions?: UserHostFunctions;
 }
 
 /** A compiled module whose exports fill the import namespace `name` of the main module. */
@@ -197,7 +204,7 @@ export async function compileModule(bytes: Uint8Array, source: string, options: 
   const detection = detectKind(parsed, name, options.kind);
   const abi = abiFor(detection.kind, name);
   abi.check(parsed, detection, name, { entrypoint: options.entrypoint });
-  const hostImports = checkImports(parsed, abi, detection, name, new Set(options.linked?.map((l) => l.name)));
+  const hostImports = checkImports(parsed, abi, detection, name, new Set(options.linked?.map((l) => l.name)), options.hostFunctions);
 
   const memImport = parsed.imports.find((i) => i.kind === 'memory');
   const rewritten = rewriteMemoryAsImport(bytes, parsed);
@@ -230,13 +237,14 @@ export async function compileModule(bytes: Uint8Array, source: string, options: 
  * @throws CapsuleError BAD_MODULE for an import from another namespace, a function the ABI does
  *   not provide, or a declared type other than the provided one
  */
-function checkImports(parsed: ParsedModule, abi: Abi, detection: Detection, name: string, linked: ReadonlySet<string>): string[] {
+function checkImports(parsed: ParsedModule, abi: Abi, detection: Detection, name: string, linked: ReadonlySet<string>, defined?: UserHostFunctions): string[] {
   const generation = abi.generation(detection);
+  const user = checkUserImports(parsed, defined, name, abi.imports);
   const exportNames = new Set(parsed.exports.map((e) => e.name));
   const accepted = () => Object.entries(abi.imports).flatMap(([ns, p]) => (typeof p === 'string' ? [ns] : Object.keys(p).map((n) => `${ns}.${n}`))).join(', ');
   for (const imp of parsed.imports) {
     const provider = abi.imports[imp.module];
-    if (imp.kind === 'memory' || provider === 'wasi-preview1' || provider === 'host-functions' || linked.has(imp.module)) continue;
+    if (imp.kind === 'memory' || provider === 'wasi-preview1' || provider === 'host-functions' || linked.has(imp.module) || user.has(imp.module)) continue;
     const fn = provider && imp.kind === 'function' && Object.hasOwn(provider, imp.name) ? provider[imp.name] : undefined;
     if (!fn) throw new CapsuleError('BAD_MODULE', `${name}: imports ${imp.module}.${imp.name}; ${detection.kind} modules may import only from ${accepted()}`);
     const provided = sig(fn.params, fn.results);
@@ -245,10 +253,31 @@ function checkImports(parsed: ParsedModule, abi: Abi, detection: Detection, name
   const hostImports: string[] = [];
   for (const [ns, provider] of Object.entries(abi.imports)) {
     if (provider !== 'host-functions') continue;
-    const inNs = parsed.imports.filter((i) => i.module === ns);
-    if (generation) hostImports.push(...checkHostImports(inNs, generation, name, exportNames, ns).map((f) => f.name));
+    // Capsule host functions the embedder defines in `env` are checked like the host's own
+    const own = capsuleUserFunctions(declareUserFunctions(defined?.[ns] ? { [ns]: defined[ns] } : {}, parsed, ''));
+    const inNs = parsed.imports.filter((i) => i.module === ns && !own.some((f) => f.name === i.name));
+    if (generation) {
+      hostImports.push(...checkHostImports(inNs, generation, name, exportNames, ns).map((f) => f.name));
+      checkUserHostImports(parsed.imports.filter((i) => i.module === ns), own, generation, name, ns, exportNames);
+    }
   }
   return hostImports;
+}
+
+/**
+ * Checks the imports of Capsule host functions the embedder defined (`own`) against their types.
+ * @throws CapsuleError BAD_MODULE naming the import and the accepted types, or the missing
+ *   `allocateBuffer` export a return buffer needs
+ */
+function checkUserHostImports(imports: readonly ImportEntry[], own: readonly HostFunction[], generation: 1 | 2, name: string, ns: string, exportNames: ReadonlySet<string>): void {
+  for (const f of own) {
+    const imp = imports.find((i) => i.name === f.name);
+    if (!imp) continue;
+    if (f.returns && !exportNames.has('allocateBuffer')) throw new CapsuleError('BAD_MODULE', `${name}: imports ${ns}.${imp.name}, which returns bytes, but does not export allocateBuffer(size) -> ptr`);
+    if (!imp.type) continue;
+    const accepted = hostFunctionTypes(f, generation);
+    if (!accepted.types.some((t) => sameType(t, imp.type!))) throw badImportType(name, ns, imp.name, imp.type, accepted);
+  }
 }
 
 /** Reads (file or URL) and compiles. See `compileModule` for errors. */

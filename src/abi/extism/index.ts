@@ -20,6 +20,8 @@ import { EXTISM_ENV, EXTISM_LOG_LEVELS, KERNEL_KEY, type ExtismLogLevel, type Ke
 import { ExtismFailure, Kernel } from './kernel.ts';
 import { decodeHttpResponse, encodeHttpRequest } from '../capsule2/http.ts';
 import type { ExtismMode } from '../../base/settings.ts';
+import type { HostCallContext } from '../../capabilities/types.ts';
+import { UserFunctionFailure } from '../user-functions.ts';
 
 export { EXTISM_LOG_LEVELS, type ExtismLogLevel } from './imports.ts';
 export { DEFAULT_MAX_VAR_BYTES } from './kernel.ts';
@@ -82,7 +84,7 @@ async function runExport(guest: Guest, kernel: Kernel, name: string): Promise<Ou
   } catch (e) {
     const message = kernel.errorText();
     if (message !== undefined) return { ok: false, message };
-    if (e instanceof ExtismFailure) return { ok: false, message: e.message };
+    if (e instanceof ExtismFailure || e instanceof UserFunctionFailure) return { ok: false, message: e.message };
     if (e instanceof WasiExit) return e.code === 0 ? { ok: true, output: kernel.outputBytes().slice() } : { ok: false, message: `exit code ${e.code}`, code: e.code };
     throw e; // a trap: the engine classifies it and discards the instance
   }
@@ -122,6 +124,13 @@ function pluginGrants(parsed: ParsedModule): { grant: string; lends: string; how
   return out;
 }
 
+/** The kernel of the running call. @throws ExtismFailure outside a plugin call */
+function kernelOf(ctx: HostCallContext): KernelState {
+  const ks = ctx.callData.get(KERNEL_KEY) as KernelState | undefined;
+  if (!ks) throw new ExtismFailure('a host function was called outside a plugin call (during initialisation)');
+  return ks;
+}
+
 /** `hs_init` / `__wasm_call_ctors` / `_initialize` once per instance (§5 step 1). */
 async function initialise(guest: Guest): Promise<void> {
   if (guest.has('hs_init')) {
@@ -159,6 +168,27 @@ export const extism: Abi = {
     }
   },
   initialise,
+  userCallHooks: {
+    // a defined host function reads the blocks passed as arguments, and its stores become blocks
+    before(ctx, req) {
+      const { kernel } = kernelOf(ctx);
+      const blocks: [number, Uint8Array][] = [];
+      for (const a of req.args) {
+        const h = typeof a === 'bigint' ? Number(BigInt.asUintN(64, a)) : 0;
+        if (h !== 0 && h % 2 ** 32 === 0 && kernel.length(h) > 0) blocks.push([h, kernel.block(h).slice()]);
+      }
+      req.blocks = blocks;
+      req.next = kernel.nextIndex;
+    },
+    after(ctx, req, reply) {
+      const { kernel } = kernelOf(ctx);
+      const made = (reply.stores ?? []).map((bytes) => kernel.allocBytes(bytes));
+      const r = reply.result;
+      if (typeof r !== 'bigint' && typeof r !== 'number') return r;
+      const k = Number(r) / 2 ** 32 - req.next!;
+      return Number.isInteger(k) && k >= 0 && k < made.length ? BigInt(made[k]!) : r;
+    },
+  },
   invoke(rt, input, meta) {
     const call = callOf(input);
     // §11 capsule mode: the gen-2 request JSON of capsule-abi.md §5.3 in, §5.4 response JSON out

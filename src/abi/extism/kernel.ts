@@ -46,6 +46,11 @@ export class Kernel {
     return this.#held;
   }
 
+  /** The index of the next block `alloc` makes (its handle is `index · 2³²`). */
+  get nextIndex(): number {
+    return this.#blocks.length;
+  }
+
   /** `reset` (§3): frees every block and clears input, output and error. */
   reset(): void {
     this.#blocks = [undefined];

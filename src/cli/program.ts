@@ -1,0 +1,399 @@
+/**
+ * The `capsule` commands (commander wiring only; the work is in src/triggers and src/engine);
+ * main.ts parses the command line with the program built here.
+ * Exit codes (conventions.md §4): 0 success, 1 guest failure, 2 usage error; WASI commands pass
+ * their own exit code through.
+ *
+ * Start-up (docs/performance.md): this module loads only what declaring the commands needs
+ * (commander, the option declarations); each action imports its engine, trigger, logger,
+ * brokers, metrics or progress bar when it runs, so `capsule run` never loads fastify, pino,
+ * prom-client, Redis, NATS, MQTT, YAML or the progress bar.
+ */
+import { Command, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { CapsuleError } from '../base/errors.ts';
+import type { CapsuleFunction, FunctionOptions } from '../engine/function.ts';
+import type { WorkerPool } from '../engine/pool.ts';
+import type { UrlSource, LoadedModule } from '../engine/load.ts';
+import type { ModuleKind } from '../base/kinds.ts';
+import { KINDS } from '../abi/index.ts';
+import { parseDuration, parseSize } from '../base/units.ts';
+import { EXTISM_MODE_SETTING, functionOptionsOf, functionSpecFromFlags, LIMIT_SETTINGS } from '../functions/spec.ts';
+import { LOG_LEVELS, type LogLevel } from '../observability/log-levels.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { RunningMessageTrigger } from '../triggers/message/index.ts';
+import { CAPSULE_VERSION } from '../base/version.ts';
+import { intFlag, tlsFromFlags } from './flags.ts';
+import { callCommand } from './call.ts';
+import { newCommand } from './new.ts';
+import { buildCommand } from './build.ts';
+import { FAAS_COMMANDS } from '../faas/commands.ts';
+import { capabilityOptions, settingOptions, type CapabilityFlags } from './capabilities.ts';
+import { addEnvVars, allConfigKeys, applyConfigFor } from '../functions/config-file.ts';
+
+/** Options shared by every command that loads a module. */
+interface ModuleFlags extends CapabilityFlags {
+  wasm?: string;
+  url?: string;
+  authHeaderName?: string;
+  authHeaderValue?: string;
+  digest?: string;
+  kind?: ModuleKind;
+  env: string[];
+  envFile: string[];
+  inheritEnv: boolean;
+  dir: string[];
+  allowedHosts: string[];
+  timeout: string;
+  maxMemory: string;
+  logLevel: LogLevel;
+}
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+const collectList = (v: string, prev: string[]) => [...prev, ...v.split(',').map((s) => s.trim()).filter(Boolean)];
+
+function moduleOptions(cmd: Command): Command {
+  cmd
+    .option('--wasm <path>', 'the module file (.wasm); with --url, where to save the download')
+    .option('--url <url>', 'download the module from this URL')
+    .option('--auth-header-name <name>', 'header sent with --url (e.g. PRIVATE-TOKEN)')
+    .option('--auth-header-value <value>', 'value of --auth-header-name')
+    .option('--digest <sha256:hex>', 'refuse the module unless its SHA-256 matches')
+    .addOption(new Option('--kind <kind>', 'module kind, instead of detecting it').choices(KINDS as string[]))
+    .option('--env <NAME=value>', 'environment variable for the guest (repeatable)', collect, [])
+    .option('--env-file <path>', 'dotenv file of guest variables (repeatable)', collect, [])
+    .option('--no-inherit-env', 'do not pass the runner\'s environment to the guest')
+    .option('--dir <HOST[:GUEST][:ro]>', 'grant a directory to the guest (repeatable)', collect, [])
+    .option('--allowed-hosts <hosts>', 'outbound HTTP allow-list: host, *.host, host:port, scheme://host, * (comma-separated, repeatable)', collectList, []);
+  settingOptions(cmd, LIMIT_SETTINGS);
+  return capabilityOptions(cmd.addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS as string[]).default('info')));
+}
+
+async function urlSource(f: ModuleFlags, interactive: boolean): Promise<UrlSource | undefined> {
+  if (!f.url) return undefined;
+  if ((f.authHeaderName === undefined) !== (f.authHeaderValue === undefined)) {
+    throw new CapsuleError('USAGE', '--auth-header-name and --auth-header-value go together');
+  }
+  return {
+    url: f.url,
+    authHeader: f.authHeaderName ? { name: f.authHeaderName, value: f.authHeaderValue! } : undefined,
+    saveTo: f.wasm,
+    onProgress: interactive ? (await import('./progress.ts')).progressReporter(f.url) : undefined,
+  };
+}
+
+async function loadFromFlags(f: ModuleFlags, positional: string | undefined): Promise<LoadedModule> {
+  const path = f.wasm ?? positional;
+  const url = await urlSource(f, process.stderr.isTTY === true);
+  if (!url && !path) throw new CapsuleError('USAGE', 'no module: give a path (capsule run hello.wasm), --wasm=<path> or --url=<url>');
+  const { loadModule } = await import('../engine/load.ts');
+  return loadModule(url ?? { path: path! }, { kind: f.kind, digest: f.digest });
+}
+
+function functionOptions(f: ModuleFlags, module: LoadedModule, singleModule: boolean): FunctionOptions {
+  // WASI commands get only configured variables (conventions.md §2), as wasmtime run does.
+  const inherit = singleModule && f.inheritEnv && module.detection.kind !== 'wasi';
+  return functionOptionsOf(functionSpecFromFlags(f, inherit));
+}
+
+/** Gen 1 joins CLI arguments with its era's separator, gen 2 with a space (conventions.md §4). */
+function joinParams(module: LoadedModule, args: string[], separator?: string): string {
+  if (separator !== undefined) return args.join(separator);
+  const k = module.detection.kind;
+  if (k === 'capsule-1a') return args.join('°');
+  if (k === 'capsule-1b' || k === 'capsule-1c') {
+    const nats = module.parsed.exports.some((e) => e.name === 'callNatsMessageHandle');
+    return args.join(nats || k === 'capsule-1c' ? '²' : '°');
+  }
+  return args.join(' ');
+}
+
+/** What main.ts started before loading this module. */
+export interface Started {
+  /** `capsule run`: its one-worker pool, booting since the command line was read. */
+  runPool?: Promise<WorkerPool>;
+}
+
+/**
+ * The `capsule` program: every command with its options; actions call `exit(code)` when done.
+ */
+export function buildProgram(exit: (code: number) => void, started: Started = {}): Command {
+  const program = new Command('capsule')
+    .description('Run WebAssembly functions (Capsule ABI modules, WASI commands) from the terminal and over HTTP')
+    .version(CAPSULE_VERSION, '-v, --version')
+    .enablePositionalOptions()
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  program.addHelpText('after', `
+Examples:
+  capsule run hello.wasm Bob Morane
+  capsule run --wasm=hello.wasm --params="Bob Morane"
+  capsule serve --wasm=hello-you.wasm --http-port=8080
+  capsule nats --wasm=echo.wasm --nats-server=nats://127.0.0.1:4222 --subject=echo --queue=workers
+  capsule mqtt --wasm=logger.wasm --mqtt-server=mqtt://127.0.0.1:1883 --topic='sensors/+/temperature' --qos=1
+  capsule inspect hello.wasm
+
+Go Capsule spellings are accepted: capsule -wasm=x.wasm -mode=cli -params=y,
+capsule -wasm=x.wasm -mode=http -httpPort=8080, capsule-http --wasm=x.wasm --httpPort=8080,
+capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=x.wasm -mode=mqtt -mqttsrv=… -topic=… -clientId=….`);
+
+  runCommand(program, exit, started.runPool);
+  serveCommand(program, exit);
+  messageCommands(program, exit);
+  inspectCommand(program, exit);
+  configHooks(program);
+  callCommand(program, exit);
+  newCommand(program, exit);
+  buildCommand(program, exit);
+  for (const add of FAAS_COMMANDS) add(program, exit);
+  return program;
+}
+
+/** `capsule run`: one call, the result on stdout. */
+function runCommand(program: Command, exit: (code: number) => void, runPool?: Promise<WorkerPool>): void {
+  moduleOptions(program.command('run').description('run a module once: its result goes to stdout, the exit code says how it went'))
+    .argument('[module]', 'module file (or use --wasm / --url)')
+    .argument('[args...]', 'arguments: the params of a Capsule module, argv of a WASI command (unknown flags and everything after -- are passed on)')
+    .option('--params <text>', 'input of a Capsule module\'s callHandle (instead of the arguments)')
+    .option('--params-file <path>', 'raw bytes for callHandle, read from a file ("-" = stdin)')
+    .option('--separator <text>', 'gen-1 modules: join the arguments with this instead of the era\'s separator')
+    .addOption(new Option('--handler <export>', 'Capsule modules: call only callHandle (handle) or callHandleJSON (json, gen 2); default: callHandle, then callHandleJSON on a fresh instance when it traps on JSON input').choices(['handle', 'json']))
+    .allowUnknownOption()
+    .exitOverride()
+    .action(async (positional: string | undefined, rest: string[], f: ModuleFlags & { params?: string; paramsFile?: string; separator?: string; handler?: 'handle' | 'json' }) => {
+      const all = [...(positional !== undefined ? [positional] : []), ...rest];
+      const dashdash = all.indexOf('--');
+      if (dashdash >= 0) all.splice(dashdash, 1);
+      if (!(f.wasm || f.url)) all.shift();
+      const args = all;
+      // One worker thread (the deadline needs one: a looping guest is stopped by ending its
+      // thread), started by main.ts as soon as it saw `run`, so that it boots while this thread
+      // loads the CLI and reads and compiles the module.
+      const [pool, { CapsuleFunction }, { runCli }] = await Promise.all([
+        runPool ?? import('../engine/pool.ts').then(({ WorkerPool }) => new WorkerPool({ workers: 1 })),
+        import('../engine/function.ts'), import('../triggers/cli/run.ts'),
+      ]);
+      let module: LoadedModule;
+      try {
+        module = await loadFromFlags(f, f.wasm || f.url ? undefined : positional);
+      } catch (e) {
+        await pool.close();
+        throw e;
+      }
+      const fn = CapsuleFunction.fromModule(module, {
+        ...functionOptions(f, module, true), stdio: 'inherit', pool,
+        onWarning: (m) => process.stderr.write(`⚠️  ${m}\n`),
+      });
+      let params: Uint8Array | undefined;
+      if (f.paramsFile !== undefined) {
+        try {
+          params = new Uint8Array(readFileSync(f.paramsFile === '-' ? 0 : f.paramsFile));
+        } catch (e) {
+          throw new CapsuleError('USAGE', `--params-file ${f.paramsFile}: ${(e as Error).message}`);
+        }
+      } else if (f.params !== undefined) {
+        params = new TextEncoder().encode(f.params);
+      } else if (module.detection.kind !== 'wasi') {
+        params = new TextEncoder().encode(joinParams(module, args, f.separator));
+      }
+      const code = await runCli(fn, { params, args, handler: f.handler });
+      await fn.close();
+      await pool.close();
+      exit(code);
+    });
+}
+
+/** `capsule serve`: one module over HTTP, or many (`--functions`, `--routes`). */
+function serveCommand(program: Command, exit: (code: number) => void): void {
+  settingOptions(moduleOptions(program.command('serve').description('serve a module over HTTP (every method and path goes to its handler), or many with --functions / --routes')), [EXTISM_MODE_SETTING])
+    .argument('[module]', 'module file (or use --wasm / --url)')
+    .option('--http-port <port>', 'port to listen on (0 = a free port, printed)', '8080')
+    .option('--host <address>', 'interface to bind', '127.0.0.1')
+    .option('--crt <path>', 'TLS certificate (PEM): serve HTTPS')
+    .option('--key <path>', 'TLS private key (PEM)')
+    .option('--stop-after <duration>', 'stop after this long without a request')
+    .option('--max-body <size>', 'request body limit (larger → 413)', '10MiB')
+    .option('--max-concurrency <n>', 'requests in progress at once (more → 503 + Retry-After)', '1024')
+    .option('--reuse', 'gen-2 modules: keep long-lived instances (globals persist between calls)', false)
+    .option('--fresh', 'Extism plugins: a fresh instance per call (default: one instance per worker thread)', false)
+    .option('--workers <n>', 'worker threads running guests (default: CPU cores)')
+    .option('--grace <duration>', 'time given to in-flight calls on SIGTERM', '10s')
+    .option('--functions <dir>', 'serve every <name>.wasm of a directory at /<name> (and <name>/<revision>.wasm at /functions/<name>/<revision>)')
+    .option('--routes <file>', 'serve the routes of a WAGI modules.toml or a Capsule routes YAML (--config x.toml works too)')
+    .option('--max-output <size>', 'WASI commands: standard output limit per request (larger → 500)', '10MiB')
+    .option('--default-host <host:port>', 'WASI commands: SERVER_NAME/SERVER_PORT when a request has no Host header (default: the listening address)')
+    .option('--watch', 'one module: reload it when its .wasm changes (and rebuild it when the sources of its capsule new project change)')
+    .option('--no-watch', '--functions/--routes: do not reload modules and routes when their files change (they do by default)')
+    .option('--modules-dir <dir>', 'one module: POST /load-wasm-module may save modules only in this directory (default: the served module\'s directory)')
+    .option('--insecure-admin', 'accept POST /load-wasm-module from any client when CAPSULE_RELOAD_TOKEN is not set (default: loopback only)', false)
+    .exitOverride()
+    .action(async (positional: string | undefined, f: ModuleFlags & {
+      httpPort: string; host: string; crt?: string; key?: string; stopAfter?: string; maxBody: string;
+      maxConcurrency: string; reuse: boolean; fresh: boolean; workers?: string; grace: string;
+      functions?: string; routes?: string; maxOutput: string; defaultHost?: string; watch?: boolean;
+      modulesDir?: string; insecureAdmin: boolean;
+    }) => {
+      const [{ createLogger }, { serveUntilClosed }] = await Promise.all([import('../observability/logger.ts'), import('../triggers/lifecycle.ts')]);
+      const logger = createLogger(f.logLevel);
+      const port = intFlag(f.httpPort, '--http-port', 0, 65535);
+      const tls = tlsFromFlags(f);
+      const http = {
+        host: f.host, port, tls, logger,
+        maxBodyBytes: parseSize(f.maxBody, '--max-body'),
+        maxConcurrency: intFlag(f.maxConcurrency, '--max-concurrency', 1, 1_000_000),
+        stopAfterMs: f.stopAfter ? parseDuration(f.stopAfter, '--stop-after') : undefined,
+        graceMs: parseDuration(f.grace, '--grace'),
+        maxOutputBytes: parseSize(f.maxOutput, '--max-output'),
+        defaultHost: f.defaultHost,
+      };
+      // Many functions (wasi-cgi.md §9): a functions directory and/or a routes file (WAGI's
+      // modules.toml also as --config, its WAGI flag).
+      const routesFile = f.routes ?? (f.config && /\.toml$/i.test(f.config) ? f.config : undefined);
+      if (f.functions !== undefined || routesFile !== undefined) {
+        if (positional !== undefined || f.wasm || f.url) throw new CapsuleError('USAGE', '--functions and --routes serve many modules: give no module (nor --wasm / --url)');
+        const spec = functionSpecFromFlags(f, false);
+        const [{ serveFunctions }, { loadRoutesFile, mergeRouteTables, scanFunctionsDir }] = await Promise.all([
+          import('../triggers/http/multi.ts'), import('../functions/routes.ts'),
+        ]);
+        const trigger = await serveFunctions({
+          ...http,
+          table: () => mergeRouteTables([
+            ...(routesFile !== undefined ? [loadRoutesFile(routesFile)] : []),
+            ...(f.functions !== undefined ? [scanFunctionsDir(f.functions, { otherKeys: allConfigKeys(program) })] : []),
+          ]),
+          // multi-function servers never pass the runner's environment (conventions.md §2)
+          defaults: { ...functionOptionsOf({ ...spec, dirs: [] }), reuse: f.reuse, fresh: f.fresh },
+          dirs: spec.dirs,
+          workers: f.workers ? intFlag(f.workers, '--workers', 1, 256) : undefined,
+          watch: f.watch !== false,
+        });
+        exit(await serveUntilClosed(trigger, `capsule listening on ${trigger.url}`, logger));
+        return;
+      }
+      const [{ CapsuleFunction }, { reloadOptionsFor }, { serveHttp }] = await Promise.all([
+        import('../engine/function.ts'), import('../triggers/http/reload.ts'), import('../triggers/http/server.ts'),
+      ]);
+      const options = (m: LoadedModule): FunctionOptions => ({
+        ...functionOptions(f, m, true), stdio: 'capture', reuse: f.reuse, fresh: f.fresh,
+        workers: f.workers ? intFlag(f.workers, '--workers', 1, 256) : undefined,
+        onWarning: (w) => logger.warn(w),
+      });
+      // hot reload (POST /load-wasm-module, --watch): new versions on the first one's worker pool
+      const reload = await reloadOptionsFor({
+        served: f.wasm ?? positional, url: f.url !== undefined, modulesDir: f.modulesDir, watch: f.watch === true,
+        insecureAdmin: f.insecureAdmin, kind: f.kind, log: (t) => logger.info(t),
+        make: (m) => CapsuleFunction.fromModule(m, { ...options(m), pool: fn.pool }),
+      });
+      const module = await loadFromFlags(f, reload.watch?.path ?? positional);
+      const fn = CapsuleFunction.fromModule(module, options(module));
+      // the module is compiled; its worker threads boot before the port opens and the ready
+      // line is printed, so the first request costs what later ones do
+      await fn.pool.whenUp();
+      const trigger = await serveHttp(fn, { ...http, reload });
+      logger.info({ module: module.name, kind: module.detection.kind, digest: module.digest, workers: fn.pool.size, reuse: fn.settings.reuse }, 'module loaded');
+      exit(await serveUntilClosed(trigger, `capsule listening on ${trigger.url}`, logger));
+    });
+}
+
+/** `capsule nats` and `capsule mqtt`: a module per message. */
+function messageCommands(program: Command, exit: (code: number) => void): void {
+  // Message triggers (README "NATS and MQTT"): one ready line on stdout, logs on stderr.
+  const messageFlags = (cmd: Command) => moduleOptions(cmd)
+    .argument('[module]', 'module file (or use --wasm / --url)')
+    .option('--http-port <port>', 'serve /capsule/health, /capsule/ready, /capsule/metrics, /health, /metrics on this port (0 = a free one)')
+    .option('--host <address>', 'interface of --http-port', '127.0.0.1')
+    .option('--reuse', 'gen-2 modules: keep long-lived instances (globals persist between calls)', false)
+    .option('--fresh', 'Extism plugins: a fresh instance per call (default: one instance per worker thread)', false)
+    .option('--workers <n>', 'worker threads running guests (default: CPU cores)')
+    .option('--grace <duration>', 'time given to in-flight messages on SIGTERM', '10s');
+  type MessageFlags = ModuleFlags & { httpPort?: string; host: string; reuse: boolean; fresh: boolean; workers?: string; grace: string; maxConcurrency?: string };
+  const startMessages = async (positional: string | undefined, f: MessageFlags, start: (fn: CapsuleFunction, common: {
+    logger: Logger; graceMs: number; http?: { host: string; port: number }; maxConcurrency?: number;
+  }) => Promise<RunningMessageTrigger>, describe: string) => {
+    const [{ createLogger }, { serveUntilClosed }, { CapsuleFunction }] = await Promise.all([
+      import('../observability/logger.ts'), import('../triggers/lifecycle.ts'), import('../engine/function.ts'),
+    ]);
+    const logger = createLogger(f.logLevel);
+    const http = f.httpPort !== undefined ? { host: f.host, port: intFlag(f.httpPort, '--http-port', 0, 65535) } : undefined;
+    const graceMs = parseDuration(f.grace, '--grace');
+    const maxConcurrency = f.maxConcurrency !== undefined ? intFlag(f.maxConcurrency, '--max-concurrency', 1, 100_000) : undefined;
+    const module = await loadFromFlags(f, positional);
+    const fn = CapsuleFunction.fromModule(module, {
+      ...functionOptions(f, module, true), stdio: 'capture', reuse: f.reuse, fresh: f.fresh,
+      workers: f.workers ? intFlag(f.workers, '--workers', 1, 256) : undefined,
+      onWarning: (m) => logger.warn(m),
+    });
+    let trigger: RunningMessageTrigger;
+    try {
+      trigger = await start(fn, { logger, graceMs, http, maxConcurrency });
+    } catch (e) {
+      await fn.close();
+      throw e;
+    }
+    exit(await serveUntilClosed(trigger, `capsule subscribed to ${trigger.server} (${describe})${trigger.httpUrl ? `; runner routes on ${trigger.httpUrl}` : ''}`, logger));
+  };
+
+  messageFlags(program.command('nats').description('run a module for each message on NATS subjects (gen 2: callHandleMessage; gen 1: callNatsMessageHandle)'))
+    .option('--nats-server <url>', 'NATS server: nats://host:port, tls://host:port or host:port (comma-separated for a cluster)', 'nats://127.0.0.1:4222')
+    .option('--subject <subject>', 'subject to subscribe to, wildcards * and > allowed (repeatable)', collect, [])
+    .option('--queue <group>', 'queue group: runners with the same group share the messages')
+    .option('--max-concurrency <n>', 'messages handled at once (default: 2 × workers)')
+    .option('--max-pending <n>', 'messages kept waiting beyond those; more are dropped and counted', '1000')
+    .exitOverride()
+    .action(async (positional: string | undefined, f: MessageFlags & { natsServer: string; subject: string[]; queue?: string; maxPending: string }) => {
+      if (f.subject.length === 0) throw new CapsuleError('USAGE', 'give at least one --subject (e.g. --subject=greetings or --subject="orders.>")');
+      const maxPending = intFlag(f.maxPending, '--max-pending', 0, 1_000_000);
+      const { serveNats } = await import('../triggers/nats/index.ts');
+      await startMessages(positional, f, (fn, c) => serveNats(fn, {
+        server: f.natsServer, subjects: f.subject, queue: f.queue, maxPending, ...c,
+      }), `${f.subject.join(', ')}${f.queue ? `; queue ${f.queue}` : ''}`);
+    });
+
+  messageFlags(program.command('mqtt').description('run a module for each message on MQTT topics (gen 2: callHandleMessage; gen 1: callMqttMessageHandle)'))
+    .option('--mqtt-server <url>', 'MQTT broker: mqtt://host:port, mqtts://, tcp://, ws://, wss:// or host:port', 'mqtt://127.0.0.1:1883')
+    .option('--topic <filter>', 'topic filter, wildcards + and # allowed, $share/<group>/<filter> for a shared subscription (repeatable)', collect, [])
+    .option('--client-id <id>', 'MQTT client id (default: capsule-<random>)')
+    .addOption(new Option('--qos <qos>', 'subscription QoS, also used by the guest\'s hostMqttPublish (gen 2); 1 and 2 are acknowledged after the handler returned').choices(['0', '1', '2']).default('0'))
+    .option('--persistent-session', 'keep the session (subscriptions, queued QoS ≥ 1 messages) while the runner is away; needs --client-id', false)
+    .option('--max-concurrency <n>', 'QoS 0 messages handled at once (default: 2 × workers); QoS 1/2 run one at a time')
+    .exitOverride()
+    .action(async (positional: string | undefined, f: MessageFlags & { mqttServer: string; topic: string[]; clientId?: string; qos: string; persistentSession: boolean }) => {
+      if (f.topic.length === 0) throw new CapsuleError('USAGE', 'give at least one --topic (e.g. --topic="sensors/+/temperature")');
+      const { serveMqtt } = await import('../triggers/mqtt/index.ts');
+      await startMessages(positional, f, (fn, c) => serveMqtt(fn, {
+        server: f.mqttServer, topics: f.topic, clientId: f.clientId, qos: Number(f.qos) as 0 | 1 | 2,
+        persistentSession: f.persistentSession, ...c,
+      }), `${f.topic.join(', ')}; QoS ${f.qos}`);
+    });
+}
+
+/** `capsule inspect`: what a module is and asks for. */
+function inspectCommand(program: Command, exit: (code: number) => void): void {
+  program.command('inspect')
+    .description('print a module\'s kind, ABI generation, imports (the capabilities it asks for) and exports')
+    .argument('<module>', 'module file')
+    .option('--json', 'print JSON')
+    .addOption(new Option('--kind <kind>', 'module kind, instead of detecting it').choices(KINDS as string[]))
+    .exitOverride()
+    .action(async (path: string, f: { json?: boolean; kind?: ModuleKind }) => {
+      // a module that fails its load checks is still described, with the problem; then exit 1
+      const { inspectFile } = await import('./inspect.ts');
+      const { text, problem } = await inspectFile(path, { kind: f.kind, json: f.json === true });
+      process.stdout.write(text);
+      if (problem) throw problem;
+      exit(0);
+    });
+}
+
+/** Config files and `CAPSULE_*` variables of every command that loads a module. */
+function configHooks(program: Command): void {
+  // Config files (--config, <module>.capsule.yaml) and CAPSULE_* variables for every command
+  // that loads a module: precedence flags > file > CAPSULE_* > defaults (src/functions/config-file.ts).
+  for (const cmd of program.commands) if (cmd.options.some((o) => o.long === '--config')) addEnvVars(cmd);
+  program.hook('preAction', (_program, action) => {
+    // `capsule call --config k=v` is Extism's plugin config, not a config file
+    // FaaS services' --config is their own file (proxy routes YAML), not a module's config
+    if (action.name() === 'call' || !action.options.some((o) => o.long === '--config') || !action.options.some((o) => o.long === '--wasm')) return;
+    applyConfigFor(action, (action.getOptionValue('wasm') as string | undefined) ?? action.args[0]);
+  });
+}

@@ -100,7 +100,7 @@ class LazyBody extends Readable {
 }
 
 /** The request headers to send: every value but hop-by-hop ones, plus X-Forwarded-*. */
-function forwardHeaders(req: IncomingMessage): string[] {
+export function forwardHeaders(req: IncomingMessage): string[] {
   const raw = req.rawHeaders;
   const conn = req.headers.connection;
   const listed = conn ? new Set(conn.toLowerCase().split(',').map((s) => s.trim())) : undefined;
@@ -128,7 +128,7 @@ function forwardHeaders(req: IncomingMessage): string[] {
 }
 
 /** Response headers to copy: every value but hop-by-hop ones (flat name/value list). */
-function backwardHeaders(raw: string[]): string[] {
+export function backwardHeaders(raw: string[]): string[] {
   let listed: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     if (raw[i]!.toLowerCase() !== 'connection') continue;

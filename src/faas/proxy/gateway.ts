@@ -7,7 +7,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Logger } from '../../observability/logger.ts';
 import { FaasError } from '../shared/service.ts';
-import { forwardRequest, sendError } from './forward.ts';
+import { forwardRequest, sendError, type ForwardResult } from './forward.ts';
+import { LATTICE_TARGET } from './backends/store.ts';
 import type { UpstreamHealth } from './health.ts';
 import type { RouteTable } from './table.ts';
 
@@ -54,6 +55,7 @@ export class ProxyMetrics {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [this.registry],
   });
   readonly inflight = new Gauge({ name: 'capsule_proxy_inflight_requests', help: 'Proxied requests in progress', labelNames: ['function', 'revision'], registers: [this.registry] });
+  readonly latticeRetries = new Counter({ name: 'capsule_lattice_retries_total', help: 'Requests to nats: targets sent again: no node subscribed (no-responders), every node busy (busy), no answer in time (timeout, GET/HEAD/OPTIONS only)', labelNames: ['reason'], registers: [this.registry] });
   readonly unreachable = new Counter({ name: 'capsule_proxy_upstream_failures_total', help: 'Connection failures to an upstream (each takes it out of the rotation until a probe succeeds)', labelNames: ['upstream'], registers: [this.registry] });
   readonly #byRevision = new Map<string, RevisionMetrics>();
   constructor(downCount: () => number) {
@@ -102,6 +104,8 @@ export interface GatewayOptions {
   logger: Logger;
   /** Upstream response-header and idle-body timeout, ms. */
   timeoutMs: number;
+  /** Invokes `nats:` targets (cluster mode, ./backends/nats.ts); without it they answer 502 NO_INSTANCE. */
+  lattice?: { forward(req: IncomingMessage, res: ServerResponse, fn: string, rev: string, path: string): Promise<ForwardResult> };
 }
 
 /** Serves proxied requests. */
@@ -142,7 +146,9 @@ export class Gateway {
     const labels = { function: target.function, revision: resolved.revision };
     const m = o.metrics.revision(target.function, resolved.revision);
     m.inflight.inc();
-    const r = await forwardRequest(req, res, resolved.urls, target.path, {
+    const r = resolved.urls[0] === LATTICE_TARGET
+      ? await this.#lattice(req, res, target, resolved.revision)
+      : await forwardRequest(req, res, resolved.urls.includes(LATTICE_TARGET) ? resolved.urls.filter((u) => u !== LATTICE_TARGET) : resolved.urls, target.path, {
       logger: o.logger, timeoutMs: o.timeoutMs,
       onUnreachable: (url, err) => {
         o.metrics.unreachable.inc({ upstream: url });
@@ -157,5 +163,14 @@ export class Gateway {
     const line = { ...labels, method: req.method, path: target.path, upstream: r.upstream, status: r.status, ms: Math.round(seconds * 10000) / 10 };
     if (r.error) o.logger.warn({ ...line, error: r.error, unreachable: r.unreachable }, 'proxied request failed');
     else o.logger.info(line, 'proxied');
+  }
+
+  /** A `nats:` target: over NATS in cluster mode, else 502 (a route written by a cluster into a shared store). */
+  async #lattice(req: IncomingMessage, res: ServerResponse, target: ProxyTarget, revision: string): Promise<ForwardResult> {
+    if (this.#o.lattice) return this.#o.lattice.forward(req, res, target.function, revision, target.path);
+    req.resume();
+    const message = `${target.function}/${revision} is served by cluster nodes (nats:); this proxy is not in cluster mode (--backend nats --cluster URLS)`;
+    sendError(res, 502, 'NO_INSTANCE', message);
+    return { status: 502, unreachable: [], error: message };
   }
 }

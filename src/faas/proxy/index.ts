@@ -8,7 +8,8 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Logger } from '../../observability/logger.ts';
 import { createServiceApp, listenService, type RunningService, type TlsFiles } from '../shared/service.ts';
 import { registerProxyRoutes } from './api.ts';
-import { applyRoutes, type StaticRoutes } from './config.ts';
+import type { StaticRoutes } from './config.ts';
+import { MemoryRouteStore, type ProxyBackend } from './backends/index.ts';
 import { Gateway, ProxyMetrics } from './gateway.ts';
 import { UpstreamHealth } from './health.ts';
 import { RouteTable } from './table.ts';
@@ -16,6 +17,7 @@ import { RouteTable } from './table.ts';
 export { RouteTable, DEFAULT_REVISION, type TrafficTarget, type Traffic, type RouteChange, type Resolved } from './table.ts';
 export { forwardRequest, type ForwardOptions, type ForwardResult } from './forward.ts';
 export { loadRoutesConfig, type StaticRoutes } from './config.ts';
+export { openBackend, type ProxyBackend, type BackendOptions, type RouteStore } from './backends/index.ts';
 
 /** The header (and environment variable) carrying the proxy's admin token (faas-api.md §1). */
 export const PROXY_TOKEN = 'CAPSULE_REVERSE_PROXY_ADMIN_TOKEN';
@@ -36,6 +38,11 @@ export interface ProxyOptions {
   routes?: StaticRoutes;
   /** Use this table (shared with other services of the process) instead of a new one. */
   table?: RouteTable;
+  /**
+   * Where routes live (./backends: memory, redis, nats; default memory on `table`). Static
+   * `routes` go into a shared store only for functions it does not hold. Closed with the proxy.
+   */
+  backend?: ProxyBackend;
   /** Upstream response-header and idle-body timeout, ms (default 30 000). */
   timeoutMs?: number;
   /** Largest admin JSON body, bytes (default 1 MiB; proxied bodies are streamed, never limited here). */
@@ -63,10 +70,12 @@ export type RunningProxy = RunningService & { readonly table: RouteTable };
 /**
  * Starts the proxy and listens.
  * @throws Error when it cannot listen (address in use, …); FaasError when `routes` conflict with `table`
+ *   (503 STATE_UNAVAILABLE when a shared backend cannot take them)
  */
 export async function startProxy(o: ProxyOptions): Promise<RunningProxy> {
-  const table = o.table ?? new RouteTable();
-  if (o.routes) applyRoutes(table, o.routes);
+  const store = o.backend?.store ?? new MemoryRouteStore(o.table ?? new RouteTable());
+  const table = store.table;
+  if (o.routes) await store.seed(o.routes);
   const health = new UpstreamHealth(o.logger);
   const stopForgetting = table.onChange(() => {
     // upstreams that left every revision need no more probes
@@ -75,9 +84,9 @@ export async function startProxy(o: ProxyOptions): Promise<RunningProxy> {
     for (const url of health.downList()) if (!still.has(url)) health.forget(url);
   });
   const metrics = new ProxyMetrics(() => health.downList().length);
-  const gateway = new Gateway({ table, health, metrics, logger: o.logger, timeoutMs: o.timeoutMs ?? 30_000 });
+  const gateway = new Gateway({ table, health, metrics, logger: o.logger, timeoutMs: o.timeoutMs ?? 30_000, lattice: o.backend?.lattice?.(metrics.latticeRetries) });
   const app = createServiceApp({ service: 'reverse-proxy', logger: o.logger, tls: o.tls, bodyLimit: o.bodyLimit, metrics: metrics.registry });
-  registerProxyRoutes(app, table, gateway, { service: 'reverse-proxy', header: PROXY_TOKEN, token: o.adminToken, insecureAdmin: o.insecureAdmin });
+  registerProxyRoutes(app, store, gateway, { service: 'reverse-proxy', header: PROXY_TOKEN, token: o.adminToken, insecureAdmin: o.insecureAdmin });
   bypassFramework(app.server, gateway);
   let running: RunningService;
   try {
@@ -85,6 +94,7 @@ export async function startProxy(o: ProxyOptions): Promise<RunningProxy> {
   } catch (e) {
     health.close();
     stopForgetting();
+    await o.backend?.close();
     throw e;
   }
   let closing: Promise<void> | undefined;
@@ -94,6 +104,7 @@ export async function startProxy(o: ProxyOptions): Promise<RunningProxy> {
       health.close();
       stopForgetting();
       await running.close();
+      await o.backend?.close();
     })()),
   };
 }

@@ -45,6 +45,17 @@ export interface Resolved {
   urls: readonly string[];
 }
 
+/**
+ * One function's routes as a shared backend stores them (faas-cluster.md §1.2, KV `fn.<f>`):
+ * `{revisions: {<rev>: {targets: [url | "nats:"]}}, aliases: {default: {<rev>: percent}}, sticky?}`.
+ * `aliases` is `{}` when `default` is not an alias.
+ */
+export interface RouteRecord {
+  revisions: Record<string, { targets: string[] }>;
+  aliases: { default?: Record<string, number> };
+  sticky?: string;
+}
+
 /** The hints a proxied request gives the choice of a revision on the default route. */
 export interface RouteHints {
   /** `X-Capsule-Revision` request header: pick this revision. */
@@ -283,6 +294,60 @@ export class RouteTable {
     const urls = f.revisions.get(chosen);
     if (!urls || urls.length === 0) throw notRegistered(fn, chosen);
     return { revision: chosen, urls: this.#rotate(f, chosen, urls, isUp) };
+  }
+
+  /** The registered function names. */
+  names(): string[] {
+    return [...this.#functions.keys()];
+  }
+
+  /** One function's routes as a shared backend stores them, or undefined when it is not registered. */
+  snapshot(fn: string): RouteRecord | undefined {
+    const f = this.#functions.get(fn);
+    if (!f) return undefined;
+    const revisions: RouteRecord['revisions'] = {};
+    for (const [rev, urls] of f.revisions) revisions[rev] = { targets: [...urls] };
+    const record: RouteRecord = { revisions, aliases: {} };
+    if (f.traffic) {
+      record.aliases.default = Object.fromEntries(f.traffic.targets.map((t) => [t.revision, t.percent]));
+      if (f.traffic.text) record.sticky = f.traffic.text;
+    }
+    return record;
+  }
+
+  /**
+   * Replaces one function's routes with a record read from a shared backend (undefined removes
+   * it), keeping the round-robin positions of revisions that stay. Written by other processes, a
+   * record is read leniently: entries of the wrong shape are skipped, a bad sticky spec is dropped.
+   * @returns false when the record has no usable shape (nothing changed)
+   */
+  load(fn: string, record: RouteRecord | undefined): boolean {
+    if (record === undefined) {
+      if (this.#functions.delete(fn)) this.#changed({ function: fn });
+      return true;
+    }
+    if (!record || typeof record !== 'object' || !record.revisions || typeof record.revisions !== 'object') return false;
+    const old = this.#functions.get(fn);
+    const revisions = new Map<string, string[]>();
+    for (const [rev, r] of Object.entries(record.revisions)) {
+      if (Array.isArray(r?.targets)) revisions.set(rev, r.targets.filter((t): t is string => typeof t === 'string'));
+    }
+    const f: FunctionState = { revisions, counters: new Map() };
+    for (const [rev, n] of old?.counters ?? []) if (revisions.has(rev)) f.counters.set(rev, n);
+    const alias = record.aliases?.default;
+    if (alias && typeof alias === 'object' && Object.keys(alias).length > 0) {
+      const targets = Object.entries(alias).filter(([, p]) => Number.isInteger(p) && p >= 0).map(([revision, percent]) => ({ revision, percent }));
+      let sticky: StickySpec | undefined;
+      try {
+        sticky = record.sticky ? parseSticky(record.sticky) : undefined;
+      } catch { /* a bad spec from another writer: no stickiness */ }
+      const same = old?.traffic && JSON.stringify(old.traffic.targets) === JSON.stringify(targets);
+      revisions.delete(DEFAULT_REVISION);
+      f.traffic = { targets, sticky, text: sticky ? record.sticky : undefined, current: same ? old.traffic!.current : new Map() };
+    }
+    this.#functions.set(fn, f);
+    this.#changed({ function: fn });
+    return true;
   }
 
   /** Calls `listener` after every change; returns the function that stops it. */

@@ -1,0 +1,98 @@
+/**
+ * Start-up benchmark (`npm run bench`; not a test; issue 15 point 3). In one run, interleaved
+ * (a slow spell of the machine hits every command alike), RUNS times each: `node -e 0` (the
+ * baseline: Node's own start), `capsule --version`, `capsule run hello-world Bob`. Prints the
+ * median wall time of each and its ratio to the baseline, against the targets (--version ≤ 1.3×,
+ * run ≤ 2×). Then the first-request latency of `capsule serve` (hello-you): the first request
+ * after the ready line against the median of the next ones.
+ *
+ * One unmeasured warm-up run of each command fills Node's module compile cache first (the bins
+ * enable it; a user's second start onwards is what is measured).
+ * Options: BENCH_STARTUP_RUNS (default 15, at least 10), BENCH_FIRST_REQUESTS (default 3 servers).
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const cli = join(root, 'bin/capsule.js');
+const runs = Math.max(10, Number(process.env.BENCH_STARTUP_RUNS ?? 15));
+const servers = Math.max(1, Number(process.env.BENCH_FIRST_REQUESTS ?? 3));
+const helloWorld = join(root, 'examples/hello-world/hello-world.wasm');
+const helloYou = join(root, 'examples/hello-you/hello-you.wasm');
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const ms = (x: number) => `${x.toFixed(1)} ms`;
+
+/** Wall time of one run of `node <args>`, ms; throws when it fails. */
+function timeRun(args: string[]): number {
+  const t = performance.now();
+  const r = spawnSync(process.execPath, args, { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
+  const elapsed = performance.now() - t;
+  if (r.status !== 0) throw new Error(`node ${args.join(' ')} exited with ${r.status}: ${r.stderr.toString()}`);
+  return elapsed;
+}
+
+function startup(): void {
+  if (!existsSync(helloWorld)) throw new Error(`${helloWorld} was not built: npm run build:guests`);
+  const commands: { name: string; args: string[]; target?: number }[] = [
+    { name: 'node -e 0', args: ['-e', '0'] },
+    { name: 'capsule --version', args: [cli, '--version'], target: 1.3 },
+    { name: 'capsule run hello-world Bob', args: [cli, 'run', helloWorld, 'Bob'], target: 2 },
+  ];
+  for (const c of commands) timeRun(c.args); // warm-up: the compile cache
+  const times = commands.map(() => [] as number[]);
+  for (let i = 0; i < runs; i++) commands.forEach((c, k) => times[k]!.push(timeRun(c.args)));
+  const base = median(times[0]!);
+  console.log(`start-up, median of ${runs} runs (interleaved):`);
+  commands.forEach((c, k) => {
+    const m = median(times[k]!);
+    const ratio = m / base;
+    const verdict = c.target === undefined ? 'baseline' : `${ratio.toFixed(2)}× node -e 0 (target ≤ ${c.target}×: ${ratio <= c.target ? 'met' : 'NOT met'})`;
+    console.log(`  ${c.name.padEnd(30)} ${ms(m).padStart(10)}  ${verdict}`);
+  });
+}
+
+/** Starts `capsule serve`, times the first request after the ready line, then 20 more. */
+async function firstRequest(): Promise<{ first: number; later: number }> {
+  const child = spawn(process.execPath, [cli, 'serve', helloYou, '--http-port=0'], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] });
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = /capsule listening on (\S+)/.exec(out);
+        if (m) resolve(m[1]!);
+      });
+      child.once('exit', (code) => reject(new Error(`capsule serve exited with ${code} before listening`)));
+    });
+    const call = async () => {
+      const t = performance.now();
+      const res = await fetch(url, { method: 'POST', body: JSON.stringify({ name: 'Bob Morane' }), headers: { 'content-type': 'application/json' } });
+      await res.arrayBuffer();
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      return performance.now() - t;
+    };
+    const first = await call();
+    const later: number[] = [];
+    for (let i = 0; i < 20; i++) later.push(await call());
+    return { first, later: median(later) };
+  } finally {
+    child.kill('SIGTERM');
+  }
+}
+
+startup();
+if (existsSync(helloYou)) {
+  const results: { first: number; later: number }[] = [];
+  for (let i = 0; i < servers; i++) results.push(await firstRequest());
+  const first = median(results.map((r) => r.first));
+  const later = median(results.map((r) => r.later));
+  console.log(`capsule serve hello-you, first request after the ready line (median of ${servers} servers): ${ms(first)}; later requests: ${ms(later)} (${(first / later).toFixed(1)}×)`);
+} else {
+  console.log(`${helloYou} was not built: first-request latency skipped`);
+}

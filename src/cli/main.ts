@@ -25,6 +25,8 @@ export async function main(argv: string[], o: { bin: string }): Promise<void> {
   };
   const normalised = normaliseArgv(argv, BIN_COMMANDS[o.bin]);
   const runPool = startRunPool(normalised);
+  // the thread is spawned before the program's modules start loading (they would delay it)
+  await runPool;
   const [{ buildProgram }, { CommanderError }] = await Promise.all([import('./program.ts'), import('commander')]);
   const program = buildProgram(exit, { runPool });
   if (o.bin !== 'capsule') program.name(o.bin);

@@ -86,6 +86,10 @@ describe('capsule registry', { skip }, () => {
     assert.equal(dl.headers.get('x-capsule-sha256'), sha256(bytes));
     assert.equal(dl.headers.get('digest'), `sha-256=${createHash('sha256').update(bytes).digest('base64')}`);
     assert.equal(dl.headers.get('content-type'), 'application/wasm');
+    const head = await fetch(`${server.url}/k33g/hello/0.0.0/hello.wasm`, { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers.get('content-length'), String(bytes.length));
+    assert.equal(head.headers.get('x-capsule-sha256'), sha256(bytes));
 
     const info = await fetch(`${server.url}/info/k33g/hello/0.0.0`);
     assert.equal(await info.text(), 'hello from k33g\n');

@@ -6,7 +6,7 @@
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingMessage } from 'node:http';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { Counter } from 'prom-client';
 import type { Logger } from '../../observability/logger.ts';
@@ -69,8 +69,10 @@ export async function registryRoutes(app: FastifyInstance, o: RegistryApiOptions
       .header('x-capsule-sha256', file.sha256)
       .header('etag', `"sha256-${file.sha256}"`);
     if (request.method === 'HEAD') {
+      // an empty stream: fastify's HEAD handling keeps the headers set here (an absent body
+      // would be answered with content-length 0)
       await file.close();
-      return reply.send();
+      return reply.send(Readable.from([]));
     }
     return reply.send(file.stream());
   });

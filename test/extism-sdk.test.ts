@@ -76,6 +76,7 @@ class Pair {
 }
 
 const as = fixture('extism-as');
+const asHttp = fixture('extism-as-http');
 const kitchen = fixture('extism-kitchen');
 
 describe('Capsule and the Extism JS SDK: the AssemblyScript PDK plugin', { skip: missing(as) }, () => {
@@ -172,7 +173,7 @@ describe('Capsule and the Extism JS SDK: a plugin without PDK (C, WASI)', { skip
   });
 });
 
-describe('Capsule and the Extism JS SDK: http_request', { skip: missing(as) }, () => {
+describe('Capsule and the Extism JS SDK: http_request', { skip: missing(asHttp) }, () => {
   let server: Server;
   let url: string;
   before(async () => {
@@ -183,13 +184,13 @@ describe('Capsule and the Extism JS SDK: http_request', { skip: missing(as) }, (
   after(() => server.close());
 
   it('an allowed host: the same status and body; a host not allowed: a failure in both', async () => {
-    const pair = await Pair.open(as, { allowedHosts: ['127.0.0.1'], worker: true });
+    const pair = await Pair.open(asHttp, { allowedHosts: ['127.0.0.1'], worker: true });
     try {
       assert.equal((await pair.same('http_get', url) as { bytes: Buffer }).bytes.toString(), '200 pong as-pdk');
     } finally {
       await pair.close();
     }
-    const refused = await Pair.open(as, { allowedHosts: ['example.com'], worker: true });
+    const refused = await Pair.open(asHttp, { allowedHosts: ['example.com'], worker: true });
     try {
       const [c, s] = await refused.both('http_get', url);
       assert.equal(c.ok, false);

@@ -35,6 +35,8 @@ export interface GuestOptions {
 export interface EnvImport {
   readonly params: readonly ValType[];
   readonly results: readonly ValType[];
+  /** Whether it suspends the guest (a `WebAssembly.Suspending`): a module importing it runs its exports with JSPI. */
+  readonly async?: boolean;
   /** @param moduleName the module's display name; `state` holds the running call's guest and context */
   make(state: CallState, moduleName: string): (...args: number[]) => unknown;
 }

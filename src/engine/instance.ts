@@ -141,7 +141,12 @@ export class ModuleInstances implements GuestInstances {
     for (const ns of Object.keys(user?.namespaces ?? {})) {
       if (this.abi.imports[ns] === undefined) this.#namespaces[ns] = plainUserImports(user!, ns, this.#state, this.abi.userCallHooks) as WebAssembly.ModuleImports;
     }
-    this.#jspi = built.async || user !== undefined;
+    // JSPI costs a stack switch per call: only for modules importing something that suspends
+    const suspends = WebAssembly.Module.imports(spec.compiled).some((i) => {
+      const provider = this.abi.imports[i.module];
+      return typeof provider === 'object' ? provider[i.name]?.async === true : user?.namespaces[i.module] !== undefined;
+    });
+    this.#jspi = built.async || suspends;
     const capPages = Math.floor(spec.settings.maxMemoryBytes / PAGE);
     const limits = spec.pooledMemory ?? spec.importedMemory?.limits;
     if (limits) {

@@ -78,7 +78,7 @@ function parseRequest(text: string): { url: string; method: string; headers: [st
 }
 
 /** `http_request` (§7): an async import, so the guest is suspended with JSPI while it runs. */
-const httpRequest: EnvImport = kernelImport([I64, I64], [I64], (k, state) => {
+const httpRequest: EnvImport = { async: true, ...kernelImport([I64, I64], [I64], (k, state) => {
   const run = async (reqH: bigint, bodyH: bigint): Promise<bigint> => {
     const kernel = k().kernel;
     const req = parseRequest(kernel.take(n(reqH)));
@@ -106,7 +106,7 @@ const httpRequest: EnvImport = kernelImport([I64, I64], [I64], (k, state) => {
   };
   const jspi = WebAssembly as unknown as JspiApi;
   return (typeof jspi.Suspending === 'function' ? new jspi.Suspending(run) : run) as Fn;
-});
+}) };
 
 /** Every function of `extism:host/env` (§3), for `Abi.imports`. */
 export const EXTISM_ENV: Readonly<Record<string, EnvImport>> = {

@@ -80,7 +80,7 @@ async function runExport(guest: Guest, kernel: Kernel, name: string): Promise<Ou
   const jspi = WebAssembly as unknown as JspiApi;
   let rc: unknown;
   try {
-    rc = typeof jspi.promising === 'function' ? await jspi.promising(f as () => unknown)() : (f as () => unknown)();
+    rc = guest.jspi && typeof jspi.promising === 'function' ? await jspi.promising(f as () => unknown)() : (f as () => unknown)();
   } catch (e) {
     const message = kernel.errorText();
     if (message !== undefined) return { ok: false, message };

@@ -119,6 +119,17 @@ export interface ServeInvocationsOptions {
   logger: Logger;
   /** Queue group (nodes serving the same revision share its requests); none for node-direct subjects. */
   queue?: string;
+  /**
+   * A cap shared by several subscriptions (a node's in-flight cap over every revision it serves):
+   * when given, a message is answered "busy" once `gate.count` reached `gate.max`, besides `maxInflight`.
+   */
+  gate?: InflightGate;
+}
+
+/** A count of calls in progress shared by subscriptions, with its cap (see {@link ServeInvocationsOptions.gate}). */
+export interface InflightGate {
+  count: number;
+  readonly max: number;
 }
 
 /** A node's subscription for one revision. */
@@ -142,7 +153,8 @@ export async function serveInvocations(nc: NatsConnection, subject: string, hand
     queue: o.queue,
     callback: (_err, m) => {
       if (!m.reply) return;
-      if (inflight >= o.maxInflight) {
+      const gate = o.gate;
+      if (inflight >= o.maxInflight || (gate && gate.count >= gate.max)) {
         const h = nats.headers();
         h.set('Capsule-Busy', '1');
         h.set('Capsule-Status', '503');
@@ -151,6 +163,7 @@ export async function serveInvocations(nc: NatsConnection, subject: string, hand
         return;
       }
       inflight++;
+      if (gate) gate.count++;
       const h = m.headers;
       const req: InvokeRequest = {
         method: h?.get('Capsule-Method') || 'GET',
@@ -164,7 +177,10 @@ export async function serveInvocations(nc: NatsConnection, subject: string, hand
         o.logger.error({ subject, err: (e as Error).message }, 'invocation failed');
         const body = new TextEncoder().encode(JSON.stringify({ code: 'ERROR', message: (e as Error).message }));
         answer(m, { status: 500, headers: ['content-type', 'application/json; charset=utf-8'], body });
-      }).finally(() => inflight--);
+      }).finally(() => {
+        inflight--;
+        if (gate) gate.count--;
+      });
     },
   });
   return {

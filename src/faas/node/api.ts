@@ -30,14 +30,37 @@ function optionalString(body: Record<string, unknown>, field: string): string | 
   return v;
 }
 
+/** What the worker routes call: the node's `Deployments`, or the cluster's desired state (cluster/desired.ts). */
+export type WorkerApi = Pick<Deployments, 'list' | 'deploy' | 'undeploy' | 'downscale' | 'setDefault' | 'removeDefault' | 'reload'>;
+
+/**
+ * Cluster-mode deploy fields beyond Go's body (faas-cluster.md §1.6): `idleSeconds` (scale to zero,
+ * seconds) and `placement` (labels a node must carry). A one-machine node ignores them.
+ * @throws FaasError 400 ERROR_JSON_BINDING when present with the wrong shape
+ */
+function clusterExtras(body: Record<string, unknown>): { idleSeconds?: number; placement?: Record<string, string> } {
+  const out: { idleSeconds?: number; placement?: Record<string, string> } = {};
+  const idle = body.idleSeconds;
+  if (idle !== undefined && idle !== null) {
+    if (typeof idle !== 'number' || !Number.isFinite(idle) || idle < 0) throw new FaasError(400, 'ERROR_JSON_BINDING', 'field "idleSeconds" must be a number of seconds ≥ 0');
+    out.idleSeconds = idle;
+  }
+  const p = body.placement;
+  if (p !== undefined && p !== null) {
+    if (typeof p !== 'object' || Array.isArray(p) || !Object.values(p).every((v) => typeof v === 'string')) throw new FaasError(400, 'ERROR_JSON_BINDING', 'field "placement" must be an object of label names to string values');
+    out.placement = p as Record<string, string>;
+  }
+  return out;
+}
+
 /** Adds the worker routes to the node's app. */
-export function registerNodeRoutes(app: FastifyInstance, deployments: Deployments, policy: AdminPolicy): void {
+export function registerNodeRoutes(app: FastifyInstance, deployments: WorkerApi, policy: AdminPolicy): void {
   const admin = { onRequest: adminGuard(policy) };
   app.get('/functions/list', async (_req, reply) => reply.code(202).type('application/json; charset=utf-8').send(JSON.stringify(await deployments.list(), null, 4)));
   app.post('/functions/deploy', admin, async (req, reply) => {
     const b = bindJson(req, reply, ['function', 'revision', 'downloadUrl']);
     if (!b) return reply;
-    const r = await deployments.deploy({ function: b.function, revision: b.revision, downloadUrl: b.downloadUrl, envVariables: envOf(b.envVariables), sha256: optionalString(b, 'sha256') });
+    const r = await deployments.deploy({ function: b.function, revision: b.revision, downloadUrl: b.downloadUrl, envVariables: envOf(b.envVariables), sha256: optionalString(b, 'sha256'), ...clusterExtras(b) });
     return sendJson(reply, 202, r);
   });
   app.delete('/functions/revisions/deployments', admin, async (req, reply) => {

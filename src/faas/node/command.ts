@@ -4,6 +4,7 @@
  * options only, the node is imported when the command runs.
  */
 import type { Command } from 'commander';
+import { CapsuleError } from '../../base/errors.ts';
 import { intFlag } from '../../cli/flags.ts';
 import { listenOptions, serveServices, serviceOptions, type CommandRegistrar, type ServiceFlags } from '../shared/command.ts';
 
@@ -16,6 +17,31 @@ interface NodeFlags extends ServiceFlags {
   process: boolean;
   workers?: string;
   modulesDir?: string;
+  cluster?: string;
+  lattice: string;
+  labels?: string;
+  maxInflight: string;
+  cacheDir?: string;
+  nodeId?: string;
+  idleSeconds: string;
+}
+
+/** `--cache-dir` default: `$XDG_CACHE_HOME/capsule`, else `~/.cache/capsule`, else under the OS temp directory. */
+async function defaultCacheDir(): Promise<string> {
+  const { homedir, tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const base = process.env['XDG_CACHE_HOME'] || (homedir() ? join(homedir(), '.cache') : tmpdir());
+  return join(base, 'capsule');
+}
+
+/** `--labels k=v,…`. @throws CapsuleError USAGE */
+async function labelsFlag(text: string | undefined): Promise<Record<string, string>> {
+  const { parseLabels } = await import('./cluster/records.ts');
+  try {
+    return parseLabels(text);
+  } catch (e) {
+    throw new CapsuleError('USAGE', `--labels: ${(e as Error).message}`);
+  }
 }
 
 /** Registers `capsule node` (alias `worker`). */
@@ -29,6 +55,13 @@ export const nodeCommand: CommandRegistrar = (program: Command, exit) => {
     .option('--capsule-path <command>', 'with --process: the capsule command a replica runs (default: this capsule)')
     .option('--workers <n>', 'worker threads shared by every deployment (default: CPU cores)')
     .option('--modules-dir <dir>', 'module cache (default: a temporary directory removed at exit)')
+    .option('--cluster <urls>', 'join the NATS cluster at these servers (comma-separated): the worker API writes desired state, the node serves every eligible revision over NATS')
+    .option('--lattice <name>', 'with --cluster: lattice prefix (isolates Capsule clusters sharing one NATS)', 'default')
+    .option('--labels <k=v,...>', 'with --cluster: labels of this node, matched by a deploy\'s "placement"')
+    .option('--max-inflight <n>', 'with --cluster: calls in progress on this node at once; more are answered "busy" (the gateway retries elsewhere)', '256')
+    .option('--cache-dir <dir>', 'with --cluster: content-addressed module cache (default: ~/.cache/capsule)')
+    .option('--node-id <id>', 'with --cluster: this node\'s id (X-Capsule-Node, NODES bucket; default: <host>-<pid>)')
+    .option('--idle-seconds <n>', 'with --cluster: scale-to-zero delay of deploys that give no "idleSeconds" (0 = never)', '0')
     .addHelpText('after', '\nEnvironment: CAPSULE_WORKER_ADMIN_TOKEN protects every route but the list; CAPSULE_REVERSE_PROXY_ADMIN_TOKEN is sent to the reverse proxy; CAPSULE_FAAS_TOKEN and CAPSULE_DOMAIN are those of the gen-2 FaaS routes (/functions/start, …) the node serves too.')
     .exitOverride()
     .action(async (f: NodeFlags) => {
@@ -42,7 +75,14 @@ export const nodeCommand: CommandRegistrar = (program: Command, exit) => {
       // Go's start-worker.sh passes -capsulePath=capsule: without --process it has nothing to name
       if (f.capsulePath !== undefined && !f.process) logger.warn({ capsulePath: f.capsulePath }, '--capsule-path is ignored without --process (deployments run in this process)');
       const proxyUrl = f.reverseProxy?.replace(/\/+$/, '');
+      const cluster = f.cluster === undefined ? undefined : {
+        servers: f.cluster.split(',').map((u) => u.trim()).filter(Boolean), lattice: f.lattice, nodeId: f.nodeId,
+        labels: await labelsFlag(f.labels), maxInflight: intFlag(f.maxInflight, '--max-inflight', 1, 1_000_000),
+        cacheDir: f.cacheDir ?? await defaultCacheDir(), idleSeconds: intFlag(f.idleSeconds, '--idle-seconds', 0, 31_536_000),
+      };
+      if (cluster && cluster.servers.length === 0) throw new CapsuleError('USAGE', '--cluster needs nats://host:4222[,nats://…]');
       const node = await startNode({
+        cluster,
         ...listen, logger, portCounter, workers, process: f.process, modulesDir: f.modulesDir,
         capsuleCommand: f.capsulePath === undefined || !f.process ? undefined : f.capsulePath.split(/\s+/).filter(Boolean),
         workerDomain: f.workerDomain === '' ? hostname() : f.workerDomain,

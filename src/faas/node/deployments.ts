@@ -81,6 +81,10 @@ export interface DeployRequest {
   envVariables: Record<string, string>;
   /** Expected `sha256` (hex or `sha256:hex`), besides a `#sha256=` pin in the URL. */
   sha256?: string;
+  /** Cluster mode only (node/cluster/desired.ts): scale-to-zero delay, seconds; ignored here. */
+  idleSeconds?: number;
+  /** Cluster mode only: labels a node must carry to serve the revision; ignored here. */
+  placement?: Record<string, string>;
 }
 
 /** A Go-shaped reply body (`code`, `message`, …) sent with 202. */

@@ -9,6 +9,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CapsuleError } from '../../base/errors.ts';
 import { FunctionTable } from '../../functions/table.ts';
 import type { Logger } from '../../observability/logger.ts';
 import { runLifecycle } from '../../triggers/lifecycle.ts';
@@ -21,6 +22,7 @@ import { ModuleSource } from './module-source.ts';
 import { PortCounter } from './ports.ts';
 import type { ProxyRegistration } from './proxy-client.ts';
 import { ownCapsuleCommand } from './replicas.ts';
+import type { ClusterNodeOptions, ClusterSide } from './cluster/index.ts';
 
 export type { ProxyRegistration } from './proxy-client.ts';
 export { httpProxyRegistration, tableProxyRegistration } from './proxy-client.ts';
@@ -60,12 +62,20 @@ export interface NodeOptions {
   faasToken?: string;
   /** `CAPSULE_DOMAIN`: base URL gen-2 revisions are reached at (default `http://127.0.0.1`). */
   faasDomain?: string;
+  /**
+   * Cluster mode (`--cluster`, faas-cluster.md §1.1): the worker API writes desired state and the
+   * node serves every eligible revision over NATS (./cluster/index.ts). Not with `process`.
+   */
+  cluster?: ClusterNodeOptions;
 }
 
 /** A running node. */
 export interface RunningNode extends RunningService {
+  /** The one-machine deployments (empty in cluster mode: see `cluster`). */
   readonly deployments: Deployments;
   readonly metrics: NodeMetrics;
+  /** Cluster mode: the node's membership (id, connection, desired state, runtime). */
+  readonly cluster?: ClusterSide;
 }
 
 /**
@@ -74,6 +84,7 @@ export interface RunningNode extends RunningService {
  */
 export async function startNode(o: NodeOptions): Promise<RunningNode> {
   const logger = o.logger;
+  if (o.cluster && o.process) throw new CapsuleError('USAGE', '--process cannot be used with --cluster (cluster nodes run revisions in-process)');
   const host = o.host ?? '127.0.0.1';
   const ownDir = o.modulesDir === undefined;
   const dir = o.modulesDir ?? await mkdtemp(join(tmpdir(), 'capsule-node-'));
@@ -84,15 +95,24 @@ export async function startNode(o: NodeOptions): Promise<RunningNode> {
   });
   await table?.start();
   const metrics = new NodeMetrics();
+  const listen = { host, domain: o.workerDomain || 'localhost', tls: o.tls, logger, graceMs: o.graceMs ?? 10_000 };
+  const ports = new PortCounter(o.portCounter ?? 10_000, host);
+  const proxyUrl = (o.proxyUrl ?? '').replace(/\/+$/, '');
   const deployments = new Deployments({
     table, processCommand: o.process ? o.capsuleCommand ?? ownCapsuleCommand() : undefined,
-    source: new ModuleSource({ dir }), metrics, proxy: o.proxy, proxyUrl: (o.proxyUrl ?? '').replace(/\/+$/, ''),
-    listen: { host, domain: o.workerDomain || 'localhost', tls: o.tls, logger, graceMs: o.graceMs ?? 10_000 },
-    ports: new PortCounter(o.portCounter ?? 10_000, host), logger,
+    source: new ModuleSource({ dir }), metrics, proxy: o.cluster ? undefined : o.proxy, proxyUrl, listen, ports,
+    logger: o.cluster ? logger.child({}, { level: 'silent' }) : logger, // unused in cluster mode: no "not registered" warning
   });
+  const cluster = o.cluster && table
+    ? await (await import('./cluster/index.ts')).joinCluster(o.cluster, { table, pool: table.pool, metrics, logger, proxyUrl, listen, ports })
+      .catch(async (e: unknown) => {
+        await table.close();
+        throw e;
+      })
+    : undefined;
   let closing = false;
   const app = createServiceApp({ service: 'worker', logger, tls: o.tls, metrics: metrics.registry, ready: () => !closing });
-  registerNodeRoutes(app, deployments, { service: 'worker', header: 'CAPSULE_WORKER_ADMIN_TOKEN', token: o.adminToken, insecureAdmin: o.insecureAdmin });
+  registerNodeRoutes(app, cluster?.deployments ?? deployments, { service: 'worker', header: 'CAPSULE_WORKER_ADMIN_TOKEN', token: o.adminToken, insecureAdmin: o.insecureAdmin });
   // faas-cluster.md §1.1: the node also serves the gen-2 FaaS API, on the same worker pool
   const faas = new FaasState({ logger, processes: o.process, host, workers: o.workers, pool: table?.pool });
   await faasRoutes(app, {
@@ -100,14 +120,16 @@ export async function startNode(o: NodeOptions): Promise<RunningNode> {
     policy: { service: 'faas', header: 'CAPSULE_FAAS_TOKEN', token: o.faasToken, insecureAdmin: o.insecureAdmin },
   });
   const running = await listenService(app, { host, port: o.port ?? 9999, tls: o.tls });
+  cluster?.heartbeat(running.url);
   let closed: Promise<void> | undefined;
   const close = () => closed ??= (async () => {
     closing = true;
     await running.close();
+    await cluster?.close();
     await deployments.close();
     await faas.close();
     await table?.close();
     if (ownDir) await rm(dir, { recursive: true, force: true });
   })();
-  return { url: running.url, port: running.port, app, deployments, metrics, close };
+  return { url: running.url, port: running.port, app, deployments, metrics, cluster, close };
 }

@@ -49,6 +49,11 @@ export interface GuestInstances {
    */
   readonly spec: { readonly name: string; readonly settings: { readonly env: readonly [string, string][]; readonly extismMode?: ExtismMode } };
   /**
+   * What the module's import functions act on (one per module per worker thread, for all its
+   * instances): an ABI's imports (`EnvImport.make`) and its `invoke` both know it.
+   */
+  readonly callState: CallState;
+  /**
    * Runs `fn` on an instance initialised with `Abi.initialise` (fresh, or reused with --reuse)
    * and releases it afterwards.
    */

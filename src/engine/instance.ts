@@ -162,6 +162,11 @@ export class ModuleInstances implements GuestInstances {
     if (!spec.settings.reuse && this.#memShape) this.#plan = plan;
   }
 
+  /** GuestInstances: what the module's import functions act on. */
+  get callState(): CallState {
+    return this.#state;
+  }
+
   /** Lets go of the long-lived instance and closes the files it kept open (module unloaded). */
   dispose(): void {
     this.#reused = undefined;

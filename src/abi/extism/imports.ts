@@ -7,7 +7,7 @@ import type { ValType } from '../../wasm/binary.ts';
 import type { EnvImport } from '../types.ts';
 import type { CallState } from '../host-imports.ts';
 import type { JspiApi } from '../guest.ts';
-import { ExtismFailure, type Kernel } from './kernel.ts';
+import { ExtismFailure, Kernel } from './kernel.ts';
 import { policyOf } from '../../capabilities/http/index.ts';
 import { OutboundError, outboundFetch, refusal } from '../../capabilities/http/client.ts';
 
@@ -24,26 +24,28 @@ export interface KernelState {
 /** Key of the running call's `KernelState` in `HostCallContext.callData` (set by the ABI's invoke). */
 export const KERNEL_KEY = 'extism.kernel';
 
+const kernels = new WeakMap<CallState, KernelState>();
+
 /**
- * A getter of the kernel of the plugin whose call is running (the ABI puts it in the call's
- * data); it looks it up once per call, as host calls come by the million for large inputs.
+ * The kernel of a plugin in this worker thread, made at its first use: the state of its calls
+ * (`CallState`, one per module per worker) is what both its imports and its invocations know.
  */
-function currentKernel(state: CallState): () => KernelState {
-  let ctx: CallState['ctx'];
-  let k: KernelState | undefined;
-  return () => {
-    if (state.ctx !== ctx) {
-      ctx = state.ctx;
-      k = ctx?.callData.get(KERNEL_KEY) as KernelState | undefined;
-    }
-    if (!k) throw new ExtismFailure('an extism:host/env function was called outside a plugin call (during initialisation)');
-    return k;
-  };
+export function kernelStateOf(state: CallState): KernelState {
+  let k = kernels.get(state);
+  if (!k) kernels.set(state, (k = { kernel: new Kernel(), logLevel: EXTISM_LOG_LEVELS.info }));
+  return k;
 }
+
+const currentKernel = (state: CallState): (() => KernelState) => () => kernelStateOf(state);
 
 const I64: ValType = 'i64';
 const I32: ValType = 'i32';
 type Fn = (...args: never[]) => unknown;
+
+/** An import that is the export of the same name of the plugin's wasm kernel (kernel-wasm.ts). */
+function wasmImport(name: string, params: ValType[], results: ValType[]): EnvImport {
+  return { params, results, make: (state) => kernelStateOf(state).kernel.wasm[name] as (...args: number[]) => unknown };
+}
 
 /** An import built on the plugin's kernel; `i64` arguments arrive as BigInt. */
 function kernelImport(params: ValType[], results: ValType[], body: (k: () => KernelState, state: CallState, name: string) => Fn): EnvImport {
@@ -110,24 +112,18 @@ const httpRequest: EnvImport = { async: true, ...kernelImport([I64, I64], [I64],
 
 /** Every function of `extism:host/env` (§3), for `Abi.imports`. */
 export const EXTISM_ENV: Readonly<Record<string, EnvImport>> = {
-  alloc: kernelImport([I64], [I64], (k) => (size: bigint) => big(k().kernel.alloc(n(size)))),
-  free: kernelImport([I64], [], (k) => (h: bigint) => k().kernel.free(n(h))),
-  length: kernelImport([I64], [I64], (k) => (h: bigint) => big(k().kernel.length(n(h)))),
-  length_unsafe: kernelImport([I64], [I64], (k) => (h: bigint) => big(k().kernel.length(n(h)))),
-  load_u8: kernelImport([I64], [I32], (k) => (a: bigint) => k().kernel.loadU8(Number(a))),
-  load_u64: kernelImport([I64], [I64], (k) => (a: bigint) => k().kernel.loadU64(Number(a))),
-  store_u8: kernelImport([I64, I32], [], (k) => (a: bigint, v: number) => k().kernel.storeU8(Number(a), v)),
-  store_u64: kernelImport([I64, I64], [], (k) => (a: bigint, v: bigint) => k().kernel.storeU64(Number(a), v)),
-  input_length: kernelImport([], [I64], (k) => () => big(k().kernel.length(k().kernel.input))),
-  input_load_u8: kernelImport([I64], [I32], (k) => (off: bigint) => {
-    const kernel = k().kernel;
-    return kernel.loadU8(kernel.input + Number(off));
-  }),
-  input_load_u64: kernelImport([I64], [I64], (k) => (off: bigint) => {
-    const kernel = k().kernel;
-    return kernel.loadU64(kernel.input + Number(off));
-  }),
-  input_offset: kernelImport([], [I64], (k) => () => big(k().kernel.input)),
+  alloc: wasmImport('alloc', [I64], [I64]),
+  free: wasmImport('free', [I64], []),
+  length: wasmImport('length', [I64], [I64]),
+  length_unsafe: wasmImport('length', [I64], [I64]),
+  load_u8: wasmImport('load_u8', [I64], [I32]),
+  load_u64: wasmImport('load_u64', [I64], [I64]),
+  store_u8: wasmImport('store_u8', [I64, I32], []),
+  store_u64: wasmImport('store_u64', [I64, I64], []),
+  input_length: wasmImport('input_length', [], [I64]),
+  input_load_u8: wasmImport('input_load_u8', [I64], [I32]),
+  input_load_u64: wasmImport('input_load_u64', [I64], [I64]),
+  input_offset: wasmImport('input_offset', [], [I64]),
   input_set: kernelImport([I64, I64], [], (k) => (h: bigint) => { k().kernel.input = n(h); }),
   output_set: kernelImport([I64, I64], [], (k) => (h: bigint, len: bigint) => { k().kernel.output = { handle: n(h), length: n(len) }; }),
   output_length: kernelImport([], [I64], (k) => () => big(k().kernel.output.length)),

@@ -16,8 +16,8 @@ import { WasiExit } from '../../wasi/preview1.ts';
 import type { Guest, JspiApi } from '../guest.ts';
 import type { Abi, GuestInstances } from '../types.ts';
 import type { ParsedModule } from '../../wasm/binary.ts';
-import { EXTISM_ENV, EXTISM_LOG_LEVELS, KERNEL_KEY, type ExtismLogLevel, type KernelState } from './imports.ts';
-import { ExtismFailure, Kernel } from './kernel.ts';
+import { EXTISM_ENV, EXTISM_LOG_LEVELS, KERNEL_KEY, kernelStateOf, type ExtismLogLevel, type KernelState } from './imports.ts';
+import { ExtismFailure, type Kernel } from './kernel.ts';
 import { decodeHttpResponse, encodeHttpRequest } from '../capsule2/http.ts';
 import type { ExtismMode } from '../../base/settings.ts';
 import type { HostCallContext } from '../../capabilities/types.ts';
@@ -28,9 +28,6 @@ export { DEFAULT_MAX_VAR_BYTES } from './kernel.ts';
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
-
-/** One kernel per plugin per worker thread (the `GuestInstances` of that plugin). */
-const kernels = new WeakMap<GuestInstances, KernelState>();
 
 /** What one call asks: the export, the input bytes and the per-call kernel settings. */
 interface ExtismCall {
@@ -194,12 +191,7 @@ export const extism: Abi = {
     // §11 capsule mode: the gen-2 request JSON of capsule-abi.md §5.3 in, §5.4 response JSON out
     const mode = rt.spec.settings.extismMode ?? 'raw';
     if (input.type === 'http' && mode === 'capsule') call.data = encoder.encode(encodeHttpRequest(input));
-    let state = kernels.get(rt);
-    if (!state) {
-      state = { kernel: new Kernel(), logLevel: EXTISM_LOG_LEVELS.info };
-      kernels.set(rt, state);
-    }
-    const ks = state;
+    const ks = kernelStateOf(rt.callState);
     if (call.maxVarBytes !== undefined) ks.kernel.maxVarBytes = call.maxVarBytes;
     if (call.logLevel !== undefined) ks.logLevel = EXTISM_LOG_LEVELS[call.logLevel];
     // §9: WASI gets an empty environment (plugins read `config`), no argv, and its stdout goes

@@ -3,11 +3,12 @@
  * memory that lives outside the guest's linear memory, the call's input, output and error, and
  * the plugin's variables.
  *
- * Blocks follow the JS SDK design of §4 with a 32-bit offset: block `i` (index 0 reserved, so no
- * handle is 0) has handle `i · 2³²`, and address `handle + k` is its byte `k`. Addresses stay
- * below 2⁵³, so they are exact as JavaScript numbers. Every access is checked against the live
- * block it falls in: anything else fails the call (`ExtismFailure`), as the JS SDK does.
+ * The block memory is a small wasm module of its own (kernel-wasm.ts) whose functions the plugin
+ * imports directly: handle = `index · 2³²`, address `handle + k` = byte `k` of the block, every
+ * access checked against the live block it falls in (anything else fails the call with
+ * `ExtismFailure`, as the JS SDK does). Addresses stay below 2⁵³, exact as JavaScript numbers.
  */
+import { CAPACITY, instantiateKernel, type KernelExports } from './kernel-wasm.ts';
 
 /** A failure of the running call that is the plugin's (bad handle, vars full, refused HTTP): exit 1, not a trap. */
 export class ExtismFailure extends Error {
@@ -25,14 +26,8 @@ const decoder = new TextDecoder();
 
 /** Block memory, input/output/error and vars of one plugin. */
 export class Kernel {
-  #blocks: (Uint8Array | undefined)[] = [undefined];
-  /** A DataView per live block (same index), for the 8-byte loads and stores PDKs make in loops. */
-  #views: (DataView | undefined)[] = [undefined];
-  /** Bytes held by live blocks. */
-  #held = 0;
-  /** Cap on `#held` (the function's memory cap): `alloc` past it returns 0. */
-  maxBlockBytes = 256 * 1024 * 1024;
-  input = 0;
+  /** The wasm block memory; its functions are the plugin's imports of the same names. */
+  readonly wasm: KernelExports;
   output = { handle: 0, length: 0 };
   error = 0;
   readonly vars = new Map<string, Uint8Array>();
@@ -41,111 +36,79 @@ export class Kernel {
   httpStatus = 0;
   httpHeaders?: Record<string, string>;
 
+  constructor() {
+    this.wasm = instantiateKernel((a, n) => {
+      throw new ExtismFailure(`the plugin accessed block memory at ${a} (+${n} bytes) outside a live block`);
+    });
+  }
+
+  /** Cap on the bytes of live blocks (the function's memory cap): `alloc` past it returns 0. */
+  set maxBlockBytes(n: number) {
+    this.wasm.limit.value = BigInt(Math.max(0, Math.floor(n)));
+  }
+
+  /** The input's handle (0: none). */
+  get input(): number {
+    return Number(this.wasm.input.value as bigint);
+  }
+
+  set input(h: number) {
+    this.wasm.input.value = BigInt(h);
+  }
+
   /** Bytes held by live blocks (`memory_bytes`, informative). */
   get heldBytes(): number {
-    return this.#held;
+    return Number(this.wasm.held.value as bigint);
   }
 
   /** The index of the next block `alloc` makes (its handle is `index · 2³²`). */
   get nextIndex(): number {
-    return this.#blocks.length;
+    return this.wasm.count.value as number;
   }
 
   /** `reset` (§3): frees every block and clears input, output and error. */
   reset(): void {
-    this.#blocks = [undefined];
-    this.#views = [undefined];
-    this.#held = 0;
-    this.input = 0;
+    this.wasm.reset();
     this.output = { handle: 0, length: 0 };
     this.error = 0;
   }
 
-  /** A new block of `n` bytes (zeroed), or 0 for `n = 0` or past the cap. */
+  /** A new block of `n` bytes, or 0 for `n = 0`, past the cap or past 65 535 blocks in one call. */
   alloc(n: number): number {
-    if (n <= 0 || this.#held + n > this.maxBlockBytes || this.#blocks.length >= 2 ** 20) return 0;
-    this.#held += n;
-    const bytes = new Uint8Array(n);
-    this.#blocks.push(bytes);
-    this.#views.push(new DataView(bytes.buffer));
-    return (this.#blocks.length - 1) * SLOT;
+    return n <= 0 ? 0 : Number(this.wasm.alloc(BigInt(n)));
   }
 
   /** A new block holding a copy of `bytes` (one bulk copy), or 0 when empty (§2). */
   allocBytes(bytes: Uint8Array | string): number {
     const data = typeof bytes === 'string' ? encoder.encode(bytes) : bytes;
     const h = this.alloc(data.length);
-    if (h !== 0) this.#blocks[h / SLOT]!.set(data);
+    if (h !== 0) this.view(h, data.length).set(data);
     else if (data.length > 0) throw new ExtismFailure(`cannot allocate ${data.length} bytes of block memory (memory cap reached)`);
     return h;
   }
 
   /** `free`: unknown handles and 0 are ignored (double free included). */
   free(h: number): void {
-    const i = h / SLOT;
-    const b = Number.isInteger(i) ? this.#blocks[i] : undefined;
-    if (!b) return;
-    this.#held -= b.length;
-    this.#blocks[i] = undefined;
-    this.#views[i] = undefined;
-    if (h === this.input) this.input = 0;
+    if (h > 0) this.wasm.free(BigInt(h));
   }
 
   /** Used length of the block starting at `h`; 0 for 0 and unknown handles. */
   length(h: number): number {
-    const i = h / SLOT;
-    return Number.isInteger(i) ? this.#blocks[i]?.length ?? 0 : 0;
+    return h > 0 ? Number(this.wasm.length(BigInt(h))) : 0;
   }
 
   /**
-   * The block bytes `[a, a + n)` (a view, no copy).
+   * The block bytes `[a, a + n)` (a view of the kernel's memory, valid until the next `alloc`).
    * @throws ExtismFailure when the range is not inside one live block (§4)
    */
   view(a: number, n: number): Uint8Array {
     const i = Math.floor(a / SLOT);
     const off = a - i * SLOT;
-    const b = this.#blocks[i];
-    if (!b || off + n > b.length) throw new ExtismFailure(`the plugin accessed block memory at ${a} (+${n} bytes) outside a live block`);
-    return b.subarray(off, off + n);
-  }
-
-  /**
-   * The DataView of the block holding `[a, a + n)` and the offset of `a` in it (the hot path of
-   * `load_*`/`store_*`: no allocation per call).
-   * @throws ExtismFailure when the range is not inside one live block (§4)
-   */
-  #at(a: number, n: number): DataView {
-    const i = Math.floor(a / SLOT);
-    const d = this.#views[i];
-    this.#off = a - i * SLOT;
-    if (d === undefined || this.#off + n > d.byteLength) throw new ExtismFailure(`the plugin accessed block memory at ${a} (+${n} bytes) outside a live block`);
-    return d;
-  }
-
-  #off = 0;
-
-  /** `load_u8`. @throws ExtismFailure outside a live block */
-  loadU8(a: number): number {
-    const d = this.#at(a, 1);
-    return d.getUint8(this.#off);
-  }
-
-  /** `load_u64` (little-endian). @throws ExtismFailure outside a live block */
-  loadU64(a: number): bigint {
-    const d = this.#at(a, 8);
-    return d.getBigUint64(this.#off, true);
-  }
-
-  /** `store_u8` (the low byte of `v`). @throws ExtismFailure outside a live block */
-  storeU8(a: number, v: number): void {
-    const d = this.#at(a, 1);
-    d.setUint8(this.#off, v & 0xff);
-  }
-
-  /** `store_u64` (little-endian). @throws ExtismFailure outside a live block */
-  storeU64(a: number, v: bigint): void {
-    const d = this.#at(a, 8);
-    d.setBigUint64(this.#off, v, true);
+    const buffer = this.wasm.memory.buffer;
+    const table = new Uint32Array(buffer, 0, CAPACITY * 2);
+    const length = i > 0 && i < this.nextIndex ? table[i * 2 + 1]! : 0;
+    if (off + n > length) throw new ExtismFailure(`the plugin accessed block memory at ${a} (+${n} bytes) outside a live block`);
+    return new Uint8Array(buffer, table[i * 2]! + off, n);
   }
 
   /** The whole block `h` (a view), or an empty array for handle 0. @throws ExtismFailure for an unknown handle */
@@ -190,8 +153,7 @@ export class Kernel {
 
   /** The error message set by `error_set`, or undefined when none (or empty). */
   errorText(): string | undefined {
-    if (this.error === 0) return undefined;
-    const b = this.#blocks[this.error / SLOT];
-    return b && b.length > 0 ? decoder.decode(b) : undefined;
+    const n = this.length(this.error);
+    return n > 0 ? decoder.decode(this.view(this.error, n)) : undefined;
   }
 }

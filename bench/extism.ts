@@ -5,7 +5,9 @@
  *
  * 1. per-call latency of a warm plugin (count_vowels of a short text), called one after the other
  *    through the host SDK (`CapsuleFunction.invoke`, one worker thread) and through the JS SDK
- *    (foreground, and `runInWorker`, its mode with a worker thread as Capsule's);
+ *    (foreground, and `runInWorker`, its mode with a worker thread as Capsule's); and, to show
+ *    where Capsule's time goes, the engine's own work per call run in this thread (the module's
+ *    `ModuleInstances`, as a worker runs it, without the hop to the worker and back);
  * 2. requests per second of an HTTP server built on each: `capsule serve --routes` (raw mode)
  *    and a node:http server calling a JS SDK plugin (one per process, calls serialised), under
  *    the same autocannon load;
@@ -22,6 +24,8 @@ import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import createPlugin, { type Plugin } from '@extism/extism';
 import { CapsuleFunction } from '../src/index.ts';
+import { ModuleInstances } from '../src/engine/instance.ts';
+import { MemoryPool } from '../src/engine/memory-pool.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const plugin = join(root, 'build/fixtures/extism-as.wasm');
@@ -131,7 +135,14 @@ async function main(): Promise<void> {
   const lb = await latency(() => viaSdk(bg)('count_vowels', input), calls);
   console.log(`   Capsule (worker thread) ${fmt(lc)} µs`);
   console.log(`   JS SDK foreground       ${fmt(lf)} µs   Capsule speed-up ${ratio(lf, lc)}`);
-  console.log(`   JS SDK runInWorker      ${fmt(lb)} µs   Capsule speed-up ${ratio(lb, lc)}\n`);
+  console.log(`   JS SDK runInWorker      ${fmt(lb)} µs   Capsule speed-up ${ratio(lb, lc)}`);
+  const m = fn.module;
+  const rt = new ModuleInstances({
+    name: m.name, compiled: m.compiled, detection: m.detection, hostImports: m.hostImports, pooledMemory: m.pooledMemory,
+    importedMemory: m.importedMemory, settings: fn.settings,
+  }, new MemoryPool());
+  const li = await latency(() => rt.run({ type: 'cli', params: input, args: [], entrypoint: 'count_vowels' }, {}), calls);
+  console.log(`   Capsule engine, in thread ${fmt(li)} µs   vs JS SDK foreground ${ratio(lf, li)} (the rest of Capsule's time is the worker hop)\n`);
 
   console.log('2. MiB/s echoing 10 MiB (higher is better)');
   const big = randomBytes(10 * 1024 * 1024);

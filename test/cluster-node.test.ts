@@ -89,12 +89,16 @@ describe('capsule node --cluster', { skip, concurrency: false }, () => {
   const nodes: Record<string, Server> = {};
   let gateway: Server;
   let nc: NatsConnection;
+  /** Downloads of each module from the files server. */
+  const downloads: Record<string, number> = {};
 
   before(async () => {
     cluster = await startNatsCluster(natsServer!, 1);
     dir = mkdtempSync(join(tmpdir(), 'capsule-cluster-node-'));
     files = createServer((req, res) => {
-      const path = modules[(req.url ?? '').replace(/^\/|\.wasm$/g, '')];
+      const name = (req.url ?? '').replace(/^\/|\.wasm$/g, '');
+      downloads[name] = (downloads[name] ?? 0) + 1;
+      const path = modules[name];
       if (!path) return void res.writeHead(404).end();
       res.writeHead(200, { 'content-type': 'application/wasm' }).end(readFileSync(path));
     });
@@ -131,6 +135,7 @@ describe('capsule node --cluster', { skip, concurrency: false }, () => {
     assert.ok(outcomes.every((o) => /Bob/.test(o.text)));
     const per = count(outcomes);
     for (const id of ['a', 'b', 'c']) assert.ok((per[id] ?? 0) >= 15, `node ${id} answered ${per[id] ?? 0} of 150 (${JSON.stringify(per)})`);
+    assert.equal(downloads.hello, 1, 'the module is downloaded once, by the node that took the deploy; the others read the Object Store');
   });
 
   it('keeps the Go worker API: list on any node, scaling adds a replica, downscale answers a pid, default through the gateway', async () => {
@@ -258,6 +263,19 @@ describe('capsule node --cluster', { skip, concurrency: false }, () => {
     assert.ok((tail.a ?? 0) > 0 && (tail.b ?? 0) > 0, JSON.stringify(tail));
   });
 
+  it('reloads a revision by the digest of a module the cluster holds; an unknown digest is refused', async () => {
+    const v1 = (await api(nodes.a!.url, 'GET', '/functions/list')).body as Record<string, Record<string, Json>>;
+    assert.equal(v1.cgi!.idle!.generation, 1);
+    const digest = v1.cgi!.idle!.sha256 as string;
+    const r = await api(nodes.b!.url, 'PUT', '/functions/revisions/module', { function: 'cgi', revision: 'hot', sha256: digest });
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    assert.equal(r.body.generation, 3);
+    await eventually(async () => (await get(`${gateway.url}/functions/cgi/hot/version`)).text.trim() === 'v1', 10_000);
+    const unknown = await api(nodes.b!.url, 'PUT', '/functions/revisions/module', { function: 'cgi', revision: 'hot', sha256: 'ab'.repeat(32) });
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.body.code, 'MODULE_NOT_FOUND');
+  });
+
   it('undeploys: the gateway no longer routes the revision and no node serves its subject', async () => {
     const r = await api(nodes.a!.url, 'DELETE', '/functions/revisions/deployments', { function: 'hello', revision: 'zoned' });
     assert.equal(r.body.code, 'REVISION_DEPLOYMENT_REMOVED');
@@ -272,5 +290,18 @@ describe('capsule node --cluster', { skip, concurrency: false }, () => {
     }, 10_000);
     const again = await api(nodes.a!.url, 'DELETE', '/functions/revisions/deployments', { function: 'hello', revision: 'zoned' });
     assert.equal(again.status, 404);
+  });
+
+  it('answers 503 STATE_UNAVAILABLE to admin writes while JetStream is down, and works again once it is back, without a restart', async () => {
+    await cluster.servers[0]!.kill();
+    const down = await api(nodes.a!.url, 'POST', '/functions/deploy', { function: 'hello', revision: 'later', downloadUrl: `${filesUrl}/hello.wasm` });
+    assert.equal(down.status, 503, JSON.stringify(down.body));
+    assert.equal(down.body.code, 'STATE_UNAVAILABLE');
+    await cluster.servers[0]!.start();
+    let up = down;
+    await eventually(async () => (up = await api(nodes.a!.url, 'POST', '/functions/deploy', { function: 'hello', revision: 'later', downloadUrl: `${filesUrl}/hello.wasm` })).status === 202, 20_000);
+    assert.equal(up.body.code, 'FUNCTION_DEPLOYED');
+    await routed(gateway, 'hello', 'later');
+    await eventually(async () => (await get(`${gateway.url}/functions/hello/later`, helloInit())).status === 200, 10_000);
   });
 });

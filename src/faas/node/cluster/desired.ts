@@ -25,7 +25,7 @@ import type { RouteTable } from '../../proxy/table.ts';
 import { FaasError } from '../../shared/service.ts';
 import { checkName, type DeployRequest, type Reply } from '../deployments.ts';
 import type { NodeMetrics } from '../metrics.ts';
-import type { DeployableModule } from '../module-source.ts';
+import { normaliseDigest, type DeployableModule } from '../module-source.ts';
 import type { ClusterModules } from './modules.ts';
 import { isDeployRecord, NODE_TTL_MS, syntheticPid, type DeployRecord, type NodeRecord } from './records.ts';
 import type { LocalListeners } from './listeners.ts';
@@ -191,7 +191,7 @@ export class ClusterDeployments {
       ({ mod, object } = await this.#prepare(from.downloadUrl, from.sha256, `${fn}/${rev}`));
       source = from.downloadUrl;
     } else {
-      const hex = from.sha256!.toLowerCase().replace(/^sha256[:=]/, '');
+      const hex = normaliseDigest(from.sha256!, 'sha256').slice('sha256:'.length);
       mod = await this.#o.modules.fetch({ ...known, sha256: hex, object: undefined }).catch((e: unknown) => {
         if (e instanceof FaasError && e.status === 503) throw new FaasError(404, 'MODULE_NOT_FOUND', `no module with digest sha256:${hex} in the cluster (give a downloadUrl)`);
         throw e;

@@ -90,7 +90,7 @@ export async function joinCluster(o: ClusterNodeOptions, ctx: ClusterNodeContext
   const nc = await connectCluster({ servers: o.servers, name: `capsule-node-${nodeId}`, logger });
   try {
     const deploy = await WatchedBucket.open<DeployRecord>(nc, bucketName(lattice, 'DEPLOY'), { replicas, logger });
-    const nodes = await WatchedBucket.open<NodeRecord>(nc, bucketName(lattice, 'NODES'), { replicas, ttlMs: NODE_TTL_MS, history: 1, logger });
+    const nodes = await WatchedBucket.open<NodeRecord>(nc, bucketName(lattice, 'NODES'), { replicas, ttlMs: NODE_TTL_MS, logger });
     const routes = await NatsRouteStore.open({ nc, lattice, replicas, logger });
     const modules = await ClusterModules.open(nc, bucketName(lattice, 'MODULES'), { replicas, source: new ModuleSource({ dir: o.cacheDir }), logger });
     const runtime = new RevisionRuntime({ nc, lattice, nodeId, labels, table: ctx.table, modules, metrics: ctx.metrics, maxInflight: o.maxInflight ?? 256, logger });

@@ -226,6 +226,26 @@ describe('capsule node --cluster', { skip, concurrency: false }, () => {
     assert.deepEqual(late.filter((s) => s.loaded === 0), [], 'the revision stayed loaded during the call');
   });
 
+  it('answers "busy" over the node\'s --max-inflight, so the gateway can try another node', async () => {
+    const d = await startServer(['node', '--http-port=0', '--http-port-counter=0', `--cluster=${cluster.urls}`, '--node-id=d', '--labels=zone=d',
+      `--cache-dir=${join(dir, 'd')}`, '--workers=2', '--max-inflight=1', '--log-level=warn']);
+    try {
+      const r = await api(d.url, 'POST', '/functions/deploy', { function: 'cgi', revision: 'only-d', downloadUrl: `${filesUrl}/v1.wasm`, placement: { zone: 'd' } });
+      assert.equal(r.status, 202, JSON.stringify(r.body));
+      const req = (path: string) => invoke(nc, invokeSubject('default', 'cgi', 'only-d'), { method: 'GET', path, query: '', headers: [], body: new Uint8Array(0), deadline: Date.now() + 20_000 }, { timeoutMs: 10_000, retries: 0 });
+      await eventually(async () => (await req('/version').catch(() => undefined))?.status === 200, 10_000);
+      const long = req('/nap/1500'); // published first on this connection, so the node counts it first
+      await assert.rejects(req('/version'), (e: unknown) => e instanceof FaasError && e.status === 503 && e.code === 'BUSY');
+      const first = await long;
+      assert.equal(first.status, 200);
+      assert.equal(first.node, 'd');
+      assert.equal((await req('/version')).status, 200, 'a free slot serves again');
+      await api(d.url, 'DELETE', '/functions/revisions/deployments', { function: 'cgi', revision: 'only-d' });
+    } finally {
+      await d.stop();
+    }
+  });
+
   it('reloads a revision on every node under load with no failed request, and refuses an invalid module while the old one serves', async () => {
     const r = await api(nodes.a!.url, 'POST', '/functions/deploy', { function: 'cgi', revision: 'hot', downloadUrl: `${filesUrl}/v1.wasm` });
     assert.equal(r.status, 202);

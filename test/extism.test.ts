@@ -61,6 +61,12 @@ describe('capsule call: input and output', { skip }, () => {
     assert.equal(bad.stderr, '❌ Function with_param takes 1 parameters; Extism plugin functions take none\n');
   });
 
+  it('a call may make (and free) 200 000 blocks', { skip: missing(fixture('extism-blocks')) }, async () => {
+    const r = await runCapsule(['call', fixture('extism-blocks'), 'many']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'many ok!');
+  });
+
   it('fails the call when the plugin reads past its input (§4)', async () => {
     const r = await runCapsule(['call', plugin, 'overread', '--input', 'abc']);
     assert.equal(r.code, 1);

@@ -17,7 +17,7 @@
  */
 
 /** Block table entries (index 0 reserved): at most `CAPACITY - 1` blocks per call. */
-export const CAPACITY = 65536;
+export const CAPACITY = 2 ** 20;
 /** Bytes of the block table at the start of the kernel's memory. */
 export const TABLE_BYTES = CAPACITY * 8;
 

@@ -73,7 +73,7 @@ export class Kernel {
     this.error = 0;
   }
 
-  /** A new block of `n` bytes, or 0 for `n = 0`, past the cap or past 65 535 blocks in one call. */
+  /** A new block of `n` bytes, or 0 for `n = 0`, past the cap or past 1 048 575 blocks in one call. */
   alloc(n: number): number {
     return n <= 0 ? 0 : Number(this.wasm.alloc(BigInt(n)));
   }

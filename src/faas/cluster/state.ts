@@ -93,7 +93,7 @@ export class WatchedBucket<T> {
   private constructor(name: string, kv: KV, o: BucketOptions) {
     this.name = name;
     this.#kv = kv;
-    this.#o = { history: 5, timeoutMs: 5000, ...o };
+    this.#o = { ...o, history: o.history ?? 5, timeoutMs: o.timeoutMs ?? 5000 }; // an explicit undefined keeps the defaults
   }
 
   /**

@@ -58,7 +58,7 @@ export class NatsRouteStore implements RouteStore {
    * @throws FaasError 503 STATE_UNAVAILABLE when JetStream does not answer
    */
   static async open(o: NatsRouteStoreOptions): Promise<NatsRouteStore> {
-    const bucket = await WatchedBucket.open<RouteRecord>(o.nc, bucketName(o.lattice, 'ROUTES'), { replicas: o.replicas, logger: o.logger, timeoutMs: o.timeoutMs });
+    const bucket = await WatchedBucket.open<RouteRecord>(o.nc, bucketName(o.lattice, 'ROUTES'), { replicas: o.replicas, logger: o.logger, ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}) });
     return new NatsRouteStore(bucket, o.logger);
   }
 

@@ -25,11 +25,11 @@ class Pair {
   capsule!: CapsuleFunction;
   sdk!: Plugin;
 
-  static async open(path: string, o: { config?: Record<string, string>; wasi?: boolean; allowedHosts?: string[]; worker?: boolean } = {}): Promise<Pair> {
+  static async open(path: string, o: { config?: Record<string, string>; wasi?: boolean; allowedHosts?: string[]; worker?: boolean; timeoutMs?: number } = {}): Promise<Pair> {
     const p = new Pair();
-    p.capsule = await CapsuleFunction.load({ path }, { workers: 1, env: Object.entries(o.config ?? {}), allowedHosts: o.allowedHosts, timeoutMs: 20_000 });
+    p.capsule = await CapsuleFunction.load({ path }, { workers: 1, env: Object.entries(o.config ?? {}), allowedHosts: o.allowedHosts, timeoutMs: o.timeoutMs ?? 20_000 });
     p.sdk = await createPlugin({ wasm: [{ data: readFileSync(path) }], config: o.config }, {
-      useWasi: o.wasi ?? false, logger: silent, allowedHosts: o.allowedHosts, runInWorker: o.worker ?? false,
+      useWasi: o.wasi ?? false, logger: silent, allowedHosts: o.allowedHosts, runInWorker: o.worker ?? false, timeoutMs: o.timeoutMs,
     });
     return p;
   }
@@ -121,6 +121,19 @@ describe('Capsule and the Extism JS SDK: the AssemblyScript PDK plugin', { skip:
     assert.match((c as { message: string }).message, /unreachable/);
     assert.match((s as { message: string }).message, /unreachable/);
     await pair.same('upper', 'still here');
+  });
+
+  it('a plugin that never returns is stopped by the deadline in both (the SDK in its worker mode), and both serve the next call', async () => {
+    const timed = await Pair.open(as, { timeoutMs: 300, worker: true });
+    try {
+      const [c, s] = await timed.both('spin');
+      assert.equal(c.ok, false);
+      assert.equal(s.ok, false);
+      assert.match((c as { message: string }).message, /did not return within 300 ms/);
+      await timed.same('count_vowels', 'after the deadline');
+    } finally {
+      await timed.close();
+    }
   });
 
   it('a config key that is not set: the same plugin error', async () => {

@@ -9,8 +9,8 @@
  *    where Capsule's time goes, the engine's own work per call run in this thread (the module's
  *    `ModuleInstances`, as a worker runs it, without the hop to the worker and back);
  * 2. requests per second of an HTTP server built on each: `capsule serve --routes` (raw mode)
- *    and a node:http server calling a JS SDK plugin (one per process, calls serialised), under
- *    the same autocannon load;
+ *    and a node:http server calling a JS SDK plugin (one per process, calls serialised; in the
+ *    foreground, then with `runInWorker`), under the same autocannon load;
  * 3. MiB/s echoing 10 MiB (input in, the same bytes out).
  *
  * Options: BENCH_CALLS (default 5000), BENCH_SECONDS (HTTP, default 5), BENCH_CONNECTIONS (50).
@@ -67,7 +67,7 @@ const sdkServer = `
 const http = require('node:http');
 const { readFileSync } = require('node:fs');
 import('@extism/extism').then(async ({ default: createPlugin }) => {
-  const plugin = await createPlugin({ wasm: [{ data: readFileSync(process.argv[1]) }] }, { useWasi: false });
+  const plugin = await createPlugin({ wasm: [{ data: readFileSync(process.argv[1]) }] }, { useWasi: false, runInWorker: process.argv[3] === 'worker' });
   let queue = Promise.resolve();
   const s = http.createServer((req, res) => {
     const chunks = [];
@@ -163,8 +163,10 @@ async function main(): Promise<void> {
     writeFileSync(routes, `functions:\n  vowels:\n    wasm: ${plugin}\n    route: /vowels\n    entrypoint: count_vowels\n`);
     const hc = await throughput(['bin/capsule.js', 'serve', `--routes=${routes}`, '--http-port=0', '--log-level=error'], '/vowels');
     const hs = await throughput(['-e', sdkServer, plugin, 'count_vowels'], '/');
+    const hw = await throughput(['-e', sdkServer, plugin, 'count_vowels', 'worker'], '/');
     console.log(`   capsule serve           ${fmt(hc.rps, 0)} req/s  p99 ${hc.p99} ms  errors ${hc.errors}`);
     console.log(`   node:http + JS SDK      ${fmt(hs.rps, 0)} req/s  p99 ${hs.p99} ms  errors ${hs.errors}   ratio ${ratio(hc.rps, hs.rps)}`);
+    console.log(`   the same, runInWorker   ${fmt(hw.rps, 0)} req/s  p99 ${hw.p99} ms  errors ${hw.errors}   ratio ${ratio(hc.rps, hw.rps)}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

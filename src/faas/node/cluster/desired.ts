@@ -50,6 +50,8 @@ export interface ClusterDeploymentsOptions {
   proxyUrl: string;
   /** `idleSeconds` of a deploy that names none. */
   idleSeconds: number;
+  /** Resolves once this node's subscriptions for what DEPLOY holds are in place (`RevisionRuntime.ready`). */
+  subscribed: () => Promise<void>;
   logger: Logger;
 }
 
@@ -122,6 +124,7 @@ export class ClusterDeployments {
         generation: (known?.generation ?? 0) + (changed || !known ? 1 : 0),
       };
     }))!;
+    await this.#o.subscribed(); // this node serves the revision before the gateway routes to it
     await this.#o.routes.change(fn, (t) => addLatticeTarget(t, fn, rev));
     const localUrl = await this.#o.listeners.open(fn, rev);
     this.#o.logger.info({ function: fn, revision: rev, sha256, generation: rec.generation, replicas: rec.replicas, localUrl }, 'function deployed (cluster)');

@@ -101,7 +101,7 @@ export async function joinCluster(o: ClusterNodeOptions, ctx: ClusterNodeContext
     });
     runtime.follow(deploy);
     await runtime.ready();
-    const deployments = new ClusterDeployments({ deploy, nodes, routes, modules, listeners, metrics: ctx.metrics, proxyUrl: ctx.proxyUrl, idleSeconds: o.idleSeconds ?? 0, logger });
+    const deployments = new ClusterDeployments({ deploy, nodes, routes, modules, listeners, metrics: ctx.metrics, proxyUrl: ctx.proxyUrl, idleSeconds: o.idleSeconds ?? 0, subscribed: () => runtime.ready(), logger });
     const { Kvm } = await import('@nats-io/kv');
     const kv: KV = await retrying('open NODES', 5000, () => new Kvm(nc).open(bucketName(lattice, 'NODES')));
     let timer: NodeJS.Timeout | undefined;

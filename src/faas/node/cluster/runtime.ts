@@ -119,7 +119,7 @@ export class RevisionRuntime {
     }
     const slot = this.#slots.get(key);
     if (value === undefined || !eligible(value, this.#o.labels)) {
-      if (slot) void this.#drop(key, slot);
+      if (slot) void this.#drop(key, slot).catch((e: unknown) => this.#log.warn({ key, err: (e as Error).message }, 'could not stop serving a revision cleanly'));
       return;
     }
     if (!slot) {
@@ -306,7 +306,7 @@ export class RevisionRuntime {
   async close(): Promise<void> {
     this.#stopFollow?.();
     clearInterval(this.#timer);
-    await Promise.all([...this.#slots].map(([key, slot]) => this.#drop(key, slot)));
+    await Promise.allSettled([...this.#slots].map(([key, slot]) => this.#drop(key, slot)));
   }
 }
 

@@ -468,6 +468,27 @@ describe('capsule serve: HTTP capsule mode (§11)', { skip }, () => {
     }
   });
 
+  it('capsule serve <plugin> --extism-mode capsule: handle gets the request JSON (an AssemblyScript PDK plugin); raw without the flag', { skip: missing(fixture('extism-as')) }, async () => {
+    const capsule = await startServer(['serve', fixture('extism-as'), '--extism-mode', 'capsule', '--http-port=0', '--workers=1']);
+    try {
+      const res = await fetch(`${capsule.url}/hello?name=Bob`, { method: 'PUT', body: 'some text' });
+      assert.equal(res.status, 202);
+      assert.equal(res.headers.get('x-pdk'), 'as');
+      const req = await res.json() as Record<string, string>;
+      assert.deepEqual([req['Method'], req['URI'], req['Body']], ['PUT', `${capsule.url}/hello?name=Bob`, 'some text']);
+    } finally {
+      await capsule.stop();
+    }
+    const raw = await startServer(['serve', fixture('extism-as'), '--http-port=0', '--workers=1']);
+    try {
+      const res = await fetch(raw.url, { method: 'POST', body: '"text"' });
+      assert.equal(res.status, 200);
+      assert.equal(await res.text(), '{"StatusCode":202,"Headers":{"X-Pdk":"as"},"JSONBody":"text"}');
+    } finally {
+      await raw.stop();
+    }
+  });
+
   it('refuses a mode other than raw or capsule, naming the key and the file', async () => {
     const bad = join(dir, 'bad.yaml');
     writeFileSync(bad, `functions:\n  a:\n    wasm: ${plugin}\n    extismMode: json\n`);

@@ -270,7 +270,7 @@ describe('capsule node --cluster', { skip, concurrency: false }, () => {
     assert.equal(list.cgi!.hot!.generation, 2);
   });
 
-  it('loses no GET when a node is killed (SIGKILL) under load; the others take its share', async () => {
+  it('loses no GET when a node is killed (SIGKILL) under load; the others take its share and the list stops naming it', async () => {
     const load = startLoad(`${gateway.url}/functions/cgi/hot/version`, 20);
     await eventually(() => load.seen.length >= 20, 10_000);
     await nodes.c!.stop('SIGKILL');
@@ -281,6 +281,11 @@ describe('capsule node --cluster', { skip, concurrency: false }, () => {
     const tail = count(outcomes.slice(mark + 20));
     assert.equal(tail.c, undefined, JSON.stringify(tail));
     assert.ok((tail.a ?? 0) > 0 && (tail.b ?? 0) > 0, JSON.stringify(tail));
+    // its heartbeat stops: the list stops naming it once the last one is older than the NODES TTL (15 s)
+    await eventually(async () => {
+      const list = (await api(nodes.a!.url, 'GET', '/functions/list')).body as Record<string, Record<string, { nodes: string[] }>>;
+      return JSON.stringify(list.cgi!.hot!.nodes) === '["a","b"]';
+    }, 25_000);
   });
 
   it('reloads a revision by the digest of a module the cluster holds; an unknown digest is refused', async () => {

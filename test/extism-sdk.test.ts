@@ -136,6 +136,23 @@ describe('Capsule and the Extism JS SDK: the AssemblyScript PDK plugin', { skip:
     }
   });
 
+  it('logs at and above the level reach the host\'s log in both, with the same levels and texts', async () => {
+    const fn = await CapsuleFunction.load({ path: as }, { workers: 1 });
+    const sdkLines: string[] = [];
+    const logger = Object.fromEntries(['trace', 'debug', 'info', 'warn', 'error'].map((l) => [l, (t: string) => sdkLines.push(`${l.toUpperCase()} ${t}`)]));
+    const sdk = await createPlugin({ wasm: [{ data: readFileSync(as) }] }, { useWasi: false, logger: logger as unknown as Console, logLevel: 'warn' });
+    try {
+      const r = await fn.invoke({ type: 'cli', params: new Uint8Array(0), args: ['log_level=warn'], entrypoint: 'logs' });
+      const capsuleLines = (r.logs?.log ?? []).map((l) => l.replace(/^\[extism-as\.wasm\] /, ''));
+      await sdk.call('logs', '');
+      assert.deepEqual(capsuleLines, ['WARN a warn line', 'ERROR an error line']);
+      assert.deepEqual(sdkLines, capsuleLines);
+    } finally {
+      await fn.close();
+      await sdk.close();
+    }
+  });
+
   it('a config key that is not set: the same plugin error', async () => {
     const bare = await Pair.open(as);
     try {

@@ -237,6 +237,8 @@ export class RevisionRuntime {
     this.#observe(slot, mod, (performance.now() - t0) / 1000);
     this.#loadedGauge.set({ fn: slot.fn, rev: slot.rev }, 1);
     this.#log.info({ function: slot.fn, revision: slot.rev, generation: rec.generation, sha256: rec.sha256 }, 'revision materialized');
+    // a new generation written while this one was loading: swap it in next
+    if (slot.record !== rec) void this.#enqueue(slot, () => this.#swap(slot)).catch(() => undefined);
   }
 
   /** A new generation while loaded: checked, then swapped in; a bad one leaves the old one serving. */

@@ -677,7 +677,7 @@ describe('capsule proxy: the command', () => {
     }
   });
 
-  it('exits 2 naming the file for bad YAML or an unknown key, and refuses the redis/nats backends for now', async () => {
+  it('exits 2 naming the file for bad YAML or an unknown key, for an unknown backend and for nats without --cluster', async () => {
     const bad = join(dir, 'bad.yaml');
     writeFileSync(bad, 'functions:\n  hello: [unclosed\n');
     const r1 = await runCapsule(['proxy', '--http-port=0', `--config=${bad}`]);
@@ -693,10 +693,12 @@ describe('capsule proxy: the command', () => {
     const r3 = await runCapsule(['proxy', '--http-port=0', `--config=${notUrl}`]);
     assert.equal(r3.code, 2);
     assert.match(r3.stderr, /"hello\.wasm" is not an http\(s\) URL/);
-    for (const backend of ['redis', 'nats']) {
-      const r = await runCapsule(['proxy', '--http-port=0', `--backend=${backend}`]);
-      assert.equal(r.code, 2);
-      assert.match(r.stderr, new RegExp(`--backend ${backend} is not available yet`));
-    }
+    // the shared backends are tested in cluster-gateway.test.ts and faas-proxy-redis.test.ts
+    const r4 = await runCapsule(['proxy', '--http-port=0', '--backend=nats']);
+    assert.equal(r4.code, 2);
+    assert.match(r4.stderr, /--backend nats needs --cluster/);
+    const r5 = await runCapsule(['proxy', '--http-port=0', '--backend=etcd']);
+    assert.equal(r5.code, 2);
+    assert.match(r5.stderr, /--backend etcd: expected memory, redis or nats/);
   });
 });

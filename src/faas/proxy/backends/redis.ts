@@ -107,9 +107,11 @@ export class RedisRouteStore implements RouteStore {
    */
   static async open(o: RedisRouteStoreOptions): Promise<RedisRouteStore> {
     const { createClient } = await import('redis');
+    let started = false;
     const options = {
       url: o.url, disableOfflineQueue: true,
-      socket: { connectTimeout: 2000, reconnectStrategy: (retries: number) => Math.min(50 * 2 ** Math.min(retries, 10), 1000) },
+      // reconnect forever once started; a server that cannot be reached at start is an error
+      socket: { connectTimeout: 2000, reconnectStrategy: (retries: number, cause: Error) => (started ? Math.min(50 * 2 ** Math.min(retries, 10), 1000) : cause) },
     };
     const client = createClient(options) as unknown as RedisClient;
     const sub = createClient(options) as unknown as RedisClient;
@@ -131,6 +133,7 @@ export class RedisRouteStore implements RouteStore {
       await sub.connect();
       await sub.subscribe(REDIS_CHANGED_CHANNEL, (message: string) => store.#announced(message));
       await store.resync('start');
+      started = true;
     } catch (e) {
       await store.close();
       throw new FaasError(503, 'STATE_UNAVAILABLE', `cannot reach Redis at ${redact(o.url)}: ${(e as Error).message}`);

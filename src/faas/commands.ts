@@ -9,6 +9,7 @@ import { nodeCommand } from './node/command.ts';
 import { proxyCommand } from './proxy/command.ts';
 import { faasModeCommand } from './gen2/command.ts';
 import { clientCommands, faasCommand } from './clients/command.ts';
+import { upCommand } from './up/command.ts';
 
 /** Every FaaS command, in the order `capsule --help` lists them. */
 export const FAAS_COMMANDS: CommandRegistrar[] = [
@@ -18,4 +19,5 @@ export const FAAS_COMMANDS: CommandRegistrar[] = [
   faasModeCommand,
   faasCommand,
   clientCommands,
+  upCommand,
 ];

@@ -27,7 +27,7 @@ interface NodeFlags extends ServiceFlags {
 }
 
 /** `--cache-dir` default: `$XDG_CACHE_HOME/capsule`, else `~/.cache/capsule`, else under the OS temp directory. */
-async function defaultCacheDir(): Promise<string> {
+export async function defaultCacheDir(): Promise<string> {
   const { homedir, tmpdir } = await import('node:os');
   const { join } = await import('node:path');
   const base = process.env['XDG_CACHE_HOME'] || (homedir() ? join(homedir(), '.cache') : tmpdir());

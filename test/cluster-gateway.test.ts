@@ -102,6 +102,13 @@ describe('capsule proxy --backend nats: two gateways on one JetStream server', {
     await eventually(async () => (await list(gw1))['hello']?.['green']?.[0] === upstream.url, 5000);
     const missing = await call(`${gw1.url}/nats/functions/nobody/revision`, 'DELETE', { revision: 'x' });
     assert.equal(missing.json['code'], 'ERROR_FUNCTION_NOT_FOUND');
+    // a removal too: at once on the writer, then on the other gateway
+    assert.equal((await call(`${gw1.url}/memory/functions/registration`, 'POST', { function: 'temp', revision: 'v1', url: upstream.url })).status, 202);
+    await eventually(async () => (await list(gw2))['temp'] !== undefined, 5000);
+    assert.equal((await call(`${gw2.url}/memory/functions/registration`, 'DELETE', { function: 'temp' })).status, 202);
+    assert.equal((await list(gw2))['temp'], undefined);
+    await eventually(async () => (await list(gw1))['temp'] === undefined, 5000);
+    assert.equal((await call(`${gw1.url}/functions/temp/v1`)).status, 404);
   });
 
   it('calls a nats: target through either gateway with path, query, every header value and the body; URL targets answer beside it', async () => {

@@ -79,6 +79,16 @@ describe('capsule proxy --backend redis: two proxies share one table', { skip: r
     assert.equal(await raw.get('capsule:proxy:version'), '3', 'one version per change: registration, revision, split');
   });
 
+  it('loses no change when both proxies change one function at the same time', async () => {
+    assert.equal((await call(`${p1.url}/memory/functions/registration`, 'POST', { function: 'busy', revision: 'r0', url: blue.url })).status, 202);
+    const replies = await Promise.all(Array.from({ length: 12 }, (_, i) =>
+      call(`${(i % 2 ? p1 : p2).url}/memory/functions/busy/revision`, 'POST', { revision: `r${i + 1}`, url: i % 2 ? blue.url : green.url })));
+    assert.deepEqual(replies.map((r) => r.status), Array(12).fill(202));
+    const expected = Array.from({ length: 13 }, (_, i) => `r${i}`).sort();
+    assert.deepEqual(Object.keys(await raw.hGetAll('capsule:proxy:functions:busy')).sort(), expected);
+    await eventually(async () => Object.keys((await list(p1))['busy'] ?? {}).length === 13 && Object.keys((await list(p2))['busy'] ?? {}).length === 13, 5000);
+  });
+
   it('finds a change that was never announced through the version counter', async () => {
     await raw.multi().hSet('capsule:proxy:functions:quiet', 'v1', JSON.stringify([green.url])).incr('capsule:proxy:version').exec();
     await eventually(async () => (await list(p1))['quiet']?.['v1']?.[0] === green.url && (await list(p2))['quiet']?.['v1']?.[0] === green.url, 10_000);

@@ -89,10 +89,17 @@ describe('capsule proxy --backend redis: two proxies share one table', { skip: r
     await eventually(async () => Object.keys((await list(p1))['busy'] ?? {}).length === 13 && Object.keys((await list(p2))['busy'] ?? {}).length === 13, 5000);
   });
 
-  it('finds a change that was never announced through the version counter', async () => {
+  it('finds a change that was never announced through the version counter; a nats: target there is neither listed nor called', async () => {
     await raw.multi().hSet('capsule:proxy:functions:quiet', 'v1', JSON.stringify([green.url])).incr('capsule:proxy:version').exec();
     await eventually(async () => (await list(p1))['quiet']?.['v1']?.[0] === green.url && (await list(p2))['quiet']?.['v1']?.[0] === green.url, 10_000);
     assert.equal((await call(`${p2.url}/functions/quiet/v1`)).text, 'green /');
+    // a nats: target (written by a cluster) is not listed outside cluster mode, and answers 502
+    await raw.multi().hSet('capsule:proxy:functions:lattice', 'v1', JSON.stringify(['nats:'])).incr('capsule:proxy:version').exec();
+    await eventually(async () => (await list(p1))['lattice'] !== undefined, 10_000);
+    assert.deepEqual((await list(p1))['lattice'], { v1: [] });
+    const r = await call(`${p1.url}/functions/lattice/v1`);
+    assert.equal(r.status, 502);
+    assert.equal(r.json['code'], 'NO_INSTANCE');
   });
 
   it('keeps serving while Redis is down (writes 503), then reloads in full after it restarts: no stale route', async () => {

@@ -64,7 +64,9 @@ export async function openBackend(o: BackendOptions): Promise<ProxyBackend> {
     lattice: (retries) => new LatticeForwarder({ nc, lattice: o.lattice, timeoutMs: o.timeoutMs, retries }),
     close: async () => {
       await store.close();
-      await nc.drain().catch(() => nc.close());
+      // drain flushes what is in flight; a connection that cannot drain (NATS away) is closed
+      const late = new Promise<'late'>((r) => setTimeout(() => r('late'), 2000).unref());
+      if (await Promise.race([nc.drain().then(() => 'ok', () => 'failed'), late]) !== 'ok') await nc.close().catch(() => undefined);
     },
   };
 }

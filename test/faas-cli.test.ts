@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { example, freePort, missing, root, runCapsule, startUntil, type Ran, type Started } from './helpers.ts';
+import { eventually, example, freePort, missing, root, runCapsule, startUntil, type Ran, type Started } from './helpers.ts';
 
 const modules = { env: example('asenv'), hey: example('hello-you') };
 const skip = Object.values(modules).map(missing).find(Boolean) || false;
@@ -41,9 +41,12 @@ describe('capsule faas and the FaaS client commands', { skip }, () => {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'capsule-faas-cli-'));
+    // stdout holds the ready line only; the three URLs are printed on stderr before it
     kit = await startUntil(['faas', '--http-port=0', '--registry-port=0', '--node-port=0', '--http-port-counter=0', `--files=${join(dir, 'registry')}`],
-      /proxy +(\S+)\nregistry +(\S+)\nnode +(\S+)\ncapsule listening on (\S+)/, { env: TOKENS });
-    [urls.proxy, urls.registry, urls.node] = [kit.ready[1]!, kit.ready[2]!, kit.ready[3]!];
+      /^capsule listening on (\S+)\n$/, { env: TOKENS });
+    const services = /proxy +(\S+)\nregistry +(\S+)\nnode +(\S+)\n/;
+    await eventually(() => services.test(kit.logs()), 10_000);
+    [, urls.proxy, urls.registry, urls.node] = services.exec(kit.logs())! as unknown as string[];
   });
 
   after(async () => {
@@ -52,7 +55,7 @@ describe('capsule faas and the FaaS client commands', { skip }, () => {
   });
 
   it('capsule faas prints the three services; the ready line is the proxy\'s and each service answers', async () => {
-    assert.equal(kit.ready[4], urls.proxy);
+    assert.equal(kit.ready[1], urls.proxy);
     for (const url of Object.values(urls)) assert.equal((await fetch(`${url}/capsule/health`)).status, 200, url);
     assert.equal((await fetch(`${urls.proxy}/memory/functions/list`)).status, 200);
     assert.equal((await fetch(`${urls.registry}/modules`)).status, 200);
@@ -222,8 +225,18 @@ describe('capsule faas and the FaaS client commands', { skip }, () => {
     const taken = new URL(urls.registry).port;
     const r = await runCapsule(['faas', '--http-port=0', `--registry-port=${taken}`, '--node-port=0', `--files=${join(dir, 'other')}`, '--log-level=warn']);
     assert.equal(r.code, 2, r.stderr);
-    assert.match(r.stderr, new RegExp(`^❌ capsule faas cannot start the registry: cannot listen on 127\\.0\\.0\\.1:${taken}: EADDRINUSE`));
+    assert.match(r.stderr, new RegExp(`^❌ capsule faas cannot start the registry: cannot listen on 127\\.0\\.0\\.1:${taken}: the port is already in use.*--registry-port`));
     assert.equal((await fetch(`${urls.registry}/capsule/health`)).status, 200, 'the running kit is untouched');
+  });
+
+  it('a service run alone on a taken port says so in one line and exits 2 (no stack trace)', async () => {
+    for (const service of ['registry', 'proxy', 'node']) {
+      const taken = new URL(urls.registry).port;
+      const r = await runCapsule([service, `--http-port=${taken}`, `--files=${join(dir, 'other')}`].filter((a) => service === 'registry' || !a.startsWith('--files')));
+      assert.equal(r.code, 2, `${service}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`^❌ cannot listen on 127\\.0\\.0\\.1:${taken}: the port is already in use; pick another with --http-port`), service);
+      assert.ok(!/\n\s+at /.test(r.stderr), `${service} printed a stack trace: ${r.stderr}`);
+    }
   });
 
   it('caps (Go client) drives the same kit: worker list, reverse-proxy table, refusals with exit 1', async () => {

@@ -228,10 +228,11 @@ export const faasCommand: CommandRegistrar = (program, exit) => {
         modulesDir: f.modulesDir, insecureAdmin: f.insecureAdmin,
         tokens: { proxy: env['CAPSULE_REVERSE_PROXY_ADMIN_TOKEN'] || undefined, registry: env['CAPSULE_REGISTRY_ADMIN_TOKEN'] || undefined, node: env['CAPSULE_WORKER_ADMIN_TOKEN'] || undefined },
       }).catch((e: Error) => {
-        const taken = /EADDRINUSE/.test(e.message) ? ' (another port: --http-port, --registry-port, --node-port; 0 = a free one)' : '';
+        const taken = /already in use/.test(e.message) ? ' (another port: --http-port, --registry-port, --node-port; 0 = a free one)' : '';
         throw new CapsuleError('USAGE', `capsule faas cannot start ${e.message}${taken}`);
       });
-      process.stdout.write(`proxy     ${kit.proxy.url}\nregistry  ${kit.registry.url}\nnode      ${kit.node.url}\n`);
+      // stdout holds the ready line only (conventions.md §1); the three URLs go to the terminal's stderr
+      process.stderr.write(`proxy     ${kit.proxy.url}\nregistry  ${kit.registry.url}\nnode      ${kit.node.url}\n`);
       exit(await serveServices([{ ...kit.proxy, close: kit.close }], logger));
     });
 };

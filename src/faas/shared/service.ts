@@ -9,6 +9,8 @@
 import { fastify, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { AddressInfo } from 'node:net';
 import { checkAdmin, type AdminPolicy } from './admin.ts';
+import { CapsuleError } from '../../base/errors.ts';
+import { listenError } from '../../triggers/http/connections.ts';
 import type { Logger } from '../../observability/logger.ts';
 
 /** TLS material (PEM) for `--crt`/`--key`. */
@@ -128,13 +130,13 @@ export function createServiceApp(o: ServiceAppOptions): FastifyInstance {
 
 /**
  * Starts listening (`port` 0 = a free port).
- * @throws the listen error (EADDRINUSE, EACCES) as an Error naming host and port
+ * @throws CapsuleError USAGE (exit 2) naming host and port and what to change (EADDRINUSE, EACCES, …)
  */
 export async function listenService(app: FastifyInstance, o: { host: string; port: number; tls?: TlsFiles }): Promise<RunningService> {
   try {
     await app.listen({ host: o.host, port: o.port });
   } catch (e) {
-    throw new Error(`cannot listen on ${o.host}:${o.port}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+    throw new CapsuleError('USAGE', listenError(e as NodeJS.ErrnoException, o.host, o.port));
   }
   const address = app.server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;

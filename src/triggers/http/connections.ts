@@ -137,7 +137,8 @@ export async function listen(server: Server, port: number, host: string): Promis
   return (server.address() as { port: number }).port;
 }
 
-function listenError(e: NodeJS.ErrnoException, host: string, port: number): string {
+/** Why a listen failed, in one line that says what to change (EADDRINUSE → another --http-port, …). */
+export function listenError(e: NodeJS.ErrnoException, host: string, port: number): string {
   const at = `cannot listen on ${host.includes(':') ? `[${host}]` : host}:${port}`;
   switch (e.code) {
     case 'EADDRINUSE': return `${at}: the port is already in use; pick another with --http-port (0 = a free one)`;

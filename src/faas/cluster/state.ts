@@ -30,11 +30,12 @@ export interface ClusterConnectionOptions {
  */
 export async function connectCluster(o: ClusterConnectionOptions): Promise<NatsConnection> {
   const { connect } = await import('@nats-io/transport-node');
+  const auth = serverAuth(o.servers);
   let nc: NatsConnection;
   try {
-    nc = await connect({ servers: o.servers, name: o.name, maxReconnectAttempts: -1, reconnectTimeWait: 250, pingInterval: 5000 });
+    nc = await connect({ ...auth, name: o.name, maxReconnectAttempts: -1, reconnectTimeWait: 250, pingInterval: 5000 });
   } catch (e) {
-    throw new CapsuleError('LOAD', `cannot connect to the NATS cluster at ${o.servers.join(', ')}: ${(e as Error).message} (is nats-server running? \`capsule up\` starts one)`);
+    throw new CapsuleError('LOAD', `cannot connect to the NATS cluster at ${auth.servers.join(', ')}: ${(e as Error).message} (is nats-server running? \`capsule up\` starts one)`);
   }
   void (async () => {
     for await (const s of nc.status()) {
@@ -43,6 +44,24 @@ export async function connectCluster(o: ClusterConnectionOptions): Promise<NatsC
     }
   })();
   return nc;
+}
+
+/**
+ * The credentials written in the server URLs (`nats://user:password@host:4222`, or
+ * `nats://token@host:4222`), which nats.js does not read from there, as connect options, and the
+ * URLs without them (safe to log). The first URL carrying credentials gives them for all
+ * (faas-cluster.md §1.9: one NATS user per kind of Capsule process, deploy/nats/nats-server.conf).
+ */
+export function serverAuth(servers: string[]): { servers: string[]; user?: string; pass?: string; token?: string } {
+  let auth: { user?: string; pass?: string; token?: string } = {};
+  const bare = servers.map((s) => {
+    const m = /^([a-z]+:\/\/)?([^@/]*)@(.*)$/i.exec(s);
+    if (!m) return s;
+    const [user, pass] = m[2]!.split(/:(.*)/s).map((x) => decodeURIComponent(x));
+    if (auth.user === undefined && auth.token === undefined) auth = pass === undefined ? { token: user! } : { user: user!, pass };
+    return `${m[1] ?? ''}${m[3]}`;
+  });
+  return { servers: bare, ...auth };
 }
 
 /** Options of {@link WatchedBucket.open}. */

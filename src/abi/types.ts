@@ -16,7 +16,6 @@ import type { Guest } from './guest.ts';
 import type { WasiConfig } from '../wasi/preview1.ts';
 import type { CallState } from './host-imports.ts';
 import type { ExtismMode } from '../base/settings.ts';
-import type { UserCallHooks } from './user-functions.ts';
 
 /**
  * Per-call WASI settings an ABI may set (WASI commands: argv, stdin, env, and a stdout sink for
@@ -137,4 +136,30 @@ export interface Abi {
   readonly userCallHooks?: UserCallHooks;
   /** Runs one invocation. */
   invoke(instances: GuestInstances, input: InvocationInput, meta: InvocationMeta, detection: Detection): Promise<InvocationOutput>;
+}
+
+/** One call of a defined function, from a worker to the main thread. */
+export interface UserCallRequest {
+  ns: string;
+  name: string;
+  args: (number | bigint | Uint8Array)[];
+  /** Extism: blocks passed as arguments, by handle. */
+  blocks?: [number, Uint8Array][];
+  /** Extism: the handle the next stored block gets, then one slot further per block. */
+  next?: number;
+}
+
+/** The reply: the result, the blocks stored (Extism), in order. */
+export interface UserCallReply {
+  result?: number | bigint | string | Uint8Array;
+  stores?: Uint8Array[];
+}
+
+/**
+ * What an ABI adds to a plain call (Extism: the blocks of its arguments, and the stores of the
+ * reply made real): `before` fills the request, `after` maps the reply's result.
+ */
+export interface UserCallHooks {
+  before(ctx: HostCallContext, req: UserCallRequest): void;
+  after(ctx: HostCallContext, req: UserCallRequest, reply: UserCallReply): UserCallReply['result'];
 }

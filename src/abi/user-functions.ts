@@ -25,7 +25,10 @@ import type { ParsedModule, ValType } from '../wasm/binary.ts';
 import type { HostCallContext, HostFunction, ParamKind } from '../capabilities/types.ts';
 import type { JspiApi } from './guest.ts';
 import type { CallState } from './host-imports.ts';
-import type { ImportProvider } from './types.ts';
+import type { ImportProvider, UserCallHooks, UserCallReply, UserCallRequest } from './types.ts';
+import type { UserFunctionDecl, UserFunctionsDecl } from '../base/settings.ts';
+
+export type { UserCallHooks, UserCallReply, UserCallRequest, UserFunctionDecl, UserFunctionsDecl };
 
 /** A block of an Extism plugin as a host function sees it (`HostFunctionContext.read`). */
 export interface HostBlock {
@@ -78,39 +81,7 @@ export interface CapsuleHostFunctionDef {
 /** Host functions by import namespace and name (`{ 'extism:host/user': { hello_world(ctx, h) {…} } }`). */
 export type UserHostFunctions = Record<string, Record<string, PlainHostFunction | CapsuleHostFunctionDef>>;
 
-/** What a worker needs to know of one defined function (plain data, sent with the settings). */
-export interface UserFunctionDecl {
-  /** `capsule` = a `CapsuleHostFunctionDef`; `plain` = wasm values in and out. */
-  shape: 'plain' | 'capsule';
-  params?: ParamKind[];
-  returns?: boolean;
-  /** The import's declared result types (plain functions), to convert the returned value. */
-  results?: ValType[];
-}
 
-/** The defined functions of a module as sent to its workers (`FunctionSettings.userFunctions`). */
-export interface UserFunctionsDecl {
-  /** The main-thread service that runs them. */
-  service: string;
-  namespaces: Record<string, Record<string, UserFunctionDecl>>;
-}
-
-/** One call of a defined function, from a worker to the main thread. */
-export interface UserCallRequest {
-  ns: string;
-  name: string;
-  args: (number | bigint | Uint8Array)[];
-  /** Extism: blocks passed as arguments, by handle. */
-  blocks?: [number, Uint8Array][];
-  /** Extism: the handle the next stored block gets, then one slot further per block. */
-  next?: number;
-}
-
-/** The reply: the result, the blocks stored (Extism), in order. */
-export interface UserCallReply {
-  result?: number | bigint | string | Uint8Array;
-  stores?: Uint8Array[];
-}
 
 const SLOT = 2 ** 32;
 const encoder = new TextEncoder();
@@ -211,14 +182,6 @@ function toWasm(value: UserCallReply['result'], results: readonly ValType[] | un
   return type === 'i64' ? BigInt.asIntN(64, BigInt(value)) : Number(value);
 }
 
-/**
- * What an ABI adds to a plain call (Extism: the blocks of its arguments, and the stores of the
- * reply made real): `before` fills the request, `after` maps the reply's result.
- */
-export interface UserCallHooks {
-  before(ctx: HostCallContext, req: UserCallRequest): void;
-  after(ctx: HostCallContext, req: UserCallRequest, reply: UserCallReply): UserCallReply['result'];
-}
 
 /**
  * The worker-side imports of the plain functions of one namespace: each sends its arguments to
@@ -240,7 +203,7 @@ export function plainUserImports(decl: UserFunctionsDecl, ns: string, state: Cal
       } catch (e) {
         throw new UserFunctionFailure(`${ns}.${name}: ${(e as Error).message}`);
       }
-      return toWasm(hooks ? hooks.after(ctx, req, reply) : reply.result, d.results);
+      return toWasm(hooks ? hooks.after(ctx, req, reply) : reply.result, d.results as ValType[] | undefined);
     };
     out[name] = typeof jspi.Suspending === 'function' ? new jspi.Suspending(run) : run;
   }

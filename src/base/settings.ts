@@ -4,7 +4,6 @@
  * cache, KV, Redis, CouchBase). Plain data: it crosses to the worker threads by structured clone.
  * The defaults live with their owners (engine `DEFAULTS`, `CAPABILITY_DEFAULTS`).
  */
-import type { UserFunctionsDecl } from '../abi/user-functions.ts';
 
 /** One granted directory. */
 export interface Mount {
@@ -145,4 +144,22 @@ export function setNumber<G extends keyof NumberGroups>(group: G, field: NumberG
   return (s, v, name) => {
     s[group] = { ...s[group], [field]: parse(v, name) };
   };
+}
+
+/** What a worker needs to know of one defined function (plain data, sent with the settings; abi/user-functions.ts). */
+export interface UserFunctionDecl {
+  /** `capsule` = a `CapsuleHostFunctionDef`; `plain` = wasm values in and out. */
+  shape: 'plain' | 'capsule';
+  /** `s` = (ptr, len) bytes, `n` = one i32 (capabilities/types.ts ParamKind). */
+  params?: ('s' | 'n')[];
+  returns?: boolean;
+  /** The import's declared result types (plain functions), to convert the returned value. */
+  results?: string[];
+}
+
+/** The defined functions of a module as sent to its workers (`FunctionSettings.userFunctions`). */
+export interface UserFunctionsDecl {
+  /** The main-thread service that runs them. */
+  service: string;
+  namespaces: Record<string, Record<string, UserFunctionDecl>>;
 }

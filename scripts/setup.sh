@@ -13,7 +13,7 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 
 # --- 1. Debian packages --------------------------------------------------------------------
 APT_PACKAGES=(clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt rustc libstd-rust-dev-wasm32
-              redis-server nats-server mosquitto openssl)
+              redis-server nats-server mosquitto openssl wrk)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -187,6 +187,8 @@ export class WatchedBucket<T> {
       try {
         const revision = await retrying(`write ${this.name} ${key}`, Math.max(500, end - Date.now()), () => this.#write(key, next, cached?.revision));
         await this.#caughtUp(revision, this.#o.timeoutMs);
+        // a watcher still behind (its consumer was on a server that went away): read the key itself
+        if (this.#seen < revision) await this.#refresh(key);
         return next;
       } catch (e) {
         if (!isConflict(e) || Date.now() > end) throw e;
@@ -315,7 +317,7 @@ export async function retrying<R>(what: string, ms: number, op: () => Promise<R>
     } catch (e) {
       if (isConflict(e)) throw e;
       const text = (e as Error).message ?? String(e);
-      if (!/no responders|timeout|jetstream is not enabled|not available|no suitable peers|leader|closed|disconnect|503/i.test(text)) throw e;
+      if (!/no responders|timeout|jetstream is not enabled|not available|temporarily unavailable|no suitable peers|leader|closed|disconnect|503/i.test(text)) throw e;
       if (Date.now() + wait > end) throw new FaasError(503, 'STATE_UNAVAILABLE', `${what}: the cluster state is unavailable (${text}); is a majority of the NATS servers up?`);
       await sleep(wait);
       wait = Math.min(wait * 2, 1000);

@@ -1,17 +1,24 @@
 /**
  * Proxy overhead benchmark (`npm run bench`; not a test), issue 12: hello-you served by
- * `capsule serve`, called directly and through `capsule proxy` (`/functions/hello`), in the same
- * run with the same load tool. Two measures:
- * - throughput: autocannon, 50 connections, POST, direct and proxied rounds interleaved, each
- *   side's best round (a 2-core VM varies a lot from one run to the next, docs/performance.md);
+ * `capsule serve`, called directly, through `capsule proxy` (`/functions/hello`) and through a
+ * minimal node:http → node:http forwarder (keep-alive Agent, `pipe`, nothing else: the floor of
+ * any Node forwarder on this machine), in the same run with the same load tool. Measures:
+ * - throughput: wrk when installed (one thread, it takes less CPU from the servers), else
+ *   autocannon; 50 connections, POST; the sides' rounds interleaved, each side's best round (a
+ *   2-core VM varies a lot from one run to the next, docs/performance.md);
+ * - CPU µs per request of the forwarding process (/proc utime+stime over the timed run): less
+ *   noisy than req/s on a shared machine, and what the forwarder takes from the upstream;
  * - added latency: one connection, requests one after the other, p50 of each side in µs
  *   (autocannon's latency has millisecond resolution, too coarse for a 1 ms budget).
  * Targets: proxied ≥ 0.6× direct throughput, ≤ 1 ms added p50. The proxy runs as shipped
  * (one info log line per request). Options: BENCH_SECONDS (default 3), BENCH_ROUNDS (default 2),
- * BENCH_CONNECTIONS (default 50), BENCH_SEQUENTIAL (requests for the latency, default 2000).
+ * BENCH_CONNECTIONS (default 50), BENCH_SEQUENTIAL (requests for the latency, default 2000),
+ * BENCH_TOOL (`wrk` or `autocannon`).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
@@ -25,9 +32,29 @@ const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const sequential = Number(process.env.BENCH_SEQUENTIAL ?? 2000);
 const helloYou = join(root, 'examples/hello-you/hello-you.wasm');
 const body = JSON.stringify({ name: 'Bob Morane', age: 42 });
+const wrk = ['/usr/bin/wrk', '/usr/local/bin/wrk'].find((f) => existsSync(f));
+const tool = process.env.BENCH_TOOL ?? (wrk ? 'wrk' : 'autocannon');
+const run = promisify(execFile);
 
-function start(args: string[]): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [cli, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] });
+/** The floor: a node:http server forwarding every request to argv[1] with a keep-alive Agent and pipe. */
+const FORWARDER = `
+import http from 'node:http';
+const up = new URL(process.argv[1]);
+const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+const server = http.createServer((req, res) => {
+  const out = http.request({ host: up.hostname, port: up.port, path: req.url, method: req.method, headers: req.headers, agent }, (r) => {
+    res.writeHead(r.statusCode, r.headers);
+    r.pipe(res);
+  });
+  out.on('error', () => { res.statusCode = 502; res.end(); });
+  req.pipe(out);
+});
+server.listen(0, '127.0.0.1', () => console.log('capsule listening on http://127.0.0.1:' + server.address().port));
+process.on('SIGTERM', () => process.exit(0));
+`;
+
+function start(args: string[], node: string[] = [cli]): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [...node, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] });
   return new Promise((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d: Buffer) => {
@@ -49,7 +76,7 @@ async function stop(child: ChildProcess): Promise<void> {
 interface Row {
   rps: number;
   errors: number;
-  /** CPU time of the proxy process per request, µs (Linux /proc), for the proxied side. */
+  /** CPU time of the forwarding process per request, µs (Linux /proc), for the forwarded sides. */
   proxyCpu?: number;
 }
 
@@ -64,14 +91,28 @@ function processCpu(pid: number): number | undefined {
   }
 }
 
+/** One timed load of `seconds` on `url` (wrk when installed, else autocannon). */
+async function load(url: string, duration: number): Promise<{ rps: number; total: number; errors: number }> {
+  if (tool === 'wrk') {
+    const script = join(tmpdir(), 'capsule-bench-proxy.lua');
+    writeFileSync(script, `wrk.method = "POST"\nwrk.body = '${body}'\nwrk.headers["content-type"] = "application/json"\n`);
+    const { stdout } = await run(wrk!, ['-t1', `-c${connections}`, `-d${duration}s`, '-s', script, url]);
+    const num = (re: RegExp) => Number(re.exec(stdout)?.[1] ?? 0);
+    const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
+    const errors = num(/Non-2xx or 3xx responses: (\d+)/) + (socket ? socket.slice(1).reduce((n, x) => n + Number(x), 0) : 0);
+    return { rps: num(/Requests\/sec:\s+([\d.]+)/), total: num(/(\d+) requests in/), errors };
+  }
+  const r = await autocannon({ url, connections, method: 'POST', body, headers: { 'content-type': 'application/json' }, duration });
+  return { rps: r.requests.average, total: r.requests.total, errors: r.errors + r.timeouts + r.non2xx };
+}
+
 async function throughput(url: string, proxyPid?: number): Promise<Row> {
-  const opts = { url, connections, method: 'POST' as const, body, headers: { 'content-type': 'application/json' } };
-  await autocannon({ ...opts, duration: 1 }); // warm-up
+  await load(url, 1); // warm-up
   const before = proxyPid ? processCpu(proxyPid) : undefined;
-  const r = await autocannon({ ...opts, duration: seconds });
+  const r = await load(url, seconds);
   const after = proxyPid ? processCpu(proxyPid) : undefined;
-  const proxyCpu = before !== undefined && after !== undefined ? ((after - before) * 1000) / Math.max(1, r.requests.total) : undefined;
-  return { rps: r.requests.average, errors: r.errors + r.timeouts + r.non2xx, proxyCpu };
+  const proxyCpu = before !== undefined && after !== undefined ? ((after - before) * 1000) / Math.max(1, r.total) : undefined;
+  return { rps: r.rps, errors: r.errors, proxyCpu };
 }
 
 /** Median latency (µs) of `n` requests sent one after the other on one connection. */
@@ -100,19 +141,24 @@ if (!existsSync(helloYou)) {
 }
 const upstream = await start(['serve', helloYou, '--http-port=0', '--log-level=warn']);
 const proxy = await start(['proxy', '--http-port=0']);
+const floor = await start([upstream.url], ['--input-type=module', '-e', FORWARDER]);
 try {
   const reg = await fetch(`${proxy.url}/memory/functions/registration`, {
     method: 'POST', headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ function: 'hello', revision: 'default', url: upstream.url }),
   });
   if (reg.status !== 202) throw new Error(`registration failed: ${reg.status} ${await reg.text()}`);
-  const sides = [{ name: 'direct', url: `${upstream.url}/` }, { name: 'through proxy', url: `${proxy.url}/functions/hello`, pid: proxy.child.pid }];
+  const sides = [
+    { name: 'direct', url: `${upstream.url}/` },
+    { name: 'through proxy', url: `${proxy.url}/functions/hello`, pid: proxy.child.pid },
+    { name: 'node:http fwd', url: `${floor.url}/`, pid: floor.child.pid },
+  ];
   const rows = sides.map(() => [] as Row[]);
   for (let round = 1; round <= rounds; round++) {
     for (const [i, s] of sides.entries()) {
       const row = await throughput(s.url, 'pid' in s ? s.pid : undefined);
       rows[i]!.push(row);
-      console.error(`round ${round}/${rounds} ${s.name}: ${row.rps.toFixed(0)} req/s${row.proxyCpu !== undefined ? `, proxy CPU ${row.proxyCpu.toFixed(0)} µs/req` : ''}`);
+      console.error(`round ${round}/${rounds} ${s.name}: ${row.rps.toFixed(0)} req/s${row.proxyCpu !== undefined ? `, forwarder CPU ${row.proxyCpu.toFixed(0)} µs/req` : ''}`);
     }
   }
   const p50 = [] as number[];
@@ -120,13 +166,16 @@ try {
   const best = rows.map((r) => r.reduce((a, b) => (b.rps > a.rps ? b : a)));
   const ratio = best[1]!.rps / best[0]!.rps;
   const added = (p50[1]! - p50[0]!) / 1000;
-  console.log(`\nhello-you via capsule serve; ${connections} connections, ${seconds} s × ${rounds} rounds (best round); latency: ${sequential} sequential requests on 1 connection`);
-  console.log('side'.padEnd(16) + 'req/s'.padStart(9) + 'p50 µs'.padStart(9) + 'errors'.padStart(8));
+  console.log(`\nhello-you via capsule serve; ${tool}, ${connections} connections, ${seconds} s × ${rounds} rounds (best round); latency: ${sequential} sequential requests on 1 connection`);
+  console.log('side'.padEnd(16) + 'req/s'.padStart(9) + 'ratio'.padStart(7) + 'p50 µs'.padStart(9) + 'CPU µs/req'.padStart(12) + 'errors'.padStart(8));
   for (const [i, s] of sides.entries()) {
-    console.log(s.name.padEnd(16) + best[i]!.rps.toFixed(0).padStart(9) + p50[i]!.toFixed(0).padStart(9) + String(rows[i]!.reduce((n, x) => n + x.errors, 0)).padStart(8));
+    const cpu = rows[i]!.map((x) => x.proxyCpu).filter((x) => x !== undefined);
+    const cpuText = cpu.length ? Math.min(...cpu).toFixed(0) : '—';
+    console.log(s.name.padEnd(16) + best[i]!.rps.toFixed(0).padStart(9) + (best[i]!.rps / best[0]!.rps).toFixed(2).padStart(7) + p50[i]!.toFixed(0).padStart(9)
+      + cpuText.padStart(12) + String(rows[i]!.reduce((n, x) => n + x.errors, 0)).padStart(8));
   }
-  if (best[1]!.proxyCpu !== undefined) console.log(`proxy process CPU: ${best[1]!.proxyCpu.toFixed(0)} µs per request (the part of the 2 cores the proxy takes from the upstream and the load tool)`);
+  console.log('CPU µs/req: the forwarding process alone, lowest round (the part of the 2 cores it takes from the upstream and the load tool)');
   console.log(`throughput ratio ${ratio.toFixed(2)} (target ≥ 0.60: ${ratio >= 0.6 ? 'met' : 'NOT met'}); added p50 ${added.toFixed(3)} ms (target ≤ 1 ms: ${added <= 1 ? 'met' : 'NOT met'})`);
 } finally {
-  await Promise.all([stop(proxy.child), stop(upstream.child)]);
+  await Promise.all([stop(proxy.child), stop(floor.child), stop(upstream.child)]);
 }

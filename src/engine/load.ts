@@ -5,8 +5,9 @@
  * `parsed` always describe the original bytes.
  */
 import { createHash } from 'node:crypto';
-import { readFile, writeFile, mkdir, rename, rm } from 'node:fs/promises';
-import { basename, dirname } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { writeFileAtomically } from '../base/files.ts';
+import { basename } from 'node:path';
 import { CapsuleError } from '../base/errors.ts';
 import { parseModule, rewriteMemoryAsImport, MEMORY_IMPORT, type ImportEntry, type MemoryLimits, type ParsedModule } from '../wasm/binary.ts';
 import type { HostFunction } from '../capabilities/types.ts';
@@ -159,13 +160,9 @@ export function splitDigestPin(url: string): { url: string; digest?: string } {
 
 /** Writes a temporary file beside `path`, then renames it into place (no half-written module). */
 async function saveAtomically(path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${path}.${process.pid}-${Date.now().toString(36)}.part`;
   try {
-    await mkdir(dirname(path), { recursive: true });
-    await writeFile(tmp, bytes);
-    await rename(tmp, path);
+    await writeFileAtomically(path, bytes);
   } catch (e) {
-    await rm(tmp, { force: true }).catch(() => undefined);
     throw new CapsuleError('LOAD', `cannot save the downloaded module to ${path}: ${(e as Error).message}`);
   }
 }

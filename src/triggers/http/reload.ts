@@ -22,6 +22,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { existsSync, realpathSync, statSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { writeFileAtomically } from '../../base/files.ts';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { CapsuleError } from '../../base/errors.ts';
 import type { CapsuleFunction } from '../../engine/function.ts';
@@ -286,13 +287,9 @@ function readSmallBody(req: IncomingMessage, max: number): Promise<string> {
 
 /** Writes a temporary file beside `path`, then renames it into place (no half-written module). */
 async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${path}.${process.pid}-${Date.now().toString(36)}.part`;
   try {
-    await mkdir(dirname(path), { recursive: true });
-    await writeFile(tmp, bytes);
-    await rename(tmp, path);
+    await writeFileAtomically(path, bytes);
   } catch (e) {
-    await rm(tmp, { force: true }).catch(() => undefined);
     throw new CapsuleError('LOAD', `cannot save the module to ${path}: ${(e as Error).message}`);
   }
 }

@@ -6,8 +6,8 @@
  * itself and compares it with DEPLOY's `sha256` (the Object Store client is not trusted alone,
  * nats.js #363), then validates and compiles the module ({@link ModuleSource}).
  */
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { writeFileAtomically } from '../../../base/files.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ObjectStore } from '@nats-io/obj';
 import { digestOf } from '../../../engine/load.ts';
@@ -103,13 +103,9 @@ export class ClusterModules {
   /** Writes verified bytes into the cache (temp + rename). */
   async #store(digest: string, bytes: Uint8Array): Promise<void> {
     const path = this.#source.pathOf(digest);
-    const tmp = `${path}.${process.pid}-${Math.random().toString(36).slice(2)}.part`;
     try {
-      await mkdir(dirname(path), { recursive: true });
-      await writeFile(tmp, bytes);
-      await rename(tmp, path);
+      await writeFileAtomically(path, bytes);
     } catch (e) {
-      await rm(tmp, { force: true }).catch(() => undefined);
       throw new FaasError(500, 'ERROR_MODULE_STORE', `cannot store the module in the cache: ${(e as Error).message}`);
     }
   }

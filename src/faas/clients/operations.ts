@@ -70,15 +70,9 @@ export async function publishModule(ctx: ClientContext, file: string, ref: Modul
   return { module: `${ref.org}/${ref.name}/${ref.tag}`, file, size: bytes.length, sha256, downloadUrl: moduleUrl(ctx.registry, ref) };
 }
 
-/** One deployment request. */
-export interface DeployRequest {
-  function: string;
-  revision: string;
-  downloadUrl: string;
-  envVariables: Record<string, string>;
-  /** Pin the module's digest (hex). */
-  sha256?: string;
-}
+/** One deployment request: the body the node takes (faas-api.md §3 plus the digest pin). */
+export type { DeployRequest } from '../node/deployments.ts';
+import type { DeployRequest } from '../node/deployments.ts';
 
 /** `POST /functions/deploy`: the node's reply (`localUrl`, `remoteUrl`, …). @throws ServiceError */
 export async function deployRevision(ctx: ClientContext, d: DeployRequest): Promise<Json> {

@@ -12,6 +12,13 @@ import nodeModule from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 const FORWARDED = /** @type {const} */ (['SIGTERM', 'SIGINT', 'SIGHUP']);
+/**
+ * Every bin answers a lone `--version` / `-v` and exits 0: the CLI's bins (`capsule`,
+ * `capsule-http`, the service aliases) with the bare version, printed here; the Go clients with
+ * their own line (`caps version`, `capsctl --version`), through these arguments.
+ * @type {Record<string, string[]>}
+ */
+const OWN_VERSION_ARGS = { 'faas/clients/caps': ['version'], 'faas/gen2/capsctl': ['--version'] };
 
 /**
  * @param {string} bin the bin's name (src/cli/legacy.ts BIN_COMMANDS)
@@ -33,12 +40,17 @@ export async function launch(bin, entry = 'cli/main') {
     await relaunch(local, [process.argv[1] ?? '', ...process.argv.slice(2)]);
     return;
   }
-  const args = process.argv.slice(2);
-  if (entry === 'cli/main' && args.length === 1 && (args[0] === '--version' || args[0] === '-v')) {
-    // the version alone loads nothing else (src/base/version.ts reads the same file)
-    const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
-    process.stdout.write(`${version}\n`);
-    return;
+  let args = process.argv.slice(2);
+  if (args.length === 1 && (args[0] === '--version' || args[0] === '-v')) {
+    const own = OWN_VERSION_ARGS[entry];
+    if (own) {
+      args = own; // the Go clients print their version their own way
+    } else {
+      // the version alone loads nothing else (src/base/version.ts reads the same file)
+      const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+      process.stdout.write(`${version}\n`);
+      return;
+    }
   }
   // Node's module compile cache (<tmpdir>/node-compile-cache; NODE_COMPILE_CACHE=dir moves it,
   // NODE_DISABLE_COMPILE_CACHE=1 turns it off): later starts neither strip the TypeScript of a

@@ -1,6 +1,16 @@
 /** Flag readers shared by every command (errors are USAGE errors: exit code 2). */
+import { Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { CapsuleError } from '../base/errors.ts';
+import { LOG_FORMATS } from '../observability/log-levels.ts';
+
+/**
+ * `--log-format json|pretty` of every serving command (Capsule's own log on stderr); absent:
+ * pretty on a terminal, JSON lines otherwise (observability/logger.ts createLogger).
+ */
+export function logFormatOption(): Option {
+  return new Option('--log-format <format>', 'log lines: json, or pretty (default: pretty on a terminal, json otherwise)').choices(LOG_FORMATS as string[]);
+}
 
 /**
  * A whole number flag within bounds.

@@ -21,7 +21,7 @@ export const BIN_COMMANDS: Record<string, string | undefined> = {
 };
 /** Runner flags, recognised after the module too; other flags there belong to the guest. */
 const KNOWN = new Set(['wasm', 'url', 'auth-header-name', 'auth-header-value', 'digest', 'kind', 'env', 'env-file',
-  'no-inherit-env', 'dir', 'allowed-hosts', 'timeout', 'max-memory', 'log-level', 'params', 'params-file', 'separator',
+  'no-inherit-env', 'dir', 'allowed-hosts', 'timeout', 'max-memory', 'log-level', 'log-format', 'params', 'params-file', 'separator',
   'http-port', 'host', 'crt', 'key', 'stop-after', 'max-body', 'max-concurrency', 'reuse', 'workers', 'grace', 'json',
   'mode', 'help', 'version', 'nats-server', 'subject', 'queue', 'mqtt-server', 'topic', 'client-id', 'qos',
   'max-pending', 'persistent-session', 'faas', 'parent-endpoint', 'module-name', 'module-revision']);

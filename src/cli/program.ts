@@ -9,7 +9,7 @@
  * brokers, metrics or progress bar when it runs, so `capsule run` never loads fastify, pino,
  * prom-client, Redis, NATS, MQTT, YAML or the progress bar.
  */
-import { Command, Option } from 'commander';
+import { Argument, Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { CapsuleError } from '../base/errors.ts';
 import type { CapsuleFunction, FunctionOptions } from '../engine/function.ts';
@@ -19,11 +19,11 @@ import type { ModuleKind } from '../base/kinds.ts';
 import { KINDS } from '../abi/index.ts';
 import { parseDuration, parseSize } from '../base/units.ts';
 import { EXTISM_MODE_SETTING, functionOptionsOf, functionSpecFromFlags, LIMIT_SETTINGS } from '../functions/spec.ts';
-import { LOG_LEVELS, type LogLevel } from '../observability/log-levels.ts';
+import { LOG_LEVELS, type LogFormat, type LogLevel } from '../observability/log-levels.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { RunningMessageTrigger } from '../triggers/message/index.ts';
 import { CAPSULE_VERSION } from '../base/version.ts';
-import { intFlag, tlsFromFlags } from './flags.ts';
+import { intFlag, logFormatOption, tlsFromFlags } from './flags.ts';
 import { callCommand } from './call.ts';
 import { newCommand } from './new.ts';
 import { buildCommand } from './build.ts';
@@ -47,6 +47,8 @@ interface ModuleFlags extends CapabilityFlags {
   timeout: string;
   maxMemory: string;
   logLevel: LogLevel;
+  /** `--log-format` of the serving commands; absent: pretty on a terminal, JSON otherwise. */
+  logFormat?: LogFormat;
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -146,7 +148,21 @@ capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=
   newCommand(program, exit);
   buildCommand(program, exit);
   for (const add of FAAS_COMMANDS) add(program, exit);
+  completionCommand(program, exit);
   return program;
+}
+
+/** `capsule completion bash|zsh`: the shell completion script of this program (completion.ts). */
+function completionCommand(program: Command, exit: (code: number) => void): void {
+  program.command('completion')
+    .description('print a shell completion script: source <(capsule completion bash), or save it in the shell\'s completion folder')
+    .addArgument(new Argument('<shell>', 'the shell').choices(['bash', 'zsh']))
+    .exitOverride()
+    .action(async (shell: 'bash' | 'zsh') => {
+      const { completionScript } = await import('./completion.ts');
+      process.stdout.write(completionScript(program, shell));
+      exit(0);
+    });
 }
 
 /** `capsule run`: one call, the result on stdout. */
@@ -158,9 +174,10 @@ function runCommand(program: Command, exit: (code: number) => void, runPool?: Pr
     .option('--params-file <path>', 'raw bytes for callHandle, read from a file ("-" = stdin)')
     .option('--separator <text>', 'gen-1 modules: join the arguments with this instead of the era\'s separator')
     .addOption(new Option('--handler <export>', 'Capsule modules: call only callHandle (handle) or callHandleJSON (json, gen 2); default: callHandle, then callHandleJSON on a fresh instance when it traps on JSON input').choices(['handle', 'json']))
+    .option('--json', 'print one JSON object on stdout: result, logs (guest output, host logs), durationMs, exitCode, error')
     .allowUnknownOption()
     .exitOverride()
-    .action(async (positional: string | undefined, rest: string[], f: ModuleFlags & { params?: string; paramsFile?: string; separator?: string; handler?: 'handle' | 'json' }) => {
+    .action(async (positional: string | undefined, rest: string[], f: ModuleFlags & { params?: string; paramsFile?: string; separator?: string; handler?: 'handle' | 'json'; json?: boolean }) => {
       const all = [...(positional !== undefined ? [positional] : []), ...rest];
       const dashdash = all.indexOf('--');
       if (dashdash >= 0) all.splice(dashdash, 1);
@@ -178,11 +195,20 @@ function runCommand(program: Command, exit: (code: number) => void, runPool?: Pr
         module = await loadFromFlags(f, f.wasm || f.url ? undefined : positional);
       } catch (e) {
         await pool.close();
+        if (f.json && e instanceof CapsuleError && e.code !== 'USAGE') {
+          // --json: a module that cannot be loaded is a report too (exit code 1, as without it)
+          process.stdout.write(`${JSON.stringify({ logs: [], durationMs: 0, exitCode: 1, error: e.message })}\n`);
+          exit(1);
+          return;
+        }
         throw e;
       }
+      const hostLogs: string[] = [];
+      // --json captures the guest's output into the report (up to 16 MiB, then `truncated`)
       const fn = CapsuleFunction.fromModule(module, {
-        ...functionOptions(f, module, true), stdio: 'inherit', pool,
-        onWarning: (m) => process.stderr.write(`⚠️  ${m}\n`),
+        ...functionOptions(f, module, true), pool,
+        ...(f.json ? { stdio: 'capture', maxLogBytes: 16 * 1024 * 1024 } : { stdio: 'inherit' }),
+        onWarning: (m) => (f.json ? hostLogs.push(m) : process.stderr.write(`⚠️  ${m}\n`)),
       });
       let params: Uint8Array | undefined;
       if (f.paramsFile !== undefined) {
@@ -196,7 +222,7 @@ function runCommand(program: Command, exit: (code: number) => void, runPool?: Pr
       } else if (module.detection.kind !== 'wasi') {
         params = new TextEncoder().encode(joinParams(module, args, f.separator));
       }
-      const code = await runCli(fn, { params, args, handler: f.handler });
+      const code = await runCli(fn, { params, args, handler: f.handler, json: f.json, hostLogs });
       await fn.close();
       await pool.close();
       exit(code);
@@ -226,6 +252,7 @@ function serveCommand(program: Command, exit: (code: number) => void): void {
     .option('--no-watch', '--functions/--routes: do not reload modules and routes when their files change (they do by default)')
     .option('--modules-dir <dir>', 'one module: POST /load-wasm-module may save modules only in this directory (default: the served module\'s directory)')
     .option('--insecure-admin', 'accept POST /load-wasm-module from any client when CAPSULE_RELOAD_TOKEN is not set (default: loopback only)', false)
+    .addOption(logFormatOption())
     .exitOverride()
     .action(async (positional: string | undefined, f: ModuleFlags & {
       httpPort: string; host: string; crt?: string; key?: string; stopAfter?: string; maxBody: string;
@@ -234,7 +261,7 @@ function serveCommand(program: Command, exit: (code: number) => void): void {
       modulesDir?: string; insecureAdmin: boolean;
     }) => {
       const [{ createLogger }, { serveUntilClosed }] = await Promise.all([import('../observability/logger.ts'), import('../triggers/lifecycle.ts')]);
-      const logger = createLogger(f.logLevel);
+      const logger = createLogger(f.logLevel, f.logFormat);
       const port = intFlag(f.httpPort, '--http-port', 0, 65535);
       const tls = tlsFromFlags(f);
       const http = {
@@ -305,7 +332,8 @@ function messageCommands(program: Command, exit: (code: number) => void): void {
     .option('--reuse', 'gen-2 modules: keep long-lived instances (globals persist between calls)', false)
     .option('--fresh', 'Extism plugins: a fresh instance per call (default: one instance per worker thread)', false)
     .option('--workers <n>', 'worker threads running guests (default: CPU cores)')
-    .option('--grace <duration>', 'time given to in-flight messages on SIGTERM', '10s');
+    .option('--grace <duration>', 'time given to in-flight messages on SIGTERM', '10s')
+    .addOption(logFormatOption());
   type MessageFlags = ModuleFlags & { httpPort?: string; host: string; reuse: boolean; fresh: boolean; workers?: string; grace: string; maxConcurrency?: string };
   const startMessages = async (positional: string | undefined, f: MessageFlags, start: (fn: CapsuleFunction, common: {
     logger: Logger; graceMs: number; http?: { host: string; port: number }; maxConcurrency?: number;
@@ -313,7 +341,7 @@ function messageCommands(program: Command, exit: (code: number) => void): void {
     const [{ createLogger }, { serveUntilClosed }, { CapsuleFunction }] = await Promise.all([
       import('../observability/logger.ts'), import('../triggers/lifecycle.ts'), import('../engine/function.ts'),
     ]);
-    const logger = createLogger(f.logLevel);
+    const logger = createLogger(f.logLevel, f.logFormat);
     const http = f.httpPort !== undefined ? { host: f.host, port: intFlag(f.httpPort, '--http-port', 0, 65535) } : undefined;
     const graceMs = parseDuration(f.grace, '--grace');
     const maxConcurrency = f.maxConcurrency !== undefined ? intFlag(f.maxConcurrency, '--max-concurrency', 1, 100_000) : undefined;

@@ -7,20 +7,22 @@ import { createRequire } from 'node:module';
 import { pino, type Logger } from 'pino';
 import type PinoPretty from 'pino-pretty';
 import { writeAllSync } from '../base/stdio.ts';
-import type { LogLevel } from './log-levels.ts';
-export { LOG_LEVELS, type LogLevel } from './log-levels.ts';
+import type { LogFormat, LogLevel } from './log-levels.ts';
+export { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './log-levels.ts';
 export type { Logger };
 
 /**
  * @param level minimum level (default `info`)
- * @param prettyOutput pretty lines (default: when stderr is a TTY)
+ * @param format `json` lines, `pretty` lines (`--log-format`), or a boolean (true = pretty);
+ *   default: pretty when stderr is a TTY, JSON otherwise
  */
-export function createLogger(level: LogLevel = 'info', prettyOutput = process.stderr.isTTY === true): Logger {
+export function createLogger(level: LogLevel = 'info', format?: LogFormat | boolean): Logger {
+  const prettyOutput = format === undefined ? process.stderr.isTTY === true : format === true || format === 'pretty';
   if (prettyOutput) {
     const options = { level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime };
     // loaded only for a terminal: its ~30 modules cost every non-TTY start (services, tests) otherwise
     const pretty = createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
-    return pino(options, pretty({ destination: 2, colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname', sync: true }));
+    return pino(options, pretty({ destination: 2, colorize: process.stderr.isTTY === true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname', sync: true }));
   }
   return pino({ level, base: undefined, timestamp: isoTimeCached }, new LineBatch(2));
 }

@@ -221,7 +221,7 @@ export const faasCommand: CommandRegistrar = (program, exit) => {
       const workers = f.workers === undefined ? undefined : intFlag(f.workers, '--workers', 1, 1024);
       const { createLogger } = await import('../../observability/logger.ts');
       const { startFaasKit } = await import('./index.ts');
-      const logger = createLogger(f.logLevel);
+      const logger = createLogger(f.logLevel, f.logFormat);
       const env = process.env;
       const kit = await startFaasKit({
         logger, host: listen.host, tls: listen.tls, proxyPort: listen.port, registryPort, nodePort, portCounter, files: f.files, workers,

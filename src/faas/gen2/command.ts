@@ -54,7 +54,7 @@ CAPSULE_DOMAIN (base URL of the revisions, default http://127.0.0.1), CAPSULE_PR
       const args = mainArgs(f);
       const { createLogger } = await import('../../observability/logger.ts');
       const { startFaas } = await import('./index.ts');
-      const logger = createLogger(f.logLevel);
+      const logger = createLogger(f.logLevel, f.logFormat);
       const env = process.env;
       const faas = await startFaas({
         ...listen, logger, token: env['CAPSULE_FAAS_TOKEN'], insecureAdmin: f.insecureAdmin,

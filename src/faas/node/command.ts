@@ -71,7 +71,7 @@ export const nodeCommand: CommandRegistrar = (program: Command, exit) => {
       const { createLogger } = await import('../../observability/logger.ts');
       const { startNode, httpProxyRegistration } = await import('./index.ts');
       const { hostname } = await import('node:os');
-      const logger = createLogger(f.logLevel);
+      const logger = createLogger(f.logLevel, f.logFormat);
       // Go's start-worker.sh passes -capsulePath=capsule: without --process it has nothing to name
       if (f.capsulePath !== undefined && !f.process) logger.warn({ capsulePath: f.capsulePath }, '--capsule-path is ignored without --process (deployments run in this process)');
       const proxyUrl = f.reverseProxy?.replace(/\/+$/, '');

@@ -31,7 +31,7 @@ export const proxyCommand: CommandRegistrar = (program, exit) => {
       const { createLogger } = await import('../../observability/logger.ts');
       const { parseDuration } = await import('../../base/units.ts');
       const { startProxy, loadRoutesConfig, openBackend, PROXY_TOKEN } = await import('./index.ts');
-      const logger = createLogger(f.logLevel);
+      const logger = createLogger(f.logLevel, f.logFormat);
       const listen = listenOptions(f);
       const timeoutMs = parseDuration(f.timeout, '--timeout');
       const routes = f.config ? loadRoutesConfig(f.config, logger) : undefined;

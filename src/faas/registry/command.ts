@@ -21,7 +21,7 @@ export const registryCommand: CommandRegistrar = (program: Command, exit) => {
       const maxModuleSize = parseSize(f.maxModuleSize, '--max-module-size');
       const { createLogger } = await import('../../observability/logger.ts');
       const { startRegistry } = await import('./index.ts');
-      const logger = createLogger(f.logLevel);
+      const logger = createLogger(f.logLevel, f.logFormat);
       const store = f.backend === 'nats' ? await clusterStore(f.cluster, f.lattice, logger) : undefined;
       const registry = await startRegistry({
         ...listen, logger, files: f.files, maxModuleSize, store,

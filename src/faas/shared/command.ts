@@ -1,13 +1,13 @@
 /**
  * Flags and process handling every FaaS service command shares (`capsule proxy`, `registry`,
- * `node`, `faas`): `--http-port --host --crt --key --insecure-admin --log-level`, Go spellings
+ * `node`, `faas`): `--http-port --host --crt --key --insecure-admin --log-level --log-format`, Go spellings
  * (`-httpPort`) arriving normalised by src/cli/legacy.ts. A command file defines its options and
  * lazily imports its service (start-up cost: only the chosen service is loaded).
  */
 import { Option, type Command } from 'commander';
-import { LOG_LEVELS, type LogLevel } from '../../observability/log-levels.ts';
+import { LOG_LEVELS, type LogFormat, type LogLevel } from '../../observability/log-levels.ts';
 import type { Logger } from '../../observability/logger.ts';
-import { intFlag, tlsFromFlags } from '../../cli/flags.ts';
+import { intFlag, logFormatOption, tlsFromFlags } from '../../cli/flags.ts';
 import type { RunningService, TlsFiles } from './service.ts';
 
 /** Registers one command on the `capsule` program (see src/faas/commands.ts). */
@@ -21,6 +21,8 @@ export interface ServiceFlags {
   key?: string;
   insecureAdmin: boolean;
   logLevel: LogLevel;
+  /** `--log-format`; absent: pretty on a terminal, JSON otherwise. */
+  logFormat?: LogFormat;
 }
 
 /** Adds the shared service flags; `port` is the Go default of the service (8080, 4999, 9999). */
@@ -31,7 +33,8 @@ export function serviceOptions(cmd: Command, port: string): Command {
     .option('--crt <path>', 'TLS certificate (PEM): serve HTTPS')
     .option('--key <path>', 'TLS private key (PEM)')
     .option('--insecure-admin', 'without an admin token, accept admin calls from any address (default: loopback only)', false)
-    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS as string[]).default('info'));
+    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS as string[]).default('info'))
+    .addOption(logFormatOption());
 }
 
 /** Host, port and TLS of the shared flags. @throws CapsuleError USAGE on a bad port or TLS pair */

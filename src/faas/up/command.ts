@@ -63,7 +63,7 @@ async function up(f: UpFlags): Promise<number> {
   } : undefined;
   const { createLogger } = await import('../../observability/logger.ts');
   const { Shutdown, serveUntilClosed } = await import('../../triggers/lifecycle.ts');
-  const logger = createLogger(f.logLevel);
+  const logger = createLogger(f.logLevel, f.logFormat);
   let shutdown: InstanceType<typeof Shutdown<number>> | undefined;
   let code = 0;
   const nats = await startLocalNats({

@@ -1,0 +1,225 @@
+/**
+ * The CLI's polish (issue 15 point 6), end to end with real processes: shell completion sourced
+ * by a real bash, `--log-format` of the serving commands, `--version` of every bin, and
+ * `capsule run --json` for Capsule ABI modules and WASI commands.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { example, findBinary, fixture, missing, root, runCapsule, startServer } from './helpers.ts';
+
+const behaviours = fixture('gen2-behaviours');
+const wasiBasic = fixture('wasi-basic');
+const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
+
+/** Runs a bash script with the completion of `capsule completion <shell>` sourced; returns its stdout. */
+async function inBash(script: string): Promise<string> {
+  const generated = await runCapsule(['completion', 'bash']);
+  assert.equal(generated.code, 0, generated.stderr);
+  const dir = mkdtempSync(join(tmpdir(), 'capsule-completion-'));
+  try {
+    const file = join(dir, 'capsule.bash');
+    writeFileSync(file, generated.stdout);
+    // complete WORDS…: the words of the line, the cursor on the last one (as bash fills them)
+    const prelude = `source ${JSON.stringify(file)}
+complete_line() { COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMPREPLY=(); _capsule; printf '%s\\n' "\${COMPREPLY[*]}"; }
+`;
+    return await new Promise((resolve, reject) => {
+      const child = spawn('bash', ['--norc', '--noprofile', '-c', prelude + script], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      child.on('error', reject);
+      child.on('close', (code) => (code === 0 && err === '' ? resolve(out) : reject(new Error(`bash exited with ${code}: ${err}`))));
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe('capsule completion', () => {
+  it('bash: sourcing the script registers the completion of capsule and its bins', async () => {
+    const out = await inBash('complete -p capsule; complete -p capsule-http');
+    assert.equal(out, 'complete -o default -F _capsule capsule\ncomplete -o default -F _capsule capsule-http\n');
+  });
+
+  it('bash: completes command names (se<TAB> → serve, set-default)', async () => {
+    assert.equal(await inBash('complete_line capsule se'), 'serve set-default\n');
+    assert.equal(await inBash('complete_line capsule ins'), 'inspect\n');
+    assert.equal(await inBash('complete_line capsule help ru'), 'run\n');
+  });
+
+  it('bash: completes a command\'s flags and the choices of --kind, --log-level, --log-format, --lang', async () => {
+    assert.equal(await inBash('complete_line capsule serve --log-f'), '--log-format\n');
+    assert.equal(await inBash('complete_line capsule run --js'), '--json\n');
+    assert.equal(await inBash('complete_line capsule serve --log-format ""'), 'json pretty\n');
+    // --flag=value: bash splits the word at "="
+    assert.equal(await inBash('complete_line capsule serve --log-format = p'), 'pretty\n');
+    assert.equal(await inBash('complete_line capsule run --kind wa'), 'wasi\n');
+    assert.equal(await inBash('complete_line capsule nats --log-level w'), 'warn\n');
+    assert.equal(await inBash('complete_line capsule new hello --lang r'), 'rust\n');
+    // capsule-http stands for serve; a free value (a path) offers nothing, so bash completes files
+    assert.equal(await inBash('complete_line capsule-http --http-p'), '--http-port\n');
+    assert.equal(await inBash('complete_line capsule run --wasm ""'), '\n');
+  });
+
+  it('zsh: a #compdef script with every command and the choices', async () => {
+    const r = await runCapsule(['completion', 'zsh']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^#compdef capsule capsule-runner capsule-http /);
+    assert.match(r.stdout, /'serve:serve a module over HTTP/);
+    assert.match(r.stdout, /'--log-format=\[[^\]]*\]:value:\(json pretty\)'/);
+    assert.match(r.stdout, /'--lang=\[the language\]:value:\(assemblyscript c go rust wat\)'/);
+    const zsh = findBinary('zsh');
+    if (zsh) {
+      const check = await new Promise<number | null>((resolve) => {
+        const child = spawn(zsh, ['-n'], { stdio: ['pipe', 'ignore', 'inherit'] });
+        child.stdin.end(r.stdout);
+        child.on('close', resolve);
+      });
+      assert.equal(check, 0, 'zsh -n finds the script well formed');
+    }
+  });
+
+  it('refuses another shell (exit 2, naming the choices)', async () => {
+    const r = await runCapsule(['completion', 'fish']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /Allowed choices are bash, zsh/);
+  });
+});
+
+describe('--log-format', () => {
+  it('serve: pretty lines on a pipe with --log-format pretty, JSON lines with json (the default off a terminal)', { skip: missing(example('hello-you')) }, async () => {
+    for (const [flags, pretty] of [[['--log-format', 'pretty'], true], [['--log-format=json'], false], [[], false]] as const) {
+      const s = await startServer(['serve', example('hello-you'), '--http-port=0', ...flags]);
+      assert.equal(await s.stop(), 0);
+      const lines = s.logs().trim().split('\n');
+      const loaded = lines.find((l) => l.includes('module loaded'));
+      assert.ok(loaded, s.logs());
+      if (pretty) {
+        assert.match(loaded, /INFO.*module loaded/);
+        assert.throws(() => JSON.parse(loaded));
+      } else {
+        for (const l of lines) assert.equal(typeof (JSON.parse(l) as { msg: string }).msg, 'string', l);
+      }
+    }
+  });
+
+  it('the FaaS services take it too (capsule proxy --log-format pretty)', async () => {
+    const s = await startServer(['proxy', '--http-port=0', '--log-format', 'pretty']);
+    assert.equal(await s.stop(), 0);
+    assert.match(s.logs(), /INFO.*shutting down/);
+    assert.doesNotMatch(s.logs(), /^\{/m);
+  });
+
+  it('refuses an unknown format (exit 2)', async () => {
+    const r = await runCapsule(['serve', behaviours, '--log-format', 'xml']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /Allowed choices are json, pretty/);
+  });
+});
+
+describe('--version of every bin', () => {
+  for (const [bin, expected] of [
+    ['capsule', version], ['capsule-http', version], ['capsule-reverse-proxy', version], ['capsule-registry', version],
+    ['capsule-worker', version], ['caps', `caps ${version} (Capsule)`], ['capsctl', `CapsCtl ${version} (Capsule)`],
+  ] as const) {
+    it(`${bin} --version and -v print ${expected} and exit 0`, async () => {
+      for (const flag of ['--version', '-v']) {
+        const r = await runCapsule([flag], { bin: join(root, 'bin', `${bin}.js`) });
+        assert.equal(r.stdout, `${expected}\n`, `${bin} ${flag}: ${r.stderr}`);
+        assert.equal(r.code, 0);
+      }
+    });
+  }
+});
+
+interface Report {
+  result?: string;
+  encoding?: string;
+  logs: { stream: string; text: string }[];
+  durationMs: number;
+  exitCode: number;
+  error?: string;
+  truncated?: boolean;
+}
+
+/** `capsule run --json …`: its one line of JSON, and the process exit code. */
+async function runJson(args: string[]): Promise<{ report: Report; code: number | null; stderr: string }> {
+  const r = await runCapsule(['run', '--json', ...args]);
+  const lines = r.stdout.split('\n');
+  assert.equal(lines.length, 2, `one line of JSON on stdout: ${r.stdout}`);
+  return { report: JSON.parse(lines[0]!) as Report, code: r.code, stderr: r.stderr };
+}
+
+describe('capsule run --json', () => {
+  it('a Capsule module: the result, the guest\'s stdout lines, the duration, exit 0', { skip: missing(example('hello-world')) }, async () => {
+    const { report, code, stderr } = await runJson([example('hello-world'), 'Bob', 'Morane']);
+    assert.equal(code, 0, stderr);
+    assert.equal(report.result, '👋 Hello Bob Morane');
+    assert.deepEqual(report.logs, [{ stream: 'stdout', text: '📝 module parameter(s): Bob Morane' }]);
+    assert.equal(report.exitCode, 0);
+    assert.equal(report.error, undefined);
+    assert.ok(report.durationMs > 0 && report.durationMs < 30_000, String(report.durationMs));
+    assert.equal(stderr, '');
+  });
+
+  it('a failure result and a trap: error set, no result, exit code 1 as without --json', async () => {
+    const failed = await runJson([behaviours, 'f']);
+    assert.equal(failed.code, 1);
+    assert.deepEqual({ ...failed.report, durationMs: 0 }, { logs: [], durationMs: 0, exitCode: 1, error: 'failed on purpose' });
+    const trapped = await runJson([behaviours, 't']);
+    assert.equal(trapped.code, 1);
+    assert.match(trapped.report.error ?? '', /trapped: unreachable/);
+  });
+
+  it('a result that is not UTF-8 comes base64-encoded with encoding: base64', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'capsule-json-'));
+    try {
+      const bytes = Buffer.from([0x61, 0xff, 0xfe, 0x00]);
+      writeFileSync(join(dir, 'in.bin'), bytes);
+      const { report, code } = await runJson([behaviours, `--params-file=${join(dir, 'in.bin')}`]);
+      assert.equal(code, 0);
+      assert.equal(report.encoding, 'base64');
+      assert.deepEqual(Buffer.from(report.result!, 'base64'), bytes);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a looping guest is stopped at --timeout: exit 1 and the deadline as error', async () => {
+    const { report, code } = await runJson([behaviours, 'l', '--timeout=300ms']);
+    assert.equal(code, 1);
+    assert.match(report.error ?? '', /did not return within 300 ms/);
+  });
+
+  it('a WASI command: its stdout as result, stderr lines in logs, its exit code', async () => {
+    const hello = await runJson([wasiBasic, 'hello']);
+    assert.equal(hello.code, 0, hello.stderr);
+    assert.equal(hello.report.result, 'to stdout\n');
+    assert.deepEqual(hello.report.logs, [{ stream: 'stderr', text: 'to stderr' }]);
+    const exit = await runJson([wasiBasic, 'exit', '3']);
+    assert.equal(exit.code, 3);
+    assert.equal(exit.report.exitCode, 3);
+    assert.equal(exit.report.result, 'exiting with 3\n');
+    const trap = await runJson([wasiBasic, 'trap']);
+    assert.equal(trap.code, 134);
+    assert.equal(trap.report.result, 'before the trap\n');
+    assert.match(trap.report.error ?? '', /trapped/);
+  });
+
+  it('a module that cannot be loaded is a report too (exit 1)', async () => {
+    const { report, code } = await runJson([join(root, 'package.json')]);
+    assert.equal(code, 1);
+    assert.match(report.error ?? '', /not a WebAssembly binary/);
+  });
+
+  it('without --json the output is unchanged (result on stdout, no JSON)', { skip: missing(example('hello-world')) }, async () => {
+    const r = await runCapsule(['run', example('hello-world'), 'Bob']);
+    assert.equal(r.stdout, '📝 module parameter(s): Bob\n👋 Hello Bob\n');
+  });
+});

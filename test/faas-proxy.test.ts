@@ -340,6 +340,51 @@ describe('capsule proxy: upstream failures and health', () => {
       await ok.stop();
     }
   });
+
+  it('answers 504 JSON to an upstream that sends no headers in time, cuts a response that breaks mid-body, forwards a chunked body of any method', async () => {
+    const odd = await upstream('odd', (req, res) => {
+      if (req.url === '/silent') return true; // never answers
+      if (req.url === '/cut') {
+        res.writeHead(200, { 'content-length': '100' });
+        res.write('only part');
+        setImmediate(() => res.socket?.destroy());
+        return true;
+      }
+      return false;
+    });
+    const p = await startProxy({ logger, port: 0, timeoutMs: 300, routes: { odd: { default: [odd.url] } } });
+    try {
+      const silent = await call(`${p.url}/functions/odd/default/silent`);
+      assert.equal(silent.status, 504);
+      assert.equal(silent.json.code, 'UPSTREAM_TIMEOUT');
+      const cut = await new Promise<{ status: number; complete: boolean; body: string }>((resolve) => {
+        httpRequest(`${p.url}/functions/odd/default/cut`, (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => (body += d.toString()));
+          res.on('error', () => undefined);
+          res.on('close', () => resolve({ status: res.statusCode!, complete: res.complete, body }));
+        }).end();
+      });
+      assert.deepEqual(cut, { status: 200, complete: false, body: 'only part' });
+      const chunked = await new Promise<RawReply>((resolve, reject) => {
+        const req = httpRequest(`${p.url}/functions/odd/default/chunked`, { method: 'DELETE', headers: { 'transfer-encoding': 'chunked' } }, (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => (body += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode!, rawHeaders: res.rawHeaders, body }));
+        });
+        req.on('error', reject);
+        req.write('first ');
+        setImmediate(() => req.end('second'));
+      });
+      const seen = JSON.parse(chunked.body) as Seen;
+      assert.equal(seen.body, 'first second');
+      assert.deepEqual(values(seen.rawHeaders, 'transfer-encoding'), ['chunked']);
+      assert.equal((await call(`${p.url}/functions/odd/default/ok`)).status, 200);
+    } finally {
+      await p.close();
+      await odd.stop();
+    }
+  });
 });
 
 describe('capsule proxy: default alias, traffic split, stickiness', () => {

@@ -154,6 +154,18 @@ describe('capsule proxy --backend nats: two gateways on one JetStream server', {
     const tooBig = await call(`${gw2.url}/functions/hello/blue`, 'POST', new Uint8Array(9 * 1024 * 1024));
     assert.equal(tooBig.status, 413);
     assert.equal(tooBig.json['code'], 'TOO_LARGE');
+    // the same without a declared length (chunked): the gateway stops reading at the limit
+    const chunk = new Uint8Array(1024 * 1024);
+    let sent = 0;
+    const stream = new ReadableStream<Uint8Array>({
+      pull(c) {
+        if (sent++ < 9) c.enqueue(chunk);
+        else c.close();
+      },
+    });
+    const chunked = await fetch(`${gw2.url}/functions/hello/blue`, { method: 'POST', body: stream, duplex: 'half' } as RequestInit).catch((e: Error) => e);
+    assert.ok(!(chunked instanceof Error), String(chunked));
+    assert.equal(chunked.status, 413);
     assert.equal((await call(`${gw2.url}/functions/hello/blue`)).status, 200, 'the gateway keeps serving');
   });
 

@@ -130,7 +130,8 @@ export class LatticeForwarder {
     const q = path.indexOf('?');
     try {
       const max = (nc.info?.max_payload ?? 1024 * 1024) - 64 * 1024;
-      const body = await readBody(req, max);
+      // a declared length above the limit is refused before reading anything
+      const body = Number(req.headers['content-length'] ?? 0) > max ? undefined : await readBody(req, max);
       if (!body) throw new FaasError(413, 'TOO_LARGE', `the body is above what the NATS cluster carries (max_payload ${max + 64 * 1024} bytes, less 64 KiB for headers); use a URL target for larger bodies`);
       const reply = await invoke(nc, subject, {
         method: req.method ?? 'GET', path: q < 0 ? path : path.slice(0, q), query: q < 0 ? '' : path.slice(q + 1),

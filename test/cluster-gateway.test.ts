@@ -166,6 +166,7 @@ describe('capsule proxy --backend nats: two gateways on one JetStream server', {
     const chunked = await fetch(`${gw2.url}/functions/hello/blue`, { method: 'POST', body: stream, duplex: 'half' } as RequestInit).catch((e: Error) => e);
     assert.ok(!(chunked instanceof Error), String(chunked));
     assert.equal(chunked.status, 413);
+    assert.equal(await metric(gw2.url, 'capsule_proxy_errors_total', { function: 'hello', revision: 'blue', reason: 'too_large' }), 2);
     assert.equal((await call(`${gw2.url}/functions/hello/blue`)).status, 200, 'the gateway keeps serving');
   });
 

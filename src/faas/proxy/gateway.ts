@@ -49,7 +49,7 @@ export function parseProxyPath(url: string): ProxyTarget | undefined {
 export class ProxyMetrics {
   readonly registry = new Registry();
   readonly requests = new Counter({ name: 'capsule_proxy_requests_total', help: 'Proxied requests, by function, revision and status', labelNames: ['function', 'revision', 'status'], registers: [this.registry] });
-  readonly errors = new Counter({ name: 'capsule_proxy_errors_total', help: 'Proxied requests the proxy answered itself or cut: unreachable (502), timeout (504), broken (cut mid-response), not_found (404)', labelNames: ['function', 'revision', 'reason'], registers: [this.registry] });
+  readonly errors = new Counter({ name: 'capsule_proxy_errors_total', help: 'Proxied requests the proxy answered itself or cut: unreachable (502), timeout (504), broken (cut mid-response), not_found (404); nats: targets also too_large (413) and busy (503, every node over its cap)', labelNames: ['function', 'revision', 'reason'], registers: [this.registry] });
   readonly duration = new Histogram({
     name: 'capsule_proxy_request_duration_seconds', help: 'Time to the end of the proxied response, seconds', labelNames: ['function', 'revision'],
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [this.registry],
@@ -93,7 +93,7 @@ export interface RevisionMetrics {
   inflight: ReturnType<Gauge['labels']>;
   duration: ReturnType<Histogram['labels']>;
   status(code: number): ReturnType<Counter['labels']>;
-  error(reason: 'unreachable' | 'timeout' | 'broken'): void;
+  error(reason: 'unreachable' | 'timeout' | 'broken' | 'too_large' | 'busy'): void;
 }
 
 /** What {@link Gateway} needs. */
@@ -159,7 +159,7 @@ export class Gateway {
     m.inflight.dec();
     m.status(r.status).inc();
     m.duration.observe(seconds);
-    if (r.error) m.error(r.status === 502 ? 'unreachable' : r.status === 504 ? 'timeout' : 'broken');
+    if (r.error) m.error(r.status === 502 ? 'unreachable' : r.status === 504 ? 'timeout' : r.status === 413 ? 'too_large' : r.status === 503 ? 'busy' : 'broken');
     const line = { ...labels, method: req.method, path: target.path, upstream: r.upstream, status: r.status, ms: Math.round(seconds * 10000) / 10 };
     if (r.error) o.logger.warn({ ...line, error: r.error, unreachable: r.unreachable }, 'proxied request failed');
     else o.logger.info(line, 'proxied');

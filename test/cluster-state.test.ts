@@ -69,15 +69,19 @@ describe('cluster state on JetStream KV', { skip: natsServer ? false : 'nats-ser
 
   it('keeps writing with one server of three down, answers STATE_UNAVAILABLE without quorum, and recovers', async () => {
     const nc = await connect('faults');
-    const bucket = await WatchedBucket.open<{ v: string }>(nc, 'CAPSULE_t2_DEPLOY', { replicas: 3, logger, timeoutMs: 4000 });
+    // a generous write timeout: a leader election after a kill can take seconds on a loaded machine
+    const bucket = await WatchedBucket.open<{ v: string }>(nc, 'CAPSULE_t2_DEPLOY', { replicas: 3, logger, timeoutMs: 15_000 });
+    // the same bucket with a short timeout, for the write that must fail without quorum
+    const impatient = await WatchedBucket.open<{ v: string }>(nc, 'CAPSULE_t2_DEPLOY', { replicas: 3, logger, timeoutMs: 3000 });
     const [s1, s2] = cluster.servers;
     try {
       await bucket.update('x', () => ({ v: 'before' }));
       await s1!.kill();
       await bucket.update('x', () => ({ v: 'one down' }));
       assert.equal(bucket.get('x')?.v, 'one down');
+      await eventually(() => impatient.get('x')?.v === 'one down', 15_000);
       await s2!.kill();
-      await assert.rejects(bucket.update('x', () => ({ v: 'no quorum' })), (e: unknown) => e instanceof FaasError && e.status === 503 && e.code === 'STATE_UNAVAILABLE');
+      await assert.rejects(impatient.update('x', () => ({ v: 'no quorum' })), (e: unknown) => e instanceof FaasError && e.status === 503 && e.code === 'STATE_UNAVAILABLE');
       assert.equal(bucket.get('x')?.v, 'one down', 'reads answer from the cache');
       await s1!.start();
       await s2!.start();
@@ -96,6 +100,7 @@ describe('cluster state on JetStream KV', { skip: natsServer ? false : 'nats-ser
       other.close();
     } finally {
       bucket.close();
+      impatient.close();
     }
   });
 });

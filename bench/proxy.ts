@@ -13,7 +13,8 @@
  * Targets: proxied ≥ 0.6× direct throughput, ≤ 1 ms added p50. The proxy runs as shipped
  * (one info log line per request). Options: BENCH_SECONDS (default 3), BENCH_ROUNDS (default 2),
  * BENCH_CONNECTIONS (default 50), BENCH_SEQUENTIAL (requests for the latency, default 2000),
- * BENCH_TOOL (`wrk` or `autocannon`).
+ * BENCH_TOOL (`wrk` or `autocannon`), BENCH_COMPARE (another checkout of Capsule, built: its
+ * `capsule proxy` is measured as one more side, for a before/after in one run).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -53,15 +54,19 @@ server.listen(0, '127.0.0.1', () => console.log('capsule listening on http://127
 process.on('SIGTERM', () => process.exit(0));
 `;
 
-function start(args: string[], node: string[] = [cli]): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [...node, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] });
+function start(args: string[], node: string[] = [cli], cwd = root): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [...node, ...args], { cwd, stdio: ['ignore', 'pipe', 'ignore'] });
   return new Promise((resolve, reject) => {
     let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
+    const onData = (d: Buffer) => {
       out += d.toString();
       const m = /capsule listening on (\S+)/.exec(out);
-      if (m) resolve({ child, url: m[1]! });
-    });
+      if (!m) return;
+      // then the log lines are drained unread: keeping and searching them took CPU from the servers
+      child.stdout!.off('data', onData).resume();
+      resolve({ child, url: m[1]! });
+    };
+    child.stdout!.on('data', onData);
     child.once('exit', (code) => reject(new Error(`capsule ${args[0]} exited with ${code} before listening`)));
   });
 }
@@ -142,16 +147,22 @@ if (!existsSync(helloYou)) {
 const upstream = await start(['serve', helloYou, '--http-port=0', '--log-level=warn']);
 const proxy = await start(['proxy', '--http-port=0']);
 const floor = await start([upstream.url], ['--input-type=module', '-e', FORWARDER]);
+const compare = process.env.BENCH_COMPARE;
+const other = compare ? await start(['proxy', '--http-port=0'], [join(compare, 'bin/capsule.js')], compare) : undefined;
 try {
-  const reg = await fetch(`${proxy.url}/memory/functions/registration`, {
-    method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ function: 'hello', revision: 'default', url: upstream.url }),
-  });
-  if (reg.status !== 202) throw new Error(`registration failed: ${reg.status} ${await reg.text()}`);
+  for (const p of [proxy, other]) {
+    if (!p) continue;
+    const reg = await fetch(`${p.url}/memory/functions/registration`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ function: 'hello', revision: 'default', url: upstream.url }),
+    });
+    if (reg.status !== 202) throw new Error(`registration failed: ${reg.status} ${await reg.text()}`);
+  }
   const sides = [
     { name: 'direct', url: `${upstream.url}/` },
     { name: 'through proxy', url: `${proxy.url}/functions/hello`, pid: proxy.child.pid },
     { name: 'node:http fwd', url: `${floor.url}/`, pid: floor.child.pid },
+    ...(other ? [{ name: 'compared proxy', url: `${other.url}/functions/hello`, pid: other.child.pid }] : []),
   ];
   const rows = sides.map(() => [] as Row[]);
   for (let round = 1; round <= rounds; round++) {
@@ -177,5 +188,5 @@ try {
   console.log('CPU µs/req: the forwarding process alone, lowest round (the part of the 2 cores it takes from the upstream and the load tool)');
   console.log(`throughput ratio ${ratio.toFixed(2)} (target ≥ 0.60: ${ratio >= 0.6 ? 'met' : 'NOT met'}); added p50 ${added.toFixed(3)} ms (target ≤ 1 ms: ${added <= 1 ? 'met' : 'NOT met'})`);
 } finally {
-  await Promise.all([stop(proxy.child), stop(floor.child), stop(upstream.child)]);
+  await Promise.all([stop(proxy.child), stop(floor.child), stop(upstream.child), ...(other ? [stop(other.child)] : [])]);
 }

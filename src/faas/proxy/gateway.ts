@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Logger } from '../../observability/logger.ts';
 import { FaasError } from '../shared/service.ts';
-import { forwardRequest, sendError, type ForwardResult } from './forward.ts';
+import { forwardRequest, sendError, type ForwardOptions, type ForwardResult } from './forward.ts';
 import { LATTICE_TARGET } from './backends/store.ts';
 import type { UpstreamHealth } from './health.ts';
 import type { RouteTable } from './table.ts';
@@ -111,8 +111,17 @@ export interface GatewayOptions {
 /** Serves proxied requests. */
 export class Gateway {
   readonly #o: GatewayOptions;
+  /** Forwarding options, the same for every request (made once, not per request). */
+  readonly #forward: ForwardOptions;
   constructor(o: GatewayOptions) {
     this.#o = o;
+    this.#forward = {
+      logger: o.logger, timeoutMs: o.timeoutMs,
+      onUnreachable: (url, err) => {
+        o.metrics.unreachable.inc({ upstream: url });
+        o.health.markDown(url, (err as NodeJS.ErrnoException).code ?? err.message);
+      },
+    };
   }
 
   /** Handles one request under `/functions/` (never rejects; every outcome is a reply). */
@@ -143,24 +152,18 @@ export class Gateway {
       o.logger.info({ function: target.function, revision: target.revision ?? 'default', status: e.status }, e.message);
       return sendError(res, e.status, e.code, e.message);
     }
-    const labels = { function: target.function, revision: resolved.revision };
     const m = o.metrics.revision(target.function, resolved.revision);
     m.inflight.inc();
-    const r = resolved.urls[0] === LATTICE_TARGET
+    const urls = resolved.urls;
+    const r = urls[0] === LATTICE_TARGET
       ? await this.#lattice(req, res, target, resolved.revision)
-      : await forwardRequest(req, res, resolved.urls.includes(LATTICE_TARGET) ? resolved.urls.filter((u) => u !== LATTICE_TARGET) : resolved.urls, target.path, {
-      logger: o.logger, timeoutMs: o.timeoutMs,
-      onUnreachable: (url, err) => {
-        o.metrics.unreachable.inc({ upstream: url });
-        o.health.markDown(url, (err as NodeJS.ErrnoException).code ?? err.message);
-      },
-    });
+      : await forwardRequest(req, res, urls.includes(LATTICE_TARGET) ? urls.filter((u) => u !== LATTICE_TARGET) : urls, target.path, this.#forward);
     const seconds = (performance.now() - start) / 1000;
     m.inflight.dec();
     m.status(r.status).inc();
     m.duration.observe(seconds);
     if (r.error) m.error(r.status === 502 ? 'unreachable' : r.status === 504 ? 'timeout' : r.status === 413 ? 'too_large' : r.status === 503 ? 'busy' : 'broken');
-    const line = { ...labels, method: req.method, path: target.path, upstream: r.upstream, status: r.status, ms: Math.round(seconds * 10000) / 10 };
+    const line = { function: target.function, revision: resolved.revision, method: req.method, path: target.path, upstream: r.upstream, status: r.status, ms: Math.round(seconds * 10000) / 10 };
     if (r.error) o.logger.warn({ ...line, error: r.error, unreachable: r.unreachable }, 'proxied request failed');
     else o.logger.info(line, 'proxied');
   }

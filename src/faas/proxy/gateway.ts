@@ -26,23 +26,30 @@ export interface ProxyTarget {
  * @returns undefined when the URL is not under `/functions/<name>`
  */
 export function parseProxyPath(url: string): ProxyTarget | undefined {
+  if (!url.startsWith('/functions/')) return undefined;
   const q = url.indexOf('?');
-  const pathname = q < 0 ? url : url.slice(0, q);
+  const end = q < 0 ? url.length : q;
   const query = q < 0 ? '' : url.slice(q);
-  if (!pathname.startsWith('/functions/')) return undefined;
-  const parts = pathname.slice('/functions/'.length).split('/');
-  const decode = (s: string) => {
-    try {
-      return decodeURIComponent(s);
-    } catch {
-      return s;
-    }
-  };
-  const fn = decode(parts[0] ?? '');
+  const start = '/functions/'.length;
+  let slash = url.indexOf('/', start);
+  if (slash < 0 || slash > end) slash = end;
+  const fn = decodeSegment(url.slice(start, slash));
   if (fn === '') return undefined;
-  const rev = parts[1] === undefined || parts[1] === '' ? undefined : decode(parts[1]);
-  const rest = parts.length > 2 ? parts.slice(2).join('/') : '';
-  return { function: fn, revision: rev, path: `/${rest}${query}` };
+  if (slash === end) return { function: fn, revision: undefined, path: `/${query}` };
+  let next = url.indexOf('/', slash + 1);
+  if (next < 0 || next > end) next = end;
+  const rev = next === slash + 1 ? undefined : decodeSegment(url.slice(slash + 1, next));
+  return { function: fn, revision: rev, path: next === end ? `/${query}` : url.slice(next, end) + query };
+}
+
+/** A path segment percent-decoded (kept as is when it is not valid percent-encoding). */
+function decodeSegment(s: string): string {
+  if (!s.includes('%')) return s;
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
 }
 
 /** The proxy's Prometheus metrics (per function and revision). */

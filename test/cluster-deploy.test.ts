@@ -170,6 +170,19 @@ describe('deploy/nats/nats-server.conf: users and permissions (faas-cluster.md Â
     assert.ok(reg.ok, await reg.text());
   });
 
+  it('never prints the password of a --cluster URL: not in a node\'s logs, not in the error of a refused connection', async () => {
+    const url = userUrl('node', port);
+    const password = new URL(url).password;
+    const n = await startServer(['node', '--http-port=0', `--cluster=${url}`, '--node-id=quiet', `--cache-dir=${join(dir, 'quiet')}`, '--workers=1', '--log-level=info']);
+    procs.push(n);
+    await eventually(() => n.logs().includes('joined the cluster'), 10_000);
+    assert.ok(!n.logs().includes(password), n.logs());
+    const wrong = await runCapsule(['proxy', '--http-port=0', '--backend=nats', `--cluster=nats://gateway:not-the-password@127.0.0.1:${port}`]);
+    assert.notEqual(wrong.code, 0);
+    assert.match(wrong.stderr, /Authorization Violation/);
+    assert.ok(!wrong.stderr.includes('not-the-password'), wrong.stderr);
+  });
+
   it('refuses a node writing ROUTES, a gateway writing DEPLOY and a registry writing ROUTES (scenario 15)', async () => {
     const refused = /Permissions Violation for Publish/;
     const routesAsNode = await new Kvm(await as('node')).open('CAPSULE_default_ROUTES');

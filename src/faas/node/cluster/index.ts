@@ -13,7 +13,7 @@ import type { WorkerPool } from '../../../engine/pool.ts';
 import type { FunctionTable } from '../../../functions/table.ts';
 import type { Logger } from '../../../observability/logger.ts';
 import { bucketName, checkLattice, parseKey } from '../../cluster/lattice.ts';
-import { connectCluster, retrying, WatchedBucket } from '../../cluster/state.ts';
+import { connectCluster, retrying, serverAuth, WatchedBucket } from '../../cluster/state.ts';
 import { NatsRouteStore } from '../../proxy/backends/nats.ts';
 import type { NodeMetrics } from '../metrics.ts';
 import { ModuleSource } from '../module-source.ts';
@@ -109,7 +109,7 @@ export async function joinCluster(o: ClusterNodeOptions, ctx: ClusterNodeContext
       const rec: NodeRecord = { url, labels, loaded: runtime.loadedNames(), inflight: runtime.inflight, version: CAPSULE_VERSION, at: Date.now() };
       kv.put(nodeId, JSON.stringify(rec)).catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'heartbeat not written (NODES)'));
     };
-    logger.info({ nodeId, lattice, labels, servers: o.servers }, 'joined the cluster');
+    logger.info({ nodeId, lattice, labels, servers: serverAuth(o.servers).servers }, 'joined the cluster');
     return {
       nodeId, nc, deployments, runtime,
       heartbeat(url) {

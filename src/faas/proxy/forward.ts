@@ -6,27 +6,22 @@
  * not been read yet, so nothing is lost); when none can, the client gets `502` JSON. Used by
  * `capsule proxy` and by the gen-2 FaaS call route.
  *
- * The hot path is node:http `request` over keep-alive agents with headers as flat raw arrays
- * (measured against undici `stream()`: docs/performance.md "Gateway").
+ * undici `stream()` stays on the hot path: node:http `request` over keep-alive agents with raw
+ * header arrays was measured against it in the same runs and took as much CPU per request or
+ * more (docs/performance.md "Gateway").
  */
-import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import type { Socket } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
+import { Agent, type Dispatcher } from 'undici';
 import type { Logger } from '../../observability/logger.ts';
-
-/** Connection pools of {@link forwardRequest}, one per scheme. */
-export interface ForwardAgents {
-  http?: HttpAgent;
-  https?: HttpsAgent;
-}
 
 /** Options of {@link forwardRequest}. */
 export interface ForwardOptions {
   logger: Logger;
   /** Longest wait for the upstream's response headers, then between body chunks, ms (→ 504). */
   timeoutMs: number;
-  /** Connection pools to use (default: shared keep-alive node:http / node:https agents). */
-  agents?: ForwardAgents;
+  /** Connection pool to use (default: one shared keep-alive {@link Agent}). */
+  dispatcher?: Dispatcher;
   /** Called when an upstream could not be connected to (passive health: leave the rotation). */
   onUnreachable?: (upstream: string, error: Error) => void;
   /**
@@ -49,33 +44,24 @@ export interface ForwardResult {
   error?: string;
 }
 
-/** Hop-by-hop headers (RFC 9110 §7.6.1), plus Host (the upstream's is sent) and Expect (answered here). */
+/** Hop-by-hop headers (RFC 9110 §7.6.1) plus those undici sets itself or refuses. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection',
   'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'expect', 'http2-settings']);
 /** The upstream could not be connected to: nothing was sent, another upstream may be tried. */
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
-  'EADDRNOTAVAIL', 'ETIMEDOUT']);
+  'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT']);
 /** A kept-alive connection broke before the answer (the upstream closed it): safe to retry when unsent or idempotent. */
-const RESET_ERRORS = new Set(['ECONNRESET', 'EPIPE']);
+const RESET_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
-/** Error code of an attempt that got no response headers in time. */
-const HEADERS_TIMEOUT = 'UPSTREAM_HEADERS_TIMEOUT';
 
-let sharedAgents: Required<ForwardAgents> | undefined;
-/** The default keep-alive pools (connections are reused between requests to an upstream). */
-function defaultAgents(): Required<ForwardAgents> {
-  const o = { keepAlive: true, maxSockets: 256, maxFreeSockets: 256, timeout: 4000, scheduling: 'lifo' as const };
-  return (sharedAgents ??= { http: new HttpAgent(o), https: new HttpsAgent(o) });
+let sharedAgent: Agent | undefined;
+/** The default keep-alive pool (connections are reused between requests to an upstream). */
+function defaultAgent(): Agent {
+  return (sharedAgent ??= new Agent({ keepAliveTimeout: 4000, connections: 256, pipelining: 1, connect: { timeout: 5000 } }));
 }
 
-/** An upstream URL taken apart once (cached: upstream URLs are few and long-lived). */
 interface Upstream {
-  url: string;
-  https: boolean;
-  hostname: string;
-  port: number;
-  /** The Host header to send. */
-  host: string;
+  origin: string;
   /** Path prefix of the upstream URL without a trailing slash ('' for a bare origin). */
   base: string;
 }
@@ -84,12 +70,7 @@ function upstreamOf(url: string): Upstream {
   let u = parsed.get(url);
   if (!u) {
     const x = new URL(url);
-    if (x.protocol !== 'http:' && x.protocol !== 'https:') throw new Error(`${url}: not an http(s) URL`);
-    const https = x.protocol === 'https:';
-    u = {
-      url, https, hostname: x.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(x.port || (https ? 443 : 80)),
-      host: x.host, base: x.pathname.replace(/\/+$/, ''),
-    };
+    u = { origin: x.origin, base: x.pathname.replace(/\/+$/, '') };
     if (parsed.size > 10_000) parsed.clear();
     parsed.set(url, u);
   }
@@ -97,70 +78,74 @@ function upstreamOf(url: string): Upstream {
 }
 
 /**
- * Appends the request headers to send to `out` (flat name/value list): every value but hop-by-hop
- * ones and those the `Connection` header lists, plus X-Forwarded-For/-Proto/-Host.
+ * The body of one attempt: reads the client's request only once the upstream pulls it (after
+ * connecting), so a failed connection leaves the request unread for the next upstream.
  */
-function appendForwardHeaders(req: IncomingMessage, out: string[]): void {
+class LazyBody extends Readable {
+  started = false;
+  readonly #source: IncomingMessage;
+  constructor(source: IncomingMessage) {
+    super();
+    this.#source = source;
+  }
+  override _read(): void {
+    if (!this.started) {
+      this.started = true;
+      const s = this.#source;
+      s.on('data', (chunk: Buffer) => {
+        if (!this.push(chunk)) s.pause();
+      });
+      s.once('end', () => this.push(null));
+      s.once('error', (e) => this.destroy(e));
+      s.once('aborted', () => this.destroy(new Error('the client aborted the request')));
+    }
+    this.#source.resume();
+  }
+}
+
+/** The request headers to send: every value but hop-by-hop ones, plus X-Forwarded-*. */
+export function forwardHeaders(req: IncomingMessage): string[] {
   const raw = req.rawHeaders;
-  let listed: Set<string> | undefined;
+  const conn = req.headers.connection;
+  const listed = conn ? new Set(conn.toLowerCase().split(',').map((s) => s.trim())) : undefined;
+  const out: string[] = [];
   let xff: string | undefined;
   let proto = false;
-  let fwdHost = false;
-  let host: string | undefined;
-  const start = out.length;
+  let host = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower)) {
-      if (lower === 'connection') for (const t of raw[i + 1]!.toLowerCase().split(',')) (listed ??= new Set()).add(t.trim());
-      else if (lower === 'host') host ??= raw[i + 1];
-      continue;
-    }
+    if (HOP_BY_HOP.has(lower) || listed?.has(lower)) continue;
     if (lower === 'x-forwarded-for') {
       xff = xff === undefined ? raw[i + 1]! : `${xff}, ${raw[i + 1]!}`;
       continue;
     }
     if (lower === 'x-forwarded-proto') proto = true;
-    else if (lower === 'x-forwarded-host') fwdHost = true;
+    else if (lower === 'x-forwarded-host') host = true;
     out.push(name, raw[i + 1]!);
-  }
-  if (listed) {
-    // rare: a Connection header naming end-to-end-looking headers; filter them out afterwards
-    let w = start;
-    for (let i = start; i < out.length; i += 2) {
-      if (listed.has(out[i]!.toLowerCase())) continue;
-      out[w++] = out[i]!;
-      out[w++] = out[i + 1]!;
-    }
-    out.length = w;
   }
   const client = req.socket.remoteAddress ?? '';
   out.push('x-forwarded-for', xff === undefined ? client : `${xff}, ${client}`);
   if (!proto) out.push('x-forwarded-proto', (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http');
-  if (!fwdHost && host) out.push('x-forwarded-host', host);
-}
-
-/** The request headers to send: every value but hop-by-hop ones, plus X-Forwarded-* (flat name/value list). */
-export function forwardHeaders(req: IncomingMessage): string[] {
-  const out: string[] = [];
-  appendForwardHeaders(req, out);
+  if (!host && req.headers.host) out.push('x-forwarded-host', req.headers.host);
   return out;
 }
 
 /** Response headers to copy: every value but hop-by-hop ones (flat name/value list). */
 export function backwardHeaders(raw: string[]): string[] {
   let listed: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.toLowerCase() !== 'connection') continue;
+    for (const token of raw[i + 1]!.toLowerCase().split(',')) (listed ??= new Set()).add(token.trim());
+  }
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
     const lower = raw[i]!.toLowerCase();
-    if (lower !== 'host' && HOP_BY_HOP.has(lower)) {
-      if (lower === 'connection') for (const t of raw[i + 1]!.toLowerCase().split(',')) (listed ??= new Set()).add(t.trim());
-      continue;
-    }
+    if (lower !== 'host' && HOP_BY_HOP.has(lower)) continue;
+    if (listed?.has(lower)) continue;
     out.push(raw[i]!, raw[i + 1]!);
   }
-  if (!listed) return out;
-  return out.filter((_, i) => !listed.has(out[i & ~1]!.toLowerCase()));
+  return out;
 }
 
 /** Sends `{code, message}` JSON with a status, unless the response already started. */
@@ -171,163 +156,76 @@ export function sendError(res: ServerResponse, status: number, code: string, mes
   res.end(body);
 }
 
-/** Longest wait for a new connection to an upstream, ms (then it counts as unreachable). */
-const CONNECT_TIMEOUT_MS = 5000;
-
-/** How one attempt on one upstream ended. */
-interface Attempt {
-  /** The upstream's status, sent to the client (0 when none came). */
-  status: number;
-  /** Why the attempt failed (undefined: the whole response was forwarded). */
-  error?: Error & { code?: string };
-  /** The client's body started to be read: the request cannot be sent again. */
-  bodyStarted: boolean;
-}
-
-/** An error with a Node-style code. */
-function codeError(message: string, code: string): Error & { code: string } {
-  return Object.assign(new Error(message), { code });
-}
-
-/** What one forwarded request shares between its attempts. */
-interface Call {
-  req: IncomingMessage;
-  res: ServerResponse;
-  method: string;
-  /** Request headers to send, `host` first (its value is set per upstream). */
-  headers: string[];
-  hasBody: boolean;
-  timeoutMs: number;
-  agents: ForwardAgents;
-  /** The attempt in flight (destroyed when the client goes away). */
-  current?: ClientRequest;
-  /** The client went away. */
-  gone: boolean;
-}
-
-/**
- * Sends the request to one upstream and streams its answer to the client; resolves when the
- * answer was forwarded whole or the attempt failed (never rejects). The client's body is read
- * only once the connection is up, so an upstream that cannot be reached leaves it for the next.
- */
-function attempt(c: Call, u: Upstream, path: string): Promise<Attempt> {
-  return new Promise((resolve) => {
-    const result: Attempt = { status: 0, bodyStarted: false };
-    let settled = false;
-    const settle = (error?: Error) => {
-      if (settled) return;
-      settled = true;
-      if (error) result.error = error;
-      c.current = undefined;
-      resolve(result);
-    };
-    c.headers[1] = u.host;
-    const agent = u.https ? (c.agents.https ?? defaultAgents().https) : (c.agents.http ?? defaultAgents().http);
-    const out = (u.https ? httpsRequest : httpRequest)({ agent, hostname: u.hostname, port: u.port, path: u.base + path, method: c.method, headers: c.headers });
-    c.current = out;
-    const startBody = () => {
-      result.bodyStarted = true;
-      c.req.pipe(out);
-    };
-    out.once('socket', (s: Socket) => {
-      if (!s.connecting) return void (c.hasBody && startBody());
-      const timer = setTimeout(() => {
-        const e = codeError(`no connection within ${CONNECT_TIMEOUT_MS} ms`, 'ECONNECT_TIMEOUT');
-        settle(e);
-        out.destroy(e);
-      }, CONNECT_TIMEOUT_MS);
-      s.once('connect', () => {
-        clearTimeout(timer);
-        if (c.hasBody) startBody();
-      });
-      s.once('close', () => clearTimeout(timer));
-    });
-    if (!c.hasBody) out.end();
-    out.setTimeout(c.timeoutMs, () => {
-      const e = result.status ? codeError(`no data for ${c.timeoutMs} ms`, 'UPSTREAM_BODY_TIMEOUT') : codeError(`no response within ${c.timeoutMs} ms`, HEADERS_TIMEOUT);
-      settle(e);
-      out.destroy(e);
-    });
-    out.on('error', settle);
-    out.once('close', () => {
-      if (!result.status) settle(codeError('the upstream closed the connection before answering', 'ECONNRESET'));
-    });
-    out.once('response', (up: IncomingMessage) => {
-      result.status = up.statusCode ?? 502;
-      c.res.writeHead(result.status, backwardHeaders(up.rawHeaders));
-      up.pipe(c.res);
-      up.once('end', () => settle());
-      up.on('error', settle);
-      up.once('close', () => {
-        if (!up.readableEnded) settle(codeError('the upstream response was cut', 'ECONNRESET'));
-      });
-    });
-  });
-}
-
 /**
  * Forwards `req` to the first upstream that can be connected to and streams its answer to `res`.
  * Never throws: failures become `502 {"code":"UPSTREAM_UNREACHABLE"}` (no upstream could be
  * connected to, or one broke before answering), `504 {"code":"UPSTREAM_TIMEOUT"}` (no headers in
  * `timeoutMs`); a response cut mid-body is cut for the client too.
- * @param upstreams candidate base URLs, preferred first (`http[s]://host:port[/base]`)
+ * @param upstreams candidate base URLs, preferred first (`http://host:port[/base]`)
  * @param path the path and query to send, starting with `/` (appended to the upstream's base path)
  */
 export async function forwardRequest(req: IncomingMessage, res: ServerResponse, upstreams: readonly string[], path: string, o: ForwardOptions): Promise<ForwardResult> {
-  const headers = ['host', ''];
-  appendForwardHeaders(req, headers);
-  const te = req.headers['transfer-encoding'];
-  const length = req.headers['content-length'];
-  const hasBody = te !== undefined || (length !== undefined && length !== '0');
-  // a body without a length goes on chunked (the client's own Transfer-Encoding is hop-by-hop)
-  if (te !== undefined && length === undefined) headers.push('transfer-encoding', 'chunked');
+  const dispatcher = o.dispatcher ?? defaultAgent();
+  const headers = forwardHeaders(req);
   const method = req.method ?? 'GET';
-  const c: Call = { req, res, method, headers, hasBody, timeoutMs: o.timeoutMs, agents: o.agents ?? {}, gone: false };
+  const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
   const unreachable: string[] = [];
   let lastError = 'no upstream';
   // a client that goes away before the answer cancels the upstream request
+  const gone = new AbortController();
   const onClose = () => {
-    if (res.writableFinished) return;
-    c.gone = true;
-    c.current?.destroy();
+    if (!res.writableFinished) gone.abort();
   };
   res.once('close', onClose);
   try {
-    const queue = upstreams.slice();
-    for (let url = queue.shift(); url !== undefined && !c.gone; url = queue.shift()) {
+    const queue = [...upstreams];
+    for (let url = queue.shift(); url !== undefined; url = queue.shift()) {
       let target: Upstream;
       try {
         target = upstreamOf(url);
       } catch {
-        lastError = `${url} is not an http(s) URL`;
+        lastError = `${url} is not a URL`;
         continue;
       }
-      const { status, error, bodyStarted } = await attempt(c, target, path);
-      if (!error) return { status, upstream: url, unreachable };
-      lastError = `${url}: ${error.code ?? error.message}`;
-      if (c.gone) return { status: 0, upstream: url, unreachable, error: 'the client went away' };
-      if (res.headersSent) {
-        res.destroy();
-        return { status, upstream: url, unreachable, error: lastError };
+      const body = hasBody ? new LazyBody(req) : null;
+      let status = 0;
+      try {
+        await dispatcher.stream({
+          origin: target.origin, path: target.base + path, method, headers, body, signal: gone.signal,
+          headersTimeout: o.timeoutMs, bodyTimeout: o.timeoutMs, responseHeaders: 'raw',
+        }, ({ statusCode, headers: got }) => {
+          status = statusCode;
+          res.writeHead(statusCode, backwardHeaders(got as unknown as string[]));
+          return res;
+        });
+        return { status, upstream: url, unreachable };
+      } catch (e) {
+        const err = e as Error & { code?: string };
+        lastError = `${url}: ${err.code ?? err.message}`;
+        if (gone.signal.aborted) return { status: 0, upstream: url, unreachable, error: 'the client went away' };
+        if (res.headersSent) {
+          res.destroy();
+          return { status, upstream: url, unreachable, error: lastError };
+        }
+        if (err.code === 'UND_ERR_HEADERS_TIMEOUT') {
+          sendError(res, 504, 'UPSTREAM_TIMEOUT', `${url} sent no response within ${o.timeoutMs} ms`);
+          return { status: 504, upstream: url, unreachable, error: lastError };
+        }
+        const code = err.code ?? '';
+        const unsent = !body?.started;
+        if (CONNECT_ERRORS.has(code) && unsent) {
+          unreachable.push(url);
+          o.onUnreachable?.(url, err);
+          o.logger.debug({ upstream: url, code }, 'upstream unreachable, trying the next one');
+        } else if (!(RESET_ERRORS.has(code) && unsent && (IDEMPOTENT.has(method) || !hasBody))) {
+          break;
+        }
+        if (o.retrySame && await o.retrySame(url, err)) queue.unshift(url);
       }
-      if (error.code === HEADERS_TIMEOUT) {
-        sendError(res, 504, 'UPSTREAM_TIMEOUT', `${url} sent no response within ${o.timeoutMs} ms`);
-        return { status: 504, upstream: url, unreachable, error: lastError };
-      }
-      const code = error.code ?? '';
-      if ((CONNECT_ERRORS.has(code) || code === 'ECONNECT_TIMEOUT') && !bodyStarted) {
-        unreachable.push(url);
-        o.onUnreachable?.(url, error);
-        o.logger.debug({ upstream: url, code }, 'upstream unreachable, trying the next one');
-      } else if (!(RESET_ERRORS.has(code) && !bodyStarted && (IDEMPOTENT.has(method) || !hasBody))) {
-        break;
-      }
-      if (o.retrySame && await o.retrySame(url, error)) queue.unshift(url);
     }
   } finally {
     res.off('close', onClose);
   }
-  if (c.gone) return { status: 0, unreachable, error: 'the client went away' };
   sendError(res, 502, 'UPSTREAM_UNREACHABLE', `no upstream could be reached (${lastError})`);
   return { status: 502, unreachable, error: lastError };
 }

@@ -103,6 +103,35 @@ class LazyBody extends Readable {
   }
 }
 
+/**
+ * Cancels the upstream request when the client goes away: an `abort` emitter, which undici takes
+ * as `signal`, lighter than an AbortController with its native listener per request. It holds one
+ * listener (one attempt at a time); it has no `aborted` property on purpose (undici would treat
+ * it as an AbortSignal).
+ */
+class ClientGone {
+  gone = false;
+  #listener: (() => void) | undefined;
+  on(_event: 'abort', listener: () => void): this {
+    this.#listener = listener;
+    return this;
+  }
+  once(event: 'abort', listener: () => void): this {
+    return this.on(event, listener);
+  }
+  removeListener(): this {
+    this.#listener = undefined;
+    return this;
+  }
+  /** The client went away: cancels the attempt in flight. */
+  fire(): void {
+    this.gone = true;
+    const listener = this.#listener;
+    this.#listener = undefined;
+    listener?.();
+  }
+}
+
 /** The request headers to send: every value but hop-by-hop ones, plus X-Forwarded-*. */
 export function forwardHeaders(req: IncomingMessage): string[] {
   const raw = req.rawHeaders;
@@ -172,14 +201,14 @@ export async function forwardRequest(req: IncomingMessage, res: ServerResponse, 
   const unreachable: string[] = [];
   let lastError = 'no upstream';
   // a client that goes away before the answer cancels the upstream request
-  const gone = new AbortController();
+  const gone = new ClientGone();
   const onClose = () => {
-    if (!res.writableFinished) gone.abort();
+    if (!res.writableFinished) gone.fire();
   };
   res.once('close', onClose);
   try {
     const queue = [...upstreams];
-    for (let url = queue.shift(); url !== undefined; url = queue.shift()) {
+    for (let url = queue.shift(); url !== undefined && !gone.gone; url = queue.shift()) {
       let target: Upstream;
       try {
         target = upstreamOf(url);
@@ -191,7 +220,7 @@ export async function forwardRequest(req: IncomingMessage, res: ServerResponse, 
       let status = 0;
       try {
         await dispatcher.stream({
-          origin: target.origin, path: target.base + path, method, headers, body, signal: gone.signal,
+          origin: target.origin, path: target.base + path, method, headers, body, signal: gone as unknown as Dispatcher.RequestOptions['signal'],
           headersTimeout: o.timeoutMs, bodyTimeout: o.timeoutMs, responseHeaders: 'raw',
         }, ({ statusCode, headers: got }) => {
           status = statusCode;
@@ -202,7 +231,7 @@ export async function forwardRequest(req: IncomingMessage, res: ServerResponse, 
       } catch (e) {
         const err = e as Error & { code?: string };
         lastError = `${url}: ${err.code ?? err.message}`;
-        if (gone.signal.aborted) return { status: 0, upstream: url, unreachable, error: 'the client went away' };
+        if (gone.gone) return { status: 0, upstream: url, unreachable, error: 'the client went away' };
         if (res.headersSent) {
           res.destroy();
           return { status, upstream: url, unreachable, error: lastError };

@@ -5,11 +5,11 @@
  * registry (`capsule registry --backend nats`), all started by this test and ended by PID. The
  * scenarios run in order on the same cluster, as an operator would meet them: boot (3), registry
  * on the Object Store (5), cross-node calls (4), split, stickiness and tags per gateway (6),
- * payload edges (17), a frozen node (8), a killed node (7), one then two NATS servers killed (9,
+ * payload edges (17), scale to zero (11), hot reload (12), a frozen node (8), a killed node (7), one then two NATS servers killed (9,
  * 10), gateway HA (13) and a full restart (16). Queue groups pick a random member, so spreads are
  * checked with thresholds; splits are exact because Capsule decides them. Load stays ≤ 20 rps.
- * Scenarios 1, 2 and 14 have their suites (faas-demo, faas-gen2, faas-proxy); 11 and 12 are run on
- * one server by test/cluster-node.test.ts; 15 by test/cluster-deploy.test.ts and the services' tests.
+ * Scenarios 1, 2 and 14 have their suites (faas-demo, faas-gen2, the gateway's Redis tests); 15 is
+ * test/cluster-deploy.test.ts with the services' token tests.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -75,7 +75,8 @@ describe('cluster scenarios (faas-cluster.md §2): 3 nats-servers, 2 gateways, 3
     cluster = await startNatsCluster(natsServer!, 3);
     await startCapsules();
     nc = await connect({ servers: cluster.urls, maxReconnectAttempts: -1 });
-    files = createServer((req, res) => void res.writeHead(200).end(readFileSync(modules[(req.url ?? '').slice(1).replace(/\.wasm$/, '') as keyof typeof modules] ?? modules.hello)));
+    const served: Record<string, string> = { ...modules, bad: fixture('bad-import') };
+    files = createServer((req, res) => void res.writeHead(200).end(readFileSync(served[(req.url ?? '').slice(1).replace(/\.wasm$/, '')] ?? modules.hello)));
     await new Promise<void>((r) => files.listen(0, '127.0.0.1', () => r()));
     filesUrl = `http://127.0.0.1:${(files.address() as { port: number }).port}`;
   });
@@ -168,6 +169,52 @@ describe('cluster scenarios (faas-cluster.md §2): 3 nats-servers, 2 gateways, 3
     const ghost = await call(`${gateways[0]!.url}/functions/cgi/ghost/version`);
     assert.equal(ghost.status, 502);
     assert.equal(ghost.code, 'NO_INSTANCE');
+  });
+
+  it('11: idle revisions scale to zero on every node; 20 concurrent first calls load once per node; a call longer than idleSeconds is not cut', async () => {
+    const r = await api(nodes.a!.url, 'POST', '/functions/deploy', { function: 'cgi', revision: 'idle', downloadUrl: moduleUrl('v1'), idleSeconds: 1 });
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    await routed(gateways[0]!, 'cgi', 'idle');
+    const labels = { fn: 'cgi', rev: 'idle' };
+    const loads = async () => Promise.all(['a', 'b', 'c'].map((id) => metric(nodes[id]!.url, 'capsule_cold_start_seconds_count', { ...labels, phase: 'init' })));
+    const out = await Promise.all(Array.from({ length: 20 }, () => call(`${gateways[0]!.url}/functions/cgi/idle/version`)));
+    assert.deepEqual(failures(out), []);
+    const per = perNode(out);
+    assert.deepEqual(await loads(), ['a', 'b', 'c'].map((id) => (per[id] ? 1 : 0)), `one materialization per node that served (${JSON.stringify(per)})`);
+    const loaded = () => Promise.all(['a', 'b', 'c'].map((id) => metric(nodes[id]!.url, 'capsule_revision_loaded', labels)));
+    await eventually(async () => (await loaded()).every((n) => n === 0), 15_000);
+    let done = false;
+    // 2.2 s: longer than idleSeconds (1 s), shorter than the gateways' --timeout (3 s)
+    const long = call(`${gateways[0]!.url}/functions/cgi/idle/nap/2200`).finally(() => (done = true));
+    const started = Date.now();
+    const samples: number[] = [];
+    while (!done) {
+      const sum = (await loaded()).reduce((a, b) => a + b, 0);
+      if (!done && Date.now() - started >= 1300) samples.push(sum);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    const o = await long;
+    assert.equal(o.status, 200);
+    assert.equal(o.text.trim(), 'napped');
+    assert.ok(samples.length > 0 && samples.every((n) => n >= 1), `loaded during the call, past idleSeconds: ${samples}`);
+  });
+
+  it('12: a new module for a revision reaches every node under load with no failed request; an invalid one is refused and the old one serves on', async () => {
+    assert.equal((await deploy(nodes.a!, 'cgi', 'hot', 'v1')).status, 202);
+    await routed(gateways[0]!, 'cgi', 'hot');
+    const load = startLoad(`${gateways[0]!.url}/functions/cgi/hot/version`, 20);
+    await eventually(() => new Set(load.seen.map((o) => o.node)).size === 3, 15_000);
+    const reload = await api(nodes.b!.url, 'PUT', '/functions/revisions/module', { function: 'cgi', revision: 'hot', downloadUrl: moduleUrl('v2') });
+    assert.equal(reload.status, 202, JSON.stringify(reload.body));
+    const mark = load.seen.length;
+    await eventually(() => new Set(load.seen.slice(mark).filter((o) => o.text.trim() === 'v2').map((o) => o.node)).size === 3, 15_000);
+    const refused = await api(nodes.c!.url, 'PUT', '/functions/revisions/module', { function: 'cgi', revision: 'hot', downloadUrl: `${filesUrl}/bad.wasm` });
+    assert.equal(refused.status, 422, JSON.stringify(refused.body));
+    const after = load.seen.length;
+    await eventually(() => load.seen.length >= after + 20, 10_000);
+    const out = await load.stop();
+    assert.deepEqual(failures(out), []);
+    assert.ok(out.slice(after).every((o) => o.text.trim() === 'v2'));
   });
 
   it('8: a frozen node (SIGSTOP) costs at most retried GETs (504 otherwise), is dropped by the server after its ping timeout, and serves again after SIGCONT', async () => {
@@ -273,7 +320,8 @@ describe('cluster scenarios (faas-cluster.md §2): 3 nats-servers, 2 gateways, 3
     await startCapsules();
     for (const g of gateways) await routed(g, 'hello', 'blue');
     const list = (await api(nodes.c!.url, 'GET', '/functions/list')).body as Record<string, Record<string, Json>>;
-    assert.deepEqual(Object.keys(list.cgi ?? {}).sort(), ['blue', 'green']);
+    assert.deepEqual(Object.keys(list.cgi ?? {}).sort(), ['blue', 'green', 'hot', 'idle']);
+    assert.equal(list.cgi?.hot?.generation, 2, 'the reloaded generation is kept');
     assert.equal(list.hello?.blue?.sha256, sha256(readFileSync(modules.hello)));
     const got = await fetch(moduleUrl('v2'));
     assert.equal(sha256(Buffer.from(await got.arrayBuffer())), sha256(readFileSync(modules.v2)));

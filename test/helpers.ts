@@ -177,7 +177,10 @@ export async function restartable(cmd: string, args: string[], port: number): Pr
     c.kill('SIGKILL');
     await exited;
   };
-  await start();
+  await start().catch(async (e: unknown) => {
+    await kill(); // not left running when it never listened
+    throw new Error(`${cmd} did not listen on ${port}: ${(e as Error).message}\n${out.split('\n').slice(-5).join('\n')}`, { cause: e });
+  });
   return { port, start, kill, logs: () => out };
 }
 

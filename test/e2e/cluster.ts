@@ -55,10 +55,16 @@ export async function startNatsCluster(bin: string, size = 3): Promise<NatsClust
       size > 1 ? `cluster { name: capsule-test, listen: 127.0.0.1:${p.cluster}, routes: [${routes.filter((_, j) => j !== i).join(', ')}] }` : '',
       '',
     ].join('\n'));
-    const r = await restartable(bin, ['-c', conf], p.client);
+    const r = await restartable(bin, ['-c', conf], p.client).catch(async (e: Error) => {
+      await Promise.all(servers.map((s) => s.kill())); // none left running (they would keep the test process alive)
+      throw new Error(`${name} did not start: ${e.message}`, { cause: e });
+    });
     servers.push({ ...r, name, url: `nats://127.0.0.1:${p.client}`, monitor: `http://127.0.0.1:${p.http}` });
   }
-  await Promise.all(servers.map((s) => waitHealthy(s.monitor)));
+  await Promise.all(servers.map((s) => waitHealthy(s.monitor))).catch(async (e: Error) => {
+    await Promise.all(servers.map((s) => s.kill()));
+    throw new Error(`${e.message}\n${servers.map((s) => `${s.name}: ${s.logs().split('\n').slice(-5).join('\n')}`).join('\n')}`, { cause: e });
+  });
   return {
     servers,
     urls: servers.map((s) => s.url).join(','),

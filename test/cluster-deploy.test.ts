@@ -183,6 +183,32 @@ describe('deploy/nats/nats-server.conf: users and permissions (faas-cluster.md Â
     assert.ok(!wrong.stderr.includes('not-the-password'), wrong.stderr);
   });
 
+  it('keeps the admin tokens in cluster mode: without one 401, a wrong one 403, the right one accepted (scenario 15, first half)', async () => {
+    const env = { CAPSULE_REVERSE_PROXY_ADMIN_TOKEN: 'gw-secret', CAPSULE_WORKER_ADMIN_TOKEN: 'node-secret', CAPSULE_REGISTRY_ADMIN_TOKEN: 'reg-secret' };
+    const [gw, node, reg] = await Promise.all([
+      startServer(['proxy', '--http-port=0', '--backend=nats', `--cluster=${userUrl('gateway', port)}`, '--log-level=warn'], { env }),
+      startServer(['node', '--http-port=0', `--cluster=${userUrl('deployer', port)}`, '--node-id=guarded', `--cache-dir=${join(dir, 'guarded')}`, '--workers=1', '--log-level=warn'], { env }),
+      startServer(['registry', '--http-port=0', '--backend=nats', `--cluster=${userUrl('registry', port)}`, '--log-level=warn'], { env }),
+    ]);
+    procs.push(gw, node, reg);
+    const cases: [string, string, string, string, BodyInit | undefined][] = [
+      [`${gw.url}/memory/functions/registration`, 'CAPSULE_REVERSE_PROXY_ADMIN_TOKEN', 'gw-secret', 'POST', JSON.stringify({ function: 'guarded', revision: 'r', url: 'http://127.0.0.1:1' })],
+      [`${node.url}/functions/revisions/downscale`, 'CAPSULE_WORKER_ADMIN_TOKEN', 'node-secret', 'DELETE', JSON.stringify({ function: 'hello', revision: 'blue' })],
+      [`${reg.url}/upload/k33g/guarded/0.0.0`, 'CAPSULE_REGISTRY_ADMIN_TOKEN', 'reg-secret', 'POST', undefined],
+    ];
+    for (const [url, header, token, method, body] of cases) {
+      const send = (h: Record<string, string>) => fetch(url, { method, headers: { ...(body ? { 'content-type': 'application/json' } : {}), ...h }, body: body ?? (() => {
+        const f = new FormData();
+        f.append('file', new Blob([readFileSync(hello)]), 'guarded.wasm');
+        return f;
+      })() });
+      assert.equal((await send({})).status, 401, `${url} without a token`);
+      assert.equal((await send({ [header]: 'wrong' })).status, 403, `${url} with a wrong token`);
+      const ok = await send({ [header]: token });
+      assert.ok(ok.status < 300, `${url} with its token: ${ok.status} ${await ok.text()}`);
+    }
+  });
+
   it('refuses a node writing ROUTES, a gateway writing DEPLOY and a registry writing ROUTES (scenario 15)', async () => {
     const refused = /Permissions Violation for Publish/;
     const routesAsNode = await new Kvm(await as('node')).open('CAPSULE_default_ROUTES');

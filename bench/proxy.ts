@@ -21,7 +21,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import autocannon from 'autocannon';
 import { Pool } from 'undici';
 
@@ -147,7 +147,7 @@ if (!existsSync(helloYou)) {
 const upstream = await start(['serve', helloYou, '--http-port=0', '--log-level=warn']);
 const proxy = await start(['proxy', '--http-port=0']);
 const floor = await start([upstream.url], ['--input-type=module', '-e', FORWARDER]);
-const compare = process.env.BENCH_COMPARE;
+const compare = process.env.BENCH_COMPARE ? resolve(process.env.BENCH_COMPARE) : undefined;
 const other = compare ? await start(['proxy', '--http-port=0'], [join(compare, 'bin/capsule.js')], compare) : undefined;
 try {
   for (const p of [proxy, other]) {

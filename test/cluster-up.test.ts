@@ -90,6 +90,20 @@ describe('capsule up', { skip, concurrency: false }, () => {
     }
   });
 
+  it('says what to do when the NATS port is taken', async () => {
+    const holder = createServer();
+    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', () => r()));
+    const port = (holder.address() as { port: number }).port;
+    try {
+      const r = await runCapsule(['up', '--temp', `--nats-port=${port}`, `--nats-server=${natsServer}`]);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, new RegExp(`port ${port} is taken`));
+      assert.match(r.stderr, /--nats-port 0/);
+    } finally {
+      holder.close();
+    }
+  });
+
   it('names the package and the download page when nats-server is not there', async () => {
     const r = await runCapsule(['up', '--nats-server=/nonexistent/nats-server']);
     assert.equal(r.code, 2);

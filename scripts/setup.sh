@@ -51,3 +51,6 @@ fi
 
 # --- 3. guests -----------------------------------------------------------------------------
 "$NODE" scripts/build-guests.ts
+
+# --- 4. the code of worker threads and of capsule run in few files (scripts/build-bundle.ts; used while newer than its sources) ---
+"$NODE" scripts/build-bundle.ts

@@ -32,6 +32,7 @@ import type { CallLogs, WorkerModule } from './instance.ts';
 import type { FunctionSettings } from '../base/settings.ts';
 import { packCall, unpackDone, type CallDone, type FromWorker, type ToWorker, type WorkerCall } from './protocol.ts';
 import type { LoadedModule } from './load.ts';
+import { workerEntryUrl } from './worker-entry.ts';
 
 export interface PoolOptions {
   /** Worker threads always kept (default: CPU cores). */
@@ -116,8 +117,8 @@ interface Slot {
   dead: boolean;
 }
 
-/** worker.ts beside this file in the sources, worker.js in the build (dist/): the extension of this module's own URL. */
-const WORKER_URL = new URL(`./worker${import.meta.url.slice(import.meta.url.lastIndexOf('.'))}`, import.meta.url);
+/** worker.ts beside this file in the sources, worker.js in the build (dist/), or their one-file bundle (worker-entry.ts). */
+const WORKER_URL = workerEntryUrl(import.meta.url);
 /**
  * A worker's entry: it enables Node's module compile cache for itself, then loads worker.ts. A
  * new worker then does not strip and compile its ~50 TypeScript modules again: it boots 2–3×

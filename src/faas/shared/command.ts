@@ -5,6 +5,7 @@
  * lazily imports its service (start-up cost: only the chosen service is loaded).
  */
 import { Option, type Command } from 'commander';
+import { CapsuleError } from '../../base/errors.ts';
 import { LOG_LEVELS, type LogFormat, type LogLevel } from '../../observability/log-levels.ts';
 import type { Logger } from '../../observability/logger.ts';
 import { intFlag, logFormatOption, tlsFromFlags } from '../../cli/flags.ts';
@@ -56,4 +57,17 @@ export async function serveServices(services: RunningService[], logger: Logger, 
   });
   services.slice(1).forEach((s, i) => logger.info({ url: s.url }, `${describe[i + 1] ?? 'service'} listening`));
   return serveUntilClosed({ shutdown: (r) => shutdown.run(r), closed: shutdown.closed }, `capsule listening on ${services[0]!.url}`, logger);
+}
+
+/**
+ * The `--lattice` flag checked (faas-cluster.md §1.2: it becomes part of bucket and subject names).
+ * @throws CapsuleError USAGE naming the flag and the rule
+ */
+export async function latticeFlag(name: string): Promise<string> {
+  const { checkLattice } = await import('../cluster/lattice.ts');
+  try {
+    return checkLattice(name);
+  } catch (e) {
+    throw new CapsuleError('USAGE', `--lattice: ${(e as Error).message}`);
+  }
 }

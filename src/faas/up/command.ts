@@ -7,7 +7,7 @@
  */
 import { CapsuleError } from '../../base/errors.ts';
 import { intFlag } from '../../cli/flags.ts';
-import { listenOptions, serviceOptions, type CommandRegistrar, type ServiceFlags } from '../shared/command.ts';
+import { latticeFlag, listenOptions, serviceOptions, type CommandRegistrar, type ServiceFlags } from '../shared/command.ts';
 import { defaultCacheDir } from '../node/command.ts';
 
 interface UpFlags extends ServiceFlags {
@@ -56,7 +56,7 @@ async function up(f: UpFlags): Promise<number> {
   if (f.temp && f.storeDir) throw new CapsuleError('USAGE', '--temp and --store-dir exclude each other');
   const { findNatsServer, startLocalNats, defaultStoreDir } = await import('./nats.ts');
   const bin = findNatsServer(f.natsServer ?? (process.env['CAPSULE_NATS_SERVER'] || undefined));
-  const lattice = await checkedLattice(f.lattice);
+  const lattice = await latticeFlag(f.lattice);
   const ports = f.all ? {
     registry: intFlag(f.registryPort, '--registry-port', 0, 65535), node: intFlag(f.nodePort, '--node-port', 0, 65535),
     counter: intFlag(f.httpPortCounter, '--http-port-counter', 0, 65534), workers: f.workers === undefined ? undefined : intFlag(f.workers, '--workers', 1, 1024),
@@ -105,12 +105,3 @@ async function up(f: UpFlags): Promise<number> {
   return serveUntilClosed({ shutdown: (r) => s.run(r), closed: s.closed }, `capsule listening on ${services?.gateway.url ?? nats.url}`, logger);
 }
 
-/** A checked lattice name. @throws CapsuleError USAGE */
-async function checkedLattice(name: string): Promise<string> {
-  const { checkLattice } = await import('../cluster/lattice.ts');
-  try {
-    return checkLattice(name);
-  } catch (e) {
-    throw new CapsuleError('USAGE', `--lattice: ${(e as Error).message}`);
-  }
-}

@@ -10,7 +10,7 @@
  * Errors made by the runner are JSON `{"error","code"}` with 500 (trap, memory), 504 (deadline),
  * 413 (body), 503 + Retry-After (--max-concurrency); a guest's own failure keeps its ABI shape.
  */
-import { createServer as createHttpServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
+import type { IncomingMessage, ServerResponse, Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { randomUUID } from 'node:crypto';
 import { CapsuleError, STATUS_BY_CODE } from '../../base/errors.ts';
@@ -28,6 +28,13 @@ import { guardConnections, listen, tlsError } from './connections.ts';
 import { runLifecycle, runStopExports, settleWithin, Shutdown } from '../lifecycle.ts';
 import { SwappableFunction } from '../../functions/swap.ts';
 import { ModuleReloader, RELOAD_ROUTE, type HotReloadOptions } from './reload.ts';
+
+/**
+ * node:http's createServer, taken with `process.getBuiltinModule`: an ESM import of node:http
+ * builds its namespace, which evaluates its lazy `WebSocket`/`CloseEvent`/`MessageEvent` exports
+ * and so loads Node's internal undici (~14 MiB of RSS; docs/performance.md, "Serve cost").
+ */
+const { createServer: createHttpServer } = process.getBuiltinModule('node:http');
 
 export interface HttpTriggerOptions {
   /** Interface to bind (default 127.0.0.1). */

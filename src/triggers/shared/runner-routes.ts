@@ -6,7 +6,7 @@
  * The HTTP trigger serves them beside the function; the message triggers (NATS, MQTT) serve
  * them on an optional `--http-port` with {@link startRunnerHttp}.
  */
-import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
+import type { IncomingMessage, ServerResponse, Server } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { CapsuleError, STATUS_BY_CODE } from '../../base/errors.ts';
 import type { CapsuleFunction } from '../../engine/function.ts';
@@ -15,6 +15,9 @@ import type { HttpResponseOutput } from '../../base/invocation.ts';
 import type { Logger } from '../../observability/logger.ts';
 import type { RunnerMetrics } from '../../observability/metrics.ts';
 import { guardConnections, listen } from '../http/connections.ts';
+
+/** node:http without an ESM import, which would load Node's internal undici (see triggers/http/server.ts). */
+const { createServer } = process.getBuiltinModule('node:http');
 
 /**
  * What the runner routes need to know about the trigger that serves them. `fn`, `trigger` and

@@ -163,27 +163,37 @@ function revisionCommands(program: Command, exit: (code: number) => void): void 
     }));
 }
 
+/** A client command printing rows as an aligned table (or `--json`): `capsule list`, `capsule routes`. */
+function tableCommand<R>(program: Command, exit: (code: number) => void, t: {
+  name: string; description: string; header: string[];
+  rows: (ctx: ClientContext) => Promise<R[]>; empty: (ctx: ClientContext) => string; row: (r: R) => string[];
+}): void {
+  clientOptions(program.command(t.name).description(t.description))
+    .action(clientAction(exit, async (ctx) => {
+      const { formatTable } = await import('./output.ts');
+      const rows = await t.rows(ctx);
+      if (rows.length === 0) return { json: rows, text: [t.empty(ctx)] };
+      return { json: rows, text: formatTable(t.header, rows.map(t.row)) };
+    }));
+}
+
 /** `capsule list` and `capsule routes`. */
 function listCommands(program: Command, exit: (code: number) => void): void {
-  clientOptions(program.command('list').description('the revisions deployed on the node'))
-    .action(clientAction(exit, async (ctx) => {
-      const { listDeployments } = await import('./operations.ts');
-      const { formatTable } = await import('./output.ts');
-      const rows = await listDeployments(ctx);
-      if (rows.length === 0) return { json: rows, text: [`no deployment on ${ctx.node}`] };
-      return { json: rows, text: formatTable(['FUNCTION', 'REVISION', 'DEFAULT', 'REPLICAS', 'MODULE', 'URL'],
-        rows.map((r) => [r.function, r.revision, r.default ? 'yes' : '', String(r.replicas), r.module, r.url])) };
-    }));
-  clientOptions(program.command('routes').description('the routing table of the reverse proxy'))
-    .action(clientAction(exit, async (ctx) => {
-      const { listRoutes } = await import('./operations.ts');
-      const { formatTable } = await import('./output.ts');
-      const rows = await listRoutes(ctx);
-      if (rows.length === 0) return { json: rows, text: [`no route on ${ctx.proxy}`] };
-      const share = (r: (typeof rows)[number]) => (r.traffic ? `→ ${r.traffic.map((t) => `${t.revision} ${t.percent}%`).join(', ')}${r.sticky ? ` (sticky ${r.sticky})` : ''}` : '');
-      return { json: rows, text: formatTable(['FUNCTION', 'REVISION', 'PATH', 'TRAFFIC', 'UPSTREAMS'],
-        rows.map((r) => [r.function, r.revision, r.revision === 'default' ? `/functions/${r.function}` : `/functions/${r.function}/${r.revision}`, share(r), r.upstreams.join(', ')])) };
-    }));
+  tableCommand(program, exit, {
+    name: 'list', description: 'the revisions deployed on the node',
+    header: ['FUNCTION', 'REVISION', 'DEFAULT', 'REPLICAS', 'MODULE', 'URL'],
+    rows: async (ctx) => (await import('./operations.ts')).listDeployments(ctx),
+    empty: (ctx) => `no deployment on ${ctx.node}`,
+    row: (r) => [r.function, r.revision, r.default ? 'yes' : '', String(r.replicas), r.module, r.url],
+  });
+  tableCommand(program, exit, {
+    name: 'routes', description: 'the routing table of the reverse proxy',
+    header: ['FUNCTION', 'REVISION', 'PATH', 'TRAFFIC', 'UPSTREAMS'],
+    rows: async (ctx) => (await import('./operations.ts')).listRoutes(ctx),
+    empty: (ctx) => `no route on ${ctx.proxy}`,
+    row: (r) => [r.function, r.revision, r.revision === 'default' ? `/functions/${r.function}` : `/functions/${r.function}/${r.revision}`,
+      r.traffic ? `→ ${r.traffic.map((t) => `${t.revision} ${t.percent}%`).join(', ')}${r.sticky ? ` (sticky ${r.sticky})` : ''}` : '', r.upstreams.join(', ')],
+  });
 }
 
 /** Registers the client commands: publish, deploy, undeploy, scale, set-default, unset-default, list, routes. */

@@ -7,7 +7,7 @@
 // The `--` before the script (here and in the bins' `#!/usr/bin/env -S node --` line) ends
 // Node's own options: Node looks for `--env-file` among *all* its arguments up to the first
 // `--`, even after the script, and would read (or fail on) a guest's `--env-file` itself.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import nodeModule from 'node:module';
 import { fileURLToPath } from 'node:url';
 
@@ -62,7 +62,7 @@ export async function launch(bin, entry = 'cli/main') {
   process.stdout.on('error', (e) => {
     if (/** @type {NodeJS.ErrnoException} */ (e).code === 'EPIPE') process.exit(0);
   });
-  const { main } = await import((entry === 'cli/main' && args[0] === 'run' && bundledCli()) || cliEntry(entry));
+  const { main } = await import((entry === 'cli/main' && args[0] === 'run' && await bundledCli()) || cliEntry(entry));
   await main(args, { bin });
 }
 
@@ -81,25 +81,14 @@ function cliEntry(entry) {
 /**
  * `capsule run`'s entry when scripts/build-bundle.ts made one (dist/bundle/cli.js: the CLI in a
  * few chunks, ~40 ms less to load than its ~110 modules; docs/performance.md "Start-up"): in
- * a clone only while it is newer than every source it was made from (dist/bundle/inputs.json),
- * as src/engine/worker-entry.ts does for the workers. CAPSULE_BUNDLE=0 turns it off.
- * @returns {string | undefined}
+ * a clone only while it is newer than every source it was made from, as for the workers
+ * (src/engine/worker-entry.ts bundleIfFresh). CAPSULE_BUNDLE=0 turns it off.
+ * @returns {Promise<string | undefined>}
  */
-function bundledCli() {
+async function bundledCli() {
   if (process.env.CAPSULE_BUNDLE === '0') return undefined;
-  const root = new URL('../', import.meta.url);
-  const bundle = new URL('dist/bundle/cli.js', root);
-  try {
-    const built = statSync(bundle).mtimeMs;
-    if (existsSync(new URL('src/', root))) {
-      /** @type {{ inputs: string[] }} */
-      const { inputs } = JSON.parse(readFileSync(new URL('dist/bundle/inputs.json', root), 'utf8'));
-      for (const input of inputs) if (statSync(new URL(input, root)).mtimeMs > built) return undefined;
-    }
-    return bundle.href;
-  } catch {
-    return undefined; // no bundle, or a source gone: the sources
-  }
+  const { bundleIfFresh } = await import(cliEntry('engine/worker-entry'));
+  return bundleIfFresh(new URL('../', import.meta.url), 'cli.js')?.href;
 }
 
 /**

@@ -6,9 +6,11 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { bundleIfFresh } from '../src/engine/worker-entry.ts';
 import { example, findBinary, fixture, missing, root, runCapsule, startServer } from './helpers.ts';
 
 const behaviours = fixture('gen2-behaviours');
@@ -221,5 +223,42 @@ describe('capsule run --json', () => {
   it('without --json the output is unchanged (result on stdout, no JSON)', { skip: missing(example('hello-world')) }, async () => {
     const r = await runCapsule(['run', example('hello-world'), 'Bob']);
     assert.equal(r.stdout, '📝 module parameter(s): Bob\n👋 Hello Bob\n');
+  });
+});
+
+describe('the start-up bundles (dist/bundle, scripts/build-bundle.ts)', () => {
+  it('a bundle is used while it is newer than every source it holds; an edited or removed source, or no bundle, means the sources', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'capsule-bundle-'));
+    try {
+      const root = pathToFileURL(`${dir}/`);
+      mkdirSync(join(dir, 'src/engine'), { recursive: true });
+      mkdirSync(join(dir, 'dist/bundle'), { recursive: true });
+      const source = join(dir, 'src/engine/a.ts');
+      const bundle = join(dir, 'dist/bundle/worker.js');
+      writeFileSync(source, 'export {};');
+      assert.equal(bundleIfFresh(root, 'worker.js'), undefined, 'no bundle');
+      writeFileSync(bundle, 'export {};');
+      writeFileSync(join(dir, 'dist/bundle/inputs.json'), JSON.stringify({ inputs: ['src/engine/a.ts'] }));
+      utimesSync(source, new Date(1_000_000), new Date(1_000_000));
+      assert.equal(bundleIfFresh(root, 'worker.js')?.href, pathToFileURL(bundle).href, 'fresh');
+      utimesSync(source, new Date(), new Date(Date.now() + 60_000));
+      assert.equal(bundleIfFresh(root, 'worker.js'), undefined, 'a source edited after the build');
+      rmSync(source);
+      assert.equal(bundleIfFresh(root, 'worker.js'), undefined, 'a source removed');
+      rmSync(join(dir, 'src'), { recursive: true });
+      assert.equal(bundleIfFresh(root, 'worker.js')?.href, pathToFileURL(bundle).href, 'the package: no sources, the bundle');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('capsule run gives the same output and exit codes with the bundles and without (CAPSULE_BUNDLE=0)', async () => {
+    for (const env of [{}, { CAPSULE_BUNDLE: '0' }]) {
+      const ok = await runCapsule(['run', behaviours, 'hello'], { env });
+      assert.deepEqual([ok.stdout, ok.code], ['hello\n', 0], JSON.stringify(env));
+      const loop = await runCapsule(['run', behaviours, 'l', '--timeout=300ms'], { env });
+      assert.equal(loop.code, 1, JSON.stringify(env));
+      assert.match(loop.stderr, /did not return within 300 ms/);
+    }
   });
 });

@@ -1,5 +1,5 @@
-// The runner's /capsule/metrics text (src/observability/metrics.ts): the runner's own metrics are
-// written without prom-client, which is loaded at the first scrape for Node's process metrics.
+// The runner's /capsule/metrics text (src/observability/metrics.ts, prom-client): histogram buckets,
+// label sets and escaping, gauges read at scrape time, Node's process metrics prefixed once.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { RunnerMetrics } from '../src/observability/metrics.ts';
@@ -50,7 +50,7 @@ describe('runner metrics exposition', () => {
     assert.deepEqual(lines(body, '# TYPE capsule_timeouts_total '), ['# TYPE capsule_timeouts_total counter'], 'declared even when nothing timed out');
   });
 
-  it("adds Node's process metrics, prefixed once, from the first scrape on", async () => {
+  it("adds Node's process metrics, prefixed once", async () => {
     const m = new RunnerMetrics(() => 0, () => 0);
     for (let i = 0; i < 2; i++) {
       const { body } = await m.text();

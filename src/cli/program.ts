@@ -230,6 +230,18 @@ function runCommand(program: Command, exit: (code: number) => void, runPool?: Pr
 }
 
 /** `capsule serve`: one module over HTTP, or many (`--functions`, `--routes`). */
+/** The flags of `capsule serve`. */
+type ServeFlags = ModuleFlags & {
+  httpPort: string; host: string; crt?: string; key?: string; stopAfter?: string; maxBody: string;
+  maxConcurrency: string; reuse: boolean; fresh: boolean; workers?: string; grace: string;
+  functions?: string; routes?: string; maxOutput: string; defaultHost?: string; watch?: boolean;
+  modulesDir?: string; insecureAdmin: boolean;
+};
+
+/** The HTTP options every form of `capsule serve` shares, read from its flags. */
+type ServeHttp = Parameters<typeof import('../triggers/http/server.ts').serveHttp>[1];
+
+/** `capsule serve`: one module over HTTP, or many (`--functions`, `--routes`). */
 function serveCommand(program: Command, exit: (code: number) => void): void {
   settingOptions(moduleOptions(program.command('serve').description('serve a module over HTTP (every method and path goes to its handler), or many with --functions / --routes')), [EXTISM_MODE_SETTING])
     .argument('[module]', 'module file (or use --wasm / --url)')
@@ -254,17 +266,12 @@ function serveCommand(program: Command, exit: (code: number) => void): void {
     .option('--insecure-admin', 'accept POST /load-wasm-module from any client when CAPSULE_RELOAD_TOKEN is not set (default: loopback only)', false)
     .addOption(logFormatOption())
     .exitOverride()
-    .action(async (positional: string | undefined, f: ModuleFlags & {
-      httpPort: string; host: string; crt?: string; key?: string; stopAfter?: string; maxBody: string;
-      maxConcurrency: string; reuse: boolean; fresh: boolean; workers?: string; grace: string;
-      functions?: string; routes?: string; maxOutput: string; defaultHost?: string; watch?: boolean;
-      modulesDir?: string; insecureAdmin: boolean;
-    }) => {
+    .action(async (positional: string | undefined, f: ServeFlags) => {
       const [{ createLogger }, { serveUntilClosed }] = await Promise.all([import('../observability/logger.ts'), import('../triggers/lifecycle.ts')]);
       const logger = createLogger(f.logLevel, f.logFormat);
       const port = intFlag(f.httpPort, '--http-port', 0, 65535);
       const tls = tlsFromFlags(f);
-      const http = {
+      const http: ServeHttp = {
         host: f.host, port, tls, logger,
         maxBodyBytes: parseSize(f.maxBody, '--max-body'),
         maxConcurrency: intFlag(f.maxConcurrency, '--max-concurrency', 1, 1_000_000),
@@ -273,53 +280,60 @@ function serveCommand(program: Command, exit: (code: number) => void): void {
         maxOutputBytes: parseSize(f.maxOutput, '--max-output'),
         defaultHost: f.defaultHost,
       };
-      // Many functions (wasi-cgi.md §9): a functions directory and/or a routes file (WAGI's
-      // modules.toml also as --config, its WAGI flag).
       const routesFile = f.routes ?? (f.config && /\.toml$/i.test(f.config) ? f.config : undefined);
-      if (f.functions !== undefined || routesFile !== undefined) {
-        if (positional !== undefined || f.wasm || f.url) throw new CapsuleError('USAGE', '--functions and --routes serve many modules: give no module (nor --wasm / --url)');
-        const spec = functionSpecFromFlags(f, false);
-        const [{ serveFunctions }, { loadRoutesFile, mergeRouteTables, scanFunctionsDir }] = await Promise.all([
-          import('../triggers/http/multi.ts'), import('../functions/routes.ts'),
-        ]);
-        const trigger = await serveFunctions({
-          ...http,
-          table: () => mergeRouteTables([
-            ...(routesFile !== undefined ? [loadRoutesFile(routesFile)] : []),
-            ...(f.functions !== undefined ? [scanFunctionsDir(f.functions, { otherKeys: allConfigKeys(program) })] : []),
-          ]),
-          // multi-function servers never pass the runner's environment (conventions.md §2)
-          defaults: { ...functionOptionsOf({ ...spec, dirs: [] }), reuse: f.reuse, fresh: f.fresh },
-          dirs: spec.dirs,
-          workers: f.workers ? intFlag(f.workers, '--workers', 1, 256) : undefined,
-          watch: f.watch !== false,
-        });
-        exit(await serveUntilClosed(trigger, `capsule listening on ${trigger.url}`, logger));
-        return;
-      }
-      const [{ CapsuleFunction }, { reloadOptionsFor }, { serveHttp }] = await Promise.all([
-        import('../engine/function.ts'), import('../triggers/http/reload.ts'), import('../triggers/http/server.ts'),
-      ]);
-      const options = (m: LoadedModule): FunctionOptions => ({
-        ...functionOptions(f, m, true), stdio: 'capture', reuse: f.reuse, fresh: f.fresh,
-        workers: f.workers ? intFlag(f.workers, '--workers', 1, 256) : undefined,
-        onWarning: (w) => logger.warn(w),
-      });
-      // hot reload (POST /load-wasm-module, --watch): new versions on the first one's worker pool
-      const reload = await reloadOptionsFor({
-        served: f.wasm ?? positional, url: f.url !== undefined, modulesDir: f.modulesDir, watch: f.watch === true,
-        insecureAdmin: f.insecureAdmin, kind: f.kind, log: (t) => logger.info(t),
-        make: (m) => CapsuleFunction.fromModule(m, { ...options(m), pool: fn.pool }),
-      });
-      const module = await loadFromFlags(f, reload.watch?.path ?? positional);
-      const fn = CapsuleFunction.fromModule(module, options(module));
-      // the module is compiled; its worker threads boot before the port opens and the ready
-      // line is printed, so the first request costs what later ones do
-      await fn.pool.whenUp();
-      const trigger = await serveHttp(fn, { ...http, reload });
-      logger.info({ module: module.name, kind: module.detection.kind, digest: module.digest, workers: fn.pool.size, reuse: fn.settings.reuse }, 'module loaded');
+      const trigger = f.functions !== undefined || routesFile !== undefined
+        ? await serveMany(program, positional, f, http, routesFile)
+        : await serveOne(positional, f, http);
       exit(await serveUntilClosed(trigger, `capsule listening on ${trigger.url}`, logger));
     });
+}
+
+/** `capsule serve --functions / --routes`: many modules over the function table (wasi-cgi.md §9). */
+async function serveMany(program: Command, positional: string | undefined, f: ServeFlags, http: ServeHttp, routesFile: string | undefined) {
+  if (positional !== undefined || f.wasm || f.url) throw new CapsuleError('USAGE', '--functions and --routes serve many modules: give no module (nor --wasm / --url)');
+  const spec = functionSpecFromFlags(f, false);
+  const [{ serveFunctions }, { loadRoutesFile, mergeRouteTables, scanFunctionsDir }] = await Promise.all([
+    import('../triggers/http/multi.ts'), import('../functions/routes.ts'),
+  ]);
+  return serveFunctions({
+    ...http,
+    table: () => mergeRouteTables([
+      ...(routesFile !== undefined ? [loadRoutesFile(routesFile)] : []),
+      ...(f.functions !== undefined ? [scanFunctionsDir(f.functions, { otherKeys: allConfigKeys(program) })] : []),
+    ]),
+    // multi-function servers never pass the runner's environment (conventions.md §2)
+    defaults: { ...functionOptionsOf({ ...spec, dirs: [] }), reuse: f.reuse, fresh: f.fresh },
+    dirs: spec.dirs,
+    workers: f.workers ? intFlag(f.workers, '--workers', 1, 256) : undefined,
+    watch: f.watch !== false,
+  });
+}
+
+/** `capsule serve [module]`: one module, with hot reload (POST /load-wasm-module, --watch). */
+async function serveOne(positional: string | undefined, f: ServeFlags, http: ServeHttp) {
+  const logger = http.logger;
+  const [{ CapsuleFunction }, { reloadOptionsFor }, { serveHttp }] = await Promise.all([
+    import('../engine/function.ts'), import('../triggers/http/reload.ts'), import('../triggers/http/server.ts'),
+  ]);
+  const options = (m: LoadedModule): FunctionOptions => ({
+    ...functionOptions(f, m, true), stdio: 'capture', reuse: f.reuse, fresh: f.fresh,
+    workers: f.workers ? intFlag(f.workers, '--workers', 1, 256) : undefined,
+    onWarning: (w) => logger.warn(w),
+  });
+  // hot reload (POST /load-wasm-module, --watch): new versions on the first one's worker pool
+  const reload = await reloadOptionsFor({
+    served: f.wasm ?? positional, url: f.url !== undefined, modulesDir: f.modulesDir, watch: f.watch === true,
+    insecureAdmin: f.insecureAdmin, kind: f.kind, log: (t) => logger.info(t),
+    make: (m) => CapsuleFunction.fromModule(m, { ...options(m), pool: fn.pool }),
+  });
+  const module = await loadFromFlags(f, reload.watch?.path ?? positional);
+  const fn = CapsuleFunction.fromModule(module, options(module));
+  // the module is compiled; its worker threads boot before the port opens and the ready
+  // line is printed, so the first request costs what later ones do
+  await fn.pool.whenUp();
+  const trigger = await serveHttp(fn, { ...http, reload });
+  logger.info({ module: module.name, kind: module.detection.kind, digest: module.digest, workers: fn.pool.size, reuse: fn.settings.reuse }, 'module loaded');
+  return trigger;
 }
 
 /** `capsule nats` and `capsule mqtt`: a module per message. */

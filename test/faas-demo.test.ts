@@ -1,39 +1,75 @@
 /**
- * The Go FaaS demo end to end (issue 12 tests; faas-api.md §1–§4): the scripts of
- * bots-garden/capsule-faas-demo (test/fixtures/capsule-faas-demo, only their ports changed) run
- * by bash with Capsule's bins on PATH — `capsule-registry`, `capsule-reverse-proxy`,
- * `capsule-worker` started by the demo's start-*.sh, driven by `caps`: publish two modules,
+ * The Go FaaS demo end to end (issue 12 tests; faas-api.md §1–§4): shell scripts in the form of
+ * bots-garden/capsule-faas-demo's (written here from the flags and variables of faas-api.md §3–§4,
+ * on free ports) run by bash with Capsule's bins on PATH — `capsule-registry`,
+ * `capsule-reverse-proxy`, `capsule-worker` started by start-*.sh, driven by `caps`: publish two modules,
  * deploy three revisions of `hello` (orange three times: scaling) and a second function `hey`,
  * call every form of route through the proxy, see every replica answer, set and switch the
  * default revision, downscale, unset the default, undeploy. Each step checks what the demo's
  * README shows: the lines `caps` prints and what the proxy answers. The same scripts run a second
- * time against `capsule faas` (the three services in one process, with the demo's tokens).
+ * time against `capsule faas` (the three services in one process, with the same tokens).
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { example, freePort, missing, root } from './helpers.ts';
 
 const modules = { hello: example('asenv'), hey: example('hello-you') };
 const skip = Object.values(modules).map(missing).find(Boolean) || false;
-const SCRIPTS = join(root, 'test/fixtures/capsule-faas-demo');
 const NODE24 = join(root, 'node_modules/node/bin/node');
 const BINS = { caps: 'caps.js', capsule: 'capsule.js', 'capsule-registry': 'capsule-registry.js', 'capsule-reverse-proxy': 'capsule-reverse-proxy.js', 'capsule-worker': 'capsule-worker.js' };
 
 interface Ran { code: number | null; stdout: string; stderr: string }
 
-/** The demo folder: the scripts with free ports, the two modules where the scripts look for them, and a bin dir. */
+/** The tokens of the three services (as the demo sets them: one variable per service). */
+const TOKENS = { CAPSULE_REGISTRY_ADMIN_TOKEN: 'registry-secret', CAPSULE_WORKER_ADMIN_TOKEN: 'worker-secret', CAPSULE_REVERSE_PROXY_ADMIN_TOKEN: 'proxy-secret' };
+
+/**
+ * The demo's scripts, written from faas-api.md §3–§4 in its form (variables on the command line,
+ * one flag per line): the three start-*.sh, then one script per `caps` step.
+ */
+function demoScripts(p: Ports): Record<string, string> {
+  const sh = (vars: Record<string, string>, command: string, flags: string[] = []) =>
+    `#!/bin/bash\n${Object.entries(vars).map(([k, v]) => `${k}="${v}" \\\n`).join('')}${[command, ...flags].join(' \\\n  ')}\n`;
+  const worker = { CAPSULE_WORKER_URL: `http://localhost:${p.worker}`, CAPSULE_BACKEND: 'memory', CAPSULE_WORKER_ADMIN_TOKEN: TOKENS.CAPSULE_WORKER_ADMIN_TOKEN };
+  const registryUrl = `http://localhost:${p.registry}`;
+  const publish = (name: string) => sh({ CAPSULE_REGISTRY_ADMIN_TOKEN: TOKENS.CAPSULE_REGISTRY_ADMIN_TOKEN }, 'caps publish',
+    [`-wasmFile=./src/functions/${name}/${name}.wasm`, `-wasmInfo="this is the ${name} module"`, '-wasmOrg=demo', `-wasmName=${name}`, '-wasmTag=0.0.0', `-registryUrl=${registryUrl}`]);
+  const deploy = (fn: string, rev: string, env?: Record<string, string>) => sh(worker, 'caps deploy',
+    [`-function=${fn}`, `-revision=${rev}`, `-downloadUrl=${registryUrl}/demo/${fn}/0.0.0/${fn}.wasm`, ...(env ? [`-envVariables='${JSON.stringify(env)}'`] : [])]);
+  const onRevision = (command: string, fn: string, rev?: string) => sh(worker, `caps ${command}`, [`-function=${fn}`, ...(rev ? [`-revision=${rev}`] : [])]);
+  return {
+    'start-registry.sh': sh({ CAPSULE_REGISTRY_ADMIN_TOKEN: TOKENS.CAPSULE_REGISTRY_ADMIN_TOKEN }, 'capsule-registry', ['-files="${PWD}/registry/functions"', `-httpPort=${p.registry}`]),
+    'start-reverse-proxy.sh': sh({ CAPSULE_REVERSE_PROXY_ADMIN_TOKEN: TOKENS.CAPSULE_REVERSE_PROXY_ADMIN_TOKEN }, 'capsule-reverse-proxy', ['-backend="memory"', `-httpPort=${p.proxy}`]),
+    'start-worker.sh': sh({ CAPSULE_REVERSE_PROXY_ADMIN_TOKEN: TOKENS.CAPSULE_REVERSE_PROXY_ADMIN_TOKEN, CAPSULE_WORKER_ADMIN_TOKEN: TOKENS.CAPSULE_WORKER_ADMIN_TOKEN }, 'capsule-worker',
+      [`-reverseProxy=http://localhost:${p.proxy}`, '-backend=memory', '-capsulePath=capsule', '-httpPortCounter=0', `-httpPort=${p.worker}`]),
+    '02-publish-hello.sh': publish('hello'),
+    'readme-publish-hey.sh': publish('hey'),
+    '03-deploy-hello.sh': deploy('hello', 'orange', { MESSAGE: 'Revision 🟠', TOKEN: '😡' }),
+    '04-deploy-hello.sh': deploy('hello', 'orange', { MESSAGE: 'Revision 🟠', TOKEN: '😡🤬' }),
+    '05-deploy-hello.sh': deploy('hello', 'orange', { MESSAGE: 'Revision 🟠', TOKEN: '😡🤬🥵' }),
+    '06-deploy-hello-blue.sh': deploy('hello', 'blue', { MESSAGE: 'Revision 🔵', TOKEN: '👩‍🔧🧑‍🔧👨‍🔧' }),
+    '07-deploy-hello-green.sh': deploy('hello', 'green', { MESSAGE: 'Revision 🟢', TOKEN: '🍏🥝🍉' }),
+    'readme-deploy-hey.sh': deploy('hey', 'yellow'),
+    '08-default-hello-blue.sh': onRevision('set-default', 'hello', 'blue'),
+    '09-default-hello-green.sh': onRevision('set-default', 'hello', 'green'),
+    '10-default-hello-orange.sh': onRevision('set-default', 'hello', 'orange'),
+    'downscale-hello-orange.sh': onRevision('downscale', 'hello', 'orange'),
+    'readme-unset-default-hello.sh': onRevision('unset-default', 'hello'),
+    'readme-undeploy-hello-green.sh': onRevision('un-deploy', 'hello', 'green'),
+    'info.sh': sh({ CAPSULE_WORKER_URL: worker.CAPSULE_WORKER_URL, CAPSULE_BACKEND: 'memory' }, 'caps worker'),
+    'reverse-proxy.sh': sh({ CAPSULE_REVERSE_PROXY_URL: `http://localhost:${p.proxy}`, CAPSULE_BACKEND: 'memory' }, 'caps reverse-proxy'),
+  };
+}
+
+
+/** The demo folder: the scripts on free ports, the two modules where the scripts look for them, and a bin dir. */
 function makeDemo(ports: Ports): Demo {
   const dir = mkdtempSync(join(tmpdir(), 'capsule-faas-demo-'));
-  for (const name of readdirSync(SCRIPTS).filter((n) => n.endsWith('.sh'))) {
-    const text = readFileSync(join(SCRIPTS, name), 'utf8')
-      .replaceAll('4999', String(ports.registry)).replaceAll('8888', String(ports.proxy)).replaceAll('9999', String(ports.worker))
-      .replaceAll('-httpPortCounter=10000', '-httpPortCounter=0');
-    writeFileSync(join(dir, name), text, { mode: 0o755 });
-  }
+  for (const [name, text] of Object.entries(demoScripts(ports))) writeFileSync(join(dir, name), text, { mode: 0o755 });
   for (const [name, wasm] of Object.entries(modules)) {
     mkdirSync(join(dir, 'src/functions', name), { recursive: true });
     copyFileSync(wasm, join(dir, 'src/functions', name, `${name}.wasm`));
@@ -88,9 +124,9 @@ const SETUPS: { name: string; start(demo: Demo, ports: Ports): Promise<ChildProc
     serving: (p) => `http://localhost:${p.proxy}`,
   },
   {
-    name: 'capsule faas (all in one) with the demo\'s tokens',
+    name: 'capsule faas (all in one) with the same tokens',
     start: async (demo, p) => [await startService(demo, 'capsule', ['faas', `--http-port=${p.proxy}`, `--registry-port=${p.registry}`, `--node-port=${p.worker}`, '--http-port-counter=0', '--files=registry/functions'],
-      { CAPSULE_REGISTRY_ADMIN_TOKEN: 'AZERTYUIOP', CAPSULE_WORKER_ADMIN_TOKEN: '0987654321', CAPSULE_REVERSE_PROXY_ADMIN_TOKEN: '1234567890' })],
+      TOKENS)],
     serving: (p) => `http://127.0.0.1:${p.proxy}`,
   },
 ];

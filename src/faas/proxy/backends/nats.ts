@@ -95,20 +95,24 @@ export interface LatticeForwarderOptions {
   retries?: Counter<'reason'>;
 }
 
-/** Reads a request body up to `limit` bytes; undefined when it is longer (the rest is drained). */
+/** Reads a request body up to `limit` bytes (-1: keep nothing); undefined when it is longer: the rest is read and dropped (up to 64 MiB more) so the client gets the 413. */
 async function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array | undefined> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) {
-      req.resume();
-      return undefined;
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks, size);
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= limit) chunks.push(chunk);
+      else if (size > limit + DISCARD_BYTES) resolve(undefined); // too much to wait for: the 413 closes the connection
+    });
+    // over the limit, the rest is read and dropped, so the client gets its 413 rather than a broken pipe
+    req.once('end', () => resolve(size > limit ? undefined : Buffer.concat(chunks, size)));
+    req.once('error', reject);
+  });
 }
+
+/** Body bytes read and dropped past the limit before a 413 (so the client sees the answer): 64 MiB. */
+const DISCARD_BYTES = 64 * 1024 * 1024;
 
 /** Response headers the gateway sets itself from the reply it holds. */
 const OWN_HEADERS = new Set(['content-length', 'transfer-encoding', 'x-capsule-node']);
@@ -130,8 +134,8 @@ export class LatticeForwarder {
     const q = path.indexOf('?');
     try {
       const max = (nc.info?.max_payload ?? 1024 * 1024) - 64 * 1024;
-      // a declared length above the limit is refused before reading anything
-      const body = Number(req.headers['content-length'] ?? 0) > max ? undefined : await readBody(req, max);
+      // a declared length above the limit is refused without keeping the body (it is read and dropped)
+      const body = await readBody(req, Number(req.headers['content-length'] ?? 0) > max ? -1 : max);
       if (!body) throw new FaasError(413, 'TOO_LARGE', `the body is above what the NATS cluster carries (max_payload ${max + 64 * 1024} bytes, less 64 KiB for headers); use a URL target for larger bodies`);
       const reply = await invoke(nc, subject, {
         method: req.method ?? 'GET', path: q < 0 ? path : path.slice(0, q), query: q < 0 ? '' : path.slice(q + 1),

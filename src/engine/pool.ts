@@ -129,6 +129,8 @@ const WORKER_URL = workerEntryUrl(import.meta.url);
 const WORKER_BOOT = `const m = require('node:module');
 m.enableCompileCache();
 import(${JSON.stringify(WORKER_URL.href)}).then(() => m.flushCompileCache());`;
+/** Workers in a row that may die before being up before the pool gives up (see `#giveUp`). */
+const MAX_BOOT_FAILURES = 3;
 /** Re-dispatches of one call after worker crashes before it fails (a deadline kill does not count). */
 const MAX_RETRIES = 2;
 /** Watchdog period, ms: deadlines are enforced to this much. */
@@ -160,6 +162,10 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
   #watchdog: NodeJS.Timeout | undefined;
   #shrinker: NodeJS.Timeout | undefined;
   #closed = false;
+  /** Workers in a row that died before they were up (their thread code could not load). */
+  #bootFailures = 0;
+  /** Set once workers keep failing to start: every call fails with it, none waits for ever. */
+  #broken: CapsuleError | undefined;
 
   constructor(options: PoolOptions = {}) {
     super();
@@ -209,6 +215,7 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
    */
   call(entry: PoolModule, input: InvocationInput, options: CallOptions): Promise<CallResult> {
     if (this.#closed) return Promise.reject(new CapsuleError('OVERLOADED', 'the runner is shutting down'));
+    if (this.#broken) return Promise.reject(this.#broken);
     return new Promise<CallResult>((resolve, reject) => {
       const accepted = Date.now();
       const call: PendingCall = {
@@ -233,8 +240,9 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
    * for threads to start (docs/performance.md, "Start-up").
    */
   whenUp(): Promise<void> {
+    if (this.#broken) return Promise.reject(this.#broken);
     if (this.#allUp()) return Promise.resolve();
-    return new Promise((resolve) => this.#upWaiters.push(resolve));
+    return new Promise((resolve, reject) => this.#upWaiters.push(() => (this.#broken ? reject(this.#broken) : resolve())));
   }
 
   #allUp(): boolean {
@@ -405,6 +413,7 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
   #up(slot: Slot): void {
     if (slot.dead) return;
     slot.up = true;
+    this.#bootFailures = 0;
     const now = Date.now();
     const waiting = [...this.#queue, ...this.#slots.flatMap((s) => [...s.inflight.values()])];
     for (const c of waiting) if (c.deadline === Infinity) c.deadline = now + c.timeoutMs;
@@ -535,6 +544,22 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
   }
 
   /**
+   * Workers keep dying before they start (their code cannot load: a broken install or bundle):
+   * no more are spawned, and every waiting call and `whenUp` fails with the reason instead of
+   * waiting for ever (their deadlines start only once a worker is up).
+   */
+  #giveUp(error: CapsuleError): void {
+    this.#broken = new CapsuleError('INTERNAL', `worker threads cannot start (${MAX_BOOT_FAILURES} tries): ${error.message}`);
+    for (const s of this.#slots.splice(0)) {
+      s.dead = true;
+      void s.worker.terminate();
+      for (const c of s.inflight.values()) c.reject(this.#broken);
+    }
+    for (const c of this.#queue.splice(0)) c.reject(this.#broken);
+    for (const wake of this.#upWaiters.splice(0)) wake();
+  }
+
+  /**
    * Takes a worker out of the pool: killed at a deadline (`error` undefined) or dead (`error`).
    * Calls it had not started go back to the queue; the call it was running fails with `error`;
    * results of calls it finished still arrive until it exits (see `#settle`). A new worker
@@ -553,6 +578,10 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
     if (error) this.emit('worker-exit', error.message);
     const idx = this.#slots.indexOf(slot);
     if (idx >= 0) this.#slots.splice(idx, 1);
+    if (error && !slot.up && ++this.#bootFailures >= MAX_BOOT_FAILURES && !this.#slots.some((s) => s.up)) {
+      this.#giveUp(error);
+      return;
+    }
     if (!this.#closed && this.#slots.length < this.size) this.#slots.push(this.#spawn());
     this.#fill();
     if (this.#queue.length > 0 || this.#slots.some((s) => s.inflight.size > 0)) this.#arm();

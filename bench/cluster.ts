@@ -12,7 +12,7 @@
  *   (fetch from the Object Store, sha256, compile, first call), with the node's own
  *   capsule_cold_start_seconds phases; median of BENCH_COLD revisions.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { startListening, stopProcess } from './lib.ts';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -34,26 +34,9 @@ const helloYou = join(root, 'examples/hello-you/hello-you.wasm');
 const body = JSON.stringify({ name: 'Bob Morane', age: 42 });
 const json = { 'content-type': 'application/json' };
 
-/** Starts `capsule <args>` and resolves with its ready line's URL. */
-function start(args: string[]): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [cli, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /capsule listening on (\S+)/.exec(out);
-      if (m) resolve({ child, url: m[1]! });
-    });
-    child.once('exit', (code) => reject(new Error(`capsule ${args[0]} exited with ${code} before listening`)));
-  });
-}
+const start = (args: string[]) => startListening([cli, ...args], { what: `capsule ${args[0]}` });
 
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await exited;
-}
+const stop = stopProcess;
 
 /** Median, in µs, of `n` sequential calls of `once` (after 100 warm-up calls). */
 async function p50(once: () => Promise<void>, n: number): Promise<number> {

@@ -15,7 +15,7 @@
  *
  * Options: BENCH_CALLS (default 5000), BENCH_SECONDS (HTTP, default 5), BENCH_CONNECTIONS (50).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { startListening } from './lib.ts';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -87,18 +87,7 @@ import('@extism/extism').then(async ({ default: createPlugin }) => {
 });
 `;
 
-function start(args: string[]): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /capsule listening on (\S+)/.exec(out);
-      if (m) resolve({ child, url: m[1]! });
-    });
-    child.once('exit', (code) => reject(new Error(`server exited with ${code} before listening`)));
-  });
-}
+const start = (args: string[]) => startListening(args, { stderr: 'inherit' });
 
 /** Requests per second of a server under autocannon, after a warm-up. */
 async function throughput(args: string[], path: string): Promise<{ rps: number; p99: number; errors: number }> {

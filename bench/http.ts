@@ -19,7 +19,7 @@
  * Options: BENCH_SECONDS (default 6), BENCH_ROUNDS (default 3), BENCH_PICK (best | median),
  * BENCH_CONNECTIONS (default 50), BENCH_MODULE.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { startListening } from './lib.ts';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
@@ -45,18 +45,7 @@ const s = http.createServer((req, res) => {
 s.listen(0, '127.0.0.1', () => console.log('capsule listening on http://127.0.0.1:' + s.address().port));
 `;
 
-function start(args: string[]): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /capsule listening on (\S+)/.exec(out);
-      if (m) resolve({ child, url: m[1]! });
-    });
-    child.once('exit', (code) => reject(new Error(`server exited with ${code} before listening`)));
-  });
-}
+const start = (args: string[]) => startListening(args);
 
 /** CPU time (ms) of each thread of a process, by kind: the main thread, worker threads, the rest. */
 function threadCpu(pid: number): Map<string, number> | undefined {

@@ -16,7 +16,8 @@
  * BENCH_TOOL (`wrk` or `autocannon`), BENCH_COMPARE (another checkout of Capsule, built: its
  * `capsule proxy` is measured as one more side, for a before/after in one run).
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { startListening, stopProcess } from './lib.ts';
+import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { promisify } from 'node:util';
@@ -54,29 +55,9 @@ server.listen(0, '127.0.0.1', () => console.log('capsule listening on http://127
 process.on('SIGTERM', () => process.exit(0));
 `;
 
-function start(args: string[], node: string[] = [cli], cwd = root): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [...node, ...args], { cwd, stdio: ['ignore', 'pipe', 'ignore'] });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const onData = (d: Buffer) => {
-      out += d.toString();
-      const m = /capsule listening on (\S+)/.exec(out);
-      if (!m) return;
-      // then the log lines are drained unread: keeping and searching them took CPU from the servers
-      child.stdout!.off('data', onData).resume();
-      resolve({ child, url: m[1]! });
-    };
-    child.stdout!.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`capsule ${args[0]} exited with ${code} before listening`)));
-  });
-}
+const start = (args: string[], node: string[] = [cli], cwd = root) => startListening([...node, ...args], { cwd, what: `capsule ${args[0]}` });
 
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await exited;
-}
+const stop = stopProcess;
 
 interface Row {
   rps: number;

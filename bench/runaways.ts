@@ -14,7 +14,7 @@
  * Options: BENCH_RUNAWAYS (default 10), BENCH_ROUNDS (default 3), BENCH_TIMEOUT (default 2s),
  * BENCH_WORKERS (default 2).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { startListening } from './lib.ts';
 import { request } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
@@ -27,19 +27,7 @@ const workers = process.env.BENCH_WORKERS ?? '2';
 const BASELINE = 20;
 const module = join(root, 'build/fixtures/gen2-behaviours.wasm');
 
-function start(): Promise<{ child: ChildProcess; url: string }> {
-  const args = [join(root, 'bin/capsule.js'), 'serve', module, '--http-port=0', `--timeout=${timeout}`, `--workers=${workers}`];
-  const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /capsule listening on (\S+)/.exec(out);
-      if (m) resolve({ child, url: m[1]! });
-    });
-    child.once('exit', (code) => reject(new Error(`server exited with ${code} before listening`)));
-  });
-}
+const start = () => startListening([join(root, 'bin/capsule.js'), 'serve', module, '--http-port=0', `--timeout=${timeout}`, `--workers=${workers}`]);
 
 /** One POST on a connection of its own: status and milliseconds to the end of the answer. */
 function post(url: string, body: string): Promise<{ status: number; ms: number }> {

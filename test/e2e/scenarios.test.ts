@@ -68,7 +68,7 @@ describe('cluster scenarios (faas-cluster.md §2): 3 nats-servers, 2 gateways, 3
   const routed = (gateway: Server, fn: string, rev: string) => eventually(async () => {
     const routes = await (await fetch(`${gateway.url}/memory/functions/list`)).json() as Record<string, Record<string, string[]>>;
     return routes[fn]?.[rev] !== undefined;
-  }, 15_000);
+  }, 30_000); // generous: a watcher re-created after the server kills of scenarios 9 and 10 may take a while
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'capsule-scenarios-'));

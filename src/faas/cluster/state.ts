@@ -129,8 +129,20 @@ export class WatchedBucket<T> {
     const bucket = new WatchedBucket<T>(name, kv, o);
     const status = await retrying(`status of ${name}`, timeoutMs, () => kv.status());
     void bucket.#watchLoop();
+    void bucket.#restartOnReconnect(nc);
     await bucket.#caughtUp(status.streamInfo.state.last_seq, timeoutMs * 4);
     return bucket;
+  }
+
+  /**
+   * After a reconnect the watcher's consumer may be gone with the server it lived on: it is
+   * re-created at once from the last revision seen, instead of waiting for the stall check.
+   */
+  async #restartOnReconnect(nc: NatsConnection): Promise<void> {
+    for await (const s of nc.status()) {
+      if (this.#closed) return;
+      if (s.type === 'reconnect') this.#stopWatch?.();
+    }
   }
 
   /** The cached value of a key (undefined when absent or deleted). */

@@ -134,6 +134,10 @@ Examples:
   capsule nats --wasm=echo.wasm --nats-server=nats://127.0.0.1:4222 --subject=echo --queue=workers
   capsule mqtt --wasm=logger.wasm --mqtt-server=mqtt://127.0.0.1:1883 --topic='sensors/+/temperature' --qos=1
   capsule inspect hello.wasm
+  capsule new hello --lang rust --http && capsule build hello && capsule serve hello/hello.wasm
+  capsule faas                      # gateway :8080, registry :4999, node :9999 in one process
+  capsule publish hello.wasm demo/hello/1.0.0 && capsule deploy hello blue demo/hello/1.0.0
+  capsule up --all                  # a local NATS with JetStream, and the FaaS kit in cluster mode
 
 Go Capsule spellings are accepted: capsule -wasm=x.wasm -mode=cli -params=y,
 capsule -wasm=x.wasm -mode=http -httpPort=8080, capsule-http --wasm=x.wasm --httpPort=8080,

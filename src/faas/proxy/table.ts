@@ -372,14 +372,17 @@ export class RouteTable {
 
   /** Own counter per revision, modulo the current number of URLs in the rotation (§9.4). */
   #rotate(f: FunctionState, rev: string, urls: readonly string[], isUp?: (url: string) => boolean): string[] {
-    const up = isUp ? urls.filter(isUp) : urls;
+    // per request: every URL up is the usual case, so no filtered copy is made for it
+    const up = !isUp || urls.every(isUp) ? urls : urls.filter(isUp);
     const ring = up.length > 0 ? up : urls;
     const n = f.counters.get(rev) ?? 0;
     f.counters.set(rev, (n + 1) % 1_000_000_007);
     const start = n % ring.length;
-    const ordered = ring.length === 1 ? [ring[0]!] : [...ring.slice(start), ...ring.slice(0, start)];
+    const ordered: string[] = new Array(ring.length);
+    for (let i = 0; i < ring.length; i++) ordered[i] = ring[(start + i) % ring.length]!;
     // URLs out of the rotation are tried last (they may be back before the next probe)
-    return ring.length === urls.length ? ordered : [...ordered, ...urls.filter((u) => !ring.includes(u))];
+    if (ring !== urls) for (const u of urls) if (!ring.includes(u)) ordered.push(u);
+    return ordered;
   }
 
   /** The target revision of a split: sticky hash when the key is present, else smooth weighted round-robin. */

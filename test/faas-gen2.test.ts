@@ -368,6 +368,11 @@ test('capsctl without a main process: local commands print Go\'s texts; a bad --
   const none = await run([]);
   assert.equal(none.code, 0);
   assert.match(none.stderr, /CapsCtl needs some args to start/);
+  for (const h of ['-h', '-help', '--help']) {
+    const help = await run([h]);
+    assert.equal(help.code, 0, `capsctl ${h}`);
+    assert.match(help.stdout, /--new-revision <revision>[\s\S]*CAPSULE_MAIN_PROCESS_URL[\s\S]*CAPSULE_FAAS_TOKEN/);
+  }
   const badEnv = await run(['--cmd=start', '--name=x', '--wasm=x.wasm', '--env=MESSAGE=hi']);
   assert.equal(badEnv.code, 2);
   assert.match(badEnv.stderr, /--env must be a JSON array of strings/);

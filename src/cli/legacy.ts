@@ -32,7 +32,8 @@ const ALIASES: Record<string, string> = {
   httpport: 'http-port',
 };
 
-function kebab(name: string): string {
+/** A Go flag name in commander's spelling: `httpPort` → `http-port`, `natssrv` → `nats-server`. */
+export function kebab(name: string): string {
   const alias = ALIASES[name.toLowerCase()];
   if (alias) return alias;
   return name.replace(/([a-z0-9])([A-Z])/g, '$1-$2').toLowerCase();

@@ -7,6 +7,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { CAPSULE_VERSION } from '../../base/version.ts';
+import { kebab } from '../../cli/legacy.ts';
 
 /** The flags of capsctl (Go names). */
 interface CapsCtlFlags {
@@ -29,17 +30,16 @@ interface Outcome {
   code: number;
 }
 
-/** Go spellings → commander's: `-newRevision=x` → `--new-revision=x`. */
-export function normaliseCapsctlArgv(argv: readonly string[]): string[] {
+/** Go spellings → commander's: `-newRevision=x` → `--new-revision=x`; a short flag (`-h`) stays as written. */
+function normaliseCapsctlArgv(argv: readonly string[]): string[] {
   return argv.map((a) => {
-    const m = /^--?([A-Za-z][A-Za-z0-9-]*)(=[\s\S]*)?$/.exec(a);
-    if (!m) return a;
-    return `--${m[1]!.replace(/([a-z0-9])([A-Z])/g, '$1-$2').toLowerCase()}${m[2] ?? ''}`;
+    const m = /^--?([A-Za-z][A-Za-z0-9-]+)(=[\s\S]*)?$/.exec(a);
+    return m ? `--${kebab(m[1]!)}${m[2] ?? ''}` : a;
   });
 }
 
 /** The `args` Go's capsctl sends with `start` (faas-api.md §6, the child's flags). */
-export function startArgs(f: CapsCtlFlags, main: string): string[] {
+function startArgs(f: CapsCtlFlags, main: string): string[] {
   return ['', `-wasm=${f.wasm}`, `-stopAfter=${f.stopAfter}`, `-url=${f.url}`, `-parentEndpoint=${main}`, `-moduleName=${f.name}`, `-moduleRevision=${f.revision}`];
 }
 

@@ -6,8 +6,9 @@
  * URL (faas-cluster.md §1.7), an explicit `sha256` field, or the registry's `X-Capsule-Sha256`
  * reply header; every one given must match the bytes.
  */
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomically } from '../../base/files.ts';
 import { compileModule, digestOf, type LoadedModule } from '../../engine/load.ts';
 import { CapsuleError } from '../../base/errors.ts';
 import { FaasError } from '../shared/service.ts';
@@ -87,7 +88,7 @@ export class ModuleSource {
     for (const w of wanted) {
       if (w !== digest) throw new FaasError(422, 'ERROR_DIGEST_MISMATCH', `${url}: digest mismatch: expected ${w}, got ${digest}`);
     }
-    return this.#accept(bytes, url, digest, fetchSeconds);
+    return this.accept(bytes, url, digest, fetchSeconds);
   }
 
   /**
@@ -103,11 +104,17 @@ export class ModuleSource {
       throw new FaasError(404, 'MODULE_NOT_FOUND', `no module with digest ${digest} on this node (give a downloadUrl)`);
     }
     if (digestOf(bytes) !== digest) throw new FaasError(422, 'ERROR_DIGEST_MISMATCH', `the cached module ${digest} is damaged`);
-    return this.#accept(bytes, this.pathOf(digest), digest, 0);
+    return this.accept(bytes, this.pathOf(digest), digest, 0);
   }
 
-  /** Validates and detects, then writes the cache file (temp + rename). */
-  async #accept(bytes: Uint8Array, source: string, digest: string, fetchSeconds: number): Promise<DeployableModule> {
+  /**
+   * Validates and compiles bytes whose digest the caller has checked, then writes the cache file
+   * (temp + rename) unless it is already there.
+   * @param source path or URL, for messages
+   * @param fetchSeconds time the caller spent getting the bytes
+   * @throws FaasError 422 ERROR_BAD_MODULE, 500 ERROR_MODULE_STORE when the cache cannot be written
+   */
+  async accept(bytes: Uint8Array, source: string, digest: string, fetchSeconds: number): Promise<DeployableModule> {
     const t1 = performance.now();
     let module: LoadedModule;
     try {
@@ -118,14 +125,12 @@ export class ModuleSource {
     }
     const compileSeconds = (performance.now() - t1) / 1000;
     const path = this.pathOf(digest);
-    const tmp = `${path}.${process.pid}-${Math.random().toString(36).slice(2)}.part`;
-    try {
-      await mkdir(join(this.#o.dir, 'sha256'), { recursive: true });
-      await writeFile(tmp, bytes);
-      await rename(tmp, path);
-    } catch (e) {
-      await rm(tmp, { force: true }).catch(() => undefined);
-      throw new FaasError(500, 'ERROR_MODULE_STORE', `cannot store the module in ${this.#o.dir}: ${(e as Error).message}`);
+    if (source !== path) {
+      try {
+        await writeFileAtomically(path, bytes);
+      } catch (e) {
+        throw new FaasError(500, 'ERROR_MODULE_STORE', `cannot store the module in ${this.#o.dir}: ${(e as Error).message}`);
+      }
     }
     return { digest, path, module, fetchSeconds, compileSeconds };
   }

@@ -7,7 +7,6 @@
  * nats.js #363), then validates and compiles the module ({@link ModuleSource}).
  */
 import { readFile } from 'node:fs/promises';
-import { writeFileAtomically } from '../../../base/files.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ObjectStore } from '@nats-io/obj';
 import { digestOf } from '../../../engine/load.ts';
@@ -82,9 +81,7 @@ export class ClusterModules {
       if (!bytes) why.push(`no object ${name}`);
       else if (digestOf(bytes) !== digest) why.push(`object ${name} has digest ${digestOf(bytes)}`);
       else {
-        await this.#store(digest, bytes);
-        const mod = await this.#source.cached(digest);
-        return { ...mod, fetchSeconds: (performance.now() - t0) / 1000 - mod.compileSeconds };
+        return await this.#source.accept(bytes, name, digest, (performance.now() - t0) / 1000);
       }
     } catch (e) {
       if (e instanceof FaasError && e.status === 422) throw e;
@@ -98,15 +95,5 @@ export class ClusterModules {
       why.push(`${rec.source}: ${(e as Error).message}`);
     }
     throw new FaasError(503, 'MODULE_UNAVAILABLE', `module ${digest} cannot be fetched: ${why.join('; ')}`);
-  }
-
-  /** Writes verified bytes into the cache (temp + rename). */
-  async #store(digest: string, bytes: Uint8Array): Promise<void> {
-    const path = this.#source.pathOf(digest);
-    try {
-      await writeFileAtomically(path, bytes);
-    } catch (e) {
-      throw new FaasError(500, 'ERROR_MODULE_STORE', `cannot store the module in the cache: ${(e as Error).message}`);
-    }
   }
 }

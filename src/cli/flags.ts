@@ -1,5 +1,5 @@
 /** Flag readers shared by every command (errors are USAGE errors: exit code 2). */
-import { Option } from 'commander';
+import { Option, type Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { CapsuleError } from '../base/errors.ts';
 import { LOG_FORMATS } from '../observability/log-levels.ts';
@@ -41,4 +41,32 @@ export function readFlagFile(path: string, name: string): Buffer {
 export function tlsFromFlags(f: { crt?: string; key?: string }): { cert: Buffer; key: Buffer } | undefined {
   if ((f.crt === undefined) !== (f.key === undefined)) throw new CapsuleError('USAGE', '--crt and --key go together');
   return f.crt ? { cert: readFlagFile(f.crt, '--crt'), key: readFlagFile(f.key!, '--key') } : undefined;
+}
+
+/** The flags {@link listenFlags} adds, as commander parses them. */
+export interface ListenFlags {
+  httpPort: string;
+  host: string;
+  crt?: string;
+  key?: string;
+}
+
+/**
+ * Adds the listening flags of every HTTP-serving command (`serve` and the FaaS services):
+ * `--http-port` (default `port`), `--host` (default 127.0.0.1), `--crt`, `--key`.
+ */
+export function listenFlags(cmd: Command, port: string): Command {
+  return cmd
+    .option('--http-port <port>', 'port to listen on (0 = a free port, printed)', port)
+    .option('--host <address>', 'interface to bind', '127.0.0.1')
+    .option('--crt <path>', 'TLS certificate (PEM): serve HTTPS')
+    .option('--key <path>', 'TLS private key (PEM)');
+}
+
+/**
+ * Host, port and TLS material of {@link listenFlags}.
+ * @throws CapsuleError USAGE on a port outside 0..65535, or a TLS pair that is incomplete or unreadable
+ */
+export function listenOptions(f: ListenFlags): { host: string; port: number; tls?: { cert: Buffer; key: Buffer } } {
+  return { host: f.host, port: intFlag(f.httpPort, '--http-port', 0, 65535), tls: tlsFromFlags(f) };
 }

@@ -23,7 +23,7 @@ import { LOG_LEVELS, type LogFormat, type LogLevel } from '../observability/log-
 import type { Logger } from '../observability/logger.ts';
 import type { RunningMessageTrigger } from '../triggers/message/index.ts';
 import { CAPSULE_VERSION } from '../base/version.ts';
-import { intFlag, logFormatOption, tlsFromFlags } from './flags.ts';
+import { intFlag, listenFlags, listenOptions, logFormatOption, type ListenFlags } from './flags.ts';
 import { callCommand } from './call.ts';
 import { newCommand } from './new.ts';
 import { buildCommand } from './build.ts';
@@ -235,8 +235,8 @@ function runCommand(program: Command, exit: (code: number) => void, runPool?: Pr
 
 /** `capsule serve`: one module over HTTP, or many (`--functions`, `--routes`). */
 /** The flags of `capsule serve`. */
-type ServeFlags = ModuleFlags & {
-  httpPort: string; host: string; crt?: string; key?: string; stopAfter?: string; maxBody: string;
+type ServeFlags = ModuleFlags & ListenFlags & {
+  stopAfter?: string; maxBody: string;
   maxConcurrency: string; reuse: boolean; fresh: boolean; workers?: string; grace: string;
   functions?: string; routes?: string; maxOutput: string; defaultHost?: string; watch?: boolean;
   modulesDir?: string; insecureAdmin: boolean;
@@ -247,12 +247,9 @@ type ServeHttp = Parameters<typeof import('../triggers/http/server.ts').serveHtt
 
 /** `capsule serve`: one module over HTTP, or many (`--functions`, `--routes`). */
 function serveCommand(program: Command, exit: (code: number) => void): void {
-  settingOptions(moduleOptions(program.command('serve').description('serve a module over HTTP (every method and path goes to its handler), or many with --functions / --routes')), [EXTISM_MODE_SETTING])
-    .argument('[module]', 'module file (or use --wasm / --url)')
-    .option('--http-port <port>', 'port to listen on (0 = a free port, printed)', '8080')
-    .option('--host <address>', 'interface to bind', '127.0.0.1')
-    .option('--crt <path>', 'TLS certificate (PEM): serve HTTPS')
-    .option('--key <path>', 'TLS private key (PEM)')
+  const cmd = settingOptions(moduleOptions(program.command('serve').description('serve a module over HTTP (every method and path goes to its handler), or many with --functions / --routes')), [EXTISM_MODE_SETTING])
+    .argument('[module]', 'module file (or use --wasm / --url)');
+  listenFlags(cmd, '8080')
     .option('--stop-after <duration>', 'stop after this long without a request')
     .option('--max-body <size>', 'request body limit (larger → 413)', '10MiB')
     .option('--max-concurrency <n>', 'requests in progress at once (more → 503 + Retry-After)', '1024')
@@ -273,10 +270,8 @@ function serveCommand(program: Command, exit: (code: number) => void): void {
     .action(async (positional: string | undefined, f: ServeFlags) => {
       const [{ createLogger }, { serveUntilClosed }] = await Promise.all([import('../observability/logger.ts'), import('../triggers/lifecycle.ts')]);
       const logger = createLogger(f.logLevel, f.logFormat);
-      const port = intFlag(f.httpPort, '--http-port', 0, 65535);
-      const tls = tlsFromFlags(f);
       const http: ServeHttp = {
-        host: f.host, port, tls, logger,
+        ...listenOptions(f), logger,
         maxBodyBytes: parseSize(f.maxBody, '--max-body'),
         maxConcurrency: intFlag(f.maxConcurrency, '--max-concurrency', 1, 1_000_000),
         stopAfterMs: f.stopAfter ? parseDuration(f.stopAfter, '--stop-after') : undefined,

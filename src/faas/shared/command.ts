@@ -8,18 +8,14 @@ import { Option, type Command } from 'commander';
 import { CapsuleError } from '../../base/errors.ts';
 import { LOG_LEVELS, type LogFormat, type LogLevel } from '../../observability/log-levels.ts';
 import type { Logger } from '../../observability/logger.ts';
-import { intFlag, logFormatOption, tlsFromFlags } from '../../cli/flags.ts';
-import type { RunningService, TlsFiles } from './service.ts';
+import { listenFlags, logFormatOption, type ListenFlags } from '../../cli/flags.ts';
+import type { RunningService } from './service.ts';
 
 /** Registers one command on the `capsule` program (see src/faas/commands.ts). */
 export type CommandRegistrar = (program: Command, exit: (code: number) => void) => void;
 
 /** The flags of {@link serviceOptions}, parsed by commander. */
-export interface ServiceFlags {
-  httpPort: string;
-  host: string;
-  crt?: string;
-  key?: string;
+export interface ServiceFlags extends ListenFlags {
   insecureAdmin: boolean;
   logLevel: LogLevel;
   /** `--log-format`; absent: pretty on a terminal, JSON otherwise. */
@@ -28,20 +24,14 @@ export interface ServiceFlags {
 
 /** Adds the shared service flags; `port` is the Go default of the service (8080, 4999, 9999). */
 export function serviceOptions(cmd: Command, port: string): Command {
-  return cmd
-    .option('--http-port <port>', 'port to listen on (0 = a free port, printed)', port)
-    .option('--host <address>', 'interface to bind', '127.0.0.1')
-    .option('--crt <path>', 'TLS certificate (PEM): serve HTTPS')
-    .option('--key <path>', 'TLS private key (PEM)')
+  return listenFlags(cmd, port)
     .option('--insecure-admin', 'without an admin token, accept admin calls from any address (default: loopback only)', false)
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS as string[]).default('info'))
     .addOption(logFormatOption());
 }
 
-/** Host, port and TLS of the shared flags. @throws CapsuleError USAGE on a bad port or TLS pair */
-export function listenOptions(f: ServiceFlags): { host: string; port: number; tls?: TlsFiles } {
-  return { host: f.host, port: intFlag(f.httpPort, '--http-port', 0, 65535), tls: tlsFromFlags(f) };
-}
+/** Host, port and TLS of the shared flags (src/cli/flags.ts, shared with `capsule serve`). */
+export { listenOptions } from '../../cli/flags.ts';
 
 /**
  * Runs services until SIGTERM/SIGINT: prints the ready line of the first (`capsule listening on

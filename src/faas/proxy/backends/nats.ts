@@ -17,7 +17,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Counter } from 'prom-client';
 import type { Logger } from '../../../observability/logger.ts';
-import { invoke } from '../../cluster/invoke.ts';
+import { invoke, type InvokeOptions } from '../../cluster/invoke.ts';
 import { bucketName, invokeSubject, parseKey, routesKey } from '../../cluster/lattice.ts';
 import { UNCHANGED, WatchedBucket } from '../../cluster/state.ts';
 import { FaasError } from '../../shared/service.ts';
@@ -120,8 +120,24 @@ const OWN_HEADERS = new Set(['content-length', 'transfer-encoding', 'x-capsule-n
 /** Invokes `nats:` targets for the gateway (see the file comment). */
 export class LatticeForwarder {
   readonly #o: LatticeForwarderOptions;
+  /** Invoke subject per `fn\0rev`: two base64url encodings (~0.8 µs) made once, not per request. */
+  readonly #subjects = new Map<string, string>();
+  /** The options of every call (made once, not per request). */
+  readonly #invoke: InvokeOptions;
   constructor(o: LatticeForwarderOptions) {
     this.#o = o;
+    this.#invoke = { timeoutMs: o.timeoutMs, onRetry: (reason) => o.retries?.inc({ reason }) };
+  }
+
+  #subject(fn: string, rev: string): string {
+    const key = `${fn}\0${rev}`;
+    let subject = this.#subjects.get(key);
+    if (subject === undefined) {
+      subject = invokeSubject(this.#o.lattice, fn, rev);
+      if (this.#subjects.size > 10_000) this.#subjects.clear();
+      this.#subjects.set(key, subject);
+    }
+    return subject;
   }
 
   /**
@@ -129,8 +145,8 @@ export class LatticeForwarder {
    * @param path the path and query below the function route (`/rest?query`)
    */
   async forward(req: IncomingMessage, res: ServerResponse, fn: string, rev: string, path: string): Promise<ForwardResult> {
-    const { nc, lattice, timeoutMs } = this.#o;
-    const subject = invokeSubject(lattice, fn, rev);
+    const { nc, timeoutMs } = this.#o;
+    const subject = this.#subject(fn, rev);
     const q = path.indexOf('?');
     try {
       const max = (nc.info?.max_payload ?? 1024 * 1024) - 64 * 1024;
@@ -140,7 +156,7 @@ export class LatticeForwarder {
       const reply = await invoke(nc, subject, {
         method: req.method ?? 'GET', path: q < 0 ? path : path.slice(0, q), query: q < 0 ? '' : path.slice(q + 1),
         headers: forwardHeaders(req), body, deadline: Date.now() + 3 * timeoutMs,
-      }, { timeoutMs, onRetry: (reason) => this.#o.retries?.inc({ reason }) });
+      }, this.#invoke);
       if (res.destroyed) return { status: 0, upstream: `nats:${reply.node ?? ''}`, unreachable: [], error: 'the client went away' };
       const head = req.method === 'HEAD';
       const withBody = !head && reply.status !== 204 && reply.status !== 304;

@@ -256,6 +256,16 @@ describe('capsule faas and the FaaS client commands', { skip }, () => {
     const unknownFlag = await runCapsule(['deploy', '-wasm=x'], { bin: CAPS, env });
     assert.equal(unknownFlag.code, 2);
     assert.equal(unknownFlag.stdout.trim(), '😡 flag provided but not defined: -wasm');
+    const help = await runCapsule(['--help'], { bin: CAPS, env });
+    ok(help);
+    assert.match(help.stdout, /^- publish : publish a wasm module to the capsule registry\n/, 'Go\'s command list first');
+    for (const named of ['-wasmFile', '-downloadUrl', '-envVariables', '-registryUrl', 'CAPSULE_WORKER_URL', 'CAPSULE_REVERSE_PROXY_URL', 'CAPSULE_WORKER_ADMIN_TOKEN']) {
+      assert.ok(help.stdout.includes(named), `caps --help names ${named}`);
+    }
+    const deployHelp = await runCapsule(['deploy', '--help']);
+    ok(deployHelp);
+    assert.doesNotMatch(deployHelp.stdout, /^ +--[\w-]+(?: <[^>]+>)?$/m, 'every flag of capsule deploy says what it does');
+    assert.match(deployHelp.stdout, /--download-url <url> +same as --url/);
     const unknownCommand = await runCapsule(['launch'], { bin: CAPS, env });
     assert.equal(unknownCommand.code, 1);
     assert.equal(unknownCommand.stdout.trim(), '😡 launch is not a recognized command');

@@ -27,6 +27,17 @@ const COMMANDS: Record<string, string> = {
   version: 'get the capsulectl version',
 };
 
+/** What `caps help` prints after Go's command list: the flags and the environment (Go printed neither). */
+const HELP_MORE = [
+  '',
+  'flags (-flag=value or -flag value):',
+  '  publish: -wasmFile <path> -wasmOrg -wasmName -wasmTag (the registry module) -wasmInfo <text> -registryUrl <url>',
+  '  deploy: -function -revision -downloadUrl <url> -envVariables <JSON object, e.g. {"MESSAGE":"hi"}>',
+  '  un-deploy, downscale, set-default: -function -revision; unset-default: -function',
+  'environment: CAPSULE_WORKER_URL (default http://localhost:9999), CAPSULE_REVERSE_PROXY_URL (default http://localhost:8080),',
+  '  CAPSULE_BACKEND (default memory), tokens CAPSULE_REGISTRY_ADMIN_TOKEN, CAPSULE_WORKER_ADMIN_TOKEN, CAPSULE_REVERSE_PROXY_ADMIN_TOKEN',
+];
+
 /** Go's flags and their defaults. */
 const FLAG_DEFAULTS = {
   registryUrl: '', wasmFile: '', wasmInfo: '', wasmName: '', wasmTag: '', wasmOrg: '',
@@ -144,8 +155,8 @@ async function runCaps(cmd: string, f: CapsFlags, ctx: ClientContext): Promise<O
       return { out: [(await callService('proxy', ctx.proxy, 'GET', `/${ctx.backend}/functions/list`)).text], code: 0 };
     case 'version':
       return { out: [`caps ${CAPSULE_VERSION} (Capsule)`], code: 0 };
-    default: // help
-      return { out: Object.entries(COMMANDS).filter(([c]) => c !== 'help').map(([c, text]) => `- ${c} : ${text}`), code: 0 };
+    default: // help: Go's command list, then (beyond Go) the flags and the environment
+      return { out: [...Object.entries(COMMANDS).filter(([c]) => c !== 'help').map(([c, text]) => `- ${c} : ${text}`), ...HELP_MORE], code: 0 };
   }
 }
 

@@ -113,7 +113,9 @@ function publishAndDeploy(program: Command, exit: (code: number) => void): void 
     .option('--env <NAME=value>', 'environment variable of the revision (repeatable)', (v: string, p: string[]) => [...p, v], [] as string[])
     .option('--env-variables <json>', 'environment as a JSON object (Go caps: -envVariables)')
     .option('--sha256 <hex>', 'refuse the module unless its SHA-256 matches')
-    .option('--function <name>').option('--revision <name>').option('--download-url <url>')
+    .option('--function <name>', 'function name instead of the first argument (Go caps: -function)')
+    .option('--revision <name>', 'revision name instead of the second argument (Go caps: -revision)')
+    .option('--download-url <url>', 'same as --url (Go caps: -downloadUrl)')
     .action(clientAction(exit, async (ctx, flags, fnArg?: string, revArg?: string, module?: string) => {
       const f = flags as DeployFlags;
       const { deployRevision, moduleUrl, parseModuleRef } = await import('./operations.ts');

@@ -471,6 +471,9 @@ export async function serveHttp(fn: CapsuleFunction, o: HttpTriggerOptions): Pro
       return slot.invoke(input, meta);
     },
   };
+  // the two answers of a guest path, made once (dispatch runs per request; the pipeline only reads them)
+  const callFunction: FunctionDispatch = { type: 'function', target };
+  const callCommand: FunctionDispatch = { type: 'function', target, cgi: { route: '/...' } };
   let routes: RunnerRouteContext | undefined;
   const runnerRoutes = (state: PipelineState): RunnerRouteContext => routes ??= {
     get fn() { return slot.fn; }, metrics: state.metrics,
@@ -487,7 +490,7 @@ export async function serveHttp(fn: CapsuleFunction, o: HttpTriggerOptions): Pro
       if (reloader && path === RELOAD_ROUTE && req.method === 'POST') {
         return { type: 'answer', name: fname, runner: true, respond: (rq, res) => reloader.answer(rq, res) };
       }
-      return slot.fn.module.detection.kind === 'wasi' ? { type: 'function', target, cgi: { route: '/...' } } : { type: 'function', target };
+      return slot.fn.module.detection.kind === 'wasi' ? callCommand : callFunction;
     },
     stop: async () => {
       draining = true;

@@ -9,7 +9,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomically } from '../../base/files.ts';
-import { compileModule, digestOf, type LoadedModule } from '../../engine/load.ts';
+import { compileModule, digestOf, splitDigestPin, type LoadedModule } from '../../engine/load.ts';
 import { CapsuleError } from '../../base/errors.ts';
 import { FaasError } from '../shared/service.ts';
 
@@ -44,18 +44,26 @@ export function normaliseDigest(text: string, what: string): string {
   return `sha256:${hex}`;
 }
 
-/** Splits `http://…/m.wasm#sha256=<hex>` into the URL to fetch and the pinned digest. @throws FaasError 400 */
+/**
+ * Splits `http://…/m.wasm#sha256=<hex>` into the URL to fetch and the pinned digest
+ * ({@link splitDigestPin}, as `capsule --url` reads it).
+ * @throws FaasError 400 ERROR_BAD_URL (not an http(s) URL), ERROR_BAD_DIGEST (a pin that is not 64 hex digits)
+ */
 export function parseDownloadUrl(text: string): { url: string; digest?: string } {
+  let split: { url: string; digest?: string };
+  try {
+    split = splitDigestPin(text);
+  } catch (e) {
+    throw new FaasError(400, 'ERROR_BAD_DIGEST', `downloadUrl: ${(e as Error).message}`);
+  }
   let u: URL;
   try {
-    u = new URL(text);
+    u = new URL(split.url);
   } catch {
     throw new FaasError(400, 'ERROR_BAD_URL', `downloadUrl "${text}" is not a URL`);
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new FaasError(400, 'ERROR_BAD_URL', `downloadUrl must be http or https, not ${u.protocol}`);
-  const m = /^#?sha256[=:](.*)$/i.exec(u.hash);
-  u.hash = '';
-  return { url: u.toString(), digest: m ? normaliseDigest(m[1]!, 'downloadUrl #sha256') : undefined };
+  return split;
 }
 
 /** The content-addressed module cache of a node. */

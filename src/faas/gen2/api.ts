@@ -162,7 +162,8 @@ async function forwardTo(request: FastifyRequest, reply: FastifyReply, o: FaasRo
     const result = await forwardRequest(request.raw, reply.raw, [`${o.domain}:${runner.port}`], t.path, {
       logger: o.logger, timeoutMs: o.callTimeoutMs ?? 300_000, retrySame: restartAndRetry(o, runner),
     });
-    o.logger.debug({ key: recordKey(found.record.functionName, found.record.functionRevision, found.record.index), status: result.status, error: result.error }, 'FaaS call');
+    // the key string and the object only when someone reads debug lines (this runs for every call)
+    if (o.logger.isLevelEnabled('debug')) o.logger.debug({ key: recordKey(found.record.functionName, found.record.functionRevision, found.record.index), status: result.status, error: result.error }, 'FaaS call');
     m?.requests.inc({ ...labels, status: String(result.status) });
     if (result.status >= 500 || result.status === 0) m?.errors.inc({ ...labels, code: result.error ? 'UPSTREAM' : String(result.status) });
   } finally {

@@ -22,7 +22,7 @@
 import { CapsuleError } from '../base/errors.ts';
 import type { ServiceCallerModule, ServiceHost } from '../base/services.ts';
 import type { ParsedModule, ValType } from '../wasm/binary.ts';
-import type { HostCallContext, HostFunction, ParamKind } from '../capabilities/types.ts';
+import type { HostFunction, ParamKind } from '../capabilities/types.ts';
 import type { JspiApi } from './guest.ts';
 import type { CallState } from './host-imports.ts';
 import type { ImportProvider, UserCallHooks, UserCallReply, UserCallRequest } from './types.ts';

@@ -14,7 +14,7 @@ import { CapsuleError } from '../../base/errors.ts';
 import type { InvocationInput, InvocationOutput, MessageInput } from '../../base/invocation.ts';
 import { WasiExit } from '../../wasi/preview1.ts';
 import type { Guest, JspiApi } from '../guest.ts';
-import type { Abi, GuestInstances } from '../types.ts';
+import type { Abi } from '../types.ts';
 import type { ParsedModule } from '../../wasm/binary.ts';
 import { EXTISM_ENV, EXTISM_LOG_LEVELS, KERNEL_KEY, kernelStateOf, type ExtismLogLevel, type KernelState } from './imports.ts';
 import { ExtismFailure, type Kernel } from './kernel.ts';

@@ -21,7 +21,6 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { existsSync, realpathSync, statSync } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { writeFileAtomically } from '../../base/files.ts';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { CapsuleError } from '../../base/errors.ts';

@@ -27,8 +27,6 @@ import { functionOptionsOf } from './spec.ts';
 import { DirectoryWatcher } from './watch.ts';
 import { invokeVersion, newVersion, retireVersion, type FunctionVersion } from './swap.ts';
 
-export type { FunctionVersion } from './swap.ts';
-
 /** What the table logs through (a pino logger fits). */
 export interface TableLog {
   info(fields: Record<string, unknown>, message: string): void;
@@ -89,11 +87,6 @@ export class TableEntry {
     const v = this.current;
     if (!v) return Promise.reject(this.error ?? new CapsuleError('BAD_MODULE', `${this.name} is not loaded`));
     return invokeVersion(v, input, meta);
-  }
-
-  /** Stops using a version: closed now if idle, else when its last call returns (no stop exports). */
-  static retire(v: FunctionVersion | undefined): void {
-    if (v) void retireVersion(v);
   }
 }
 

@@ -135,8 +135,9 @@ class ClientGone {
 /** The request headers to send: every value but hop-by-hop ones, plus X-Forwarded-*. */
 export function forwardHeaders(req: IncomingMessage): string[] {
   const raw = req.rawHeaders;
-  const conn = req.headers.connection;
-  const listed = conn ? new Set(conn.toLowerCase().split(',').map((s) => s.trim())) : undefined;
+  const conn = req.headers.connection?.toLowerCase();
+  // the usual `keep-alive` (or `upgrade`) lists nothing the hop-by-hop set does not drop already
+  const listed = conn && !HOP_BY_HOP.has(conn) ? new Set(conn.split(',').map((s) => s.trim())) : undefined;
   const out: string[] = [];
   let xff: string | undefined;
   let proto = false;

@@ -266,6 +266,9 @@ describe('capsule faas and the FaaS client commands', { skip }, () => {
     ok(deployHelp);
     assert.doesNotMatch(deployHelp.stdout, /^ +--[\w-]+(?: <[^>]+>)?$/m, 'every flag of capsule deploy says what it does');
     assert.match(deployHelp.stdout, /--download-url <url> +same as --url/);
+    const badUrl = await client(['list'], { CAPSULE_WORKER_URL: 'localhost:9999' });
+    assert.equal(badUrl.code, 2, 'a URL without its scheme is a usage error, not "cannot reach"');
+    assert.match(badUrl.stderr, /the node URL "localhost:9999" \(from CAPSULE_WORKER_URL\) must be an http\(s\) base URL, e\.g\. http:\/\/localhost:9999/);
     const unknownCommand = await runCapsule(['launch'], { bin: CAPS, env });
     assert.equal(unknownCommand.code, 1);
     assert.equal(unknownCommand.stdout.trim(), '😡 launch is not a recognized command');

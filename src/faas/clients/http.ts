@@ -4,6 +4,7 @@
  * service: a refused connection says which `capsule …` command should be running where, a refusal
  * gives the service's status, code and message (faas-api.md §1–§3, §9).
  */
+import { CapsuleError } from '../../base/errors.ts';
 
 /** The services a client talks to, and how a user starts each. */
 export const SERVICES = {
@@ -51,10 +52,18 @@ export interface CallOptions {
   accept?: (reply: ServiceReply) => boolean;
 }
 
-/** The base URL of a service: the flag, else its environment variable, else the Go default; no trailing slash. */
+/**
+ * The base URL of a service: the flag, else its environment variable, else the Go default; no trailing slash.
+ * @throws CapsuleError USAGE when it is not an http(s) URL (naming where it came from)
+ */
 export function serviceUrl(service: ServiceName, flag?: string, env: NodeJS.ProcessEnv = process.env): string {
   const s = SERVICES[service];
-  return (flag || env[s.urlEnv] || s.url).replace(/\/+$/, '');
+  const url = (flag || env[s.urlEnv] || s.url).replace(/\/+$/, '');
+  if (!/^https?:$/.test(URL.parse(url)?.protocol ?? '')) {
+    const from = flag ? 'the command line' : s.urlEnv;
+    throw new CapsuleError('USAGE', `the ${s.label} URL "${url}" (from ${from}) must be an http(s) base URL, e.g. ${s.url}`);
+  }
+  return url;
 }
 
 /** The admin token of a service from the environment (undefined when unset or empty). */

@@ -18,7 +18,7 @@ import { FaasError } from '../shared/service.ts';
 import type { NodeMetrics } from './metrics.ts';
 import type { DeployableModule, ModuleSource } from './module-source.ts';
 import type { ProxyRegistration } from './proxy-client.ts';
-import { startInProcessReplica, startProcessReplica, type Replica, type ReplicaListen, type ReplicaTarget } from './replicas.ts';
+import { CGI_KINDS, startInProcessReplica, startProcessReplica, type Replica, type ReplicaListen, type ReplicaTarget } from './replicas.ts';
 import { PortCounter } from './ports.ts';
 
 /** The revision `/functions/<fn>` leads to (faas-api.md §1). */
@@ -254,7 +254,7 @@ export class Deployments {
     const labels = { fn: state.fn, rev: state.rev };
     return {
       name: state.key,
-      cgi: () => ['wasi', 'extism'].includes(table.entries().get(state.key)?.current?.fn.module.detection.kind ?? ''),
+      cgi: () => CGI_KINDS.has(table.entries().get(state.key)?.current?.fn.module.detection.kind ?? ''),
       invoke: (input, meta) => {
         const entry = table.entries().get(state.key);
         if (!entry) return Promise.reject(new CapsuleError('BAD_MODULE', `${state.fn}/${state.rev} is not deployed`));

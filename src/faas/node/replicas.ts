@@ -53,6 +53,9 @@ export interface ReplicaTarget extends HttpTarget {
   cgi(): boolean;
 }
 
+/** Module kinds whose calls get the CGI view of the whole request path (WASI commands, Extism plugins; as serve --functions). */
+export const CGI_KINDS: ReadonlySet<string> = new Set(['wasi', 'extism']);
+
 /**
  * Starts an in-process replica: every request path calls `target` (the revision's current
  * version, looked up per call, so a reload never changes the listener).

@@ -25,6 +25,7 @@ import { FaasError } from '../../shared/service.ts';
 import type { DeployableModule } from '../module-source.ts';
 import type { NodeMetrics } from '../metrics.ts';
 import type { ClusterModules } from './modules.ts';
+import { CGI_KINDS } from '../replicas.ts';
 import { eligible, isDeployRecord, type DeployRecord } from './records.ts';
 
 /** What a node's runtime is built from. */
@@ -73,7 +74,6 @@ interface Slot {
 }
 
 const envKey = (env: Record<string, string>) => JSON.stringify(Object.entries(env).sort());
-const CGI_KINDS = new Set(['wasi', 'extism']);
 
 /** The revisions a cluster node serves (see the module comment). */
 export class RevisionRuntime {

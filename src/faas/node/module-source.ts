@@ -49,7 +49,7 @@ export function normaliseDigest(text: string, what: string): string {
  * ({@link splitDigestPin}, as `capsule --url` reads it).
  * @throws FaasError 400 ERROR_BAD_URL (not an http(s) URL), ERROR_BAD_DIGEST (a pin that is not 64 hex digits)
  */
-export function parseDownloadUrl(text: string): { url: string; digest?: string } {
+function parseDownloadUrl(text: string): { url: string; digest?: string } {
   let split: { url: string; digest?: string };
   try {
     split = splitDigestPin(text);

@@ -17,7 +17,7 @@ import type { DeployableModule, ModuleSource } from '../module-source.ts';
 import type { DeployRecord } from './records.ts';
 
 /** Object name of a module copied by a node's worker API: `sha256/<hex>.wasm`. */
-export const objectName = (hex: string) => `sha256/${hex}.wasm`;
+const objectName = (hex: string) => `sha256/${hex}.wasm`;
 
 /** The module sources of a cluster node (see the module comment). */
 export class ClusterModules {

@@ -9,8 +9,7 @@
  * `reload` swaps a revision's module without dropping a call (in-flight calls finish on the old
  * one). Changes are applied one at a time; downloads run before, outside that queue.
  */
-import { CapsuleError, STATUS_BY_CODE } from '../../base/errors.ts';
-import type { HttpResponseOutput } from '../../base/invocation.ts';
+import { CapsuleError } from '../../base/errors.ts';
 import type { FunctionTable } from '../../functions/table.ts';
 import type { FunctionDef } from '../../functions/routes.ts';
 import type { Logger } from '../../observability/logger.ts';
@@ -258,22 +257,7 @@ export class Deployments {
       invoke: (input, meta) => {
         const entry = table.entries().get(state.key);
         if (!entry) return Promise.reject(new CapsuleError('BAD_MODULE', `${state.fn}/${state.rev} is not deployed`));
-        m.inflight.inc(labels);
-        const end = m.duration.startTimer(labels);
-        return entry.invoke(input, meta).then((r) => {
-          const out = r.output as HttpResponseOutput;
-          m.requests.inc({ ...labels, status: out.status });
-          if (out.failure) m.errors.inc({ ...labels, code: out.failure.code });
-          return r;
-        }, (e: unknown) => {
-          const code = e instanceof CapsuleError ? e.code : 'INTERNAL';
-          m.requests.inc({ ...labels, status: STATUS_BY_CODE[code] });
-          m.errors.inc({ ...labels, code });
-          throw e;
-        }).finally(() => {
-          m.inflight.dec(labels);
-          end();
-        });
+        return m.track(labels, () => entry.invoke(input, meta));
       },
     };
   }

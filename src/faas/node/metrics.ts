@@ -5,6 +5,10 @@
  * the pool with `OnLoad`). Labels `fn` and `rev` name the function and revision.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { CapsuleError, STATUS_BY_CODE } from '../../base/errors.ts';
+import type { HttpResponseOutput } from '../../base/invocation.ts';
+import type { CallResult } from '../../engine/pool.ts';
+import { FaasError } from '../shared/service.ts';
 
 /** The metric set of one node. */
 export class NodeMetrics {
@@ -31,5 +35,31 @@ export class NodeMetrics {
       name: 'capsule_cold_start_seconds', help: 'Time to make a revision (or a new generation of it) ready, by phase: fetch, compile, init', labelNames: ['fn', 'rev', 'phase'], registers,
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     });
+  }
+
+  /**
+   * Counts one call of a revision: in flight while `run` runs, then its duration, its status
+   * (the guest's HTTP status, a FaasError's status, or the status of a CapsuleError code) and,
+   * when it failed, its error code. Rethrows what `run` throws.
+   * @param labels `{ fn, rev }`
+   */
+  async track(labels: { fn: string; rev: string }, run: () => Promise<CallResult>): Promise<CallResult> {
+    this.inflight.inc(labels);
+    const end = this.duration.startTimer(labels);
+    try {
+      const r = await run();
+      const out = r.output as HttpResponseOutput;
+      this.requests.inc({ ...labels, status: out.status });
+      if (out.failure) this.errors.inc({ ...labels, code: out.failure.code });
+      return r;
+    } catch (e) {
+      const code = e instanceof CapsuleError || e instanceof FaasError ? e.code : 'INTERNAL';
+      this.requests.inc({ ...labels, status: e instanceof FaasError ? e.status : STATUS_BY_CODE[code as keyof typeof STATUS_BY_CODE] ?? 500 });
+      this.errors.inc({ ...labels, code });
+      throw e;
+    } finally {
+      this.inflight.dec(labels);
+      end();
+    }
   }
 }

@@ -187,31 +187,18 @@ export class RevisionRuntime {
   }
 
   async #call(slot: Slot, input: HttpRequestInput, meta: InvocationMeta): Promise<CallResult> {
-    const m = this.#o.metrics;
-    const labels = { fn: slot.fn, rev: slot.rev };
     slot.inflight++;
     slot.lastStart = Date.now(); // activity counts at request start (openfaas #1410)
-    m.inflight.inc(labels);
-    const end = m.duration.startTimer(labels);
     try {
-      if (!slot.loaded) await (slot.activating ??= this.#enqueue(slot, () => this.#materialize(slot)).finally(() => (slot.activating = undefined)));
-      const entry = this.#o.table.entries().get(slot.key);
-      if (!entry || !slot.loaded) throw new CapsuleError('BAD_MODULE', `${slot.fn}/${slot.rev} is not loaded on this node`);
-      if (!input.cgi && CGI_KINDS.has(slot.loaded.kind)) input.cgi = { route: '/...' };
-      const r = await entry.invoke(input, meta);
-      const out = r.output as HttpResponseOutput;
-      m.requests.inc({ ...labels, status: out.status });
-      if (out.failure) m.errors.inc({ ...labels, code: out.failure.code });
-      return r;
-    } catch (e) {
-      const code = e instanceof CapsuleError || e instanceof FaasError ? e.code : 'INTERNAL';
-      m.requests.inc({ ...labels, status: e instanceof FaasError ? e.status : STATUS_BY_CODE[code as keyof typeof STATUS_BY_CODE] ?? 500 });
-      m.errors.inc({ ...labels, code });
-      throw e;
+      return await this.#o.metrics.track({ fn: slot.fn, rev: slot.rev }, async () => {
+        if (!slot.loaded) await (slot.activating ??= this.#enqueue(slot, () => this.#materialize(slot)).finally(() => (slot.activating = undefined)));
+        const entry = this.#o.table.entries().get(slot.key);
+        if (!entry || !slot.loaded) throw new CapsuleError('BAD_MODULE', `${slot.fn}/${slot.rev} is not loaded on this node`);
+        if (!input.cgi && CGI_KINDS.has(slot.loaded.kind)) input.cgi = { route: '/...' };
+        return entry.invoke(input, meta);
+      });
     } finally {
       slot.inflight--;
-      m.inflight.dec(labels);
-      end();
     }
   }
 

@@ -23,6 +23,15 @@ export function intFlag(text: string, name: string, min: number, max: number): n
 }
 
 /**
+ * `--workers <n>` of the commands that run guests: worker threads, 1 to 256; absent: undefined
+ * (the pool's default, CPU cores).
+ * @throws CapsuleError USAGE naming the flag and the range
+ */
+export function workersFlag(text: string | undefined): number | undefined {
+  return text ? intFlag(text, '--workers', 1, 256) : undefined;
+}
+
+/**
  * The bytes of a file named by a flag.
  * @throws CapsuleError USAGE naming the flag and the path
  */

@@ -23,7 +23,7 @@ import { LOG_LEVELS, type LogFormat, type LogLevel } from '../observability/log-
 import type { Logger } from '../observability/logger.ts';
 import type { RunningMessageTrigger } from '../triggers/message/index.ts';
 import { CAPSULE_VERSION } from '../base/version.ts';
-import { intFlag, listenFlags, listenOptions, logFormatOption, type ListenFlags } from './flags.ts';
+import { intFlag, listenFlags, listenOptions, logFormatOption, workersFlag, type ListenFlags } from './flags.ts';
 import { callCommand } from './call.ts';
 import { newCommand } from './new.ts';
 import { buildCommand } from './build.ts';
@@ -303,7 +303,7 @@ async function serveMany(program: Command, positional: string | undefined, f: Se
     // multi-function servers never pass the runner's environment (conventions.md §2)
     defaults: { ...functionOptionsOf({ ...spec, dirs: [] }), reuse: f.reuse, fresh: f.fresh },
     dirs: spec.dirs,
-    workers: f.workers ? intFlag(f.workers, '--workers', 1, 256) : undefined,
+    workers: workersFlag(f.workers),
     watch: f.watch !== false,
   });
 }
@@ -314,9 +314,9 @@ async function serveOne(positional: string | undefined, f: ServeFlags, http: Ser
   const [{ CapsuleFunction }, { reloadOptionsFor }, { serveHttp }] = await Promise.all([
     import('../engine/function.ts'), import('../triggers/http/reload.ts'), import('../triggers/http/server.ts'),
   ]);
+  const workers = workersFlag(f.workers); // a bad value is told before the module is read
   const options = (m: LoadedModule): FunctionOptions => ({
-    ...functionOptions(f, m, true), stdio: 'capture', reuse: f.reuse, fresh: f.fresh,
-    workers: f.workers ? intFlag(f.workers, '--workers', 1, 256) : undefined,
+    ...functionOptions(f, m, true), stdio: 'capture', reuse: f.reuse, fresh: f.fresh, workers,
     onWarning: (w) => logger.warn(w),
   });
   // hot reload (POST /load-wasm-module, --watch): new versions on the first one's worker pool
@@ -361,7 +361,7 @@ function messageCommands(program: Command, exit: (code: number) => void): void {
     const module = await loadFromFlags(f, positional);
     const fn = CapsuleFunction.fromModule(module, {
       ...functionOptions(f, module, true), stdio: 'capture', reuse: f.reuse, fresh: f.fresh,
-      workers: f.workers ? intFlag(f.workers, '--workers', 1, 256) : undefined,
+      workers: workersFlag(f.workers),
       onWarning: (m) => logger.warn(m),
     });
     let trigger: RunningMessageTrigger;

@@ -199,7 +199,11 @@ export class FileModuleStore implements ModuleStore {
   }
 }
 
-/** Writes a small file through a temporary file and a rename. */
+/**
+ * Writes a small file through a temporary file and a rename. Not base/files.ts
+ * writeFileAtomically: its temporary name must match `.upload-*.part` ({@link TEMP}) so that
+ * listings and downloads never show it.
+ */
 async function writeAtomically(path: string, text: string): Promise<void> {
   const tmp = join(path, '..', `.upload-${randomUUID()}.part`);
   try {

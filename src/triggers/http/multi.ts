@@ -20,7 +20,7 @@
  * or with new settings). Multi-function servers never pass the runner's environment to guests.
  */
 import { CapsuleError } from '../../base/errors.ts';
-import type { ModuleKind } from '../../base/kinds.ts';
+import { CGI_KINDS } from '../../base/kinds.ts';
 import { FunctionTable, type FunctionTableOptions } from '../../functions/table.ts';
 import { sendJson, serveRunnerRoute } from '../shared/runner-routes.ts';
 import { runLifecycle } from '../lifecycle.ts';
@@ -56,9 +56,6 @@ function notFound(path: string): HttpDispatch {
   };
 }
 
-/** Kinds whose route names the entrypoint to call: WASI commands and Extism plugins (extism-abi.md §11). */
-const ENTRYPOINT_KINDS: ReadonlySet<ModuleKind> = new Set<ModuleKind>(['wasi', 'extism']);
-
 /** What serves a request path: `/healthz` (WAGI), the runner's routes, else the table's first match. */
 function dispatch(table: FunctionTable, path: string, state: PipelineState): HttpDispatch {
   if (path === '/healthz') return ANSWER_HEALTHZ;
@@ -67,7 +64,7 @@ function dispatch(table: FunctionTable, path: string, state: PipelineState): Htt
   if (!r) return notFound(path);
   const h = r.target;
   if (!h.current) return { type: 'error', error: h.error ?? new CapsuleError('BAD_MODULE', `${h.name} is not loaded yet`), name: h.name };
-  if (!ENTRYPOINT_KINDS.has(h.current.fn.module.detection.kind)) return { type: 'function', target: h, route: r.def.route };
+  if (!CGI_KINDS.has(h.current.fn.module.detection.kind)) return { type: 'function', target: h, route: r.def.route };
   return { type: 'function', target: h, route: r.def.route, cgi: { route: r.def.route, entrypoint: r.def.entrypoint, argv: r.def.argv } };
 }
 

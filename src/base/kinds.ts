@@ -12,7 +12,7 @@ export type ModuleKind = 'capsule-1a' | 'capsule-1b' | 'capsule-1c' | 'capsule-2
  * Kinds called over HTTP with the CGI view of a request (route, entrypoint, argv; wasi-cgi.md
  * §9): WASI commands, and Extism plugins, whose route names the export to call (extism-abi.md §11).
  */
-export const CGI_KINDS: ReadonlySet<ModuleKind> = new Set<ModuleKind>(['wasi', 'extism']);
+export const CGI_KINDS: ReadonlySet<string> = new Set<ModuleKind>(['wasi', 'extism']);
 
 /** The result of detection. */
 export interface Detection {

@@ -8,7 +8,7 @@
  */
 import type { Command } from 'commander';
 import { CapsuleError } from '../../base/errors.ts';
-import { intFlag } from '../../cli/flags.ts';
+import { intFlag, workersFlag } from '../../cli/flags.ts';
 import { listenOptions, serveServices, serviceOptions, type CommandRegistrar, type ServiceFlags } from '../shared/command.ts';
 import type { ClientContext } from './operations.ts';
 
@@ -230,7 +230,7 @@ export const faasCommand: CommandRegistrar = (program, exit) => {
       const registryPort = intFlag(f.registryPort, '--registry-port', 0, 65535);
       const nodePort = intFlag(f.nodePort, '--node-port', 0, 65535);
       const portCounter = intFlag(f.httpPortCounter, '--http-port-counter', 0, 65534);
-      const workers = f.workers === undefined ? undefined : intFlag(f.workers, '--workers', 1, 1024);
+      const workers = workersFlag(f.workers);
       const { createLogger } = await import('../../observability/logger.ts');
       const { startFaasKit } = await import('./index.ts');
       const logger = createLogger(f.logLevel, f.logFormat);

@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { CapsuleError } from '../../base/errors.ts';
-import { intFlag } from '../../cli/flags.ts';
+import { workersFlag } from '../../cli/flags.ts';
 import { listenOptions, serveServices, serviceOptions, type CommandRegistrar, type ServiceFlags } from '../shared/command.ts';
 
 interface FaasFlags extends ServiceFlags {
@@ -50,7 +50,7 @@ CAPSULE_DOMAIN (base URL of the revisions, default http://127.0.0.1), CAPSULE_PR
     .exitOverride()
     .action(async (f: FaasFlags) => {
       const listen = listenOptions(f);
-      const workers = f.workers ? intFlag(f.workers, '--workers', 1, 256) : undefined;
+      const workers = workersFlag(f.workers);
       const args = mainArgs(f);
       const { createLogger } = await import('../../observability/logger.ts');
       const { startFaas } = await import('./index.ts');

@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { CapsuleError } from '../../base/errors.ts';
-import { intFlag } from '../../cli/flags.ts';
+import { intFlag, workersFlag } from '../../cli/flags.ts';
 import { listenOptions, serveServices, serviceOptions, type CommandRegistrar, type ServiceFlags } from '../shared/command.ts';
 
 interface NodeFlags extends ServiceFlags {
@@ -67,7 +67,7 @@ export const nodeCommand: CommandRegistrar = (program: Command, exit) => {
     .action(async (f: NodeFlags) => {
       const listen = listenOptions(f);
       const portCounter = intFlag(f.httpPortCounter, '--http-port-counter', 0, 65534);
-      const workers = f.workers === undefined ? undefined : intFlag(f.workers, '--workers', 1, 1024);
+      const workers = workersFlag(f.workers);
       const { createLogger } = await import('../../observability/logger.ts');
       const { startNode, httpProxyRegistration } = await import('./index.ts');
       const { hostname } = await import('node:os');

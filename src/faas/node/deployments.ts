@@ -17,7 +17,8 @@ import { FaasError } from '../shared/service.ts';
 import type { NodeMetrics } from './metrics.ts';
 import type { DeployableModule, ModuleSource } from './module-source.ts';
 import type { ProxyRegistration } from './proxy-client.ts';
-import { CGI_KINDS, startInProcessReplica, startProcessReplica, type Replica, type ReplicaListen, type ReplicaTarget } from './replicas.ts';
+import { CGI_KINDS } from '../../base/kinds.ts';
+import { startInProcessReplica, startProcessReplica, type Replica, type ReplicaListen, type ReplicaTarget } from './replicas.ts';
 import { PortCounter } from './ports.ts';
 
 /** The revision `/functions/<fn>` leads to (faas-api.md §1). */

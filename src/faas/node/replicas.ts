@@ -53,8 +53,6 @@ export interface ReplicaTarget extends HttpTarget {
   cgi(): boolean;
 }
 
-/** Module kinds whose calls get the CGI view of the whole request path (WASI commands, Extism plugins; as serve --functions). */
-export const CGI_KINDS: ReadonlySet<string> = new Set(['wasi', 'extism']);
 
 /**
  * Starts an in-process replica: every request path calls `target` (the revision's current

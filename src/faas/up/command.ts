@@ -6,7 +6,7 @@
  * when the command runs.
  */
 import { CapsuleError } from '../../base/errors.ts';
-import { intFlag } from '../../cli/flags.ts';
+import { intFlag, workersFlag } from '../../cli/flags.ts';
 import { latticeFlag, listenOptions, serviceOptions, type CommandRegistrar, type ServiceFlags } from '../shared/command.ts';
 import { defaultCacheDir } from '../node/command.ts';
 
@@ -59,7 +59,7 @@ async function up(f: UpFlags): Promise<number> {
   const lattice = await latticeFlag(f.lattice);
   const ports = f.all ? {
     registry: intFlag(f.registryPort, '--registry-port', 0, 65535), node: intFlag(f.nodePort, '--node-port', 0, 65535),
-    counter: intFlag(f.httpPortCounter, '--http-port-counter', 0, 65534), workers: f.workers === undefined ? undefined : intFlag(f.workers, '--workers', 1, 1024),
+    counter: intFlag(f.httpPortCounter, '--http-port-counter', 0, 65534), workers: workersFlag(f.workers),
   } : undefined;
   const { createLogger } = await import('../../observability/logger.ts');
   const { Shutdown, serveUntilClosed } = await import('../../triggers/lifecycle.ts');

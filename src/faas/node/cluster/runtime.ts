@@ -25,7 +25,7 @@ import { FaasError } from '../../shared/service.ts';
 import type { DeployableModule } from '../module-source.ts';
 import type { NodeMetrics } from '../metrics.ts';
 import type { ClusterModules } from './modules.ts';
-import { CGI_KINDS } from '../replicas.ts';
+import { CGI_KINDS } from '../../../base/kinds.ts';
 import { eligible, isDeployRecord, type DeployRecord } from './records.ts';
 
 /** What a node's runtime is built from. */

@@ -214,6 +214,8 @@ describe('capsule faas and the FaaS client commands', { skip }, () => {
       [['deploy', 'hello', 'blue', 'demo/hello/0.0.0', '--env', 'NOEQUALS'], /--env NOEQUALS: expected NAME=value/],
       [['scale', 'hello', 'blue', '0'], /replicas: "0" must be a whole number from 1/],
       [['publish', join(dir, 'none.wasm'), 'demo/x/1'], /cannot read .*none\.wasm: ENOENT/],
+      [['node', '--cluster=,', '--http-port=0'], /--cluster: give at least one NATS server URL/],
+      [['proxy', '--backend=nats', '--cluster= ', '--http-port=0'], /--cluster: give at least one NATS server URL/],
     ] as const) {
       const r = await client([...args]);
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);

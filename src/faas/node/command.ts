@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { CapsuleError } from '../../base/errors.ts';
 import { intFlag, workersFlag } from '../../cli/flags.ts';
-import { listenOptions, serveServices, serviceOptions, type CommandRegistrar, type ServiceFlags } from '../shared/command.ts';
+import { clusterFlag, listenOptions, serveServices, serviceOptions, type CommandRegistrar, type ServiceFlags } from '../shared/command.ts';
 
 interface NodeFlags extends ServiceFlags {
   backend: string;
@@ -76,7 +76,7 @@ export const nodeCommand: CommandRegistrar = (program: Command, exit) => {
       if (f.capsulePath !== undefined && !f.process) logger.warn({ capsulePath: f.capsulePath }, '--capsule-path is ignored without --process (deployments run in this process)');
       const proxyUrl = f.reverseProxy?.replace(/\/+$/, '');
       const cluster = f.cluster === undefined ? undefined : {
-        servers: f.cluster.split(',').map((u) => u.trim()).filter(Boolean), lattice: f.lattice, nodeId: f.nodeId,
+        servers: clusterFlag(f.cluster), lattice: f.lattice, nodeId: f.nodeId,
         labels: await labelsFlag(f.labels), maxInflight: intFlag(f.maxInflight, '--max-inflight', 1, 1_000_000),
         cacheDir: f.cacheDir ?? await defaultCacheDir(), idleSeconds: intFlag(f.idleSeconds, '--idle-seconds', 0, 31_536_000),
       };

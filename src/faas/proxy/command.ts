@@ -3,7 +3,7 @@
  * faas-api.md §1): options only, the service is imported when the command runs.
  */
 import { CapsuleError } from '../../base/errors.ts';
-import { latticeFlag, serviceOptions, listenOptions, serveServices, type CommandRegistrar, type ServiceFlags } from '../shared/command.ts';
+import { clusterFlag, latticeFlag, serviceOptions, listenOptions, serveServices, type CommandRegistrar, type ServiceFlags } from '../shared/command.ts';
 
 interface ProxyFlags extends ServiceFlags {
   config?: string;
@@ -37,7 +37,7 @@ export const proxyCommand: CommandRegistrar = (program, exit) => {
       const routes = f.config ? loadRoutesConfig(f.config, logger) : undefined;
       const backend = await openBackend(f.backend === 'memory' ? { backend: 'memory' }
         : f.backend === 'redis' ? { backend: 'redis', redisUri: await redisUri(f.redisUri), logger }
-          : { backend: 'nats', servers: f.cluster!.split(',').map((s) => s.trim()).filter(Boolean), lattice: await latticeFlag(f.lattice), logger, timeoutMs })
+          : { backend: 'nats', servers: clusterFlag(f.cluster), lattice: await latticeFlag(f.lattice), logger, timeoutMs })
         .catch((e: Error) => {
           throw e instanceof CapsuleError ? e : new CapsuleError('LOAD', `--backend ${f.backend}: ${e.message}`);
         });

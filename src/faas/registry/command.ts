@@ -4,7 +4,7 @@
  */
 import { Option, type Command } from 'commander';
 import { parseSize } from '../../base/units.ts';
-import { listenOptions, serveServices, serviceOptions, type CommandRegistrar, type ServiceFlags } from '../shared/command.ts';
+import { clusterFlag, listenOptions, serveServices, serviceOptions, type CommandRegistrar, type ServiceFlags } from '../shared/command.ts';
 
 /** Registers `capsule registry`. */
 export const registryCommand: CommandRegistrar = (program: Command, exit) => {
@@ -36,7 +36,7 @@ async function clusterStore(urls: string, lattice: string, logger: import('../..
   const { connectCluster } = await import('../cluster/state.ts');
   const { bucketName, checkLattice } = await import('../cluster/lattice.ts');
   const { ObjectModuleStore } = await import('./nats-store.ts');
-  const servers = urls.split(',').map((s) => s.trim()).filter(Boolean);
+  const servers = clusterFlag(urls);
   const nc = await connectCluster({ servers, name: 'capsule-registry', logger });
   return ObjectModuleStore.open(nc, bucketName(checkLattice(lattice), 'MODULES'), { replicas: Math.min(3, servers.length) });
 }

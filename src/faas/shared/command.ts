@@ -61,3 +61,13 @@ export async function latticeFlag(name: string): Promise<string> {
     throw new CapsuleError('USAGE', `--lattice: ${(e as Error).message}`);
   }
 }
+
+/**
+ * The `--cluster` flag: NATS server URLs, comma-separated (faas-cluster.md §1.1).
+ * @throws CapsuleError USAGE when it names no server
+ */
+export function clusterFlag(text: string | undefined): string[] {
+  const servers = (text ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  if (servers.length === 0) throw new CapsuleError('USAGE', '--cluster: give at least one NATS server URL, e.g. --cluster=nats://127.0.0.1:4222 (`capsule up` starts one)');
+  return servers;
+}

@@ -35,6 +35,19 @@ export interface NatsCluster {
  * @throws when a server does not come up within 20 s
  */
 export async function startNatsCluster(bin: string, size = 3): Promise<NatsCluster> {
+  // A free port is free when picked, not when the server binds it: a test running beside this
+  // one may take it first ("address already in use"). Then the whole cluster starts again on
+  // fresh ports.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(bin, size);
+    } catch (e) {
+      if (attempt >= 3 || !/address already in use/.test(String((e as Error).message))) throw e;
+    }
+  }
+}
+
+async function startOnce(bin: string, size: number): Promise<NatsCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'capsule-nats-cluster-'));
   const ports = await Promise.all(Array.from({ length: size }, async () => ({ client: await freePort(), cluster: await freePort(), http: await freePort() })));
   const routes = ports.map((p) => `nats-route://127.0.0.1:${p.cluster}`);
@@ -57,6 +70,7 @@ export async function startNatsCluster(bin: string, size = 3): Promise<NatsClust
     ].join('\n'));
     const r = await restartable(bin, ['-c', conf], p.client).catch(async (e: Error) => {
       await Promise.all(servers.map((s) => s.kill())); // none left running (they would keep the test process alive)
+      rmSync(dir, { recursive: true, force: true });
       throw new Error(`${name} did not start: ${e.message}`, { cause: e });
     });
     servers.push({ ...r, name, url: `nats://127.0.0.1:${p.client}`, monitor: `http://127.0.0.1:${p.http}` });

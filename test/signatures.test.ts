@@ -1,7 +1,7 @@
 /**
  * Export and import signatures are checked at load, not only arities (capsule-abi.md §1, §2.1,
  * §2.5, §5.2, §5.5; wasi-cgi.md §1): a module whose `callHandle` takes an i64, whose `malloc`
- * returns nothing or a float, whose host-function import returns an i64, is refused with a
+ * returns nothing or a float, whose host-function or WASI preview1 import has another type, is refused with a
  * BAD_MODULE error naming the export or import, its type and the expected one — by `capsule run`
  * (exit 1, the message on stderr), by `capsule serve --functions` (500 BAD_MODULE JSON while the
  * good functions serve) and by `capsule inspect` (the module described, the problem named, exit 1).
@@ -96,6 +96,12 @@ const CASES: Case[] = [
     message: 'export _start has type (i32) -> (); a WASI command expects () -> ()' },
   { file: 'wasi-log.wasm', wat: wasi(undefined, '(import "env" "log_i32" (func (param i64)))'),
     message: 'import env.log_i32 has type (i64) -> (); Capsule (wasi modules) expects (i32) -> ()' },
+  { file: 'wasi-fd-write.wasm', wat: wasi(undefined, '(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i64 i32 i32) (result i32)))'),
+    message: 'import wasi_snapshot_preview1.fd_write has type (i32, i64, i32, i32) -> i32; WASI preview1 expects (i32, i32, i32, i32) -> i32' },
+  { file: 'gen2-wasi-exit.wasm', wat: gen2({}, '(import "wasi_snapshot_preview1" "proc_exit" (func (param i32) (result i32)))'),
+    message: 'import wasi_snapshot_preview1.proc_exit has type (i32) -> i32; WASI preview1 expects (i32) -> ()' },
+  { file: 'wasi-sock-open.wasm', wat: wasi(undefined, '(import "wasi_snapshot_preview1" "sock_open" (func (param i32 i32 i32) (result i32)))'),
+    message: 'imports wasi_snapshot_preview1.sock_open, which WASI preview1 does not define (Capsule provides the 46 functions of wasi_snapshot_preview1 only)' },
 ];
 
 const GOOD = { gen2: gen2({}, '(import "env" "hostLogString" (func (param i32 i32) (result i32)))'), gen1b: gen1b({}, '(import "env" "hostLogString" (func (param i32 i32)))') };

@@ -19,6 +19,7 @@ import type { Abi } from '../abi/types.ts';
 import { checkHostImports, hostFunctionTypes } from '../abi/host-imports.ts';
 import { capsuleUserFunctions, checkUserImports, declareUserFunctions, type UserHostFunctions } from '../abi/user-functions.ts';
 import { badImportType, sameType, sig } from '../abi/signatures.ts';
+import { PREVIEW1_NAMES, PREVIEW1_TYPES } from '../wasi/signatures.ts';
 
 /** A module ready to run: shared by every worker (a compiled `WebAssembly.Module` is cloneable). */
 export interface LoadedModule {
@@ -241,6 +242,7 @@ function checkImports(parsed: ParsedModule, abi: Abi, detection: Detection, name
   const accepted = () => Object.entries(abi.imports).flatMap(([ns, p]) => (typeof p === 'string' ? [ns] : Object.keys(p).map((n) => `${ns}.${n}`))).join(', ');
   for (const imp of parsed.imports) {
     const provider = abi.imports[imp.module];
+    if (provider === 'wasi-preview1' && imp.kind === 'function' && !user.has(imp.module)) checkWasiImport(imp, name);
     if (imp.kind === 'memory' || provider === 'wasi-preview1' || provider === 'host-functions' || linked.has(imp.module) || user.has(imp.module)) continue;
     const fn = provider && imp.kind === 'function' && Object.hasOwn(provider, imp.name) ? provider[imp.name] : undefined;
     if (!fn) throw new CapsuleError('BAD_MODULE', `${name}: imports ${imp.module}.${imp.name}; ${detection.kind} modules may import only from ${accepted()}`);
@@ -259,6 +261,17 @@ function checkImports(parsed: ParsedModule, abi: Abi, detection: Detection, name
     }
   }
   return hostImports;
+}
+
+/**
+ * Checks one `wasi_snapshot_preview1` function import against WASI preview1 (wasi/signatures.ts).
+ * @throws CapsuleError BAD_MODULE for a function preview1 does not define (e.g. a runtime's own
+ *   extension such as `sock_open`) or a declared type other than preview1's
+ */
+function checkWasiImport(imp: ImportEntry, name: string): void {
+  const want = Object.hasOwn(PREVIEW1_TYPES, imp.name) ? PREVIEW1_TYPES[imp.name]! : undefined;
+  if (!want) throw new CapsuleError('BAD_MODULE', `${name}: imports ${imp.module}.${imp.name}, which WASI preview1 does not define (Capsule provides the ${PREVIEW1_NAMES.length} functions of wasi_snapshot_preview1 only)`);
+  if (imp.type && !sameType(imp.type, want)) throw badImportType(name, imp.module, imp.name, imp.type, { types: [want], who: 'WASI preview1' });
 }
 
 /**

@@ -5,19 +5,41 @@
  * `CAPSULE_FAAS_TOKEN` (401/403, never a fall-through); the call route forwards the request
  * (method, headers, streamed body, path rest and query) to the replica's port.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AdminPolicy } from '../shared/admin.ts';
 import { adminGuard, bindJson, FaasError, sendJson } from '../shared/service.ts';
 import { forwardRequest } from '../proxy/forward.ts';
 import type { Logger } from '../../observability/logger.ts';
 import { NOT_FOUND_TEXT, recordKey } from './records.ts';
-import type { FaasState } from './state.ts';
+import type { FaasState, StartTask } from './state.ts';
 import type { Runner } from './runners.ts';
 import type { NodeMetrics } from '../node/metrics.ts';
+
+/**
+ * The gen-2 routes over a cluster's desired state (a cluster node's `ClusterProcesses`,
+ * faas-cluster.md §1.3): same replies, records in PROCS, revisions served by every node.
+ */
+export interface FaasClusterApi {
+  /** @returns the key `name/revision/index` @throws FaasError 4xx, 503 */
+  start(task: StartTask): Promise<string>;
+  /** @returns the function name, undefined when `name/revision/0` is unknown */
+  duplicate(name: string, revision: string, newRevision: string): Promise<string | undefined>;
+  /** @returns the key, undefined when unknown */
+  drop(key: string): Promise<string | undefined>;
+  /** @returns the key, undefined when unknown */
+  notify(key: string): Promise<string | undefined>;
+  /** `GET /functions/processes` text. */
+  listing(): string;
+  /** Forwards a call and answers it (404 JSON when unknown); never throws. */
+  forward(req: IncomingMessage, res: ServerResponse, name: string, revision: string, index: string | undefined, path: string): Promise<void>;
+}
 
 /** Options of {@link faasRoutes}. */
 export interface FaasRoutesOptions {
   state: FaasState;
+  /** Cluster mode: the routes write and read the cluster's desired state instead of `state`. */
+  cluster?: FaasClusterApi;
   logger: Logger;
   /** The token policy of the admin routes (`CAPSULE_FAAS_TOKEN`, service `faas`). */
   policy: AdminPolicy;
@@ -76,21 +98,22 @@ async function adminRoutes(app: FastifyInstance, o: FaasRoutesOptions): Promise<
       args: list(body['args'], 'args'), env: list(body['env'], 'env'),
     };
     try {
-      return text(reply, 200, await state.start(task));
+      return text(reply, 200, await (o.cluster ?? state).start(task));
     } catch (e) {
-      if ((e as { status?: number }).status === 400) throw e;
+      const status = (e as { status?: number }).status;
+      if (status === 400 || (o.cluster && e instanceof FaasError)) throw e; // a cluster's 4xx/503 keep their JSON
       o.logger.error({ function: task.name, revision: task.revision, err: (e as Error).message }, 'cannot start a FaaS revision');
       return text(reply, 500, (e as Error).message);
     }
   });
-  app.get('/functions/processes', guard, async (_request, reply) => reply.code(200).type('application/json; charset=utf-8').send(state.table.listing()));
+  app.get('/functions/processes', guard, async (_request, reply) => reply.code(200).type('application/json; charset=utf-8').send(o.cluster ? o.cluster.listing() : state.table.listing()));
   app.put('/functions/duplicate/:name/:revision/:newRevision', guard, async (request, reply) => {
     const p = request.params as Params;
-    const name = state.duplicate(p['name']!, p['revision']!, p['newRevision']!);
+    const name = await (o.cluster ?? state).duplicate(p['name']!, p['revision']!, p['newRevision']!);
     return name === undefined ? text(reply, 500, NOT_FOUND_TEXT) : text(reply, 200, name);
   });
   const drop = async (request: FastifyRequest, reply: FastifyReply) => {
-    const key = await state.drop(keyOf(request.params as Params));
+    const key = await (o.cluster ?? state).drop(keyOf(request.params as Params));
     return key === undefined ? text(reply, 500, NOT_FOUND_TEXT) : text(reply, 200, key);
   };
   for (const path of ['/functions/drop/:name', '/functions/drop/:name/:revision', '/functions/drop/:name/:revision/:index']) app.delete(path, guard, drop);
@@ -101,7 +124,7 @@ async function forwardingRoutes(app: FastifyInstance, o: FaasRoutesOptions): Pro
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
   const notify = async (request: FastifyRequest, reply: FastifyReply) => {
-    const key = o.state.notify(keyOf(request.params as Params));
+    const key = await (o.cluster ?? o.state).notify(keyOf(request.params as Params));
     return key === undefined ? text(reply, 500, NOT_FOUND_TEXT) : text(reply, 200, key);
   };
   app.all('/notify/:name/:revision', notify);
@@ -135,7 +158,12 @@ async function callFunction(request: FastifyRequest, reply: FastifyReply, o: Faa
     index = String(Number(m[1]));
     rest = m[2] ?? '';
   }
-  return forwardTo(request, reply, o, { name, revision, index, path: `/${rest}${queryOf(request.url)}`, label: p['revision'] ? `${name}/${revision}` : name });
+  const path = `/${rest}${queryOf(request.url)}`;
+  if (o.cluster) {
+    reply.hijack();
+    return o.cluster.forward(request.raw, reply.raw, name, revision, index, path);
+  }
+  return forwardTo(request, reply, o, { name, revision, index, path, label: p['revision'] ? `${name}/${revision}` : name });
 }
 
 /** Finds (and wakes) the replica, forwards, and counts the call in flight for --stopAfter. */

@@ -47,6 +47,30 @@ export interface FaasStateOptions {
 const NAME = /^[^/\s]{1,128}$/;
 const BIN = dirname(fileURLToPath(new URL('../../../bin/capsule.js', import.meta.url)));
 
+/**
+ * Checks the name and revision of a start (revision `default` when empty).
+ * @throws FaasError 400 ERROR_JSON_BINDING for a name with `/` or spaces, or longer than 128
+ */
+export function checkTaskNames(name: string, revision: string | undefined): { name: string; revision: string } {
+  const rev = revision || 'default';
+  if (!NAME.test(name) || !NAME.test(rev)) throw new FaasError(400, 'ERROR_JSON_BINDING', 'name and revision must be 1 to 128 characters without "/" or spaces');
+  return { name, revision: rev };
+}
+
+let self: Set<string> | undefined;
+
+/** Whether a start's `path` names this Capsule (or is empty): then the revision runs in-process. */
+export function isCapsulePath(path: string | undefined): boolean {
+  if (!path) return true;
+  self ??= selfPaths();
+  if (self.has(resolve(path))) return true;
+  try {
+    return self.has(realpathSync(path));
+  } catch {
+    return false;
+  }
+}
+
 /** This Capsule's executables: a `path` naming one of them starts an in-process revision. */
 function selfPaths(): Set<string> {
   const out = new Set<string>();
@@ -65,7 +89,6 @@ export class FaasState {
   readonly table: ProcessTable;
   readonly #runners = new Map<string, Runner>();
   readonly #rr = new Map<string, number>();
-  readonly #self = selfPaths();
   readonly #o: FaasStateOptions;
   #pool: WorkerPool | undefined;
 
@@ -101,9 +124,7 @@ export class FaasState {
    * @throws FaasError 400 for a bad name; Error (text of the 500) when it cannot start
    */
   async start(task: StartTask): Promise<string> {
-    const name = task.name;
-    const revision = task.revision || 'default';
-    if (!NAME.test(name) || !NAME.test(revision)) throw new FaasError(400, 'ERROR_JSON_BINDING', 'name and revision must be 1 to 128 characters without "/" or spaces');
+    const { name, revision } = checkTaskNames(task.name, task.revision);
     const args = [...(task.args ?? [''])];
     if (args.length === 0) args.push('');
     const env = [...(task.env ?? [])];
@@ -224,13 +245,7 @@ export class FaasState {
   }
 
   #isSelf(path: string | undefined): boolean {
-    if (!path) return true;
-    if (this.#self.has(resolve(path))) return true;
-    try {
-      return this.#self.has(realpathSync(path));
-    } catch {
-      return false;
-    }
+    return isCapsulePath(path);
   }
 
   /** A runner for a record of the table (at start or read back from storage). */

@@ -3,7 +3,8 @@
  * faas-api.md §3, faas-cluster.md §1.1): the Go worker API over deployments that run in this
  * process on one shared worker pool (or as child processes with `--process`), registered in the
  * reverse proxy over HTTP (Go's way) or straight into its route table when both run in one
- * process; the gen-2 FaaS API (`/functions/start`, …, faas-api.md §6) on the same app and pool.
+ * process; the gen-2 FaaS API (`/functions/start`, …, faas-api.md §6) on the same app and pool
+ * (in cluster mode over the cluster's desired state: ./cluster/processes.ts).
  * Also `/capsule/health`, `/capsule/ready` and per-revision `/capsule/metrics`.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -116,7 +117,7 @@ export async function startNode(o: NodeOptions): Promise<RunningNode> {
   // faas-cluster.md §1.1: the node also serves the gen-2 FaaS API, on the same worker pool
   const faas = new FaasState({ logger, processes: o.process, host, workers: o.workers, pool: table?.pool });
   await faasRoutes(app, {
-    state: faas, logger, domain: (o.faasDomain || 'http://127.0.0.1').replace(/\/+$/, ''),
+    state: faas, cluster: cluster?.processes, logger, domain: (o.faasDomain || 'http://127.0.0.1').replace(/\/+$/, ''),
     policy: { service: 'faas', header: 'CAPSULE_FAAS_TOKEN', token: o.faasToken, insecureAdmin: o.insecureAdmin },
   });
   const running = await listenService(app, { host, port: o.port ?? 9999, tls: o.tls });

@@ -27,7 +27,7 @@ import { checkName, type DeployRequest, type Reply } from '../deployments.ts';
 import type { NodeMetrics } from '../metrics.ts';
 import { normaliseDigest, type DeployableModule } from '../module-source.ts';
 import type { ClusterModules } from './modules.ts';
-import { isDeployRecord, NODE_TTL_MS, syntheticPid, type DeployRecord, type NodeRecord } from './records.ts';
+import { eligible, isDeployRecord, NODE_TTL_MS, syntheticPid, type DeployRecord, type NodeRecord } from './records.ts';
 import type { LocalListeners } from './listeners.ts';
 
 /** Options of a cluster deploy beyond Go's body (faas-cluster.md §1.6). */
@@ -35,6 +35,21 @@ export interface ClusterDeployExtras {
   /** Scale-to-zero delay, seconds (0 = never). */
   idleSeconds?: number;
   /** Labels a node must carry to serve the revision. */
+  placement?: Record<string, string>;
+}
+
+/** A module already in the Object Store, as a revision of DEPLOY should run it ({@link ClusterDeployments.desire}). */
+export interface DesiredModule {
+  /** Hex SHA-256. */
+  sha256: string;
+  /** Object Store name of the copy. */
+  object?: string;
+  /** Where it came from (a URL nodes may download it from, or a path on the node that received it). */
+  source: string;
+  env: Record<string, string>;
+  /** Scale-to-zero delay; undefined = the record's, else the node's `--idle-seconds`. */
+  idleSeconds?: number;
+  /** Labels a node must carry; undefined = the record's. */
   placement?: Record<string, string>;
 }
 
@@ -111,24 +126,79 @@ export class ClusterDeployments {
     checkName(fn, 'function');
     checkName(rev, 'revision');
     const { mod, object } = await this.#prepare(req.downloadUrl, req.sha256, `${fn}/${rev}`);
-    const sha256 = mod.digest.slice('sha256:'.length);
-    const placement = req.placement && Object.keys(req.placement).length > 0 ? { labels: req.placement } : undefined;
+    const rec = await this.desire(fn, rev, {
+      sha256: mod.digest.slice('sha256:'.length), object, source: req.downloadUrl, env: req.envVariables,
+      idleSeconds: req.idleSeconds, placement: req.placement,
+    });
+    const localUrl = await this.#o.listeners.open(fn, rev);
+    this.#o.logger.info({ function: fn, revision: rev, sha256: rec.sha256, generation: rec.generation, replicas: rec.replicas, localUrl }, 'function deployed (cluster)');
+    return { code: 'FUNCTION_DEPLOYED', message: 'Function deployed', function: fn, revision: rev, localUrl, remoteUrl: this.#remoteUrl(fn, rev) };
+  }
+
+  /**
+   * One more replica of a revision in DEPLOY (compare-and-swap: the same module and environment =
+   * Go's "scaling", `replicas+1`; another = also `generation+1`), served by this node before the
+   * revision's `nats:` target is added to ROUTES. The module must already be in the Object Store.
+   * Used by the worker API's deploy and by the gen-2 FaaS routes (./processes.ts).
+   * @returns the record written
+   * @throws FaasError 503 STATE_UNAVAILABLE
+   */
+  async desire(fn: string, rev: string, want: DesiredModule): Promise<DeployRecord> {
+    const placement = want.placement && Object.keys(want.placement).length > 0 ? { labels: want.placement } : undefined;
     const rec = (await this.#o.deploy.update(deployKey(fn, rev), (cur) => {
       const known = cur && isDeployRecord(cur) ? cur : undefined;
-      const changed = known !== undefined && (known.sha256 !== sha256 || !sameEnv(known.env, req.envVariables));
+      const changed = known !== undefined && (known.sha256 !== want.sha256 || !sameEnv(known.env, want.env));
       return {
-        sha256, source: req.downloadUrl, object, env: req.envVariables,
+        sha256: want.sha256, source: want.source, ...(want.object ? { object: want.object } : {}), env: want.env,
         replicas: (known?.replicas ?? 0) + 1,
-        idleSeconds: req.idleSeconds ?? known?.idleSeconds ?? this.#o.idleSeconds,
+        idleSeconds: want.idleSeconds ?? known?.idleSeconds ?? this.#o.idleSeconds,
         ...(placement ?? known?.placement ? { placement: placement ?? known!.placement } : {}),
         generation: (known?.generation ?? 0) + (changed || !known ? 1 : 0),
       };
     }))!;
     await this.#o.subscribed(); // this node serves the revision before the gateway routes to it
     await this.#o.routes.change(fn, (t) => addLatticeTarget(t, fn, rev));
-    const localUrl = await this.#o.listeners.open(fn, rev);
-    this.#o.logger.info({ function: fn, revision: rev, sha256, generation: rec.generation, replicas: rec.replicas, localUrl }, 'function deployed (cluster)');
-    return { code: 'FUNCTION_DEPLOYED', message: 'Function deployed', function: fn, revision: rev, localUrl, remoteUrl: this.#remoteUrl(fn, rev) };
+    return rec;
+  }
+
+  /**
+   * One replica less (gen-2 drop): `replicas-1`, and at 0 the revision leaves ROUTES and DEPLOY
+   * as with undeploy. A revision already gone is left alone.
+   * @throws FaasError 503 STATE_UNAVAILABLE
+   */
+  async release(fn: string, rev: string): Promise<void> {
+    let last = false;
+    await this.#o.deploy.update(deployKey(fn, rev), (cur) => {
+      if (!cur || !isDeployRecord(cur)) return UNCHANGED;
+      last = cur.replicas <= 1;
+      return last ? UNCHANGED : { ...cur, replicas: cur.replicas - 1 };
+    });
+    if (last) await this.undeploy(fn, rev);
+    else await this.#o.listeners.closeOne(fn, rev);
+  }
+
+  /** The DEPLOY record of a revision, or undefined. */
+  recordOf(fn: string, rev: string): DeployRecord | undefined {
+    const r = this.#o.deploy.get(deployKey(fn, rev));
+    return r && isDeployRecord(r) ? r : undefined;
+  }
+
+  /** Ids of the live nodes (heartbeat younger than the NODES TTL) eligible for a record, sorted. */
+  liveNodes(rec: DeployRecord): string[] {
+    const now = Date.now();
+    return [...this.#o.nodes.entries()]
+      .filter(([, n]) => typeof n?.at === 'number' && now - n.at < NODE_TTL_MS && eligible(rec, n.labels ?? {}))
+      .map(([id]) => id).sort();
+  }
+
+  /** The node's module sources (cache, Object Store). */
+  get modules(): ClusterModules {
+    return this.#o.modules;
+  }
+
+  /** The node's Go per-deployment listeners (one is opened per gen-2 start too). */
+  get listeners(): LocalListeners {
+    return this.#o.listeners;
   }
 
   /** `DELETE /functions/revisions/deployments`: out of ROUTES, then out of DEPLOY (nodes unsubscribe). */
@@ -228,8 +298,6 @@ export class ClusterDeployments {
    */
   async list(): Promise<Record<string, Record<string, unknown>>> {
     const out: Record<string, Record<string, unknown>> = {};
-    const now = Date.now();
-    const live = [...this.#o.nodes.entries()].filter(([, n]) => typeof n?.at === 'number' && now - n.at < NODE_TTL_MS);
     const table = this.#o.routes.table;
     for (const [key, rec] of this.#o.deploy.entries()) {
       const k = parseKey(key);
@@ -242,7 +310,7 @@ export class ClusterDeployments {
       }
       const traffic = table.traffic(fn);
       const isDefault = traffic ? traffic.targets.some((t) => t.revision === rev && t.percent > 0) : rev === 'default';
-      const nodes = live.filter(([, n]) => Object.entries(rec.placement?.labels ?? {}).every(([lk, lv]) => n.labels?.[lk] === lv)).map(([id]) => id).sort();
+      const nodes = this.liveNodes(rec);
       (out[fn] ??= {})[rev] = { wasmRegistryUrl: rec.source, isDefaultRevision: String(isDefault), sha256: rec.sha256, generation: rec.generation, idleSeconds: rec.idleSeconds, nodes, wasmModules };
     }
     return out;

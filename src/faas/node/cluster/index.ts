@@ -14,12 +14,13 @@ import type { FunctionTable } from '../../../functions/table.ts';
 import type { Logger } from '../../../observability/logger.ts';
 import { bucketName, checkLattice, parseKey } from '../../cluster/lattice.ts';
 import { connectCluster, retrying, serverAuth, WatchedBucket } from '../../cluster/state.ts';
-import { NatsRouteStore } from '../../proxy/backends/nats.ts';
+import { LatticeForwarder, NatsRouteStore } from '../../proxy/backends/nats.ts';
 import type { NodeMetrics } from '../metrics.ts';
 import { ModuleSource } from '../module-source.ts';
 import type { PortCounter } from '../ports.ts';
 import type { ReplicaListen } from '../replicas.ts';
 import { ClusterDeployments } from './desired.ts';
+import { ClusterProcesses, type ProcsValue } from './processes.ts';
 import { LocalListeners } from './listeners.ts';
 import { ClusterModules } from './modules.ts';
 import { HEARTBEAT_MS, NODE_TTL_MS, type DeployRecord, type NodeRecord } from './records.ts';
@@ -27,6 +28,7 @@ import { RevisionRuntime } from './runtime.ts';
 
 export { parseLabels } from './records.ts';
 export type { ClusterDeployments } from './desired.ts';
+export type { ClusterProcesses } from './processes.ts';
 
 /** How a node joins the cluster (the `--cluster` family of flags). */
 export interface ClusterNodeOptions {
@@ -63,12 +65,17 @@ export interface ClusterSide {
   readonly nodeId: string;
   readonly nc: NatsConnection;
   readonly deployments: ClusterDeployments;
+  /** The gen-2 FaaS routes over PROCS and DEPLOY. */
+  readonly processes: ClusterProcesses;
   readonly runtime: RevisionRuntime;
   /** Starts the NODES heartbeat naming the worker API's URL. */
   heartbeat(url: string): void;
   /** Leaves: heartbeat deleted, subscriptions drained, listeners closed, connection closed. */
   close(): Promise<void>;
 }
+
+/** Longest wait for a node's answer to a gen-2 call forwarded over NATS, ms. */
+const GEN2_CALL_TIMEOUT_MS = 30_000;
 
 /** A node id usable as a KV key and subject token. */
 function defaultNodeId(): string {
@@ -102,6 +109,9 @@ export async function joinCluster(o: ClusterNodeOptions, ctx: ClusterNodeContext
     runtime.follow(deploy);
     await runtime.ready();
     const deployments = new ClusterDeployments({ deploy, nodes, routes, modules, listeners, metrics: ctx.metrics, proxyUrl: ctx.proxyUrl, idleSeconds: o.idleSeconds ?? 0, subscribed: () => runtime.ready(), logger });
+    const procs = await WatchedBucket.open<ProcsValue>(nc, bucketName(lattice, 'PROCS'), { replicas, logger });
+    const forwarder = new LatticeForwarder({ nc, lattice, timeoutMs: GEN2_CALL_TIMEOUT_MS });
+    const processes = new ClusterProcesses({ procs, deployments, forwarder, lattice, logger });
     const { Kvm } = await import('@nats-io/kv');
     const kv: KV = await retrying('open NODES', 5000, () => new Kvm(nc).open(bucketName(lattice, 'NODES')));
     let timer: NodeJS.Timeout | undefined;
@@ -111,7 +121,7 @@ export async function joinCluster(o: ClusterNodeOptions, ctx: ClusterNodeContext
     };
     logger.info({ nodeId, lattice, labels, servers: serverAuth(o.servers).servers }, 'joined the cluster');
     return {
-      nodeId, nc, deployments, runtime,
+      nodeId, nc, deployments, processes, runtime,
       heartbeat(url) {
         beat(url);
         timer = setInterval(() => beat(url), HEARTBEAT_MS);
@@ -125,6 +135,7 @@ export async function joinCluster(o: ClusterNodeOptions, ctx: ClusterNodeContext
         await listeners.close();
         deploy.close();
         nodes.close();
+        procs.close();
         await routes.close();
         await nc.drain().catch(() => undefined);
       },

@@ -143,10 +143,10 @@ export class LatticeForwarder {
   /**
    * Sends one proxied request to revision `rev` of `fn` and writes the answer to `res`. Never throws.
    * @param path the path and query below the function route (`/rest?query`)
+   * @param subject where to send it instead of the revision's queue group (a node-direct subject)
    */
-  async forward(req: IncomingMessage, res: ServerResponse, fn: string, rev: string, path: string): Promise<ForwardResult> {
+  async forward(req: IncomingMessage, res: ServerResponse, fn: string, rev: string, path: string, subject = this.#subject(fn, rev)): Promise<ForwardResult> {
     const { nc, timeoutMs } = this.#o;
-    const subject = this.#subject(fn, rev);
     const q = path.indexOf('?');
     try {
       const max = (nc.info?.max_payload ?? 1024 * 1024) - 64 * 1024;

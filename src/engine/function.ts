@@ -1,10 +1,12 @@
 /**
- * `CapsuleFunction`: a loaded module with its grants and limits, bound to a worker pool. This is
+ * `CapsuleFunction`: a loaded module with its grants and limits, bound to a worker pool (or run
+ * in the calling thread: `inline`). This is
  * the host SDK's main entry: triggers (CLI, HTTP, …) are thin layers over `invoke`.
  */
 import { CapsuleError } from '../base/errors.ts';
 import { loadModule, type LoadedModule, type LoadOptions, type UrlSource } from './load.ts';
 import { WorkerPool, type CallResult, type PoolModule } from './pool.ts';
+import { InlineExecutor, type CallExecutor } from './inline.ts';
 import type { FunctionSettings } from '../base/settings.ts';
 import type { InvocationInput, InvocationMeta } from '../base/invocation.ts';
 import type { ExtismMode, Mount } from '../base/settings.ts';
@@ -31,7 +33,7 @@ export interface FunctionOptions extends LoadOptions, CapabilitySettings {
   mounts?: Mount[];
   /** Outbound HTTP allow-list (conventions.md §2). */
   allowedHosts?: string[];
-  /** Per-call deadline, ms (default 30 000). */
+  /** Per-call deadline, ms (default 30 000; `Infinity`: none). */
   timeoutMs?: number;
   /** Linear-memory cap per instance, bytes (default 256 MiB). */
   maxMemoryBytes?: number;
@@ -48,8 +50,21 @@ export interface FunctionOptions extends LoadOptions, CapabilitySettings {
   stdio?: 'inherit' | 'capture';
   /** Cap on captured guest output per call, bytes (default 64 KiB). */
   maxLogBytes?: number;
-  /** A pool shared with other functions; otherwise the function makes its own. */
+  /** A pool shared with other functions; otherwise the function makes its own. Not with `inline`. */
   pool?: WorkerPool;
+  /**
+   * Run the calls in the calling thread instead of on worker threads (engine/inline.ts): no
+   * thread starts and no call hops to one, which is what a one-shot command (`capsule run`,
+   * `capsule call`) or an embedder calling a plugin from its own loop wants. Calls are
+   * serialised (one at a time). The deadline stops a looping guest with V8's TerminateExecution
+   * (a watchdog thread per entry into the guest, ~0.2 ms each); `timeoutMs: Infinity` runs
+   * with no watchdog at all. A module that imports a host function that suspends (an async
+   * capability, `hostFunctions`), or a WASI command that may read stdin, runs its calls that
+   * have a deadline on one worker thread, started at the first of them. Extism plugins keep one
+   * instance whose vars survive calls; a trap or a deadline gives the next call a fresh one.
+   * @throws Error from `load`/`fromModule` when given with `pool`
+   */
+  inline?: boolean;
   /** Workers of its own pool (default: CPU cores). */
   workers?: number;
   /** Receives warnings (e.g. --reuse ignored). */
@@ -60,7 +75,8 @@ export class CapsuleFunction {
   readonly module: LoadedModule;
   readonly settings: FunctionSettings;
   readonly timeoutMs: number;
-  readonly pool: WorkerPool;
+  /** What runs its calls: its worker pool, or the inline executor (`inline`). */
+  readonly executor: CallExecutor;
   readonly #entry: PoolModule;
   #ownPool: boolean;
   #lastFatal?: { error: string; code: number };
@@ -91,15 +107,25 @@ export class CapsuleFunction {
       throw new CapsuleError('MEMORY', `${module.name} needs ${limits.min * 64} KiB of linear memory at start, above --max-memory (${this.settings.maxMemoryBytes} bytes)`);
     }
     this.timeoutMs = options.timeoutMs ?? DEFAULTS.timeoutMs;
+    if (options.inline && options.pool) throw new Error(`${module.name}: inline and pool exclude each other (an inline function runs its calls in this thread)`);
     this.#ownPool = !options.pool;
-    this.pool = options.pool ?? new WorkerPool({ workers: options.workers });
+    this.executor = options.pool ?? (options.inline ? new InlineExecutor() : new WorkerPool({ workers: options.workers }));
     if (options.hostFunctions) {
-      // defined functions stay in this thread: a service of the pool (abi/user-functions.ts)
-      const service = provideUserFunctions(this.pool, options.hostFunctions);
+      // defined functions stay in this thread: a service of the executor (abi/user-functions.ts)
+      const service = provideUserFunctions(this.executor, options.hostFunctions);
       this.settings.userFunctions = declareUserFunctions(options.hostFunctions, module.parsed, service);
     }
-    this.#entry = this.pool.register(module, this.settings);
-    provideCapabilityServices(this.pool);
+    this.#entry = this.executor.register(module, this.settings);
+    provideCapabilityServices(this.executor);
+  }
+
+  /**
+   * Its worker pool (servers share it, read its size and events).
+   * @throws Error for an `inline` function, which has none
+   */
+  get pool(): WorkerPool {
+    if (this.executor instanceof InlineExecutor) throw new Error(`${this.module.name} runs inline: it has no worker pool`);
+    return this.executor as WorkerPool;
   }
 
   /**
@@ -122,7 +148,7 @@ export class CapsuleFunction {
    */
   invoke(input: InvocationInput, meta: InvocationMeta = {}): Promise<CallResult> {
     if (input.type === 'lifecycle' && this.#lastFatal) meta = { ...meta, exit: this.#lastFatal };
-    const call = this.pool.call(this.#entry, input, { timeoutMs: this.timeoutMs, meta });
+    const call = this.executor.call(this.#entry, input, { timeoutMs: this.timeoutMs, meta });
     if (input.type !== 'message') return call;
     // Gen 1 (§4.5): a message handler that traps sets the error OnExit reads with hostGetExitError.
     return call.catch((e: unknown) => {
@@ -158,15 +184,15 @@ export class CapsuleFunction {
    * @throws Error when `next` runs on another pool
    */
   handPoolTo(next: CapsuleFunction): void {
-    if (next.pool !== this.pool) throw new Error(`${next.module.name} runs on another worker pool than ${this.module.name}`);
+    if (next.executor !== this.executor) throw new Error(`${next.module.name} runs on another worker pool than ${this.module.name}`);
     if (!this.#ownPool || next === this) return;
     this.#ownPool = false;
     next.#ownPool = true;
   }
 
-  /** Unregisters it; closes the pool if it owns it. */
+  /** Unregisters it; closes its pool or inline executor if it owns it. */
   async close(): Promise<void> {
-    this.pool.unregister(this.#entry);
-    if (this.#ownPool) await this.pool.close();
+    this.executor.unregister(this.#entry);
+    if (this.#ownPool) await this.executor.close();
   }
 }

@@ -52,6 +52,15 @@ export interface CallLogs {
 /** Calls a named main-thread service; see `WorkerPool.provide`. */
 export type ServiceCaller = (name: string, request: unknown) => Promise<unknown>;
 
+/**
+ * Runs guest code (an instantiation, an export) synchronously under a deadline: the inline
+ * executor's (inline.ts), which stops it with V8's TerminateExecution. `run` throws a
+ * CapsuleError TIMEOUT when the deadline passes, and calls `f` directly when none applies.
+ */
+export interface SyncGuard {
+  run<T>(f: () => T): T;
+}
+
 /** A failure as it crosses the worker boundary. */
 export interface CallError {
   code: ErrorCode;
@@ -115,12 +124,16 @@ export class ModuleInstances implements GuestInstances {
   #lastMemory?: WebAssembly.Memory;
 
   readonly #service: ServiceCaller;
+  /** Wraps every entry into guest code (not for modules that suspend: they run with JSPI). */
+  readonly #guard?: SyncGuard;
 
   /**
    * @param service reaches main-thread services (shared cache, broker connections) for async
    *   host functions
+   * @param guard runs each instantiation and each call of an export (inline executor: the
+   *   deadline); ignored when the module imports something that suspends (`suspends`)
    */
-  constructor(spec: WorkerModule, memoryPool: MemoryPool, service: ServiceCaller = () => Promise.reject(new Error('no host services here'))) {
+  constructor(spec: WorkerModule, memoryPool: MemoryPool, service: ServiceCaller = () => Promise.reject(new Error('no host services here')), guard?: SyncGuard) {
     this.spec = spec;
     this.#service = service;
     this.abi = abiFor(spec.detection.kind, spec.name);
@@ -147,6 +160,7 @@ export class ModuleInstances implements GuestInstances {
       return typeof provider === 'object' ? provider[i.name]?.async === true : user?.namespaces[i.module] !== undefined;
     });
     this.#jspi = built.async || suspends;
+    if (!this.#jspi) this.#guard = guard;
     const capPages = Math.floor(spec.settings.maxMemoryBytes / PAGE);
     const limits = spec.pooledMemory ?? spec.importedMemory?.limits;
     if (limits) {
@@ -160,6 +174,14 @@ export class ModuleInstances implements GuestInstances {
     const plan = spec.snapshot;
     this.#hideExports = plan !== undefined;
     if (!spec.settings.reuse && this.#memShape) this.#plan = plan;
+  }
+
+  /**
+   * Whether the module imports a host function that suspends it (JSPI: an async capability, a
+   * host function of the embedder): its calls leave the thread's stack while the host awaits.
+   */
+  get suspends(): boolean {
+    return this.#jspi;
   }
 
   /** GuestInstances: what the module's import functions act on. */
@@ -237,8 +259,8 @@ export class ModuleInstances implements GuestInstances {
     const probe = probeImports(this.#imports(memory));
     this.#bind(undefined, ctx, memory); // the side-effect-free WASI functions run for real
     try {
-      const instance = new WebAssembly.Instance(this.spec.compiled, probe.imports);
-      await this.abi.initialise(new Guest(hideSnapshotExports(instance), memory, false));
+      const instance = this.#newInstance(() => probe.imports);
+      await this.abi.initialise(new Guest(this.#guarded(hideSnapshotExports(instance)), memory, false));
       if (!probe.called()) return Snapshot.capture(snapshotTarget(this.#plan!, instance, memory), probe.replay);
     } catch {
       // the ordinary path reproduces the failure with the real imports
@@ -370,17 +392,39 @@ export class ModuleInstances implements GuestInstances {
     this.#bind(undefined, ctx, memory);
     let instance: WebAssembly.Instance;
     try {
-      instance = new WebAssembly.Instance(this.spec.compiled, this.#imports(memory));
+      instance = this.#newInstance(() => this.#imports(memory));
     } catch (e) {
       if (memory && shape && !given) this.#memoryPool.release(shape.initial, shape.maximum, memory);
       if (e instanceof WebAssembly.LinkError) throw new CapsuleError('BAD_MODULE', `${this.spec.name}: cannot link: ${e.message}`);
       throw e;
     }
-    const guest = new Guest(this.#hideExports ? hideSnapshotExports(instance) : instance, memory, this.#jspi);
+    const guest = new Guest(this.#guarded(this.#hideExports ? hideSnapshotExports(instance) : instance), memory, this.#jspi);
     this.#state.guest = guest;
     this.#lastMemory = guest.memory;
     if (!memory) this.#wasi.setMemory(guest.memory);
     return { guest, memory, instance };
+  }
+
+  /** A new instance of the module (linked modules first); under the guard, if any: start functions run guest code. */
+  #newInstance(imports: () => WebAssembly.Imports): WebAssembly.Instance {
+    const make = () => new WebAssembly.Instance(this.spec.compiled, imports());
+    return this.#guard ? this.#guard.run(make) : make();
+  }
+
+  /** `instance` itself, or with a guard an instance whose exported functions run under it (same `length`). */
+  #guarded(instance: WebAssembly.Instance): WebAssembly.Instance {
+    const guard = this.#guard;
+    if (!guard) return instance;
+    const exports: Record<string, unknown> = Object.create(null);
+    for (const [name, value] of Object.entries(instance.exports)) {
+      if (typeof value !== 'function') {
+        exports[name] = value;
+        continue;
+      }
+      const f = value as (...a: unknown[]) => unknown;
+      exports[name] = Object.defineProperty((...a: unknown[]) => guard.run(() => f(...a)), 'length', { value: f.length });
+    }
+    return Object.create(instance, { exports: { value: Object.freeze(exports), enumerable: true } }) as WebAssembly.Instance;
   }
 
   /** Maps anything thrown during a call to a runner error code (conventions.md §4). */

@@ -1,0 +1,287 @@
+/**
+ * The inline executor: the worker pool's call interface (register, call, provide, whenUp,
+ * close), but calls run in the calling thread — no worker thread is started, and no message
+ * crosses a thread. For one-shot commands (`capsule run`, `capsule call`: a worker thread alone
+ * costs as much as Node's own start) and for embedders who call a plugin from their own thread
+ * (host SDK `inline: true`; docs/performance.md "Start-up" and "Extism plugins…").
+ *
+ * - Calls are serialised: one runs at a time, the others wait in the order they came.
+ * - Instances, their memories and the instance policy are the worker's (`ModuleInstances`,
+ *   `MemoryPool`): Extism plugins keep one instance whose vars survive calls (extism-abi.md §11).
+ * - Services of the executor (capabilities, host functions of the embedder) are called directly.
+ * - Deadline (conventions.md §3): every entry into guest code (an instantiation, a call of an
+ *   export) runs inside `vm.Script#runInThisContext` with the time left as its `timeout`: at the
+ *   deadline V8's TerminateExecution unwinds the guest (a wasm loop included) and this thread
+ *   lives on. Node starts a watchdog thread for each such entry (~0.2 ms); with no deadline
+ *   (`timeoutMs: Infinity`) there is no watchdog at all. A call stopped at its deadline fails
+ *   with TIMEOUT and its module gets new instances (as a worker killed at its deadline would):
+ *   the next call runs on a fresh instance, Extism vars included.
+ * - A module that imports a host function that suspends (JSPI: async capabilities, host
+ *   functions of the embedder) cannot run here under a deadline: after it resumes from an await,
+ *   nothing would stop it. Its calls with a deadline go to a one-worker pool started at its first
+ *   such call. So do WASI commands that may read the process's standard input (a blocking read
+ *   is out of TerminateExecution's reach).
+ */
+import { EventEmitter } from 'node:events';
+import vm from 'node:vm';
+import { CapsuleError } from '../base/errors.ts';
+import type { InvocationInput, InvocationMeta } from '../base/invocation.ts';
+import type { ServiceHandler, ServiceHost } from '../base/services.ts';
+import type { FunctionSettings } from '../base/settings.ts';
+import type { LoadedModule } from './load.ts';
+import { MemoryPool } from './memory-pool.ts';
+import { ModuleInstances, type CallError, type CallLogs, type SyncGuard, type WorkerModule } from './instance.ts';
+import type { CallOptions, CallResult, PoolModule, WorkerPool } from './pool.ts';
+
+/**
+ * What runs a function's calls: the worker pool (pool.ts) or the inline executor (this file).
+ * `timeoutMs: Infinity` in `CallOptions` means no deadline.
+ */
+export interface CallExecutor extends ServiceHost {
+  /** Prepares a compiled module for calls. */
+  register(module: LoadedModule, settings: FunctionSettings): PoolModule;
+  /** Forgets a module. */
+  unregister(entry: PoolModule): void;
+  /** Runs one invocation. @throws CapsuleError TRAP / TIMEOUT / MEMORY / BAD_RESULT / OVERLOADED (with `logs`) */
+  call(entry: PoolModule, input: InvocationInput, options: CallOptions): Promise<CallResult>;
+  /** Resolves once calls no longer wait for threads to boot. */
+  whenUp(): Promise<void>;
+  /** Stops it; calls not finished fail with OVERLOADED. */
+  close(): Promise<void>;
+}
+
+/** One registered module: its instances here, or why they could not be made. */
+interface InlineModule {
+  readonly entry: PoolModule;
+  rt?: ModuleInstances;
+  error?: CallError;
+  /** Its registration in the fallback pool, once a call needed it. */
+  pooled?: Promise<{ pool: WorkerPool; entry: PoolModule }>;
+}
+
+interface Waiting {
+  module: InlineModule;
+  input: InvocationInput;
+  meta: InvocationMeta;
+  timeoutMs: number;
+  deadline: number;
+  resolve: (r: CallResult) => void;
+  reject: (e: unknown) => void;
+}
+
+/** The script that enters guest code under a `timeout`: it calls the function stored under this key. */
+const ENTRY = Symbol.for('capsule.inline.entry');
+const ENTRY_SCRIPT = new vm.Script('globalThis[Symbol.for("capsule.inline.entry")]()', { filename: 'capsule-inline-deadline' });
+
+/** Runs calls in this thread; see the module comment. Events: `timeout` (a call stopped or not run at its deadline), `worker-exit` (of the fallback pool). */
+export class InlineExecutor extends EventEmitter implements CallExecutor {
+  /** Calls run at once (for code that reads a pool's `size`). */
+  readonly size = 1;
+  readonly #memory = new MemoryPool();
+  readonly #modules = new Map<number, InlineModule>();
+  readonly #services = new Map<string, ServiceHandler>();
+  readonly #queue: Waiting[] = [];
+  readonly #guard: SyncGuard = { run: (f) => this.#enter(f) };
+  #nextModule = 1;
+  #running = false;
+  #closed = false;
+  /** Deadline of the running call (ms, Date.now clock; Infinity: none) and whether it was reached. */
+  #deadline = Infinity;
+  #timeoutMs = 0;
+  #expired = false;
+  /** Guest entries on the stack: only the outermost one arms the watchdog. */
+  #depth = 0;
+  #fallback?: Promise<WorkerPool>;
+
+  /** Makes the module's instances here (a failure is reported by each of its calls, as a worker does). */
+  register(module: LoadedModule, settings: FunctionSettings): PoolModule {
+    const entry: PoolModule = { id: this.#nextModule++, module, settings };
+    const m: InlineModule = { entry };
+    this.#instantiate(m);
+    this.#modules.set(entry.id, m);
+    return entry;
+  }
+
+  unregister(entry: PoolModule): void {
+    const m = this.#modules.get(entry.id);
+    this.#modules.delete(entry.id);
+    m?.rt?.dispose();
+    void m?.pooled?.then(({ pool, entry: e }) => pool.unregister(e), () => {});
+  }
+
+  /** Registers a service that host functions reach with `ctx.service(name, req)` (called directly). */
+  provide(name: string, handler: ServiceHandler): void {
+    this.#services.set(name, handler);
+    void this.#fallback?.then((pool) => pool.provide(name, handler), () => {});
+  }
+
+  /** Nothing to wait for: no thread starts (the fallback pool's calls wait for its worker themselves). */
+  whenUp(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /**
+   * Runs one invocation in this thread (or, for a module that suspends or may block on stdin,
+   * under a deadline, on the fallback pool), after the calls accepted before it.
+   * @throws CapsuleError as WorkerPool.call: TIMEOUT when it ran past `timeoutMs` (counted from
+   *   now, waiting included) or could not start before; OVERLOADED once closed
+   */
+  call(entry: PoolModule, input: InvocationInput, options: CallOptions): Promise<CallResult> {
+    if (this.#closed) return Promise.reject(new CapsuleError('OVERLOADED', 'the runner is shutting down'));
+    const m = this.#modules.get(entry.id);
+    if (!m) return Promise.reject(new CapsuleError('INTERNAL', `module ${entry.id} is not registered`));
+    const deadline = Date.now() + options.timeoutMs;
+    if (deadline !== Infinity && this.#needsThread(m, input)) return this.#viaPool(m, input, options);
+    return new Promise<CallResult>((resolve, reject) => {
+      this.#queue.push({ module: m, input, meta: options.meta ?? {}, timeoutMs: options.timeoutMs, deadline, resolve, reject });
+      if (!this.#running) void this.#drain();
+    });
+  }
+
+  /** Stops it: waiting calls fail, the running one finishes, the fallback pool is closed. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const err = new CapsuleError('OVERLOADED', 'the runner is shutting down');
+    for (const w of this.#queue.splice(0)) w.reject(err);
+    for (const m of this.#modules.values()) m.rt?.dispose();
+    this.#modules.clear();
+    const fallback = this.#fallback;
+    this.#fallback = undefined;
+    if (fallback) await (await fallback).close();
+  }
+
+  /** Whether a call must not run here under a deadline (see the module comment). */
+  #needsThread(m: InlineModule, input: InvocationInput): boolean {
+    if (m.rt?.suspends) return true;
+    const readsStdin = input.type === 'cli' && input.stdin === undefined && m.entry.module.detection.kind === 'wasi';
+    return readsStdin && m.entry.module.parsed.imports.some((i) => i.module === 'wasi_snapshot_preview1' && i.name === 'fd_read');
+  }
+
+  async #drain(): Promise<void> {
+    this.#running = true;
+    try {
+      for (let w = this.#queue.shift(); w; w = this.#queue.shift()) {
+        try {
+          w.resolve(await this.#run(w));
+        } catch (e) {
+          w.reject(e);
+        }
+      }
+    } finally {
+      this.#running = false;
+    }
+  }
+
+  /** One call, in this thread. */
+  async #run(w: Waiting): Promise<CallResult> {
+    const m = w.module;
+    if (Date.now() >= w.deadline) {
+      this.emit('timeout');
+      throw new CapsuleError('TIMEOUT', `the function was not run: the calls before it took its ${w.timeoutMs} ms (--timeout)`);
+    }
+    if (!m.rt) this.#instantiate(m);
+    if (!m.rt) throw new CapsuleError(m.error!.code, m.error!.message);
+    this.#deadline = w.deadline;
+    this.#timeoutMs = w.timeoutMs;
+    this.#expired = false;
+    let r: Awaited<ReturnType<ModuleInstances['run']>>;
+    try {
+      r = await m.rt.run(w.input, w.meta);
+    } finally {
+      this.#deadline = Infinity;
+    }
+    if (this.#expired) {
+      // whatever the ABI made of it, the call was stopped: new instances, as after a worker's end
+      m.rt.dispose();
+      m.rt = undefined;
+      this.emit('timeout');
+      throw withLogs(new CapsuleError('TIMEOUT', timeoutMessage(w.timeoutMs)), r.logs);
+    }
+    if (r.error) throw withLogs(new CapsuleError(r.error.code, r.error.message), r.logs);
+    return { output: r.output!, logs: r.logs };
+  }
+
+  /** New instances of a module (at registration, and after a call was stopped at its deadline). */
+  #instantiate(m: InlineModule): void {
+    const { entry } = m;
+    try {
+      m.rt = new ModuleInstances(workerModuleOf(entry), this.#memory, (name, request) => this.#service(entry, name, request), this.#guard);
+      m.error = undefined;
+    } catch (e) {
+      // as a worker reports a module it cannot load (worker.ts)
+      const err = e as { code?: string; message: string };
+      m.error = { code: err.code === 'MEMORY' ? 'MEMORY' : err.code === 'BAD_MODULE' ? 'BAD_MODULE' : 'INTERNAL', message: err.message };
+    }
+  }
+
+  /** A service call of a host function: the handler, directly; a failure reaches the guest as its message (as from a worker). */
+  #service(entry: PoolModule, name: string, request: unknown): Promise<unknown> {
+    const handler = this.#services.get(name);
+    if (!handler) return Promise.reject(new Error(`host service ${name} is not available`));
+    return Promise.resolve()
+      .then(() => handler(request, entry))
+      .catch((e: unknown) => {
+        throw new Error((e as Error)?.message ?? String(e));
+      });
+  }
+
+  /**
+   * SyncGuard: runs guest code `f` under the running call's deadline (see the module comment).
+   * @throws CapsuleError TIMEOUT when the deadline has passed or passes while `f` runs
+   */
+  #enter<T>(f: () => T): T {
+    if (this.#depth > 0 || this.#deadline === Infinity) return f();
+    const left = this.#deadline - Date.now();
+    if (left <= 0 || this.#expired) {
+      this.#expired = true;
+      throw new CapsuleError('TIMEOUT', timeoutMessage(this.#timeoutMs));
+    }
+    const g = globalThis as unknown as Record<symbol, (() => unknown) | undefined>;
+    this.#depth++;
+    g[ENTRY] = f;
+    try {
+      return ENTRY_SCRIPT.runInThisContext({ timeout: Math.ceil(left) }) as T;
+    } catch (e) {
+      if ((e as { code?: string })?.code !== 'ERR_SCRIPT_EXECUTION_TIMEOUT') throw e;
+      this.#expired = true;
+      throw new CapsuleError('TIMEOUT', timeoutMessage(this.#timeoutMs));
+    } finally {
+      g[ENTRY] = undefined;
+      this.#depth--;
+    }
+  }
+
+  /** A call on the fallback pool (one worker thread, started at the first such call). */
+  async #viaPool(m: InlineModule, input: InvocationInput, options: CallOptions): Promise<CallResult> {
+    this.#fallback ??= import('./pool.ts').then(({ WorkerPool }) => {
+      const pool = new WorkerPool({ workers: 1 });
+      for (const [name, handler] of this.#services) pool.provide(name, handler);
+      pool.on('timeout', () => this.emit('timeout'));
+      pool.on('worker-exit', (message: string) => this.emit('worker-exit', message));
+      return pool;
+    });
+    m.pooled ??= this.#fallback.then((pool) => ({ pool, entry: pool.register(m.entry.module, m.entry.settings) }));
+    const { pool, entry } = await m.pooled;
+    return pool.call(entry, input, options);
+  }
+}
+
+function timeoutMessage(timeoutMs: number): string {
+  return `the function did not return within ${timeoutMs} ms (--timeout); it was stopped`;
+}
+
+function withLogs(err: CapsuleError, logs: CallLogs | undefined): CapsuleError & { logs?: CallLogs } {
+  const e = err as CapsuleError & { logs?: CallLogs };
+  if (logs) e.logs = logs;
+  return e;
+}
+
+/** A registered module as `ModuleInstances` takes it (what the pool sends its workers). */
+function workerModuleOf(entry: PoolModule): WorkerModule {
+  const m = entry.module;
+  return {
+    name: m.name, compiled: m.compiled, detection: m.detection, hostImports: m.hostImports,
+    pooledMemory: m.pooledMemory, importedMemory: m.importedMemory, settings: entry.settings, linked: m.linked,
+    snapshot: m.snapshot?.ok ? m.snapshot.plan : undefined,
+  };
+}

@@ -1,0 +1,207 @@
+/**
+ * The inline executor (src/engine/inline.ts) as the host SDK (`CapsuleFunction` with
+ * `inline: true`) and the CLI (`capsule run`, `capsule call`) use it: calls run in the calling
+ * thread, a looping guest is stopped at its deadline and the next call is served, a trap leaves
+ * it usable, Extism vars survive calls, and a module that suspends (JSPI) runs its calls with a
+ * deadline on a worker thread instead.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { threadId } from 'node:worker_threads';
+import { CapsuleFunction, CapsuleError, type CliOutput, type HostFunctionContext, type UserHostFunctions } from '../src/index.ts';
+import { fixture, missing, runCapsule } from './helpers.ts';
+
+const behaviours = fixture('gen2-behaviours');
+const asPlugin = fixture('extism-as');
+const kitchen = fixture('extism-kitchen');
+const userPlugin = fixture('extism-user');
+const wasiBasic = fixture('wasi-basic');
+const enc = (s: string) => new TextEncoder().encode(s);
+const text = (r: { output: unknown }) => new TextDecoder().decode((r.output as CliOutput).text);
+const code = (e: unknown): string => (e instanceof CapsuleError ? e.code : String(e));
+
+/** The outcome of a call as text: the output, or the error code. */
+async function outcome(p: Promise<{ output: unknown }>): Promise<string> {
+  try {
+    return text(await p);
+  } catch (e) {
+    return code(e);
+  }
+}
+
+describe('inline executor: deadlines and failures', { skip: missing(behaviours) }, () => {
+  it('stops a looping guest at its deadline and serves the next call in the same process', async () => {
+    const fn = await CapsuleFunction.load({ path: behaviours }, { inline: true, timeoutMs: 300, stdio: 'capture' });
+    try {
+      await assert.rejects(fn.invoke({ type: 'cli', params: enc('l'), args: [] }), (e: unknown) => {
+        assert.ok(e instanceof CapsuleError && e.code === 'TIMEOUT', String(e));
+        assert.match(e.message, /did not return within 300 ms \(--timeout\)/);
+        return true;
+      });
+      const next = await fn.invoke({ type: 'cli', params: enc('hello'), args: [] });
+      assert.equal((next.output as CliOutput).exitCode, 0);
+      // and again: the executor is not left armed or broken by the stopped call
+      await assert.rejects(fn.invoke({ type: 'cli', params: enc('l'), args: [] }), (e: unknown) => code(e) === 'TIMEOUT');
+      assert.equal(((await fn.invoke({ type: 'cli', params: enc('hello'), args: [] })).output as CliOutput).exitCode, 0);
+    } finally {
+      await fn.close();
+    }
+  });
+
+  it('a trap fails its call only: the next call runs on a fresh instance', async () => {
+    const fn = await CapsuleFunction.load({ path: behaviours }, { inline: true, timeoutMs: 5000, stdio: 'capture' });
+    try {
+      await assert.rejects(fn.invoke({ type: 'cli', params: enc('t'), args: [] }), (e: unknown) => {
+        assert.ok(e instanceof CapsuleError && e.code === 'TRAP', String(e));
+        assert.match(e.message, /trapped: unreachable/);
+        return true;
+      });
+      assert.equal(((await fn.invoke({ type: 'cli', params: enc('hello'), args: [] })).output as CliOutput).exitCode, 0);
+    } finally {
+      await fn.close();
+    }
+  });
+
+  it('calls made at once are served one after the other; waiting counts toward a deadline', async () => {
+    const fn = await CapsuleFunction.load({ path: behaviours }, { inline: true, timeoutMs: 300, stdio: 'capture' });
+    try {
+      const settled = await Promise.allSettled(['hello', 't', 'l', 'hello'].map((p) => fn.invoke({ type: 'cli', params: enc(p), args: [] })));
+      const [first, trap, loop, late] = settled.map((s) => (s.status === 'fulfilled' ? text(s.value) : `${code(s.reason)}: ${(s.reason as Error).message}`));
+      assert.match(trap!, /^TRAP: .*unreachable/);
+      assert.match(loop!, /^TIMEOUT: the function did not return within 300 ms/);
+      assert.match(late!, /^TIMEOUT: the function was not run: the calls before it took its 300 ms/);
+      assert.equal(await outcome(fn.invoke({ type: 'cli', params: enc('hello'), args: [] })), first, 'then it answers as the first call did');
+    } finally {
+      await fn.close();
+    }
+  });
+
+  it('with no deadline (timeoutMs: Infinity) a call simply runs', async () => {
+    const fn = await CapsuleFunction.load({ path: behaviours }, { inline: true, timeoutMs: Infinity, stdio: 'capture' });
+    try {
+      assert.equal(((await fn.invoke({ type: 'cli', params: enc('hello'), args: [] })).output as CliOutput).exitCode, 0);
+    } finally {
+      await fn.close();
+    }
+  });
+
+  it('an inline function has no worker pool, and cannot be given one', async () => {
+    const fn = await CapsuleFunction.load({ path: behaviours }, { inline: true });
+    try {
+      assert.throws(() => fn.pool, /runs inline: it has no worker pool/);
+      const other = await CapsuleFunction.load({ path: behaviours }, { workers: 1 });
+      try {
+        await assert.rejects(CapsuleFunction.load({ path: behaviours }, { inline: true, pool: other.pool }), /inline and pool exclude each other/);
+      } finally {
+        await other.close();
+      }
+    } finally {
+      await fn.close();
+    }
+  });
+
+  it('stops a WASI command sleeping past its deadline (poll_oneoff) and serves the next call', { skip: missing(wasiBasic) }, async () => {
+    const fn = await CapsuleFunction.load({ path: wasiBasic }, { inline: true, timeoutMs: 300, stdio: 'capture' });
+    try {
+      await assert.rejects(fn.invoke({ type: 'cli', args: ['sleep', '20000'], stdin: new Uint8Array(0) }), (e: unknown) => code(e) === 'TIMEOUT');
+      const r = await fn.invoke({ type: 'cli', args: ['sleep', '10'], stdin: new Uint8Array(0) });
+      assert.equal(r.logs?.stdout, 'woke\n');
+    } finally {
+      await fn.close();
+    }
+  });
+});
+
+describe('inline executor: Extism plugins', { skip: missing(asPlugin) }, () => {
+  const count = (fn: CapsuleFunction) => outcome(fn.invoke({ type: 'cli', params: new Uint8Array(0), args: [], entrypoint: 'count' }));
+  const call = (fn: CapsuleFunction, name: string) => outcome(fn.invoke({ type: 'cli', params: new Uint8Array(0), args: [], entrypoint: name }));
+
+  for (const timeoutMs of [Infinity, 5000]) {
+    it(`vars survive calls of one instance, and a trap (timeoutMs ${timeoutMs})`, async () => {
+      const fn = await CapsuleFunction.load({ path: asPlugin }, { inline: true, timeoutMs, stdio: 'capture' });
+      try {
+        assert.equal(await count(fn), '1');
+        assert.equal(await count(fn), '2');
+        assert.equal(await call(fn, 'trap'), 'TRAP');
+        assert.equal(await count(fn), '3');
+      } finally {
+        await fn.close();
+      }
+    });
+  }
+
+  it('a plugin stopped at its deadline starts over on a new instance (vars too, as after a worker\'s end)', async () => {
+    const fn = await CapsuleFunction.load({ path: asPlugin }, { inline: true, timeoutMs: 300, stdio: 'capture' });
+    try {
+      assert.equal(await count(fn), '1');
+      assert.equal(await count(fn), '2');
+      assert.equal(await call(fn, 'spin'), 'TIMEOUT');
+      assert.equal(await count(fn), '1');
+    } finally {
+      await fn.close();
+    }
+  });
+
+  it('a plugin that suspends (imports http_request) runs its calls with a deadline on a worker thread: stopped there, then served', { skip: missing(kitchen) }, async () => {
+    const fn = await CapsuleFunction.load({ path: kitchen }, { inline: true, timeoutMs: 300, stdio: 'capture' });
+    try {
+      await assert.rejects(fn.invoke({ type: 'cli', params: new Uint8Array(0), args: [], entrypoint: 'spin' }), (e: unknown) => {
+        assert.ok(e instanceof CapsuleError && e.code === 'TIMEOUT', String(e));
+        assert.match(e.message, /its worker was stopped/);
+        return true;
+      });
+      assert.equal(await outcome(fn.invoke({ type: 'cli', params: enc('hello'), args: [], entrypoint: 'echo' })), 'hello');
+    } finally {
+      await fn.close();
+    }
+  });
+
+  it('host functions of the embedder: on a worker thread with a deadline, in this thread without one', { skip: missing(userPlugin) }, async () => {
+    const seen: number[] = [];
+    const hostFunctions: UserHostFunctions = {
+      'extism:host/user': {
+        hello_world: (ctx: HostFunctionContext, h) => {
+          seen.push(threadId);
+          return ctx.store(`hello ${ctx.read(h)?.text()}`);
+        },
+        add: (_ctx, a, b) => Number(a) + Number(b),
+        note: () => undefined,
+      },
+    };
+    for (const timeoutMs of [5000, Infinity]) {
+      const fn = await CapsuleFunction.load({ path: userPlugin }, { inline: true, timeoutMs, stdio: 'capture', hostFunctions });
+      try {
+        assert.equal(await outcome(fn.invoke({ type: 'cli', params: enc('Bob'), args: [], entrypoint: 'greet' })), 'hello Bob');
+      } finally {
+        await fn.close();
+      }
+    }
+    // the defined functions run in this thread either way (a service of the executor)
+    assert.deepEqual(seen, [threadId, threadId]);
+  });
+});
+
+describe('capsule run and capsule call, in one thread', { skip: missing(behaviours) }, () => {
+  it('capsule run: a looping guest is stopped at --timeout, exit 1, the message as before', async () => {
+    const r = await runCapsule(['run', behaviours, '--params=l', '--timeout=300ms']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^❌ the function did not return within 300 ms \(--timeout\)/);
+  });
+
+  it('capsule run --json: the deadline is reported in the JSON, exit 1', async () => {
+    const r = await runCapsule(['run', behaviours, '--params=l', '--timeout=300ms', '--json']);
+    assert.equal(r.code, 1);
+    const report = JSON.parse(r.stdout) as { exitCode: number; error: string };
+    assert.equal(report.exitCode, 1);
+    assert.match(report.error, /did not return within 300 ms/);
+  });
+
+  it('capsule call: a plugin that never returns is stopped at --timeout', { skip: missing(asPlugin) }, async () => {
+    const r = await runCapsule(['call', asPlugin, 'spin', '--timeout', '300ms']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^❌ the function did not return within 300 ms/);
+    const ok = await runCapsule(['call', asPlugin, 'count_vowels', '--input', 'Hello, World!']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(JSON.parse(ok.stdout).count, 3);
+  });
+});

@@ -53,7 +53,8 @@ export function callCommand(program: Command, exit: (code: number) => void): voi
     .action(async (plugin: string, name: string, f: CallFlags) => {
       const input = readInput(f);
       const { module, options, maxVarBytes } = await loadPlugin(plugin, f);
-      const fn = CapsuleFunction.fromModule(module, { ...options, stdio: 'inherit', workers: 1 });
+      // in this thread (engine/inline.ts): no worker thread to start for one call
+      const fn = CapsuleFunction.fromModule(module, { ...options, stdio: 'inherit', inline: true });
       try {
         exit(await callOnce(fn, name, input, [`max_var_bytes=${maxVarBytes}`, `log_level=${f.logLevel}`]));
       } finally {

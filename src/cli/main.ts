@@ -5,12 +5,10 @@
  * exit code through.
  *
  * Start-up (docs/performance.md): this module loads almost nothing before it has read the
- * command line. For `capsule run` it starts the call's worker thread first, so that the thread
- * boots while the program (commander, the option declarations) and the engine load and the
- * module is read and compiled; then it loads program.ts, whose actions import what they need.
+ * command line; then it loads program.ts, whose actions import what they need. `capsule run`
+ * and `capsule call` start no worker thread: their call runs in this thread (engine/inline.ts).
  */
 import { CapsuleError } from '../base/errors.ts';
-import type { WorkerPool } from '../engine/pool.ts';
 import { BIN_COMMANDS, normaliseArgv } from './legacy.ts';
 
 /**
@@ -24,11 +22,8 @@ export async function main(argv: string[], o: { bin: string }): Promise<void> {
     setImmediate(() => process.exit(code));
   };
   const normalised = normaliseArgv(argv, BIN_COMMANDS[o.bin]);
-  const runPool = startRunPool(normalised);
-  // the thread is spawned before the program's modules start loading (they would delay it)
-  await runPool;
   const [{ buildProgram }, { CommanderError }] = await Promise.all([import('./program.ts'), import('commander')]);
-  const program = buildProgram(exit, { runPool });
+  const program = buildProgram(exit);
   if (o.bin !== 'capsule') program.name(o.bin);
   try {
     if (normalised.length === 0) {
@@ -52,14 +47,4 @@ export async function main(argv: string[], o: { bin: string }): Promise<void> {
     process.stderr.write(`❌ ${(e as Error).stack ?? String(e)}\n`);
     exit(1);
   }
-}
-
-/**
- * `capsule run` (not its help): the one-worker pool of the call, started at once. A call runs
- * on a worker thread whenever a deadline is in force (`--timeout`, 30 s by default): only ending
- * its thread stops a looping guest. Its threads do not keep the process alive.
- */
-function startRunPool(args: readonly string[]): Promise<WorkerPool> | undefined {
-  if (args[0] !== 'run' || args.some((a) => a === '--help' || a === '-h')) return undefined;
-  return import('../engine/pool.ts').then(({ WorkerPool }) => new WorkerPool({ workers: 1 }));
 }

@@ -13,7 +13,6 @@ import { Argument, Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { CapsuleError } from '../base/errors.ts';
 import type { CapsuleFunction, FunctionOptions } from '../engine/function.ts';
-import type { WorkerPool } from '../engine/pool.ts';
 import type { UrlSource, LoadedModule } from '../engine/load.ts';
 import type { ModuleKind } from '../base/kinds.ts';
 import { KINDS } from '../abi/index.ts';
@@ -110,16 +109,10 @@ function joinParams(module: LoadedModule, args: string[], separator?: string): s
   return args.join(' ');
 }
 
-/** What main.ts started before loading this module. */
-export interface Started {
-  /** `capsule run`: its one-worker pool, booting since the command line was read. */
-  runPool?: Promise<WorkerPool>;
-}
-
 /**
  * The `capsule` program: every command with its options; actions call `exit(code)` when done.
  */
-export function buildProgram(exit: (code: number) => void, started: Started = {}): Command {
+export function buildProgram(exit: (code: number) => void): Command {
   const program = new Command('capsule')
     .description('Run WebAssembly functions (Capsule ABI modules, WASI commands) from the terminal and over HTTP')
     .version(CAPSULE_VERSION, '-v, --version')
@@ -143,7 +136,7 @@ Go Capsule spellings are accepted: capsule -wasm=x.wasm -mode=cli -params=y,
 capsule -wasm=x.wasm -mode=http -httpPort=8080, capsule-http --wasm=x.wasm --httpPort=8080,
 capsule -wasm=x.wasm -mode=nats -natssrv=nats://… -subject=…, capsule -wasm=x.wasm -mode=mqtt -mqttsrv=… -topic=… -clientId=….`);
 
-  runCommand(program, exit, started.runPool);
+  runCommand(program, exit);
   serveCommand(program, exit);
   messageCommands(program, exit);
   inspectCommand(program, exit);
@@ -170,7 +163,7 @@ function completionCommand(program: Command, exit: (code: number) => void): void
 }
 
 /** `capsule run`: one call, the result on stdout. */
-function runCommand(program: Command, exit: (code: number) => void, runPool?: Promise<WorkerPool>): void {
+function runCommand(program: Command, exit: (code: number) => void): void {
   moduleOptions(program.command('run').description('run a module once: its result goes to stdout, the exit code says how it went'))
     .argument('[module]', 'module file (or use --wasm / --url)')
     .argument('[args...]', 'arguments: the params of a Capsule module, argv of a WASI command (unknown flags and everything after -- are passed on)')
@@ -187,18 +180,13 @@ function runCommand(program: Command, exit: (code: number) => void, runPool?: Pr
       if (dashdash >= 0) all.splice(dashdash, 1);
       if (!(f.wasm || f.url)) all.shift();
       const args = all;
-      // One worker thread (the deadline needs one: a looping guest is stopped by ending its
-      // thread), started by main.ts as soon as it saw `run`, so that it boots while this thread
-      // loads the CLI and reads and compiles the module.
-      const [pool, { CapsuleFunction }, { runCli }] = await Promise.all([
-        runPool ?? import('../engine/pool.ts').then(({ WorkerPool }) => new WorkerPool({ workers: 1 })),
-        import('../engine/function.ts'), import('../triggers/cli/run.ts'),
-      ]);
+      // The call runs in this thread (engine/inline.ts): no worker thread starts, and --timeout
+      // stops a looping guest with V8's TerminateExecution (docs/performance.md "Start-up").
+      const [{ CapsuleFunction }, { runCli }] = await Promise.all([import('../engine/function.ts'), import('../triggers/cli/run.ts')]);
       let module: LoadedModule;
       try {
         module = await loadFromFlags(f, f.wasm || f.url ? undefined : positional);
       } catch (e) {
-        await pool.close();
         if (f.json && e instanceof CapsuleError && e.code !== 'USAGE') {
           // --json: a module that cannot be loaded is a report too (exit code 1, as without it)
           process.stdout.write(`${JSON.stringify({ logs: [], durationMs: 0, exitCode: 1, error: e.message })}\n`);
@@ -210,7 +198,7 @@ function runCommand(program: Command, exit: (code: number) => void, runPool?: Pr
       const hostLogs: string[] = [];
       // --json captures the guest's output into the report (up to 16 MiB, then `truncated`)
       const fn = CapsuleFunction.fromModule(module, {
-        ...functionOptions(f, module, true), pool,
+        ...functionOptions(f, module, true), inline: true,
         ...(f.json ? { stdio: 'capture', maxLogBytes: 16 * 1024 * 1024 } : { stdio: 'inherit' }),
         onWarning: (m) => (f.json ? hostLogs.push(m) : process.stderr.write(`⚠️  ${m}\n`)),
       });
@@ -228,7 +216,6 @@ function runCommand(program: Command, exit: (code: number) => void, runPool?: Pr
       }
       const code = await runCli(fn, { params, args, handler: f.handler, json: f.json, hostLogs });
       await fn.close();
-      await pool.close();
       exit(code);
     });
 }
@@ -239,7 +226,7 @@ type ServeFlags = ModuleFlags & ListenFlags & {
   stopAfter?: string; maxBody: string;
   maxConcurrency: string; reuse: boolean; fresh: boolean; workers?: string; grace: string;
   functions?: string; routes?: string; maxOutput: string; defaultHost?: string; watch?: boolean;
-  modulesDir?: string; insecureAdmin: boolean;
+  modulesDir?: string; insecureAdmin: boolean; httpThreads: boolean;
 };
 
 /** The HTTP options every form of `capsule serve` shares, read from its flags. */
@@ -265,6 +252,7 @@ function serveCommand(program: Command, exit: (code: number) => void): void {
     .option('--no-watch', '--functions/--routes: do not reload modules and routes when their files change (they do by default)')
     .option('--modules-dir <dir>', 'one module: POST /load-wasm-module may save modules only in this directory (default: the served module\'s directory)')
     .option('--insecure-admin', 'accept POST /load-wasm-module from any client when CAPSULE_RELOAD_TOKEN is not set (default: loopback only)', false)
+    .option('--http-threads', 'one module: accept and parse HTTP in the --workers threads themselves, each running its own calls (Linux; README "HTTP threads")', false)
     .addOption(logFormatOption())
     .exitOverride()
     .action(async (positional: string | undefined, f: ServeFlags) => {
@@ -280,6 +268,7 @@ function serveCommand(program: Command, exit: (code: number) => void): void {
         defaultHost: f.defaultHost,
       };
       const routesFile = f.routes ?? (f.config && /\.toml$/i.test(f.config) ? f.config : undefined);
+      if (f.httpThreads && (f.functions !== undefined || routesFile !== undefined)) throw new CapsuleError('USAGE', '--http-threads serves one module for now: it cannot be used with --functions or --routes');
       const trigger = f.functions !== undefined || routesFile !== undefined
         ? await serveMany(program, positional, f, http, routesFile)
         : await serveOne(positional, f, http);
@@ -326,7 +315,14 @@ async function serveOne(positional: string | undefined, f: ServeFlags, http: Ser
     make: (m) => CapsuleFunction.fromModule(m, { ...options(m), pool: fn.pool }),
   });
   const module = await loadFromFlags(f, reload.watch?.path ?? positional);
-  const fn = CapsuleFunction.fromModule(module, options(module));
+  // --http-threads: HTTP in the worker threads (triggers/http/threads.ts); the function's own pool has no thread at idle
+  const threads = f.httpThreads ? await import('../triggers/http/threads.ts') : undefined;
+  const fn = CapsuleFunction.fromModule(module, threads ? { ...options(module), pool: threads.lifecyclePool() } : options(module));
+  if (threads) {
+    const threaded = await threads.serveHttpThreads(fn, { ...http, reload, threads: workers, logLevel: f.logLevel, logFormat: f.logFormat });
+    logger.info({ module: module.name, kind: module.detection.kind, digest: module.digest, workers: threaded.threads, httpThreads: true, reuse: fn.settings.reuse }, 'module loaded');
+    return threaded;
+  }
   // the module is compiled; its worker threads boot before the port opens and the ready
   // line is printed, so the first request costs what later ones do
   await fn.pool.whenUp();

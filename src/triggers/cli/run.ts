@@ -98,7 +98,7 @@ export async function runCli(fn: CapsuleFunction, o: CliRunOptions): Promise<num
 /** `--json`: the call, then its {@link CliRunReport} on stdout. @returns the exit code */
 async function runJson(fn: CapsuleFunction, input: CliInput, hostLogs: string[]): Promise<number> {
   const wasi = fn.module.detection.kind === 'wasi';
-  await fn.pool.whenUp(); // the duration is the call's, not the worker thread's start
+  await fn.executor.whenUp(); // the duration is the call's, not a worker thread's start
   const started = performance.now();
   let report: Omit<CliRunReport, 'durationMs' | 'logs'>;
   let logs: CallLogs | undefined;

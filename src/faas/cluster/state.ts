@@ -64,9 +64,23 @@ export function serverAuth(servers: string[]): { servers: string[]; user?: strin
   return { servers: bare, ...auth };
 }
 
+/**
+ * The JetStream replica count of a lattice's buckets, by one rule for every process, whatever
+ * `--cluster` URLs it was given (faas-cluster.md §1.2): `explicit` (`--replicas`) when given;
+ * otherwise min(3, the servers of the cluster as the connected server announces them in its INFO
+ * `connect_urls`, itself included), and 1 for a server outside any cluster (no `connect_urls`).
+ * A bucket that already exists is opened as it is, whatever this returns.
+ * @param explicit `--replicas` (1–5, JetStream's range), undefined = the rule
+ */
+export function clusterReplicas(nc: NatsConnection, explicit?: number): number {
+  if (explicit !== undefined) return explicit;
+  const announced = new Set(nc.info?.connect_urls ?? []);
+  return Math.max(1, Math.min(3, announced.size));
+}
+
 /** Options of {@link WatchedBucket.open}. */
 export interface BucketOptions {
-  /** JetStream replicas (3 in a 3-server cluster; 1 on one server). */
+  /** JetStream replicas when the bucket is created ({@link clusterReplicas}); an existing bucket keeps its own. */
   replicas: number;
   /** Values kept per key (default 5). */
   history?: number;
@@ -116,7 +130,8 @@ export class WatchedBucket<T> {
   }
 
   /**
-   * Creates (or opens) the bucket, starts its watcher and waits until the cache holds every
+   * Opens the bucket as it is, or creates it when absent (two processes creating it at once:
+   * the loser opens the winner's), starts its watcher and waits until the cache holds every
    * current value.
    * @throws FaasError 503 STATE_UNAVAILABLE when JetStream does not answer within the timeout
    */
@@ -128,6 +143,7 @@ export class WatchedBucket<T> {
     }));
     const bucket = new WatchedBucket<T>(name, kv, o);
     const status = await retrying(`status of ${name}`, timeoutMs, () => kv.status());
+    if (status.replicas !== o.replicas) o.logger.info({ bucket: name, replicas: status.replicas, asked: o.replicas }, 'bucket opened as it is (created earlier with another replica count)');
     void bucket.#watchLoop();
     void bucket.#restartOnReconnect(nc);
     await bucket.#caughtUp(status.streamInfo.state.last_seq, timeoutMs * 4);
@@ -329,7 +345,8 @@ export async function retrying<R>(what: string, ms: number, op: () => Promise<R>
     } catch (e) {
       if (isConflict(e)) throw e;
       const text = (e as Error).message ?? String(e);
-      if (!/no responders|timeout|jetstream is not enabled|not available|temporarily unavailable|no suitable peers|leader|closed|disconnect|503/i.test(text)) throw e;
+      // "already in use": a stream created by another process between our lookup and our create; the next attempt opens it
+      if (!/no responders|timeout|jetstream is not enabled|not available|temporarily unavailable|no suitable peers|leader|closed|disconnect|503|already in use/i.test(text)) throw e;
       if (Date.now() + wait > end) throw new FaasError(503, 'STATE_UNAVAILABLE', `${what}: the cluster state is unavailable (${text}); is a majority of the NATS servers up?`);
       await sleep(wait);
       wait = Math.min(wait * 2, 1000);

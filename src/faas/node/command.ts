@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { CapsuleError } from '../../base/errors.ts';
 import { intFlag, workersFlag } from '../../cli/flags.ts';
-import { clusterFlag, listenOptions, serveServices, serviceOptions, type CommandRegistrar, type ServiceFlags } from '../shared/command.ts';
+import { clusterFlag, listenOptions, replicasFlag, REPLICAS_HELP, serveServices, serviceOptions, type CommandRegistrar, type ServiceFlags } from '../shared/command.ts';
 
 interface NodeFlags extends ServiceFlags {
   backend: string;
@@ -24,6 +24,7 @@ interface NodeFlags extends ServiceFlags {
   cacheDir?: string;
   nodeId?: string;
   idleSeconds: string;
+  replicas?: string;
 }
 
 /** `--cache-dir` default: `$XDG_CACHE_HOME/capsule`, else `~/.cache/capsule`, else under the OS temp directory. */
@@ -61,6 +62,7 @@ export const nodeCommand: CommandRegistrar = (program: Command, exit) => {
     .option('--max-inflight <n>', 'with --cluster: calls in progress on this node at once; more are answered "busy" (the gateway retries elsewhere)', '256')
     .option('--cache-dir <dir>', 'with --cluster: content-addressed module cache (default: ~/.cache/capsule)')
     .option('--node-id <id>', 'with --cluster: this node\'s id (X-Capsule-Node, NODES bucket; default: <host>-<pid>)')
+    .option('--replicas <n>', REPLICAS_HELP)
     .option('--idle-seconds <n>', 'with --cluster: scale-to-zero delay of deploys that give no "idleSeconds" (0 = never)', '0')
     .addHelpText('after', '\nEnvironment: CAPSULE_WORKER_ADMIN_TOKEN protects every route but the list; CAPSULE_REVERSE_PROXY_ADMIN_TOKEN is sent to the reverse proxy; CAPSULE_FAAS_TOKEN and CAPSULE_DOMAIN are those of the gen-2 FaaS routes (/functions/start, …) the node serves too.')
     .exitOverride()
@@ -79,6 +81,7 @@ export const nodeCommand: CommandRegistrar = (program: Command, exit) => {
         servers: clusterFlag(f.cluster), lattice: f.lattice, nodeId: f.nodeId,
         labels: await labelsFlag(f.labels), maxInflight: intFlag(f.maxInflight, '--max-inflight', 1, 1_000_000),
         cacheDir: f.cacheDir ?? await defaultCacheDir(), idleSeconds: intFlag(f.idleSeconds, '--idle-seconds', 0, 31_536_000),
+        replicas: replicasFlag(f.replicas),
       };
       if (cluster && cluster.servers.length === 0) throw new CapsuleError('USAGE', '--cluster needs nats://host:4222[,nats://…]');
       const node = await startNode({

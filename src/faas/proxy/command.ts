@@ -3,7 +3,7 @@
  * faas-api.md §1): options only, the service is imported when the command runs.
  */
 import { CapsuleError } from '../../base/errors.ts';
-import { clusterFlag, latticeFlag, serviceOptions, listenOptions, serveServices, type CommandRegistrar, type ServiceFlags } from '../shared/command.ts';
+import { clusterFlag, latticeFlag, replicasFlag, REPLICAS_HELP, serviceOptions, listenOptions, serveServices, type CommandRegistrar, type ServiceFlags } from '../shared/command.ts';
 
 interface ProxyFlags extends ServiceFlags {
   config?: string;
@@ -11,6 +11,7 @@ interface ProxyFlags extends ServiceFlags {
   timeout: string;
   cluster?: string;
   lattice: string;
+  replicas?: string;
   redisUri?: string;
 }
 
@@ -21,6 +22,7 @@ export const proxyCommand: CommandRegistrar = (program, exit) => {
     .option('--backend <name>', 'where routes live: memory, redis (shared by several proxies, --redis-uri) or nats (cluster gateway, --cluster)', 'memory')
     .option('--cluster <urls>', 'NATS servers of the cluster, comma-separated (with --backend nats)')
     .option('--lattice <name>', 'lattice prefix: isolates Capsule clusters sharing one NATS', 'default')
+    .option('--replicas <n>', REPLICAS_HELP)
     .option('--redis-uri <url>', 'Redis server of --backend redis (default: REDIS_URI, else redis://localhost:6379)')
     .option('--timeout <duration>', 'wait for an upstream\'s response headers (and between body chunks)', '30s')
     .exitOverride()
@@ -37,7 +39,7 @@ export const proxyCommand: CommandRegistrar = (program, exit) => {
       const routes = f.config ? loadRoutesConfig(f.config, logger) : undefined;
       const backend = await openBackend(f.backend === 'memory' ? { backend: 'memory' }
         : f.backend === 'redis' ? { backend: 'redis', redisUri: await redisUri(f.redisUri), logger }
-          : { backend: 'nats', servers: clusterFlag(f.cluster), lattice: await latticeFlag(f.lattice), logger, timeoutMs })
+          : { backend: 'nats', servers: clusterFlag(f.cluster), lattice: await latticeFlag(f.lattice), logger, timeoutMs, replicas: replicasFlag(f.replicas) })
         .catch((e: Error) => {
           throw e instanceof CapsuleError ? e : new CapsuleError('LOAD', `--backend ${f.backend}: ${e.message}`);
         });

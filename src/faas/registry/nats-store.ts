@@ -40,8 +40,8 @@ export class ObjectModuleStore implements ModuleStore {
   }
 
   /**
-   * Creates (or opens) the bucket.
-   * @param replicas JetStream replicas (3 in a 3-server cluster)
+   * Opens the bucket as it is, or creates it when absent.
+   * @param replicas JetStream replicas of a bucket created here (cluster/state.ts `clusterReplicas`)
    * @throws FaasError 503 STATE_UNAVAILABLE when JetStream does not answer
    */
   static async open(nc: NatsConnection, bucket: string, o: { replicas: number; timeoutMs?: number }): Promise<ObjectModuleStore> {

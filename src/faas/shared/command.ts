@@ -8,7 +8,7 @@ import { Option, type Command } from 'commander';
 import { CapsuleError } from '../../base/errors.ts';
 import { LOG_LEVELS, type LogFormat, type LogLevel } from '../../observability/log-levels.ts';
 import type { Logger } from '../../observability/logger.ts';
-import { listenFlags, logFormatOption, type ListenFlags } from '../../cli/flags.ts';
+import { intFlag, listenFlags, logFormatOption, type ListenFlags } from '../../cli/flags.ts';
 import type { RunningService } from './service.ts';
 
 /** Registers one command on the `capsule` program (see src/faas/commands.ts). */
@@ -60,6 +60,18 @@ export async function latticeFlag(name: string): Promise<string> {
   } catch (e) {
     throw new CapsuleError('USAGE', `--lattice: ${(e as Error).message}`);
   }
+}
+
+/** Help text of `--replicas` (every cluster command has it). */
+export const REPLICAS_HELP = 'with --cluster: JetStream replicas of buckets this process creates (1-5; default: min(3, servers the cluster announces)); an existing bucket is opened as it is';
+
+/**
+ * The `--replicas` flag (faas-cluster.md §1.2): undefined when not given (then the rule of
+ * cluster/state.ts `clusterReplicas` decides).
+ * @throws CapsuleError USAGE outside 1–5
+ */
+export function replicasFlag(text: string | undefined): number | undefined {
+  return text === undefined ? undefined : intFlag(text, '--replicas', 1, 5);
 }
 
 /**

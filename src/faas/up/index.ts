@@ -48,7 +48,7 @@ export async function startClusterServices(o: ClusterServicesOptions): Promise<R
   const { startProxy, openBackend } = await import('../proxy/index.ts');
   const { startRegistry } = await import('../registry/index.ts');
   const { startNode } = await import('../node/index.ts');
-  const { connectCluster } = await import('../cluster/state.ts');
+  const { connectCluster, clusterReplicas } = await import('../cluster/state.ts');
   const { bucketName } = await import('../cluster/lattice.ts');
   const { ObjectModuleStore } = await import('../registry/nats-store.ts');
   const started: (() => Promise<void>)[] = [];
@@ -59,7 +59,6 @@ export async function startClusterServices(o: ClusterServicesOptions): Promise<R
       throw new Error(`the ${service}: ${(e as Error).message}`, { cause: e });
     }
   };
-  const replicas = Math.min(3, o.servers.length);
   try {
     const gateway = await named('gateway', async () => {
       const logger = o.logger.child({ service: 'gateway' });
@@ -71,7 +70,7 @@ export async function startClusterServices(o: ClusterServicesOptions): Promise<R
       const logger = o.logger.child({ service: 'registry' });
       const nc = await connectCluster({ servers: o.servers, name: 'capsule-registry', logger });
       started.push(() => nc.drain().catch(() => nc.close()));
-      const store = await ObjectModuleStore.open(nc, bucketName(o.lattice, 'MODULES'), { replicas });
+      const store = await ObjectModuleStore.open(nc, bucketName(o.lattice, 'MODULES'), { replicas: clusterReplicas(nc) });
       return startRegistry({ logger, host: o.host, port: o.registryPort, tls: o.tls, files: '', store, adminToken: o.tokens.registry, insecureAdmin: o.insecureAdmin });
     });
     started.splice(started.length - 1, 0, () => registry.close());

@@ -13,7 +13,7 @@ import type { WorkerPool } from '../../../engine/pool.ts';
 import type { FunctionTable } from '../../../functions/table.ts';
 import type { Logger } from '../../../observability/logger.ts';
 import { bucketName, checkLattice, parseKey } from '../../cluster/lattice.ts';
-import { connectCluster, retrying, serverAuth, WatchedBucket } from '../../cluster/state.ts';
+import { clusterReplicas, connectCluster, retrying, serverAuth, WatchedBucket } from '../../cluster/state.ts';
 import { LatticeForwarder, NatsRouteStore } from '../../proxy/backends/nats.ts';
 import type { NodeMetrics } from '../metrics.ts';
 import { ModuleSource } from '../module-source.ts';
@@ -46,6 +46,8 @@ export interface ClusterNodeOptions {
   nodeId?: string;
   /** `--idle-seconds`: scale-to-zero delay of deploys that name none (default 0 = never). */
   idleSeconds?: number;
+  /** `--replicas` of buckets this node creates (undefined: {@link clusterReplicas}). */
+  replicas?: number;
 }
 
 /** What `startNode` hands to the cluster side. */
@@ -93,9 +95,9 @@ export async function joinCluster(o: ClusterNodeOptions, ctx: ClusterNodeContext
   if (!/^[A-Za-z0-9_-]{1,128}$/.test(nodeId)) throw new Error(`--node-id "${nodeId}": use letters, digits, - or _`);
   const { logger } = ctx;
   const labels = o.labels ?? {};
-  const replicas = Math.min(3, o.servers.length);
   const nc = await connectCluster({ servers: o.servers, name: `capsule-node-${nodeId}`, logger });
   try {
+    const replicas = clusterReplicas(nc, o.replicas);
     const deploy = await WatchedBucket.open<DeployRecord>(nc, bucketName(lattice, 'DEPLOY'), { replicas, logger });
     const nodes = await WatchedBucket.open<NodeRecord>(nc, bucketName(lattice, 'NODES'), { replicas, ttlMs: NODE_TTL_MS, logger });
     const routes = await NatsRouteStore.open({ nc, lattice, replicas, logger });

@@ -34,7 +34,7 @@ export class ClusterModules {
   }
 
   /**
-   * Opens (creating when needed) the Object Store bucket.
+   * Opens the Object Store bucket as it is, or creates it with `replicas` when absent.
    * @throws FaasError 503 STATE_UNAVAILABLE when JetStream does not answer
    */
   static async open(nc: NatsConnection, bucket: string, o: { replicas: number; source: ModuleSource; logger: Logger; timeoutMs?: number }): Promise<ClusterModules> {

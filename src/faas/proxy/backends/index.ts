@@ -32,6 +32,8 @@ export type BackendOptions =
     logger: Logger;
     /** Per-attempt wait for a node's answer, ms. */
     timeoutMs: number;
+    /** `--replicas` of a ROUTES bucket this gateway creates (undefined: cluster/state.ts `clusterReplicas`). */
+    replicas?: number;
   };
 
 /**
@@ -49,12 +51,12 @@ export async function openBackend(o: BackendOptions): Promise<ProxyBackend> {
     const store = await RedisRouteStore.open({ url: o.redisUri, logger: o.logger });
     return { store, close: () => store.close() };
   }
-  const { connectCluster } = await import('../../cluster/state.ts');
+  const { connectCluster, clusterReplicas } = await import('../../cluster/state.ts');
   const { NatsRouteStore, LatticeForwarder } = await import('./nats.ts');
   const nc = await connectCluster({ servers: o.servers, name: 'capsule-gateway', logger: o.logger });
   let store: RouteStore;
   try {
-    store = await NatsRouteStore.open({ nc, lattice: o.lattice, replicas: Math.min(3, o.servers.length), logger: o.logger });
+    store = await NatsRouteStore.open({ nc, lattice: o.lattice, replicas: clusterReplicas(nc, o.replicas), logger: o.logger });
   } catch (e) {
     await nc.close();
     throw e;

@@ -2,7 +2,9 @@
  * Harness of the cluster scenarios (faas-cluster.md §2): three real `nats-server` processes
  * (Debian's 2.9) forming one cluster with JetStream, on free loopback ports, each with its own
  * store directory in a temporary folder, short ping timeouts (`ping_interval: 2s`, `ping_max: 2`)
- * so a frozen client is dropped in seconds, and `max_payload: 8MB`. Servers are killed by PID only
+ * so a frozen client is dropped in seconds, a short `write_deadline` (2s: a client whose socket
+ * stays full that long is cut as a slow consumer; nats-server 2.9 does not ping a client it keeps
+ * writing to, docs/cluster.md) and `max_payload: 8MB`. Servers are killed by PID only
  * and can be started again on the same ports with the same store (a restart keeps JetStream data).
  */
 import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
@@ -63,6 +65,7 @@ async function startOnce(bin: string, size: number): Promise<NatsCluster> {
       `http: 127.0.0.1:${p.http}`,
       'ping_interval: "2s"',
       'ping_max: 2',
+      'write_deadline: "2s"',
       'max_payload: 8MB',
       `jetstream { store_dir: "${store}", max_memory_store: 64MB, max_file_store: 1GB }`,
       size > 1 ? `cluster { name: capsule-test, listen: 127.0.0.1:${p.cluster}, routes: [${routes.filter((_, j) => j !== i).join(', ')}] }` : '',

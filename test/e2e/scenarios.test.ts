@@ -217,31 +217,58 @@ describe('cluster scenarios (faas-cluster.md §2): 3 nats-servers, 2 gateways, 3
     assert.ok(out.slice(after).every((o) => o.text.trim() === 'v2'));
   });
 
-  it('8: a frozen node (SIGSTOP) costs at most retried GETs (504 otherwise), is dropped by the server after its ping timeout, and serves again after SIGCONT', async () => {
+  it('8: a frozen node (SIGSTOP) costs at most retried GETs (504 otherwise); the server drops it after its ping timeout when idle, and under a bounded load of large bodies by its write deadline; it serves again after SIGCONT', async (t) => {
     const g = gateways[1]!;
     const url = `${g.url}/functions/hello/blue`;
-    const connected = async () => (await Promise.all(cluster.servers.map(async (s) => {
-      const z = await (await fetch(`${s.monitor}/connz`)).json() as { connections?: { name?: string }[] };
-      return (z.connections ?? []).some((c) => c.name === 'capsule-node-c');
-    }))).some(Boolean);
+    const pid = nodes.c!.child.pid!;
+    const connz = async (state: 'open' | 'closed') => (await Promise.all(cluster.servers.map(async (s) => {
+      const z = await (await fetch(`${s.monitor}/connz?state=${state}`)).json() as { connections?: { name?: string; reason?: string; stop?: string }[] };
+      return (z.connections ?? []).filter((c) => c.name === 'capsule-node-c');
+    }))).flat();
+    const connected = async () => (await connz('open')).length > 0;
+    /** Why the server closed node c's newest closed connection. */
+    const lastReason = async () => (await connz('closed')).sort((a, b) => Date.parse(b.stop ?? '') - Date.parse(a.stop ?? ''))[0]?.reason ?? '';
+    const servesAgain = () => eventually(async () => (await call(url, helloInit())).node === 'c', 30_000);
     assert.ok(await connected());
-    process.kill(nodes.c!.child.pid!, 'SIGSTOP');
+    process.kill(pid, 'SIGSTOP');
     try {
       const during: Outcome[] = [];
       for (let i = 0; i < 6; i++) during.push(await call(url, helloInit()));
       assert.ok(during.every((o) => o.status === 200 || (o.status === 504 && o.code === 'TIMEOUT')), JSON.stringify(failures(during)));
       assert.ok(!during.some((o) => o.node === 'c'));
-      // ping_interval 2s × ping_max 2: the server closes the frozen connection (while no message is
-      // sent to it: nats-server 2.9 counts messages it writes to a client as activity, docs/cluster.md)
+      // no message for it: ping_interval 2s × ping_max 2 and the server closes it as stale
       await eventually(async () => !(await connected()), 20_000);
+      assert.match(await lastReason(), /Stale Connection/);
       const retries = await metric(g.url, 'capsule_lattice_retries_total');
       const after = await Promise.all(Array.from({ length: 30 }, () => call(url, helloInit())));
       assert.deepEqual(failures(after), []);
       assert.equal(await metric(g.url, 'capsule_lattice_retries_total'), retries, 'no request reached the frozen node');
     } finally {
-      process.kill(nodes.c!.child.pid!, 'SIGCONT');
+      process.kill(pid, 'SIGCONT');
     }
-    await eventually(async () => (await call(url, helloInit())).node === 'c', 30_000);
+    await servesAgain();
+    // Under steady traffic nats-server 2.9 never pings a frozen client (what it writes to the
+    // client counts as activity, docs/cluster.md): the write deadline cuts it once its socket
+    // stays full, which large bodies reach in seconds (4 POSTs/s of 900 KiB to the echo route).
+    assert.ok(await connected());
+    process.kill(pid, 'SIGSTOP');
+    try {
+      const body = Buffer.alloc(900 * 1024, 'y');
+      const load = startLoad(`${g.url}/functions/cgi/blue/echo`, 4, () => ({ method: 'POST', body }));
+      try {
+        await eventually(async () => !(await connected()), 25_000);
+      } finally {
+        const out = await load.stop();
+        assert.ok(out.every((o) => o.status === 200 || (o.status === 504 && o.code === 'TIMEOUT')), JSON.stringify(failures(out).map((o) => [o.status, o.code])));
+        assert.ok(out.some((o) => o.status === 200), 'the other nodes served');
+      }
+      const reason = await lastReason();
+      t.diagnostic(`frozen node under load closed by the server: ${reason}`);
+      assert.match(reason, /Slow Consumer|Stale Connection/); // the write deadline, or the ping once writes are stuck
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    await servesAgain();
   });
 
   it('7: a node killed (SIGKILL) under 20 rps loses no GET, leaves the listing, and the others take its share', async () => {
@@ -311,7 +338,9 @@ describe('cluster scenarios (faas-cluster.md §2): 3 nats-servers, 2 gateways, 3
     assert.deepEqual(failures(out), []);
   });
 
-  it('16: after a full restart (every server and process) routes, desired state and modules are back; the first call cold-starts and succeeds', async () => {
+  it('16: after a full restart (every server and process) routes, desired state, gen-2 records and modules are back; the first call cold-starts and succeeds', async () => {
+    const gen2 = await fetch(`${nodes.a!.url}/functions/start`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'hello', revision: 'gen2', args: ['', `-url=${moduleUrl('hello')}`] }) });
+    assert.equal(await gen2.text(), 'hello/gen2/0');
     await Promise.all(everyCapsule().map((s) => s.stop()));
     stopped.clear();
     await Promise.all(cluster.servers.map((s) => s.kill()));
@@ -323,6 +352,10 @@ describe('cluster scenarios (faas-cluster.md §2): 3 nats-servers, 2 gateways, 3
     assert.deepEqual(Object.keys(list.cgi ?? {}).sort(), ['blue', 'green', 'hot', 'idle']);
     assert.equal(list.cgi?.hot?.generation, 2, 'the reloaded generation is kept');
     assert.equal(list.hello?.blue?.sha256, sha256(readFileSync(modules.hello)));
+    const procs = await (await fetch(`${nodes.c!.url}/functions/processes`)).json() as Record<string, { statusDescription: string }>;
+    assert.equal(procs['hello/gen2/0']?.statusDescription, 'Started', 'the gen-2 record is back (PROCS)');
+    const viaGen2 = await call(`${gateways[1]!.url}/functions/hello/gen2`, helloInit());
+    assert.equal(viaGen2.status, 200, viaGen2.text);
     const got = await fetch(moduleUrl('v2'));
     assert.equal(sha256(Buffer.from(await got.arrayBuffer())), sha256(readFileSync(modules.v2)));
     const first = await call(`${gateways[0]!.url}/functions/hello/blue`, helloInit());

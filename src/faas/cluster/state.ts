@@ -157,7 +157,10 @@ export class WatchedBucket<T> {
   async #restartOnReconnect(nc: NatsConnection): Promise<void> {
     for await (const s of nc.status()) {
       if (this.#closed) return;
-      if (s.type === 'reconnect') this.#stopWatch?.();
+      if (s.type === 'reconnect') {
+        this.#o.logger.debug({ bucket: this.name, seen: this.#seen }, 'reconnected: re-creating the KV watcher');
+        this.#stopWatch?.();
+      }
     }
   }
 
@@ -324,7 +327,11 @@ export class WatchedBucket<T> {
       if (last > this.#seen) {
         const before = this.#seen;
         await sleep(2000);
-        if (this.#seen === before) iter.stop();
+        if (this.#seen === before) {
+          // logged, so a slow propagation between processes can be told from a stuck watcher
+          this.#o.logger.warn({ bucket: this.name, seen: this.#seen, last }, 'KV watcher stalled behind the stream: re-creating it');
+          iter.stop();
+        }
       }
     } catch { /* no quorum now: the watcher waits, reads answer from the cache */ }
   }

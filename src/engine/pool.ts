@@ -35,7 +35,11 @@ import type { LoadedModule } from './load.ts';
 import { workerEntryUrl } from './worker-entry.ts';
 
 export interface PoolOptions {
-  /** Worker threads always kept (default: CPU cores). */
+  /**
+   * Worker threads always kept (default: CPU cores). 0: none at idle, one started when a call
+   * comes and stopped after `idleMs` without calls (a server whose guests run elsewhere, e.g.
+   * `capsule serve --http-threads`, keeps such a pool for lifecycle exports and services).
+   */
   workers?: number;
   /**
    * Most worker threads at once, the ones started beside runaways included (default:
@@ -169,7 +173,7 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
 
   constructor(options: PoolOptions = {}) {
     super();
-    this.size = Math.max(1, options.workers ?? availableParallelism());
+    this.size = options.workers === 0 ? 0 : Math.max(1, options.workers ?? availableParallelism());
     this.maxWorkers = Math.max(this.size, options.maxWorkers ?? Math.max(4 * this.size, 16));
     this.#pipeline = Math.max(1, options.pipeline ?? 32);
     this.#maxQueue = options.maxQueue ?? 10_000;
@@ -331,7 +335,7 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
     for (let i = this.#slots.length - 1; i >= 0 && this.#slots.length > this.size; i--) {
       const s = this.#slots[i]!;
       if (s.inflight.size > 0 || now - s.idleSince < this.#idleMs) continue;
-      if (!this.#slots.some((o) => o !== s && o.long === 0)) continue;
+      if (this.#slots.some((o) => o.long !== 0) && !this.#slots.some((o) => o !== s && o.long === 0)) continue;
       s.dead = true;
       this.#slots.splice(i, 1);
       void s.worker.terminate();
@@ -366,16 +370,31 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
   }
 
   #onService(slot: Slot, msg: Extract<FromWorker, { t: 'service' }>): void {
-    const handler = this.#services.get(msg.name);
-    const entry = this.#modules.get(msg.moduleId);
     const reply = (r: { value?: unknown; error?: string }) => this.#post(slot, { t: 'service-reply', id: msg.id, ...r });
-    if (!handler || !entry) {
-      reply({ error: `host service ${msg.name} is not available` });
-      return;
-    }
-    Promise.resolve()
-      .then(() => handler(msg.request, entry))
+    this.runService(msg.name, msg.request, msg.moduleId)
       .then((value) => reply({ value }), (e: unknown) => reply({ error: (e as Error)?.message ?? String(e) }));
+  }
+
+  /**
+   * Runs a service registered with `provide` for a module of this pool: what a worker's
+   * `ctx.service(name, request)` reaches (also used by threads of other kinds running this
+   * pool's modules, triggers/http/threads.ts).
+   * @throws Error when no such service or module is registered, or what the handler throws
+   */
+  async runService(name: string, request: unknown, moduleId: number): Promise<unknown> {
+    const handler = this.#services.get(name);
+    const entry = this.#modules.get(moduleId);
+    if (!handler || !entry) throw new Error(`host service ${name} is not available`);
+    return handler(request, entry);
+  }
+
+  /**
+   * A registered module as a worker thread receives it (its compiled module, detection,
+   * settings…), with its id in this pool; undefined when `module` is not registered here.
+   */
+  workerModuleOf(module: LoadedModule): { id: number; module: WorkerModule } | undefined {
+    for (const entry of this.#modules.values()) if (entry.module === module) return { id: entry.id, module: this.#workerModule(entry) };
+    return undefined;
   }
 
   #onMessage(slot: Slot, msg: FromWorker): void {

@@ -20,11 +20,13 @@ export class RunnerMetrics {
   /**
    * @param busy returns the number of workers running a call (read at scrape time)
    * @param workers returns the worker threads up now, grown ones included (read at scrape time)
+   * @param processMetrics whether it holds the process and Node metrics too (default true); the
+   *   sets of HTTP threads leave them out, the main thread's set has them (they are per process)
    */
-  constructor(busy: () => number, workers: () => number) {
+  constructor(busy: () => number, workers: () => number, processMetrics = true) {
     // prom-client's names already start with process_ / nodejs_: capsule_process_cpu_seconds_total,
     // capsule_nodejs_eventloop_lag_seconds, …
-    collectDefaultMetrics({ register: this.registry, prefix: 'capsule_' });
+    if (processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'capsule_' });
     this.requests = new Counter({ name: 'capsule_requests_total', help: 'Invocations handled, by function, method and status', labelNames: ['function', 'method', 'status'], registers: [this.registry] });
     this.duration = new Histogram({
       name: 'capsule_request_duration_seconds', help: 'Invocation duration (queue + guest), seconds', labelNames: ['function'],

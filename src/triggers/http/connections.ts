@@ -118,15 +118,16 @@ export function guardConnections(server: Server, log: Logger): ConnectionGuard {
 }
 
 /**
- * Listens on `host:port`.
+ * Listens on `host:port`; with `reusePort` (Linux, Node ≥ 22.12) beside other sockets of this
+ * process bound to the same port, the kernel spreading new connections among them.
  * @returns the port bound (the one picked when `port` is 0)
  * @throws CapsuleError USAGE with one line naming the address and the flag to change
  */
-export async function listen(server: Server, port: number, host: string): Promise<number> {
+export async function listen(server: Server, port: number, host: string, reusePort = false): Promise<number> {
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, host, () => {
+      server.listen(reusePort ? { port, host, reusePort } : { port, host }, () => {
         server.off('error', reject);
         resolve();
       });

@@ -35,7 +35,15 @@ export const RELOAD_ROUTE = '/load-wasm-module';
 /** The variable (and header) of the reload token. */
 export const RELOAD_TOKEN_VAR = 'CAPSULE_RELOAD_TOKEN';
 /** Largest accepted reload request body, bytes. */
-const MAX_REQUEST_BYTES = 64 * 1024;
+export const MAX_RELOAD_REQUEST_BYTES = 64 * 1024;
+
+/** A reload request as the route sees it (`ModuleReloader.answerRequest`). */
+export interface ReloadAsk {
+  headers: IncomingMessage['headers'];
+  remoteAddress: string | undefined;
+  /** Reads the body as UTF-8. @throws CapsuleError USAGE when it is larger than MAX_RELOAD_REQUEST_BYTES */
+  body(): Promise<string>;
+}
 
 /** How the single-module server reloads its module (see the module comment). */
 export interface HotReloadOptions {
@@ -128,25 +136,40 @@ export class ModuleReloader {
    * @returns the status sent
    */
   async answer(req: IncomingMessage, res: ServerResponse): Promise<number> {
-    const refusal = checkAdmin({ service: 'reload', header: RELOAD_TOKEN_VAR, token: this.#o.token, insecureAdmin: this.#o.insecureAdmin }, req.headers, req.socket.remoteAddress);
-    if (refusal) {
-      req.resume();
-      return sendText(res, refusal.status, `😡[${RELOAD_ROUTE}] ${refusal.body.message}`);
-    }
-    let ask: ReloadRequest;
+    let read = false;
+    const r = await this.answerRequest({
+      headers: req.headers, remoteAddress: req.socket.remoteAddress,
+      body: () => {
+        read = true;
+        return readSmallBody(req, MAX_RELOAD_REQUEST_BYTES);
+      },
+    });
+    if (!read) req.resume();
+    return sendText(res, r.status, r.text);
+  }
+
+  /**
+   * The reload route without its connection (an HTTP thread forwards the request here, threads.ts):
+   * `body` is read only once the client is allowed. Never throws.
+   * @returns the status and plain-text body to answer with
+   */
+  async answerRequest(ask: ReloadAsk): Promise<{ status: number; text: string }> {
+    const refusal = checkAdmin({ service: 'reload', header: RELOAD_TOKEN_VAR, token: this.#o.token, insecureAdmin: this.#o.insecureAdmin }, ask.headers, ask.remoteAddress);
+    if (refusal) return { status: refusal.status, text: `😡[${RELOAD_ROUTE}] ${refusal.body.message}` };
+    let want: ReloadRequest;
     try {
-      ask = parseReloadRequest(await readSmallBody(req, MAX_REQUEST_BYTES), this.#o.modulesDir);
+      want = parseReloadRequest(await ask.body(), this.#o.modulesDir);
     } catch (e) {
-      return sendText(res, 400, `😡[${RELOAD_ROUTE}] ${(e as Error).message}`);
+      return { status: 400, text: `😡[${RELOAD_ROUTE}] ${(e as Error).message}` };
     }
     try {
-      const bytes = await fetchModule({ url: ask.url }, ask.sha256);
-      const module = await compileModule(bytes, ask.url, this.#o.load);
-      await this.reload(module, { from: ask.url, save: () => writeAtomically(ask.path, bytes) });
-      return sendText(res, 200, `🙂 ${ask.url} loaded`);
+      const bytes = await fetchModule({ url: want.url }, want.sha256);
+      const module = await compileModule(bytes, want.url, this.#o.load);
+      await this.reload(module, { from: want.url, save: () => writeAtomically(want.path, bytes) });
+      return { status: 200, text: `🙂 ${want.url} loaded` };
     } catch (e) {
-      this.#log.error({ url: ask.url, code: (e as CapsuleError).code }, `${RELOAD_ROUTE}: ${(e as Error).message} (the previous module keeps serving)`);
-      return sendText(res, 500, `😡[${RELOAD_ROUTE}] ${(e as Error).message}`);
+      this.#log.error({ url: want.url, code: (e as CapsuleError).code }, `${RELOAD_ROUTE}: ${(e as Error).message} (the previous module keeps serving)`);
+      return { status: 500, text: `😡[${RELOAD_ROUTE}] ${(e as Error).message}` };
     }
   }
 
@@ -268,7 +291,7 @@ function realOrResolved(p: string): string {
  * Reads a request body of at most `max` bytes as UTF-8.
  * @throws CapsuleError USAGE when it is larger
  */
-function readSmallBody(req: IncomingMessage, max: number): Promise<string> {
+export function readSmallBody(req: IncomingMessage, max: number): Promise<string> {
   return new Promise((resolveBody, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;

@@ -60,6 +60,11 @@ export interface HttpTriggerOptions {
    * and `--watch` (reload.ts). Without it, every path reaches the guest.
    */
   reload?: HotReloadOptions;
+  /**
+   * Listen with SO_REUSEPORT beside other sockets of this process on the same port (the HTTP
+   * threads of `capsule serve --http-threads`, threads.ts). Linux, Node ≥ 22.12.
+   */
+  reusePort?: boolean;
   logger: Logger;
 }
 
@@ -127,10 +132,15 @@ export interface PipelineState {
   logGuest(logs: CallLogs | undefined, fields: Record<string, unknown>): void;
 }
 
+/** What the pipeline reads of a worker pool: its gauges, and its replaced workers to log. */
+export type PipelinePool = Pick<WorkerPool, 'busy' | 'threads' | 'on'>;
+
 /** A server built on the pipeline. */
 export interface PipelineSpec {
   /** Worker pools whose busy workers the metrics report (and whose replaced workers are logged). */
-  pools: WorkerPool[];
+  pools: PipelinePool[];
+  /** The metric set to count requests in (default: a new one over `pools`). */
+  metrics?: RunnerMetrics;
   /** Decides what serves a request (`path` without the query). */
   dispatch(path: string, req: IncomingMessage, state: PipelineState): HttpDispatch;
   /** Runs once in-flight calls are done (or the grace period is over) at shutdown: OnStop/OnExit, closing functions. */
@@ -199,7 +209,7 @@ class Pipeline {
     this.#maxBody = o.maxBodyBytes ?? DEFAULTS.maxBodyBytes;
     this.#maxConcurrency = o.maxConcurrency ?? 1024;
     this.#scheme = o.tls ? 'https' : 'http';
-    const metrics = this.#metrics = new RunnerMetrics(
+    const metrics = this.#metrics = spec.metrics ?? new RunnerMetrics(
       () => spec.pools.reduce((n, p) => n + p.busy, 0),
       () => spec.pools.reduce((n, p) => n + p.threads, 0),
     );
@@ -231,7 +241,7 @@ class Pipeline {
     server.headersTimeout = 60_000;
     server.requestTimeout = 0; // the per-call deadline is the guest's --timeout
     const host = o.host ?? '127.0.0.1';
-    const port = this.#port = await listen(server, o.port ?? 8080, host);
+    const port = this.#port = await listen(server, o.port ?? 8080, host, o.reusePort);
     const displayHost = host.includes(':') ? `[${host}]` : host;
     this.#defaultHost = `${displayHost}:${port}`;
     this.#armIdle();

@@ -9,9 +9,10 @@
 import type { IncomingMessage, ServerResponse, Server } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { CapsuleError, STATUS_BY_CODE } from '../../base/errors.ts';
-import type { CapsuleFunction } from '../../engine/function.ts';
 import type { CallLogs } from '../../engine/instance.ts';
-import type { HttpResponseOutput } from '../../base/invocation.ts';
+import type { HttpResponseOutput, InvocationInput, InvocationMeta } from '../../base/invocation.ts';
+import type { CallResult } from '../../engine/pool.ts';
+import type { ModuleKind } from '../../base/kinds.ts';
 import type { Logger } from '../../observability/logger.ts';
 import type { RunnerMetrics } from '../../observability/metrics.ts';
 import { guardConnections, listen } from '../http/connections.ts';
@@ -25,17 +26,30 @@ const { createServer } = process.getBuiltinModule('node:http');
  * `/health` and `/metrics`, `/capsule/ready` names it); the multi-function server leaves them out.
  */
 export interface RunnerRouteContext {
-  metrics: RunnerMetrics;
+  /** What `/capsule/metrics` (and `/metrics` without `OnMetrics`) answers. */
+  metrics: Pick<RunnerMetrics, 'text'>;
   /** Why the runner is not ready (`/capsule/ready` answers 503 with it), or undefined when ready. */
   notReady(): string | undefined;
   /** Extra fields of the `/capsule/ready` answer (e.g. the broker, the functions). */
   readyInfo?(): Record<string, unknown>;
   /** The function of a single-function trigger. */
-  fn?: CapsuleFunction;
+  fn?: RouteFunction;
   /** Trigger facts passed to `OnHealthCheck` / `OnMetrics` (`InvocationMeta.trigger`). */
   trigger?: Record<string, string | number>;
   /** Logs what the guest printed during `OnHealthCheck` / `OnMetrics`. */
   logGuest?(logs: CallLogs | undefined, requestId: string): void;
+}
+
+/**
+ * What the runner routes use of a single function: a `CapsuleFunction`, or the function an HTTP
+ * thread runs in itself (triggers/http/thread.ts).
+ */
+export interface RouteFunction {
+  readonly module: { readonly name: string; readonly detection: { readonly kind: ModuleKind } };
+  /** Worker threads serving it (`/capsule/ready` says how many). */
+  readonly pool: { readonly size: number };
+  exports(name: string): boolean;
+  invoke(input: InvocationInput, meta?: InvocationMeta): Promise<CallResult>;
 }
 
 /** Whether `path` (without the query) is one of the runner's routes. */

@@ -1,0 +1,93 @@
+/**
+ * Messages and shared memory between `capsule serve --http-threads`' main thread (threads.ts,
+ * the supervisor) and its HTTP threads (thread.ts). Kept apart from both so that a thread loads
+ * none of the supervisor's modules.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { WorkerModule } from '../../engine/instance.ts';
+import type { HttpTriggerOptions } from './server.ts';
+import type { LogFormat, LogLevel } from '../../observability/log-levels.ts';
+
+/** A module version as a thread receives it: its id in the main thread's pool, the module, its exported function names. */
+export interface ThreadVersion {
+  id: number;
+  module: WorkerModule;
+  exports: string[];
+}
+
+/** The HTTP options a thread listens with (the TLS pair as bytes: they cross the thread boundary). */
+export type ThreadHttpOptions = Omit<HttpTriggerOptions, 'logger' | 'reload' | 'tls' | 'reusePort' | 'stopAfterMs'> & {
+  tls?: { cert: Uint8Array; key: Uint8Array };
+};
+
+/** A thread's `workerData`. */
+export interface ThreadInit {
+  /** See `threadSlot`. */
+  slot: SharedArrayBuffer;
+  /** Its number (0, 1, …), kept by the thread that replaces it: the `thread` field of its log lines. */
+  index: number;
+  /** HTTP threads of the server (`/capsule/ready` says how many). */
+  threads: number;
+  version: ThreadVersion;
+  /** Per-call deadline, ms (`--timeout`). */
+  timeoutMs: number;
+  http: ThreadHttpOptions;
+  log: { level: LogLevel; format: LogFormat };
+  /** `/load-wasm-module` when the server reloads; undefined: that path reaches the guest. */
+  reloadRoute?: string;
+}
+
+/** Supervisor → thread. */
+export type ToThread =
+  /** A new version serves every call that starts from now; the old one is retired once its calls are done. */
+  | { t: 'swap'; version: ThreadVersion }
+  /** Asks for the thread's metrics (prom-client JSON), answered by a `reply`. */
+  | { t: 'metrics'; id: number }
+  /** The answer to a thread's `ask`. */
+  | { t: 'reply'; id: number; value?: unknown; error?: string }
+  /** Graceful shutdown: stop accepting, finish the calls in flight (the grace), close; then `stopped`. */
+  | { t: 'stop'; reason: string };
+
+/** What a thread asks the main thread. */
+export type ThreadAsk =
+  | { service: string; request: unknown; moduleId: number }
+  | { scrape: true }
+  | { reload: { headers: IncomingHttpHeaders; remoteAddress: string | undefined; body: { text: string } | { error: string } } };
+
+/** Thread → supervisor. */
+export type FromThread =
+  | { t: 'listening'; port: number }
+  | { t: 'listen-failed'; code: string; message: string }
+  | { t: 'ask'; id: number; what: ThreadAsk }
+  | { t: 'reply'; id: number; value: unknown }
+  /** The version of that id has no call left in this thread and was let go. */
+  | { t: 'retired'; id: number }
+  | { t: 'stopped' };
+
+/** The shared memory of one thread, as views. */
+export interface ThreadSlot {
+  /** Number of the call running now (0 = none). */
+  running: Int32Array;
+  /** Connections open on the thread now. */
+  connections: Int32Array;
+  /** Start and deadline of the running call, ms (Date.now clock). */
+  started: Float64Array;
+  deadline: Float64Array;
+}
+
+/** Bytes of a thread's shared memory. */
+export const THREAD_SLOT_BYTES = 24;
+
+/**
+ * The views of a thread's shared memory: int32 at 0 the running call's number, int32 at 4 the
+ * open connections, float64 at 8 its start, at 16 its deadline. The thread writes the start and
+ * deadline before the number (an atomic store), so a reader that sees a number sees its times.
+ */
+export function threadSlot(buffer: SharedArrayBuffer): ThreadSlot {
+  return {
+    running: new Int32Array(buffer, 0, 1),
+    connections: new Int32Array(buffer, 4, 1),
+    started: new Float64Array(buffer, 8, 1),
+    deadline: new Float64Array(buffer, 16, 1),
+  };
+}

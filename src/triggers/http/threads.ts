@@ -1,0 +1,358 @@
+/**
+ * `capsule serve --http-threads` (README "HTTP threads", docs/performance.md "Serve cost"): HTTP
+ * accepted and parsed in the worker threads themselves. Each thread (thread.ts) listens on the
+ * server's port with SO_REUSEPORT and runs the calls of its own connections; the main thread is
+ * a supervisor that takes no part in a request:
+ *
+ * - it starts the threads (the first one picks the port when it is 0, the others join it) and
+ *   returns once every one listens;
+ * - it watches deadlines in each thread's shared memory (thread-protocol.ts) every 25 ms and
+ *   stops a thread whose call runs past its deadline, starting another in its place. The stuck
+ *   request gets no answer, and the stopped thread's other connections are closed with it
+ *   (logged with their number; see README "HTTP threads" for the bound);
+ * - it answers what threads ask: host services, the scrape of `/capsule/metrics` (every
+ *   thread's counters, aggregated with prom-client's `AggregatorRegistry`, plus the process
+ *   metrics of its own), and hot reload (`POST /load-wasm-module` and `--watch`: the new module
+ *   is compiled here and sent to every thread, the old one retired in each once its calls are done);
+ * - graceful shutdown drains every thread, then runs `OnStop`/`OnExit`.
+ *
+ * Lifecycle exports (`OnLoad`, `OnStop`, `OnExit`) run on the function's own worker pool, which
+ * should have no thread at idle (`new WorkerPool({ workers: 0 })`).
+ */
+import { Worker } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
+import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import { WorkerPool } from '../../engine/pool.ts';
+import { CapsuleError } from '../../base/errors.ts';
+import type { CapsuleFunction } from '../../engine/function.ts';
+import { RunnerMetrics } from '../../observability/metrics.ts';
+import type { LogFormat, LogLevel } from '../../observability/log-levels.ts';
+import { runLifecycle, runStopExports, settleWithin, Shutdown } from '../lifecycle.ts';
+import { ModuleReloader, RELOAD_ROUTE } from './reload.ts';
+import type { HttpTriggerOptions } from './server.ts';
+import { threadSlot, THREAD_SLOT_BYTES, type FromThread, type ThreadAsk, type ThreadInit, type ThreadSlot, type ThreadVersion, type ToThread } from './thread-protocol.ts';
+
+export interface HttpThreadsOptions extends HttpTriggerOptions {
+  /** HTTP threads (default: CPU cores), 1–256. */
+  threads?: number;
+  /** The threads' log level and format (each thread writes its own lines to stderr). */
+  logLevel?: LogLevel;
+  logFormat?: LogFormat;
+}
+
+/** A registry's metrics as JSON (what a thread sends for a scrape). */
+type Metrics = MetricObjectWithValues<MetricValue<string>>[];
+
+/** The pool a function served with HTTP threads runs its lifecycle exports and services on: no thread at idle. */
+export function lifecyclePool(): WorkerPool {
+  return new WorkerPool({ workers: 0 });
+}
+
+/** A running `--http-threads` server. */
+export interface RunningHttpThreads {
+  readonly url: string;
+  readonly port: number;
+  /** HTTP threads serving. */
+  readonly threads: number;
+  /** The function serving now (the last one reloaded). */
+  readonly fn: CapsuleFunction;
+  /** Drains every thread (up to graceMs), then runs OnStop/OnExit and closes the function and its pool. */
+  shutdown(reason: string): Promise<void>;
+  readonly closed: Promise<void>;
+}
+
+const ext = import.meta.url.slice(import.meta.url.lastIndexOf('.'));
+/** A thread's entry, booted with Node's module compile cache as the pool's workers are (engine/pool.ts). */
+const THREAD_BOOT = `const m = require('node:module');
+m.enableCompileCache();
+import(${JSON.stringify(new URL(`./thread${ext}`, import.meta.url).href)}).then(() => m.flushCompileCache());`;
+/** Watchdog period, ms: deadlines are enforced to this much (as the pool's). */
+const TICK_MS = 25;
+/** How long a scrape waits for a thread's counters before using the ones it sent last, ms. */
+const SCRAPE_WAIT_MS = 100;
+/** Threads in a row that may die before listening before the server gives up. */
+const MAX_BOOT_FAILURES = 3;
+
+/** One HTTP thread as the supervisor sees it. */
+interface Thread {
+  readonly index: number;
+  readonly worker: Worker;
+  readonly slot: ThreadSlot;
+  /** Resolves with the port once it listens; rejects when it cannot. */
+  readonly listening: Promise<number>;
+  up: boolean;
+  dead: boolean;
+  /** Waiters of its `reply`s (metrics), of its `retired` versions and of its `stopped`. */
+  readonly replies: Map<number, (value: unknown) => void>;
+  readonly retiring: Map<number, () => void>;
+  stopped?: () => void;
+  /** The metrics it sent last (used when it does not answer a scrape in time). */
+  lastMetrics: Metrics;
+}
+
+/**
+ * Serves `fn` with HTTP accepted in worker threads (see the module comment). `fn` should run on
+ * a pool of its own with no thread at idle (`pool: new WorkerPool({ workers: 0 })`): it runs the
+ * lifecycle exports and host services; the shutdown closes it. Its module must be registered on
+ * that pool (made by `CapsuleFunction.load`/`fromModule` with it).
+ * @throws CapsuleError USAGE for an option this mode cannot serve yet (`stopAfterMs`), or when
+ *   the port cannot be bound or the certificate used (as `serveHttp`)
+ */
+export async function serveHttpThreads(fn: CapsuleFunction, o: HttpThreadsOptions): Promise<RunningHttpThreads> {
+  if (o.stopAfterMs !== undefined) throw new CapsuleError('USAGE', '--stop-after cannot be used with --http-threads yet: leave one of them out');
+  await runLifecycle(fn, 'OnLoad', o.logger);
+  const s = new Supervisor(fn, o);
+  try {
+    await s.start();
+  } catch (e) {
+    await s.shutdown('the server could not start');
+    throw e;
+  }
+  return s.running();
+}
+
+class Supervisor {
+  readonly #o: HttpThreadsOptions;
+  readonly #count: number;
+  /** The process metrics, the calls stopped at their deadline, and the thread gauges (read in shared memory: a thread busy in a call answers no scrape). */
+  readonly #metrics = new RunnerMetrics(
+    () => this.#threads.filter((t) => !t.dead && Atomics.load(t.slot.running, 0) !== 0).length,
+    () => this.#threads.filter((t) => !t.dead).length,
+  );
+  readonly #threads: Thread[] = [];
+  readonly #retirements = new Set<Promise<void>>();
+  readonly #reloader: ModuleReloader | undefined;
+  readonly #shutdown: Shutdown<void>;
+  readonly #name: string;
+  #fn: CapsuleFunction;
+  #version: ThreadVersion;
+  #port: number;
+  #draining = false;
+  #bootFailures = 0;
+  #watchdog: NodeJS.Timeout | undefined;
+
+  constructor(fn: CapsuleFunction, o: HttpThreadsOptions) {
+    this.#o = o;
+    this.#fn = fn;
+    this.#name = fn.module.name;
+    this.#version = versionOf(fn);
+    this.#count = Math.max(1, o.threads ?? availableParallelism());
+    this.#port = o.port ?? 8080;
+    this.#shutdown = new Shutdown((reason) => this.#stop(reason));
+    const current = () => this.#fn;
+    this.#reloader = o.reload ? new ModuleReloader({ get fn() { return current(); }, replace: (next) => this.#replace(next) }, o.reload, o.logger) : undefined;
+  }
+
+  /** Starts every thread (the first alone when the port is 0: it picks the port the others join). */
+  async start(): Promise<void> {
+    const first = this.#spawn(0);
+    this.#port = await first.listening;
+    const rest = Array.from({ length: this.#count - 1 }, (_, i) => this.#spawn(i + 1));
+    await Promise.all(rest.map((t) => t.listening));
+    this.#watchdog = setInterval(() => this.#check(), TICK_MS);
+    this.#watchdog.unref();
+    this.#reloader?.watch();
+  }
+
+  running(): RunningHttpThreads {
+    const host = this.#o.host ?? '127.0.0.1';
+    const display = host.includes(':') ? `[${host}]` : host;
+    const current = () => this.#fn;
+    return {
+      url: `${this.#o.tls ? 'https' : 'http'}://${display}:${this.#port}`, port: this.#port, threads: this.#count,
+      get fn() { return current(); },
+      shutdown: (reason) => this.shutdown(reason), closed: this.#shutdown.closed,
+    };
+  }
+
+  shutdown(reason: string): Promise<void> {
+    return this.#shutdown.run(reason);
+  }
+
+  #spawn(index: number): Thread {
+    const buffer = new SharedArrayBuffer(THREAD_SLOT_BYTES);
+    const o = this.#o;
+    const init: ThreadInit = {
+      slot: buffer, index, threads: this.#count, version: this.#version, timeoutMs: this.#fn.timeoutMs,
+      http: {
+        host: o.host, port: this.#port, maxBodyBytes: o.maxBodyBytes, graceMs: o.graceMs, maxOutputBytes: o.maxOutputBytes, defaultHost: o.defaultHost,
+        // --max-concurrency is the server's: each thread takes its share
+        maxConcurrency: o.maxConcurrency !== undefined ? Math.max(1, Math.ceil(o.maxConcurrency / this.#count)) : undefined,
+        tls: o.tls,
+      },
+      log: { level: o.logLevel ?? 'info', format: o.logFormat ?? (process.stderr.isTTY ? 'pretty' : 'json') },
+      reloadRoute: this.#reloader ? RELOAD_ROUTE : undefined,
+    };
+    const worker = new Worker(THREAD_BOOT, { eval: true, workerData: init });
+    let listened!: (port: number) => void;
+    let failed!: (e: Error) => void;
+    const listening = new Promise<number>((resolve, reject) => {
+      listened = resolve;
+      failed = reject;
+    });
+    listening.catch(() => undefined);
+    const t: Thread = { index, worker, slot: threadSlot(buffer), listening, up: false, dead: false, replies: new Map(), retiring: new Map(), lastMetrics: [] };
+    this.#threads.push(t);
+    worker.on('message', (msg: FromThread) => {
+      if (msg.t === 'listening') {
+        t.up = true;
+        this.#bootFailures = 0;
+        listened(msg.port);
+      } else if (msg.t === 'listen-failed') {
+        failed(new CapsuleError(msg.code === 'USAGE' ? 'USAGE' : 'INTERNAL', msg.message));
+      } else {
+        this.#onMessage(t, msg);
+      }
+    });
+    worker.on('error', (e) => failed(new CapsuleError('INTERNAL', `an HTTP thread failed to start: ${e.message}`)));
+    worker.on('exit', (code) => {
+      failed(new CapsuleError('INTERNAL', `an HTTP thread exited (code ${code}) before it listened`));
+      this.#gone(t, `HTTP thread ${index} exited with code ${code}`);
+    });
+    return t;
+  }
+
+  #onMessage(t: Thread, msg: Exclude<FromThread, { t: 'listening' | 'listen-failed' }>): void {
+    switch (msg.t) {
+      case 'ask':
+        this.#answer(msg.what).then(
+          (value) => this.#post(t, { t: 'reply', id: msg.id, value }),
+          (e: unknown) => this.#post(t, { t: 'reply', id: msg.id, error: (e as Error)?.message ?? String(e) }),
+        );
+        break;
+      case 'reply':
+        t.replies.get(msg.id)?.(msg.value);
+        t.replies.delete(msg.id);
+        break;
+      case 'retired':
+        t.retiring.get(msg.id)?.();
+        t.retiring.delete(msg.id);
+        break;
+      case 'stopped':
+        t.stopped?.();
+        break;
+    }
+  }
+
+  #post(t: Thread, msg: ToThread): void {
+    if (!t.dead) t.worker.postMessage(msg);
+  }
+
+  /** What a thread asks: a host service, the scrape, a reload. */
+  async #answer(what: ThreadAsk): Promise<unknown> {
+    if ('service' in what) return this.#fn.pool.runService(what.service, what.request, what.moduleId);
+    if ('scrape' in what) return this.#scrape();
+    if (!this.#reloader) throw new Error('this server does not reload');
+    const { body } = what.reload;
+    return this.#reloader.answerRequest({
+      headers: what.reload.headers, remoteAddress: what.reload.remoteAddress,
+      body: () => ('text' in body ? Promise.resolve(body.text) : Promise.reject(new CapsuleError('USAGE', body.error))),
+    });
+  }
+
+  /** `/capsule/metrics`: every thread's counters (the last ones of a thread busy in a call) and the process metrics. */
+  async #scrape(): Promise<{ contentType: string; body: string }> {
+    const mine = await this.#metrics.registry.getMetricsAsJSON();
+    let nextId = 1;
+    const theirs = await Promise.all(this.#threads.filter((t) => t.up && !t.dead).map(async (t) => {
+      const id = nextId++;
+      const answer = new Promise<unknown>((resolve) => t.replies.set(id, resolve));
+      this.#post(t, { t: 'metrics', id });
+      await settleWithin(answer.then((json) => (t.lastMetrics = json as Metrics)), SCRAPE_WAIT_MS);
+      t.replies.delete(id);
+      return t.lastMetrics;
+    }));
+    const registry = AggregatorRegistry.aggregate([mine, ...theirs]);
+    return { contentType: registry.contentType, body: await registry.metrics() };
+  }
+
+  /** Stops threads whose call runs past its deadline. */
+  #check(): void {
+    const now = Date.now();
+    for (const t of this.#threads) {
+      if (t.dead || Atomics.load(t.slot.running, 0) === 0 || now < t.slot.deadline[0]!) continue;
+      const connections = Atomics.load(t.slot.connections, 0);
+      this.#o.logger.warn({ thread: t.index, function: this.#name, connections, code: 'TIMEOUT' },
+        `a call did not return within ${this.#fn.timeoutMs} ms (--timeout): HTTP thread ${t.index} stopped with its ${connections} open connection(s); another replaces it`);
+      this.#metrics.timeouts.inc({ function: this.#name });
+      this.#metrics.errors.inc({ function: this.#name, code: 'TIMEOUT' });
+      this.#gone(t, undefined);
+    }
+  }
+
+  /**
+   * A thread is gone: stopped at a deadline (`why` undefined) or exited (`why`). Its waiters
+   * are released; another thread takes its place unless the server is shutting down or threads
+   * keep dying before they listen.
+   */
+  #gone(t: Thread, why: string | undefined): void {
+    if (t.dead) return;
+    t.dead = true;
+    void t.worker.terminate();
+    this.#threads.splice(this.#threads.indexOf(t), 1);
+    for (const wake of t.retiring.values()) wake();
+    for (const wake of t.replies.values()) wake(t.lastMetrics);
+    t.stopped?.();
+    if (this.#draining) return;
+    if (why) this.#o.logger.warn(`worker replaced: ${why}`);
+    if (!t.up && ++this.#bootFailures >= MAX_BOOT_FAILURES) {
+      this.#o.logger.error(`HTTP threads cannot start (${MAX_BOOT_FAILURES} tries): shutting down`);
+      void this.shutdown('HTTP threads cannot start');
+      return;
+    }
+    this.#spawn(t.index);
+  }
+
+  /** Hot reload: `OnLoad` of `next`, then every thread swaps to it; the old one is stopped once every thread let it go. */
+  async #replace(next: CapsuleFunction): Promise<void> {
+    if (this.#draining) throw new CapsuleError('OVERLOADED', 'the server is shutting down');
+    await runLifecycle(next, 'OnLoad', this.#o.logger);
+    if (this.#draining) throw new CapsuleError('OVERLOADED', 'the server is shutting down');
+    const old = this.#fn;
+    const oldId = this.#version.id;
+    this.#fn = next;
+    this.#version = versionOf(next);
+    const released = this.#threads.filter((t) => !t.dead).map((t) => new Promise<void>((resolve) => {
+      t.retiring.set(oldId, resolve);
+      this.#post(t, { t: 'swap', version: this.#version });
+    }));
+    const retired = Promise.all(released).then(async () => {
+      await runStopExports(old, this.#o.logger);
+      await old.close();
+    });
+    this.#retirements.add(retired);
+    void retired.finally(() => this.#retirements.delete(retired));
+  }
+
+  /** Graceful shutdown: every thread drains (the grace), then OnStop/OnExit, then the pool closes. */
+  async #stop(reason: string): Promise<void> {
+    const log = this.#o.logger;
+    log.info({ reason }, 'shutting down');
+    this.#draining = true;
+    await this.#reloader?.close();
+    const graceMs = this.#o.graceMs ?? 10_000;
+    const live = this.#threads.filter((t) => !t.dead);
+    await settleWithin(Promise.all(live.map((t) => new Promise<void>((resolve) => {
+      t.stopped = resolve;
+      this.#post(t, { t: 'stop', reason });
+    }))), graceMs + 2000);
+    if (this.#watchdog) clearInterval(this.#watchdog);
+    await Promise.all(this.#threads.splice(0).map((t) => {
+      t.dead = true;
+      return t.worker.terminate();
+    }));
+    await Promise.all(this.#retirements);
+    await runStopExports(this.#fn, log);
+    const pool = this.#fn.pool;
+    await this.#fn.close();
+    await pool.close();
+  }
+}
+
+/** A function's module as its threads receive it. @throws Error when it is not registered on its pool */
+function versionOf(fn: CapsuleFunction): ThreadVersion {
+  const registered = fn.pool.workerModuleOf(fn.module);
+  if (!registered) throw new Error(`${fn.module.name} is not registered on its worker pool`);
+  const exports = fn.module.parsed.exports.filter((e) => e.kind === 'function').map((e) => e.name);
+  return { id: registered.id, module: registered.module, exports };
+}

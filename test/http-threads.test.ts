@@ -1,0 +1,187 @@
+/**
+ * `capsule serve --http-threads` (README "HTTP threads"): HTTP accepted and run in the worker
+ * threads, the main thread a supervisor. Real server processes, real connections on loopback,
+ * real guests: which thread answered is read from the request log lines (`thread`).
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, request, type Server as HttpServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { eventually, example, fixture, missing, runCapsule, startServer, type Server } from './helpers.ts';
+
+const hello = example('hello-you');
+const behaviours = fixture('gen2-behaviours'); // POST body "l" loops for ever, "e" echoes
+const V1 = fixture('wasi-cgi'); // GET /version → "v1\n"
+const V2 = fixture('wasi-cgi-v2'); // GET /version → "v2\n"
+const GATE = fixture('wasi-gate'); // answers once the file /gate/open exists
+const skip = process.platform !== 'linux' ? 'SO_REUSEPORT threads: Linux only' : missing(hello) || missing(behaviours) || missing(V1) || missing(V2) || missing(GATE);
+
+interface Answer {
+  status: number;
+  text: string;
+}
+
+/** One request on a connection of its own (a new connection: the kernel picks the thread). Rejects when the connection fails. */
+function send(url: string, o: { method?: string; path?: string; body?: string; timeoutMs?: number } = {}): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request(url + (o.path ?? '/'), { method: o.method ?? 'GET', agent: false }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    if (o.timeoutMs !== undefined) req.setTimeout(o.timeoutMs, () => req.destroy(new Error('no answer yet')));
+    req.end(o.body);
+  });
+}
+
+/** The `thread` fields of the request log lines of `path` written so far. */
+function threadsThatAnswered(s: Server, path: string): Set<number> {
+  const seen = new Set<number>();
+  for (const line of s.logs().split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const l = JSON.parse(line) as { msg?: string; url?: string; thread?: number };
+    if (l.msg === 'request' && l.url === path && l.thread !== undefined) seen.add(l.thread);
+  }
+  return seen;
+}
+
+/** The sum of a metric's series in /capsule/metrics, asked on new connections until a thread free of a call answers. */
+async function metric(url: string, name: string): Promise<number> {
+  for (;;) {
+    try {
+      // a scrape waits 0.1 s for a thread busy in a call (then uses its last counters); a
+      // connection the kernel gave to that thread is not answered before the call ends
+      const { text } = await send(url, { path: '/capsule/metrics', timeoutMs: 500 });
+      let sum = 0;
+      for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) sum += Number(m[1]);
+      return sum;
+    } catch {
+      // this connection went to a thread busy in a call: another one
+    }
+  }
+}
+
+/** Waits until `check` holds. @throws when it does not within 20 s (a hung server fails the test, not the run) */
+const until = (check: () => Promise<boolean>) => eventually(check, 20_000);
+
+describe('capsule serve --http-threads', { skip }, () => {
+  it('answers on more than one thread, and /capsule/metrics adds up the requests of every thread', async () => {
+    const s = await startServer(['serve', hello, '--http-port=0', '--http-threads', '--workers=2']);
+    try {
+      const answers = await Promise.all(Array.from({ length: 24 }, () => send(s.url, { method: 'POST', body: '{"name":"Bob Morane","age":42}' })));
+      for (const a of answers) assert.deepEqual(a, { status: 200, text: '{"message":"Bob Morane 42"}' });
+      const ready = JSON.parse((await send(s.url, { path: '/capsule/ready' })).text) as { status: string; workers: number };
+      assert.equal(ready.status, 'ready');
+      assert.equal(ready.workers, 2);
+      await until(async () => threadsThatAnswered(s, '/').size === 2);
+      assert.equal(await metric(s.url, 'capsule_requests_total'), 24);
+      assert.equal(await metric(s.url, 'capsule_workers'), 2);
+    } finally {
+      assert.equal(await s.stop(), 0);
+    }
+  });
+
+  it('stops a thread whose call runs past its deadline (the request gets no answer) and keeps answering on the others', async () => {
+    const s = await startServer(['serve', behaviours, '--http-port=0', '--http-threads', '--workers=2', '--timeout=8s']);
+    try {
+      const order: string[] = [];
+      const runaway = send(s.url, { method: 'POST', body: 'l' }).then(
+        (a) => assert.fail(`the runaway was answered: ${a.status} ${a.text}`),
+        (e: Error) => {
+          order.push('runaway');
+          return e.message;
+        },
+      );
+      await until(async () => (await metric(s.url, 'capsule_busy_workers')) === 1);
+      // new connections: those the kernel gives to the stuck thread fail with it, the others are answered now
+      const goods = await Promise.allSettled(Array.from({ length: 16 }, () => send(s.url, { method: 'POST', body: 'e' }).then((a) => {
+        order.push('good');
+        return a.status;
+      })));
+      assert.match(await runaway, /socket hang up|ECONNRESET/);
+      assert.ok(goods.some((g) => g.status === 'fulfilled' && g.value === 200), 'no good request was answered');
+      assert.equal(order[0], 'good', `the runaway ended before any good request was answered: ${order.join(', ')}`);
+      await until(async () => /did not return within 8000 ms \(--timeout\): HTTP thread \d stopped/.test(s.logs()));
+      // the replacement listens beside the other thread: every new connection is answered
+      const after = await Promise.all(Array.from({ length: 12 }, () => send(s.url, { method: 'POST', body: 'e' })));
+      assert.deepEqual(after.map((a) => a.status), Array(12).fill(200));
+      assert.equal(await metric(s.url, 'capsule_timeouts_total'), 1);
+      assert.equal(await metric(s.url, 'capsule_workers'), 2);
+    } finally {
+      assert.equal(await s.stop(), 0);
+    }
+  });
+
+  it('refuses what it cannot serve yet with a usage error', async () => {
+    const many = await runCapsule(['serve', '--functions=.', '--http-threads']);
+    assert.equal(many.code, 2);
+    assert.match(many.stderr, /--http-threads serves one module for now/);
+    const idle = await runCapsule(['serve', hello, '--http-port=0', '--http-threads', '--stop-after=1s']);
+    assert.equal(idle.code, 2);
+    assert.match(idle.stderr, /--stop-after cannot be used with --http-threads/);
+  });
+});
+
+/** A static file server over a directory (where reloads download modules from). */
+async function fileServer(dir: string): Promise<{ url: string; close(): Promise<void> }> {
+  const server: HttpServer = createServer((req, res) => {
+    const file = join(dir, decodeURIComponent((req.url ?? '/').split('?')[0]!));
+    if (!file.startsWith(dir) || !existsSync(file)) {
+      res.writeHead(404).end('not found');
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/wasm' }).end(readFileSync(file));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as { port: number };
+  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((r) => server.close(() => r())) };
+}
+
+describe('capsule serve --http-threads: reload and shutdown', { skip }, () => {
+  let work: string;
+  let files: Awaited<ReturnType<typeof fileServer>>;
+  before(async () => {
+    work = mkdtempSync(join(tmpdir(), 'capsule-threads-'));
+    mkdirSync(join(work, 'downloads'));
+    copyFileSync(V2, join(work, 'downloads', 'v2.wasm'));
+    files = await fileServer(join(work, 'downloads'));
+  });
+  after(async () => {
+    await files.close();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('POST /load-wasm-module reaches every thread', async () => {
+    const served = join(work, 'served.wasm');
+    copyFileSync(V1, served);
+    const s = await startServer(['serve', served, '--http-port=0', '--http-threads', '--workers=2']);
+    try {
+      assert.equal((await send(s.url, { path: '/version' })).text, 'v1\n');
+      const r = await send(s.url, { method: 'POST', path: '/load-wasm-module', body: JSON.stringify({ url: `${files.url}/v2.wasm`, path: served }) });
+      assert.equal(r.status, 200, r.text);
+      const answers = await Promise.all(Array.from({ length: 24 }, () => send(s.url, { path: '/version' })));
+      assert.deepEqual(answers.map((a) => a.text), Array(24).fill('v2\n'));
+      await until(async () => threadsThatAnswered(s, '/version').size === 2);
+    } finally {
+      assert.equal(await s.stop(), 0);
+    }
+  });
+
+  it('graceful shutdown answers the request in flight, then exits 0', async () => {
+    const gate = join(work, 'gate');
+    mkdirSync(gate);
+    const s = await startServer(['serve', GATE, '--http-port=0', '--http-threads', '--workers=2', `--dir=${gate}:/gate`]);
+    const held = send(s.url, { path: '/held' });
+    await until(async () => (await metric(s.url, 'capsule_busy_workers')) === 1);
+    s.child.kill('SIGTERM');
+    await until(async () => /"msg":"shutting down"/.test(s.logs()));
+    writeFileSync(join(gate, 'open'), '');
+    assert.deepEqual(await held, { status: 200, text: 'gate open\n' });
+    assert.equal(await s.exited, 0);
+  });
+});

@@ -133,4 +133,23 @@ describe('gen-2 FaaS routes on cluster nodes (capsctl)', { skip, concurrency: fa
     // the duplicate lives on
     assert.equal((await call(`${gateways[1]!.url}/functions/hello/saved_green`, helloInit())).status, 200);
   });
+
+  it('capsule-http --faas --cluster (Go\'s gen-2 main process) joins as a node: capsctl against it starts a revision both gateways route', async () => {
+    const main = await startServer(['--faas=true', '--httpPort=0', `--cluster=${cluster.urls}`, '--node-id=main', `--cache-dir=${join(dir, 'main')}`, '--workers=1', '--log-level=warn'],
+      { bin: join(root, 'bin/capsule-http.js'), env: { CAPSULE_FAAS_TOKEN: TOKEN } });
+    try {
+      const started = await capsctl(main, ['--cmd=start', '--name=viamain', '--revision=r1', `--wasm=${hello}`]);
+      assert.equal(started.code, 0, started.stdout + started.stderr);
+      await eventually(() => routes(gateways[0]!, 'viamain', 'r1'), 10_000);
+      const out: Outcome[] = [];
+      for (let i = 0; i < 30; i++) out.push(await call(`${gateways[0]!.url}/functions/viamain/r1`, helloInit()));
+      assert.deepEqual(failures(out), []);
+      assert.ok(Object.keys(perNode(out)).length >= 2, `served by more than the node that took the start: ${JSON.stringify(perNode(out))}`);
+      const refused = await runCapsule(['--faas=true', '--httpPort=0', `--cluster=${cluster.urls}`, `--wasm=${hello}`], { bin: join(root, 'bin/capsule-http.js') });
+      assert.equal(refused.code, 2, refused.stderr);
+      assert.match(refused.stderr, /--cluster cannot be used with --wasm/);
+    } finally {
+      await main.stop();
+    }
+  });
 });

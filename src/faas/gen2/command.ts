@@ -7,8 +7,9 @@ import type { Command } from 'commander';
 import { CapsuleError } from '../../base/errors.ts';
 import { workersFlag } from '../../cli/flags.ts';
 import { listenOptions, serveServices, serviceOptions, type CommandRegistrar, type ServiceFlags } from '../shared/command.ts';
+import { clusterNodeFlags, clusterNodeOptions, type ClusterNodeFlags } from '../node/command.ts';
 
-interface FaasFlags extends ServiceFlags {
+interface FaasFlags extends ServiceFlags, ClusterNodeFlags {
   wasm?: string;
   url?: string;
   authHeaderName?: string;
@@ -33,7 +34,7 @@ function mainArgs(f: FaasFlags): string[] | undefined {
 
 /** Registers `capsule faas-mode`. */
 export const faasModeCommand: CommandRegistrar = (program: Command, exit) => {
-  serviceOptions(program.command('faas-mode').description('gen-2 FaaS main process (Go capsule-http --faas): start, list, duplicate, drop and call function revisions (capsctl)'), '8080')
+  clusterNodeOptions(serviceOptions(program.command('faas-mode').description('gen-2 FaaS main process (Go capsule-http --faas): start, list, duplicate, drop and call function revisions (capsctl)'), '8080')
     .option('--wasm <path>', 'main module served at every other path (with --url: where to save it)')
     .option('--url <url>', 'download the main module from this URL')
     .option('--auth-header-name <name>', 'header sent with --url')
@@ -42,17 +43,31 @@ export const faasModeCommand: CommandRegistrar = (program: Command, exit) => {
     .option('--workers <n>', 'worker threads of the in-process revisions (default: CPU cores)')
     .option('--parent-endpoint <url>', 'notify this FaaS main process on shutdown (Go child flag)')
     .option('--module-name <name>', 'function name given to --parent-endpoint')
-    .option('--module-revision <revision>', 'revision given to --parent-endpoint')
+    .option('--module-revision <revision>', 'revision given to --parent-endpoint'))
     .addHelpText('after', `
 Environment: CAPSULE_FAAS_TOKEN (admin routes: header CAPSULE_FAAS_TOKEN or Authorization: Bearer),
 CAPSULE_DOMAIN (base URL of the revisions, default http://127.0.0.1), CAPSULE_PROCESSES_STORAGE
-(records saved to this JSON file and read back at start). Go spelling: capsule-http --faas=true --httpPort=8080`)
+(records saved to this JSON file and read back at start). Go spelling: capsule-http --faas=true --httpPort=8080
+With --cluster it is a cluster node (as capsule node --cluster): the routes write desired state
+(DEPLOY, ROUTES, PROCS) and every node of the lattice serves what is started (docs/cluster.md).`)
     .exitOverride()
     .action(async (f: FaasFlags) => {
       const listen = listenOptions(f);
       const workers = workersFlag(f.workers);
       const args = mainArgs(f);
+      const cluster = await clusterNodeFlags(f);
+      if (cluster && (args || f.process || f.parentEndpoint)) throw new CapsuleError('USAGE', '--cluster cannot be used with --wasm, --url, --process or --parent-endpoint (a cluster node runs what is started on its worker pool)');
       const { createLogger } = await import('../../observability/logger.ts');
+      if (cluster) {
+        const { startNode } = await import('../node/index.ts');
+        const logger = createLogger(f.logLevel, f.logFormat);
+        const env = process.env;
+        const node = await startNode({
+          ...listen, logger, workers, cluster, portCounter: 0,
+          faasToken: env['CAPSULE_FAAS_TOKEN'], faasDomain: env['CAPSULE_DOMAIN'], adminToken: env['CAPSULE_WORKER_ADMIN_TOKEN'], insecureAdmin: f.insecureAdmin,
+        });
+        return exit(await serveServices([node], logger));
+      }
       const { startFaas } = await import('./index.ts');
       const logger = createLogger(f.logLevel, f.logFormat);
       const env = process.env;

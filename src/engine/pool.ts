@@ -22,7 +22,7 @@
  *   are stopped. Under that pressure, the threads of long calls get the lowest CPU priority.
  * - Workers boot with Node's module compile cache (see WORKER_BOOT).
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { availableParallelism, getPriority, setPriority } from 'node:os';
 import { EventEmitter } from 'node:events';
 import type { ServiceHandler, ServiceHost } from '../base/services.ts';
@@ -121,18 +121,22 @@ interface Slot {
   dead: boolean;
 }
 
-/** worker.ts beside this file in the sources, worker.js in the build (dist/), or their one-file bundle (worker-entry.ts). */
-const WORKER_URL = workerEntryUrl(import.meta.url);
 /**
- * A worker's entry: it enables Node's module compile cache for itself, then loads worker.ts. A
- * new worker then does not strip and compile its ~50 TypeScript modules again: it boots 2–3×
- * faster, which is what calls waiting beside runaways wait for (docs/performance.md). Node's
- * own switches apply: NODE_COMPILE_CACHE=dir moves the cache (default: <tmpdir>/node-compile-cache),
- * NODE_DISABLE_COMPILE_CACHE=1 turns it off.
+ * A worker's entry: it enables Node's module compile cache for itself, then loads worker.ts
+ * (beside this file in the sources, worker.js in the build, or their one-file bundle:
+ * worker-entry.ts). A new worker then does not strip and compile its ~50 TypeScript modules
+ * again: it boots 2–3× faster, which is what calls waiting beside runaways wait for
+ * (docs/performance.md). Node's own switches apply: NODE_COMPILE_CACHE=dir moves the cache
+ * (default: <tmpdir>/node-compile-cache), NODE_DISABLE_COMPILE_CACHE=1 turns it off. Made when
+ * the first worker starts, as node:worker_threads is loaded then: a process that loads this
+ * module and starts no worker (`capsule run`, inline) pays neither (~3 ms).
  */
-const WORKER_BOOT = `const m = require('node:module');
+let workerBoot: string | undefined;
+function bootScript(): string {
+  return (workerBoot ??= `const m = require('node:module');
 m.enableCompileCache();
-import(${JSON.stringify(WORKER_URL.href)}).then(() => m.flushCompileCache());`;
+import(${JSON.stringify(workerEntryUrl(import.meta.url).href)}).then(() => m.flushCompileCache());`);
+}
 /** Workers in a row that may die before being up before the pool gives up (see `#giveUp`). */
 const MAX_BOOT_FAILURES = 3;
 /** Re-dispatches of one call after worker crashes before it fails (a deadline kill does not count). */
@@ -280,7 +284,8 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
 
   #spawn(): Slot {
     const shared = new SharedArrayBuffer(24);
-    const worker = new Worker(WORKER_BOOT, { eval: true, workerData: { slot: shared } });
+    const { Worker } = process.getBuiltinModule('node:worker_threads');
+    const worker = new Worker(bootScript(), { eval: true, workerData: { slot: shared } });
     const slot: Slot = {
       worker, inflight: new Map(), outbox: [], running: new Int32Array(shared, 0, 1), claimed: new Int32Array(shared, 4, 1),
       started: new Float64Array(shared, 8, 1), tid: new Int32Array(shared, 16, 1), seq: 0, long: 0, demoted: undefined, idleSince: Date.now(), up: false, dead: false,

@@ -20,7 +20,7 @@
  * - When every worker runs such a long call, the pool starts workers: one per waiting call, or
  *   one standby, up to `maxWorkers` threads; workers beyond `workers` that stay idle `idleMs`
  *   are stopped. Under that pressure, the threads of long calls get the lowest CPU priority.
- * - Workers boot with Node's module compile cache (see WORKER_BOOT).
+ * - Workers boot with Node's module compile cache (see bootScript).
  */
 import type { Worker } from 'node:worker_threads';
 import { availableParallelism, getPriority, setPriority } from 'node:os';

@@ -3,9 +3,10 @@
  * against a one-process `node:http` server answering the same bytes, measured in one run with
  * wrk (Debian's `wrk` package: one thread, light enough not to eat the server's cores).
  *
- * Measured, for (a) the plain server (baseline) and (b) `capsule serve` of the gen-2 hello
+ * Measured, for (a) the plain server (baseline), (b) `capsule serve` of the gen-2 hello
  * (examples/hello-you, POST `{"name":"Bob Morane","age":42}` → `{"message":"Bob Morane 42"}`,
- * a fresh instance per call), interleaved ROUNDS times:
+ * a fresh instance per call) and (c) the same with `--http-threads` (HTTP accepted in the
+ * worker threads), interleaved ROUNDS times:
  * - requests per second (wrk, 1 thread, CONNECTIONS connections, SECONDS after a 1 s warm-up);
  * - CPU µs per request of the server's whole process tree (utime + stime of every process of the
  *   tree, all threads included, from /proc/<pid>/stat);
@@ -16,15 +17,18 @@
  * Prints each round, the per-round ratios and their medians against the targets of issue 18:
  * CPU per request ≤ 1.5× plain, throughput ≥ 0.75× plain, idle RSS ≤ 80 MiB, start → first
  * answer ≤ 150 ms, first request ≤ 3× a steady one. The machine is shared: ratios of one run are
- * what count, not absolute figures.
+ * what count, not absolute figures; the load average is printed at the start and the end.
  *
  * Options: BENCH_SECONDS (default 5), BENCH_ROUNDS (default 3), BENCH_CONNECTIONS (default 64),
  * BENCH_MODULE, BENCH_SERVE_ARGS (extra `capsule serve` arguments, space-separated, e.g.
  * `--reuse`). Linux only (/proc); needs wrk on PATH (skipped with one line without it).
+ *
+ * `BENCH_STUCK=1` measures instead what a thread stopped at a deadline costs with
+ * `--http-threads` (see `stuckThread`).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { request } from 'node:http';
+import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -120,8 +124,8 @@ interface Started {
   first: number;
 }
 
-/** Spawns a server, reads its ready line and sends the first request at once. */
-async function start(args: string[]): Promise<Started> {
+/** Spawns a server, reads its ready line and (unless `first` is false) sends the first request at once. */
+async function start(args: string[], first = true): Promise<Started> {
   const t0 = performance.now();
   const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] });
   const url = await new Promise<string>((resolve, reject) => {
@@ -133,8 +137,8 @@ async function start(args: string[]): Promise<Started> {
     });
     child.once('exit', (code) => reject(new Error(`server exited with ${code} before listening`)));
   });
-  const first = await post(url);
-  return { child, url, toFirst: performance.now() - t0, first };
+  const firstMs = first ? await post(url) : 0;
+  return { child, url, toFirst: performance.now() - t0, first: firstMs };
 }
 
 /** Runs wrk against url; returns requests/s and the number of requests answered. */
@@ -197,35 +201,113 @@ async function measure(args: string[], luaPath: string): Promise<Row> {
   }
 }
 
+/** The servers measured, in the order they run in each round. */
+const NAMES = ['plain', 'capsule', 'threads'] as const;
+
 function report(rows: Row[][]): void {
-  const [plain, capsule] = rows as [Row[], Row[]];
+  const plain = rows[0]!;
   const f = (x: number, d = 1) => x.toFixed(d);
-  console.log(`\nserve cost: ${module.replace(root, '')} ${extra.join(' ')}; wrk -t1 -c${connections}, ${seconds} s × ${rounds} rounds (interleaved)`);
+  console.log(`\nserve cost: ${module.replace(root, '')} ${extra.join(' ')}; wrk -t1 -c${connections}, ${seconds} s × ${rounds} rounds (interleaved); load average ${loadAverage()}`);
   console.log('round  server   req/s  CPU µs/req  idle MiB  peak MiB  after MiB  start→first ms  first/steady ms  errors');
   for (let i = 0; i < rounds; i++) {
-    for (const [name, r] of [['plain', plain[i]!], ['capsule', capsule[i]!]] as const) {
+    for (const [k, name] of NAMES.entries()) {
+      const r = rows[k]![i]!;
       console.log(
         `${String(i + 1).padEnd(7)}${name.padEnd(8)}${f(r.rps, 0).padStart(7)}${f(r.cpuUs).padStart(12)}${f(r.idleMiB).padStart(10)}` +
           `${f(r.peakMiB).padStart(10)}${f(r.afterMiB).padStart(11)}${f(r.toFirst).padStart(16)}${`${f(r.first, 2)}/${f(r.steady, 2)}`.padStart(17)}${String(r.errors).padStart(8)}`,
       );
     }
   }
-  const rpsRatio = median(capsule.map((c, i) => c.rps / plain[i]!.rps));
-  const cpuRatio = median(capsule.map((c, i) => c.cpuUs / plain[i]!.cpuUs));
-  const idle = median(capsule.map((c) => c.idleMiB));
-  const toFirst = median(capsule.map((c) => c.toFirst));
-  const firstRatio = median(capsule.map((c) => c.first / c.steady));
   const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met');
-  console.log('medians of the per-round figures (capsule against plain of the same round):');
-  console.log(`  throughput       ${f(rpsRatio, 2)}× plain (target ≥ 0.75×: ${verdict(rpsRatio >= 0.75)})`);
-  console.log(`  CPU per request  ${f(median(capsule.map((c) => c.cpuUs)))} µs against ${f(median(plain.map((c) => c.cpuUs)))} µs, ${f(cpuRatio, 2)}× (target ≤ 1.5×: ${verdict(cpuRatio <= 1.5)})`);
-  console.log(`  idle RSS         ${f(idle)} MiB, plain ${f(median(plain.map((c) => c.idleMiB)))} MiB (target ≤ 80 MiB: ${verdict(idle <= 80)}); peak ${f(median(capsule.map((c) => c.peakMiB)))}, 2 s after the load ${f(median(capsule.map((c) => c.afterMiB)))} MiB`);
-  console.log(`  start → first    ${f(toFirst)} ms, plain ${f(median(plain.map((c) => c.toFirst)))} ms (target ≤ 150 ms: ${verdict(toFirst <= 150)})`);
-  const plainFirst = median(plain.map((c) => c.first / c.steady));
-  console.log(`  first request    ${f(firstRatio, 1)}× a steady one, plain ${f(plainFirst, 1)}× (target ≤ 3×: ${verdict(firstRatio <= 3)})`);
+  for (const [k, name] of NAMES.entries()) {
+    if (k === 0) continue;
+    const capsule = rows[k]!;
+    const rpsRatio = median(capsule.map((c, i) => c.rps / plain[i]!.rps));
+    const cpuRatio = median(capsule.map((c, i) => c.cpuUs / plain[i]!.cpuUs));
+    const idle = median(capsule.map((c) => c.idleMiB));
+    const toFirst = median(capsule.map((c) => c.toFirst));
+    const firstRatio = median(capsule.map((c) => c.first / c.steady));
+    console.log(`${name}: medians of the per-round figures (against plain of the same round):`);
+    console.log(`  throughput       ${f(rpsRatio, 2)}× plain (target ≥ 0.75×: ${verdict(rpsRatio >= 0.75)})`);
+    console.log(`  CPU per request  ${f(median(capsule.map((c) => c.cpuUs)))} µs against ${f(median(plain.map((c) => c.cpuUs)))} µs, ${f(cpuRatio, 2)}× (target ≤ 1.5×: ${verdict(cpuRatio <= 1.5)})`);
+    console.log(`  idle RSS         ${f(idle)} MiB, plain ${f(median(plain.map((c) => c.idleMiB)))} MiB (target ≤ 80 MiB: ${verdict(idle <= 80)}); peak ${f(median(capsule.map((c) => c.peakMiB)))}, 2 s after the load ${f(median(capsule.map((c) => c.afterMiB)))} MiB`);
+    console.log(`  start → first    ${f(toFirst)} ms, plain ${f(median(plain.map((c) => c.toFirst)))} ms (target ≤ 150 ms: ${verdict(toFirst <= 150)})`);
+    const plainFirst = median(plain.map((c) => c.first / c.steady));
+    console.log(`  first request    ${f(firstRatio, 1)}× a steady one, plain ${f(plainFirst, 1)}× (target ≤ 3×: ${verdict(firstRatio <= 3)})`);
+  }
 }
 
-if (spawnSync('wrk', ['--version']).error) {
+/** /proc/loadavg's three averages. */
+function loadAverage(): string {
+  return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+}
+
+/** One POST of `text` with `agent`; resolves with its status (0: the connection failed) and wall time in ms. */
+function postWith(url: string, text: string, agent: Agent | false): Promise<{ status: number; ms: number }> {
+  const t = performance.now();
+  return new Promise((resolve) => {
+    const req = request(url, { method: 'POST', agent }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - t }));
+      res.on('error', () => resolve({ status: 0, ms: performance.now() - t }));
+    });
+    req.on('error', () => resolve({ status: 0, ms: performance.now() - t }));
+    req.end(text);
+  });
+}
+
+/**
+ * `BENCH_STUCK=1`: `capsule serve --http-threads --workers=2 --timeout=2s` of the behaviours
+ * fixture; CONNECTIONS keep-alive clients send echo requests one after the other for SECONDS,
+ * a client opens a new connection for one request every 20 ms, and after 1 s one runaway (a
+ * guest that loops) is sent. Prints, for the keep-alive requests and the new connections, how
+ * many were answered and how many failed (connection closed or reset), and the longest wait of
+ * an answered request: what a stopped thread costs besides its own request.
+ */
+async function stuckThread(): Promise<void> {
+  const guest = join(root, 'build/fixtures/gen2-behaviours.wasm');
+  const s = await start([join(root, 'bin/capsule.js'), 'serve', guest, '--http-port=0', '--http-threads', '--workers=2', '--timeout=2s'], false);
+  const agent = new Agent({ keepAlive: true, maxSockets: connections });
+  const end = performance.now() + seconds * 1000;
+  const tally = () => ({ ok: 0, failed: 0, longest: 0 });
+  const kept = tally();
+  const fresh = tally();
+  const count = (t: ReturnType<typeof tally>, r: { status: number; ms: number }) => {
+    if (r.status === 200) {
+      t.ok++;
+      t.longest = Math.max(t.longest, r.ms);
+    } else {
+      t.failed++;
+    }
+  };
+  const loop = async () => {
+    while (performance.now() < end) count(kept, await postWith(s.url, 'e', agent));
+  };
+  const opener = async () => {
+    const pending: Promise<void>[] = [];
+    while (performance.now() < end) {
+      pending.push(postWith(s.url, 'e', false).then((r) => count(fresh, r)));
+      await sleep(20);
+    }
+    await Promise.all(pending);
+  };
+  const runaway = sleep(1000).then(() => postWith(s.url, 'l', false));
+  try {
+    await Promise.all([...Array.from({ length: connections }, loop), opener()]);
+    const r = await runaway;
+    console.log(`stuck thread: load average ${loadAverage()}; ${connections} keep-alive connections, ${seconds} s, runaway answered: ${r.status === 0 ? 'no (connection closed)' : r.status}`);
+    for (const [name, t] of [['keep-alive requests', kept], ['new connections', fresh]] as const) {
+      console.log(`  ${name.padEnd(20)} answered ${t.ok}, failed ${t.failed}, longest wait of an answered one ${t.longest.toFixed(0)} ms`);
+    }
+  } finally {
+    agent.destroy();
+    s.child.kill('SIGTERM');
+  }
+}
+
+if (process.env.BENCH_STUCK === '1') {
+  await stuckThread();
+} else if (spawnSync('wrk', ['--version']).error) {
   console.log('bench/serve-cost.ts: wrk is not installed (Debian package `wrk`): skipped');
 } else if (!existsSync(module)) {
   console.log(`bench/serve-cost.ts: ${module} was not built (npm run build:guests): skipped`);
@@ -234,14 +316,15 @@ if (spawnSync('wrk', ['--version']).error) {
   const luaPath = join(dir, 'post.lua');
   writeFileSync(luaPath, `wrk.method = "POST"\nwrk.body = ${JSON.stringify(body)}\nwrk.headers["Content-Type"] = "application/json"\n`);
   const cli = join(root, 'bin/capsule.js');
-  const servers = [['-e', PLAIN], [cli, 'serve', module, '--http-port=0', ...extra]];
+  const servers = [['-e', PLAIN], [cli, 'serve', module, '--http-port=0', ...extra], [cli, 'serve', module, '--http-port=0', '--http-threads', ...extra]];
+  console.error(`load average at the start: ${loadAverage()}`);
   const rows: Row[][] = servers.map(() => []);
   try {
     for (let round = 0; round < rounds; round++) {
       for (const [i, args] of servers.entries()) {
         const r = await measure(args, luaPath);
         rows[i]!.push(r);
-        console.error(`round ${round + 1}/${rounds} ${i ? 'capsule' : 'plain'}: ${r.rps.toFixed(0)} req/s, ${r.cpuUs.toFixed(1)} µs CPU/req`);
+        console.error(`round ${round + 1}/${rounds} ${NAMES[i]}: ${r.rps.toFixed(0)} req/s, ${r.cpuUs.toFixed(1)} µs CPU/req`);
       }
     }
     report(rows);

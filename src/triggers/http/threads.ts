@@ -4,8 +4,8 @@
  * server's port with SO_REUSEPORT and runs the calls of its own connections; the main thread is
  * a supervisor that takes no part in a request:
  *
- * - it starts the threads (the first one picks the port when it is 0, the others join it) and
- *   returns once every one listens;
+ * - it starts the threads (all at once, on a port it picked when asked for port 0) and returns
+ *   once every one listens;
  * - it watches deadlines in each thread's shared memory (thread-protocol.ts) every 25 ms and
  *   stops a thread whose call runs past its deadline, starting another in its place. The stuck
  *   request gets no answer, and the stopped thread's other connections are closed with it
@@ -21,6 +21,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
+import { createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import { WorkerPool } from '../../engine/pool.ts';
 import { CapsuleError } from '../../base/errors.ts';
@@ -30,6 +31,7 @@ import type { LogFormat, LogLevel } from '../../observability/log-levels.ts';
 import { runLifecycle, runStopExports, settleWithin, Shutdown } from '../lifecycle.ts';
 import { ModuleReloader, RELOAD_ROUTE } from './reload.ts';
 import type { HttpTriggerOptions } from './server.ts';
+import { listenError } from './connections.ts';
 import { threadSlot, THREAD_SLOT_BYTES, type FromThread, type ThreadAsk, type ThreadInit, type ThreadSlot, type ThreadVersion, type ToThread } from './thread-protocol.ts';
 
 export interface HttpThreadsOptions extends HttpTriggerOptions {
@@ -143,12 +145,21 @@ class Supervisor {
     this.#reloader = o.reload ? new ModuleReloader({ get fn() { return current(); }, replace: (next) => this.#replace(next) }, o.reload, o.logger) : undefined;
   }
 
-  /** Starts every thread (the first alone when the port is 0: it picks the port the others join). */
+  /**
+   * Starts every thread at once. For port 0 a socket of the main thread picks the port first
+   * (SO_REUSEPORT too, so the threads can join it); it is closed once they listen, before the
+   * ready line, so that no client knows the port while it holds it.
+   */
   async start(): Promise<void> {
-    const first = this.#spawn(0);
-    this.#port = await first.listening;
-    const rest = Array.from({ length: this.#count - 1 }, (_, i) => this.#spawn(i + 1));
-    await Promise.all(rest.map((t) => t.listening));
+    const host = this.#o.host ?? '127.0.0.1';
+    const picker = this.#port === 0 ? await pickPort(host) : undefined;
+    if (picker) this.#port = (picker.address() as { port: number }).port;
+    try {
+      const all = Array.from({ length: this.#count }, (_, i) => this.#spawn(i));
+      await Promise.all(all.map((t) => t.listening));
+    } finally {
+      picker?.close();
+    }
     this.#watchdog = setInterval(() => this.#check(), TICK_MS);
     this.#watchdog.unref();
     this.#reloader?.watch();
@@ -347,6 +358,20 @@ class Supervisor {
     await this.#fn.close();
     await pool.close();
   }
+}
+
+/** A listening socket on a free port of `host`, with SO_REUSEPORT. @throws CapsuleError USAGE as `listen` */
+async function pickPort(host: string): Promise<NetServer> {
+  const server = createNetServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ port: 0, host, reusePort: true }, () => resolve());
+    });
+  } catch (e) {
+    throw new CapsuleError('USAGE', listenError(e as NodeJS.ErrnoException, host, 0));
+  }
+  return server;
 }
 
 /** A function's module as its threads receive it. @throws Error when it is not registered on its pool */

@@ -7,7 +7,7 @@
 // The `--` before the script (here and in the bins' `#!/usr/bin/env -S node --` line) ends
 // Node's own options: Node looks for `--env-file` among *all* its arguments up to the first
 // `--`, even after the script, and would read (or fail on) a guest's `--env-file` itself.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import nodeModule from 'node:module';
 import { fileURLToPath } from 'node:url';
 
@@ -79,16 +79,28 @@ function cliEntry(entry) {
 }
 
 /**
- * `capsule run`'s entry when scripts/build-bundle.ts made one (dist/bundle/cli.js: the CLI in a
- * few chunks, ~40 ms less to load than its ~110 modules; docs/performance.md "Start-up"): in
- * a clone only while it is newer than every source it was made from, as for the workers
- * (src/engine/worker-entry.ts bundleIfFresh). CAPSULE_BUNDLE=0 turns it off.
+ * `capsule run`'s entry when scripts/build-bundle.ts made one (dist/bundle/run.js: `capsule run`
+ * in one file, ~40 ms less to load than its ~110 modules; docs/performance.md "Start-up"): in
+ * a clone only while it is newer than every source it was made from, as for the workers.
+ * CAPSULE_BUNDLE=0 turns it off. The rule is src/engine/worker-entry.ts bundleIfFresh's,
+ * written again here in JavaScript: importing that TypeScript file would load Node's type
+ * stripper before the bundle that is there to avoid it.
  * @returns {Promise<string | undefined>}
  */
 async function bundledCli() {
   if (process.env.CAPSULE_BUNDLE === '0') return undefined;
-  const { bundleIfFresh } = await import(cliEntry('engine/worker-entry'));
-  return bundleIfFresh(new URL('../', import.meta.url), 'cli.js')?.href;
+  const root = fileURLToPath(new URL('../', import.meta.url));
+  const bundle = `${root}dist/bundle/run.js`;
+  try {
+    const built = statSync(bundle).mtimeMs;
+    if (existsSync(`${root}src`)) {
+      const { inputs } = /** @type {{ inputs: string[] }} */ (JSON.parse(readFileSync(`${root}dist/bundle/inputs.json`, 'utf8')));
+      for (const input of inputs) if (statSync(root + input).mtimeMs > built) return undefined;
+    }
+    return new URL('../dist/bundle/run.js', import.meta.url).href;
+  } catch {
+    return undefined; // no bundle, or a source gone: the sources
+  }
 }
 
 /**

@@ -1,6 +1,4 @@
 /** File helpers every layer shares. */
-import { randomUUID } from 'node:crypto';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /**
@@ -9,7 +7,10 @@ import { dirname } from 'node:path';
  * @throws the file system's error (the temporary file removed)
  */
 export async function writeFileAtomically(path: string, bytes: Uint8Array | string): Promise<void> {
-  const tmp = `${path}.${process.pid}-${randomUUID().slice(0, 8)}.part`;
+  // node:fs/promises and node:crypto are loaded at first use: at start they would cost
+  // `capsule run`, which loads this module, ~5 ms (docs/performance.md "Start-up")
+  const { mkdir, rename, rm, writeFile } = process.getBuiltinModule('node:fs/promises');
+  const tmp = `${path}.${process.pid}-${process.getBuiltinModule('node:crypto').randomUUID().slice(0, 8)}.part`;
   try {
     await mkdir(dirname(path), { recursive: true });
     await writeFile(tmp, bytes);

@@ -84,12 +84,12 @@ async function loadPlugin(plugin: string, f: CallFlags): Promise<{ module: Loade
     const { main, others } = splitWasm(m);
     const linked = await Promise.all(others.map(async (w) => ({ name: w.name!, compiled: await compileLinked(w, read.base) })));
     const { bytes, source } = await wasmBytes(main, read.base);
-    module = await compileModule(bytes, source, { kind: 'extism', linked });
+    module = await compileModule(bytes, source, { kind: 'extism', linked, snapshot: false });
   } else if (/^https?:\/\//i.test(plugin)) {
     const { bytes, source } = await wasmBytes({ url: plugin }, process.cwd());
-    module = await compileModule(bytes, source, { kind: 'extism' });
+    module = await compileModule(bytes, source, { kind: 'extism', snapshot: false });
   } else {
-    module = await loadModule({ path: plugin }, { kind: 'extism' });
+    module = await loadModule({ path: plugin }, { kind: 'extism', snapshot: false }); // one call: no snapshot (engine/load.ts)
   }
   const pages = m.memory?.max_pages;
   const options: FunctionOptions = {

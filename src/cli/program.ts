@@ -4,121 +4,37 @@
  * Exit codes (conventions.md §4): 0 success, 1 guest failure, 2 usage error; WASI commands pass
  * their own exit code through.
  *
+ * `capsule run` and what every command that loads a module shares are module-command.ts's.
+ *
  * Start-up (docs/performance.md): this module loads only what declaring the commands needs
  * (commander, the option declarations); each action imports its engine, trigger, logger,
  * brokers, metrics or progress bar when it runs, so `capsule run` never loads fastify, pino,
  * prom-client, Redis, NATS, MQTT, YAML or the progress bar.
  */
 import { Argument, Command, Option } from 'commander';
-import { readFileSync } from 'node:fs';
 import { CapsuleError } from '../base/errors.ts';
 import type { CapsuleFunction, FunctionOptions } from '../engine/function.ts';
-import type { UrlSource, LoadedModule } from '../engine/load.ts';
+import type { LoadedModule } from '../engine/load.ts';
 import type { ModuleKind } from '../base/kinds.ts';
 import { KINDS } from '../abi/index.ts';
 import { parseDuration, parseSize } from '../base/units.ts';
-import { EXTISM_MODE_SETTING, functionOptionsOf, functionSpecFromFlags, LIMIT_SETTINGS } from '../functions/spec.ts';
-import { LOG_LEVELS, type LogFormat, type LogLevel } from '../observability/log-levels.ts';
+import { EXTISM_MODE_SETTING, functionOptionsOf, functionSpecFromFlags } from '../functions/spec.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { RunningMessageTrigger } from '../triggers/message/index.ts';
-import { CAPSULE_VERSION } from '../base/version.ts';
 import { intFlag, listenFlags, listenOptions, logFormatOption, workersFlag, type ListenFlags } from './flags.ts';
 import { callCommand } from './call.ts';
 import { newCommand } from './new.ts';
 import { buildCommand } from './build.ts';
 import { FAAS_COMMANDS } from '../faas/commands.ts';
-import { capabilityOptions, settingOptions, type CapabilityFlags } from './capabilities.ts';
-import { addEnvVars, allConfigKeys, applyConfigFor } from '../functions/config-file.ts';
-
-/** Options shared by every command that loads a module. */
-interface ModuleFlags extends CapabilityFlags {
-  wasm?: string;
-  url?: string;
-  authHeaderName?: string;
-  authHeaderValue?: string;
-  digest?: string;
-  kind?: ModuleKind;
-  env: string[];
-  envFile: string[];
-  inheritEnv: boolean;
-  dir: string[];
-  allowedHosts: string[];
-  timeout: string;
-  maxMemory: string;
-  logLevel: LogLevel;
-  /** `--log-format` of the serving commands; absent: pretty on a terminal, JSON otherwise. */
-  logFormat?: LogFormat;
-}
-
-const collect = (v: string, prev: string[]) => [...prev, v];
-const collectList = (v: string, prev: string[]) => [...prev, ...v.split(',').map((s) => s.trim()).filter(Boolean)];
-
-function moduleOptions(cmd: Command): Command {
-  cmd
-    .option('--wasm <path>', 'the module file (.wasm); with --url, where to save the download')
-    .option('--url <url>', 'download the module from this URL')
-    .option('--auth-header-name <name>', 'header sent with --url (e.g. PRIVATE-TOKEN)')
-    .option('--auth-header-value <value>', 'value of --auth-header-name')
-    .option('--digest <sha256:hex>', 'refuse the module unless its SHA-256 matches')
-    .addOption(new Option('--kind <kind>', 'module kind, instead of detecting it').choices(KINDS as string[]))
-    .option('--env <NAME=value>', 'environment variable for the guest (repeatable)', collect, [])
-    .option('--env-file <path>', 'dotenv file of guest variables (repeatable)', collect, [])
-    .option('--no-inherit-env', 'do not pass the runner\'s environment to the guest')
-    .option('--dir <HOST[:GUEST][:ro]>', 'grant a directory to the guest (repeatable)', collect, [])
-    .option('--allowed-hosts <hosts>', 'outbound HTTP allow-list: host, *.host, host:port, scheme://host, * (comma-separated, repeatable)', collectList, []);
-  settingOptions(cmd, LIMIT_SETTINGS);
-  return capabilityOptions(cmd.addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS as string[]).default('info')));
-}
-
-async function urlSource(f: ModuleFlags, interactive: boolean): Promise<UrlSource | undefined> {
-  if (!f.url) return undefined;
-  if ((f.authHeaderName === undefined) !== (f.authHeaderValue === undefined)) {
-    throw new CapsuleError('USAGE', '--auth-header-name and --auth-header-value go together');
-  }
-  return {
-    url: f.url,
-    authHeader: f.authHeaderName ? { name: f.authHeaderName, value: f.authHeaderValue! } : undefined,
-    saveTo: f.wasm,
-    onProgress: interactive ? (await import('./progress.ts')).progressReporter(f.url) : undefined,
-  };
-}
-
-async function loadFromFlags(f: ModuleFlags, positional: string | undefined): Promise<LoadedModule> {
-  const path = f.wasm ?? positional;
-  const url = await urlSource(f, process.stderr.isTTY === true);
-  if (!url && !path) throw new CapsuleError('USAGE', 'no module: give a path (capsule run hello.wasm), --wasm=<path> or --url=<url>');
-  const { loadModule } = await import('../engine/load.ts');
-  return loadModule(url ?? { path: path! }, { kind: f.kind, digest: f.digest });
-}
-
-function functionOptions(f: ModuleFlags, module: LoadedModule, singleModule: boolean): FunctionOptions {
-  // WASI commands get only configured variables (conventions.md §2), as wasmtime run does.
-  const inherit = singleModule && f.inheritEnv && module.detection.kind !== 'wasi';
-  return functionOptionsOf(functionSpecFromFlags(f, inherit));
-}
-
-/** Gen 1 joins CLI arguments with its era's separator, gen 2 with a space (conventions.md §4). */
-function joinParams(module: LoadedModule, args: string[], separator?: string): string {
-  if (separator !== undefined) return args.join(separator);
-  const k = module.detection.kind;
-  if (k === 'capsule-1a') return args.join('°');
-  if (k === 'capsule-1b' || k === 'capsule-1c') {
-    const nats = module.parsed.exports.some((e) => e.name === 'callNatsMessageHandle');
-    return args.join(nats || k === 'capsule-1c' ? '²' : '°');
-  }
-  return args.join(' ');
-}
+import { settingOptions } from './capabilities.ts';
+import { allConfigKeys } from '../functions/config-file.ts';
+import { baseProgram, collect, configHooks, functionOptions, loadFromFlags, moduleOptions, runCommand, type ModuleFlags } from './module-command.ts';
 
 /**
  * The `capsule` program: every command with its options; actions call `exit(code)` when done.
  */
 export function buildProgram(exit: (code: number) => void): Command {
-  const program = new Command('capsule')
-    .description('Run WebAssembly functions (Capsule ABI modules, WASI commands) from the terminal and over HTTP')
-    .version(CAPSULE_VERSION, '-v, --version')
-    .enablePositionalOptions()
-    .showHelpAfterError('(run with --help for usage)')
-    .exitOverride();
+  const program = baseProgram();
   program.addHelpText('after', `
 Examples:
   capsule run hello.wasm Bob Morane
@@ -159,64 +75,6 @@ function completionCommand(program: Command, exit: (code: number) => void): void
       const { completionScript } = await import('./completion.ts');
       process.stdout.write(completionScript(program, shell));
       exit(0);
-    });
-}
-
-/** `capsule run`: one call, the result on stdout. */
-function runCommand(program: Command, exit: (code: number) => void): void {
-  moduleOptions(program.command('run').description('run a module once: its result goes to stdout, the exit code says how it went'))
-    .argument('[module]', 'module file (or use --wasm / --url)')
-    .argument('[args...]', 'arguments: the params of a Capsule module, argv of a WASI command (unknown flags and everything after -- are passed on)')
-    .option('--params <text>', 'input of a Capsule module\'s callHandle (instead of the arguments)')
-    .option('--params-file <path>', 'raw bytes for callHandle, read from a file ("-" = stdin)')
-    .option('--separator <text>', 'gen-1 modules: join the arguments with this instead of the era\'s separator')
-    .addOption(new Option('--handler <export>', 'Capsule modules: call only callHandle (handle) or callHandleJSON (json, gen 2); default: callHandle, then callHandleJSON on a fresh instance when it traps on JSON input').choices(['handle', 'json']))
-    .option('--json', 'print one JSON object on stdout: result, logs (guest output, host logs), durationMs, exitCode, error')
-    .allowUnknownOption()
-    .exitOverride()
-    .action(async (positional: string | undefined, rest: string[], f: ModuleFlags & { params?: string; paramsFile?: string; separator?: string; handler?: 'handle' | 'json'; json?: boolean }) => {
-      const all = [...(positional !== undefined ? [positional] : []), ...rest];
-      const dashdash = all.indexOf('--');
-      if (dashdash >= 0) all.splice(dashdash, 1);
-      if (!(f.wasm || f.url)) all.shift();
-      const args = all;
-      // The call runs in this thread (engine/inline.ts): no worker thread starts, and --timeout
-      // stops a looping guest with V8's TerminateExecution (docs/performance.md "Start-up").
-      const [{ CapsuleFunction }, { runCli }] = await Promise.all([import('../engine/function.ts'), import('../triggers/cli/run.ts')]);
-      let module: LoadedModule;
-      try {
-        module = await loadFromFlags(f, f.wasm || f.url ? undefined : positional);
-      } catch (e) {
-        if (f.json && e instanceof CapsuleError && e.code !== 'USAGE') {
-          // --json: a module that cannot be loaded is a report too (exit code 1, as without it)
-          process.stdout.write(`${JSON.stringify({ logs: [], durationMs: 0, exitCode: 1, error: e.message })}\n`);
-          exit(1);
-          return;
-        }
-        throw e;
-      }
-      const hostLogs: string[] = [];
-      // --json captures the guest's output into the report (up to 16 MiB, then `truncated`)
-      const fn = CapsuleFunction.fromModule(module, {
-        ...functionOptions(f, module, true), inline: true,
-        ...(f.json ? { stdio: 'capture', maxLogBytes: 16 * 1024 * 1024 } : { stdio: 'inherit' }),
-        onWarning: (m) => (f.json ? hostLogs.push(m) : process.stderr.write(`⚠️  ${m}\n`)),
-      });
-      let params: Uint8Array | undefined;
-      if (f.paramsFile !== undefined) {
-        try {
-          params = new Uint8Array(readFileSync(f.paramsFile === '-' ? 0 : f.paramsFile));
-        } catch (e) {
-          throw new CapsuleError('USAGE', `--params-file ${f.paramsFile}: ${(e as Error).message}`);
-        }
-      } else if (f.params !== undefined) {
-        params = new TextEncoder().encode(f.params);
-      } else if (module.detection.kind !== 'wasi') {
-        params = new TextEncoder().encode(joinParams(module, args, f.separator));
-      }
-      const code = await runCli(fn, { params, args, handler: f.handler, json: f.json, hostLogs });
-      await fn.close();
-      exit(code);
     });
 }
 
@@ -420,17 +278,4 @@ function inspectCommand(program: Command, exit: (code: number) => void): void {
       if (problem) throw problem;
       exit(0);
     });
-}
-
-/** Config files and `CAPSULE_*` variables of every command that loads a module. */
-function configHooks(program: Command): void {
-  // Config files (--config, <module>.capsule.yaml) and CAPSULE_* variables for every command
-  // that loads a module: precedence flags > file > CAPSULE_* > defaults (src/functions/config-file.ts).
-  for (const cmd of program.commands) if (cmd.options.some((o) => o.long === '--config')) addEnvVars(cmd);
-  program.hook('preAction', (_program, action) => {
-    // `capsule call --config k=v` is Extism's plugin config, not a config file
-    // FaaS services' --config is their own file (proxy routes YAML), not a module's config
-    if (action.name() === 'call' || !action.options.some((o) => o.long === '--config') || !action.options.some((o) => o.long === '--wasm')) return;
-    applyConfigFor(action, (action.getOptionValue('wasm') as string | undefined) ?? action.args[0]);
-  });
 }

@@ -1,9 +1,14 @@
-/** Download progress bar for `--url` on a TTY (cli-progress, on stderr). */
-import cliProgress from 'cli-progress';
+/**
+ * Download progress bar for `--url` on a TTY (cli-progress, on stderr). cli-progress is
+ * imported here, when a bar is wanted: the one-file bundle of `capsule run` would otherwise load
+ * it at every start (scripts/build-bundle.ts).
+ */
+import type { SingleBar } from 'cli-progress';
 
 /** @returns an `onProgress(received, total)` callback that draws and finishes a bar */
-export function progressReporter(url: string): (received: number, total: number) => void {
-  let bar: cliProgress.SingleBar | undefined;
+export async function progressReporter(url: string): Promise<(received: number, total: number) => void> {
+  const { default: cliProgress } = await import('cli-progress');
+  let bar: SingleBar | undefined;
   return (received, total) => {
     if (!bar) {
       bar = new cliProgress.SingleBar({

@@ -15,7 +15,6 @@
  * inside the walked directory, without following it. `:ro` mounts refuse every change with
  * `ROFS`. Sockets are not provided (`NOTSUP`).
  */
-import { randomFillSync } from 'node:crypto';
 import {
   closeSync, fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, linkSync, mkdirSync,
   openSync, readFileSync, readSync, readlinkSync, renameSync, rmdirSync, statSync, symlinkSync, unlinkSync, writeSync,
@@ -298,7 +297,8 @@ export class Wasi {
         return Errno.SUCCESS;
       },
       random_get: (buf: number, len: number) => {
-        randomFillSync(this.#range(buf, len));
+        // node:crypto loaded at first use (~4 ms of start-up a guest that asks no randomness does not pay)
+        process.getBuiltinModule('node:crypto').randomFillSync(this.#range(buf, len));
         return Errno.SUCCESS;
       },
       sched_yield: () => Errno.SUCCESS,

@@ -3,7 +3,6 @@
  * accepted as the JS SDK does), and its main module's bytes obtained (path, URL or base64 data,
  * checked against `hash`).
  */
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { CapsuleError } from '../../base/errors.ts';
@@ -113,7 +112,7 @@ export async function wasmBytes(w: ManifestWasm, base: string): Promise<{ bytes:
     throw new CapsuleError('USAGE', 'manifest: a wasm entry needs path, url or data');
   }
   if (w.hash !== undefined) {
-    const found = createHash('sha256').update(bytes).digest('hex');
+    const found = process.getBuiltinModule('node:crypto').createHash('sha256').update(bytes).digest('hex');
     if (found !== w.hash.toLowerCase()) throw new CapsuleError('LOAD', `Hash mismatch, found ${found} but expected ${w.hash}`);
   }
   return { bytes, source };

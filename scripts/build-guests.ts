@@ -7,7 +7,9 @@
  *   `main.rs` (Debian rustc, wasm32-wasi), or `<name>.wat` (wat2wasm).
  * - `test/fixtures/<file>.wat|.c|.rs` and `test/fixtures/<dir>/assembly/index.ts` →
  *   `build/fixtures/<file or dir>.wasm`.
- * - A C or Rust source may carry extra compiler flags on a first line `// build: <flags>`.
+ * - `test/fixtures/meter/<file>.wat|.c|.rs` → `build/fixtures/meter/<file>.wasm` (test/meter.test.ts).
+ * - A C or Rust source may carry extra compiler flags on a first line `// build: <flags>`, a WAT
+ *   source extra wat2wasm flags on a first line `;; build: <flags>` (e.g. `--enable-tail-call`).
  * A missing toolchain skips its guests with a warning; the tests that need them then skip too.
  */
 import { execFileSync } from 'node:child_process';
@@ -54,7 +56,7 @@ function upToDate(out: string, inputs: string[]): boolean {
 
 function extraFlags(src: string): string[] {
   const first = readFileSync(src, 'utf8').split('\n', 1)[0] ?? '';
-  const m = /^\/\/\s*build:\s*(.*)$/.exec(first);
+  const m = /^(?:\/\/|;;)\s*build:\s*(.*)$/.exec(first);
   return m ? m[1]!.trim().split(/\s+/).filter(Boolean) : [];
 }
 
@@ -104,7 +106,7 @@ function buildWat(src: string, out: string): void {
     warn('wat2wasm', 'wat2wasm is missing (npm package wabt, or Debian wabt); WAT guests are not built');
     return;
   }
-  run(tool, [src, '-o', out], relative(root, out));
+  run(tool, [...extraFlags(src), src, '-o', out], relative(root, out));
 }
 
 function buildAs(dir: string, out: string): void {
@@ -238,7 +240,7 @@ const outDir = join(root, 'build/fixtures');
 mkdirSync(outDir, { recursive: true });
 if (existsSync(fixtures)) {
   for (const entry of readdirSync(fixtures)) {
-    if (entry === 'conformance') continue; // one module per source file, below
+    if (entry === 'conformance' || entry === 'meter') continue; // one module per source file, below
     const p = join(fixtures, entry);
     const name = basename(entry, extname(entry));
     const out = join(outDir, `${name}.wasm`);
@@ -257,6 +259,19 @@ if (existsSync(conformance)) {
     const out = join(outDir, 'conformance', `${basename(entry, extname(entry))}.wasm`);
     if (entry.endsWith('.c')) buildC([join(conformance, entry)], out);
     else if (entry.endsWith('.rs')) buildRust(join(conformance, entry), out);
+  }
+}
+
+// test/fixtures/meter/<name>.wat|.c|.rs → build/fixtures/meter/<name>.wasm (meter.test.ts, bench/meter.ts)
+const meterFixtures = join(fixtures, 'meter');
+if (existsSync(meterFixtures)) {
+  mkdirSync(join(outDir, 'meter'), { recursive: true });
+  for (const entry of readdirSync(meterFixtures)) {
+    const src = join(meterFixtures, entry);
+    const out = join(outDir, 'meter', `${basename(entry, extname(entry))}.wasm`);
+    if (entry.endsWith('.wat')) buildWat(src, out);
+    else if (entry.endsWith('.c')) buildC([src], out);
+    else if (entry.endsWith('.rs')) buildRust(src, out);
   }
 }
 

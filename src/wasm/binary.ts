@@ -96,6 +96,11 @@ export class Reader {
   u32(): number {
     return this.uleb(32);
   }
+  /** Reads past one u32 (LEB128); returns the position after it. */
+  skipU32(): number {
+    this.u32();
+    return this.pos;
+  }
   name(): string {
     const len = this.u32();
     if (this.pos + len > this.end) this.fail('name past the end of its section');
@@ -250,6 +255,58 @@ function readImport(s: Reader, state: ParseState): ImportEntry {
     s.u32();
   }
   return entry;
+}
+
+/**
+ * A growable byte buffer for writing a module: bytes, byte ranges of another buffer and unsigned
+ * LEB128 integers (used by meter.ts to rewrite code without building arrays of numbers).
+ */
+export class ByteWriter {
+  #buf: Uint8Array<ArrayBuffer>;
+  length = 0;
+  constructor(capacity = 1024) {
+    this.#buf = new Uint8Array(Math.max(16, capacity));
+  }
+  #room(n: number): void {
+    if (this.length + n <= this.#buf.length) return;
+    const next = new Uint8Array(Math.max(this.#buf.length * 2, this.length + n));
+    next.set(this.#buf.subarray(0, this.length));
+    this.#buf = next;
+  }
+  byte(b: number): void {
+    this.#room(1);
+    this.#buf[this.length++] = b;
+  }
+  /** Appends `src[start, end)`. */
+  range(src: Uint8Array, start = 0, end = src.length): void {
+    this.#room(end - start);
+    this.#buf.set(src.subarray(start, end), this.length);
+    this.length += end - start;
+  }
+  /** Unsigned LEB128 of a non-negative integer (up to 2^53). */
+  uleb(n: number): void {
+    this.#room(8);
+    do {
+      let b = n % 128;
+      n = Math.floor(n / 128);
+      if (n > 0) b |= 0x80;
+      this.#buf[this.length++] = b;
+    } while (n > 0);
+  }
+  /** A name: its UTF-8 length (LEB128), then its bytes. */
+  name(s: string): void {
+    const b = new TextEncoder().encode(s);
+    this.uleb(b.length);
+    this.range(b);
+  }
+  /** The bytes written so far (a view: copy it before writing more if it must stay). */
+  view(): Uint8Array<ArrayBuffer> {
+    return this.#buf.subarray(0, this.length);
+  }
+  /** Forgets what was written, keeping the buffer. */
+  clear(): void {
+    this.length = 0;
+  }
 }
 
 function leb(n: number): number[] {
@@ -512,7 +569,7 @@ export function forEachInstruction(bytes: Uint8Array, parsed: ParsedModule, visi
 }
 
 /** Order of the known sections (custom sections, id 0, may go anywhere). */
-const SECTION_ORDER: Record<number, number> = { 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13 };
+export const SECTION_ORDER: Record<number, number> = { 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13 };
 
 /**
  * Adds exports (appended to the export section, which is created when missing). Indices are not

@@ -1,0 +1,131 @@
+/**
+ * The meter's cost (`npm run bench`; not a test; docs/performance.md "Deadlines without a
+ * thread"): guests instrumented by src/wasm/meter.ts against the same guests as built, called
+ * on this thread.
+ *
+ * 1. Compute guest (test/fixtures/meter/compute.c, built to build/fixtures/meter/compute.wasm):
+ *    `primes(n)` with n chosen so that one unmetered call takes about 0.7 ms (the compute guest
+ *    of issue 18), `fib(n)` (recursion: a check at every call) and `hash(n)` (one tight loop).
+ *    Metered and unmetered instances are called in turn, ROUNDS rounds of CALLS calls each
+ *    after a warm-up; the median per-call time of each and their ratio are printed.
+ * 2. Instrumentation time per KiB of module for guests of each toolchain (C, AssemblyScript,
+ *    Rust, Go): the median of several `meterModule` runs, and the size the module grows by.
+ * The machine is shared: the load average is printed beside the figures; ratios of one run are
+ * what count.
+ *
+ * Options: BENCH_ROUNDS (default 7), BENCH_CALLS (default 200).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { root } from './lib.ts';
+import { meterImports, meterModule } from '../src/wasm/meter.ts';
+
+const rounds = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 7));
+const calls = Math.max(1, Number(process.env.BENCH_CALLS ?? 200));
+const computePath = join(root, 'build/fixtures/meter/compute.wasm');
+
+type Exports = Record<string, (n: number) => number>;
+
+function loadavg(): string {
+  return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+/** Milliseconds per call of `fn(arg)`, over `n` calls. */
+function perCall(fn: (n: number) => number, arg: number, n: number): number {
+  const t = performance.now();
+  for (let i = 0; i < n; i++) fn(arg);
+  return (performance.now() - t) / n;
+}
+
+/** The compute guest, unmetered and metered (deadline far away), each initialised. */
+function instances(): { plain: Exports; metered: Exports; checks: () => number } {
+  const bytes = new Uint8Array(readFileSync(computePath));
+  const m = meterModule(bytes);
+  if ('skipped' in m) throw new Error(`the meter skipped the compute guest: ${m.skipped}`);
+  const deadline = { at: Infinity, checks: 0 };
+  const plain = new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports as Exports;
+  const metered = new WebAssembly.Instance(new WebAssembly.Module(m.bytes), meterImports(deadline)).exports as Exports;
+  plain._initialize?.(0);
+  metered._initialize?.(0);
+  return { plain, metered, checks: () => deadline.checks };
+}
+
+/** The argument of `primes` for which one unmetered call takes about `ms`. */
+function calibrate(plain: Exports, ms: number): number {
+  let n = 10_000;
+  perCall(plain.primes!, n, 50); // warm-up
+  for (let i = 0; i < 20; i++) {
+    const t = perCall(plain.primes!, n, 20);
+    if (Math.abs(t - ms) / ms < 0.1) break;
+    n = Math.max(1000, Math.min(1 << 20, Math.round(n * ms / t)));
+  }
+  return n;
+}
+
+function computeBench(): void {
+  const { plain, metered, checks } = instances();
+  const n = calibrate(plain, 0.7);
+  const workloads: [string, number][] = [[`primes(${n})`, n], ['fib(25)', 25], ['hash(40)', 40]];
+  console.log(`meter: compute guest, in-thread, ${rounds} rounds × ${calls} calls (load average ${loadavg()})`);
+  for (const [label, arg] of workloads) {
+    const name = label.slice(0, label.indexOf('('));
+    if (plain[name]!(arg) !== metered[name]!(arg)) throw new Error(`${label}: metered answer differs`);
+    perCall(plain[name]!, arg, calls);
+    perCall(metered[name]!, arg, calls);
+    const a: number[] = [];
+    const b: number[] = [];
+    const before = checks();
+    for (let r = 0; r < rounds; r++) {
+      a.push(perCall(plain[name]!, arg, calls));
+      b.push(perCall(metered[name]!, arg, calls));
+    }
+    const ma = median(a);
+    const mb = median(b);
+    const perCheck = (checks() - before) / (rounds * calls);
+    console.log(`  ${label.padEnd(14)} unmetered ${(ma * 1000).toFixed(1)} µs, metered ${(mb * 1000).toFixed(1)} µs: ${(mb / ma).toFixed(3)}× (${perCheck.toFixed(1)} checks per call)`);
+  }
+}
+
+function instrumentBench(): void {
+  const guests: [string, string][] = [
+    ['C compute', computePath],
+    ['C hello-world-c', join(root, 'examples/hello-world-c/hello-world-c.wasm')],
+    ['AssemblyScript hello-you', join(root, 'examples/hello-you/hello-you.wasm')],
+    ['Rust hello-you', join(root, 'examples/rust/hello-you/hello-you.wasm')],
+    ['Go hello-you', join(root, 'examples/go/hello-you/hello-you.wasm')],
+  ];
+  console.log(`meter: instrumentation time (load average ${loadavg()})`);
+  for (const [label, path] of guests) {
+    if (!existsSync(path)) {
+      console.log(`  ${label}: not built, skipped`);
+      continue;
+    }
+    const bytes = new Uint8Array(readFileSync(path));
+    const times: number[] = [];
+    let out = 0;
+    let code = 0;
+    for (let i = 0; i < 7; i++) {
+      const t = performance.now();
+      const m = meterModule(bytes);
+      times.push(performance.now() - t);
+      if ('skipped' in m) throw new Error(`${label}: skipped (${m.skipped})`);
+      out = m.bytes.length;
+      code = m.stats.loops + m.stats.entries;
+    }
+    const kib = bytes.length / 1024;
+    const ms = median(times);
+    console.log(`  ${label.padEnd(26)} ${kib.toFixed(0).padStart(5)} KiB: ${ms.toFixed(2)} ms, ${(ms * 1000 / kib).toFixed(1)} µs/KiB; ${code} check points; ${bytes.length} → ${out} bytes (debug sections dropped)`);
+  }
+}
+
+if (!existsSync(computePath)) {
+  console.log('meter: build/fixtures/meter/compute.wasm is not built (npm run build:guests, needs clang and wasi-libc): skipped');
+} else {
+  computeBench();
+  instrumentBench();
+}

@@ -105,8 +105,8 @@ export class ClusterDeployments {
 
   /** @throws FaasError 404 REVISION_NOT_FOUND */
   #record(fn: string, rev: string): DeployRecord {
-    const r = this.#o.deploy.get(deployKey(fn, rev));
-    if (!r || !isDeployRecord(r)) throw new FaasError(404, 'REVISION_NOT_FOUND', `${fn}/${rev} is not deployed in the cluster`);
+    const r = this.recordOf(fn, rev);
+    if (!r) throw new FaasError(404, 'REVISION_NOT_FOUND', `${fn}/${rev} is not deployed in the cluster`);
     return r;
   }
 

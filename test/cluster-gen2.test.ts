@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { eventually, example, findBinary, missing, root, runCapsule, startServer, type Server } from './helpers.ts';
-import { startNatsCluster, type NatsCluster } from './e2e/cluster.ts';
+import { startNatsCluster, waitHealthy, type NatsCluster } from './e2e/cluster.ts';
 import { call, failures, perNode, type Outcome } from './e2e/load.ts';
 
 const natsServer = findBinary('nats-server');
@@ -135,6 +135,23 @@ describe('gen-2 FaaS routes on cluster nodes (capsctl)', { skip, concurrency: fa
     assert.equal(await again.text(), 'Capsule process not found');
     // the duplicate lives on
     assert.equal((await call(`${gateways[1]!.url}/functions/hello/saved_green`, helloInit())).status, 200);
+  });
+
+  it('without JetStream a start answers 503 STATE_UNAVAILABLE JSON; once it is back, starts work again without a restart', async () => {
+    const server = cluster.servers[0]!;
+    await server.kill();
+    try {
+      const down = await admin(nodes.a!, 'POST', '/functions/start', { name: 'later', revision: 'r', args: ['', `-wasm=${hello}`] });
+      assert.equal(down.status, 503);
+      assert.equal((await down.json() as { code: string }).code, 'STATE_UNAVAILABLE');
+    } finally {
+      await server.start();
+      await waitHealthy(server.monitor, 30_000);
+    }
+    await eventually(async () => (await admin(nodes.a!, 'POST', '/functions/start', { name: 'later', revision: 'r', args: ['', `-wasm=${hello}`] })).status === 200, 30_000);
+    await eventually(() => routes(gateways[1]!, 'later', 'r'), 15_000);
+    const o = await call(`${gateways[1]!.url}/functions/later/r`, helloInit());
+    assert.equal(o.status, 200, o.text);
   });
 
   it('capsule-http --faas --cluster (Go\'s gen-2 main process) joins as a node: capsctl against it starts a revision both gateways route', async () => {

@@ -8,6 +8,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { threadId } from 'node:worker_threads';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { CapsuleFunction, CapsuleError, type CliOutput, type HostFunctionContext, type UserHostFunctions } from '../src/index.ts';
 import { fixture, missing, runCapsule } from './helpers.ts';
 
@@ -186,6 +189,25 @@ describe('capsule run and capsule call, in one thread', { skip: missing(behaviou
     const r = await runCapsule(['run', behaviours, '--params=l', '--timeout=300ms']);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /^❌ the function did not return within 300 ms \(--timeout\)/);
+  });
+
+  it('capsule run: a module whose start function never returns is stopped at --timeout (WASI command: exit 124)', async () => {
+    // (module (memory (export "memory") 1) (func $spin (loop (br 0))) (start $spin) (func (export "_start")))
+    const bytes = new Uint8Array([
+      0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 3, 3, 2, 0, 0, 5, 3, 1, 0, 1,
+      7, 0x13, 2, 6, ...new TextEncoder().encode('memory'), 2, 0, 6, ...new TextEncoder().encode('_start'), 0, 1,
+      8, 1, 0, 10, 12, 2, 7, 0, 3, 0x40, 0x0c, 0, 0x0b, 0x0b, 2, 0, 0x0b,
+    ]);
+    const dir = mkdtempSync(join(tmpdir(), 'capsule-inline-'));
+    try {
+      const path = join(dir, 'start-loop.wasm');
+      writeFileSync(path, bytes);
+      const r = await runCapsule(['run', path, '--timeout=300ms']);
+      assert.equal(r.code, 124);
+      assert.match(r.stderr, /^❌ the function did not return within 300 ms \(--timeout\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('capsule run --json: the deadline is reported in the JSON, exit 1', async () => {

@@ -283,5 +283,7 @@ function workerModuleOf(entry: PoolModule): WorkerModule {
     name: m.name, compiled: m.compiled, detection: m.detection, hostImports: m.hostImports,
     pooledMemory: m.pooledMemory, importedMemory: m.importedMemory, settings: entry.settings, linked: m.linked,
     snapshot: m.snapshot?.ok ? m.snapshot.plan : undefined,
+    // the start section (id 8) and linked modules run guest code at instantiation
+    instantiationRunsCode: (m.linked?.length ?? 0) > 0 || m.parsed.sections.some((s) => s.id === 8),
   };
 }

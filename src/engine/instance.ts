@@ -38,6 +38,11 @@ export interface WorkerModule {
   linked?: LinkedModule[];
   /** The exports of its mutable globals, when fresh calls may reset one instance (snapshot.ts). */
   snapshot?: SnapshotPlan;
+  /**
+   * false when instantiating it runs no guest code (no start function, no linked modules): a
+   * `SyncGuard` then does not enter it under a watchdog. Absent: it may.
+   */
+  instantiationRunsCode?: boolean;
   settings: FunctionSettings;
 }
 
@@ -408,7 +413,7 @@ export class ModuleInstances implements GuestInstances {
   /** A new instance of the module (linked modules first); under the guard, if any: start functions run guest code. */
   #newInstance(imports: () => WebAssembly.Imports): WebAssembly.Instance {
     const make = () => new WebAssembly.Instance(this.spec.compiled, imports());
-    return this.#guard ? this.#guard.run(make) : make();
+    return this.#guard && this.spec.instantiationRunsCode !== false ? this.#guard.run(make) : make();
   }
 
   /** `instance` itself, or with a guard an instance whose exported functions run under it (same `length`). */

@@ -7,7 +7,8 @@
  *    `primes(n)` with n chosen so that one unmetered call takes about 0.7 ms (the compute guest
  *    of issue 18), `fib(n)` (recursion: a check at every call) and `hash(n)` (one tight loop).
  *    Metered and unmetered instances are called in turn, ROUNDS rounds of CALLS calls each
- *    after a warm-up; the median per-call time of each and their ratio are printed.
+ *    after a warm-up; the median per-call time of each and their ratio are printed. Then
+ *    examples/markdown (a Rust WASI command) rendering README.md on a fresh instance per run.
  * 2. Instrumentation time per KiB of module for guests of each toolchain (C, AssemblyScript,
  *    Rust, Go): the median of several `meterModule` runs, and the size the module grows by.
  * The machine is shared: the load average is printed beside the figures; ratios of one run are
@@ -19,6 +20,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { root } from './lib.ts';
 import { meterImports, meterModule } from '../src/wasm/meter.ts';
+import { Wasi, WasiExit } from '../src/wasi/preview1.ts';
 
 const rounds = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 7));
 const calls = Math.max(1, Number(process.env.BENCH_CALLS ?? 200));
@@ -89,6 +91,55 @@ function computeBench(): void {
     const perCheck = (checks() - before) / (rounds * calls);
     console.log(`  ${label.padEnd(14)} unmetered ${(ma * 1000).toFixed(1)} µs, metered ${(mb * 1000).toFixed(1)} µs: ${(mb / ma).toFixed(3)}× (${perCheck.toFixed(1)} checks per call)`);
   }
+  markdownBench();
+}
+
+/** One run of a WASI command on a fresh instance (the project's Wasi), stdout's length. */
+function runCommand(module: WebAssembly.Module, stdin: Uint8Array, deadline: { at: number }): number {
+  const wasi = new Wasi();
+  let out = 0;
+  wasi.bind(undefined, { args: ['markdown'], env: new Map(), stdin, mounts: [], stdout: (b) => { out += b.length; }, stderr: () => {} });
+  const imports = { wasi_snapshot_preview1: wasi.imports as unknown as WebAssembly.ModuleImports, ...meterImports(deadline) };
+  const instance = new WebAssembly.Instance(module, imports);
+  wasi.setMemory(instance.exports.memory as WebAssembly.Memory);
+  try {
+    (instance.exports._start as () => void)();
+  } catch (e) {
+    if (!(e instanceof WasiExit) || e.code !== 0) throw e;
+  } finally {
+    wasi.unbind();
+  }
+  return out;
+}
+
+/** examples/markdown (Rust, WASI command) rendering README.md: a guest doing ordinary work. */
+function markdownBench(): void {
+  const path = join(root, 'examples/markdown/markdown.wasm');
+  if (!existsSync(path)) return console.log('  markdown: not built, skipped');
+  const bytes = new Uint8Array(readFileSync(path));
+  const m = meterModule(bytes);
+  if ('skipped' in m) throw new Error(`markdown: skipped (${m.skipped})`);
+  const plain = new WebAssembly.Module(bytes);
+  const metered = new WebAssembly.Module(m.bytes);
+  const stdin = new Uint8Array(readFileSync(join(root, 'README.md')));
+  const deadline = { at: Infinity };
+  if (runCommand(plain, stdin, deadline) !== runCommand(metered, stdin, deadline)) throw new Error('markdown: metered output differs');
+  const n = Math.max(5, Math.round(calls / 10));
+  const a: number[] = [];
+  const b: number[] = [];
+  for (let r = 0; r < rounds + 2; r++) {
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) runCommand(plain, stdin, deadline);
+    const t1 = performance.now();
+    for (let i = 0; i < n; i++) runCommand(metered, stdin, deadline);
+    const t2 = performance.now();
+    if (r < 2) continue; // warm-up: tier-up of both
+    a.push((t1 - t0) / n);
+    b.push((t2 - t1) / n);
+  }
+  const ma = median(a);
+  const mb = median(b);
+  console.log(`  ${`markdown ${(stdin.length / 1024).toFixed(0)} KiB`.padEnd(14)} unmetered ${(ma * 1000).toFixed(1)} µs, metered ${(mb * 1000).toFixed(1)} µs: ${(mb / ma).toFixed(3)}× (fresh instance per run)`);
 }
 
 function instrumentBench(): void {

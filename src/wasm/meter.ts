@@ -9,14 +9,17 @@
  * - an imported function `capsule_meter.check: [] -> [i32]` is appended after the module's
  *   function imports (every defined function index moves up by one: calls, `ref.func`, element
  *   segments, exports, the start function and the "name" section are rewritten);
- * - a mutable i32 global (the budget) is appended after the module's globals;
- * - at every loop header, and at the entry of every function that can run unbounded without a
- *   loop (one that tail-calls, or that can take part in recursion: a cycle of the call graph,
- *   indirect calls going to any function put in a table, taken by `ref.func` or exported), the
- *   budget is decremented; when it reaches 0, `check()` is called and its result becomes the
- *   budget. The host's `check` (`meterImports`) throws a TIMEOUT `CapsuleError` once the
- *   call's deadline is past, and otherwise returns the next budget, sized so that a check comes
- *   about every quarter of a millisecond of a tight loop.
+ * - a mutable i32 global (the budget) is appended after the module's globals, and an i32 local
+ *   after the locals of every function it instruments (no index moves);
+ * - a function with loops copies the budget into its local at entry, and every loop header
+ *   decrements the local (a register in a tight loop, not a memory access);
+ * - a function that can run unbounded without a loop (one that tail-calls, or that can take
+ *   part in recursion: a cycle of the call graph, indirect calls going to any function put in a
+ *   table, taken by `ref.func` or exported) decrements the global budget itself at entry;
+ * - when a count reaches 0, `check()` is called and its result becomes the budget. The host's
+ *   `check` (`meterImports`) throws a TIMEOUT `CapsuleError` once the call's deadline is past,
+ *   and otherwise returns the next budget, sized so that a check comes about every quarter of
+ *   a millisecond of a tight loop.
  *
  * What is refused (`{ skipped }`, the caller then keeps the thread): an instruction the walker
  * does not know (GC proposal, future ones), a type section with GC types, a component, a module
@@ -678,7 +681,29 @@ export interface MeterDeadline {
 
 /** Aimed interval between two checks in a tight loop, ms. */
 const CHECK_INTERVAL_MS = 0.25;
-const MAX_BUDGET = 2 ** 30;
+/**
+ * Largest budget: a check at least every 65 536 loop turns, however fast they were so far, so
+ * that a loop whose turns turn slow (a host call in them) overshoots its deadline by at most
+ * that many turns. At ~1 ns a turn, one check (~0.1 µs) per 65 µs.
+ */
+const MAX_BUDGET = 65_536;
+
+/** The TIMEOUT error of a call past its deadline. */
+function timeoutError(deadline: MeterDeadline): CapsuleError {
+  const within = deadline.timeoutMs !== undefined ? ` within ${deadline.timeoutMs} ms (--timeout)` : ' before its deadline';
+  return new CapsuleError('TIMEOUT', `the function did not return${within}; it was stopped by its deadline check`);
+}
+
+/**
+ * For host imports that can block or run long (a WASI sleep, a wait): throws the same TIMEOUT
+ * as `check` once the deadline is past. The meter counts guest work only; a host function that
+ * waits must look at the deadline itself (between its sleep slices), or a guest sleeping in a
+ * loop overshoots its deadline by a budget's worth of sleeps.
+ * @throws CapsuleError TIMEOUT when `performance.now() >= deadline.at`
+ */
+export function checkDeadline(deadline: MeterDeadline): void {
+  if (performance.now() >= deadline.at) throw timeoutError(deadline);
+}
 
 /**
  * The imports a module from `meterModule` needs (`{ capsule_meter: { check } }`): merge them
@@ -688,25 +713,30 @@ const MAX_BUDGET = 2 ** 30;
  * call `deadline.at = performance.now() + timeoutMs` (and `deadline.timeoutMs = timeoutMs`),
  * after it `deadline.at = Infinity`. A call past its deadline then throws, from inside the
  * guest, a `CapsuleError` with code TIMEOUT; the instance it ran in must be dropped (its state
- * is wherever the loop was), the thread itself serves on. `check` sizes the next budget from the
- * time the last one took (aiming at a check every 0.25 ms, growing at most 8× per check, and
- * shrunk so that the next check comes before the deadline): a loop whose iterations are slow
- * (a host call inside) is checked as often as a tight one.
+ * is wherever the loop was), the thread itself serves on. Host imports that block use
+ * `checkDeadline` with the same object.
+ *
+ * `check` sizes the next budget (loop turns of one function activation, or entries of checked
+ * functions) from the time the last one took: aiming at a check every 0.25 ms, growing at most
+ * 8× per check, at most `MAX_BUDGET`, and shrunk so that the next check comes before the
+ * deadline. The first check of a call (a new `deadline.at`) keeps the budget as it was.
  * @param deadline read at every check; mutate it, do not replace it
  */
 export function meterImports(deadline: MeterDeadline): { [METER_IMPORT.module]: { [METER_IMPORT.name]: () => number } } {
-  let last = performance.now();
+  let last = 0;
+  let lastAt = Number.NaN;
   let budget = INITIAL_BUDGET;
   const check = (): number => {
     const now = performance.now();
     deadline.checks = (deadline.checks ?? 0) + 1;
-    if (now >= deadline.at) {
-      const within = deadline.timeoutMs !== undefined ? ` within ${deadline.timeoutMs} ms (--timeout)` : ' before its deadline';
-      throw new CapsuleError('TIMEOUT', `the function did not return${within}; it was stopped by its deadline check`);
-    }
+    if (now >= deadline.at) throw timeoutError(deadline);
     const elapsed = now - last;
     last = now;
-    const perUnit = elapsed / budget; // ms per loop iteration or guarded call, as last measured
+    if (deadline.at !== lastAt) { // a new call: the time since the last check is not this call's
+      lastAt = deadline.at;
+      return budget;
+    }
+    const perUnit = elapsed / budget; // ms per loop turn or checked entry, as last measured
     let next = perUnit > 0 ? CHECK_INTERVAL_MS / perUnit : budget * 8;
     next = Math.min(next, budget * 8, perUnit > 0 ? (deadline.at - now) / perUnit : Infinity);
     budget = Math.max(1, Math.min(MAX_BUDGET, Math.floor(next)));

@@ -130,13 +130,32 @@ export class InlineExecutor extends EventEmitter implements CallExecutor {
     if (this.#closed) return Promise.reject(new CapsuleError('OVERLOADED', 'the runner is shutting down'));
     const m = this.#modules.get(entry.id);
     if (!m) return Promise.reject(new CapsuleError('INTERNAL', `module ${entry.id} is not registered`));
-    const deadline = Date.now() + options.timeoutMs;
+    const deadline = options.timeoutMs === Infinity ? Infinity : Date.now() + options.timeoutMs;
     if (deadline !== Infinity && this.#needsThread(m, input)) return this.#viaPool(m, input, options);
+    const meta = options.meta ?? {};
+    if (!this.#running) {
+      // nothing runs: this one starts now (no queue entry, no promise of its own)
+      this.#running = true;
+      const run = this.#run(m, input, meta, options.timeoutMs, deadline);
+      run.then(this.#next, this.#next);
+      return run;
+    }
     return new Promise<CallResult>((resolve, reject) => {
-      this.#queue.push({ module: m, input, meta: options.meta ?? {}, timeoutMs: options.timeoutMs, deadline, resolve, reject });
-      if (!this.#running) void this.#drain();
+      this.#queue.push({ module: m, input, meta, timeoutMs: options.timeoutMs, deadline, resolve, reject });
     });
   }
+
+  /** After a call: starts the next one waiting, if any. */
+  readonly #next = (): void => {
+    const w = this.#queue.shift();
+    if (!w) {
+      this.#running = false;
+      return;
+    }
+    const run = this.#run(w.module, w.input, w.meta, w.timeoutMs, w.deadline);
+    run.then(w.resolve, w.reject);
+    run.then(this.#next, this.#next);
+  };
 
   /** Stops it: waiting calls fail, the running one finishes, the fallback pool is closed. */
   async close(): Promise<void> {
@@ -157,36 +176,20 @@ export class InlineExecutor extends EventEmitter implements CallExecutor {
     return readsStdin && m.entry.module.parsed.imports.some((i) => i.module === 'wasi_snapshot_preview1' && i.name === 'fd_read');
   }
 
-  async #drain(): Promise<void> {
-    this.#running = true;
-    try {
-      for (let w = this.#queue.shift(); w; w = this.#queue.shift()) {
-        try {
-          w.resolve(await this.#run(w));
-        } catch (e) {
-          w.reject(e);
-        }
-      }
-    } finally {
-      this.#running = false;
-    }
-  }
-
   /** One call, in this thread. */
-  async #run(w: Waiting): Promise<CallResult> {
-    const m = w.module;
-    if (Date.now() >= w.deadline) {
+  async #run(m: InlineModule, input: InvocationInput, meta: InvocationMeta, timeoutMs: number, deadline: number): Promise<CallResult> {
+    if (deadline !== Infinity && Date.now() >= deadline) {
       this.emit('timeout');
-      throw new CapsuleError('TIMEOUT', `the function was not run: the calls before it took its ${w.timeoutMs} ms (--timeout)`);
+      throw new CapsuleError('TIMEOUT', `the function was not run: the calls before it took its ${timeoutMs} ms (--timeout)`);
     }
     if (!m.rt) this.#instantiate(m);
     if (!m.rt) throw new CapsuleError(m.error!.code, m.error!.message);
-    this.#deadline = w.deadline;
-    this.#timeoutMs = w.timeoutMs;
+    this.#deadline = deadline;
+    this.#timeoutMs = timeoutMs;
     this.#expired = false;
     let r: Awaited<ReturnType<ModuleInstances['run']>>;
     try {
-      r = await m.rt.run(w.input, w.meta);
+      r = await m.rt.run(input, meta);
     } finally {
       this.#deadline = Infinity;
     }
@@ -195,7 +198,7 @@ export class InlineExecutor extends EventEmitter implements CallExecutor {
       m.rt.dispose();
       m.rt = undefined;
       this.emit('timeout');
-      throw withLogs(new CapsuleError('TIMEOUT', timeoutMessage(w.timeoutMs)), r.logs);
+      throw withLogs(new CapsuleError('TIMEOUT', timeoutMessage(timeoutMs)), r.logs);
     }
     if (r.error) throw withLogs(new CapsuleError(r.error.code, r.error.message), r.logs);
     return { output: r.output!, logs: r.logs };

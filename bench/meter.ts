@@ -82,9 +82,10 @@ function computeBench(): void {
     const a: number[] = [];
     const b: number[] = [];
     const before = checks();
-    for (let r = 0; r < rounds; r++) {
+    for (let r = 0; r < rounds; r++) { // in turn, the first one alternating
+      if (r % 2) b.push(perCall(metered[name]!, arg, calls));
       a.push(perCall(plain[name]!, arg, calls));
-      b.push(perCall(metered[name]!, arg, calls));
+      if (r % 2 === 0) b.push(perCall(metered[name]!, arg, calls));
     }
     const ma = median(a);
     const mb = median(b);
@@ -127,15 +128,18 @@ function markdownBench(): void {
   const n = Math.max(5, Math.round(calls / 10));
   const a: number[] = [];
   const b: number[] = [];
-  for (let r = 0; r < rounds + 2; r++) {
-    const t0 = performance.now();
-    for (let i = 0; i < n; i++) runCommand(plain, stdin, deadline);
-    const t1 = performance.now();
-    for (let i = 0; i < n; i++) runCommand(metered, stdin, deadline);
-    const t2 = performance.now();
-    if (r < 2) continue; // warm-up: tier-up of both
-    a.push((t1 - t0) / n);
-    b.push((t2 - t1) / n);
+  const time = (module: WebAssembly.Module) => {
+    const t = performance.now();
+    for (let i = 0; i < n; i++) runCommand(module, stdin, deadline);
+    return (performance.now() - t) / n;
+  };
+  for (let r = 0; r < rounds + 2; r++) { // in turn, the first one alternating; 2 rounds of warm-up
+    const [x, y] = r % 2 ? [metered, plain] : [plain, metered];
+    const tx = time(x);
+    const ty = time(y);
+    if (r < 2) continue;
+    a.push(x === plain ? tx : ty);
+    b.push(x === plain ? ty : tx);
   }
   const ma = median(a);
   const mb = median(b);

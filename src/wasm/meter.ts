@@ -440,6 +440,25 @@ function writeEntry(w: ByteWriter, ctx: Ctx, local: number, guarded: boolean): v
   writeTest(w, ctx, local);
 }
 
+/**
+ * The entry of a checked function without loops: `budget -= 1; if (budget <= 0) budget = check()`
+ * on the global alone (global.get; i32.const 1; i32.sub; global.set; global.get; i32.const 0;
+ * i32.le_s; if; call check; global.set; end).
+ */
+function writeGlobalEntry(w: ByteWriter, ctx: Ctx): void {
+  w.byte(0x23); w.uleb(ctx.budget);
+  w.byte(0x41); w.byte(0x01);
+  w.byte(0x6b);
+  w.byte(0x24); w.uleb(ctx.budget);
+  w.byte(0x23); w.uleb(ctx.budget);
+  w.byte(0x41); w.byte(0x00);
+  w.byte(0x4c);
+  w.byte(0x04); w.byte(0x40);
+  w.byte(0x10); w.uleb(ctx.funcImports);
+  w.byte(0x24); w.uleb(ctx.budget);
+  w.byte(0x0b);
+}
+
 /** Where a function body is and what its code does, from the first walk. */
 interface Body {
   /** Start of the local declarations, start of the instructions, end of the body. */
@@ -511,9 +530,12 @@ function codeSection(ctx: Ctx): { content: Uint8Array; stats: MeterStats } | und
 
 /** One function body, its budget local declared and its checks and renumbered calls in place. */
 function writeBody(ctx: Ctx, b: Body, params: number, guarded: boolean, patches: Patches, w: ByteWriter, stats: MeterStats): void {
-  const metered = guarded || b.loops > 0;
   const local = params + b.declared;
-  if (metered) {
+  if (b.loops === 0 && guarded) { // no local needed: the global alone
+    w.range(ctx.bytes, b.locals, b.code);
+    writeGlobalEntry(w, ctx);
+    stats.entries++;
+  } else if (b.loops > 0) {
     if (local + 1 > MAX_LOCALS) throw new Skip(`a function would have more than ${MAX_LOCALS} locals with the meter's`);
     w.uleb(b.groups + 1);
     w.range(ctx.bytes, new Reader(ctx.bytes, b.locals, b.code).skipU32(), b.code);

@@ -10,6 +10,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
 import { eventually, example, findBinary, missing, root, runCapsule, startServer, type Server } from './helpers.ts';
 import { startNatsCluster, waitHealthy, type NatsCluster } from './e2e/cluster.ts';
 import { call, failures, perNode, type Outcome } from './e2e/load.ts';
@@ -135,6 +138,41 @@ describe('gen-2 FaaS routes on cluster nodes (capsctl)', { skip, concurrency: fa
     assert.equal(await again.text(), 'Capsule process not found');
     // the duplicate lives on
     assert.equal((await call(`${gateways[1]!.url}/functions/hello/saved_green`, helloInit())).status, 200);
+  });
+
+  it('a start whose PROCS write fails leaves DEPLOY as it was: no replica without a record, a new revision not routed', async () => {
+    const nc = await connect({ servers: cluster.servers[0]!.url });
+    const jsm = await jetstreamManager(nc);
+    const stream = 'KV_CAPSULE_default_PROCS';
+    const replicasOf = async (rev: string) => {
+      const list = await (await fetch(`${nodes.a!.url}/functions/list`)).json() as Record<string, Record<string, { wasmModules: object; generation: number }>>;
+      const r = list.undo?.[rev];
+      return r && { replicas: Object.keys(r.wasmModules).length, generation: r.generation };
+    };
+    const start = (description: string, env: string[] = []) => admin(nodes.a!, 'POST', '/functions/start', { name: 'undo', revision: 'r', description, args: ['', `-wasm=${hello}`], env });
+    try {
+      assert.equal((await start('small')).status, 200);
+      assert.deepEqual(await replicasOf('r'), { replicas: 1, generation: 1 });
+      // PROCS refuses a record this big (a real JetStream refusal of the second write of the start)
+      const config = (await jsm.streams.info(stream)).config;
+      await jsm.streams.update(stream, { ...config, max_msg_size: 1024 });
+      const big = 'x'.repeat(4096);
+      const failed = await start(big, ['OTHER=env']);
+      assert.notEqual(failed.status, 200, await failed.text());
+      assert.deepEqual(await replicasOf('r'), { replicas: 1, generation: 1 }, 'DEPLOY back to the record before (replicas and generation)');
+      const fresh = await admin(nodes.a!, 'POST', '/functions/start', { name: 'undo', revision: 'fresh', description: big, args: ['', `-wasm=${hello}`] });
+      assert.notEqual(fresh.status, 200);
+      assert.equal(await replicasOf('fresh'), undefined, 'a new revision leaves DEPLOY');
+      const routed = await (await new Kvm(nc).open('CAPSULE_default_ROUTES')).get('fn.undo');
+      assert.doesNotMatch(routed?.string() ?? '', /fresh/, 'and ROUTES');
+      await jsm.streams.update(stream, { ...config, max_msg_size: -1 });
+      assert.equal((await start('small again')).status, 200);
+      assert.deepEqual(await replicasOf('r'), { replicas: 2, generation: 1 });
+      assert.equal((await admin(nodes.a!, 'DELETE', '/functions/drop/undo/r/1')).status, 200);
+      assert.equal((await admin(nodes.a!, 'DELETE', '/functions/drop/undo/r/0')).status, 200);
+    } finally {
+      await nc.close();
+    }
   });
 
   it('without JetStream a start answers 503 STATE_UNAVAILABLE JSON; once it is back, starts work again without a restart', async () => {

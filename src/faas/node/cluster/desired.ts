@@ -53,6 +53,12 @@ export interface DesiredModule {
   placement?: Record<string, string>;
 }
 
+/** What {@link ClusterDeployments.desire} wrote to DEPLOY, and the record it replaced (undefined: the revision was new). */
+export interface DesiredChange {
+  rec: DeployRecord;
+  before: DeployRecord | undefined;
+}
+
 /** What the cluster worker API works on. */
 export interface ClusterDeploymentsOptions {
   deploy: WatchedBucket<DeployRecord>;
@@ -126,7 +132,7 @@ export class ClusterDeployments {
     checkName(fn, 'function');
     checkName(rev, 'revision');
     const { mod, object } = await this.#prepare(req.downloadUrl, req.sha256, `${fn}/${rev}`);
-    const rec = await this.desire(fn, rev, {
+    const { rec } = await this.desire(fn, rev, {
       sha256: mod.digest.slice('sha256:'.length), object, source: req.downloadUrl, env: req.envVariables,
       idleSeconds: req.idleSeconds, placement: req.placement,
     });
@@ -140,13 +146,15 @@ export class ClusterDeployments {
    * Go's "scaling", `replicas+1`; another = also `generation+1`), served by this node before the
    * revision's `nats:` target is added to ROUTES. The module must already be in the Object Store.
    * Used by the worker API's deploy and by the gen-2 FaaS routes (./processes.ts).
-   * @returns the record written
+   * @returns the record written and the one it replaced (for {@link undesire})
    * @throws FaasError 503 STATE_UNAVAILABLE
    */
-  async desire(fn: string, rev: string, want: DesiredModule): Promise<DeployRecord> {
+  async desire(fn: string, rev: string, want: DesiredModule): Promise<DesiredChange> {
     const placement = want.placement && Object.keys(want.placement).length > 0 ? { labels: want.placement } : undefined;
+    let before: DeployRecord | undefined;
     const rec = (await this.#o.deploy.update(deployKey(fn, rev), (cur) => {
       const known = cur && isDeployRecord(cur) ? cur : undefined;
+      before = known;
       const changed = known !== undefined && (known.sha256 !== want.sha256 || !sameEnv(known.env, want.env));
       return {
         sha256: want.sha256, source: want.source, ...(want.object ? { object: want.object } : {}), env: want.env,
@@ -158,7 +166,36 @@ export class ClusterDeployments {
     }))!;
     await this.#o.subscribed(); // this node serves the revision before the gateway routes to it
     await this.#o.routes.change(fn, (t) => addLatticeTarget(t, fn, rev));
-    return rec;
+    return { rec, before };
+  }
+
+  /**
+   * Undoes a {@link desire} whose caller failed afterwards (a gen-2 start whose PROCS write
+   * failed), so DEPLOY keeps no replica nobody asked for: when DEPLOY still holds what `desire`
+   * wrote, it goes back to the record before (compare-and-swap; a revision that was new leaves
+   * ROUTES and DEPLOY); when another write came between, one replica less ({@link release}).
+   * With `listener`, the listener the caller opened is closed too. Best effort: a failure is
+   * logged (the caller reports its own error).
+   */
+  async undesire(fn: string, rev: string, change: DesiredChange, listener: boolean): Promise<void> {
+    try {
+      const cur = this.recordOf(fn, rev);
+      const ours = cur !== undefined && JSON.stringify(cur) === JSON.stringify(change.rec);
+      if (!ours) {
+        if (listener) await this.release(fn, rev);
+        else await this.#o.deploy.update(deployKey(fn, rev), (c) => (c && isDeployRecord(c) && c.replicas > 1 ? { ...c, replicas: c.replicas - 1 } : UNCHANGED));
+        return;
+      }
+      if (!change.before) {
+        await this.undeploy(fn, rev);
+        return;
+      }
+      const before = change.before;
+      await this.#o.deploy.update(deployKey(fn, rev), (c) => (c && JSON.stringify(c) === JSON.stringify(change.rec) ? before : UNCHANGED));
+      if (listener) await this.#o.listeners.closeOne(fn, rev);
+    } catch (e) {
+      this.#o.logger.error({ function: fn, revision: rev, replicas: change.rec.replicas, err: (e as Error).message }, 'cannot undo a DEPLOY change after a failed write: the revision may keep one replica too many');
+    }
   }
 
   /**

@@ -18,7 +18,8 @@
  * - call `/functions/:n/:r[/:i]`: over NATS to the revision's queue group (any node), or with an
  *   index to the node-direct subject of the i-th live eligible node (ids sorted, modulo their count).
  * Every write answers after this node's watcher saw it (read-your-writes); without a JetStream
- * quorum a write answers `503 STATE_UNAVAILABLE`.
+ * quorum a write answers `503 STATE_UNAVAILABLE`. A start or duplicate whose PROCS write fails
+ * after its DEPLOY write undoes the DEPLOY change (`undesire`), so no replica stays without a record.
  */
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -115,18 +116,24 @@ export class ClusterProcesses {
     const { name, revision } = checkTaskNames(task.name, task.revision);
     if (!isCapsulePath(task.path)) throw new FaasError(400, 'ERROR_JSON_BINDING', `path "${task.path}": a cluster node runs revisions itself (in-process on its worker pool); leave "path" empty`);
     const m = await this.#module(task);
-    const rec = await this.#o.deployments.desire(name, revision, { sha256: m.mod.digest.slice('sha256:'.length), object: m.object, source: m.source, env: m.env, idleSeconds: m.idleSeconds });
-    const localUrl = await this.#o.deployments.listeners.open(name, revision);
-    const port = new URL(localUrl).port;
-    const args = [...(task.args?.length ? task.args : ['']), `-httpPort=${port}`];
-    const key = await this.#addRecord((index) => {
-      const record: ProcessRecord = {
+    const change = await this.#o.deployments.desire(name, revision, { sha256: m.mod.digest.slice('sha256:'.length), object: m.object, source: m.source, env: m.env, idleSeconds: m.idleSeconds });
+    const rec = change.rec;
+    let listener = false;
+    let key: string;
+    try {
+      const localUrl = await this.#o.deployments.listeners.open(name, revision);
+      listener = true;
+      const port = new URL(localUrl).port;
+      const args = [...(task.args?.length ? task.args : ['']), `-httpPort=${port}`];
+      key = await this.#addRecord((index) => ({
         ...emptyRecord(), index, functionName: name, functionRevision: revision, description: task.description ?? '',
         httpPort: port, pid: syntheticPid(name, revision, index + 1), path: task.path ?? '', args, env: [...task.env ?? []],
         currentStatus: Status.Started, statusDescription: 'Started',
-      };
-      return record;
-    });
+      }));
+    } catch (e) {
+      await this.#o.deployments.undesire(name, revision, change, listener); // no replica without its record
+      throw e;
+    }
     this.#o.logger.info({ key, sha256: rec.sha256, generation: rec.generation, replicas: rec.replicas }, 'FaaS revision started (cluster)');
     return key;
   }
@@ -142,11 +149,16 @@ export class ClusterProcesses {
     const rec = this.#o.deployments.recordOf(name, revision);
     if (!from || !rec) return undefined;
     checkTaskNames(name, newRevision);
-    await this.#o.deployments.desire(name, newRevision, { sha256: rec.sha256, object: rec.object, source: rec.source, env: rec.env, idleSeconds: rec.idleSeconds, placement: rec.placement?.labels });
-    await this.#addRecord((index) => ({
-      ...from, args: [...from.args], env: [...from.env], index, functionRevision: newRevision, formerFunctionRevision: revision,
-      pid: syntheticPid(name, newRevision, index + 1),
-    }));
+    const change = await this.#o.deployments.desire(name, newRevision, { sha256: rec.sha256, object: rec.object, source: rec.source, env: rec.env, idleSeconds: rec.idleSeconds, placement: rec.placement?.labels });
+    try {
+      await this.#addRecord((index) => ({
+        ...from, args: [...from.args], env: [...from.env], index, functionRevision: newRevision, formerFunctionRevision: revision,
+        pid: syntheticPid(name, newRevision, index + 1),
+      }));
+    } catch (e) {
+      await this.#o.deployments.undesire(name, newRevision, change, false);
+      throw e;
+    }
     return name;
   }
 

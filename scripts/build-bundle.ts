@@ -17,7 +17,7 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build, type BuildOptions } from 'esbuild';
+import { build, type BuildOptions, type Plugin } from 'esbuild';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const out = join(root, 'dist/bundle');
@@ -27,15 +27,36 @@ const common: BuildOptions = {
   bundle: true, platform: 'node', target: 'node24', format: 'esm', packages: 'external',
   metafile: true, logLevel: 'warning', legalComments: 'none',
 };
+/**
+ * The run bundle holds commander, one CommonJS package whose files cost ~5 ms to resolve and
+ * load at start; every other package stays outside (imported dynamically where it is used).
+ * Commander's node:child_process (for executable subcommands, which Capsule has none of) is
+ * loaded at its first use: at start it costs ~3 ms (net, dgram, streams). Its require() of
+ * builtins goes through the banner's `require`.
+ */
+const COMMANDER = /[\\/]node_modules[\\/]commander[\\/]/;
+const runPackages: Plugin = {
+  name: 'run-packages',
+  setup(b) {
+    b.onResolve({ filter: /^(node:)?child_process$/ }, (a) => (COMMANDER.test(a.importer) ? { path: 'child_process', namespace: 'lazy-builtin' } : undefined));
+    b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, () => ({
+      contents: 'module.exports = new Proxy({}, { get: (_, k) => process.getBuiltinModule("node:child_process")[k] });', loader: 'js',
+    }));
+    b.onResolve({ filter: /^[^./]/ }, (a) => (a.path === 'commander' || COMMANDER.test(a.importer) ? undefined : { path: a.path, external: true }));
+  },
+};
 const results = await Promise.all([
   build({ ...common, entryPoints: [join(root, 'src/engine/worker.ts')], outfile: join(out, 'worker.js') }),
-  build({ ...common, entryPoints: [join(root, 'src/cli/run-main.ts')], outfile: join(out, 'run.js') }),
+  build({
+    ...common, packages: undefined, plugins: [runPackages], entryPoints: [join(root, 'src/cli/run-main.ts')], outfile: join(out, 'run.js'),
+    banner: { js: 'import { createRequire as __capsuleRequire } from "node:module"; const require = __capsuleRequire(import.meta.url);' },
+  }),
 ]);
-// the run bundle loads at start every package it imports statically: commander only
+// the run bundle would load at start every package it imports statically
 const eager = Object.values(results[1].metafile!.outputs).flatMap((o) => o.imports)
-  .filter((i) => i.external && i.kind === 'import-statement' && !i.path.startsWith('node:') && i.path !== 'commander');
+  .filter((i) => i.external && (i.kind === 'import-statement' || i.kind === 'require-call') && !i.path.startsWith('node:'));
 if (eager.length > 0) throw new Error(`dist/bundle/run.js would load ${[...new Set(eager.map((i) => i.path))].join(', ')} at every start: import it dynamically where it is used`);
-const inputs = [...new Set(results.flatMap((r) => Object.keys(r.metafile!.inputs)))]
+const inputs = [...new Set(results.flatMap((r) => Object.keys(r.metafile!.inputs)))].filter((p) => !p.startsWith('lazy-builtin:'))
   .map((p) => relative(root, join(root, p)).replaceAll('\\', '/'));
 writeFileSync(join(out, 'inputs.json'), `${JSON.stringify({ inputs }, null, 1)}\n`);
 // stdout belongs to `npm pack --json` (prepack runs this)

@@ -108,13 +108,14 @@ describe('the npm package (packed, installed elsewhere)', { skip: npmAbsent || m
     }
   });
 
-  it('fails `capsule run` with a message, not a hang, when the installed worker code cannot load', () => {
+  // `capsule run` starts no worker (its call runs in the CLI's thread): `capsule serve` does
+  it('fails `capsule serve` with a message, not a hang, when the installed worker code cannot load', () => {
     const pkg = join(dir, 'project/node_modules/capsule-runner/dist');
     const broken = [join(pkg, 'bundle/worker.js'), join(pkg, 'engine/worker.js')].filter((f) => existsSync(f));
     const saved = broken.map((f) => readFileSync(f));
     try {
       for (const f of broken) writeFileSync(f, 'throw new Error("a damaged install");\n');
-      const r = spawnSync('npx', ['--no-install', 'capsule', 'run', hello, 'Bob'], { cwd: join(dir, 'project'), env, encoding: 'utf8', timeout: 120_000 });
+      const r = spawnSync('npx', ['--no-install', 'capsule', 'serve', example('hello-you'), '--http-port', '0'], { cwd: join(dir, 'project'), env, encoding: 'utf8', timeout: 120_000 });
       assert.equal(r.status, 1, `${r.signal ?? ''}\n${r.stdout}\n${r.stderr}`);
       assert.match(r.stderr, /worker threads cannot start \(3 tries\): .*a damaged install/);
     } finally {

@@ -3,7 +3,6 @@
  * in `--dir` order) and what the guest opens, with their rights, positions and host fds.
  * Layouts and constants are those of `wasi_snapshot_preview1` (witx `typenames.witx`).
  */
-import { spawnSync } from 'node:child_process';
 import { closeSync, fstatSync, lstatSync, lutimesSync, readdirSync, readlinkSync, utimesSync, type BigIntStats } from 'node:fs';
 import { fdPath, openMountRoot } from './mounts.ts';
 import { type Mount } from '../base/settings.ts';
@@ -300,7 +299,8 @@ function exactSeconds(ns: bigint): number | undefined {
 /** `touch -d @S.N` on `target` (a path in the child, whose fd 3 is `fd`). @returns whether it worked */
 function touchExactly(fd: number, target: string, flag: string[], ns: bigint, follow: boolean): boolean {
   const stamp = `@${ns / 1_000_000_000n}.${String(ns % 1_000_000_000n).padStart(9, '0')}`;
-  const r = spawnSync('touch', ['-c', ...(follow ? [] : ['-h']), ...flag, '-d', stamp, target], { stdio: ['ignore', 'ignore', 'ignore', fd] });
+  // node:child_process is loaded here, at first use: at start it costs ~3 ms (docs/performance.md "Start-up")
+  const r = process.getBuiltinModule('node:child_process').spawnSync('touch', ['-c', ...(follow ? [] : ['-h']), ...flag, '-d', stamp, target], { stdio: ['ignore', 'ignore', 'ignore', fd] });
   return r.status === 0;
 }
 

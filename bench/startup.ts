@@ -10,11 +10,12 @@
  * One unmeasured warm-up run of each command fills Node's module compile cache first (the bins
  * enable it; a user's second start onwards is what is measured). The bundles of `run` and of
  * the worker threads are built first (scripts/build-bundle.ts), and `run` is measured once more
- * without them (CAPSULE_BUNDLE=0: the ~170 modules of the sources).
+ * without them (CAPSULE_BUNDLE=0: the ~90 modules of the sources). `capsule run` starts no worker
+ * thread: its call runs in the CLI's thread (src/engine/inline.ts).
  * Options: BENCH_STARTUP_RUNS (default 15, at least 10), BENCH_FIRST_REQUESTS (default 3 servers).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -55,7 +56,9 @@ function startup(): void {
   const times = commands.map(() => [] as number[]);
   for (let i = 0; i < runs; i++) commands.forEach((c, k) => times[k]!.push(timeRun(c.args, c.env)));
   const base = median(times[0]!);
-  console.log(`start-up, median of ${runs} runs (interleaved):`);
+  // the load average beside the figures: 2 cores shared with other jobs move them a lot
+  const load = existsSync('/proc/loadavg') ? `; load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}` : '';
+  console.log(`start-up, median of ${runs} runs (interleaved${load}):`);
   commands.forEach((c, k) => {
     const m = median(times[k]!);
     const ratio = m / base;

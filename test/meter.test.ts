@@ -352,6 +352,24 @@ test('a module the meter cannot rewrite safely is skipped, never broken', { skip
   assert.ok('skipped' in twice && /already imports/.test(twice.skipped));
 });
 
+test('mutated modules: the meter never throws, and a module that validates comes out validating (or skipped)', { skip: missing(meterFixture('features')) }, () => {
+  let seed = 12345; // a fixed sequence: the same mutations every run
+  const random = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+  let valid = 0;
+  for (const name of ['loops', 'tail', 'elems', 'features', 'compute']) {
+    const base = new Uint8Array(readFileSync(meterFixture(name)));
+    for (let k = 0; k < 400; k++) {
+      const bytes = base.slice();
+      for (let j = 0, n = 1 + Math.floor(random() * 3); j < n; j++) bytes[8 + Math.floor(random() * (bytes.length - 8))] = Math.floor(random() * 256);
+      const m = meterModule(bytes);
+      if (!WebAssembly.validate(bytes)) continue;
+      valid++;
+      if (!('skipped' in m)) assert.ok(WebAssembly.validate(m.bytes), `${name}, mutation ${k}: the metered module does not validate`);
+    }
+  }
+  assert.ok(valid > 100, `only ${valid} mutated modules validated`);
+});
+
 test('a metered module goes through the engine\'s memory rewrite and still validates', { skip: missing(example('hello-you')) }, () => {
   const bytes = metered(new Uint8Array(readFileSync(example('hello-you'))));
   const rewritten = rewriteMemoryAsImport(bytes, parseModule(bytes));

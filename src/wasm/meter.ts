@@ -27,6 +27,9 @@
  * `catch_all`, `try_table` catch_all / catch_all_ref, or a catch of an imported tag, which could
  * be JavaScript's tag): it could swallow the TIMEOUT and go on looping. Never a broken module.
  *
+ * The call graph assumes host functions do not call back into the guest (Capsule's do not): a
+ * recursion through the host would be bounded by the stack only, not by the meter.
+ *
  * Custom sections that point into function bodies by byte offset or index and would be stale
  * after the rewrite are dropped: DWARF (`.debug_*`), `linking`/`reloc.*` (object files) and
  * code metadata (`metadata.code.*`, branch hints). The "name" section is kept, renumbered.
@@ -69,7 +72,7 @@ interface Ctx {
   taken: Set<number>;
   /** Parameter count of each type. */
   typeParams: number[];
-  /** The budget global's index and the check's function index (new numbering). */
+  /** The budget global's index. */
   budget: number;
 }
 

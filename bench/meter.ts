@@ -8,7 +8,8 @@
  *    of issue 18), `fib(n)` (recursion: a check at every call) and `hash(n)` (one tight loop).
  *    Metered and unmetered instances are called in turn, ROUNDS rounds of CALLS calls each
  *    after a warm-up; the median per-call time of each and their ratio are printed. Then
- *    examples/markdown (a Rust WASI command) rendering README.md on a fresh instance per run.
+ *    examples/markdown (a Rust WASI command) rendering README.md on a fresh instance per run,
+ *    and the gen-2 hello-you handlers (AssemblyScript, Rust, Go) called on one instance.
  * 2. Instrumentation time per KiB of module for guests of each toolchain (C, AssemblyScript,
  *    Rust, Go): the median of several `meterModule` runs, and the size the module grows by.
  * The machine is shared: the load average is printed beside the figures; ratios of one run are
@@ -93,6 +94,7 @@ function computeBench(): void {
     console.log(`  ${label.padEnd(14)} unmetered ${(ma * 1000).toFixed(1)} µs, metered ${(mb * 1000).toFixed(1)} µs: ${(mb / ma).toFixed(3)}× (${perCheck.toFixed(1)} checks per call)`);
   }
   markdownBench();
+  handlerBench();
 }
 
 /** One run of a WASI command on a fresh instance (the project's Wasi), stdout's length. */
@@ -144,6 +146,75 @@ function markdownBench(): void {
   const ma = median(a);
   const mb = median(b);
   console.log(`  ${`markdown ${(stdin.length / 1024).toFixed(0)} KiB`.padEnd(14)} unmetered ${(ma * 1000).toFixed(1)} µs, metered ${(mb * 1000).toFixed(1)} µs: ${(mb / ma).toFixed(3)}× (fresh instance per run)`);
+}
+
+/** An initialised instance of a gen-2 guest: WASI (the project's) and a stub answering 0 for other imports. */
+function handlerInstance(module: WebAssembly.Module, deadline: { at: number }): Record<string, (...a: number[]) => unknown> {
+  const wasi = new Wasi();
+  wasi.bind(undefined, { args: [''], env: new Map(), stdin: new Uint8Array(0), mounts: [], stdout: () => {}, stderr: () => {} });
+  const imports: Record<string, Record<string, WebAssembly.ImportValue>> = { ...meterImports(deadline), wasi_snapshot_preview1: wasi.imports as unknown as Record<string, WebAssembly.ImportValue> };
+  for (const i of WebAssembly.Module.imports(module)) {
+    imports[i.module] ??= {};
+    imports[i.module]![i.name] ??= () => 0;
+  }
+  const instance = new WebAssembly.Instance(module, imports);
+  wasi.setMemory(instance.exports.memory as WebAssembly.Memory);
+  const ex = instance.exports as Record<string, (...a: number[]) => unknown>;
+  ex._initialize?.();
+  return ex;
+}
+
+/** One gen-2 handler call (capsule-abi.md §2.3): malloc, the input written, the handler, the result's length. */
+function callHandler(ex: Record<string, (...a: number[]) => unknown>, name: string, input: Uint8Array): number {
+  const ptr = ex.malloc!(input.length) as number;
+  new Uint8Array((ex.memory as unknown as WebAssembly.Memory).buffer).set(input, ptr);
+  const r = ex[name]!(ptr, input.length) as bigint;
+  ex.free?.(ptr);
+  return Number(r & 0xffffffffn);
+}
+
+/** Small gen-2 handlers called on one instance: the calls issue 18 is about. */
+function handlerBench(): void {
+  const cases: [string, string, string][] = [
+    ['AS hello-you callHandleHTTP', 'examples/hello-you/hello-you.wasm', 'callHandleHTTP'],
+    ['Rust hello-you callHandleHTTP', 'examples/rust/hello-you/hello-you.wasm', 'callHandleHTTP'],
+    ['Go hello-you callHandle', 'examples/go/hello-you/hello-you.wasm', 'callHandle'],
+  ];
+  const http = '{"Body":"{\\"name\\":\\"Bob Morane\\",\\"age\\":42}","JSONBody":"","TextBody":"","URI":"http://localhost/","Method":"POST","Headers":"{\\"Content-Type\\":\\"application/json\\"}"}';
+  for (const [label, file, name] of cases) {
+    const path = join(root, file);
+    if (!existsSync(path)) {
+      console.log(`  ${label}: not built, skipped`);
+      continue;
+    }
+    const bytes = new Uint8Array(readFileSync(path));
+    const m = meterModule(bytes);
+    if ('skipped' in m) throw new Error(`${label}: skipped (${m.skipped})`);
+    const deadline = { at: Infinity };
+    const input = new TextEncoder().encode(name === 'callHandle' ? 'Bob Morane' : http);
+    const plain = handlerInstance(new WebAssembly.Module(bytes), deadline);
+    const metered = handlerInstance(new WebAssembly.Module(m.bytes), deadline);
+    if (callHandler(plain, name, input) !== callHandler(metered, name, input)) throw new Error(`${label}: metered answer differs`);
+    const n = calls * 10;
+    const time = (ex: typeof plain) => {
+      const t = performance.now();
+      for (let i = 0; i < n; i++) callHandler(ex, name, input);
+      return (performance.now() - t) / n;
+    };
+    const a: number[] = [];
+    const b: number[] = [];
+    for (let r = 0; r < rounds + 2; r++) {
+      const first = r % 2 ? metered : plain;
+      const tf = time(first);
+      const ts = time(first === plain ? metered : plain);
+      if (r < 2) continue;
+      a.push(first === plain ? tf : ts);
+      b.push(first === plain ? ts : tf);
+    }
+    const ma = median(a);
+    const mb = median(b);
+    console.log(`  ${label.padEnd(30)} unmetered ${(ma * 1000).toFixed(2)} µs, metered ${(mb * 1000).toFixed(2)} µs: ${(mb / ma).toFixed(3)}× (one instance)`);
+  }
 }
 
 function instrumentBench(): void {

@@ -170,7 +170,8 @@ const runnerRoutes = (state: PipelineState): RunnerRouteContext => routes ??= {
 /** `POST /load-wasm-module`: the main thread reloads (every thread then swaps). */
 async function forwardReload(req: IncomingMessage, res: import('node:http').ServerResponse): Promise<number> {
   const body = readSmallBody(req, MAX_RELOAD_REQUEST_BYTES).then((text) => ({ text }), (e: Error) => ({ error: e.message }));
-  const r = await ask({ reload: { headers: req.headers, remoteAddress: req.socket.remoteAddress, body: await body } }) as { status: number; text: string };
+  const r = await ask({ reload: { headers: req.headers, remoteAddress: req.socket.remoteAddress, body: await body } })
+    .catch((e: Error) => ({ status: 500, text: `😡[${init.reloadRoute}] ${e.message}` })) as { status: number; text: string };
   res.writeHead(r.status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(r.text) });
   res.end(r.text);
   return r.status;

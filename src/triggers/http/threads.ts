@@ -60,7 +60,8 @@ export interface RunningHttpThreads {
   readonly fn: CapsuleFunction;
   /** Drains every thread (up to graceMs), then runs OnStop/OnExit and closes the function and its pool. */
   shutdown(reason: string): Promise<void>;
-  readonly closed: Promise<void>;
+  /** Resolves once shut down: with 1 when it stopped because threads kept dying before they listened, else nothing. */
+  readonly closed: Promise<number | void>;
 }
 
 const ext = import.meta.url.slice(import.meta.url.lastIndexOf('.'));
@@ -124,7 +125,9 @@ class Supervisor {
   readonly #threads: Thread[] = [];
   readonly #retirements = new Set<Promise<void>>();
   readonly #reloader: ModuleReloader | undefined;
-  readonly #shutdown: Shutdown<void>;
+  readonly #shutdown: Shutdown<number | void>;
+  /** Set when threads kept dying before they listened: the exit code is then 1. */
+  #broken = false;
   readonly #name: string;
   #fn: CapsuleFunction;
   #version: ThreadVersion;
@@ -308,6 +311,7 @@ class Supervisor {
     if (why) this.#o.logger.warn(`worker replaced: ${why}`);
     if (!t.up && ++this.#bootFailures >= MAX_BOOT_FAILURES) {
       this.#o.logger.error(`HTTP threads cannot start (${MAX_BOOT_FAILURES} tries): shutting down`);
+      this.#broken = true;
       void this.shutdown('HTTP threads cannot start');
       return;
     }
@@ -336,7 +340,7 @@ class Supervisor {
   }
 
   /** Graceful shutdown: every thread drains (the grace), then OnStop/OnExit, then the pool closes. */
-  async #stop(reason: string): Promise<void> {
+  async #stop(reason: string): Promise<number | void> {
     const log = this.#o.logger;
     log.info({ reason }, 'shutting down');
     this.#draining = true;
@@ -357,6 +361,7 @@ class Supervisor {
     const pool = this.#fn.pool;
     await this.#fn.close();
     await pool.close();
+    return this.#broken ? 1 : undefined;
   }
 }
 

@@ -293,6 +293,19 @@ export class ByteWriter {
       this.#buf[this.length++] = b;
     } while (n > 0);
   }
+  /** Signed LEB128 of an integer (up to ±2^53). */
+  sleb(n: number): void {
+    this.#room(8);
+    for (;;) {
+      const b = ((n % 128) + 128) % 128;
+      n = Math.floor(n / 128);
+      if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
+        this.#buf[this.length++] = b;
+        return;
+      }
+      this.#buf[this.length++] = b | 0x80;
+    }
+  }
   /** A name: its UTF-8 length (LEB128), then its bytes. */
   name(s: string): void {
     const b = new TextEncoder().encode(s);
@@ -310,19 +323,15 @@ export class ByteWriter {
 }
 
 function leb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return out;
+  const w = new ByteWriter(16);
+  w.uleb(n);
+  return Array.from(w.view());
 }
 
 function encodeName(s: string): number[] {
-  const b = new TextEncoder().encode(s);
-  return [...leb(b.length), ...b];
+  const w = new ByteWriter(s.length * 3 + 8);
+  w.name(s);
+  return Array.from(w.view());
 }
 
 /** A section: its id, its size (LEB128) and `content`. */

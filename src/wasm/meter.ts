@@ -255,19 +255,9 @@ function globalSection(ctx: Ctx): { content: Uint8Array; count: number } {
     w.uleb(1);
   }
   w.range(Uint8Array.of(0x7f, 0x01, 0x41));
-  slebPositive(w, INITIAL_BUDGET);
+  w.sleb(INITIAL_BUDGET);
   w.byte(0x0b);
   return { content: w.view().slice(), count };
-}
-
-/** Signed LEB128 of a non-negative integer. */
-function slebPositive(w: ByteWriter, n: number): void {
-  for (;;) {
-    const b = n & 0x7f;
-    n = Math.floor(n / 128);
-    if (n === 0 && (b & 0x40) === 0) return w.byte(b);
-    w.byte(b | 0x80);
-  }
 }
 
 /** The table section: initialiser expressions of typed-function-reference tables renumbered. */

@@ -7,7 +7,8 @@
  * It also rewrites a module's own memory into an import (`rewriteMemoryAsImport`) so that the
  * engine can hand each fresh instance a pooled, capped `WebAssembly.Memory`, and can add exports
  * (`addExports`, used by snapshot.ts). `readGlobals` and `readInstruction`
- * decode the global and code sections for snapshot.ts's load-time checks.
+ * decode the global and code sections for snapshot.ts's load-time checks and meter.ts's rewrite;
+ * `ByteWriter` writes bytes and LEB128 integers for the rewrites.
  */
 import { CapsuleError } from '../base/errors.ts';
 import { concatBytes } from '../base/bytes.ts';

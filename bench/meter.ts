@@ -241,7 +241,7 @@ function instrumentBench(): void {
       times.push(performance.now() - t);
       if ('skipped' in m) throw new Error(`${label}: skipped (${m.skipped})`);
       out = m.bytes.length;
-      code = m.stats.loops + m.stats.entries;
+      code = m.stats.loops + m.stats.entries + m.stats.indirect;
     }
     const kib = bytes.length / 1024;
     const ms = median(times);

@@ -15,7 +15,9 @@
  *   decrements the local (a register in a tight loop, not a memory access);
  * - a function that can run unbounded without a loop (one that tail-calls, or that can take
  *   part in recursion: a cycle of the call graph, indirect calls going to any function put in a
- *   table, taken by `ref.func` or exported) decrements the global budget itself at entry;
+ *   table, taken by `ref.func` or exported) decrements the global budget itself at entry; when
+ *   calls through tables close cycles, the indirect calls on them are checked instead of the
+ *   entries they can reach (`cycleChecks`);
  * - when a count reaches 0, `check()` is called and its result becomes the budget. The host's
  *   `check` (`meterImports`) throws a TIMEOUT `CapsuleError` once the call's deadline is past,
  *   and otherwise returns the next budget, sized so that a check comes about every quarter of
@@ -49,6 +51,8 @@ export interface MeterStats {
   loops: number;
   /** Functions checked at entry (tail calls or recursion). */
   entries: number;
+  /** Indirect call sites checked (calls through a table that can close a cycle). */
+  indirect: number;
   /** Functions the module defines. */
   functions: number;
 }
@@ -119,7 +123,7 @@ function rewrite(ctx: Ctx): MeterResult {
   const code = codeSection(ctx);
   if (code) replaced.set(10, code.content);
   const out = assemble(ctx, replaced);
-  return { bytes: out, checkImport: { ...METER_IMPORT }, stats: code?.stats ?? { loops: 0, entries: 0, functions: 0 } };
+  return { bytes: out, checkImport: { ...METER_IMPORT }, stats: code?.stats ?? { loops: 0, entries: 0, indirect: 0, functions: 0 } };
 }
 
 function section(ctx: Ctx, id: number): ParsedModule['sections'][number] | undefined {
@@ -434,11 +438,12 @@ function writeEntry(w: ByteWriter, ctx: Ctx, local: number, guarded: boolean): v
 }
 
 /**
- * The entry of a checked function without loops: `budget -= 1; if (budget <= 0) budget = check()`
- * on the global alone (global.get; i32.const 1; i32.sub; global.set; global.get; i32.const 0;
- * i32.le_s; if; call check; global.set; end).
+ * A check on the global alone, at the entry of a checked function without loops and before an
+ * indirect call that can close a cycle: `budget -= 1; if (budget <= 0) budget = check()`
+ * (global.get; i32.const 1; i32.sub; global.set; global.get; i32.const 0; i32.le_s; if; call
+ * check; global.set; end). It leaves the operand stack as it was.
  */
-function writeGlobalEntry(w: ByteWriter, ctx: Ctx): void {
+function writeGlobalCheck(w: ByteWriter, ctx: Ctx): void {
   w.byte(0x23); w.uleb(ctx.budget);
   w.byte(0x41); w.byte(0x01);
   w.byte(0x6b);
@@ -466,18 +471,27 @@ interface Body {
   lastPatch: number;
   loops: number;
   tail: boolean;
+  /** It calls through a table or a reference (tail calls included); without a tail call. */
   indirect: boolean;
+  indirectCall: boolean;
   /** Defined functions it calls directly (old indices minus the function imports). */
   callees: number[];
 }
 
-/** Patches of the code: a loop header (`at` = `end`, insert a check) or a call/ref.func to renumber. */
+/**
+ * Patches of the code: a loop header (`at` = `end`: a check inserted after the loop's block
+ * type), an indirect call (`at` = `end`: a check inserted before it, when the call can close a
+ * cycle), or a call/ref.func to renumber (`at`..`end`: the instruction).
+ */
 interface Patches {
   at: number[];
   end: number[];
-  /** -1 for a loop; otherwise the old function index. */
+  /** LOOP, INDIRECT, or the old function index. */
   index: number[];
 }
+
+const LOOP = -1;
+const INDIRECT = -2;
 
 /** Wasm engines refuse a function with more locals than this (V8, SpiderMonkey, Wasmtime agree). */
 const MAX_LOCALS = 50_000;
@@ -507,26 +521,30 @@ function codeSection(ctx: Ctx): { content: Uint8Array; stats: MeterStats } | und
     bodies.push(walkBody(ctx, new Reader(ctx.bytes, r.pos, end), patches));
     r.pos = end;
   }
-  const guarded = entryChecks(ctx, bodies);
+  const { guarded, indirectChecked } = cycleChecks(ctx, bodies);
   const w = new ByteWriter(s.end - s.contentStart + patches.at.length * 24 + 1024);
   const body = new ByteWriter(4096);
   w.uleb(n);
-  const stats: MeterStats = { loops: 0, entries: 0, functions: n };
+  const stats: MeterStats = { loops: 0, entries: 0, indirect: 0, functions: n };
   for (let i = 0; i < n; i++) {
     body.clear();
-    writeBody(ctx, bodies[i]!, params[i]!, guarded[i]!, patches, body, stats);
+    writeBody(ctx, bodies[i]!, { params: params[i]!, guarded: guarded[i]!, indirect: indirectChecked[i]! }, patches, body, stats);
     w.uleb(body.length);
     w.range(body.view());
   }
   return { content: w.view().slice(), stats };
 }
 
-/** One function body, its budget local declared and its checks and renumbered calls in place. */
-function writeBody(ctx: Ctx, b: Body, params: number, guarded: boolean, patches: Patches, w: ByteWriter, stats: MeterStats): void {
-  const local = params + b.declared;
+/**
+ * One function body, its budget local declared and its checks and renumbered calls in place.
+ * @param f its parameter count, whether it is checked at entry and before its indirect calls
+ */
+function writeBody(ctx: Ctx, b: Body, f: { params: number; guarded: boolean; indirect: boolean }, patches: Patches, w: ByteWriter, stats: MeterStats): void {
+  const { guarded } = f;
+  const local = f.params + b.declared;
   if (b.loops === 0 && guarded) { // no local needed: the global alone
     w.range(ctx.bytes, b.locals, b.code);
-    writeGlobalEntry(w, ctx);
+    writeGlobalCheck(w, ctx);
     stats.entries++;
   } else if (b.loops > 0) {
     if (local + 1 > MAX_LOCALS) throw new Skip(`a function would have more than ${MAX_LOCALS} locals with the meter's`);
@@ -543,9 +561,14 @@ function writeBody(ctx: Ctx, b: Body, params: number, guarded: boolean, patches:
     const at = patches.at[p]!;
     const index = patches.index[p]!;
     w.range(ctx.bytes, pos, at);
-    if (index < 0) {
+    if (index === LOOP) {
       writeLoopCheck(w, ctx, local);
       stats.loops++;
+    } else if (index === INDIRECT) {
+      if (f.indirect) {
+        writeGlobalCheck(w, ctx);
+        stats.indirect++;
+      }
     } else {
       w.byte(ctx.bytes[at]!);
       w.uleb(remap(ctx, index));
@@ -569,7 +592,7 @@ function walkBody(ctx: Ctx, r: Reader, patches: Patches): Body {
     r.valtype();
   }
   const body: Body = {
-    locals, code: r.pos, end: r.end, groups, declared, firstPatch: patches.at.length, lastPatch: 0, loops: 0, tail: false, indirect: false, callees: [],
+    locals, code: r.pos, end: r.end, groups, declared, firstPatch: patches.at.length, lastPatch: 0, loops: 0, tail: false, indirect: false, indirectCall: false, callees: [],
   };
   const imm = new Reader(ctx.bytes, 0, r.end);
   while (r.pos < r.end) {
@@ -577,7 +600,7 @@ function walkBody(ctx: Ctx, r: Reader, patches: Patches): Body {
     const op = readInstruction(r);
     switch (op) {
       case 0x03: // loop: a check right after its block type
-        patches.at.push(r.pos); patches.end.push(r.pos); patches.index.push(-1);
+        patches.at.push(r.pos); patches.end.push(r.pos); patches.index.push(LOOP);
         body.loops++;
         break;
       case 0x10: case 0x12: case 0xd2: { // call, return_call, ref.func
@@ -595,8 +618,10 @@ function walkBody(ctx: Ctx, r: Reader, patches: Patches): Body {
         body.tail = true;
         body.indirect = true;
         break;
-      case 0x11: case 0x14: // call_indirect, call_ref
+      case 0x11: case 0x14: // call_indirect, call_ref: maybe a check before it
         body.indirect = true;
+        body.indirectCall = true;
+        patches.at.push(at); patches.end.push(at); patches.index.push(INDIRECT);
         break;
       case 0x19: // catch_all (legacy exceptions)
         throw new Skip('it can catch host exceptions (catch_all), so it could swallow the deadline\'s TIMEOUT');
@@ -630,20 +655,46 @@ function checkTryTable(ctx: Ctx, r: Reader): void {
 }
 
 /**
- * Which defined functions get a check at entry: those with a tail call, and those on a cycle of
- * the call graph (Tarjan's strongly connected components, iterative). Indirect calls go through
- * one extra node, the "table", with an edge to every taken function.
+ * Where the checks that bound recursion go: at the entry of functions with a tail call and of
+ * those on a cycle of the call graph; and, when calls through tables close cycles, before those
+ * indirect calls instead of at the entry of every function they can reach.
+ *
+ * Indirect calls go through one extra node, the "table", with an edge to every taken function.
+ * When the table is on a cycle, a check before each non-tail indirect call of the functions on
+ * that cycle cuts every cycle through it (a tail indirect call's function is checked at entry);
+ * the entries to check are then those on cycles of direct calls alone. In Go guests, where every
+ * function reaches the table, this checks a few indirect call sites instead of almost every
+ * function's entry.
  */
-function entryChecks(ctx: Ctx, bodies: Body[]): boolean[] {
+function cycleChecks(ctx: Ctx, bodies: Body[]): { guarded: boolean[]; indirectChecked: boolean[] } {
   const n = bodies.length;
   const table = n;
   const taken = [...ctx.taken].filter((i) => i >= ctx.funcImports).map((i) => i - ctx.funcImports).filter((i) => i < n);
-  const degree = (v: number) => (v === table ? taken.length : bodies[v]!.callees.length + (bodies[v]!.indirect ? 1 : 0));
-  const succ = (v: number, k: number) => (v === table ? taken[k]! : bodies[v]!.callees[k] ?? table);
   const guarded = bodies.map((b, v) => b.tail || b.callees.includes(v));
-  const order = new Int32Array(n + 1).fill(-1);
-  const low = new Int32Array(n + 1);
-  const onStack = new Uint8Array(n + 1);
+  const indirectChecked = bodies.map(() => false);
+  let tableCycle: number[] = [];
+  components(n + 1, (v) => (v === table ? taken.length : bodies[v]!.callees.length + (bodies[v]!.indirect ? 1 : 0)),
+    (v, k) => (v === table ? taken[k]! : bodies[v]!.callees[k] ?? table), (members) => {
+      if (members.length > 1 && members.includes(table)) tableCycle = members;
+    });
+  for (const v of tableCycle) if (v !== table && bodies[v]!.indirectCall) indirectChecked[v] = true;
+  const cut = tableCycle.length > 0; // then the table's edges are left out below
+  components(n + 1, (v) => (v === table ? (cut ? 0 : taken.length) : bodies[v]!.callees.length + (bodies[v]!.indirect && !cut ? 1 : 0)),
+    (v, k) => (v === table ? taken[k]! : bodies[v]!.callees[k] ?? table), (members) => {
+      if (members.length > 1) for (const m of members) if (m !== table) guarded[m] = true;
+    });
+  return { guarded, indirectChecked };
+}
+
+/**
+ * Tarjan's strongly connected components, iterative (no recursion: Go guests have thousands of
+ * functions): calls `found` with the members of each component.
+ * @param count nodes 0..count-1; `degree(v)` successors of v, the k-th being `succ(v, k)`
+ */
+function components(count: number, degree: (v: number) => number, succ: (v: number, k: number) => number, found: (members: number[]) => void): void {
+  const order = new Int32Array(count).fill(-1);
+  const low = new Int32Array(count);
+  const onStack = new Uint8Array(count);
   const stack: number[] = [];
   const frames: number[] = []; // pairs: node, next successor
   let counter = 0;
@@ -653,7 +704,7 @@ function entryChecks(ctx: Ctx, bodies: Body[]): boolean[] {
     onStack[v] = 1;
     frames.push(v, 0);
   };
-  for (let root = 0; root <= n; root++) {
+  for (let root = 0; root < count; root++) {
     if (order[root] !== -1) continue;
     enter(root);
     while (frames.length > 0) {
@@ -672,13 +723,11 @@ function entryChecks(ctx: Ctx, bodies: Body[]): boolean[] {
         low[parent] = Math.min(low[parent]!, low[v]!);
       }
       if (low[v] !== order[v]) continue;
-      const from = stack.lastIndexOf(v);
-      const members = stack.splice(from);
+      const members = stack.splice(stack.lastIndexOf(v));
       for (const m of members) onStack[m] = 0;
-      if (members.length > 1) for (const m of members) if (m !== table) guarded[m] = true;
+      found(members);
     }
   }
-  return guarded;
 }
 
 /**

@@ -200,6 +200,9 @@ describe('capsule node', { skip, concurrency: false }, () => {
       [{ downloadUrl: `${plainUrl}/not-wasm.wasm` }, 422, 'ERROR_BAD_MODULE'],
       [{ downloadUrl: `${urls.hello}#sha256=${'0'.repeat(64)}` }, 422, 'ERROR_DIGEST_MISMATCH'],
       [{ downloadUrl: urls.echo, sha256: digests.hello }, 422, 'ERROR_DIGEST_MISMATCH'],
+      // spelt as the registry accepts it too (one reading of digests, base/digest.ts)
+      [{ downloadUrl: urls.echo, sha256: ` SHA256=${digests.hello!.replace(/^sha256:/, '').toUpperCase()} ` }, 422, 'ERROR_DIGEST_MISMATCH'],
+      [{ downloadUrl: urls.hello, sha256: 'sha256:abc' }, 400, 'ERROR_BAD_DIGEST'],
       [{ downloadUrl: `${plainUrl}/lying.wasm` }, 422, 'ERROR_DIGEST_MISMATCH'],
       [{ downloadUrl: `${urls.hello}#sha256=abc` }, 400, 'ERROR_BAD_DIGEST'],
       [{ downloadUrl: `${registry.url}/k33g/nothing/0.0.0/nothing.wasm` }, 400, 'ERROR_DOWNLOAD'],

@@ -8,6 +8,8 @@ import { readFileSync } from 'node:fs';
 import { writeFileAtomically } from '../base/files.ts';
 import { basename } from 'node:path';
 import { CapsuleError } from '../base/errors.ts';
+import { sha256Hex } from '../base/digest.ts';
+import { formatBytes } from '../base/units.ts';
 import { parseModule, rewriteMemoryAsImport, MEMORY_IMPORT, type ImportEntry, type MemoryLimits, type ParsedModule } from '../wasm/binary.ts';
 import type { HostFunction } from '../capabilities/types.ts';
 import { prepareSnapshot, type SnapshotPlan } from './snapshot.ts';
@@ -51,7 +53,7 @@ export interface LoadedModule {
   snapshot?: { ok: true; plan: SnapshotPlan } | { ok: false; reason: string };
 }
 
-/** Where to fetch a module from (`--url`). */
+/** Where to fetch a module from (`--url`, a FaaS node's `downloadUrl`, `POST /load-wasm-module`). */
 export interface UrlSource {
   url: string;
   /** Optional auth header (`--auth-header-name` / `--auth-header-value`). */
@@ -64,6 +66,22 @@ export interface UrlSource {
    * mismatch leaves no file behind and an existing one unchanged.
    */
   saveTo?: string;
+  /** Largest module accepted, bytes: a larger download is stopped (undefined = no cap). */
+  maxBytes?: number;
+  /** Download deadline, ms, headers and body (undefined = none). */
+  timeoutMs?: number;
+  /** Check the bytes against the server's `X-Capsule-Sha256` reply header too (a Capsule registry sends it). */
+  headerDigest?: boolean;
+}
+
+/** Largest module a node or a server's reload downloads unless told otherwise, bytes (64 MiB; the registry's `--max-module-size` default too). */
+export const DEFAULT_MAX_MODULE_BYTES = 64 * 1024 * 1024;
+
+/** The bytes do not have an expected digest (code LOAD; the FaaS node answers 422 ERROR_DIGEST_MISMATCH). */
+export class DigestMismatchError extends CapsuleError {
+  constructor(message: string) {
+    super('LOAD', message);
+  }
 }
 
 export interface LoadOptions {
@@ -116,39 +134,86 @@ export async function readModuleFile(path: string): Promise<Uint8Array> {
 }
 
 /**
- * Downloads module bytes, checks them against `digest` and against a `#sha256=<hex>` pin at the
- * end of the URL ({@link splitDigestPin}) when given, and saves them to `src.saveTo` when given
- * (only once they match).
+ * Downloads module bytes, checks them against `digest`, against a `#sha256=<hex>` pin at the end
+ * of the URL ({@link splitDigestPin}) and, with `src.headerDigest`, against the reply's
+ * `X-Capsule-Sha256`, and saves them to `src.saveTo` when given (only once they match). The one
+ * download path for modules: `capsule --url`, the FaaS node, `POST /load-wasm-module`.
  * @param digest expected `sha256:<hex>` (or bare hex)
- * @throws CapsuleError LOAD with the URL and the HTTP status or network error, a digest
- *   mismatch (nothing saved), or the path that could not be written
+ * @throws CapsuleError USAGE for a bad `#sha256=` pin or `digest`; LOAD with the URL and the HTTP
+ *   status, network error, timeout or size limit, or the path that could not be written;
+ *   DigestMismatchError (code LOAD) naming both digests (nothing saved)
  */
 export async function fetchModule(src: UrlSource, digest?: string): Promise<Uint8Array> {
   const pinned = splitDigestPin(src.url);
+  const wanted = [pinned.digest, digest === undefined ? undefined : expectedDigest(digest, src.url)];
+  const res = await startDownload(src, pinned.url);
+  const header = src.headerDigest ? res.headers.get('x-capsule-sha256') : null;
+  if (header !== null) wanted.push(expectedDigest(header, `${src.url}: X-Capsule-Sha256`));
+  const bytes = await readDownload(src, res);
+  const got = digestOf(bytes);
+  for (const expected of wanted) if (expected && expected !== got) throw new DigestMismatchError(`${pinned.url}: digest mismatch: expected ${expected}, got ${got}`);
+  if (src.saveTo) await saveAtomically(src.saveTo, bytes);
+  return bytes;
+}
+
+/** `sha256:<hex>` of a digest a user gave. @throws CapsuleError USAGE naming `what` */
+function expectedDigest(text: string, what: string): string {
+  const hex = sha256Hex(text);
+  if (hex === undefined) throw new CapsuleError('USAGE', `${what}: "${text}" is not a SHA-256 digest (64 hexadecimal digits, optionally after "sha256:")`);
+  return `sha256:${hex}`;
+}
+
+/** Sends the request of {@link fetchModule}. @throws CapsuleError LOAD (network, HTTP status, a declared size above the cap) */
+async function startDownload(src: UrlSource, url: string): Promise<Response> {
   let res: Response;
   try {
     const headers: Record<string, string> = {};
     if (src.authHeader) headers[src.authHeader.name] = src.authHeader.value;
-    res = await fetch(pinned.url, { headers, redirect: 'follow' });
+    res = await fetch(url, { headers, redirect: 'follow', signal: src.timeoutMs === undefined ? undefined : AbortSignal.timeout(src.timeoutMs) });
   } catch (e) {
-    throw new CapsuleError('LOAD', `cannot download ${src.url}: ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`);
+    throw new CapsuleError('LOAD', `cannot download ${src.url}: ${downloadFailure(e, src)}`);
   }
   if (!res.ok || !res.body) {
+    await res.body?.cancel().catch(() => undefined);
     throw new CapsuleError('LOAD', `cannot download ${src.url}: HTTP ${res.status} ${res.statusText}${res.status === 401 || res.status === 403 ? ' (check --auth-header-name / --auth-header-value)' : ''}`);
   }
   const total = Number(res.headers.get('content-length') ?? 0);
+  if (src.maxBytes !== undefined && total > src.maxBytes) {
+    await res.body.cancel().catch(() => undefined);
+    throw tooLarge(src, `${total} bytes`);
+  }
+  return res;
+}
+
+/** Reads the body of {@link fetchModule}, stopping past the cap. @throws CapsuleError LOAD */
+async function readDownload(src: UrlSource, res: Response): Promise<Uint8Array> {
+  const total = Number(res.headers.get('content-length') ?? 0);
   const chunks: Uint8Array[] = [];
   let received = 0;
-  for await (const chunk of res.body) {
-    chunks.push(chunk);
-    received += chunk.length;
-    src.onProgress?.(received, total);
+  try {
+    for await (const chunk of res.body!) {
+      received += chunk.length;
+      if (src.maxBytes !== undefined && received > src.maxBytes) throw tooLarge(src, `more than ${formatBytes(src.maxBytes)}`);
+      chunks.push(chunk);
+      src.onProgress?.(received, total);
+    }
+  } catch (e) {
+    if (e instanceof CapsuleError) throw e;
+    throw new CapsuleError('LOAD', `cannot download ${src.url}: ${downloadFailure(e, src)}`);
   }
   const bytes = Buffer.concat(chunks);
-  const name = basename(pinned.url.replace(/[?#].*$/, ''));
-  for (const expected of [pinned.digest, digest]) if (expected) checkDigest(digestOf(bytes), name, expected);
-  if (src.saveTo) await saveAtomically(src.saveTo, bytes);
   return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
+}
+
+function tooLarge(src: UrlSource, size: string): CapsuleError {
+  return new CapsuleError('LOAD', `cannot download ${src.url}: the module is ${size}, above the limit of ${formatBytes(src.maxBytes!)}`);
+}
+
+/** Why a download failed, for messages (a timeout names the deadline). */
+function downloadFailure(e: unknown, src: UrlSource): string {
+  const err = e as Error & { cause?: Error };
+  if (err.name === 'TimeoutError') return `no complete answer within ${src.timeoutMs} ms`;
+  return err.cause?.message ?? err.message;
 }
 
 /**
@@ -180,8 +245,8 @@ async function saveAtomically(path: string, bytes: Uint8Array): Promise<void> {
  * @throws CapsuleError LOAD on a mismatch, naming both
  */
 function checkDigest(got: string, name: string, expected: string): void {
-  const want = expected.startsWith('sha256:') ? expected.toLowerCase() : `sha256:${expected.toLowerCase()}`;
-  if (want !== got) throw new CapsuleError('LOAD', `${name}: digest mismatch: expected ${want}, got ${got}`);
+  const want = `sha256:${sha256Hex(expected) ?? expected.toLowerCase()}`;
+  if (want !== got) throw new DigestMismatchError(`${name}: digest mismatch: expected ${want}, got ${got}`);
 }
 
 /** `sha256:<hex>` of bytes. */

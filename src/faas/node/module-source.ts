@@ -9,7 +9,8 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomically } from '../../base/files.ts';
-import { compileModule, digestOf, splitDigestPin, type LoadedModule } from '../../engine/load.ts';
+import { compileModule, DEFAULT_MAX_MODULE_BYTES, DigestMismatchError, digestOf, fetchModule, splitDigestPin, type LoadedModule } from '../../engine/load.ts';
+import { sha256Hex } from '../../base/digest.ts';
 import { CapsuleError } from '../../base/errors.ts';
 import { FaasError } from '../shared/service.ts';
 
@@ -35,12 +36,10 @@ export interface ModuleSourceOptions {
   timeoutMs?: number;
 }
 
-const HEX = /^[0-9a-f]{64}$/;
-
-/** `sha256:<hex>` from a bare hex, `sha256:<hex>` or `sha256=<hex>`. @throws FaasError 400 when it is not one */
+/** `sha256:<hex>` from a bare hex, `sha256:<hex>` or `sha256=<hex>` ({@link sha256Hex}). @throws FaasError 400 ERROR_BAD_DIGEST when it is not one */
 export function normaliseDigest(text: string, what: string): string {
-  const hex = text.trim().toLowerCase().replace(/^sha256[:=]/, '');
-  if (!HEX.test(hex)) throw new FaasError(400, 'ERROR_BAD_DIGEST', `${what}: "${text}" is not a SHA-256 digest (64 hex digits)`);
+  const hex = sha256Hex(text);
+  if (hex === undefined) throw new FaasError(400, 'ERROR_BAD_DIGEST', `${what}: "${text}" is not a SHA-256 digest (64 hex digits)`);
   return `sha256:${hex}`;
 }
 
@@ -86,17 +85,19 @@ export class ModuleSource {
    *   422 ERROR_DIGEST_MISMATCH / ERROR_BAD_MODULE (not valid wasm, unsupported kind or import)
    */
   async download(downloadUrl: string, sha256?: string): Promise<DeployableModule> {
-    const { url, digest: pinned } = parseDownloadUrl(downloadUrl);
-    const wanted = [pinned, sha256 === undefined ? undefined : normaliseDigest(sha256, 'sha256')].filter((d): d is string => d !== undefined);
+    const { url } = parseDownloadUrl(downloadUrl);
+    const expected = sha256 === undefined ? undefined : normaliseDigest(sha256, 'sha256');
     const t0 = performance.now();
-    const { bytes, header } = await this.#fetch(url);
-    const fetchSeconds = (performance.now() - t0) / 1000;
-    if (header !== undefined) wanted.push(normaliseDigest(header, `${url}: X-Capsule-Sha256`));
-    const digest = digestOf(bytes);
-    for (const w of wanted) {
-      if (w !== digest) throw new FaasError(422, 'ERROR_DIGEST_MISMATCH', `${url}: digest mismatch: expected ${w}, got ${digest}`);
+    let bytes: Uint8Array;
+    try {
+      bytes = await fetchModule({ url: downloadUrl, maxBytes: this.#o.maxBytes ?? DEFAULT_MAX_MODULE_BYTES, timeoutMs: this.#o.timeoutMs ?? 30_000, headerDigest: true }, expected);
+    } catch (e) {
+      if (e instanceof DigestMismatchError) throw new FaasError(422, 'ERROR_DIGEST_MISMATCH', e.message);
+      if (e instanceof CapsuleError && e.code === 'USAGE') throw new FaasError(400, 'ERROR_BAD_DIGEST', e.message);
+      throw new FaasError(400, 'ERROR_DOWNLOAD', (e as Error).message);
     }
-    return this.accept(bytes, url, digest, fetchSeconds);
+    const fetchSeconds = (performance.now() - t0) / 1000;
+    return this.accept(bytes, url, digestOf(bytes), fetchSeconds);
   }
 
   /**
@@ -141,37 +142,5 @@ export class ModuleSource {
       }
     }
     return { digest, path, module, fetchSeconds, compileSeconds };
-  }
-
-  async #fetch(url: string): Promise<{ bytes: Uint8Array; header?: string }> {
-    const max = this.#o.maxBytes ?? 64 * 1024 * 1024;
-    let res: Response;
-    try {
-      res = await fetch(url, { redirect: 'follow', signal: AbortSignal.timeout(this.#o.timeoutMs ?? 30_000) });
-    } catch (e) {
-      throw new FaasError(400, 'ERROR_DOWNLOAD', `cannot download ${url}: ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`);
-    }
-    if (!res.ok || !res.body) {
-      await res.body?.cancel().catch(() => undefined);
-      throw new FaasError(400, 'ERROR_DOWNLOAD', `cannot download ${url}: HTTP ${res.status} ${res.statusText}`);
-    }
-    if (Number(res.headers.get('content-length') ?? 0) > max) {
-      await res.body.cancel().catch(() => undefined);
-      throw new FaasError(400, 'ERROR_DOWNLOAD', `${url}: the module is larger than ${max} bytes`);
-    }
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    try {
-      for await (const c of res.body) {
-        size += c.length;
-        if (size > max) throw new FaasError(400, 'ERROR_DOWNLOAD', `${url}: the module is larger than ${max} bytes`);
-        chunks.push(c);
-      }
-    } catch (e) {
-      if (e instanceof FaasError) throw e;
-      throw new FaasError(400, 'ERROR_DOWNLOAD', `cannot download ${url}: ${(e as Error).message}`);
-    }
-    const buf = Buffer.concat(chunks);
-    return { bytes: new Uint8Array(buf.buffer, buf.byteOffset, buf.length), header: res.headers.get('x-capsule-sha256') ?? undefined };
   }
 }

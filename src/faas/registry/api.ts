@@ -11,6 +11,7 @@ import { finished } from 'node:stream/promises';
 import type { Counter } from 'prom-client';
 import type { Logger } from '../../observability/logger.ts';
 import { formatBytes } from '../../base/units.ts';
+import { sha256Hex } from '../../base/digest.ts';
 import type { AdminPolicy } from '../shared/admin.ts';
 import { adminGuard, FaasError, sendJson } from '../shared/service.ts';
 import { checkName, refFromParams, refText, type ModuleRef } from './names.ts';
@@ -34,7 +35,6 @@ const MAX_INFO = 64 * 1024;
 const FORM_OVERHEAD = 16 * MAX_INFO + 64 * 1024;
 /** A refused upload's remaining body is read (and dropped) up to max(--max-module-size, this) before the connection is closed. */
 const DRAIN_MIN = 8 * 1024 * 1024;
-const HEX64 = /^[0-9a-f]{64}$/;
 
 /** Adds the registry routes to a service app (createServiceApp). */
 export async function registryRoutes(app: FastifyInstance, o: RegistryApiOptions): Promise<void> {
@@ -130,8 +130,9 @@ async function readUploadForm(request: FastifyRequest, ref: ModuleRef, o: Regist
         } else if (part.fieldname === 'info') {
           info = String(part.value);
         } else if (part.fieldname === 'sha256') {
-          expected = String(part.value).trim().toLowerCase().replace(/^sha256[:=]/, '');
-          if (!HEX64.test(expected)) throw new FaasError(400, 'ERROR_INVALID_SHA256', 'field "sha256": expected 64 hexadecimal digits (optionally after "sha256:")');
+          const hex = sha256Hex(String(part.value));
+          if (hex === undefined) throw new FaasError(400, 'ERROR_INVALID_SHA256', 'field "sha256": expected 64 hexadecimal digits (optionally after "sha256:")');
+          expected = hex;
         }
       } catch (e) {
         refusal = e;

@@ -179,6 +179,39 @@ describe('POST /load-wasm-module', { skip }, () => {
     }
   });
 
+  it('refuses a download above 64 MiB, declared or streamed, naming the URL and the limit; the old module keeps serving', async () => {
+    const chunk = Buffer.alloc(1024 * 1024);
+    const big = createServer((req, res) => {
+      if (req.url === '/declared.wasm') {
+        res.writeHead(200, { 'content-length': String(64 * 1024 * 1024 + 1) });
+        res.write(chunk); // and never the rest
+        return;
+      }
+      res.writeHead(200); // chunked, without end
+      const more = () => {
+        while (!res.destroyed && res.write(chunk));
+      };
+      res.on('drain', more);
+      more();
+    });
+    await new Promise<void>((r) => big.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(big.address() as { port: number }).port}`;
+    const served = serve(V1, 'capped.wasm');
+    const s = await startServer(['serve', served, '--http-port=0', '--workers=1']);
+    try {
+      for (const name of ['declared.wasm', 'streamed.wasm']) {
+        const r = await reload(s, { url: `${base}/${name}`, path: served });
+        assert.equal(r.status, 500, r.text);
+        assert.match(r.text, new RegExp(`^😡\\[/load-wasm-module\\] cannot download ${base}/${name}: the module is .*above the limit of 64 MiB`));
+      }
+      assert.equal((await version(s)).text, 'v1\n', 'the old module keeps serving');
+    } finally {
+      assert.equal(await s.stop(), 0);
+      big.closeAllConnections();
+      await new Promise((r) => big.close(r));
+    }
+  });
+
   it('refuses a path outside the modules directory, a URL that is not http(s) and a body that is not the request', async () => {
     symlinkSync(tmpdir(), join(mods, 'escape'));
     const s = await startServer(['serve', serve(V1, 'refuse.wasm'), '--http-port=0', '--workers=1']);

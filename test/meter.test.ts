@@ -221,7 +221,7 @@ test('WAT loops: an endless loop is stopped at its deadline with TIMEOUT, and th
 
 test('tail calls and recursion without a loop are stopped too; terminating ones answer as before', { skip: missing(meterFixture('tail')) }, () => {
   const path = meterFixture('tail');
-  for (const [name, arg] of [['forever', 0], ['bounce', 0], ['fib', 60], ['fib_indirect', 60]] as const) {
+  for (const [name, arg] of [['forever', 0], ['bounce', 0], ['fib', 60], ['fib_indirect', 60], ['mutual', 60]] as const) {
     const i = meteredInstance(path, 100);
     const e = thrown(() => i.exports[name]!(arg));
     assert.ok(isTimeout(e), `${name}: ${String(e)}`);
@@ -231,6 +231,7 @@ test('tail calls and recursion without a loop are stopped too; terminating ones 
   assert.equal(i.exports.even!(1_000_001), plain.even!(1_000_001));
   assert.equal(i.exports.fib!(22), plain.fib!(22));
   assert.equal(i.exports.fib_indirect!(22), plain.fib_indirect!(22));
+  assert.equal(i.exports.mutual!(22), plain.mutual!(22));
 });
 
 test('C, Rust, Go and AssemblyScript guests that never return are stopped at their deadline', () => {

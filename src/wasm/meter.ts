@@ -17,7 +17,8 @@
  *   part in recursion: a cycle of the call graph, indirect calls going to any function put in a
  *   table, taken by `ref.func` or exported) decrements the global budget itself at entry; when
  *   calls through tables close cycles, the indirect calls on them are checked instead of the
- *   entries they can reach (`cycleChecks`);
+ *   entries they can reach, and of a cycle of direct calls only enough functions to cut every
+ *   cycle are checked (`cycleChecks`, `cutCycles`);
  * - when a count reaches 0, `check()` is called and its result becomes the budget. The host's
  *   `check` (`meterImports`) throws a TIMEOUT `CapsuleError` once the call's deadline is past,
  *   and otherwise returns the next budget, sized so that a check comes about every quarter of
@@ -681,9 +682,33 @@ function cycleChecks(ctx: Ctx, bodies: Body[]): { guarded: boolean[]; indirectCh
   const cut = tableCycle.length > 0; // then the table's edges are left out below
   components(n + 1, (v) => (v === table ? (cut ? 0 : taken.length) : bodies[v]!.callees.length + (bodies[v]!.indirect && !cut ? 1 : 0)),
     (v, k) => (v === table ? taken[k]! : bodies[v]!.callees[k] ?? table), (members) => {
-      if (members.length > 1) for (const m of members) if (m !== table) guarded[m] = true;
+      if (members.length > 1) cutCycles(members, bodies, guarded);
     });
   return { guarded, indirectChecked };
+}
+
+/**
+ * Chooses functions of a strongly connected component of direct calls to check at entry so that
+ * every cycle among them goes through one (a feedback vertex set, chosen greedily: the function
+ * with the most calls in and out of the rest first, until no cycle is left). Functions already
+ * checked (`guarded`: tail calls, self-calls) cut the cycles through them.
+ */
+function cutCycles(members: number[], bodies: Body[], guarded: boolean[]): void {
+  const pending = [members];
+  while (pending.length > 0) {
+    const group = pending.pop()!.filter((v) => !guarded[v]);
+    const local = new Map(group.map((v, i) => [v, i]));
+    const succ = group.map((v) => bodies[v]!.callees.map((c) => local.get(c)).filter((c): c is number => c !== undefined));
+    const inDegree = new Int32Array(group.length);
+    for (const list of succ) for (const c of list) inDegree[c]!++;
+    components(group.length, (v) => succ[v]!.length, (v, k) => succ[v]![k]!, (component) => {
+      if (component.length < 2) return;
+      let best = component[0]!;
+      for (const v of component) if (inDegree[v]! * succ[v]!.length > inDegree[best]! * succ[best]!.length) best = v;
+      guarded[group[best]!] = true;
+      pending.push(component.map((v) => group[v]!));
+    });
+  }
 }
 
 /**

@@ -2,8 +2,10 @@
 // esbuild bundles
 //   - src/engine/worker.ts and the ~65 engine, ABI and capability modules it imports into
 //     dist/bundle/worker.js: a worker thread loads one module instead of ~65 (up ~30 ms sooner);
-//   - src/cli/run-main.ts, `capsule run` alone, into one file, dist/bundle/run.js: bin/launch.js
-//     runs it for `capsule run`. Its graph holds no other command (program.ts is not in it), so
+//   - src/cli/run-main.ts, `capsule run` alone, into one CommonJS file, dist/bundle/run.cjs:
+//     bin/launch.js runs it for `capsule run`, through vm.Script with a V8 code cache it makes
+//     after a run (CommonJS, so that it can be run that way; `import.meta.url` becomes the file's
+//     URL). Its graph holds no other command (program.ts is not in it), so
 //     one file loads none of fastify, pino or the brokers: an npm package imported statically by
 //     a module of the graph would load at start, which is why such imports stay dynamic there
 //     (cli-progress, redis, NATS, MQTT). One file starts ~15 ms sooner than the same code in
@@ -14,7 +16,7 @@
 // (src/engine/worker-entry.ts, bin/launch.js), else the sources. The folder is two directories
 // below the root, like src/<dir>/, so that `new URL('../../package.json', import.meta.url)` and
 // the like resolve the same.
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type BuildOptions, type Plugin } from 'esbuild';
@@ -31,8 +33,7 @@ const common: BuildOptions = {
  * The run bundle holds commander, one CommonJS package whose files cost ~5 ms to resolve and
  * load at start; every other package stays outside (imported dynamically where it is used).
  * Commander's node:child_process (for executable subcommands, which Capsule has none of) is
- * loaded at its first use: at start it costs ~3 ms (net, dgram, streams). Its require() of
- * builtins goes through the banner's `require`.
+ * loaded at its first use: at start it costs ~3 ms (net, dgram, streams).
  */
 const COMMANDER = /[\\/]node_modules[\\/]commander[\\/]/;
 const runPackages: Plugin = {
@@ -48,16 +49,24 @@ const runPackages: Plugin = {
 const results = await Promise.all([
   build({ ...common, entryPoints: [join(root, 'src/engine/worker.ts')], outfile: join(out, 'worker.js') }),
   build({
-    ...common, packages: undefined, plugins: [runPackages], entryPoints: [join(root, 'src/cli/run-main.ts')], outfile: join(out, 'run.js'),
-    banner: { js: 'import { createRequire as __capsuleRequire } from "node:module"; const require = __capsuleRequire(import.meta.url);' },
+    ...common, format: 'cjs', packages: undefined, plugins: [runPackages], entryPoints: [join(root, 'src/cli/run-main.ts')], outfile: join(out, 'run.cjs'),
+    define: { 'import.meta.url': '__capsuleModuleUrl' },
+    banner: { js: 'const __capsuleModuleUrl = require("node:url").pathToFileURL(__filename).href;' },
   }),
 ]);
 // the run bundle would load at start every package it imports statically
 const eager = Object.values(results[1].metafile!.outputs).flatMap((o) => o.imports)
   .filter((i) => i.external && (i.kind === 'import-statement' || i.kind === 'require-call') && !i.path.startsWith('node:'));
-if (eager.length > 0) throw new Error(`dist/bundle/run.js would load ${[...new Set(eager.map((i) => i.path))].join(', ')} at every start: import it dynamically where it is used`);
+if (eager.length > 0) throw new Error(`dist/bundle/run.cjs would load ${[...new Set(eager.map((i) => i.path))].join(', ')} at every start: import it dynamically where it is used`);
+// run.cjs runs as a vm.Script (bin/launch.js), which has no import() of its own: its import()
+// of packages call the launcher's, passed in as __capsuleImport
+const runFile = join(out, 'run.cjs');
+const dynamic = new Set(Object.values(results[1].metafile!.outputs).flatMap((o) => o.imports).filter((i) => i.external && i.kind === 'dynamic-import').map((i) => i.path));
+let replaced = 0;
+writeFileSync(runFile, readFileSync(runFile, 'utf8').replace(/\bimport\(("[^"]+")\)/g, (all, spec: string) => (dynamic.has(JSON.parse(spec) as string) ? (replaced++, `__capsuleImport(${spec})`) : all)));
+if (replaced < dynamic.size) throw new Error(`dist/bundle/run.cjs: ${replaced} of its import() of ${[...dynamic].join(', ')} were redirected to the launcher's`);
 const inputs = [...new Set(results.flatMap((r) => Object.keys(r.metafile!.inputs)))].filter((p) => !p.startsWith('lazy-builtin:'))
   .map((p) => relative(root, join(root, p)).replaceAll('\\', '/'));
 writeFileSync(join(out, 'inputs.json'), `${JSON.stringify({ inputs }, null, 1)}\n`);
 // stdout belongs to `npm pack --json` (prepack runs this)
-process.stderr.write(`build:bundle: dist/bundle/worker.js, dist/bundle/run.js (${inputs.length} sources)\n`);
+process.stderr.write(`build:bundle: dist/bundle/worker.js, dist/bundle/run.cjs (${inputs.length} sources)\n`);

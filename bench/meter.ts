@@ -188,7 +188,7 @@ function handlerBench(): void {
   const cases: [string, string, string][] = [
     ['AS hello-you callHandleHTTP', 'examples/hello-you/hello-you.wasm', 'callHandleHTTP'],
     ['Rust hello-you callHandleHTTP', 'examples/rust/hello-you/hello-you.wasm', 'callHandleHTTP'],
-    ['Go hello-you callHandle', 'examples/go/hello-you/hello-you.wasm', 'callHandle'],
+    ['Go hello-world callHandle', 'examples/go/hello-world/hello-world.wasm', 'callHandle'],
   ];
   const http = '{"Body":"{\\"name\\":\\"Bob Morane\\",\\"age\\":42}","JSONBody":"","TextBody":"","URI":"http://localhost/","Method":"POST","Headers":"{\\"Content-Type\\":\\"application/json\\"}"}';
   for (const [label, file, name] of cases) {

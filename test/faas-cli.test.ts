@@ -10,6 +10,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { eventually, example, freePort, missing, root, runCapsule, startUntil, type Ran, type Started } from './helpers.ts';
@@ -249,6 +250,24 @@ describe('capsule faas and the FaaS client commands', { skip }, () => {
     const proxy = await runCapsule(['reverse-proxy'], { bin: CAPS, env });
     ok(proxy);
     assert.ok((JSON.parse(proxy.stdout) as Record<string, Record<string, string[]>>)['hey']!['yellow']!.length === 1);
+    // Go's caps sent every -envVariables value as a string, numbers and booleans too: what a worker receives
+    const sent: unknown[] = [];
+    const worker2 = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c)).on('end', () => {
+        sent.push(JSON.parse(body));
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"code":"FUNCTION_DEPLOYED","remoteUrl":"http://x"}');
+      });
+    });
+    await new Promise<void>((r) => worker2.listen(0, '127.0.0.1', r));
+    try {
+      const numbers = await runCapsule(['deploy', '-function=n', '-revision=r', '-downloadUrl=http://x/n.wasm', '-envVariables={"N":42,"ON":true,"S":"x"}'],
+        { bin: CAPS, env: { ...env, CAPSULE_WORKER_URL: `http://127.0.0.1:${(worker2.address() as { port: number }).port}` } });
+      ok(numbers);
+      assert.deepEqual((sent[0] as { envVariables: unknown }).envVariables, { N: '42', ON: 'true', S: 'x' });
+    } finally {
+      await new Promise((r) => worker2.close(r));
+    }
     const bad = await runCapsule(['deploy', '-function=a', '-revision=b', '-downloadUrl=x', '-envVariables=[1]'], { bin: CAPS, env });
     assert.equal(bad.code, 1);
     assert.match(bad.stdout, /^⏳ \[deploying to worker\] a \/ b\n😡 \[\(envVariables->map\)deploying function revision\]/);

@@ -10,8 +10,8 @@
  */
 import { CapsuleError } from '../../base/errors.ts';
 import { CAPSULE_VERSION } from '../../base/version.ts';
-import { callService, serviceToken, serviceUrl, ServiceError } from './http.ts';
-import { deployRevision, downscaleRevision, publishModule, setDefaultRevision, undeployRevision, unsetDefaultRevision, type ClientContext } from './operations.ts';
+import { callService, ServiceError } from './http.ts';
+import { clientContext, deployRevision, envVariablesOf, downscaleRevision, publishModule, setDefaultRevision, undeployRevision, unsetDefaultRevision, type ClientContext } from './operations.ts';
 
 /** Go's commands and help texts (capsule-ctl main.go). */
 const COMMANDS: Record<string, string> = {
@@ -77,13 +77,9 @@ export function parseCapsFlags(args: readonly string[]): CapsFlags {
   return flags;
 }
 
-/** The services' URLs and tokens, from the environment as Go caps read them (`-registryUrl` for the registry). */
+/** The services' URLs and tokens, from the environment as Go caps read them (the registry only from `-registryUrl`). */
 function capsContext(f: CapsFlags, env: NodeJS.ProcessEnv): ClientContext {
-  return {
-    registry: serviceUrl('registry', f.registryUrl, {}), node: serviceUrl('node', undefined, env), proxy: serviceUrl('proxy', undefined, env),
-    backend: env['CAPSULE_BACKEND'] || 'memory',
-    tokens: { registry: serviceToken('registry', env), node: serviceToken('node', env), proxy: serviceToken('proxy', env) },
-  };
+  return clientContext({ registry: f.registryUrl }, env, {});
 }
 
 /** A JSON object reply's field as Go's `fmt.Println` showed it. */
@@ -94,16 +90,13 @@ function field(json: unknown, name: string): string {
 
 /** `caps deploy`: `POST <worker>/functions/deploy`, `-envVariables` a JSON object. */
 async function deploy(f: CapsFlags, ctx: ClientContext): Promise<Outcome> {
-  let envVariables: unknown;
+  let envVariables: Record<string, string>;
   try {
-    envVariables = JSON.parse(f.envVariables);
+    envVariables = envVariablesOf(f.envVariables);
   } catch (err) {
-    return { out: [`😡 [(envVariables->map)deploying function revision] ${(err as Error).message}`], code: 1 };
+    return { out: [`😡 [(envVariables->map)deploying function revision] -envVariables: ${(err as Error).message}`], code: 1 };
   }
-  if (envVariables === null || typeof envVariables !== 'object' || Array.isArray(envVariables)) {
-    return { out: ['😡 [(envVariables->map)deploying function revision] -envVariables must be a JSON object, e.g. \'{"MESSAGE":"hi"}\''], code: 1 };
-  }
-  const r = await deployRevision(ctx, { function: f.function, revision: f.revision, downloadUrl: f.downloadUrl, envVariables: envVariables as Record<string, string> });
+  const r = await deployRevision(ctx, { function: f.function, revision: f.revision, downloadUrl: f.downloadUrl, envVariables });
   return { out: [`🙂 [deployed to worker] ${f.function} / ${f.revision}`, `🌍 [serving] ${field(r, 'remoteUrl')}`], code: 0 };
 }
 

@@ -35,12 +35,8 @@ function clientOptions(cmd: Command): Command {
 
 /** The services' URLs and tokens from the flags and the environment. */
 async function context(f: ClientFlags): Promise<ClientContext> {
-  const { serviceUrl, serviceToken } = await import('./http.ts');
-  return {
-    registry: serviceUrl('registry', f.registry), node: serviceUrl('node', f.worker), proxy: serviceUrl('proxy', f.proxy),
-    backend: f.backend || process.env['CAPSULE_BACKEND'] || 'memory',
-    tokens: { registry: serviceToken('registry'), node: serviceToken('node'), proxy: serviceToken('proxy') },
-  };
+  const { clientContext } = await import('./operations.ts');
+  return clientContext({ registry: f.registry, node: f.worker, proxy: f.proxy, backend: f.backend });
 }
 
 /**
@@ -67,17 +63,15 @@ function clientAction<A extends unknown[]>(exit: (code: number) => void, run: (c
 }
 
 /** `K=V` pairs of `--env` and the JSON object of `--env-variables` (Go caps) as one map. @throws CapsuleError USAGE */
-function envOf(pairs: string[], json: string | undefined): Record<string, string> {
+async function envOf(pairs: string[], json: string | undefined): Promise<Record<string, string>> {
   const env: Record<string, string> = {};
   if (json !== undefined) {
-    let v: unknown;
+    const { envVariablesOf } = await import('./operations.ts');
     try {
-      v = JSON.parse(json);
-    } catch {
-      v = undefined;
+      Object.assign(env, envVariablesOf(json));
+    } catch (e) {
+      throw new CapsuleError('USAGE', `--env-variables: ${(e as Error).message}`);
     }
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new CapsuleError('USAGE', `--env-variables: expected a JSON object, e.g. '{"MESSAGE":"hi"}' (got ${json})`);
-    for (const [k, x] of Object.entries(v)) env[k] = typeof x === 'string' ? x : JSON.stringify(x);
   }
   for (const p of pairs) {
     const i = p.indexOf('=');
@@ -122,7 +116,7 @@ function publishAndDeploy(program: Command, exit: (code: number) => void): void 
       const fn = required(fnArg ?? f.function, 'the function name: capsule deploy <function> <revision> <org/name/tag>');
       const rev = required(revArg ?? f.revision, 'the revision name: capsule deploy <function> <revision> <org/name/tag>');
       const url = f.url ?? f.downloadUrl ?? (module === undefined ? undefined : /^https?:\/\//.test(module) ? module : moduleUrl(ctx.registry, parseModuleRef(module)));
-      const r = await deployRevision(ctx, { function: fn, revision: rev, downloadUrl: required(url, 'the module: a registry module <org>/<name>/<tag> or --url <download URL>'), envVariables: envOf(f.env, f.envVariables), sha256: f.sha256 });
+      const r = await deployRevision(ctx, { function: fn, revision: rev, downloadUrl: required(url, 'the module: a registry module <org>/<name>/<tag> or --url <download URL>'), envVariables: await envOf(f.env, f.envVariables), sha256: f.sha256 });
       return { json: r, text: [`deployed ${fn}/${rev}: ${String(r['remoteUrl'] ?? '')}`, `replica: ${String(r['localUrl'] ?? '')}`] };
     }));
 }

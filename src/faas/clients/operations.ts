@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { CapsuleError } from '../../base/errors.ts';
-import { callService, ServiceError } from './http.ts';
+import { callService, ServiceError, serviceToken, serviceUrl } from './http.ts';
 
 /** Where the services are and the admin tokens to send. */
 export interface ClientContext {
@@ -17,6 +17,46 @@ export interface ClientContext {
   /** Prefix of the proxy's registration API (`memory`). */
   backend: string;
   tokens: { registry?: string; node?: string; proxy?: string };
+}
+
+/** The URLs a client was given (flags); undefined = the environment, else the Go default. */
+export interface ClientUrls {
+  registry?: string;
+  node?: string;
+  proxy?: string;
+  backend?: string;
+}
+
+/**
+ * The services' URLs and tokens of a client (`capsule publish|deploy|…` and `caps`): each URL from
+ * `urls`, else its environment variable ({@link SERVICES}), else the Go default; the backend from
+ * `urls`, else `CAPSULE_BACKEND`, else `memory`; the admin tokens from the environment.
+ * @param registryEnv where the registry URL variable is read (`caps` passes `{}`: Go caps read only `-registryUrl`)
+ * @throws CapsuleError USAGE when a URL is not http(s) (serviceUrl)
+ */
+export function clientContext(urls: ClientUrls, env: NodeJS.ProcessEnv = process.env, registryEnv: NodeJS.ProcessEnv = env): ClientContext {
+  return {
+    registry: serviceUrl('registry', urls.registry, registryEnv), node: serviceUrl('node', urls.node, env), proxy: serviceUrl('proxy', urls.proxy, env),
+    backend: urls.backend || env['CAPSULE_BACKEND'] || 'memory',
+    tokens: { registry: serviceToken('registry', env), node: serviceToken('node', env), proxy: serviceToken('proxy', env) },
+  };
+}
+
+/**
+ * A deployment's environment given as a JSON object (`--env-variables`, Go caps' `-envVariables`):
+ * values that are not strings are sent as their JSON text (`{"N":42}` → `N=42`), as Go's caps
+ * sent every value as a string.
+ * @throws Error when the text is not a JSON object (the caller words the failure)
+ */
+export function envVariablesOf(json: string): Record<string, string> {
+  let v: unknown;
+  try {
+    v = JSON.parse(json);
+  } catch (e) {
+    throw new Error(`expected a JSON object, e.g. '{"MESSAGE":"hi"}' (${(e as Error).message})`);
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`expected a JSON object, e.g. '{"MESSAGE":"hi"}' (got ${json})`);
+  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, typeof x === 'string' ? x : JSON.stringify(x)]));
 }
 
 /** A module in the registry: `<org>/<name>/<tag>`. */

@@ -205,7 +205,7 @@ function handlerBench(): void {
     const plain = handlerInstance(new WebAssembly.Module(bytes), deadline);
     const metered = handlerInstance(new WebAssembly.Module(m.bytes), deadline);
     if (callHandler(plain, name, input) !== callHandler(metered, name, input)) throw new Error(`${label}: metered answer differs`);
-    const n = calls * 10;
+    const n = calls * 50;
     const time = (ex: typeof plain) => {
       const t = process.cpuUsage();
       for (let i = 0; i < n; i++) callHandler(ex, name, input);

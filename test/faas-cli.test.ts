@@ -160,9 +160,19 @@ describe('capsule faas and the FaaS client commands', { skip }, () => {
     assert.deepEqual(counts, { blue: 18, green: 2 });
     const rows = table((await client(['routes'])).stdout);
     assert.deepEqual(rows.find((r) => r[1] === 'default')?.slice(0, 4), ['hello', 'default', '/functions/hello', '→ blue 90%, green 10%']);
-    const bad = await client(['set-default', 'hello', 'blue=50', 'green=40']);
-    assert.equal(bad.code, 1);
-    assert.match(bad.stderr, /the reverse proxy refused PUT \/memory\/functions\/hello\/traffic \(400 \w+\): .*100/);
+    // checked by the client before any request: a usage error (exit 2) even with no proxy to ask
+    for (const [args, message] of [
+      [['blue=50', 'green=40'], /the percents add up to 90, not 100/],
+      [['blue=50', 'blue=50'], /revision blue appears twice/],
+      [['blue=150'], /a percent is a whole number from 0 to 100/],
+    ] as const) {
+      const bad = await client(['set-default', 'hello', ...args], { CAPSULE_REVERSE_PROXY_URL: 'http://127.0.0.1:1' });
+      assert.equal(bad.code, 2, bad.stderr);
+      assert.match(bad.stderr, message);
+    }
+    const unknown = await client(['set-default', 'hello', 'blue=50', 'purple=50']);
+    assert.equal(unknown.code, 1, 'revisions are still checked by the proxy');
+    assert.match(unknown.stderr, /the reverse proxy refused PUT \/memory\/functions\/hello\/traffic \(\d+ \w+\)/);
     const noProxyToken = await client(['set-default', 'hello', 'blue=100'], { CAPSULE_REVERSE_PROXY_ADMIN_TOKEN: '' });
     assert.equal(noProxyToken.code, 1);
     assert.match(noProxyToken.stderr, /\(401 KO\).*set CAPSULE_REVERSE_PROXY_ADMIN_TOKEN/);

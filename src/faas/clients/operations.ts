@@ -237,14 +237,24 @@ export interface TrafficTarget {
 }
 
 /**
- * `blue=90 green=10` → targets. @throws CapsuleError USAGE on a malformed target
+ * `blue=90 green=10` → targets, checked as the proxy checks them (setTraffic in proxy/table.ts)
+ * so a bad split fails before any request.
+ * @throws CapsuleError USAGE on a malformed target, `default`, a percent above 100, a revision
+ *   named twice, or percents that do not add up to 100
  */
 export function parseTargets(texts: readonly string[]): TrafficTarget[] {
-  return texts.map((t) => {
+  const targets = texts.map((t) => {
     const m = /^([^=\s]+)=(\d{1,3})%?$/.exec(t);
     if (!m) throw new CapsuleError('USAGE', `"${t}": expected <revision>=<percent>, e.g. blue=90 green=10`);
+    if (m[1] === 'default') throw new CapsuleError('USAGE', `"${t}": a target cannot be "default" (it is the alias being set)`);
+    if (Number(m[2]) > 100) throw new CapsuleError('USAGE', `"${t}": a percent is a whole number from 0 to 100`);
     return { revision: m[1]!, percent: Number(m[2]) };
   });
+  const twice = targets.find((t, i) => targets.findIndex((u) => u.revision === t.revision) !== i);
+  if (twice) throw new CapsuleError('USAGE', `revision ${twice.revision} appears twice`);
+  const sum = targets.reduce((n, t) => n + t.percent, 0);
+  if (sum !== 100) throw new CapsuleError('USAGE', `the percents add up to ${sum}, not 100 (e.g. blue=90 green=10)`);
+  return targets;
 }
 
 /**

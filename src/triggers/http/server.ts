@@ -99,8 +99,11 @@ export interface RunningFunctionServer extends RunningHttpTrigger {
 export interface HttpTarget {
   /** The `function` label of metrics and log lines. */
   readonly name: string;
-  /** Runs one invocation (a hot-reloading target calls whatever version is current). */
-  invoke(input: HttpRequestInput, meta: InvocationMeta): Promise<CallResult>;
+  /**
+   * Runs one invocation (a hot-reloading target calls whatever version is current). `exchange`:
+   * the request and response it answers (an HTTP thread reads the connection's descriptor from it).
+   */
+  invoke(input: HttpRequestInput, meta: InvocationMeta, exchange?: { req: IncomingMessage; res: ServerResponse }): Promise<CallResult>;
   /** Requests in progress for this target at once (WAGI `http_max_concurrency`): more → 503. */
   readonly maxConcurrency?: number;
 }
@@ -417,7 +420,7 @@ class Pipeline {
     const fields: Record<string, unknown> = { requestId, function: target.name };
     if (dispatch.route !== undefined) fields.route = dispatch.route;
     const log = this.#log;
-    target.invoke(input, { requestId, trigger: { httpPort: this.#port } }).then(
+    target.invoke(input, { requestId, trigger: { httpPort: this.#port } }, ex).then(
       (r) => {
         try {
           this.#state.logGuest(r.logs, fields);

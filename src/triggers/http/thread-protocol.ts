@@ -73,15 +73,25 @@ export interface ThreadSlot {
   /** Start and deadline of the running call, ms (Date.now clock). */
   started: Float64Array;
   deadline: Float64Array;
+  /**
+   * The file descriptor of the running call's connection when the supervisor may answer it
+   * itself at the deadline (plain HTTP, nothing else pending on it), else -1.
+   */
+  fd: Int32Array;
 }
 
+/** `running` once the supervisor has taken the call at its deadline: the thread must not answer it. */
+export const TAKEN = -1;
+
 /** Bytes of a thread's shared memory. */
-export const THREAD_SLOT_BYTES = 24;
+export const THREAD_SLOT_BYTES = 32;
 
 /**
  * The views of a thread's shared memory: int32 at 0 the running call's number, int32 at 4 the
- * open connections, float64 at 8 its start, at 16 its deadline. The thread writes the start and
- * deadline before the number (an atomic store), so a reader that sees a number sees its times.
+ * open connections, float64 at 8 its start, at 16 its deadline, int32 at 24 its connection's
+ * descriptor. The thread writes these before the number (an atomic store), so a reader that
+ * sees a number sees its times. The thread ends a call by swapping its number back to 0, the
+ * supervisor takes one at its deadline by swapping it to TAKEN: whoever swaps first answers.
  */
 export function threadSlot(buffer: SharedArrayBuffer): ThreadSlot {
   return {
@@ -89,5 +99,6 @@ export function threadSlot(buffer: SharedArrayBuffer): ThreadSlot {
     connections: new Int32Array(buffer, 4, 1),
     started: new Float64Array(buffer, 8, 1),
     deadline: new Float64Array(buffer, 16, 1),
+    fd: new Int32Array(buffer, 24, 1),
   };
 }

@@ -7,15 +7,16 @@
  * no message to another thread per request.
  *
  * Deadlines: before each call the thread publishes in shared memory (see `ThreadSlot`) the call's
- * number, start and deadline; the main thread stops the whole thread when a call is still
- * running at its deadline, and starts another. A call that waited in this thread past its
- * deadline is answered 504 without running.
+ * number, start, deadline and connection; the main thread stops the whole thread when a call is
+ * still running at its deadline (answering it `504` on its connection first when it can), and
+ * starts another. A call that waited in this thread past its deadline is answered 504 without
+ * running.
  *
  * What a thread cannot do alone goes to the main thread (`ask`): the Prometheus scrape (the
  * counters of every thread, aggregated), `POST /load-wasm-module`, and host services.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CapsuleError } from '../../base/errors.ts';
 import type { InvocationInput, InvocationMeta } from '../../base/invocation.ts';
 import { MemoryPool } from '../../engine/memory-pool.ts';
@@ -52,6 +53,8 @@ interface Job {
   meta: InvocationMeta;
   /** ms, Date.now clock. */
   deadline: number;
+  /** The connection's descriptor the supervisor may answer on at the deadline, or -1 (see ThreadSlot.fd). */
+  fd: number;
   resolve(r: CallResult): void;
   reject(e: CapsuleError & { logs?: CallLogs }): void;
 }
@@ -79,11 +82,14 @@ class Runner {
   #busy = false;
   #seq = 0;
 
-  /** Queues a call on `version`, due within `init.timeoutMs` of now. @throws CapsuleError as the pool's calls */
-  invoke(version: Version, input: InvocationInput, meta: InvocationMeta): Promise<CallResult> {
+  /**
+   * Queues a call on `version`, due within `init.timeoutMs` of now; `fd` as `Job.fd`.
+   * @throws CapsuleError as the pool's calls
+   */
+  invoke(version: Version, input: InvocationInput, meta: InvocationMeta, fd = -1): Promise<CallResult> {
     version.calls++;
     return new Promise<CallResult>((resolve, reject) => {
-      this.#queue.push({ version, input, meta, deadline: Date.now() + init.timeoutMs, resolve, reject });
+      this.#queue.push({ version, input, meta, deadline: Date.now() + init.timeoutMs, fd, resolve, reject });
       if (!this.#busy) void this.#drain();
     });
   }
@@ -106,11 +112,14 @@ class Runner {
 
   async #run(job: Job): Promise<void> {
     this.#seq = this.#seq >= 0x7ffffffe ? 1 : this.#seq + 1;
+    const seq = this.#seq;
     slot.started[0] = Date.now();
     slot.deadline[0] = job.deadline;
-    Atomics.store(slot.running, 0, this.#seq);
+    Atomics.store(slot.fd, 0, job.fd);
+    Atomics.store(slot.running, 0, seq);
     const r = await job.version.rt.run(job.input, job.meta);
-    Atomics.store(slot.running, 0, 0);
+    // the supervisor took the call at its deadline (it answered it and is stopping this thread)
+    if (Atomics.compareExchange(slot.running, 0, seq, 0) !== seq) return;
     if (r.error) {
       const err = new CapsuleError(r.error.code, r.error.message) as CapsuleError & { logs?: CallLogs };
       err.logs = r.logs;
@@ -146,15 +155,27 @@ const routeFunction: RouteFunction = {
 const fname = init.version.module.name;
 const target: HttpTarget = {
   name: fname,
-  invoke: (input, meta) => {
+  invoke: (input, meta, exchange) => {
     // a reload that changed the module's kind between the dispatch and the call (as serveHttp)
     const wasi = current.spec.module.detection.kind === 'wasi';
     if (wasi !== (input.cgi !== undefined)) {
       input = { ...input, cgi: wasi ? { route: '/...', maxOutputBytes: init.http.maxOutputBytes, defaultHost: init.http.defaultHost ?? listening } : undefined };
     }
-    return runner.invoke(current, input, meta);
+    return runner.invoke(current, input, meta, exchange && answerableFd(exchange.req, exchange.res));
   },
 };
+
+/**
+ * The descriptor of the connection `res` answers on, when the supervisor may write a `504` on
+ * it at the deadline: plain HTTP (not TLS), the response first in line and nothing waiting to
+ * be written on the connection. Else -1 (the connection is then only closed with the thread).
+ */
+function answerableFd(req: IncomingMessage, res: ServerResponse): number {
+  if (init.http.tls || res.socket !== req.socket || req.socket.writableLength > 0) return -1;
+  // the stream handle's descriptor (Unix): not public API, but long-standing
+  const fd = (req.socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : -1;
+}
 const callFunction: HttpDispatch = { type: 'function', target };
 const callCommand: HttpDispatch = { type: 'function', target, cgi: { route: '/...' } };
 let listening = '';
@@ -168,7 +189,7 @@ const runnerRoutes = (state: PipelineState): RunnerRouteContext => routes ??= {
 };
 
 /** `POST /load-wasm-module`: the main thread reloads (every thread then swaps). */
-async function forwardReload(req: IncomingMessage, res: import('node:http').ServerResponse): Promise<number> {
+async function forwardReload(req: IncomingMessage, res: ServerResponse): Promise<number> {
   const body = readSmallBody(req, MAX_RELOAD_REQUEST_BYTES).then((text) => ({ text }), (e: Error) => ({ error: e.message }));
   const r = await ask({ reload: { headers: req.headers, remoteAddress: req.socket.remoteAddress, body: await body } })
     .catch((e: Error) => ({ status: 500, text: `😡[${init.reloadRoute}] ${e.message}` })) as { status: number; text: string };

@@ -8,7 +8,8 @@
  *   once every one listens;
  * - it watches deadlines in each thread's shared memory (thread-protocol.ts) every 25 ms and
  *   stops a thread whose call runs past its deadline, starting another in its place. The stuck
- *   request gets no answer, and the stopped thread's other connections are closed with it
+ *   request is answered `504` on its connection by this thread (plain HTTP; over TLS its
+ *   connection is only closed), and the stopped thread's other connections are closed with it
  *   (logged with their number; see README "HTTP threads" for the bound);
  * - it answers what threads ask: host services, the scrape of `/capsule/metrics` (every
  *   thread's counters, aggregated with prom-client's `AggregatorRegistry`, plus the process
@@ -20,6 +21,7 @@
  * should have no thread at idle (`new WorkerPool({ workers: 0 })`).
  */
 import { Worker } from 'node:worker_threads';
+import { writeSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
@@ -32,7 +34,7 @@ import { runLifecycle, runStopExports, settleWithin, Shutdown } from '../lifecyc
 import { ModuleReloader, RELOAD_ROUTE } from './reload.ts';
 import type { HttpTriggerOptions } from './server.ts';
 import { listenError } from './connections.ts';
-import { threadSlot, THREAD_SLOT_BYTES, type FromThread, type ThreadAsk, type ThreadInit, type ThreadSlot, type ThreadVersion, type ToThread } from './thread-protocol.ts';
+import { TAKEN, threadSlot, THREAD_SLOT_BYTES, type FromThread, type ThreadAsk, type ThreadInit, type ThreadSlot, type ThreadVersion, type ToThread } from './thread-protocol.ts';
 
 export interface HttpThreadsOptions extends HttpTriggerOptions {
   /** HTTP threads (default: CPU cores), 1–256. */
@@ -283,11 +285,15 @@ class Supervisor {
   /** Stops threads whose call runs past its deadline. */
   #check(): void {
     const now = Date.now();
-    for (const t of this.#threads) {
-      if (t.dead || Atomics.load(t.slot.running, 0) === 0 || now < t.slot.deadline[0]!) continue;
+    for (const t of [...this.#threads]) {
+      const seq = Atomics.load(t.slot.running, 0);
+      if (t.dead || seq <= 0 || now < t.slot.deadline[0]!) continue;
+      if (Atomics.compareExchange(t.slot.running, 0, seq, TAKEN) !== seq) continue; // it has just returned
+      const ms = this.#fn.timeoutMs;
+      const answered = answerTimeout(Atomics.load(t.slot.fd, 0), ms);
       const connections = Atomics.load(t.slot.connections, 0);
-      this.#o.logger.warn({ thread: t.index, function: this.#name, connections, code: 'TIMEOUT' },
-        `a call did not return within ${this.#fn.timeoutMs} ms (--timeout): HTTP thread ${t.index} stopped with its ${connections} open connection(s); another replaces it`);
+      this.#o.logger.warn({ thread: t.index, function: this.#name, connections, code: 'TIMEOUT', answered },
+        `a call did not return within ${ms} ms (--timeout): ${answered ? 'answered 504, ' : ''}HTTP thread ${t.index} stopped with its ${connections} open connection(s); another replaces it`);
       this.#metrics.timeouts.inc({ function: this.#name });
       this.#metrics.errors.inc({ function: this.#name, code: 'TIMEOUT' });
       this.#gone(t, undefined);
@@ -362,6 +368,23 @@ class Supervisor {
     await this.#fn.close();
     await pool.close();
     return this.#broken ? 1 : undefined;
+  }
+}
+
+/**
+ * Writes the runner's `504` TIMEOUT answer (JSON, `Connection: close`) on the connection `fd` of
+ * a call taken at its deadline, before its thread is stopped (which closes the connection).
+ * @returns whether it was written whole (false for fd -1: not answerable, see ThreadSlot.fd)
+ */
+function answerTimeout(fd: number, timeoutMs: number): boolean {
+  if (fd < 0) return false;
+  const body = JSON.stringify({ error: `the function did not return within ${timeoutMs} ms (--timeout); its HTTP thread was stopped`, code: 'TIMEOUT' });
+  const head = `HTTP/1.1 504 Gateway Timeout\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n`;
+  const bytes = Buffer.from(head + body);
+  try {
+    return writeSync(fd, bytes) === bytes.length;
+  } catch {
+    return false; // the client has gone, or its buffer is full: the connection is only closed
   }
 }
 

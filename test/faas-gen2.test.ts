@@ -372,7 +372,11 @@ test('capsctl without a main process: local commands print Go\'s texts; a bad --
     const help = await run([h]);
     assert.equal(help.code, 0, `capsctl ${h}`);
     assert.match(help.stdout, /--new-revision <revision>[\s\S]*CAPSULE_MAIN_PROCESS_URL[\s\S]*CAPSULE_FAAS_TOKEN/);
+    assert.doesNotMatch(help.stdout, /\(default: ""\)/, 'no empty defaults shown');
   }
+  // the node's --worker-domain says what its default is and what an empty value does, without contradiction
+  const nodeHelp = (await runCapsule(['node', '--help'])).stdout.replace(/\s+/g, ' ');
+  assert.match(nodeHelp, /--worker-domain <host> host name of this node in the localUrl of deployments; given empty \(--worker-domain=\), the machine's host name \(default: "localhost"\)/);
   const badEnv = await run(['--cmd=start', '--name=x', '--wasm=x.wasm', '--env=MESSAGE=hi']);
   assert.equal(badEnv.code, 2);
   assert.match(badEnv.stderr, /--env must be a JSON array of strings/);

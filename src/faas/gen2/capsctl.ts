@@ -24,6 +24,9 @@ interface CapsCtlFlags {
   version?: boolean;
 }
 
+/** The text flags of capsctl, each '' when not given. */
+const TEXT_FLAGS_UNSET = { cmd: '', name: '', revision: '', newRevision: '', description: '', wasm: '', stopAfter: '', url: '', path: '', env: '' };
+
 /** What a command prints and its exit code. */
 interface Outcome {
   out: string[];
@@ -106,16 +109,16 @@ async function runCommand(f: CapsCtlFlags, main: string): Promise<Outcome> {
 function program(): Command {
   return new Command('capsctl')
     .description('client of the gen-2 FaaS main process (capsule-http --faas / capsule faas-mode)')
-    .option('--cmd <command>', 'start | drop | duplicate | processes | call | launch | scale | publish', '')
-    .option('--name <name>', 'function/module name', '')
-    .option('--revision <revision>', 'function/module revision', '')
-    .option('--new-revision <revision>', 'used when duplicating an existing revision', '')
-    .option('--description <text>', 'function/module description', '')
-    .option('--wasm <path>', 'wasm module file path', '')
-    .option('--stop-after <seconds>', 'stop after n seconds if not used', '')
-    .option('--url <url>', 'url for downloading the wasm module file', '')
-    .option('--path <path>', 'path of the Capsule HTTP binary (empty: the main process runs the revision itself)', '')
-    .option('--env <json>', 'variables as a JSON array, e.g. \'["MESSAGE=hello"]\'', '')
+    .option('--cmd <command>', 'start | drop | duplicate | processes | call | launch | scale | publish')
+    .option('--name <name>', 'function/module name')
+    .option('--revision <revision>', 'function/module revision')
+    .option('--new-revision <revision>', 'used when duplicating an existing revision')
+    .option('--description <text>', 'function/module description')
+    .option('--wasm <path>', 'wasm module file path')
+    .option('--stop-after <seconds>', 'stop after n seconds if not used')
+    .option('--url <url>', 'url for downloading the wasm module file')
+    .option('--path <path>', 'path of the Capsule HTTP binary (empty: the main process runs the revision itself)')
+    .option('--env <json>', 'variables as a JSON array, e.g. \'["MESSAGE=hello"]\'')
     .option('--version', 'print the capsctl version')
     .addHelpText('after', '\nEnvironment: CAPSULE_MAIN_PROCESS_URL (default http://localhost:8080), CAPSULE_FAAS_TOKEN.')
     .helpOption('-h, --help')
@@ -142,7 +145,8 @@ export async function main(argv: string[], _o: { bin: string }): Promise<void> {
     if (e instanceof CommanderError) return done(e.exitCode === 0 ? 0 : 2);
     throw e;
   }
-  const f = cmd.opts<CapsCtlFlags>();
+  // every text flag is '' when not given (as Go's flag defaults), without `(default: "")` in the help
+  const f: CapsCtlFlags = { ...TEXT_FLAGS_UNSET, ...cmd.opts<Partial<CapsCtlFlags>>() };
   if (f.version) {
     process.stdout.write(`CapsCtl ${CAPSULE_VERSION} (Capsule)\n`);
     return done(0);

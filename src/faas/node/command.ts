@@ -82,7 +82,7 @@ export const nodeCommand: CommandRegistrar = (program: Command, exit) => {
   clusterNodeOptions(serviceOptions(program.command('node').alias('worker').description('function node: deploy, scale, list and undeploy revisions from download URLs, registered in the reverse proxy (Go capsule-worker API)'), '9999')
     .option('--backend <name>', 'route prefix of the reverse proxy registration API', 'memory')
     .option('--reverse-proxy <url>', 'reverse proxy to register deployments in (none: not registered)')
-    .option('--worker-domain <host>', 'host name of this node in the localUrl of deployments (empty: the machine\'s host name)', 'localhost')
+    .option('--worker-domain <host>', 'host name of this node in the localUrl of deployments; given empty (--worker-domain=), the machine\'s host name', 'localhost')
     .option('--http-port-counter <port>', 'each deployment listens on the next port after this one (0 = free ports)', '10000')
     .option('--process', 'one child process per replica (OS isolation) instead of in-process listeners', false)
     .option('--capsule-path <command>', 'with --process: the capsule command a replica runs (default: this capsule)')

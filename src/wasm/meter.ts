@@ -35,7 +35,8 @@
  *
  * Custom sections that point into function bodies by byte offset or index and would be stale
  * after the rewrite are dropped: DWARF (`.debug_*`), `linking`/`reloc.*` (object files) and
- * code metadata (`metadata.code.*`, branch hints). The "name" section is kept, renumbered.
+ * code metadata (`metadata.code.*`, branch hints). The "name" section is kept, renumbered,
+ * without its label names.
  */
 import { CapsuleError } from '../base/errors.ts';
 import { ByteWriter, parseModule, readInstruction, Reader, SECTION_ORDER, UnknownInstruction, type ParsedModule } from './binary.ts';
@@ -341,8 +342,10 @@ function elementSection(ctx: Ctx, r: Reader): Uint8Array {
 }
 
 /**
- * The "name" section with function indices renumbered in the function (1), local (2) and label
- * (3) subsections, and the check named; undefined (the section is dropped) when it is malformed.
+ * The "name" section with function indices renumbered in the function (1) and local (2)
+ * subsections, and the check named; the label subsection (3) is dropped (labels are numbered by
+ * the blocks of a function in order, and a check adds an `if` block); undefined (the section is
+ * dropped) when it is malformed.
  */
 function nameSection(ctx: Ctx, r: Reader): Uint8Array | undefined {
   const w = new ByteWriter(r.end - r.pos + 64);
@@ -353,7 +356,11 @@ function nameSection(ctx: Ctx, r: Reader): Uint8Array | undefined {
       const size = r.u32();
       const end = r.pos + size;
       if (end > r.end) return undefined;
-      if (id < 1 || id > 3) {
+      if (id === 3) {
+        r.pos = end;
+        continue;
+      }
+      if (id < 1 || id > 2) {
         w.byte(id);
         w.uleb(size);
         w.range(r.bytes, r.pos, end);
@@ -373,7 +380,7 @@ function nameSection(ctx: Ctx, r: Reader): Uint8Array | undefined {
   return w.view().slice();
 }
 
-/** One function-indexed name map (id 1) or indirect name map (ids 2, 3), renumbered. */
+/** One function-indexed name map (id 1) or indirect name map (id 2), renumbered. */
 function renumberNameMap(ctx: Ctx, r: Reader, w: ByteWriter, id: number): void {
   const n = r.u32();
   w.uleb(id === 1 ? n + 1 : n);

@@ -66,13 +66,14 @@ describe('inline executor: deadlines and failures', { skip: missing(behaviours) 
   });
 
   it('calls made at once are served one after the other; waiting counts toward a deadline', async () => {
-    const fn = await CapsuleFunction.load({ path: behaviours }, { inline: true, timeoutMs: 300, stdio: 'capture' });
+    const fn = await CapsuleFunction.load({ path: behaviours }, { inline: true, timeoutMs: 2000, stdio: 'capture' });
     try {
+      // the four share the deadline (2 s from now, a margin for a loaded machine): the loop uses it up
       const settled = await Promise.allSettled(['hello', 't', 'l', 'hello'].map((p) => fn.invoke({ type: 'cli', params: enc(p), args: [] })));
       const [first, trap, loop, late] = settled.map((s) => (s.status === 'fulfilled' ? text(s.value) : `${code(s.reason)}: ${(s.reason as Error).message}`));
       assert.match(trap!, /^TRAP: .*unreachable/);
-      assert.match(loop!, /^TIMEOUT: the function did not return within 300 ms/);
-      assert.match(late!, /^TIMEOUT: the function was not run: the calls before it took its 300 ms/);
+      assert.match(loop!, /^TIMEOUT: the function did not return within 2000 ms/);
+      assert.match(late!, /^TIMEOUT: the function was not run: the calls before it took its 2000 ms/);
       assert.equal(await outcome(fn.invoke({ type: 'cli', params: enc('hello'), args: [] })), first, 'then it answers as the first call did');
     } finally {
       await fn.close();

@@ -136,26 +136,22 @@ export class InlineExecutor extends EventEmitter implements CallExecutor {
     if (!this.#running) {
       // nothing runs: this one starts now (no queue entry, no promise of its own)
       this.#running = true;
-      const run = this.#run(m, input, meta, options.timeoutMs, deadline);
-      run.then(this.#next, this.#next);
-      return run;
+      return this.#run(m, input, meta, options.timeoutMs, deadline);
     }
     return new Promise<CallResult>((resolve, reject) => {
       this.#queue.push({ module: m, input, meta, timeoutMs: options.timeoutMs, deadline, resolve, reject });
     });
   }
 
-  /** After a call: starts the next one waiting, if any. */
-  readonly #next = (): void => {
+  /** After a call: starts the next one waiting. */
+  #next(): void {
     const w = this.#queue.shift();
     if (!w) {
       this.#running = false;
       return;
     }
-    const run = this.#run(w.module, w.input, w.meta, w.timeoutMs, w.deadline);
-    run.then(w.resolve, w.reject);
-    run.then(this.#next, this.#next);
-  };
+    this.#run(w.module, w.input, w.meta, w.timeoutMs, w.deadline).then(w.resolve, w.reject);
+  }
 
   /** Stops it: waiting calls fail, the running one finishes, the fallback pool is closed. */
   async close(): Promise<void> {
@@ -176,8 +172,19 @@ export class InlineExecutor extends EventEmitter implements CallExecutor {
     return readsStdin && m.entry.module.parsed.imports.some((i) => i.module === 'wasi_snapshot_preview1' && i.name === 'fd_read');
   }
 
-  /** One call, in this thread. */
+  /** One call, in this thread; then the next one waiting starts. */
   async #run(m: InlineModule, input: InvocationInput, meta: InvocationMeta, timeoutMs: number, deadline: number): Promise<CallResult> {
+    try {
+      return await this.#call(m, input, meta, timeoutMs, deadline);
+    } finally {
+      // a waiting call starts on the next turn: this one's caller gets its result first (the
+      // next guest may run long before it yields)
+      if (this.#queue.length === 0) this.#running = false;
+      else setImmediate(() => this.#next());
+    }
+  }
+
+  async #call(m: InlineModule, input: InvocationInput, meta: InvocationMeta, timeoutMs: number, deadline: number): Promise<CallResult> {
     if (deadline !== Infinity && Date.now() >= deadline) {
       this.emit('timeout');
       throw new CapsuleError('TIMEOUT', `the function was not run: the calls before it took its ${timeoutMs} ms (--timeout)`);
@@ -201,7 +208,7 @@ export class InlineExecutor extends EventEmitter implements CallExecutor {
       throw withLogs(new CapsuleError('TIMEOUT', timeoutMessage(timeoutMs)), r.logs);
     }
     if (r.error) throw withLogs(new CapsuleError(r.error.code, r.error.message), r.logs);
-    return { output: r.output!, logs: r.logs };
+    return r as CallResult; // { output, logs }
   }
 
   /** New instances of a module (at registration, and after a call was stopped at its deadline). */

@@ -2,6 +2,7 @@
 // esbuild bundles
 //   - src/engine/worker.ts and the ~65 engine, ABI and capability modules it imports into
 //     dist/bundle/worker.js: a worker thread loads one module instead of ~65 (up ~30 ms sooner);
+//     src/triggers/http/thread.ts likewise into dist/bundle/http-thread.js (`serve --http-threads`);
 //   - src/cli/run-main.ts, `capsule run` alone, into one CommonJS file, dist/bundle/run.cjs:
 //     bin/launch.js runs it for `capsule run`, through vm.Script with a V8 code cache it makes
 //     after a run (CommonJS, so that it can be run that way; `import.meta.url` becomes the file's
@@ -53,6 +54,8 @@ const results = await Promise.all([
     define: { 'import.meta.url': '__capsuleModuleUrl' },
     banner: { js: 'const __capsuleModuleUrl = require("node:url").pathToFileURL(__filename).href;' },
   }),
+  // an HTTP thread of `capsule serve --http-threads` (triggers/http/threads.ts picks it like the worker's)
+  build({ ...common, entryPoints: [join(root, 'src/triggers/http/thread.ts')], outfile: join(out, 'http-thread.js') }),
 ]);
 // the run bundle would load at start every package it imports statically
 const eager = Object.values(results[1].metafile!.outputs).flatMap((o) => o.imports)
@@ -69,4 +72,4 @@ const inputs = [...new Set(results.flatMap((r) => Object.keys(r.metafile!.inputs
   .map((p) => relative(root, join(root, p)).replaceAll('\\', '/'));
 writeFileSync(join(out, 'inputs.json'), `${JSON.stringify({ inputs }, null, 1)}\n`);
 // stdout belongs to `npm pack --json` (prepack runs this)
-process.stderr.write(`build:bundle: dist/bundle/worker.js, dist/bundle/run.cjs (${inputs.length} sources)\n`);
+process.stderr.write(`build:bundle: dist/bundle/worker.js, dist/bundle/run.cjs, dist/bundle/http-thread.js (${inputs.length} sources)\n`);

@@ -26,6 +26,7 @@ import { availableParallelism } from 'node:os';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import { WorkerPool } from '../../engine/pool.ts';
+import { bundleIfFresh } from '../../engine/worker-entry.ts';
 import { CapsuleError } from '../../base/errors.ts';
 import type { CapsuleFunction } from '../../engine/function.ts';
 import { RunnerMetrics } from '../../observability/metrics.ts';
@@ -66,11 +67,20 @@ export interface RunningHttpThreads {
   readonly closed: Promise<number | void>;
 }
 
-const ext = import.meta.url.slice(import.meta.url.lastIndexOf('.'));
+/**
+ * A thread's module: the one-file bundle of thread.ts when the build made one and it is fresh
+ * (dist/bundle/http-thread.js, as the pool's workers have theirs: engine/worker-entry.ts), else
+ * thread.ts / thread.js beside this file. CAPSULE_BUNDLE=0 turns the bundle off.
+ */
+function threadEntryUrl(): URL {
+  const own = new URL(`./thread${import.meta.url.slice(import.meta.url.lastIndexOf('.'))}`, import.meta.url);
+  if (process.env['CAPSULE_BUNDLE'] === '0') return own;
+  return bundleIfFresh(new URL('../../../', import.meta.url), 'http-thread.js') ?? own;
+}
 /** A thread's entry, booted with Node's module compile cache as the pool's workers are (engine/pool.ts). */
 const THREAD_BOOT = `const m = require('node:module');
 m.enableCompileCache();
-import(${JSON.stringify(new URL(`./thread${ext}`, import.meta.url).href)}).then(() => m.flushCompileCache());`;
+import(${JSON.stringify(threadEntryUrl().href)}).then(() => m.flushCompileCache());`;
 /** Watchdog period, ms: deadlines are enforced to this much (as the pool's). */
 const TICK_MS = 25;
 /** How long a scrape waits for a thread's counters before using the ones it sent last, ms. */

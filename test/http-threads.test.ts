@@ -7,6 +7,8 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request, type Server as HttpServer } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { eventually, example, fixture, missing, runCapsule, startServer, type Server } from './helpers.ts';
@@ -114,6 +116,39 @@ describe('capsule serve --http-threads', { skip }, () => {
       assert.equal(await metric(s.url, 'capsule_workers'), 2);
     } finally {
       assert.equal(await s.stop(), 0);
+    }
+  });
+
+  it('serves HTTPS from every thread; a call past its deadline there ends with its connection closed', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'capsule-threads-tls-'));
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
+        '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'crt.pem')], { stdio: 'ignore' });
+    } catch {
+      t.skip('openssl is not installed');
+      return;
+    }
+    const s = await startServer(['serve', behaviours, '--http-port=0', '--http-threads', '--workers=2', '--timeout=1s', `--crt=${join(dir, 'crt.pem')}`, `--key=${join(dir, 'key.pem')}`]);
+    const secure = (body: string) => new Promise<Answer>((resolve, reject) => {
+      const req = httpsRequest(s.url, { method: 'POST', agent: false, rejectUnauthorized: false }, (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+    try {
+      assert.match(s.url, /^https:\/\//);
+      const answers = await Promise.all(Array.from({ length: 12 }, () => secure('e')));
+      for (const a of answers) assert.equal(JSON.parse(a.text).URI, `${s.url}/`);
+      await until(async () => threadsThatAnswered(s, '/').size === 2);
+      // no 504 can be written from outside a TLS session: the connection is closed with the thread
+      await assert.rejects(secure('l'), /socket hang up|ECONNRESET/);
+      await until(async () => /"answered":false/.test(s.logs()));
+    } finally {
+      assert.equal(await s.stop(), 0);
+      rmSync(dir, { recursive: true });
     }
   });
 

@@ -198,7 +198,7 @@ function typeSection(ctx: Ctx): { content: Uint8Array; checkType: number } {
     w.uleb(1);
   }
   w.range(Uint8Array.of(0x60, 0x00, 0x01, 0x7f));
-  return { content: w.view().slice(), checkType: count };
+  return { content: w.view(), checkType: count };
 }
 
 /** The import section with the check appended (its function index: the number of function imports). */
@@ -216,7 +216,7 @@ function importSection(ctx: Ctx, checkType: number): Uint8Array {
   w.name(METER_IMPORT.name);
   w.byte(0x00);
   w.uleb(checkType);
-  return w.view().slice();
+  return w.view();
 }
 
 /** Copies a constant expression up to its `end`, renumbering `ref.func` (whose function becomes taken). */
@@ -263,7 +263,7 @@ function globalSection(ctx: Ctx): { content: Uint8Array; count: number } {
   w.range(Uint8Array.of(0x7f, 0x01, 0x41));
   w.sleb(INITIAL_BUDGET);
   w.byte(0x0b);
-  return { content: w.view().slice(), count };
+  return { content: w.view(), count };
 }
 
 /** The table section: initialiser expressions of typed-function-reference tables renumbered. */
@@ -281,7 +281,7 @@ function tableSection(ctx: Ctx, r: Reader): Uint8Array {
     copyRead(r, w, () => r.limits());
     if (withInit) copyExpr(ctx, r, w);
   }
-  return w.view().slice();
+  return w.view();
 }
 
 /** The export section, function indices renumbered; exported functions count as taken (the host may put them in a table). */
@@ -297,13 +297,13 @@ function exportSection(ctx: Ctx, r: Reader): Uint8Array {
     if (kind === 0) ctx.taken.add(index);
     w.uleb(kind === 0 ? remap(ctx, index) : index);
   }
-  return w.view().slice();
+  return w.view();
 }
 
 function startSection(ctx: Ctx, r: Reader): Uint8Array {
   const w = new ByteWriter(8);
   w.uleb(remap(ctx, r.u32()));
-  return w.view().slice();
+  return w.view();
 }
 
 /**
@@ -338,7 +338,7 @@ function elementSection(ctx: Ctx, r: Reader): Uint8Array {
       w.uleb(remap(ctx, index));
     }
   }
-  return w.view().slice();
+  return w.view();
 }
 
 /**
@@ -377,7 +377,7 @@ function nameSection(ctx: Ctx, r: Reader): Uint8Array | undefined {
   } catch {
     return undefined;
   }
-  return w.view().slice();
+  return w.view();
 }
 
 /** One function-indexed name map (id 1) or indirect name map (id 2), renumbered. */
@@ -540,7 +540,7 @@ function codeSection(ctx: Ctx): { content: Uint8Array; stats: MeterStats } | und
     w.uleb(body.length);
     w.range(body.view());
   }
-  return { content: w.view().slice(), stats };
+  return { content: w.view(), stats };
 }
 
 /**

@@ -333,6 +333,16 @@ test('SIMD, bulk memory, atomics, multi-memory and exception instructions are wa
   assert.deepEqual(run(m.bytes), run(bytes));
 });
 
+test('imported and defined globals keep their indices beside the budget global', { skip: missing(meterFixture('globals')) }, () => {
+  const bytes = new Uint8Array(readFileSync(meterFixture('globals')));
+  const run = (b: Uint8Array<ArrayBuffer>) => {
+    const env = { base: 5, step: new WebAssembly.Global({ value: 'i32', mutable: true }, 2) };
+    const x = new WebAssembly.Instance(new WebAssembly.Module(b), { env, ...meterImports({ at: performance.now() + 10_000 }) }).exports as Record<string, (n: number) => number>;
+    return [x.run!(3000), env.step.value];
+  };
+  assert.deepEqual(run(metered(bytes)), run(bytes));
+});
+
 test('a module the meter cannot rewrite safely is skipped, never broken', { skip: missing(meterFixture('catch-all')) }, () => {
   const catchAll = meterModule(new Uint8Array(readFileSync(meterFixture('catch-all'))));
   assert.ok('skipped' in catchAll && /catch host exceptions/.test(catchAll.skipped));

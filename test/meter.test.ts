@@ -219,6 +219,12 @@ test('WAT loops: an endless loop is stopped at its deadline with TIMEOUT, and th
   }
 });
 
+test('a start function that never returns is stopped during instantiation', { skip: missing(meterFixture('start-spin')) }, () => {
+  const module = new WebAssembly.Module(metered(new Uint8Array(readFileSync(meterFixture('start-spin')))));
+  const deadline: MeterDeadline = { at: performance.now() + 100, timeoutMs: 100 };
+  assert.ok(isTimeout(thrown(() => new WebAssembly.Instance(module, meterImports(deadline)))));
+});
+
 test('tail calls and recursion without a loop are stopped too; terminating ones answer as before', { skip: missing(meterFixture('tail')) }, () => {
   const path = meterFixture('tail');
   for (const [name, arg] of [['forever', 0], ['bounce', 0], ['fib', 60], ['fib_indirect', 60], ['mutual', 60]] as const) {

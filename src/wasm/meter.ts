@@ -31,7 +31,9 @@
  * be JavaScript's tag): it could swallow the TIMEOUT and go on looping. Never a broken module.
  *
  * The call graph assumes host functions do not call back into the guest (Capsule's do not): a
- * recursion through the host would be bounded by the stack only, not by the meter.
+ * recursion through the host would be bounded by the stack only, not by the meter. What blocks
+ * without running guest code is not counted either: a host import that waits (see
+ * `checkDeadline`) and `memory.atomic.wait` (on a shared memory, which Capsule gives no guest).
  *
  * Custom sections that point into function bodies by byte offset or index and would be stale
  * after the rewrite are dropped: DWARF (`.debug_*`), `linking`/`reloc.*` (object files) and

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { createLogger } from '../src/observability/logger.ts';
 import { startProxy, type RunningProxy } from '../src/faas/proxy/index.ts';
 import { checkAdmin } from '../src/faas/shared/admin.ts';
-import { eventually, freePort, restartable, root, runCapsule, startServer } from './helpers.ts';
+import { eventually, fixture, freePort, restartable, root, runCapsule, startServer } from './helpers.ts';
 
 const logger = createLogger('error', false);
 const TOKEN_HEADER = 'CAPSULE_REVERSE_PROXY_ADMIN_TOKEN';
@@ -296,6 +296,46 @@ describe('capsule proxy: upstream failures and health', () => {
       await p.close();
       await b.kill();
       await a.stop();
+    }
+  });
+
+  it('sends a request a stopping capsule serve refuses (503, Connection: close) to the next upstream, POST bodies too; a plain 503 is retried for GET only', async () => {
+    const gateDir = mkdtempSync(join(tmpdir(), 'capsule-proxy-gate-'));
+    // a real capsule serve that drains: one call held in flight, then SIGTERM with a long grace
+    const draining = await startServer(['serve', '--wasm', fixture('wasi-gate'), '--http-port=0', '--workers=2', `--dir=${gateDir}:/gate`, '--grace=60s']);
+    const ok = await upstream('ok');
+    const busy = await upstream('busy', (req, res) => {
+      req.resume();
+      res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' }).end('{"code":"OVERLOADED"}');
+      return true;
+    });
+    const p = await proxy({ routes: { d: { default: [draining.url, ok.url] }, b: { default: [busy.url, ok.url] } } });
+    try {
+      const held = fetch(`${draining.url}/held`).then((r) => r.text());
+      await eventually(async () => /^capsule_inflight_requests 1$/m.test(await (await fetch(`${draining.url}/capsule/metrics`)).text()));
+      draining.child.kill('SIGTERM');
+      await eventually(async () => (await fetch(`${draining.url}/x`).catch(() => undefined))?.status === 503);
+      for (let i = 0; i < 8; i++) {
+        const r = await call(`${p.url}/functions/d/default/x`, i % 2 ? 'POST' : 'GET', i % 2 ? { n: i } : undefined);
+        assert.equal(r.status, 200, `request ${i}: ${r.text}`);
+        assert.equal(r.json.name, 'ok');
+        if (i % 2) assert.equal(r.json.body, JSON.stringify({ n: i }), 'the body replayed whole');
+      }
+      const gets = [];
+      const posts = [];
+      for (let i = 0; i < 4; i++) gets.push((await call(`${p.url}/functions/b`)).status);
+      for (let i = 0; i < 4; i++) posts.push((await call(`${p.url}/functions/b`, 'POST', { n: i })).status);
+      assert.deepEqual(gets, [200, 200, 200, 200]);
+      assert.deepEqual(posts.sort(), [200, 200, 503, 503], 'a POST answered 503 by a server that is not stopping may have run: not resent');
+      writeFileSync(join(gateDir, 'open'), '');
+      assert.equal(await held, 'gate open\n');
+      assert.equal(await draining.exited, 0);
+    } finally {
+      await p.close();
+      await ok.stop();
+      await busy.stop();
+      if (draining.child.exitCode === null) await draining.stop('SIGKILL');
+      rmSync(gateDir, { recursive: true, force: true });
     }
   });
 

@@ -3,15 +3,17 @@
  * header value (hop-by-hop ones removed), `X-Forwarded-For/-Proto/-Host`, the body streamed
  * (never buffered) and the response streamed back with every header value. `Host` becomes the
  * upstream's. When an upstream cannot be connected to, the next candidate is tried (the body has
- * not been read yet, so nothing is lost); when none can, the client gets `502` JSON. Used by
- * `capsule proxy` and by the gen-2 FaaS call route.
+ * not been read yet, so nothing is lost); when none can, the client gets `502` JSON. A `503` is
+ * also sent to the next candidate, at most twice, for GET/HEAD/OPTIONS or when the upstream is
+ * stopping (`Connection: close`, {@link retry503}), the body replayed when it was recorded. Used
+ * by `capsule proxy` and by the gen-2 FaaS call route.
  *
  * undici `stream()` stays on the hot path: node:http `request` over keep-alive agents with raw
  * header arrays was measured against it in the same runs and took as much CPU per request or
  * more (docs/performance.md "Gateway").
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { Agent, type Dispatcher } from 'undici';
 import type { Logger } from '../../observability/logger.ts';
 
@@ -53,6 +55,25 @@ const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', '
 /** A kept-alive connection broke before the answer (the upstream closed it): safe to retry when unsent or idempotent. */
 const RESET_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+/** Methods a `503` sends to the next upstream whatever the answer says (faas-api.md §9.3). */
+const RETRY_503 = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** At most this many `503` answers are retried per request (as the NATS backend's retries, cluster/invoke.ts). */
+const MAX_503_RETRIES = 2;
+/** A request body declared up to this size is recorded, so a `503` from a stopping upstream can be retried. */
+const REPLAY_MAX_BYTES = 64 * 1024;
+
+/**
+ * Whether a `503` answer should go to the next upstream instead of the client: for GET, HEAD and
+ * OPTIONS always; for any other method when the upstream is stopping — a Capsule server that
+ * drains answers `503` with `Connection: close` and never ran the request (triggers/http/server.ts).
+ */
+function retry503(method: string, raw: string[]): boolean {
+  if (RETRY_503.has(method)) return true;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.toLowerCase() === 'connection' && /(^|,)\s*close\s*(,|$)/i.test(raw[i + 1]!)) return true;
+  }
+  return false;
+}
 
 let sharedAgent: Agent | undefined;
 /** The default keep-alive pool (connections are reused between requests to an upstream). */
@@ -79,27 +100,77 @@ function upstreamOf(url: string): Upstream {
 
 /**
  * The body of one attempt: reads the client's request only once the upstream pulls it (after
- * connecting), so a failed connection leaves the request unread for the next upstream.
+ * connecting), so a failed connection leaves the request unread for the next upstream. A body
+ * declared small enough is recorded as it goes, so an attempt answered `503` by a stopping
+ * upstream can be sent again ({@link LazyBody.replayable}): the next attempt's body starts with
+ * what was recorded and takes over the rest of the client's request.
  */
 class LazyBody extends Readable {
   started = false;
   readonly #source: IncomingMessage;
-  constructor(source: IncomingMessage) {
+  /** What was read from the client so far (recorded bodies only). */
+  #recorded: Buffer[] | undefined;
+  #ended = false;
+  readonly #prefix: Buffer[];
+  #prefixEnded: boolean;
+  #listeners: { data: (c: Buffer) => void; end: () => void; error: (e: Error) => void; aborted: () => void } | undefined;
+
+  /**
+   * @param record keep what is read, for a replay
+   * @param previous the body of the attempt before, whose reading this one continues
+   */
+  constructor(source: IncomingMessage, record: boolean, previous?: LazyBody) {
     super();
     this.#source = source;
+    this.#recorded = record ? [] : undefined;
+    this.#prefix = [];
+    this.#prefixEnded = false;
+    if (previous !== undefined) {
+      if (previous.#recorded) this.#prefix.push(...previous.#recorded);
+      this.#prefixEnded = previous.#ended;
+      this.#ended = previous.#ended;
+      previous.#detach();
+      if (previous.started) previous.destroy(); // its attempt is over; the client's request continues here
+    }
+    this.#recorded?.push(...this.#prefix);
   }
+
+  /** Whether an attempt that used this body can be sent again with the same bytes. */
+  get replayable(): boolean {
+    return !this.started || this.#recorded !== undefined;
+  }
+
+  #detach(): void {
+    const l = this.#listeners;
+    if (!l) return;
+    this.#listeners = undefined;
+    this.#source.off('data', l.data).off('end', l.end).off('error', l.error).off('aborted', l.aborted);
+  }
+
   override _read(): void {
     if (!this.started) {
       this.started = true;
+      for (const c of this.#prefix) this.push(c);
+      if (this.#prefixEnded) {
+        this.push(null);
+        return;
+      }
       const s = this.#source;
-      s.on('data', (chunk: Buffer) => {
-        if (!this.push(chunk)) s.pause();
-      });
-      s.once('end', () => this.push(null));
-      s.once('error', (e) => this.destroy(e));
-      s.once('aborted', () => this.destroy(new Error('the client aborted the request')));
+      this.#listeners = {
+        data: (chunk: Buffer) => {
+          this.#recorded?.push(chunk);
+          if (!this.push(chunk)) s.pause();
+        },
+        end: () => {
+          this.#ended = true;
+          this.push(null);
+        },
+        error: (e) => this.destroy(e),
+        aborted: () => this.destroy(new Error('the client aborted the request')),
+      };
+      s.on('data', this.#listeners.data).once('end', this.#listeners.end).once('error', this.#listeners.error).once('aborted', this.#listeners.aborted);
     }
-    this.#source.resume();
+    if (!this.#prefixEnded) this.#source.resume();
   }
 }
 
@@ -207,6 +278,9 @@ export async function forwardRequest(req: IncomingMessage, res: ServerResponse, 
     if (!res.writableFinished) gone.fire();
   };
   res.once('close', onClose);
+  const record = hasBody && Number(req.headers['content-length'] ?? Infinity) <= REPLAY_MAX_BYTES;
+  let retried503 = 0;
+  let body: LazyBody | null = null;
   try {
     const queue = [...upstreams];
     for (let url = queue.shift(); url !== undefined && !gone.gone; url = queue.shift()) {
@@ -217,18 +291,29 @@ export async function forwardRequest(req: IncomingMessage, res: ServerResponse, 
         lastError = `${url} is not a URL`;
         continue;
       }
-      const body = hasBody ? new LazyBody(req) : null;
+      body = hasBody ? new LazyBody(req, record, body ?? undefined) : null;
+      const sent = body;
       let status = 0;
+      let skipped = false;
       try {
         await dispatcher.stream({
           origin: target.origin, path: target.base + path, method, headers, body, signal: gone as unknown as Dispatcher.RequestOptions['signal'],
           headersTimeout: o.timeoutMs, bodyTimeout: o.timeoutMs, responseHeaders: 'raw',
         }, ({ statusCode, headers: got }) => {
           status = statusCode;
-          res.writeHead(statusCode, backwardHeaders(got as unknown as string[]));
+          const raw = got as unknown as string[];
+          if (statusCode === 503 && retried503 < MAX_503_RETRIES && queue.length > 0 && (sent === null || sent.replayable) && retry503(method, raw)) {
+            skipped = true; // this answer goes nowhere: the next upstream answers instead
+            return new Writable({ write: (_c, _e, cb) => cb() });
+          }
+          res.writeHead(statusCode, backwardHeaders(raw));
           return res;
         });
-        return { status, upstream: url, unreachable };
+        if (!skipped) return { status, upstream: url, unreachable };
+        retried503++;
+        lastError = `${url}: 503`;
+        o.logger.debug({ upstream: url, method }, 'upstream answered 503 (stopping or busy), trying the next one');
+        continue;
       } catch (e) {
         const err = e as Error & { code?: string };
         lastError = `${url}: ${err.code ?? err.message}`;
@@ -240,6 +325,10 @@ export async function forwardRequest(req: IncomingMessage, res: ServerResponse, 
         if (err.code === 'UND_ERR_HEADERS_TIMEOUT') {
           sendError(res, 504, 'UPSTREAM_TIMEOUT', `${url} sent no response within ${o.timeoutMs} ms`);
           return { status: 504, upstream: url, unreachable, error: lastError };
+        }
+        if (skipped) { // the skipped 503 ended badly (a stopping upstream closes the connection): still the next one
+          retried503++;
+          continue;
         }
         const code = err.code ?? '';
         const unsent = !body?.started;

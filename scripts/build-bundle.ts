@@ -47,11 +47,15 @@ const runPackages: Plugin = {
     b.onResolve({ filter: /^[^./]/ }, (a) => (a.path === 'commander' || COMMANDER.test(a.importer) ? undefined : { path: a.path, external: true }));
   },
 };
+// the run bundle declares `run` alone: the other commands' config-file keys are written into it
+const { buildProgram } = await import('../src/cli/program.ts');
+const { allConfigKeys } = await import('../src/functions/config-file.ts');
+const configKeys = [...allConfigKeys(buildProgram(() => {}))].sort();
 const results = await Promise.all([
   build({ ...common, entryPoints: [join(root, 'src/engine/worker.ts')], outfile: join(out, 'worker.js') }),
   build({
     ...common, format: 'cjs', packages: undefined, plugins: [runPackages], entryPoints: [join(root, 'src/cli/run-main.ts')], outfile: join(out, 'run.cjs'),
-    define: { 'import.meta.url': '__capsuleModuleUrl' },
+    define: { 'import.meta.url': '__capsuleModuleUrl', CAPSULE_CONFIG_KEYS: JSON.stringify(configKeys) },
     banner: { js: 'const __capsuleModuleUrl = require("node:url").pathToFileURL(__filename).href;' },
   }),
   // an HTTP thread of `capsule serve --http-threads` (triggers/http/threads.ts picks it like the worker's)

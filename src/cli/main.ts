@@ -3,10 +3,10 @@
  * of program.ts (parse.ts: Go spellings, exit codes).
  *
  * Start-up (docs/performance.md): this module loads almost nothing before it has read the
- * command line; then it loads program.ts, whose actions import what they need — or, for
- * `capsule run`, module-command.ts, which declares that command alone (run-main.ts is the same
- * without program.ts, for the one-file bundle of `capsule run`). `capsule run` and `capsule
- * call` start no worker thread: their call runs in this thread (engine/inline.ts).
+ * command line; then it loads program.ts, whose actions import what they need. The bundle of
+ * `capsule run` starts from run-main.ts instead, which declares that command alone. `capsule
+ * run` and `capsule call` start no worker thread: their call runs in this thread
+ * (engine/inline.ts).
  */
 import { parseCommandLine } from './parse.ts';
 
@@ -15,7 +15,5 @@ import { parseCommandLine } from './parse.ts';
  * @param argv arguments after the executable
  */
 export async function main(argv: string[], o: { bin: string }): Promise<void> {
-  await parseCommandLine(argv, o.bin, async (normalised) => normalised[0] === 'run'
-    ? (await import('./module-command.ts')).buildRunProgram
-    : (await import('./program.ts')).buildProgram);
+  await parseCommandLine(argv, o.bin, async () => (await import('./program.ts')).buildProgram);
 }

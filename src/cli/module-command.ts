@@ -1,9 +1,9 @@
 /**
  * What every command that loads a module shares (its flags, reading them, loading the module,
  * config files and `CAPSULE_*` variables), and `capsule run` itself, with the program of
- * `capsule run` alone (`buildRunProgram`): main.ts builds that one for `run`, so that a one-shot
- * run neither loads nor declares the other commands (docs/performance.md "Start-up");
- * program.ts builds the whole program from the same pieces.
+ * `capsule run` alone (`buildRunProgram`): the bundle of `capsule run` (run-main.ts) builds that
+ * one, so that a one-shot run neither loads nor declares the other commands (docs/performance.md
+ * "Start-up"); program.ts builds the whole program from the same pieces.
  */
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
@@ -16,7 +16,7 @@ import { functionOptionsOf, functionSpecFromFlags, LIMIT_SETTINGS } from '../fun
 import { LOG_LEVELS, type LogFormat, type LogLevel } from '../observability/log-levels.ts';
 import { CAPSULE_VERSION } from '../base/version.ts';
 import { capabilityOptions, settingOptions, type CapabilityFlags } from './capabilities.ts';
-import { addEnvVars, applyConfigFor } from '../functions/config-file.ts';
+import { addEnvVars, applyConfigFor, declareOtherCommandsKeys } from '../functions/config-file.ts';
 
 /**
  * The program's own settings (name, version flag, parsing and error behaviour), which both the
@@ -31,11 +31,16 @@ export function baseProgram(): Command {
     .exitOverride();
 }
 
-/** The program with only `capsule run` (main.ts, for a command line starting with `run`). */
-export function buildRunProgram(exit: (code: number) => void): Command {
+/**
+ * The program with only `capsule run` (run-main.ts, the bundle of `capsule run`).
+ * @param configKeys the config-file keys of every command of the whole program (a file beside a
+ *   module may hold settings of serve, nats, mqtt…: accepted and ignored, as by the whole program)
+ */
+export function buildRunProgram(exit: (code: number) => void, configKeys: readonly string[]): Command {
   const program = baseProgram();
   runCommand(program, exit);
   configHooks(program);
+  declareOtherCommandsKeys(program, configKeys);
   return program;
 }
 

@@ -108,11 +108,23 @@ function optionFor(cmd: Command, key: string): Option | undefined {
 export function allConfigKeys(cmd: Command): Set<string> {
   let root = cmd;
   while (root.parent) root = root.parent;
-  const keys = new Set<string>();
+  const keys = new Set<string>(OTHER_COMMANDS_KEYS.get(root));
   for (const c of [root, ...root.commands]) {
     for (const o of c.options) if (o.long && !NOT_SETTINGS.has(o.attributeName())) keys.add(o.attributeName());
   }
   return keys;
+}
+
+/** Keys of commands a program does not declare (`declareOtherCommandsKeys`). */
+const OTHER_COMMANDS_KEYS = new WeakMap<Command, readonly string[]>();
+
+/**
+ * Tells `allConfigKeys` the keys of commands `program` does not declare: the program of
+ * `capsule run` alone (cli/module-command.ts) accepts, as the whole program does, a config file
+ * that also holds settings of serve, nats, mqtt… (its bundle gets them at build time).
+ */
+export function declareOtherCommandsKeys(program: Command, keys: readonly string[]): void {
+  OTHER_COMMANDS_KEYS.set(program, keys);
 }
 
 /**

@@ -163,7 +163,7 @@ export class ModuleReloader {
       return { status: 400, text: `😡[${RELOAD_ROUTE}] ${(e as Error).message}` };
     }
     try {
-      const bytes = await fetchModule({ url: want.url, maxBytes: DEFAULT_MAX_MODULE_BYTES }, want.sha256); // capped like a FaaS node's download
+      const bytes = await fetchModule({ url: want.url, maxBytes: DEFAULT_MAX_MODULE_BYTES, timeoutMs: 30_000 }, want.sha256); // capped and timed like a FaaS node's download
       const module = await compileModule(bytes, want.url, this.#o.load);
       await this.reload(module, { from: want.url, save: () => writeAtomically(want.path, bytes) });
       return { status: 200, text: `🙂 ${want.url} loaded` };

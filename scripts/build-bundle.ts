@@ -72,7 +72,7 @@ const dynamic = new Set(Object.values(results[1].metafile!.outputs).flatMap((o) 
 let replaced = 0;
 writeFileSync(runFile, readFileSync(runFile, 'utf8').replace(/\bimport\(("[^"]+")\)/g, (all, spec: string) => (dynamic.has(JSON.parse(spec) as string) ? (replaced++, `__capsuleImport(${spec})`) : all)));
 if (replaced < dynamic.size) throw new Error(`dist/bundle/run.cjs: ${replaced} of its import() of ${[...dynamic].join(', ')} were redirected to the launcher's`);
-const inputs = [...new Set(results.flatMap((r) => Object.keys(r.metafile!.inputs)))].filter((p) => !p.startsWith('lazy-builtin:'))
+const inputs = [...new Set(results.flatMap((r) => Object.keys(r.metafile!.inputs)))].filter((p) => !/^(<define:|lazy-builtin:)/.test(p)) // esbuild's inputs that are no file
   .map((p) => relative(root, join(root, p)).replaceAll('\\', '/'));
 writeFileSync(join(out, 'inputs.json'), `${JSON.stringify({ inputs }, null, 1)}\n`);
 // stdout belongs to `npm pack --json` (prepack runs this)

@@ -8,11 +8,11 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { threadId } from 'node:worker_threads';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CapsuleFunction, CapsuleError, type CliOutput, type HostFunctionContext, type UserHostFunctions } from '../src/index.ts';
-import { fixture, missing, runCapsule } from './helpers.ts';
+import { fixture, missing, root, runCapsule } from './helpers.ts';
 
 const behaviours = fixture('gen2-behaviours');
 const asPlugin = fixture('extism-as');
@@ -217,6 +217,12 @@ describe('capsule run and capsule call, in one thread', { skip: missing(behaviou
     const report = JSON.parse(r.stdout) as { exitCode: number; error: string };
     assert.equal(report.exitCode, 1);
     assert.match(report.error, /did not return within 300 ms/);
+  });
+
+  it('the bundle of capsule run lists only files among its sources (a name that is no file would leave it unused for ever)', { skip: !existsSync(join(root, 'dist/bundle/inputs.json')) && 'no bundle built' }, () => {
+    const { inputs } = JSON.parse(readFileSync(join(root, 'dist/bundle/inputs.json'), 'utf8')) as { inputs: string[] };
+    assert.ok(inputs.includes('src/cli/run-main.ts'), 'run-main.ts is among them');
+    assert.deepEqual(inputs.filter((i) => !existsSync(join(root, i))), []);
   });
 
   it('capsule call: a plugin that never returns is stopped at --timeout', { skip: missing(asPlugin) }, async () => {

@@ -9,10 +9,8 @@
 // `--`, even after the script, and would read (or fail on) a guest's `--env-file` itself.
 import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import nodeModule from 'node:module';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import vm from 'node:vm';
 
 const FORWARDED = /** @type {const} */ (['SIGTERM', 'SIGINT', 'SIGHUP']);
 /**
@@ -119,6 +117,9 @@ function runBundle() {
  * @returns {{ main: (argv: string[], o: { bin: string }) => Promise<void> }} its exports
  */
 function loadRunBundle(file) {
+  // loaded here: --version and the other commands do not need them
+  const vm = process.getBuiltinModule('node:vm');
+  const { tmpdir } = process.getBuiltinModule('node:os');
   const source = readFileSync(file, 'utf8');
   const cacheFile = process.env.NODE_DISABLE_COMPILE_CACHE ? undefined
     : join(process.env.NODE_COMPILE_CACHE || join(tmpdir(), 'node-compile-cache'), `capsule-run-${fnv1a(`${file}\0${process.version}`)}.v8cache`);

@@ -258,6 +258,24 @@ export function sendError(res: ServerResponse, status: number, code: string, mes
 }
 
 /**
+ * Whether another attempt may follow one that failed with `err` before any answer: when the
+ * upstream could not be connected to (it is added to `unreachable` and reported), or when a
+ * kept-alive connection broke before the body was read and the request is safe to send again
+ * (idempotent method or no body). Anything else ends in a 502.
+ */
+function mayTryNext(err: Error & { code?: string }, url: string, method: string, hasBody: boolean, body: LazyBody | null, unreachable: string[], o: ForwardOptions): boolean {
+  const code = err.code ?? '';
+  const unsent = !body?.started;
+  if (CONNECT_ERRORS.has(code) && unsent) {
+    unreachable.push(url);
+    o.onUnreachable?.(url, err);
+    o.logger.debug({ upstream: url, code }, 'upstream unreachable, trying the next one');
+    return true;
+  }
+  return RESET_ERRORS.has(code) && unsent && (IDEMPOTENT.has(method) || !hasBody);
+}
+
+/**
  * Forwards `req` to the first upstream that can be connected to and streams its answer to `res`.
  * Never throws: failures become `502 {"code":"UPSTREAM_UNREACHABLE"}` (no upstream could be
  * connected to, or one broke before answering), `504 {"code":"UPSTREAM_TIMEOUT"}` (no headers in
@@ -330,15 +348,7 @@ export async function forwardRequest(req: IncomingMessage, res: ServerResponse, 
           retried503++;
           continue;
         }
-        const code = err.code ?? '';
-        const unsent = !body?.started;
-        if (CONNECT_ERRORS.has(code) && unsent) {
-          unreachable.push(url);
-          o.onUnreachable?.(url, err);
-          o.logger.debug({ upstream: url, code }, 'upstream unreachable, trying the next one');
-        } else if (!(RESET_ERRORS.has(code) && unsent && (IDEMPOTENT.has(method) || !hasBody))) {
-          break;
-        }
+        if (!mayTryNext(err, url, method, hasBody, body, unreachable, o)) break;
         if (o.retrySame && await o.retrySame(url, err)) queue.unshift(url);
       }
     }

@@ -6,7 +6,7 @@
  * and the Go demo scripts drive it as they drive the separate services.
  */
 import type { Logger } from '../../observability/logger.ts';
-import type { RunningService, TlsFiles } from '../shared/service.ts';
+import { startNamed, type RunningService, type TlsFiles } from '../shared/service.ts';
 import { startProxy, type RunningProxy } from '../proxy/index.ts';
 import { startRegistry } from '../registry/index.ts';
 import { startNode, tableProxyRegistration, type RunningNode } from '../node/index.ts';
@@ -54,20 +54,12 @@ export interface RunningFaasKit {
 export async function startFaasKit(o: FaasKitOptions): Promise<RunningFaasKit> {
   const host = o.host ?? '127.0.0.1';
   const started: RunningService[] = [];
-  /** Names the service that could not start: `the registry: cannot listen on …`. */
-  const named = async <T>(service: string, start: () => Promise<T>): Promise<T> => {
-    try {
-      return await start();
-    } catch (e) {
-      throw new Error(`the ${service}: ${(e as Error).message}`, { cause: e });
-    }
-  };
   try {
-    const proxy = await named('proxy', () => startProxy({ logger: o.logger.child({ service: 'proxy' }), host, port: o.proxyPort ?? 8080, tls: o.tls, adminToken: o.tokens?.proxy, insecureAdmin: o.insecureAdmin }));
+    const proxy = await startNamed('proxy', () => startProxy({ logger: o.logger.child({ service: 'proxy' }), host, port: o.proxyPort ?? 8080, tls: o.tls, adminToken: o.tokens?.proxy, insecureAdmin: o.insecureAdmin }));
     started.push(proxy);
-    const registry = await named('registry', () => startRegistry({ logger: o.logger.child({ service: 'registry' }), host, port: o.registryPort ?? 4999, tls: o.tls, files: o.files ?? './registry', adminToken: o.tokens?.registry, insecureAdmin: o.insecureAdmin }));
+    const registry = await startNamed('registry', () => startRegistry({ logger: o.logger.child({ service: 'registry' }), host, port: o.registryPort ?? 4999, tls: o.tls, files: o.files ?? './registry', adminToken: o.tokens?.registry, insecureAdmin: o.insecureAdmin }));
     started.push(registry);
-    const node = await named('node', () => startNode({
+    const node = await startNamed('node', () => startNode({
       logger: o.logger.child({ service: 'node' }), host, port: o.nodePort ?? 9999, tls: o.tls,
       adminToken: o.tokens?.node, insecureAdmin: o.insecureAdmin, workers: o.workers, modulesDir: o.modulesDir,
       portCounter: o.portCounter ?? 10_000, proxy: tableProxyRegistration(proxy.table), proxyUrl: proxy.url,

@@ -44,6 +44,20 @@ export interface RunningService {
 }
 
 /**
+ * Starts one service of a kit that runs several in one process (`capsule faas`, `capsule up --all`).
+ * @param service its name in the error (`registry`)
+ * @throws Error naming the service that could not start (`the registry: cannot listen on …`), the
+ *   original as `cause`
+ */
+export async function startNamed<T>(service: string, start: () => Promise<T>): Promise<T> {
+  try {
+    return await start();
+  } catch (e) {
+    throw new Error(`the ${service}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/**
  * A refusal a FaaS service answers as JSON `{code, message}` with `status` (faas-api.md: Go codes
  * such as `ERROR_FUNCTION_NOT_FOUND`, §9 codes such as `FUNCTION_NOT_FOUND`). Thrown by the
  * services' state (route table, deployments, store) and turned into a reply by the app's error

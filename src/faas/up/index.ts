@@ -5,7 +5,7 @@
  * one machine but the shared process.
  */
 import type { Logger } from '../../observability/logger.ts';
-import type { RunningService, TlsFiles } from '../shared/service.ts';
+import { startNamed, type RunningService, type TlsFiles } from '../shared/service.ts';
 
 /** Options of {@link startClusterServices}. */
 export interface ClusterServicesOptions {
@@ -52,21 +52,14 @@ export async function startClusterServices(o: ClusterServicesOptions): Promise<R
   const { bucketName } = await import('../cluster/lattice.ts');
   const { ObjectModuleStore } = await import('../registry/nats-store.ts');
   const started: (() => Promise<void>)[] = [];
-  const named = async <T>(service: string, start: () => Promise<T>): Promise<T> => {
-    try {
-      return await start();
-    } catch (e) {
-      throw new Error(`the ${service}: ${(e as Error).message}`, { cause: e });
-    }
-  };
   try {
-    const gateway = await named('gateway', async () => {
+    const gateway = await startNamed('gateway', async () => {
       const logger = o.logger.child({ service: 'gateway' });
       const backend = await openBackend({ backend: 'nats', servers: o.servers, lattice: o.lattice, logger, timeoutMs: o.timeoutMs });
       return startProxy({ logger, host: o.host, port: o.gatewayPort, tls: o.tls, backend, timeoutMs: o.timeoutMs, adminToken: o.tokens.proxy, insecureAdmin: o.insecureAdmin });
     });
     started.push(() => gateway.close());
-    const registry = await named('registry', async () => {
+    const registry = await startNamed('registry', async () => {
       const logger = o.logger.child({ service: 'registry' });
       const nc = await connectCluster({ servers: o.servers, name: 'capsule-registry', logger });
       started.push(() => nc.drain().catch(() => nc.close()));
@@ -74,7 +67,7 @@ export async function startClusterServices(o: ClusterServicesOptions): Promise<R
       return startRegistry({ logger, host: o.host, port: o.registryPort, tls: o.tls, files: '', store, adminToken: o.tokens.registry, insecureAdmin: o.insecureAdmin });
     });
     started.splice(started.length - 1, 0, () => registry.close());
-    const node = await named('node', () => startNode({
+    const node = await startNamed('node', () => startNode({
       logger: o.logger.child({ service: 'node' }), host: o.host, port: o.nodePort, tls: o.tls, portCounter: o.portCounter, workers: o.workers,
       adminToken: o.tokens.node, insecureAdmin: o.insecureAdmin, workerDomain: o.host, proxyUrl: gateway.url,
       cluster: { servers: o.servers, lattice: o.lattice, cacheDir: o.cacheDir },

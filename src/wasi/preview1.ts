@@ -347,25 +347,8 @@ export class Wasi {
         this.#view().setUint32(nread, total, true);
         return Errno.SUCCESS;
       },
-      fd_pread: (fd: number, iovs: number, iovsLen: number, offset: bigint, nread: number) => {
-        const e = this.#file(fd);
-        if ((e.rightsBase & Rights.FD_READ) === 0n) return Errno.BADF;
-        const vec = this.#iovecs(iovs, iovsLen);
-        const at = Number(BigInt.asUintN(64, offset));
-        const total = eachIovec(vec, (p, l, done) => readSync(e.hostFd, this.#bytes(), p, l, at + done));
-        this.#view().setUint32(nread, total, true);
-        return Errno.SUCCESS;
-      },
-      fd_pwrite: (fd: number, iovs: number, iovsLen: number, offset: bigint, nwritten: number) => {
-        const e = this.#file(fd);
-        if ((e.rightsBase & Rights.FD_WRITE) === 0n) return Errno.BADF;
-        const vec = this.#iovecs(iovs, iovsLen);
-        const at = Number(BigInt.asUintN(64, offset));
-        const total = eachIovec(vec, (p, l, done) => writeSync(e.hostFd, this.#bytes(), p, l, at + done));
-        this.#syncAfterWrite(e);
-        this.#view().setUint32(nwritten, total, true);
-        return Errno.SUCCESS;
-      },
+      fd_pread: (fd: number, iovs: number, iovsLen: number, offset: bigint, nread: number) => this.#positioned(fd, iovs, iovsLen, offset, nread, false),
+      fd_pwrite: (fd: number, iovs: number, iovsLen: number, offset: bigint, nwritten: number) => this.#positioned(fd, iovs, iovsLen, offset, nwritten, true),
       fd_seek: (fd: number, offset: bigint, whence: number, newOffset: number) => {
         const e = this.#entry(fd);
         if (e.kind === 'stdio') return Errno.SPIPE;
@@ -655,6 +638,22 @@ export class Wasi {
   #syncAfterWrite(e: FileFd): void {
     if (e.fdflags & FdFlags.SYNC) fsyncSync(e.hostFd);
     else if (e.fdflags & (FdFlags.DSYNC | FdFlags.RSYNC)) fdatasyncSync(e.hostFd);
+  }
+
+  /**
+   * `fd_pread` / `fd_pwrite`: reads into (writes from) the iovecs at file offset `offset`, the
+   * descriptor's position left as it is, and stores the byte count at `countPtr`. A descriptor
+   * without the `FD_READ` (`FD_WRITE`) right gives `BADF`; a write honours `SYNC`/`DSYNC` flags.
+   */
+  #positioned(fd: number, iovs: number, iovsLen: number, offset: bigint, countPtr: number, write: boolean): number {
+    const e = this.#file(fd);
+    if ((e.rightsBase & (write ? Rights.FD_WRITE : Rights.FD_READ)) === 0n) return Errno.BADF;
+    const vec = this.#iovecs(iovs, iovsLen);
+    const at = Number(BigInt.asUintN(64, offset));
+    const total = eachIovec(vec, (p, l, done) => (write ? writeSync(e.hostFd, this.#bytes(), p, l, at + done) : readSync(e.hostFd, this.#bytes(), p, l, at + done)));
+    if (write) this.#syncAfterWrite(e);
+    this.#view().setUint32(countPtr, total, true);
+    return Errno.SUCCESS;
   }
 
   /**

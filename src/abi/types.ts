@@ -57,6 +57,12 @@ export interface GuestInstances {
    * and releases it afterwards.
    */
   withGuest<T>(meta: InvocationMeta, fn: (guest: Guest, ctx: HostCallContext) => Promise<T>, options?: GuestOptions): Promise<T>;
+  /**
+   * `withGuest` run synchronously when it can be: the module keeps one instance (reuse), it is
+   * initialised already and nothing it imports suspends. Undefined when it cannot (then
+   * `withGuest`). For `Abi.invokeSync`; absent where calls are never run that way.
+   */
+  withReadyGuestSync?<T>(meta: InvocationMeta, fn: (guest: Guest, ctx: HostCallContext) => T, options?: GuestOptions): { value: T } | undefined;
 }
 
 /**
@@ -136,6 +142,12 @@ export interface Abi {
   readonly userCallHooks?: UserCallHooks;
   /** Runs one invocation. */
   invoke(instances: GuestInstances, input: InvocationInput, meta: InvocationMeta, detection: Detection): Promise<InvocationOutput>;
+  /**
+   * `invoke` without a promise, for a call that can run synchronously
+   * (`GuestInstances.withReadyGuestSync`); undefined when it cannot (then `invoke`). Optional: a
+   * warm call costs a few `async` layers less (the inline executor, engine/inline.ts).
+   */
+  invokeSync?(instances: GuestInstances, input: InvocationInput, meta: InvocationMeta, detection: Detection): InvocationOutput | undefined;
 }
 
 /** One call of a defined function, from a worker to the main thread. */

@@ -59,6 +59,9 @@ interface InlineModule {
   pooled?: Promise<{ pool: WorkerPool; entry: PoolModule }>;
 }
 
+/** What `ModuleInstances.run` answers. */
+type RunResult = Awaited<ReturnType<ModuleInstances['run']>>;
+
 interface Waiting {
   module: InlineModule;
   input: InvocationInput;
@@ -134,7 +137,14 @@ export class InlineExecutor extends EventEmitter implements CallExecutor {
     if (deadline !== Infinity && this.#needsThread(m, input)) return this.#viaPool(m, input, options);
     const meta = options.meta ?? {};
     if (!this.#running) {
-      // nothing runs: this one starts now (no queue entry, no promise of its own)
+      // nothing runs: this one starts now (no queue entry, no promise of its own), and a warm
+      // call of a module that does not suspend runs at once, without a promise chain
+      try {
+        const done = this.#callSync(m, input, meta, options.timeoutMs, deadline);
+        if (done) return Promise.resolve(done);
+      } catch (e) {
+        return Promise.reject(e);
+      }
       this.#running = true;
       return this.#run(m, input, meta, options.timeoutMs, deadline);
     }
@@ -185,6 +195,35 @@ export class InlineExecutor extends EventEmitter implements CallExecutor {
   }
 
   async #call(m: InlineModule, input: InvocationInput, meta: InvocationMeta, timeoutMs: number, deadline: number): Promise<CallResult> {
+    const rt = this.#start(m, timeoutMs, deadline);
+    let r: RunResult;
+    try {
+      r = rt.runSync(input, meta) ?? await rt.run(input, meta);
+    } finally {
+      this.#deadline = Infinity;
+    }
+    return this.#settle(m, r, timeoutMs);
+  }
+
+  /**
+   * A call that can run without a promise (a warm instance of a module that does not suspend,
+   * `ModuleInstances.runSync`), run now; undefined when it cannot.
+   * @throws CapsuleError as `call`
+   */
+  #callSync(m: InlineModule, input: InvocationInput, meta: InvocationMeta, timeoutMs: number, deadline: number): CallResult | undefined {
+    if (!m.rt) return undefined;
+    const rt = this.#start(m, timeoutMs, deadline);
+    let r: RunResult | undefined;
+    try {
+      r = rt.runSync(input, meta);
+    } finally {
+      this.#deadline = Infinity;
+    }
+    return r && this.#settle(m, r, timeoutMs);
+  }
+
+  /** The module's instances, set up for a call (the deadline the guard enforces). @throws CapsuleError TIMEOUT (not run), the module's load failure */
+  #start(m: InlineModule, timeoutMs: number, deadline: number): ModuleInstances {
     if (deadline !== Infinity && Date.now() >= deadline) {
       this.emit('timeout');
       throw new CapsuleError('TIMEOUT', `the function was not run: the calls before it took its ${timeoutMs} ms (--timeout)`);
@@ -194,15 +233,14 @@ export class InlineExecutor extends EventEmitter implements CallExecutor {
     this.#deadline = deadline;
     this.#timeoutMs = timeoutMs;
     this.#expired = false;
-    let r: Awaited<ReturnType<ModuleInstances['run']>>;
-    try {
-      r = await m.rt.run(input, meta);
-    } finally {
-      this.#deadline = Infinity;
-    }
+    return m.rt;
+  }
+
+  /** The result of a call, or its failure. @throws CapsuleError with the call's code (and `logs`) */
+  #settle(m: InlineModule, r: RunResult, timeoutMs: number): CallResult {
     if (this.#expired) {
       // whatever the ABI made of it, the call was stopped: new instances, as after a worker's end
-      m.rt.dispose();
+      m.rt?.dispose();
       m.rt = undefined;
       this.emit('timeout');
       throw withLogs(new CapsuleError('TIMEOUT', timeoutMessage(timeoutMs)), r.logs);

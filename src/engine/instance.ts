@@ -217,6 +217,46 @@ export class ModuleInstances implements GuestInstances {
     }
   }
 
+  /**
+   * `run` without a promise when the ABI and the module allow it (`Abi.invokeSync`: a warm
+   * reused instance of a module that does not suspend); never throws.
+   * @returns undefined when the call cannot run that way (then `run`)
+   */
+  runSync(input: InvocationInput, meta: InvocationMeta): { output?: InvocationOutput; error?: CallError; logs?: CallLogs } | undefined {
+    if (!this.abi.invokeSync || this.#jspi || !this.#reused) return undefined;
+    const capture = this.spec.settings.stdio === 'capture' ? new Capture(this.spec.settings.maxLogBytes) : undefined;
+    this.#capture = capture;
+    this.#lastMemory = undefined;
+    try {
+      const output = this.abi.invokeSync(this, input, meta, this.spec.detection);
+      if (output === undefined) return undefined;
+      return { output, logs: capture ? logsOf(capture) : undefined };
+    } catch (e) {
+      return { error: this.#classify(e), logs: capture ? logsOf(capture) : undefined };
+    } finally {
+      this.#capture = undefined;
+      this.#lastMemory = undefined;
+    }
+  }
+
+  /** GuestInstances: `withGuest`'s reuse path without a promise, when its instance is ready. */
+  withReadyGuestSync<T>(meta: InvocationMeta, fn: (guest: Guest, ctx: HostCallContext) => T, options: GuestOptions = {}): { value: T } | undefined {
+    const entry = this.#reused;
+    if (!this.spec.settings.reuse || this.#jspi || !entry) return undefined;
+    const ctx = this.#context(meta);
+    this.#wasiOverrides = options.wasi;
+    this.#bind(entry.guest, ctx, entry.memory);
+    this.#lastMemory = entry.guest.memory;
+    try {
+      return { value: fn(entry.guest, ctx) };
+    } catch (e) {
+      this.#reused = undefined; // a trapped instance is never reused (§7.12)
+      throw e;
+    } finally {
+      this.#unbind(this.#reused !== undefined);
+    }
+  }
+
   /** GuestInstances: an initialised guest for `fn`, fresh or reused (capsule-abi.md §3). */
   async withGuest<T>(meta: InvocationMeta, fn: (guest: Guest, ctx: HostCallContext) => Promise<T>, options: GuestOptions = {}): Promise<T> {
     const ctx = this.#context(meta);

@@ -14,7 +14,7 @@ import { CapsuleError } from '../../base/errors.ts';
 import type { InvocationInput, InvocationOutput, MessageInput } from '../../base/invocation.ts';
 import { WasiExit } from '../../wasi/preview1.ts';
 import type { Guest, JspiApi } from '../guest.ts';
-import type { Abi } from '../types.ts';
+import type { Abi, GuestInstances, GuestOptions } from '../types.ts';
 import type { ParsedModule } from '../../wasm/binary.ts';
 import { EXTISM_ENV, EXTISM_LOG_LEVELS, KERNEL_KEY, kernelStateOf, type ExtismLogLevel, type KernelState } from './imports.ts';
 import { ExtismFailure, type Kernel } from './kernel.ts';
@@ -71,20 +71,51 @@ type Outcome = { ok: true; output: Uint8Array } | { ok: false; message: string; 
 
 /** Calls the export (through JSPI, so that `http_request` may suspend it) and reads the outcome. */
 async function runExport(guest: Guest, kernel: Kernel, name: string): Promise<Outcome> {
+  const jspi = WebAssembly as unknown as JspiApi;
+  if (!guest.jspi || typeof jspi.promising !== 'function') return runExportSync(guest, kernel, name);
+  const f = exportOf(guest, name);
+  if (typeof f !== 'function') return f;
+  let rc: unknown;
+  try {
+    rc = await jspi.promising(f)();
+  } catch (e) {
+    return failureOf(kernel, e);
+  }
+  return outcomeOf(kernel, rc);
+}
+
+/** `runExport` of a module that does not suspend. */
+function runExportSync(guest: Guest, kernel: Kernel, name: string): Outcome {
+  const f = exportOf(guest, name);
+  if (typeof f !== 'function') return f;
+  let rc: unknown;
+  try {
+    rc = f();
+  } catch (e) {
+    return failureOf(kernel, e);
+  }
+  return outcomeOf(kernel, rc);
+}
+
+/** The plugin function `name`, or the failure of calling it (§5 step 3). */
+function exportOf(guest: Guest, name: string): (() => unknown) | Outcome {
   const f = guest.exports[name];
   if (typeof f !== 'function') return { ok: false, message: `Function not found: ${name}` };
   if (f.length !== 0) return { ok: false, message: `Function ${name} takes ${f.length} parameters; Extism plugin functions take none` };
-  const jspi = WebAssembly as unknown as JspiApi;
-  let rc: unknown;
-  try {
-    rc = guest.jspi && typeof jspi.promising === 'function' ? await jspi.promising(f as () => unknown)() : (f as () => unknown)();
-  } catch (e) {
-    const message = kernel.errorText();
-    if (message !== undefined) return { ok: false, message };
-    if (e instanceof ExtismFailure || e instanceof UserFunctionFailure) return { ok: false, message: e.message };
-    if (e instanceof WasiExit) return e.code === 0 ? { ok: true, output: kernel.outputBytes().slice() } : { ok: false, message: `exit code ${e.code}`, code: e.code };
-    throw e; // a trap: the engine classifies it and discards the instance
-  }
+  return f as () => unknown;
+}
+
+/** The outcome of a call that threw: a plugin error, or a trap (rethrown). */
+function failureOf(kernel: Kernel, e: unknown): Outcome {
+  const message = kernel.errorText();
+  if (message !== undefined) return { ok: false, message };
+  if (e instanceof ExtismFailure || e instanceof UserFunctionFailure) return { ok: false, message: e.message };
+  if (e instanceof WasiExit) return e.code === 0 ? { ok: true, output: kernel.outputBytes().slice() } : { ok: false, message: `exit code ${e.code}`, code: e.code };
+  throw e; // a trap: the engine classifies it and discards the instance
+}
+
+/** The outcome of a call that returned `rc` (§5 step 5). */
+function outcomeOf(kernel: Kernel, rc: unknown): Outcome {
   const message = kernel.errorText();
   if (message !== undefined) return { ok: false, message };
   const code = typeof rc === 'number' ? rc : 0;
@@ -140,6 +171,54 @@ async function initialise(guest: Guest): Promise<void> {
   }
 }
 
+/** A call made ready before it runs on an instance (`invoke`, `invokeSync`). */
+interface Prepared {
+  call: ExtismCall;
+  mode: ExtismMode;
+  ks: KernelState;
+  options: GuestOptions;
+  /** Where the plugin's WASI stdout goes: the function log, once the call's context is known. */
+  log?: (text: string) => void;
+}
+
+/** The call, the plugin's kernel settings for it, and its WASI options (§9, §11). */
+function prepare(rt: GuestInstances, input: InvocationInput): Prepared {
+  const call = callOf(input);
+  // §11 capsule mode: the gen-2 request JSON of capsule-abi.md §5.3 in, §5.4 response JSON out
+  const mode = rt.spec.settings.extismMode ?? 'raw';
+  if (input.type === 'http' && mode === 'capsule') call.data = encoder.encode(encodeHttpRequest(input));
+  const ks = kernelStateOf(rt.callState);
+  if (call.maxVarBytes !== undefined) ks.kernel.maxVarBytes = call.maxVarBytes;
+  if (call.logLevel !== undefined) ks.logLevel = EXTISM_LOG_LEVELS[call.logLevel];
+  // §9: WASI gets an empty environment (plugins read `config`), no argv, and its stdout goes
+  // to the function log (the call's output is only what output_set names)
+  const p: Prepared = { call, mode, ks, options: {} };
+  const stdout = (bytes: Uint8Array) => p.log?.(`[${rt.spec.name}] stdout: ${decoder.decode(bytes).replace(/\n$/, '')}`);
+  p.options = { wasi: { env: new Map(), args: [], stdout } };
+  return p;
+}
+
+/** The kernel set for the call on its instance: limits, input block (§5 steps 1–2). */
+function begin(p: Prepared, ctx: HostCallContext): Kernel {
+  p.log = ctx.log;
+  const kernel = p.ks.kernel;
+  kernel.maxBlockBytes = ctx.settings.maxMemoryBytes;
+  kernel.reset();
+  kernel.httpStatus = 0;
+  kernel.httpHeaders = undefined;
+  kernel.input = kernel.allocBytes(p.call.data);
+  ctx.callData.set(KERNEL_KEY, p.ks);
+  return kernel;
+}
+
+/** The invocation's output for the outcome; the capsule-mode notes go to the function log. */
+function finish(p: Prepared, input: InvocationInput, ctx: HostCallContext, outcome: Outcome): InvocationOutput {
+  const notes: string[] = [];
+  const out = outputOf(input, outcome, p.mode, notes);
+  for (const note of notes) ctx.log(note);
+  return out;
+}
+
 export const extism: Abi = {
   kinds: ['extism'],
   imports: { 'extism:host/env': EXTISM_ENV, wasi_snapshot_preview1: 'wasi-preview1' },
@@ -187,30 +266,12 @@ export const extism: Abi = {
     },
   },
   invoke(rt, input, meta) {
-    const call = callOf(input);
-    // §11 capsule mode: the gen-2 request JSON of capsule-abi.md §5.3 in, §5.4 response JSON out
-    const mode = rt.spec.settings.extismMode ?? 'raw';
-    if (input.type === 'http' && mode === 'capsule') call.data = encoder.encode(encodeHttpRequest(input));
-    const ks = kernelStateOf(rt.callState);
-    if (call.maxVarBytes !== undefined) ks.kernel.maxVarBytes = call.maxVarBytes;
-    if (call.logLevel !== undefined) ks.logLevel = EXTISM_LOG_LEVELS[call.logLevel];
-    // §9: WASI gets an empty environment (plugins read `config`), no argv, and its stdout goes
-    // to the function log (the call's output is only what output_set names)
-    let log: ((text: string) => void) | undefined;
-    const stdout = (bytes: Uint8Array) => log?.(`[${rt.spec.name}] stdout: ${decoder.decode(bytes).replace(/\n$/, '')}`);
-    return rt.withGuest(meta, async (guest, ctx) => {
-      log = ctx.log;
-      const kernel = ks.kernel;
-      kernel.maxBlockBytes = ctx.settings.maxMemoryBytes;
-      kernel.reset();
-      kernel.httpStatus = 0;
-      kernel.httpHeaders = undefined;
-      kernel.input = kernel.allocBytes(call.data);
-      ctx.callData.set(KERNEL_KEY, ks);
-      const notes: string[] = [];
-      const out = outputOf(input, await runExport(guest, kernel, call.fn), mode, notes);
-      for (const note of notes) ctx.log(note);
-      return out;
-    }, { wasi: { env: new Map(), args: [], stdout } });
+    const p = prepare(rt, input);
+    return rt.withGuest(meta, async (guest, ctx) => finish(p, input, ctx, await runExport(guest, begin(p, ctx), p.call.fn)), p.options);
+  },
+  invokeSync(rt, input, meta) {
+    if (!rt.withReadyGuestSync) return undefined;
+    const p = prepare(rt, input);
+    return rt.withReadyGuestSync(meta, (guest, ctx) => finish(p, input, ctx, runExportSync(guest, begin(p, ctx), p.call.fn)), p.options)?.value;
   },
 };

@@ -117,3 +117,30 @@ export function unpackDone(item: CallDone | PackedDone): CallDone {
   const output: HttpResponseOutput = { type: 'http', status: Number(p[0]), headers: pairsFrom(p, 1), body };
   return { id, output };
 }
+
+/**
+ * Requests a thread sends to the main thread, each answered by a reply carrying its id (a worker's
+ * host-service calls, an HTTP thread's asks): {@link PendingReplies.send} posts one and resolves
+ * with the reply's value, or rejects with an Error of the reply's `error` text.
+ */
+export class PendingReplies {
+  #next = 1;
+  readonly #pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
+
+  /** Posts a request under a new id (`post` sends the message); settles with the reply to that id. */
+  send(post: (id: number) => void): Promise<unknown> {
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      post(id);
+    });
+  }
+
+  /** Settles the request `reply` answers (a reply to no pending request is ignored). */
+  settle(reply: { id: number; value?: unknown; error?: string }): void {
+    const pending = this.#pending.get(reply.id);
+    this.#pending.delete(reply.id);
+    if (reply.error !== undefined) pending?.reject(new Error(reply.error));
+    else pending?.resolve(reply.value);
+  }
+}

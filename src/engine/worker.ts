@@ -9,7 +9,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { readlinkSync } from 'node:fs';
 import { MemoryPool } from './memory-pool.ts';
 import { ModuleInstances } from './instance.ts';
-import { packDone, unpackCall, type ToWorker, type FromWorker, type WorkerCall, type CallDone } from './protocol.ts';
+import { packDone, PendingReplies, unpackCall, type ToWorker, type FromWorker, type WorkerCall, type CallDone } from './protocol.ts';
 
 const port = parentPort!;
 /**
@@ -24,16 +24,11 @@ const claimed32 = new Int32Array(slot, 4, 1);
 const started64 = new Float64Array(slot, 8, 1);
 Atomics.store(new Int32Array(slot, 16, 1), 0, threadId());
 const pool = new MemoryPool();
-const services = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-let nextService = 1;
+const services = new PendingReplies();
 
 /** Asks a main-thread service (see WorkerPool.provide); the guest is suspended meanwhile (JSPI). */
 function callService(moduleId: number, name: string, request: unknown): Promise<unknown> {
-  const id = nextService++;
-  return new Promise((resolve, reject) => {
-    services.set(id, { resolve, reject });
-    port.postMessage({ t: 'service', id, moduleId, name, request } satisfies FromWorker);
-  });
+  return services.send((id) => port.postMessage({ t: 'service', id, moduleId, name, request } satisfies FromWorker));
 }
 const modules = new Map<number, ModuleInstances | { error: { code: 'BAD_MODULE' | 'MEMORY' | 'INTERNAL'; message: string } }>();
 const queue: WorkerCall[] = [];
@@ -116,12 +111,8 @@ port.on('message', (msg: ToWorker) => {
       for (const c of msg.calls) queue.push(unpackCall(c));
       void drain();
       break;
-    case 'service-reply': {
-      const pending = services.get(msg.id);
-      services.delete(msg.id);
-      if (msg.error !== undefined) pending?.reject(new Error(msg.error));
-      else pending?.resolve(msg.value);
+    case 'service-reply':
+      services.settle(msg);
       break;
-    }
   }
 });

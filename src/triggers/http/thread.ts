@@ -22,6 +22,7 @@ import type { InvocationInput, InvocationMeta } from '../../base/invocation.ts';
 import { MemoryPool } from '../../engine/memory-pool.ts';
 import { ModuleInstances, type CallLogs } from '../../engine/instance.ts';
 import type { CallResult } from '../../engine/pool.ts';
+import { PendingReplies } from '../../engine/protocol.ts';
 import { createLogger, flushLogger } from '../../observability/logger.ts';
 import { RunnerMetrics } from '../../observability/metrics.ts';
 import { isRunnerRoute, serveRunnerRoute, type RouteFunction, type RunnerRouteContext } from '../shared/runner-routes.ts';
@@ -59,16 +60,11 @@ interface Job {
   reject(e: CapsuleError & { logs?: CallLogs }): void;
 }
 
-let nextAsk = 1;
-const asks = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
+const asks = new PendingReplies();
 
 /** Asks the main thread (threads.ts answers `ask` messages). @throws Error with its refusal */
 function ask(what: ThreadAsk): Promise<unknown> {
-  const id = nextAsk++;
-  return new Promise((resolve, reject) => {
-    asks.set(id, { resolve, reject });
-    port.postMessage({ t: 'ask', id, what } satisfies FromThread);
-  });
+  return asks.send((id) => port.postMessage({ t: 'ask', id, what } satisfies FromThread));
 }
 
 function makeVersion(v: ThreadVersion): Version {
@@ -244,13 +240,9 @@ port.on('message', (msg: ToThread) => {
     case 'metrics':
       void metrics.registry.getMetricsAsJSON().then((json) => port.postMessage({ t: 'reply', id: msg.id, value: json } satisfies FromThread));
       break;
-    case 'reply': {
-      const pending = asks.get(msg.id);
-      asks.delete(msg.id);
-      if (msg.error !== undefined) pending?.reject(new Error(msg.error));
-      else pending?.resolve(msg.value);
+    case 'reply':
+      asks.settle(msg);
       break;
-    }
     case 'stop':
       // the log lines of the thread are written before it is told to end
       void running.shutdown(msg.reason).then(() => flushLogger(log)).then(() => port.postMessage({ t: 'stopped' } satisfies FromThread));

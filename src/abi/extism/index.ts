@@ -176,10 +176,18 @@ interface Prepared {
   call: ExtismCall;
   mode: ExtismMode;
   ks: KernelState;
+  wasi: PluginWasi;
+}
+
+/**
+ * The WASI options of a plugin's calls (§9: an empty environment, no argv, stdout to the function
+ * log), made once per plugin (its kernel state): `log` is the running call's.
+ */
+interface PluginWasi {
   options: GuestOptions;
-  /** Where the plugin's WASI stdout goes: the function log, once the call's context is known. */
   log?: (text: string) => void;
 }
+const pluginWasi = new WeakMap<KernelState, PluginWasi>();
 
 /** The call, the plugin's kernel settings for it, and its WASI options (§9, §11). */
 function prepare(rt: GuestInstances, input: InvocationInput): Prepared {
@@ -192,15 +200,19 @@ function prepare(rt: GuestInstances, input: InvocationInput): Prepared {
   if (call.logLevel !== undefined) ks.logLevel = EXTISM_LOG_LEVELS[call.logLevel];
   // §9: WASI gets an empty environment (plugins read `config`), no argv, and its stdout goes
   // to the function log (the call's output is only what output_set names)
-  const p: Prepared = { call, mode, ks, options: {} };
-  const stdout = (bytes: Uint8Array) => p.log?.(`[${rt.spec.name}] stdout: ${decoder.decode(bytes).replace(/\n$/, '')}`);
-  p.options = { wasi: { env: new Map(), args: [], stdout } };
-  return p;
+  let wasi = pluginWasi.get(ks);
+  if (!wasi) {
+    const w: PluginWasi = { options: {} };
+    const stdout = (bytes: Uint8Array) => w.log?.(`[${rt.spec.name}] stdout: ${decoder.decode(bytes).replace(/\n$/, '')}`);
+    w.options = { wasi: { env: new Map(), args: [], stdout } };
+    pluginWasi.set(ks, (wasi = w));
+  }
+  return { call, mode, ks, wasi };
 }
 
 /** The kernel set for the call on its instance: limits, input block (§5 steps 1–2). */
 function begin(p: Prepared, ctx: HostCallContext): Kernel {
-  p.log = ctx.log;
+  p.wasi.log = ctx.log;
   const kernel = p.ks.kernel;
   kernel.maxBlockBytes = ctx.settings.maxMemoryBytes;
   kernel.reset();
@@ -267,11 +279,11 @@ export const extism: Abi = {
   },
   invoke(rt, input, meta) {
     const p = prepare(rt, input);
-    return rt.withGuest(meta, async (guest, ctx) => finish(p, input, ctx, await runExport(guest, begin(p, ctx), p.call.fn)), p.options);
+    return rt.withGuest(meta, async (guest, ctx) => finish(p, input, ctx, await runExport(guest, begin(p, ctx), p.call.fn)), p.wasi.options);
   },
   invokeSync(rt, input, meta) {
     if (!rt.withReadyGuestSync) return undefined;
     const p = prepare(rt, input);
-    return rt.withReadyGuestSync(meta, (guest, ctx) => finish(p, input, ctx, runExportSync(guest, begin(p, ctx), p.call.fn)), p.options)?.value;
+    return rt.withReadyGuestSync(meta, (guest, ctx) => finish(p, input, ctx, runExportSync(guest, begin(p, ctx), p.call.fn)), p.wasi.options)?.value;
   },
 };

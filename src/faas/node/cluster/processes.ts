@@ -168,16 +168,11 @@ export class ClusterProcesses {
    * @throws FaasError 503
    */
   async drop(key: string): Promise<string | undefined> {
-    const k = splitKey(key);
-    if (!k) return undefined;
-    let found = false;
-    await this.#o.procs.update(deployKey(k.name, k.revision), (cur) => {
-      found = cur?.[k.index] !== undefined;
-      if (!found) return UNCHANGED;
-      const { [k.index]: _gone, ...rest } = cur!;
+    const k = await this.#changeRecord(key, (records, index) => {
+      const { [index]: _gone, ...rest } = records;
       return Object.keys(rest).length === 0 ? undefined : rest;
     });
-    if (!found) return undefined;
+    if (!k) return undefined;
     await this.#o.deployments.release(k.name, k.revision);
     this.#o.logger.info({ key }, 'FaaS revision dropped (cluster)');
     return key;
@@ -185,19 +180,30 @@ export class ClusterProcesses {
 
   /** `/notify/…`: the record is marked Stopped. @returns the key, or undefined when unknown */
   async notify(key: string): Promise<string | undefined> {
+    const k = await this.#changeRecord(key, (records, index) => {
+      const copy = { ...records[index]! };
+      new ProcessTable(undefined).setStatus(copy, Status.Stopped);
+      return { ...records, [index]: copy };
+    });
+    return k ? key : undefined;
+  }
+
+  /**
+   * Changes the PROCS entry of the revision `key` (`name/revision/index`) names, when it holds
+   * that index: `change` gets the revision's records and returns what they become (undefined:
+   * the entry is deleted).
+   * @returns the key's parts, or undefined when the key is malformed or names no record
+   * @throws FaasError 503
+   */
+  async #changeRecord(key: string, change: (records: ProcsValue, index: string) => ProcsValue | undefined): Promise<{ name: string; revision: string } | undefined> {
     const k = splitKey(key);
     if (!k) return undefined;
     let found = false;
     await this.#o.procs.update(deployKey(k.name, k.revision), (cur) => {
-      const r = cur?.[k.index];
-      found = r !== undefined;
-      if (!r) return UNCHANGED;
-      const t = new ProcessTable(undefined);
-      const copy = { ...r };
-      t.setStatus(copy, Status.Stopped);
-      return { ...cur, [k.index]: copy };
+      found = cur?.[k.index] !== undefined;
+      return found ? change(cur!, k.index) : UNCHANGED;
     });
-    return found ? key : undefined;
+    return found ? k : undefined;
   }
 
   /** `GET /functions/processes`: every record of PROCS, in Go's listing shape (no `env`). */

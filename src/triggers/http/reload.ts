@@ -21,6 +21,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { existsSync, realpathSync, statSync } from 'node:fs';
+import { readBodyUpTo } from '../../base/bytes.ts';
 import { writeFileAtomically } from '../../base/files.ts';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { CapsuleError } from '../../base/errors.ts';
@@ -291,20 +292,10 @@ function realOrResolved(p: string): string {
  * Reads a request body of at most `max` bytes as UTF-8.
  * @throws CapsuleError USAGE when it is larger
  */
-export function readSmallBody(req: IncomingMessage, max: number): Promise<string> {
-  return new Promise((resolveBody, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size <= max) chunks.push(c);
-    });
-    req.on('error', reject);
-    req.on('end', () => {
-      if (size > max) reject(new CapsuleError('USAGE', `the request body is larger than ${max} bytes`));
-      else resolveBody(Buffer.concat(chunks).toString('utf8'));
-    });
-  });
+export async function readSmallBody(req: IncomingMessage, max: number): Promise<string> {
+  const body = await readBodyUpTo(req, max);
+  if (body === undefined) throw new CapsuleError('USAGE', `the request body is larger than ${max} bytes`);
+  return body.toString('utf8');
 }
 
 /** Writes a temporary file beside `path`, then renames it into place (no half-written module). */

@@ -16,6 +16,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Counter } from 'prom-client';
+import { readBodyUpTo } from '../../../base/bytes.ts';
 import type { Logger } from '../../../observability/logger.ts';
 import { invoke, type InvokeOptions } from '../../cluster/invoke.ts';
 import { bucketName, invokeSubject, parseKey, routesKey } from '../../cluster/lattice.ts';
@@ -95,25 +96,6 @@ export interface LatticeForwarderOptions {
   retries?: Counter<'reason'>;
 }
 
-/** Reads a request body up to `limit` bytes (-1: keep nothing); undefined when it is longer: the rest is read and dropped (up to 64 MiB more) so the client gets the 413. */
-async function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array | undefined> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size <= limit) chunks.push(chunk);
-      else if (size > limit + DISCARD_BYTES) resolve(undefined); // too much to wait for: the 413 closes the connection
-    });
-    // over the limit, the rest is read and dropped, so the client gets its 413 rather than a broken pipe
-    req.once('end', () => resolve(size > limit ? undefined : Buffer.concat(chunks, size)));
-    req.once('error', reject);
-  });
-}
-
-/** Body bytes read and dropped past the limit before a 413 (so the client sees the answer): 64 MiB. */
-const DISCARD_BYTES = 64 * 1024 * 1024;
-
 /** Response headers the gateway sets itself from the reply it holds. */
 const OWN_HEADERS = new Set(['content-length', 'transfer-encoding', 'x-capsule-node']);
 
@@ -151,7 +133,7 @@ export class LatticeForwarder {
     try {
       const max = (nc.info?.max_payload ?? 1024 * 1024) - 64 * 1024;
       // a declared length above the limit is refused without keeping the body (it is read and dropped)
-      const body = await readBody(req, Number(req.headers['content-length'] ?? 0) > max ? -1 : max);
+      const body = await readBodyUpTo(req, Number(req.headers['content-length'] ?? 0) > max ? -1 : max);
       if (!body) throw new FaasError(413, 'TOO_LARGE', `the body is above what the NATS cluster carries (max_payload ${max + 64 * 1024} bytes, less 64 KiB for headers); use a URL target for larger bodies`);
       const reply = await invoke(nc, subject, {
         method: req.method ?? 'GET', path: q < 0 ? path : path.slice(0, q), query: q < 0 ? '' : path.slice(q + 1),

@@ -5,7 +5,7 @@
  */
 import { CapsuleError } from '../base/errors.ts';
 import { loadModule, type LoadedModule, type LoadOptions, type UrlSource } from './load.ts';
-import { WorkerPool, type CallResult, type PoolModule } from './pool.ts';
+import { WorkerPool, type CallOptions, type CallResult, type PoolModule } from './pool.ts';
 import { InlineExecutor, type CallExecutor } from './inline.ts';
 import type { FunctionSettings } from '../base/settings.ts';
 import type { InvocationInput, InvocationMeta } from '../base/invocation.ts';
@@ -80,6 +80,7 @@ export class CapsuleFunction {
   readonly #entry: PoolModule;
   #ownPool: boolean;
   #lastFatal?: { error: string; code: number };
+  #plainCall?: CallOptions;
 
   private constructor(module: LoadedModule, options: FunctionOptions) {
     this.module = module;
@@ -146,9 +147,11 @@ export class CapsuleFunction {
    * Runs one invocation with this function's deadline.
    * @throws CapsuleError TRAP / TIMEOUT / MEMORY / BAD_RESULT / OVERLOADED (with `.logs`)
    */
-  invoke(input: InvocationInput, meta: InvocationMeta = {}): Promise<CallResult> {
+  invoke(input: InvocationInput, meta?: InvocationMeta): Promise<CallResult> {
     if (input.type === 'lifecycle' && this.#lastFatal) meta = { ...meta, exit: this.#lastFatal };
-    const call = this.executor.call(this.#entry, input, { timeoutMs: this.timeoutMs, meta });
+    // the options of a call without meta are made once (nothing writes to them)
+    const options = meta === undefined ? (this.#plainCall ??= { timeoutMs: this.timeoutMs, meta: {} }) : { timeoutMs: this.timeoutMs, meta };
+    const call = this.executor.call(this.#entry, input, options);
     if (input.type !== 'message') return call;
     // Gen 1 (§4.5): a message handler that traps sets the error OnExit reads with hostGetExitError.
     return call.catch((e: unknown) => {

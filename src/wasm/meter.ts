@@ -268,12 +268,21 @@ function globalSection(ctx: Ctx): { content: Uint8Array; count: number } {
   return { content: w.view(), count };
 }
 
-/** The table section: initialiser expressions of typed-function-reference tables renumbered. */
-function tableSection(ctx: Ctx, r: Reader): Uint8Array {
-  const w = new ByteWriter(r.end - r.pos + 16);
+/**
+ * A section that is a vector of entries (table, export, element), copied with `entry` called once
+ * per entry to copy (and renumber) it from `r` to `w`; `slack` bytes are reserved for growth.
+ */
+function copyVector(r: Reader, slack: number, entry: (w: ByteWriter) => void): Uint8Array {
+  const w = new ByteWriter(r.end - r.pos + slack);
   const n = r.u32();
   w.uleb(n);
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < n; i++) entry(w);
+  return w.view();
+}
+
+/** The table section: initialiser expressions of typed-function-reference tables renumbered. */
+function tableSection(ctx: Ctx, r: Reader): Uint8Array {
+  return copyVector(r, 16, (w) => {
     const withInit = r.bytes[r.pos] === 0x40;
     if (withInit) {
       w.byte(r.u8());
@@ -282,24 +291,19 @@ function tableSection(ctx: Ctx, r: Reader): Uint8Array {
     copyRead(r, w, () => r.valtype());
     copyRead(r, w, () => r.limits());
     if (withInit) copyExpr(ctx, r, w);
-  }
-  return w.view();
+  });
 }
 
 /** The export section, function indices renumbered; exported functions count as taken (the host may put them in a table). */
 function exportSection(ctx: Ctx, r: Reader): Uint8Array {
-  const w = new ByteWriter(r.end - r.pos + 16);
-  const n = r.u32();
-  w.uleb(n);
-  for (let i = 0; i < n; i++) {
+  return copyVector(r, 16, (w) => {
     copyRead(r, w, () => r.name());
     const kind = r.u8();
     const index = r.u32();
     w.byte(kind);
     if (kind === 0) ctx.taken.add(index);
     w.uleb(kind === 0 ? remap(ctx, index) : index);
-  }
-  return w.view();
+  });
 }
 
 function startSection(ctx: Ctx, r: Reader): Uint8Array {
@@ -313,10 +317,7 @@ function startSection(ctx: Ctx, r: Reader): Uint8Array {
  * table index, function indices or expressions), function indices renumbered.
  */
 function elementSection(ctx: Ctx, r: Reader): Uint8Array {
-  const w = new ByteWriter(r.end - r.pos + 64);
-  const n = r.u32();
-  w.uleb(n);
-  for (let i = 0; i < n; i++) {
+  return copyVector(r, 64, (w) => {
     const flags = r.u32();
     if (flags > 7) r.fail(`unknown element segment flags ${flags}`);
     w.uleb(flags);
@@ -339,8 +340,7 @@ function elementSection(ctx: Ctx, r: Reader): Uint8Array {
       ctx.taken.add(index);
       w.uleb(remap(ctx, index));
     }
-  }
-  return w.view();
+  });
 }
 
 /**

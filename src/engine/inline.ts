@@ -9,6 +9,9 @@
  * - Instances, their memories and the instance policy are the worker's (`ModuleInstances`,
  *   `MemoryPool`): Extism plugins keep one instance whose vars survive calls (extism-abi.md §11).
  * - Services of the executor (capabilities, host functions of the embedder) are called directly.
+ * - A warm call of a module that does not suspend, made while no call runs, runs at once and
+ *   without a promise chain (`ModuleInstances.runSync`, `Abi.invokeSync`): a few `async` layers
+ *   are a good part of a ~2 µs Extism call.
  * - Deadline (conventions.md §3): every entry into guest code (an instantiation, a call of an
  *   export) runs inside `vm.Script#runInThisContext` with the time left as its `timeout`: at the
  *   deadline V8's TerminateExecution unwinds the guest (a wasm loop included) and this thread

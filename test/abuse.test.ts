@@ -8,7 +8,7 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { scanFunctionsDir } from '../src/functions/routes.ts';
-import { eventually, example, fixture, freePort, missing, root, runCapsule, runShell, startServer, type Server } from './helpers.ts';
+import { eventually, example, fixture, freePort, missing, root, runCapsule, runShell, selfSignedCert, startServer, type Server } from './helpers.ts';
 
 const behaviours = fixture('gen2-behaviours');
 const work = mkdtempSync(join(tmpdir(), 'capsule-abuse-'));
@@ -229,10 +229,7 @@ describe('capsule serve: cannot listen', () => {
   it('--crt and --key swapped: one line saying so, exit 2', async (t) => {
     const dir = join(work, 'tls');
     mkdirSync(dir, { recursive: true });
-    try {
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
-        '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'crt.pem')], { stdio: 'ignore' });
-    } catch {
+    if (!selfSignedCert(dir)) {
       t.skip('openssl is not installed');
       return;
     }

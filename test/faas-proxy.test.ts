@@ -6,7 +6,6 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createServer, request as httpRequest, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -16,7 +15,7 @@ import { join } from 'node:path';
 import { createLogger } from '../src/observability/logger.ts';
 import { startProxy, type RunningProxy } from '../src/faas/proxy/index.ts';
 import { checkAdmin } from '../src/faas/shared/admin.ts';
-import { eventually, fixture, freePort, restartable, root, runCapsule, startServer } from './helpers.ts';
+import { eventually, fixture, freePort, restartable, root, runCapsule, selfSignedCert, startServer } from './helpers.ts';
 
 const logger = createLogger('error', false);
 const TOKEN_HEADER = 'CAPSULE_REVERSE_PROXY_ADMIN_TOKEN';
@@ -728,10 +727,7 @@ describe('capsule proxy: the command', () => {
   });
 
   it('serves HTTPS with --crt and --key: proxied requests say X-Forwarded-Proto https', async (t) => {
-    try {
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
-        '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'crt.pem')], { stdio: 'ignore' });
-    } catch {
+    if (!selfSignedCert(dir)) {
       t.skip('openssl is not installed');
       return;
     }

@@ -2,8 +2,9 @@
  * Test helpers: run the real `capsule` CLI as a child process, start real servers on free
  * loopback ports, find built guests.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createTcpServer, connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -200,4 +201,33 @@ export async function eventually(check: () => boolean | Promise<boolean>, ms = 5
     await new Promise((r) => setTimeout(r, 25));
   }
   throw new Error('condition not met in time');
+}
+
+/**
+ * Writes a self-signed certificate for `localhost` into `dir`: `crt.pem` and `key.pem` (openssl).
+ * @returns false when openssl is not installed (the test then skips)
+ */
+export function selfSignedCert(dir: string): boolean {
+  try {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
+      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'crt.pem')], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A static file server over a directory (where reloads download modules from), on a free loopback port. */
+export async function fileServer(dir: string): Promise<{ url: string; close(): Promise<void> }> {
+  const server: HttpServer = createHttpServer((req, res) => {
+    const file = join(dir, decodeURIComponent((req.url ?? '/').split('?')[0]!));
+    if (!file.startsWith(dir) || !existsSync(file)) {
+      res.writeHead(404).end('not found');
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/wasm' }).end(readFileSync(file));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as { port: number };
+  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((r) => server.close(() => r())) };
 }

@@ -5,13 +5,12 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, request, type Server as HttpServer } from 'node:http';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { eventually, example, fixture, missing, runCapsule, startServer, type Server } from './helpers.ts';
+import { eventually, example, fileServer, fixture, missing, runCapsule, selfSignedCert, startServer, type Server } from './helpers.ts';
 
 const hello = example('hello-you');
 const behaviours = fixture('gen2-behaviours'); // POST body "l" loops for ever, "e" echoes
@@ -121,10 +120,7 @@ describe('capsule serve --http-threads', { skip }, () => {
 
   it('serves HTTPS from every thread; a call past its deadline there ends with its connection closed', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'capsule-threads-tls-'));
-    try {
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
-        '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'crt.pem')], { stdio: 'ignore' });
-    } catch {
+    if (!selfSignedCert(dir)) {
       t.skip('openssl is not installed');
       return;
     }
@@ -161,21 +157,6 @@ describe('capsule serve --http-threads', { skip }, () => {
     assert.match(idle.stderr, /--stop-after cannot be used with --http-threads/);
   });
 });
-
-/** A static file server over a directory (where reloads download modules from). */
-async function fileServer(dir: string): Promise<{ url: string; close(): Promise<void> }> {
-  const server: HttpServer = createServer((req, res) => {
-    const file = join(dir, decodeURIComponent((req.url ?? '/').split('?')[0]!));
-    if (!file.startsWith(dir) || !existsSync(file)) {
-      res.writeHead(404).end('not found');
-      return;
-    }
-    res.writeHead(200, { 'content-type': 'application/wasm' }).end(readFileSync(file));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as { port: number };
-  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((r) => server.close(() => r())) };
-}
 
 describe('capsule serve --http-threads: reload and shutdown', { skip }, () => {
   let work: string;

@@ -3,13 +3,12 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { eventually, example, fixture, missing, startServer, type Server } from './helpers.ts';
+import { eventually, example, fixture, missing, selfSignedCert, startServer, type Server } from './helpers.ts';
 
 const behaviours = fixture('gen2-behaviours');
 
@@ -246,10 +245,7 @@ describe('capsule serve: concurrency, reuse, lifecycle, TLS', () => {
 
   it('serves HTTPS with --crt and --key', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'capsule-tls-'));
-    try {
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
-        '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'crt.pem')], { stdio: 'ignore' });
-    } catch {
+    if (!selfSignedCert(dir)) {
       t.skip('openssl is not installed');
       return;
     }

@@ -6,10 +6,10 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { createServer, type Server as HttpServer } from 'node:http';
+import { createServer } from 'node:http';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { eventually, findBinary, fixture, missing, runCapsule, startServer, type Server } from './helpers.ts';
+import { eventually, fileServer, findBinary, fixture, missing, runCapsule, startServer, type Server } from './helpers.ts';
 
 const V1 = fixture('wasi-cgi'); // GET /version → "v1\n"
 const V2 = fixture('wasi-cgi-v2'); // GET /version → "v2\n"
@@ -19,21 +19,6 @@ const GATE = fixture('wasi-gate'); // answers once the file /gate/open exists
 const skip = missing(V1) || missing(V2) || missing(GEN1B) || missing(GEN1C) || missing(GATE);
 
 const ROUTE = '/load-wasm-module';
-
-/** A static file server over a directory (where reloads download modules from). */
-async function fileServer(dir: string): Promise<{ url: string; close(): Promise<void> }> {
-  const server: HttpServer = createServer((req, res) => {
-    const file = join(dir, decodeURIComponent((req.url ?? '/').split('?')[0]!));
-    if (!file.startsWith(dir) || !existsSync(file)) {
-      res.writeHead(404).end('not found');
-      return;
-    }
-    res.writeHead(200, { 'content-type': 'application/wasm' }).end(readFileSync(file));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as { port: number };
-  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((r) => server.close(() => r())) };
-}
 
 /** POSTs a reload request; returns status and text. */
 async function reload(s: Server, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; text: string }> {

@@ -203,17 +203,14 @@ export class ModuleInstances implements GuestInstances {
 
   /** Runs one invocation; never throws (failures come back as `error`). */
   async run(input: InvocationInput, meta: InvocationMeta): Promise<{ output?: InvocationOutput; error?: CallError; logs?: CallLogs }> {
-    const capture = this.spec.settings.stdio === 'capture' ? new Capture(this.spec.settings.maxLogBytes) : undefined;
-    this.#capture = capture;
-    this.#lastMemory = undefined;
+    const capture = this.#startCall();
     try {
       const output = await this.abi.invoke(this, input, meta, this.spec.detection);
       return { output, logs: capture ? logsOf(capture) : undefined };
     } catch (e) {
-      return { error: this.#classify(e), logs: capture ? logsOf(capture) : undefined };
+      return this.#failed(capture, e);
     } finally {
-      this.#capture = undefined;
-      this.#lastMemory = undefined;
+      this.#endCall();
     }
   }
 
@@ -224,19 +221,33 @@ export class ModuleInstances implements GuestInstances {
    */
   runSync(input: InvocationInput, meta: InvocationMeta): { output?: InvocationOutput; error?: CallError; logs?: CallLogs } | undefined {
     if (!this.abi.invokeSync || this.#jspi || !this.#reused) return undefined;
-    const capture = this.spec.settings.stdio === 'capture' ? new Capture(this.spec.settings.maxLogBytes) : undefined;
-    this.#capture = capture;
-    this.#lastMemory = undefined;
+    const capture = this.#startCall();
     try {
       const output = this.abi.invokeSync(this, input, meta, this.spec.detection);
       if (output === undefined) return undefined;
       return { output, logs: capture ? logsOf(capture) : undefined };
     } catch (e) {
-      return { error: this.#classify(e), logs: capture ? logsOf(capture) : undefined };
+      return this.#failed(capture, e);
     } finally {
-      this.#capture = undefined;
-      this.#lastMemory = undefined;
+      this.#endCall();
     }
+  }
+
+  /** A call of `run`/`runSync` begins: its stdio capture when the settings say `capture`, no memory seen yet. */
+  #startCall(): Capture | undefined {
+    this.#lastMemory = undefined;
+    return (this.#capture = this.spec.settings.stdio === 'capture' ? new Capture(this.spec.settings.maxLogBytes) : undefined);
+  }
+
+  /** A call failed with `e`: what `run`/`runSync` return, the logs it captured included. */
+  #failed(capture: Capture | undefined, e: unknown): { error: CallError; logs?: CallLogs } {
+    return { error: this.#classify(e), logs: capture ? logsOf(capture) : undefined };
+  }
+
+  /** The call is over: its capture and memory are forgotten. */
+  #endCall(): void {
+    this.#capture = undefined;
+    this.#lastMemory = undefined;
   }
 
   /** GuestInstances: `withGuest`'s reuse path without a promise, when its instance is ready. */

@@ -36,7 +36,11 @@ export function kernelStateOf(state: CallState): KernelState {
   return k;
 }
 
-const currentKernel = (state: CallState): (() => KernelState) => () => kernelStateOf(state);
+/** The plugin's kernel state, looked up at the first host call (one per `CallState`, never replaced). */
+const currentKernel = (state: CallState): (() => KernelState) => {
+  let ks: KernelState | undefined;
+  return () => (ks ??= kernelStateOf(state));
+};
 
 const I64: ValType = 'i64';
 const I32: ValType = 'i32';
@@ -125,7 +129,11 @@ export const EXTISM_ENV: Readonly<Record<string, EnvImport>> = {
   input_load_u64: wasmImport('input_load_u64', [I64], [I64]),
   input_offset: wasmImport('input_offset', [], [I64]),
   input_set: kernelImport([I64, I64], [], (k) => (h: bigint) => { k().kernel.input = n(h); }),
-  output_set: kernelImport([I64, I64], [], (k) => (h: bigint, len: bigint) => { k().kernel.output = { handle: n(h), length: n(len) }; }),
+  output_set: kernelImport([I64, I64], [], (k) => (h: bigint, len: bigint) => {
+    const out = k().kernel.output;
+    out.handle = n(h);
+    out.length = n(len);
+  }),
   output_length: kernelImport([], [I64], (k) => () => big(k().kernel.output.length)),
   output_offset: kernelImport([], [I64], (k) => () => big(k().kernel.output.handle)),
   error_set: kernelImport([I64], [], (k) => (h: bigint) => { k().kernel.error = n(h); }),

@@ -223,9 +223,12 @@ function begin(p: Prepared, ctx: HostCallContext): Kernel {
   return kernel;
 }
 
+const NO_NOTES: string[] = Object.freeze([]) as unknown as string[];
+
 /** The invocation's output for the outcome; the capsule-mode notes go to the function log. */
 function finish(p: Prepared, input: InvocationInput, ctx: HostCallContext, outcome: Outcome): InvocationOutput {
-  const notes: string[] = [];
+  // only capsule mode writes notes: a raw call makes no array for them
+  const notes: string[] = p.mode === 'capsule' ? [] : NO_NOTES;
   const out = outputOf(input, outcome, p.mode, notes);
   for (const note of notes) ctx.log(note);
   return out;

@@ -28,10 +28,14 @@ const decoder = new TextDecoder();
 export class Kernel {
   /** The wasm block memory; its functions are the plugin's imports of the same names. */
   readonly wasm: KernelExports;
-  output = { handle: 0, length: 0 };
+  /** The block `output_set` named (one object, updated in place: no allocation per call). */
+  readonly output = { handle: 0, length: 0 };
   error = 0;
   readonly vars = new Map<string, Uint8Array>();
   #varBytes = 0;
+  /** The block table over the kernel memory's current buffer (a new one once the memory grew). */
+  #table?: Uint32Array;
+  #maxBlockBytes = -1;
   maxVarBytes = DEFAULT_MAX_VAR_BYTES;
   httpStatus = 0;
   httpHeaders?: Record<string, string>;
@@ -44,6 +48,8 @@ export class Kernel {
 
   /** Cap on the bytes of live blocks (the function's memory cap): `alloc` past it returns 0. */
   set maxBlockBytes(n: number) {
+    if (n === this.#maxBlockBytes) return; // set before every call, nearly always to the same cap
+    this.#maxBlockBytes = n;
     this.wasm.limit.value = BigInt(Math.max(0, Math.floor(n)));
   }
 
@@ -69,7 +75,8 @@ export class Kernel {
   /** `reset` (§3): frees every block and clears input, output and error. */
   reset(): void {
     this.wasm.reset();
-    this.output = { handle: 0, length: 0 };
+    this.output.handle = 0;
+    this.output.length = 0;
     this.error = 0;
   }
 
@@ -105,7 +112,8 @@ export class Kernel {
     const i = Math.floor(a / SLOT);
     const off = a - i * SLOT;
     const buffer = this.wasm.memory.buffer;
-    const table = new Uint32Array(buffer, 0, CAPACITY * 2);
+    let table = this.#table;
+    if (table?.buffer !== buffer) this.#table = table = new Uint32Array(buffer, 0, CAPACITY * 2);
     const length = i > 0 && i < this.nextIndex ? table[i * 2 + 1]! : 0;
     if (off + n > length) throw new ExtismFailure(`the plugin accessed block memory at ${a} (+${n} bytes) outside a live block`);
     return new Uint8Array(buffer, table[i * 2]! + off, n);

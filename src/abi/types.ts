@@ -21,6 +21,8 @@ import type { ExtismMode } from '../base/settings.ts';
  * Per-call WASI settings an ABI may set (WASI commands: argv, stdin, env, and a stdout sink for
  * CGI; Capsule ABI modules: argv `[""]`, capsule-abi.md §2.2). Unset fields keep the engine's: no
  * argv, the function's environment, empty stdin, stdout/stderr to the call's log capture.
+ * The `wasi` object is read, not copied: the engine reuses what it made of it while later calls
+ * pass the same object, so do not change one once passed (make a new one).
  */
 export interface GuestOptions {
   wasi?: Partial<Pick<WasiConfig, 'args' | 'stdin' | 'env' | 'stdout'>>;

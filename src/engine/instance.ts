@@ -121,8 +121,14 @@ export class ModuleInstances implements GuestInstances {
   #snapshot?: Snapshot;
   /** Fresh mode: an initialised (or reset) instance waiting for the next call. */
   #idle?: { guest: Guest; memory: WebAssembly.Memory; target: SnapshotTarget };
+  /** Whether the running call captures its stdio (`stdio: capture`); its `Capture` is made at its first write. */
+  #capturing = false;
   #capture?: Capture;
   #wasiOverrides?: GuestOptions['wasi'];
+  /** The WASI config last made and the overrides it was made of (an ABI passing the same options object each call reuses it). */
+  #wasiMade?: { overrides: GuestOptions['wasi']; config: WasiConfig };
+  /** The context of `withReadyGuestSync` calls, one per instance set anew for each (nothing keeps it past a synchronous call). */
+  #syncCtx?: { -readonly [K in keyof HostCallContext]: HostCallContext[K] };
   /** The ABI generation host functions see (2 for kinds without host functions). */
   readonly #generation: 1 | 2;
   /** Memory of the instance that ran last, kept for classifying its failure. */
@@ -203,12 +209,12 @@ export class ModuleInstances implements GuestInstances {
 
   /** Runs one invocation; never throws (failures come back as `error`). */
   async run(input: InvocationInput, meta: InvocationMeta): Promise<{ output?: InvocationOutput; error?: CallError; logs?: CallLogs }> {
-    const capture = this.#startCall();
+    this.#startCall();
     try {
       const output = await this.abi.invoke(this, input, meta, this.spec.detection);
-      return { output, logs: capture ? logsOf(capture) : undefined };
+      return { output, logs: this.#logs() };
     } catch (e) {
-      return this.#failed(capture, e);
+      return this.#failed(e);
     } finally {
       this.#endCall();
     }
@@ -221,31 +227,38 @@ export class ModuleInstances implements GuestInstances {
    */
   runSync(input: InvocationInput, meta: InvocationMeta): { output?: InvocationOutput; error?: CallError; logs?: CallLogs } | undefined {
     if (!this.abi.invokeSync || this.#jspi || !this.#reused) return undefined;
-    const capture = this.#startCall();
+    this.#startCall();
     try {
       const output = this.abi.invokeSync(this, input, meta, this.spec.detection);
       if (output === undefined) return undefined;
-      return { output, logs: capture ? logsOf(capture) : undefined };
+      return { output, logs: this.#logs() };
     } catch (e) {
-      return this.#failed(capture, e);
+      return this.#failed(e);
     } finally {
       this.#endCall();
     }
   }
 
-  /** A call of `run`/`runSync` begins: its stdio capture when the settings say `capture`, no memory seen yet. */
-  #startCall(): Capture | undefined {
+  /** A call of `run`/`runSync` begins: it captures its stdio when the settings say `capture`, no memory seen yet. */
+  #startCall(): void {
     this.#lastMemory = undefined;
-    return (this.#capture = this.spec.settings.stdio === 'capture' ? new Capture(this.spec.settings.maxLogBytes) : undefined);
+    this.#capturing = this.spec.settings.stdio === 'capture';
+    this.#capture = undefined;
+  }
+
+  /** What the running call captured; undefined when it wrote nothing (or does not capture). */
+  #logs(): CallLogs | undefined {
+    return this.#capture ? logsOf(this.#capture) : undefined;
   }
 
   /** A call failed with `e`: what `run`/`runSync` return, the logs it captured included. */
-  #failed(capture: Capture | undefined, e: unknown): { error: CallError; logs?: CallLogs } {
-    return { error: this.#classify(e), logs: capture ? logsOf(capture) : undefined };
+  #failed(e: unknown): { error: CallError; logs?: CallLogs } {
+    return { error: this.#classify(e), logs: this.#logs() };
   }
 
   /** The call is over: its capture and memory are forgotten. */
   #endCall(): void {
+    this.#capturing = false;
     this.#capture = undefined;
     this.#lastMemory = undefined;
   }
@@ -254,7 +267,7 @@ export class ModuleInstances implements GuestInstances {
   withReadyGuestSync<T>(meta: InvocationMeta, fn: (guest: Guest, ctx: HostCallContext) => T, options: GuestOptions = {}): { value: T } | undefined {
     const entry = this.#reused;
     if (!this.spec.settings.reuse || this.#jspi || !entry) return undefined;
-    const ctx = this.#context(meta);
+    const ctx = this.#syncContext(meta);
     this.#wasiOverrides = options.wasi;
     this.#bind(entry.guest, ctx, entry.memory);
     this.#lastMemory = entry.guest.memory;
@@ -395,9 +408,20 @@ export class ModuleInstances implements GuestInstances {
     };
   }
 
+  /** `#context` for a synchronous call: the instance's one context object, set for `meta`, its `callData` emptied. */
+  #syncContext(meta: InvocationMeta): HostCallContext {
+    const ctx = this.#syncCtx;
+    if (!ctx) return (this.#syncCtx = this.#context(meta));
+    ctx.requestId = meta.requestId;
+    ctx.trigger = meta.trigger ?? {};
+    ctx.exit = meta.exit;
+    if (ctx.callData.size > 0) ctx.callData.clear();
+    return ctx;
+  }
+
   #write(kind: 'stdout' | 'stderr' | 'log', t: string | Uint8Array): void {
-    if (this.#capture) {
-      this.#capture.add(kind, typeof t === 'string' ? t : decoder.decode(t));
+    if (this.#capturing) {
+      (this.#capture ??= new Capture(this.spec.settings.maxLogBytes)).add(kind, typeof t === 'string' ? t : decoder.decode(t));
       return;
     }
     if (kind === 'log') writeAllSync(2, `${new Date().toISOString()} : ${t}\n`);
@@ -406,7 +430,9 @@ export class ModuleInstances implements GuestInstances {
 
   #wasiConfig(): WasiConfig {
     const overrides = this.#wasiOverrides;
-    return {
+    const made = this.#wasiMade;
+    if (made && overrides !== undefined && made.overrides === overrides) return made.config;
+    const config: WasiConfig = {
       args: overrides?.args ?? [],
       env: overrides?.env ?? this.#env,
       stdin: overrides?.stdin ?? ModuleInstances.#noStdin,
@@ -414,6 +440,8 @@ export class ModuleInstances implements GuestInstances {
       stderr: this.#stderr,
       mounts: this.spec.settings.mounts,
     };
+    if (overrides !== undefined) this.#wasiMade = { overrides, config };
+    return config;
   }
 
   #bind(guest: Guest | undefined, ctx: HostCallContext, memory: WebAssembly.Memory | undefined): void {

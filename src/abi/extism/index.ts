@@ -110,7 +110,7 @@ function failureOf(kernel: Kernel, e: unknown): Outcome {
   const message = kernel.errorText();
   if (message !== undefined) return { ok: false, message };
   if (e instanceof ExtismFailure || e instanceof UserFunctionFailure) return { ok: false, message: e.message };
-  if (e instanceof WasiExit) return e.code === 0 ? { ok: true, output: kernel.outputBytes().slice() } : { ok: false, message: `exit code ${e.code}`, code: e.code };
+  if (e instanceof WasiExit) return e.code === 0 ? { ok: true, output: kernel.outputCopy() } : { ok: false, message: `exit code ${e.code}`, code: e.code };
   throw e; // a trap: the engine classifies it and discards the instance
 }
 
@@ -120,7 +120,7 @@ function outcomeOf(kernel: Kernel, rc: unknown): Outcome {
   if (message !== undefined) return { ok: false, message };
   const code = typeof rc === 'number' ? rc : 0;
   if (code !== 0) return { ok: false, message: `Returned non-zero exit code: ${code}`, code };
-  return { ok: true, output: kernel.outputBytes().slice() };
+  return { ok: true, output: kernel.outputCopy() };
 }
 
 /**

@@ -33,8 +33,9 @@ export class Kernel {
   error = 0;
   readonly vars = new Map<string, Uint8Array>();
   #varBytes = 0;
-  /** The block table over the kernel memory's current buffer (a new one once the memory grew). */
+  /** The block table and the bytes of the kernel memory's current buffer (new ones once the memory grew). */
   #table?: Uint32Array;
+  #bytes = new Uint8Array(0);
   #maxBlockBytes = -1;
   maxVarBytes = DEFAULT_MAX_VAR_BYTES;
   httpStatus = 0;
@@ -89,8 +90,10 @@ export class Kernel {
   allocBytes(bytes: Uint8Array | string): number {
     const data = typeof bytes === 'string' ? encoder.encode(bytes) : bytes;
     const h = this.alloc(data.length);
-    if (h !== 0) this.view(h, data.length).set(data);
-    else if (data.length > 0) throw new ExtismFailure(`cannot allocate ${data.length} bytes of block memory (memory cap reached)`);
+    if (h !== 0) {
+      const at = this.#offset(h, data.length); // first: it renews #bytes after the memory grew
+      this.#bytes.set(data, at);
+    } else if (data.length > 0) throw new ExtismFailure(`cannot allocate ${data.length} bytes of block memory (memory cap reached)`);
     return h;
   }
 
@@ -109,14 +112,26 @@ export class Kernel {
    * @throws ExtismFailure when the range is not inside one live block (§4)
    */
   view(a: number, n: number): Uint8Array {
+    const at = this.#offset(a, n);
+    return new Uint8Array(this.#bytes.buffer, at, n);
+  }
+
+  /**
+   * Where the block bytes `[a, a + n)` start in the kernel's memory (`#bytes` is then current).
+   * @throws ExtismFailure when the range is not inside one live block (§4)
+   */
+  #offset(a: number, n: number): number {
     const i = Math.floor(a / SLOT);
     const off = a - i * SLOT;
     const buffer = this.wasm.memory.buffer;
     let table = this.#table;
-    if (table?.buffer !== buffer) this.#table = table = new Uint32Array(buffer, 0, CAPACITY * 2);
+    if (table?.buffer !== buffer) {
+      this.#table = table = new Uint32Array(buffer, 0, CAPACITY * 2);
+      this.#bytes = new Uint8Array(buffer);
+    }
     const length = i > 0 && i < this.nextIndex ? table[i * 2 + 1]! : 0;
     if (off + n > length) throw new ExtismFailure(`the plugin accessed block memory at ${a} (+${n} bytes) outside a live block`);
-    return new Uint8Array(buffer, table[i * 2]! + off, n);
+    return table[i * 2]! + off;
   }
 
   /** The whole block `h` (a view), or an empty array for handle 0. @throws ExtismFailure for an unknown handle */
@@ -157,6 +172,14 @@ export class Kernel {
     const { handle, length } = this.output;
     if (handle === 0 || length === 0) return new Uint8Array(0);
     return this.view(handle, length);
+  }
+
+  /** A copy of the call's output bytes (one allocation: what the host keeps of them). */
+  outputCopy(): Uint8Array {
+    const { handle, length } = this.output;
+    if (handle === 0 || length === 0) return new Uint8Array(0);
+    const at = this.#offset(handle, length);
+    return this.#bytes.slice(at, at + length);
   }
 
   /** The error message set by `error_set`, or undefined when none (or empty). */

@@ -408,14 +408,16 @@ export class ModuleInstances implements GuestInstances {
     };
   }
 
-  /** `#context` for a synchronous call: the instance's one context object, set for `meta`, its `callData` emptied. */
+  /**
+   * `#context` for a synchronous call: the instance's one context object, set for `meta`. Its
+   * `callData` is kept (GuestInstances.withReadyGuestSync): emptying a Map costs more than a new one.
+   */
   #syncContext(meta: InvocationMeta): HostCallContext {
     const ctx = this.#syncCtx;
     if (!ctx) return (this.#syncCtx = this.#context(meta));
     ctx.requestId = meta.requestId;
     ctx.trigger = meta.trigger ?? {};
     ctx.exit = meta.exit;
-    if (ctx.callData.size > 0) ctx.callData.clear();
     return ctx;
   }
 

@@ -219,7 +219,8 @@ function begin(p: Prepared, ctx: HostCallContext): Kernel {
   kernel.httpStatus = 0;
   kernel.httpHeaders = undefined;
   kernel.input = kernel.allocBytes(p.call.data);
-  ctx.callData.set(KERNEL_KEY, p.ks);
+  // a synchronous call's context keeps it from the instance's last call (it is per instance)
+  if (ctx.callData.get(KERNEL_KEY) !== p.ks) ctx.callData.set(KERNEL_KEY, p.ks);
   return kernel;
 }
 

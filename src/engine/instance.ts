@@ -508,7 +508,9 @@ export class ModuleInstances implements GuestInstances {
         continue;
       }
       const f = value as (...a: unknown[]) => unknown;
-      exports[name] = Object.defineProperty((...a: unknown[]) => guard.run(() => f(...a)), 'length', { value: f.length });
+      // an export without parameters (every Extism plugin function) is entered with no closure or array per call
+      const entry = f.length === 0 ? () => guard.run(f) : (...a: unknown[]) => guard.run(() => f(...a));
+      exports[name] = Object.defineProperty(entry, 'length', { value: f.length });
     }
     return Object.create(instance, { exports: { value: Object.freeze(exports), enumerable: true } }) as WebAssembly.Instance;
   }

@@ -21,6 +21,9 @@ const FORWARDED = /** @type {const} */ (['SIGTERM', 'SIGINT', 'SIGHUP']);
  */
 const OWN_VERSION_ARGS = { 'faas/clients/caps': ['version'], 'faas/gen2/capsctl': ['--version'] };
 
+/** The commands dist/bundle/run.cjs holds (src/cli/run-main.ts): one-shot, where start-up counts. */
+const ONE_SHOT = new Set(['run', 'call']);
+
 /**
  * @param {string} bin the bin's name (src/cli/legacy.ts BIN_COMMANDS)
  * @param {string} [entry] the program, a path under src/ without extension (default the CLI,
@@ -63,7 +66,7 @@ export async function launch(bin, entry = 'cli/main') {
   process.stdout.on('error', (e) => {
     if (/** @type {NodeJS.ErrnoException} */ (e).code === 'EPIPE') process.exit(0);
   });
-  const bundle = entry === 'cli/main' && args[0] === 'run' ? runBundle() : undefined;
+  const bundle = entry === 'cli/main' && ONE_SHOT.has(args[0] ?? '') ? runBundle() : undefined;
   const { main } = bundle ? loadRunBundle(bundle) : await import(cliEntry(entry));
   await main(args, { bin });
 }
@@ -81,8 +84,9 @@ function cliEntry(entry) {
 }
 
 /**
- * `capsule run`'s bundle when scripts/build-bundle.ts made one (dist/bundle/run.cjs: `capsule
- * run` in one file, ~40 ms less to load than its ~90 modules; docs/performance.md "Start-up"):
+ * The one-shot commands' bundle when scripts/build-bundle.ts made one (dist/bundle/run.cjs:
+ * `capsule run` and `capsule call` in one file, ~40 ms less to load than their ~90 modules;
+ * docs/performance.md "Start-up"):
  * in a clone only while it is newer than every source it was made from, as for the workers.
  * CAPSULE_BUNDLE=0 turns it off. The rule is src/engine/worker-entry.ts bundleIfFresh's,
  * written again here in JavaScript: importing that TypeScript file would load Node's type
@@ -106,7 +110,8 @@ function runBundle() {
 }
 
 /**
- * Runs the CommonJS bundle of `capsule run` with a V8 code cache made after a run. Node's own
+ * Runs the CommonJS bundle of `capsule run` / `call` with a V8 code cache made after a run (or
+ * call: the first command to run with no cache makes it, for both). Node's own
  * compile cache is made when a module has just compiled, before it runs, so it holds only the
  * code V8 compiles eagerly: every function a run calls was compiled again at each start. The
  * cache made here at the end of a run holds them too (a run starts ~25 ms sooner). It is kept

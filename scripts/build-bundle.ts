@@ -1,12 +1,13 @@
-// The code a one-shot `capsule run` loads, in few files (docs/performance.md, "Start-up"):
-// esbuild bundles
+// The code a one-shot `capsule run` or `capsule call` loads, in few files (docs/performance.md,
+// "Start-up"): esbuild bundles
 //   - src/engine/worker.ts and the ~65 engine, ABI and capability modules it imports into
 //     dist/bundle/worker.js: a worker thread loads one module instead of ~65 (up ~30 ms sooner);
 //     src/triggers/http/thread.ts likewise into dist/bundle/http-thread.js (`serve --http-threads`);
-//   - src/cli/run-main.ts, `capsule run` alone, into one CommonJS file, dist/bundle/run.cjs:
-//     bin/launch.js runs it for `capsule run`, through vm.Script with a V8 code cache it makes
-//     after a run (CommonJS, so that it can be run that way; `import.meta.url` becomes the file's
-//     URL). Its graph holds no other command (program.ts is not in it), so
+//   - src/cli/run-main.ts, the one-shot commands `capsule run` and `capsule call` alone, into one
+//     CommonJS file, dist/bundle/run.cjs: bin/launch.js runs it for both, through vm.Script with
+//     a V8 code cache it makes after a run (CommonJS, so that it can be run that way;
+//     `import.meta.url` becomes the file's URL). Its graph holds no other command (program.ts is
+//     not in it), so
 //     one file loads none of fastify, pino or the brokers: an npm package imported statically by
 //     a module of the graph would load at start, which is why such imports stay dynamic there
 //     (cli-progress, redis, NATS, MQTT). One file starts ~15 ms sooner than the same code in

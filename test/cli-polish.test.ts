@@ -261,4 +261,15 @@ describe('the start-up bundles (dist/bundle, scripts/build-bundle.ts)', () => {
       assert.match(loop.stderr, /did not return within 300 ms/);
     }
   });
+
+  it('capsule call (in the same bundle as run) gives the same output and exit codes with the bundles and without', async () => {
+    const plugin = fixture('extism-as');
+    for (const env of [{}, { CAPSULE_BUNDLE: '0' }]) {
+      const ok = await runCapsule(['call', plugin, 'count_vowels', '--input', 'Hello World'], { env });
+      assert.deepEqual([ok.stdout, ok.code], ['{"count":3}', 0], JSON.stringify(env));
+      const missingFn = await runCapsule(['call', plugin, 'nope'], { env });
+      assert.deepEqual([missingFn.stdout, missingFn.code], ['', 1], JSON.stringify(env));
+      assert.match(missingFn.stderr, /❌ Function not found: nope/);
+    }
+  });
 });

@@ -16,6 +16,7 @@ import { parseEnvPair } from '../functions/guest-env.ts';
 import { EXTISM_LOG_LEVELS, DEFAULT_MAX_VAR_BYTES, type ExtismLogLevel } from '../abi/extism/index.ts';
 import { readManifest, splitWasm, wasmBytes, type ExtismManifest, type ManifestWasm } from '../abi/extism/manifest.ts';
 import type { CliOutput } from '../base/invocation.ts';
+import { baseProgram } from './module-command.ts';
 
 interface CallFlags {
   input?: string;
@@ -32,6 +33,17 @@ interface CallFlags {
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 const collectList = (v: string, prev: string[]) => [...prev, ...v.split(',').map((s) => s.trim()).filter(Boolean)];
+
+/**
+ * The program of `capsule call` alone, for the one-shot bundle (run-main.ts); program.ts adds
+ * the command to the whole program.
+ * @param exit receives the process exit code
+ */
+export function buildCallProgram(exit: (code: number) => void): Command {
+  const program = baseProgram();
+  callCommand(program, exit);
+  return program;
+}
 
 /** Adds `capsule call` to the program; `exit` receives the process exit code. */
 export function callCommand(program: Command, exit: (code: number) => void): void {

@@ -33,7 +33,7 @@ export class Kernel {
   error = 0;
   readonly vars = new Map<string, Uint8Array>();
   #varBytes = 0;
-  /** The block table and the bytes of the kernel memory's current buffer (new ones once the memory grew). */
+  /** The block table and the bytes of the kernel memory's current buffer (new ones once it grew and detached them). */
   #table?: Uint32Array;
   #bytes = new Uint8Array(0);
   #maxBlockBytes = -1;
@@ -123,9 +123,11 @@ export class Kernel {
   #offset(a: number, n: number): number {
     const i = Math.floor(a / SLOT);
     const off = a - i * SLOT;
-    const buffer = this.wasm.memory.buffer;
     let table = this.#table;
-    if (table?.buffer !== buffer) {
+    // growing the memory detaches its old buffer (and empties the views over it): only then is
+    // `memory.buffer` read again
+    if (table === undefined || table.length === 0) {
+      const buffer = this.wasm.memory.buffer;
       this.#table = table = new Uint32Array(buffer, 0, CAPACITY * 2);
       this.#bytes = new Uint8Array(buffer);
     }

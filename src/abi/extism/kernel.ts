@@ -37,6 +37,8 @@ export class Kernel {
   #table?: Uint32Array;
   #bytes = new Uint8Array(0);
   #maxBlockBytes = -1;
+  #inputHandle = 0;
+  #inputBig = 0n;
   maxVarBytes = DEFAULT_MAX_VAR_BYTES;
   httpStatus = 0;
   httpHeaders?: Record<string, string>;
@@ -60,7 +62,9 @@ export class Kernel {
   }
 
   set input(h: number) {
-    this.wasm.input.value = BigInt(h);
+    // nearly always the first block of the call: its BigInt is kept
+    if (h !== this.#inputHandle) this.#inputBig = BigInt((this.#inputHandle = h));
+    this.wasm.input.value = this.#inputBig;
   }
 
   /** Bytes held by live blocks (`memory_bytes`, informative). */

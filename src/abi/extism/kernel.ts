@@ -95,8 +95,8 @@ export class Kernel {
     const data = typeof bytes === 'string' ? encoder.encode(bytes) : bytes;
     const h = this.alloc(data.length);
     if (h !== 0) {
-      const at = this.#offset(h, data.length); // first: it renews #bytes after the memory grew
-      this.#bytes.set(data, at);
+      const table = this.#currentTable(); // first: it renews #bytes after the memory grew
+      this.#bytes.set(data, table[(h / SLOT) * 2]!); // a block just made: no range to check
     } else if (data.length > 0) throw new ExtismFailure(`cannot allocate ${data.length} bytes of block memory (memory cap reached)`);
     return h;
   }
@@ -127,6 +127,14 @@ export class Kernel {
   #offset(a: number, n: number): number {
     const i = Math.floor(a / SLOT);
     const off = a - i * SLOT;
+    const table = this.#currentTable();
+    const length = i > 0 && i < this.nextIndex ? table[i * 2 + 1]! : 0;
+    if (off + n > length) throw new ExtismFailure(`the plugin accessed block memory at ${a} (+${n} bytes) outside a live block`);
+    return table[i * 2]! + off;
+  }
+
+  /** The block table over the kernel memory's buffer, `#bytes` made current with it. */
+  #currentTable(): Uint32Array {
     let table = this.#table;
     // growing the memory detaches its old buffer (and empties the views over it): only then is
     // `memory.buffer` read again
@@ -135,9 +143,7 @@ export class Kernel {
       this.#table = table = new Uint32Array(buffer, 0, CAPACITY * 2);
       this.#bytes = new Uint8Array(buffer);
     }
-    const length = i > 0 && i < this.nextIndex ? table[i * 2 + 1]! : 0;
-    if (off + n > length) throw new ExtismFailure(`the plugin accessed block memory at ${a} (+${n} bytes) outside a live block`);
-    return table[i * 2]! + off;
+    return table;
   }
 
   /** The whole block `h` (a view), or an empty array for handle 0. @throws ExtismFailure for an unknown handle */

@@ -4,7 +4,7 @@
  * Capsule's allow-list and HTTP limits).
  */
 import type { ValType } from '../../wasm/binary.ts';
-import type { EnvImport } from '../types.ts';
+import type { EnvImport, GuestOptions } from '../types.ts';
 import type { CallState } from '../host-imports.ts';
 import type { JspiApi } from '../guest.ts';
 import { ExtismFailure, Kernel } from './kernel.ts';
@@ -19,6 +19,8 @@ export type ExtismLogLevel = keyof typeof EXTISM_LOG_LEVELS;
 export interface KernelState {
   kernel: Kernel;
   logLevel: number;
+  /** The WASI options of the plugin's calls, made at its first call (index.ts `prepare`). */
+  wasi?: { options: GuestOptions; log?: (text: string) => void };
 }
 
 /** Key of the running call's `KernelState` in `HostCallContext.callData` (set by the ABI's invoke). */
@@ -32,7 +34,7 @@ const kernels = new WeakMap<CallState, KernelState>();
  */
 export function kernelStateOf(state: CallState): KernelState {
   let k = kernels.get(state);
-  if (!k) kernels.set(state, (k = { kernel: new Kernel(), logLevel: EXTISM_LOG_LEVELS.info }));
+  if (!k) kernels.set(state, (k = { kernel: new Kernel(), logLevel: EXTISM_LOG_LEVELS.info, wasi: undefined }));
   return k;
 }
 

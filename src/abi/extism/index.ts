@@ -14,7 +14,7 @@ import { CapsuleError } from '../../base/errors.ts';
 import type { InvocationInput, InvocationOutput, MessageInput } from '../../base/invocation.ts';
 import { WasiExit } from '../../wasi/preview1.ts';
 import type { Guest, JspiApi } from '../guest.ts';
-import type { Abi, GuestInstances, GuestOptions } from '../types.ts';
+import type { Abi, GuestInstances } from '../types.ts';
 import type { ParsedModule } from '../../wasm/binary.ts';
 import { EXTISM_ENV, EXTISM_LOG_LEVELS, KERNEL_KEY, kernelStateOf, type ExtismLogLevel, type KernelState } from './imports.ts';
 import { ExtismFailure, type Kernel } from './kernel.ts';
@@ -181,13 +181,9 @@ interface Prepared {
 
 /**
  * The WASI options of a plugin's calls (§9: an empty environment, no argv, stdout to the function
- * log), made once per plugin (its kernel state): `log` is the running call's.
+ * log), made once per plugin (kept in its kernel state): `log` is the running call's.
  */
-interface PluginWasi {
-  options: GuestOptions;
-  log?: (text: string) => void;
-}
-const pluginWasi = new WeakMap<KernelState, PluginWasi>();
+type PluginWasi = NonNullable<KernelState['wasi']>;
 
 /** The call, the plugin's kernel settings for it, and its WASI options (§9, §11). */
 function prepare(rt: GuestInstances, input: InvocationInput): Prepared {
@@ -200,12 +196,12 @@ function prepare(rt: GuestInstances, input: InvocationInput): Prepared {
   if (call.logLevel !== undefined) ks.logLevel = EXTISM_LOG_LEVELS[call.logLevel];
   // §9: WASI gets an empty environment (plugins read `config`), no argv, and its stdout goes
   // to the function log (the call's output is only what output_set names)
-  let wasi = pluginWasi.get(ks);
+  let wasi = ks.wasi;
   if (!wasi) {
     const w: PluginWasi = { options: {} };
     const stdout = (bytes: Uint8Array) => w.log?.(`[${rt.spec.name}] stdout: ${decoder.decode(bytes).replace(/\n$/, '')}`);
     w.options = { wasi: { env: new Map(), args: [], stdout } };
-    pluginWasi.set(ks, (wasi = w));
+    ks.wasi = wasi = w;
   }
   return { call, mode, ks, wasi };
 }

@@ -125,6 +125,13 @@ export interface Abi {
    */
   readonly resettable?: boolean;
   /**
+   * The options every call of a resettable ABI passes to `withGuest` (the same object): a worker's
+   * warm-up probes the initialisation with them (engine/instance.ts `warm`), so that its snapshot
+   * is the one a first call would have taken. Unset: the warm-up's snapshot serves only calls
+   * passing no options.
+   */
+  readonly guestOptions?: GuestOptions;
+  /**
    * Grants a module of this ABI needs besides those of its Capsule host functions, for
    * `capsule inspect` (an Extism plugin importing `http_request` needs `--allowed-hosts`).
    */

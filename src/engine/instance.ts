@@ -121,6 +121,10 @@ export class ModuleInstances implements GuestInstances {
   #snapshot?: Snapshot;
   /** Fresh mode: an initialised (or reset) instance waiting for the next call. */
   #idle?: { guest: Guest; memory: WebAssembly.Memory; target: SnapshotTarget };
+  /** Set by `warm` until the first call: the plan it probed and the WASI options it probed with (see `#firstAfterWarm`). */
+  #warmed?: { plan: SnapshotPlan; wasi: GuestOptions['wasi'] };
+  /** Whether a call has begun (`warm` then does nothing). */
+  #called = false;
   /** Whether the running call captures its stdio (`stdio: capture`); its `Capture` is made at its first write. */
   #capturing = false;
   #capture?: Capture;
@@ -284,6 +288,8 @@ export class ModuleInstances implements GuestInstances {
   /** GuestInstances: an initialised guest for `fn`, fresh or reused (capsule-abi.md §3). */
   async withGuest<T>(meta: InvocationMeta, fn: (guest: Guest, ctx: HostCallContext) => Promise<T>, options: GuestOptions = {}): Promise<T> {
     const ctx = this.#context(meta);
+    this.#called = true;
+    if (this.#warmed) this.#firstAfterWarm(options.wasi);
     this.#wasiOverrides = options.wasi;
     if (this.spec.settings.reuse) {
       let entry = this.#reused;
@@ -315,6 +321,49 @@ export class ModuleInstances implements GuestInstances {
       this.#unbind();
       if (memory && this.#memShape) this.#memoryPool.release(this.#memShape.initial, this.#memShape.maximum, memory);
     }
+  }
+
+  /**
+   * Does ahead what the first fresh call of the module does first, so that it costs what later
+   * ones do (docs/performance.md, "Start-up"): the snapshot probe, whose imports refuse to run
+   * (snapshot.ts: side-effect free), then, when instantiating runs no guest code (no start
+   * function, no linked module: `WorkerModule.instantiationRunsCode` false), the instance the
+   * first call runs on, set to the snapshot. No guest export runs with working imports. Nothing
+   * to do with --reuse, for a module without a snapshot plan, or once a call has begun. The
+   * probe runs with the WASI options the ABI's calls pass (`Abi.guestOptions`); a first call
+   * that passes others probes again with them (`#firstAfterWarm`), as it would have without the
+   * warm-up.
+   * Never throws (a failed probe leaves the module to a new instance per call, as at a call).
+   */
+  async warm(): Promise<void> {
+    const plan = this.#plan;
+    if (!plan || this.#snapshot || this.#called) return;
+    const wasi = this.abi.guestOptions?.wasi;
+    this.#warmed = { plan, wasi };
+    this.#wasiOverrides = wasi;
+    const ctx = this.#context({});
+    const snapshot = (this.#snapshot = await this.#probe(ctx));
+    if (!snapshot || this.spec.instantiationRunsCode !== false || this.#called) return;
+    try {
+      this.#idle = this.#newAtSnapshot(ctx, snapshot);
+    } catch {
+      // the first call makes its instance and reports the failure
+    } finally {
+      this.#unbind();
+    }
+  }
+
+  /**
+   * The first call after `warm`: it keeps the warm-up's snapshot and idle instance when it passes
+   * the WASI options the probe ran with; otherwise they are dropped and it probes with its own.
+   */
+  #firstAfterWarm(wasi: GuestOptions['wasi']): void {
+    const warmed = this.#warmed!;
+    this.#warmed = undefined;
+    if (wasi === warmed.wasi) return;
+    this.#plan = warmed.plan;
+    this.#snapshot = undefined;
+    this.#idle = undefined; // its memory is left to the garbage collector (once)
   }
 
   /**
@@ -354,21 +403,11 @@ export class ModuleInstances implements GuestInstances {
       this.#lastMemory = entry.memory;
       snapshot.replay(this.#wasi.imports);
     } else {
-      let memory = this.#memoryPool.acquire(shape.initial, shape.maximum);
-      if (memory.buffer.byteLength > snapshot.memoryBytes) {
-        // a pooled memory that grew under another instance: this one must start at the snapshot's size
-        this.#memoryPool.release(shape.initial, shape.maximum, memory);
-        memory = new WebAssembly.Memory({ initial: shape.initial, maximum: shape.maximum });
-      }
       try {
-        const { guest, instance } = this.#instantiate(ctx, memory);
-        const target = snapshotTarget(this.#plan!, instance, memory);
-        snapshot.restore(target);
+        entry = this.#newAtSnapshot(ctx, snapshot);
         snapshot.replay(this.#wasi.imports);
-        entry = { guest, memory, target };
       } catch (e) {
         this.#unbind();
-        this.#memoryPool.release(shape.initial, shape.maximum, memory);
         throw e;
       }
     }
@@ -382,6 +421,29 @@ export class ModuleInstances implements GuestInstances {
       if (clean && snapshot.restore(entry.target)) this.#idle = entry;
       else if (entry.memory.buffer.byteLength <= snapshot.memoryBytes) this.#memoryPool.release(shape.initial, shape.maximum, entry.memory);
       // else: a memory that grew is dropped, so that new instances start at the snapshot's size
+    }
+  }
+
+  /**
+   * A new instance bound to `ctx`, with a pooled memory, set to `snapshot` (the caller unbinds).
+   * @throws what instantiating throws (the memory is then back in the pool)
+   */
+  #newAtSnapshot(ctx: HostCallContext, snapshot: Snapshot): { guest: Guest; memory: WebAssembly.Memory; target: SnapshotTarget } {
+    const shape = this.#memShape!;
+    let memory = this.#memoryPool.acquire(shape.initial, shape.maximum);
+    if (memory.buffer.byteLength > snapshot.memoryBytes) {
+      // a pooled memory that grew under another instance: this one must start at the snapshot's size
+      this.#memoryPool.release(shape.initial, shape.maximum, memory);
+      memory = new WebAssembly.Memory({ initial: shape.initial, maximum: shape.maximum });
+    }
+    try {
+      const { guest, instance } = this.#instantiate(ctx, memory);
+      const target = snapshotTarget(this.#plan!, instance, memory);
+      snapshot.restore(target);
+      return { guest, memory, target };
+    } catch (e) {
+      this.#memoryPool.release(shape.initial, shape.maximum, memory);
+      throw e;
     }
   }
 

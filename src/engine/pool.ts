@@ -54,6 +54,12 @@ export interface PoolOptions {
   pipeline?: number;
   /** Calls waiting for a worker before `call` rejects with OVERLOADED (default 10 000). */
   maxQueue?: number;
+  /**
+   * A module's warm-up in a worker (`ModuleInstances.warm`: its initialisation, probed) that
+   * runs this long (ms) is stopped with its worker, and the module is not warmed up again
+   * (default 10 000): a looping initialisation does not hold `whenUp` or a thread for ever.
+   */
+  warmLimitMs?: number;
 }
 
 /** The result of a call: the output, and what the guest printed (stdio = capture). */
@@ -118,6 +124,8 @@ interface Slot {
   idleSince: number;
   /** It has loaded its code (its `ready` message came). */
   up: boolean;
+  /** Ids of the modules it was sent to warm up and has not answered `warm` for. */
+  warming: Set<number>;
   dead: boolean;
 }
 
@@ -159,6 +167,9 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
   readonly #maxQueue: number;
   readonly #longCallMs: number;
   readonly #idleMs: number;
+  readonly #warmLimitMs: number;
+  /** Modules whose warm-up was stopped at `warmLimitMs`: workers load them without one. */
+  readonly #cold = new Set<number>();
   /** Live workers (a stopped one leaves at once; it may still deliver results until it exits). */
   readonly #slots: Slot[] = [];
   readonly #queue: PendingCall[] = [];
@@ -183,6 +194,7 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
     this.#maxQueue = options.maxQueue ?? 10_000;
     this.#longCallMs = Math.max(1, options.longCallMs ?? 100);
     this.#idleMs = Math.max(1, options.idleMs ?? 10_000);
+    this.#warmLimitMs = Math.max(1, options.warmLimitMs ?? 10_000);
     for (let i = 0; i < this.size; i++) this.#slots.push(this.#spawn());
   }
 
@@ -205,13 +217,14 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
   register(module: LoadedModule, settings: FunctionSettings): PoolModule {
     const entry: PoolModule = { id: this.#nextModule++, module, settings };
     this.#modules.set(entry.id, entry);
-    for (const s of this.#slots) this.#post(s, { t: 'load', moduleId: entry.id, module: this.#workerModule(entry) });
+    for (const s of this.#slots) this.#load(s, entry);
     return entry;
   }
 
   /** Forgets a module (calls already sent still finish). */
   unregister(entry: PoolModule): void {
     this.#modules.delete(entry.id);
+    this.#cold.delete(entry.id);
     for (const s of this.#slots) this.#post(s, { t: 'unload', moduleId: entry.id });
   }
 
@@ -243,9 +256,13 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
   }
 
   /**
-   * Resolves once every worker thread of the pool has booted (loaded its code), or the pool is
-   * closed. A server awaits it before its ready line, so that its first request does not wait
-   * for threads to start (docs/performance.md, "Start-up").
+   * Resolves once every worker thread of the pool has booted (loaded its code) and warmed up
+   * every module registered (`ModuleInstances.warm`: the work of a first call that has no
+   * effect, done ahead; at most `warmLimitMs` each), or the pool is closed. A worker running
+   * calls is not waited for (a reload beside a long call): it warms up once they end. A server awaits it
+   * before its ready line, and a reload before the new module takes calls, so that a first
+   * request neither waits for threads to start nor pays the warm-up (docs/performance.md,
+   * "Start-up").
    */
   whenUp(): Promise<void> {
     if (this.#broken) return Promise.reject(this.#broken);
@@ -253,8 +270,14 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
     return new Promise((resolve, reject) => this.#upWaiters.push(() => (this.#broken ? reject(this.#broken) : resolve())));
   }
 
+  /** Resolves the `whenUp` waiters once every worker is up and warm (see `#allUp`). */
+  #wakeIfUp(): void {
+    if (this.#allUp()) for (const resolve of this.#upWaiters.splice(0)) resolve();
+  }
+
   #allUp(): boolean {
-    return this.#closed || this.#slots.every((s) => s.up || s.dead);
+    // a worker running calls is not waited for: it warms up when they end, before the calls sent after
+    return this.#closed || this.#slots.every((s) => s.dead || (s.up && (s.warming.size === 0 || s.inflight.size > 0)));
   }
 
   /** Terminates every worker; pending calls fail. */
@@ -279,7 +302,28 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
       name: m.name, compiled: m.compiled, detection: m.detection, hostImports: m.hostImports,
       pooledMemory: m.pooledMemory, importedMemory: m.importedMemory, settings: entry.settings, linked: m.linked,
       snapshot: m.snapshot?.ok ? m.snapshot.plan : undefined,
+      // the start section (id 8) and linked modules run guest code at instantiation
+      instantiationRunsCode: (m.linked?.length ?? 0) > 0 || m.parsed.sections.some((s) => s.id === 8),
     };
+  }
+
+  /** Sends `entry` to a worker, to warm up unless its warm-up was stopped once (see `warmLimitMs`). */
+  #load(slot: Slot, entry: PoolModule): void {
+    const warm = !this.#cold.has(entry.id);
+    this.#post(slot, { t: 'load', moduleId: entry.id, module: this.#workerModule(entry), warm });
+    if (!warm || slot.dead) return;
+    slot.warming.add(entry.id);
+    this.#arm();
+  }
+
+  /**
+   * A worker's warm-up of a module is over: `whenUp` may resolve. (A warm-up is not a long call:
+   * the calls sent behind it wait for it, as they waited for a first call's probe, and no worker
+   * is started beside it.)
+   */
+  #warmed(slot: Slot, moduleId: number): void {
+    slot.warming.delete(moduleId);
+    this.#wakeIfUp();
   }
 
   #spawn(): Slot {
@@ -288,7 +332,7 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
     const worker = new Worker(bootScript(), { eval: true, workerData: { slot: shared } });
     const slot: Slot = {
       worker, inflight: new Map(), outbox: [], running: new Int32Array(shared, 0, 1), claimed: new Int32Array(shared, 4, 1),
-      started: new Float64Array(shared, 8, 1), tid: new Int32Array(shared, 16, 1), seq: 0, long: 0, demoted: undefined, idleSince: Date.now(), up: false, dead: false,
+      started: new Float64Array(shared, 8, 1), tid: new Int32Array(shared, 16, 1), seq: 0, long: 0, demoted: undefined, idleSince: Date.now(), up: false, warming: new Set(), dead: false,
     };
     worker.unref();
     worker.on('message', (msg: FromWorker) => this.#onMessage(slot, msg));
@@ -297,7 +341,7 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
       this.#retire(slot, new CapsuleError('INTERNAL', `worker exited with code ${code}`));
       this.#settle(slot);
     });
-    for (const entry of this.#modules.values()) this.#post(slot, { t: 'load', moduleId: entry.id, module: this.#workerModule(entry) });
+    for (const entry of this.#modules.values()) this.#load(slot, entry);
     return slot;
   }
 
@@ -411,6 +455,10 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
       this.#up(slot);
       return;
     }
+    if (msg.t === 'warm') {
+      this.#warmed(slot, msg.moduleId);
+      return;
+    }
     for (const item of msg.results) {
       const done = unpackDone(item);
       const call = slot.inflight.get(done.id);
@@ -441,7 +489,7 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
     const now = Date.now();
     const waiting = [...this.#queue, ...this.#slots.flatMap((s) => [...s.inflight.values()])];
     for (const c of waiting) if (c.deadline === Infinity) c.deadline = now + c.timeoutMs;
-    if (this.#allUp()) for (const resolve of this.#upWaiters.splice(0)) resolve();
+    this.#wakeIfUp();
   }
 
   /** Settles a call with what its worker reported. */
@@ -508,15 +556,20 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
     for (const s of [...this.#slots]) this.#watch(s, now);
     this.#fill();
     this.#grow();
-    if (this.#queue.length === 0 && this.#slots.every((s) => s.inflight.size === 0) && this.#watchdog) {
+    if (this.#queue.length === 0 && this.#slots.every((s) => s.inflight.size === 0 && s.warming.size === 0) && this.#watchdog) {
       clearInterval(this.#watchdog);
       this.#watchdog = undefined;
     }
   }
 
-  /** One worker, for `#check`. */
+  /** One worker, for `#check`. A negative running id is a module's warm-up (worker.ts). */
   #watch(s: Slot, now: number): void {
     const id = Atomics.load(s.running, 0);
+    if (id < 0 && now - s.started[0]! >= this.#warmLimitMs) {
+      this.#cold.add(-id); // its replacement loads the module without a warm-up
+      this.#retire(s, undefined);
+      return;
+    }
     const call = id === 0 ? undefined : s.inflight.get(id);
     if (call && now >= call.deadline) {
       const waited = s.started[0]! - (call.deadline - call.timeoutMs);
@@ -607,6 +660,7 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
       return;
     }
     if (!this.#closed && this.#slots.length < this.size) this.#slots.push(this.#spawn());
+    this.#wakeIfUp(); // the worker it waited for may have been this one
     this.#fill();
     if (this.#queue.length > 0 || this.#slots.some((s) => s.inflight.size > 0)) this.#arm();
   }

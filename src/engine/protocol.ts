@@ -12,7 +12,8 @@ import type { HttpRequestInput, HttpResponseOutput, InvocationInput, InvocationM
 import type { CallError, CallLogs, WorkerModule } from './instance.ts';
 
 export type ToWorker =
-  | { t: 'load'; moduleId: number; module: WorkerModule }
+  /** `warm`: warm the module up before its first call (`ModuleInstances.warm`; the worker answers `warm`). */
+  | { t: 'load'; moduleId: number; module: WorkerModule; warm?: boolean }
   | { t: 'unload'; moduleId: number }
   | { t: 'calls'; calls: (WorkerCall | PackedCall)[] }
   | { t: 'service-reply'; id: number; value?: unknown; error?: string };
@@ -40,9 +41,11 @@ export interface WorkerCall {
 /**
  * Results travel in batches too (flushed before the worker starts a guest, and when its queue
  * is empty). `ready`: the worker has loaded its code (sent once, right after it starts).
+ * `warm`: the warm-up of a module loaded with `warm` is over (whatever it did).
  */
 export type FromWorker =
   | { t: 'ready' }
+  | { t: 'warm'; moduleId: number }
   | { t: 'done'; results: (CallDone | PackedDone)[] }
   | { t: 'service'; id: number; moduleId: number; name: string; request: unknown };
 

@@ -32,6 +32,8 @@ function callService(moduleId: number, name: string, request: unknown): Promise<
 }
 const modules = new Map<number, ModuleInstances | { error: { code: 'BAD_MODULE' | 'MEMORY' | 'INTERNAL'; message: string } }>();
 const queue: WorkerCall[] = [];
+/** Modules to warm up (`ModuleInstances.warm`), before the calls queued (drain runs them first). */
+const warmups: number[] = [];
 /** Results not posted yet: they leave before the next guest runs (it may never return) or when the queue is empty. */
 const outbox: CallDone[] = [];
 let running = false;
@@ -60,10 +62,31 @@ function flush(): void {
   port.postMessage({ t: 'done', results: outbox.splice(0).map(packDone) } satisfies FromWorker);
 }
 
+/**
+ * Warms a module up as a call runs: the pool sees it running (the negated module id in the
+ * running slot, with its start time), and its watchdog stops a warm-up that never ends (a looping
+ * initialisation) as it stops a call.
+ */
+async function warm(moduleId: number): Promise<void> {
+  const rt = modules.get(moduleId);
+  if (rt && !('error' in rt)) {
+    flush();
+    started64[0] = Date.now();
+    Atomics.store(running32, 0, -moduleId);
+    await rt.warm();
+    Atomics.store(running32, 0, 0);
+  }
+  port.postMessage({ t: 'warm', moduleId } satisfies FromWorker);
+}
+
 async function drain(): Promise<void> {
   if (running) return;
   running = true;
-  while (queue.length > 0) {
+  while (queue.length > 0 || warmups.length > 0) {
+    if (warmups.length > 0) {
+      await warm(warmups.shift()!);
+      continue;
+    }
     const msg = queue.shift()!;
     if (!claim(msg)) continue;
     if (Date.now() >= msg.deadline) {
@@ -99,6 +122,10 @@ port.on('message', (msg: ToWorker) => {
       } catch (e) {
         const err = e as { code?: string; message: string };
         modules.set(msg.moduleId, { error: { code: err.code === 'MEMORY' ? 'MEMORY' : err.code === 'BAD_MODULE' ? 'BAD_MODULE' : 'INTERNAL', message: err.message } });
+      }
+      if (msg.warm) {
+        warmups.push(msg.moduleId);
+        void drain();
       }
       break;
     case 'unload': {

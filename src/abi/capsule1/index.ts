@@ -65,6 +65,7 @@ export const capsule1: Abi = {
   detect: detectCapsule1,
   checkKind: checkCapsule1Kind,
   resettable: true,
+  guestOptions: CAPSULE_GUEST,
   generation: () => 1,
   check(parsed, detection, name) {
     const fns = requireMalloc(parsed, 1, name);

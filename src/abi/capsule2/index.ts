@@ -115,6 +115,7 @@ export const capsule2: Abi = {
   checkKind: checkCapsule2Kind,
   reuse: 'on-request',
   resettable: true,
+  guestOptions: CAPSULE_GUEST,
   generation: () => 2,
   check(parsed, _d, name) {
     requireMalloc(parsed, 2, name);

@@ -467,6 +467,7 @@ export async function serveHttp(fn: CapsuleFunction, o: HttpTriggerOptions): Pro
   const replace = async (next: CapsuleFunction): Promise<void> => {
     if (draining) throw new CapsuleError('OVERLOADED', 'the server is shutting down');
     await runLifecycle(next, 'OnLoad', log);
+    await next.executor.whenUp(); // warmed up in every worker (engine/pool.ts) before it takes calls
     if (draining) throw new CapsuleError('OVERLOADED', 'the server is shutting down');
     slot.swap(next);
   };

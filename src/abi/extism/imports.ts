@@ -58,7 +58,8 @@ function kernelImport(params: ValType[], results: ValType[], body: (k: () => Ker
   return { params, results, make: (state, name) => body(currentKernel(state), state, name) as (...args: number[]) => unknown };
 }
 
-const n = (v: bigint): number => Number(BigInt.asUintN(64, v));
+/** An i64 argument as the unsigned number it stands for (a non-negative one makes no new BigInt). */
+const n = (v: bigint): number => Number(v >= 0n ? v : BigInt.asUintN(64, v));
 const big = (v: number): bigint => BigInt(v);
 
 function logImport(level: ExtismLogLevel): EnvImport {

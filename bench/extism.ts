@@ -12,10 +12,10 @@
  *    of interleaved rounds. A second line gives the median of calls timed one by one, for
  *    comparison: its two clock reads and `await` per call are a constant of the order of the
  *    fast calls themselves, added to both sides, which pulls the ratio towards 1×;
- * 2. requests per second of an HTTP server built on each: `capsule serve --routes` (raw mode)
+ * 2. MiB/s echoing 10 MiB (input in, the same bytes out);
+ * 3. requests per second of an HTTP server built on each: `capsule serve --routes` (raw mode)
  *    and a node:http server calling a JS SDK plugin (one per process, calls serialised; in the
- *    foreground, then with `runInWorker`), under the same autocannon load;
- * 3. MiB/s echoing 10 MiB (input in, the same bytes out).
+ *    foreground, then with `runInWorker`), under the same autocannon load.
  *
  * Options: BENCH_BATCH (calls per batch of the in-thread modes, default 10 000; the modes with a
  * worker thread or a watchdog, 100× slower, batch a tenth of it), BENCH_ROUNDS (7),

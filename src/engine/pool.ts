@@ -57,7 +57,8 @@ export interface PoolOptions {
   /**
    * A module's warm-up in a worker (`ModuleInstances.warm`: its initialisation, probed) that
    * runs this long (ms) is stopped with its worker, and the module is not warmed up again
-   * (default 10 000): a looping initialisation does not hold `whenUp` or a thread for ever.
+   * (default 2 000): a looping initialisation does not hold `whenUp` or a thread for ever. Calls
+   * sent to a worker wait behind its warm-up (their deadlines count), so this bounds that wait too.
    */
   warmLimitMs?: number;
 }
@@ -194,7 +195,7 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
     this.#maxQueue = options.maxQueue ?? 10_000;
     this.#longCallMs = Math.max(1, options.longCallMs ?? 100);
     this.#idleMs = Math.max(1, options.idleMs ?? 10_000);
-    this.#warmLimitMs = Math.max(1, options.warmLimitMs ?? 10_000);
+    this.#warmLimitMs = Math.max(1, options.warmLimitMs ?? 2_000);
     for (let i = 0; i < this.size; i++) this.#slots.push(this.#spawn());
   }
 

@@ -165,7 +165,9 @@ async function main(): Promise<void> {
   // interleaved rounds, so that a slow spell of the machine hits every mode alike: first the two
   // in-thread modes (taking turns at going first), then the three slow ones. Between the fast
   // batches, the slow modes' thread hops and watchdogs left both sides slower and the ratio
-  // lower (1.7-1.9x against 2.2-2.4x for the pair alone, same sources, 2026-12-04)
+  // lower (1.7-1.9x against 2.2-2.4x for the pair alone, same sources, 2026-12-04); and the
+  // calls timed one by one come after all the batches: run between them, they lowered the batch
+  // ratio too (1.65-1.71x against 1.95-2.09x without, 17:27)
   const measure = async (ks: number[]) => {
     for (const k of ks) await batchLatency(modes[k]!.call, Math.ceil(modes[k]!.n)); // a round not counted: the JIT's
     for (let r = 0; r < rounds; r++) {
@@ -174,8 +176,8 @@ async function main(): Promise<void> {
         batched[k]!.push(b.wall);
         cpu[k]!.push(b.cpu);
       }
-      for (const k of ks) timed[k]!.push(await latency(modes[k]!.call, Math.ceil(calls / rounds)));
     }
+    for (let r = 0; r < rounds; r++) for (const k of ks) timed[k]!.push(await latency(modes[k]!.call, Math.ceil(calls / rounds)));
   };
   await measure([0, 1]);
   await measure([2, 3, 4]);

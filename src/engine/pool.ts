@@ -55,6 +55,12 @@ export interface PoolOptions {
   /** Calls waiting for a worker before `call` rejects with OVERLOADED (default 10 000). */
   maxQueue?: number;
   /**
+   * Whether workers warm each module up when they receive it (default true; see `whenUp`). A
+   * warm-up keeps, per worker, the module's snapshot and an idle instance from the start: a pool
+   * holding many functions that mostly sit idle (the functions server, the FaaS node) says false.
+   */
+  warm?: boolean;
+  /**
    * A module's warm-up in a worker (`ModuleInstances.warm`: its initialisation, probed) that
    * runs this long (ms) is stopped with its worker, and the module is not warmed up again
    * (default 2 000): a looping initialisation does not hold `whenUp` or a thread for ever. Calls
@@ -169,6 +175,7 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
   readonly #longCallMs: number;
   readonly #idleMs: number;
   readonly #warmLimitMs: number;
+  readonly #warm: boolean;
   /** Modules whose warm-up was stopped at `warmLimitMs`: workers load them without one. */
   readonly #cold = new Set<number>();
   /** Live workers (a stopped one leaves at once; it may still deliver results until it exits). */
@@ -196,6 +203,7 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
     this.#longCallMs = Math.max(1, options.longCallMs ?? 100);
     this.#idleMs = Math.max(1, options.idleMs ?? 10_000);
     this.#warmLimitMs = Math.max(1, options.warmLimitMs ?? 2_000);
+    this.#warm = options.warm ?? true;
     for (let i = 0; i < this.size; i++) this.#slots.push(this.#spawn());
   }
 
@@ -310,7 +318,7 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
 
   /** Sends `entry` to a worker, to warm up unless its warm-up was stopped once (see `warmLimitMs`). */
   #load(slot: Slot, entry: PoolModule): void {
-    const warm = !this.#cold.has(entry.id);
+    const warm = this.#warm && !this.#cold.has(entry.id);
     this.#post(slot, { t: 'load', moduleId: entry.id, module: this.#workerModule(entry), warm });
     if (!warm || slot.dead) return;
     slot.warming.add(entry.id);

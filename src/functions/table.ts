@@ -136,7 +136,7 @@ export class FunctionTable {
   constructor(o: FunctionTableOptions) {
     this.#o = o;
     this.#log = o.logger;
-    this.pool = new WorkerPool({ workers: o.workers });
+    this.pool = new WorkerPool({ workers: o.workers, warm: false }); // idle functions stay cheap (engine/pool.ts `warm`)
   }
 
   /**
@@ -243,7 +243,6 @@ export class FunctionTable {
       const subs = await this.#discoverSubRoutes(h, fn);
       if (this.#entries.get(key) !== h) throw new CapsuleError('USAGE', `${h.name} was removed while its new module was loading`);
       await this.#o.lifecycle(fn, 'OnLoad', { function: h.name });
-      await fn.executor.whenUp(); // warmed up in every worker (engine/pool.ts) before it takes calls
       this.#swap(h, newVersion(fn), subs);
     } catch (e) {
       await fn.close();

@@ -67,7 +67,7 @@ export async function startFaas(o: FaasOptions): Promise<RunningFaas> {
   let pool: WorkerPool | undefined;
   try {
     if (o.mainArgs) {
-      pool = new WorkerPool({ workers: o.workers });
+      pool = new WorkerPool({ workers: o.workers, warm: false }); // idle functions stay cheap (engine/pool.ts `warm`)
       main = new InProcessRunner(inProcessSpec(o.mainArgs, []), 0, { pool, logger: o.logger, onExit: () => {} });
       await main.ensureRunning();
     }

@@ -271,7 +271,7 @@ export class FaasState {
 
   /** An in-process runner; `owner` names it in the cold-start hook (the record it was started for). */
   #inProcess(spec: ReturnType<typeof inProcessSpec>, port: number, owner: ProcessRecord): InProcessRunner {
-    this.#pool ??= this.#o.pool ?? new WorkerPool({ workers: this.#o.workers });
+    this.#pool ??= this.#o.pool ?? new WorkerPool({ workers: this.#o.workers, warm: false }); // idle functions stay cheap
     const runner: InProcessRunner = new InProcessRunner(spec, port, {
       pool: this.#pool, logger: this.#o.logger, host: this.#o.host,
       onExit: (exit) => this.#ended(runner, exit),

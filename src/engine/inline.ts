@@ -33,7 +33,8 @@ import type { ServiceHandler, ServiceHost } from '../base/services.ts';
 import type { FunctionSettings } from '../base/settings.ts';
 import type { LoadedModule } from './load.ts';
 import { MemoryPool } from './memory-pool.ts';
-import { ModuleInstances, type CallError, type CallLogs, type SyncGuard, type WorkerModule } from './instance.ts';
+import { ModuleInstances, type CallError, type CallLogs, type SyncGuard } from './instance.ts';
+import { workerModuleOf } from './protocol.ts';
 import type { CallOptions, CallResult, PoolModule, WorkerPool } from './pool.ts';
 
 /**
@@ -256,7 +257,7 @@ export class InlineExecutor extends EventEmitter implements CallExecutor {
   #instantiate(m: InlineModule): void {
     const { entry } = m;
     try {
-      m.rt = new ModuleInstances(workerModuleOf(entry), this.#memory, (name, request) => this.#service(entry, name, request), this.#guard);
+      m.rt = new ModuleInstances(workerModuleOf(entry.module, entry.settings), this.#memory, (name, request) => this.#service(entry, name, request), this.#guard);
       m.error = undefined;
     } catch (e) {
       // as a worker reports a module it cannot load (worker.ts)
@@ -327,14 +328,3 @@ function withLogs(err: CapsuleError, logs: CallLogs | undefined): CapsuleError &
   return e;
 }
 
-/** A registered module as `ModuleInstances` takes it (what the pool sends its workers). */
-function workerModuleOf(entry: PoolModule): WorkerModule {
-  const m = entry.module;
-  return {
-    name: m.name, compiled: m.compiled, detection: m.detection, hostImports: m.hostImports,
-    pooledMemory: m.pooledMemory, importedMemory: m.importedMemory, settings: entry.settings, linked: m.linked,
-    snapshot: m.snapshot?.ok ? m.snapshot.plan : undefined,
-    // the start section (id 8) and linked modules run guest code at instantiation
-    instantiationRunsCode: (m.linked?.length ?? 0) > 0 || m.parsed.sections.some((s) => s.id === 8),
-  };
-}

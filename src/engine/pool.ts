@@ -30,7 +30,7 @@ import { CapsuleError } from '../base/errors.ts';
 import type { InvocationInput, InvocationMeta, InvocationOutput } from '../base/invocation.ts';
 import type { CallLogs, WorkerModule } from './instance.ts';
 import type { FunctionSettings } from '../base/settings.ts';
-import { packCall, unpackDone, type CallDone, type FromWorker, type ToWorker, type WorkerCall } from './protocol.ts';
+import { packCall, unpackDone, workerModuleOf, type CallDone, type FromWorker, type ToWorker, type WorkerCall } from './protocol.ts';
 import type { LoadedModule } from './load.ts';
 import { workerEntryUrl } from './worker-entry.ts';
 
@@ -305,21 +305,11 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
     }));
   }
 
-  #workerModule(entry: PoolModule): WorkerModule {
-    const m = entry.module;
-    return {
-      name: m.name, compiled: m.compiled, detection: m.detection, hostImports: m.hostImports,
-      pooledMemory: m.pooledMemory, importedMemory: m.importedMemory, settings: entry.settings, linked: m.linked,
-      snapshot: m.snapshot?.ok ? m.snapshot.plan : undefined,
-      // the start section (id 8) and linked modules run guest code at instantiation
-      instantiationRunsCode: (m.linked?.length ?? 0) > 0 || m.parsed.sections.some((s) => s.id === 8),
-    };
-  }
 
   /** Sends `entry` to a worker, to warm up unless its warm-up was stopped once (see `warmLimitMs`). */
   #load(slot: Slot, entry: PoolModule): void {
     const warm = this.#warm && !this.#cold.has(entry.id);
-    this.#post(slot, { t: 'load', moduleId: entry.id, module: this.#workerModule(entry), warm });
+    this.#post(slot, { t: 'load', moduleId: entry.id, module: workerModuleOf(entry.module, entry.settings), warm });
     if (!warm || slot.dead) return;
     slot.warming.add(entry.id);
     this.#arm();
@@ -451,7 +441,7 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
    * settings…), with its id in this pool; undefined when `module` is not registered here.
    */
   workerModuleOf(module: LoadedModule): { id: number; module: WorkerModule } | undefined {
-    for (const entry of this.#modules.values()) if (entry.module === module) return { id: entry.id, module: this.#workerModule(entry) };
+    for (const entry of this.#modules.values()) if (entry.module === module) return { id: entry.id, module: workerModuleOf(entry.module, entry.settings) };
     return undefined;
   }
 

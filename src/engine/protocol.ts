@@ -10,6 +10,8 @@
  */
 import type { HttpRequestInput, HttpResponseOutput, InvocationInput, InvocationMeta, InvocationOutput } from '../base/invocation.ts';
 import type { CallError, CallLogs, WorkerModule } from './instance.ts';
+import type { LoadedModule } from './load.ts';
+import type { FunctionSettings } from '../base/settings.ts';
 
 export type ToWorker =
   /** `warm`: warm the module up before its first call (`ModuleInstances.warm`; the worker answers `warm`). */
@@ -146,4 +148,18 @@ export class PendingReplies {
     if (reply.error !== undefined) pending?.reject(new Error(reply.error));
     else pending?.resolve(reply.value);
   }
+}
+
+/**
+ * What `ModuleInstances` takes of a loaded module and its settings: what the pool sends its
+ * workers and what the inline executor instantiates in its own thread.
+ */
+export function workerModuleOf(m: LoadedModule, settings: FunctionSettings): WorkerModule {
+  return {
+    name: m.name, compiled: m.compiled, detection: m.detection, hostImports: m.hostImports,
+    pooledMemory: m.pooledMemory, importedMemory: m.importedMemory, settings, linked: m.linked,
+    snapshot: m.snapshot?.ok ? m.snapshot.plan : undefined,
+    // the start section (id 8) and linked modules run guest code at instantiation
+    instantiationRunsCode: (m.linked?.length ?? 0) > 0 || m.parsed.sections.some((s) => s.id === 8),
+  };
 }

@@ -96,6 +96,12 @@ export class InlineExecutor extends EventEmitter implements CallExecutor {
   #deadline = Infinity;
   #timeoutMs = 0;
   #expired = false;
+  /**
+   * The latest deadline (Date.now clock) at which the watchdog stopped a call. Its clock and
+   * Date.now differ by a fraction of a millisecond, so a later call sharing that deadline could
+   * otherwise start with a sliver of it left and be stopped at once instead of not run.
+   */
+  #stoppedAt = -Infinity;
   /** Guest entries on the stack: only the outermost one arms the watchdog. */
   #depth = 0;
   #fallback?: Promise<WorkerPool>;
@@ -228,7 +234,7 @@ export class InlineExecutor extends EventEmitter implements CallExecutor {
 
   /** The module's instances, set up for a call (the deadline the guard enforces). @throws CapsuleError TIMEOUT (not run), the module's load failure */
   #start(m: InlineModule, timeoutMs: number, deadline: number): ModuleInstances {
-    if (deadline !== Infinity && Date.now() >= deadline) {
+    if (deadline !== Infinity && (Date.now() >= deadline || deadline <= this.#stoppedAt)) {
       this.emit('timeout');
       throw new CapsuleError('TIMEOUT', `the function was not run: the calls before it took its ${timeoutMs} ms (--timeout)`);
     }
@@ -296,6 +302,7 @@ export class InlineExecutor extends EventEmitter implements CallExecutor {
     } catch (e) {
       if ((e as { code?: string })?.code !== 'ERR_SCRIPT_EXECUTION_TIMEOUT') throw e;
       this.#expired = true;
+      this.#stoppedAt = Math.max(this.#stoppedAt, this.#deadline);
       throw new CapsuleError('TIMEOUT', timeoutMessage(this.#timeoutMs));
     } finally {
       g[ENTRY] = undefined;

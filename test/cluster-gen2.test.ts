@@ -115,6 +115,14 @@ describe('gen-2 FaaS routes on cluster nodes (capsctl)', { skip, concurrency: fa
     assert.equal(bad.status, 400);
     assert.equal((await bad.json() as { code: string }).code, 'ERROR_MODULE_READ');
     assert.equal(await routes(gateways[0]!, 'nope', 'r'), false, 'nothing routed');
+    const wrong = await admin(nodes.a!, 'POST', '/functions/start', { name: 'nope', revision: 'r', args: ['', `-wasm=${hello}`, `-digest=${'0'.repeat(64)}`] });
+    assert.equal(wrong.status, 422);
+    const why = await wrong.json() as { code: string; message: string };
+    assert.equal(why.code, 'ERROR_DIGEST_MISMATCH');
+    assert.match(why.message, new RegExp(`digest mismatch: expected sha256:${'0'.repeat(64)}, got sha256:[0-9a-f]{64}`));
+    const badDigest = await admin(nodes.a!, 'POST', '/functions/start', { name: 'nope', revision: 'r', args: ['', `-wasm=${join(dir, 'missing.wasm')}`, '-digest=xyz'] });
+    assert.equal(badDigest.status, 400);
+    assert.equal((await badDigest.json() as { code: string }).code, 'ERROR_BAD_DIGEST', 'the digest is checked before the file is read');
   });
 
   it('capsctl drop through node b: the record leaves PROCS; the last replica takes the revision out of every gateway and node', async () => {

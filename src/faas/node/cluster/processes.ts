@@ -80,6 +80,7 @@ export class ClusterProcesses {
       mod = await modules.source.download(source, spec.digest);
     } else {
       source = spec.source.path;
+      const expected = spec.digest === undefined ? undefined : normaliseDigest(spec.digest, '-digest'); // a bad digest is refused before any I/O
       let bytes: Uint8Array;
       try {
         bytes = new Uint8Array(await readFile(source));
@@ -87,7 +88,7 @@ export class ClusterProcesses {
         throw new FaasError(400, 'ERROR_MODULE_READ', `-wasm=${source}: ${(e as Error).message} (the path is read by the node that receives the start)`);
       }
       const digest = digestOf(bytes);
-      if (spec.digest !== undefined && normaliseDigest(spec.digest, '-digest') !== digest) throw new FaasError(422, 'ERROR_DIGEST_MISMATCH', `${source}: expected ${spec.digest}, got ${digest}`);
+      if (expected !== undefined && expected !== digest) throw new FaasError(422, 'ERROR_DIGEST_MISMATCH', `${source}: digest mismatch: expected ${expected}, got ${digest}`);
       mod = await modules.source.accept(bytes, source, digest, 0);
     }
     const object = await modules.publish(mod, `${task.name}/${task.revision || 'default'} from ${source}`);

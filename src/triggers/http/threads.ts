@@ -146,6 +146,8 @@ class Supervisor {
   #port: number;
   #draining = false;
   #bootFailures = 0;
+  /** Id of the last `metrics` message sent to a thread: unique across scrapes, which may overlap. */
+  #scrapeId = 0;
   #watchdog: NodeJS.Timeout | undefined;
 
   constructor(fn: CapsuleFunction, o: HttpThreadsOptions) {
@@ -279,9 +281,8 @@ class Supervisor {
   /** `/capsule/metrics`: every thread's counters (the last ones of a thread busy in a call) and the process metrics. */
   async #scrape(): Promise<{ contentType: string; body: string }> {
     const mine = await this.#metrics.registry.getMetricsAsJSON();
-    let nextId = 1;
     const theirs = await Promise.all(this.#threads.filter((t) => t.up && !t.dead).map(async (t) => {
-      const id = nextId++;
+      const id = ++this.#scrapeId;
       const answer = new Promise<unknown>((resolve) => t.replies.set(id, resolve));
       this.#post(t, { t: 'metrics', id });
       await settleWithin(answer.then((json) => (t.lastMetrics = json as Metrics)), SCRAPE_WAIT_MS);

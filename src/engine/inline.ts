@@ -33,7 +33,7 @@ import type { ServiceHandler, ServiceHost } from '../base/services.ts';
 import type { FunctionSettings } from '../base/settings.ts';
 import type { LoadedModule } from './load.ts';
 import { MemoryPool } from './memory-pool.ts';
-import { ModuleInstances, type CallError, type CallLogs, type SyncGuard } from './instance.ts';
+import { loadFailure, ModuleInstances, type CallError, type CallLogs, type SyncGuard } from './instance.ts';
 import { workerModuleOf } from './protocol.ts';
 import type { CallOptions, CallResult, PoolModule, WorkerPool } from './pool.ts';
 
@@ -266,9 +266,7 @@ export class InlineExecutor extends EventEmitter implements CallExecutor {
       m.rt = new ModuleInstances(workerModuleOf(entry.module, entry.settings), this.#memory, (name, request) => this.#service(entry, name, request), this.#guard);
       m.error = undefined;
     } catch (e) {
-      // as a worker reports a module it cannot load (worker.ts)
-      const err = e as { code?: string; message: string };
-      m.error = { code: err.code === 'MEMORY' ? 'MEMORY' : err.code === 'BAD_MODULE' ? 'BAD_MODULE' : 'INTERNAL', message: err.message };
+      m.error = loadFailure(e);
     }
   }
 

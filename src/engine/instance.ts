@@ -72,6 +72,16 @@ export interface CallError {
   message: string;
 }
 
+/**
+ * What a module that could not be instantiated answers to each of its calls (worker.ts and the
+ * inline executor alike): MEMORY or BAD_MODULE as thrown, any other failure INTERNAL.
+ */
+export function loadFailure(e: unknown): CallError & { code: 'MEMORY' | 'BAD_MODULE' | 'INTERNAL' } {
+  const err = e as { code?: string; message?: string };
+  const code = err?.code === 'MEMORY' || err?.code === 'BAD_MODULE' ? err.code : 'INTERNAL';
+  return { code, message: err?.message ?? String(e) };
+}
+
 const decoder = new TextDecoder();
 
 class Capture {

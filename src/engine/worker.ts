@@ -8,7 +8,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { readlinkSync } from 'node:fs';
 import { MemoryPool } from './memory-pool.ts';
-import { ModuleInstances } from './instance.ts';
+import { loadFailure, ModuleInstances } from './instance.ts';
 import { packDone, PendingReplies, unpackCall, type ToWorker, type FromWorker, type WorkerCall, type CallDone } from './protocol.ts';
 
 const port = parentPort!;
@@ -120,8 +120,7 @@ port.on('message', (msg: ToWorker) => {
       try {
         modules.set(msg.moduleId, new ModuleInstances(msg.module, pool, (name, request) => callService(msg.moduleId, name, request)));
       } catch (e) {
-        const err = e as { code?: string; message: string };
-        modules.set(msg.moduleId, { error: { code: err.code === 'MEMORY' ? 'MEMORY' : err.code === 'BAD_MODULE' ? 'BAD_MODULE' : 'INTERNAL', message: err.message } });
+        modules.set(msg.moduleId, { error: loadFailure(e) });
       }
       if (msg.warm) {
         warmups.push(msg.moduleId);

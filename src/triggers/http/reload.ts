@@ -308,7 +308,7 @@ async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
 }
 
 /** Sends a plain-text answer (the Go reload route's bodies). @returns the status */
-function sendText(res: ServerResponse, status: number, text: string): number {
+export function sendText(res: ServerResponse, status: number, text: string): number {
   res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
   res.end(text);
   return status;

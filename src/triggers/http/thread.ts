@@ -26,7 +26,7 @@ import { PendingReplies } from '../../engine/protocol.ts';
 import { createLogger, flushLogger } from '../../observability/logger.ts';
 import { RunnerMetrics } from '../../observability/metrics.ts';
 import { isRunnerRoute, serveRunnerRoute, type RouteFunction, type RunnerRouteContext } from '../shared/runner-routes.ts';
-import { MAX_RELOAD_REQUEST_BYTES, readSmallBody } from './reload.ts';
+import { MAX_RELOAD_REQUEST_BYTES, readSmallBody, sendText } from './reload.ts';
 import { servePipeline, type HttpDispatch, type HttpTarget, type PipelineState, type RunningHttpTrigger } from './server.ts';
 import { threadSlot, type FromThread, type ThreadAsk, type ThreadInit, type ThreadVersion, type ToThread } from './thread-protocol.ts';
 
@@ -189,9 +189,7 @@ async function forwardReload(req: IncomingMessage, res: ServerResponse): Promise
   const body = readSmallBody(req, MAX_RELOAD_REQUEST_BYTES).then((text) => ({ text }), (e: Error) => ({ error: e.message }));
   const r = await ask({ reload: { headers: req.headers, remoteAddress: req.socket.remoteAddress, body: await body } })
     .catch((e: Error) => ({ status: 500, text: `😡[${init.reloadRoute}] ${e.message}` })) as { status: number; text: string };
-  res.writeHead(r.status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(r.text) });
-  res.end(r.text);
-  return r.status;
+  return sendText(res, r.status, r.text);
 }
 
 function dispatch(path: string, req: IncomingMessage, state: PipelineState): HttpDispatch {

@@ -16,7 +16,7 @@ import { parseEnvPair } from '../functions/guest-env.ts';
 import { EXTISM_LOG_LEVELS, DEFAULT_MAX_VAR_BYTES, type ExtismLogLevel } from '../abi/extism/index.ts';
 import { readManifest, splitWasm, wasmBytes, type ExtismManifest, type ManifestWasm } from '../abi/extism/manifest.ts';
 import type { CliOutput } from '../base/invocation.ts';
-import { baseProgram } from './module-command.ts';
+import { baseProgram, collect, collectList } from './module-command.ts';
 
 interface CallFlags {
   input?: string;
@@ -30,9 +30,6 @@ interface CallFlags {
   logLevel: ExtismLogLevel;
   manifest?: string;
 }
-
-const collect = (v: string, prev: string[]) => [...prev, v];
-const collectList = (v: string, prev: string[]) => [...prev, ...v.split(',').map((s) => s.trim()).filter(Boolean)];
 
 /**
  * The program of `capsule call` alone, for the one-shot bundle (run-main.ts); program.ts adds

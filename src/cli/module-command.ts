@@ -66,7 +66,8 @@ export interface ModuleFlags extends CapabilityFlags {
 
 /** Commander reducer of a repeatable option: every value, in order. */
 export const collect = (v: string, prev: string[]) => [...prev, v];
-const collectList = (v: string, prev: string[]) => [...prev, ...v.split(',').map((s) => s.trim()).filter(Boolean)];
+/** Commander reducer of a repeatable comma-separated option: every item, trimmed, in order. */
+export const collectList = (v: string, prev: string[]) => [...prev, ...v.split(',').map((s) => s.trim()).filter(Boolean)];
 
 /** Declares on `cmd` the options of every command that loads a module (module, grants, limits, capabilities). */
 export function moduleOptions(cmd: Command): Command {

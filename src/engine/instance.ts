@@ -25,6 +25,7 @@ import type { HostCallContext } from '../capabilities/types.ts';
 import type { FunctionSettings } from '../base/settings.ts';
 import type { Abi, GuestOptions, GuestInstances } from '../abi/types.ts';
 import type { LinkedModule } from './load.ts';
+import { meterImports, type MeterDeadline } from '../wasm/meter.ts';
 
 /** A module as a worker receives it. */
 export interface WorkerModule {
@@ -43,6 +44,11 @@ export interface WorkerModule {
    * `SyncGuard` then does not enter it under a watchdog. Absent: it may.
    */
   instantiationRunsCode?: boolean;
+  /**
+   * `compiled` checks its own deadline (src/wasm/meter.ts, `meteredModule`): it imports
+   * `capsule_meter.check`, which the instances supply; `ModuleInstances.setDeadline` arms it.
+   */
+  metered?: boolean;
   settings: FunctionSettings;
 }
 
@@ -147,6 +153,8 @@ export class ModuleInstances implements GuestInstances {
   readonly #generation: 1 | 2;
   /** Memory of the instance that ran last, kept for classifying its failure. */
   #lastMemory?: WebAssembly.Memory;
+  /** The deadline a metered module's `capsule_meter.check` reads (`setDeadline`); undefined when not metered. */
+  readonly #meter?: MeterDeadline;
 
   readonly #service: ServiceCaller;
   /** Wraps every entry into guest code (not for modules that suspend: they run with JSPI). */
@@ -179,6 +187,10 @@ export class ModuleInstances implements GuestInstances {
     for (const ns of Object.keys(user?.namespaces ?? {})) {
       if (this.abi.imports[ns] === undefined) this.#namespaces[ns] = plainUserImports(user!, ns, this.#state, this.abi.userCallHooks) as WebAssembly.ModuleImports;
     }
+    if (spec.metered) {
+      this.#meter = { at: Infinity };
+      Object.assign(this.#namespaces, meterImports(this.#meter));
+    }
     // JSPI costs a stack switch per call: only for modules importing something that suspends
     const suspends = WebAssembly.Module.imports(spec.compiled).some((i) => {
       const provider = this.abi.imports[i.module];
@@ -207,6 +219,27 @@ export class ModuleInstances implements GuestInstances {
    */
   get suspends(): boolean {
     return this.#jspi;
+  }
+
+  /**
+   * Arms the deadline a metered module (`WorkerModule.metered`) checks itself: guest code of
+   * these instances that runs past it (a call, an instantiation, an initialisation) throws a
+   * CapsuleError TIMEOUT from inside the guest, and the instance it ran in is dropped. Set it
+   * before each call and `Infinity` after; calls must not interleave (one call at a time).
+   * Nothing for a module that is not metered.
+   * @param deadline ms, Date.now clock; Infinity: none
+   * @param timeoutMs the call's timeout, for the error message
+   */
+  setDeadline(deadline: number, timeoutMs?: number): void {
+    const meter = this.#meter;
+    if (!meter) return;
+    meter.at = deadline === Infinity ? Infinity : performance.now() + (deadline - Date.now());
+    meter.timeoutMs = timeoutMs;
+  }
+
+  /** Whether the module checks its own deadline (`WorkerModule.metered`). */
+  get metered(): boolean {
+    return this.#meter !== undefined;
   }
 
   /** GuestInstances: what the module's import functions act on. */

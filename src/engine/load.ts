@@ -13,6 +13,7 @@ import { formatBytes } from '../base/units.ts';
 import { parseModule, rewriteMemoryAsImport, MEMORY_IMPORT, type ImportEntry, type MemoryLimits, type ParsedModule } from '../wasm/binary.ts';
 import type { HostFunction } from '../capabilities/types.ts';
 import { prepareSnapshot, type SnapshotPlan } from './snapshot.ts';
+import { meterModule, type MeterStats } from '../wasm/meter.ts';
 import { detectKind } from './detect.ts';
 import { type Detection, type ModuleKind } from '../base/kinds.ts';
 import { abiFor } from '../abi/index.ts';
@@ -279,25 +280,15 @@ export async function compileModule(bytes: Uint8Array, source: string, options: 
   const hostImports = checkImports(parsed, abi, detection, name, new Set(options.linked?.map((l) => l.name)), options.hostFunctions);
 
   const memImport = parsed.imports.find((i) => i.kind === 'memory');
-  const rewritten = rewriteMemoryAsImport(bytes, parsed);
-  let runnable = rewritten ?? bytes;
-  let snapshot: LoadedModule['snapshot'];
-  if (options.snapshot === false) snapshot = { ok: false, reason: 'not prepared (a module called once)' };
-  else try {
-    const prepared = prepareSnapshot(runnable, rewritten ? parseModule(rewritten) : parsed, detection.kind);
-    runnable = prepared.bytes;
-    snapshot = prepared.plan ? { ok: true, plan: prepared.plan } : { ok: false, reason: prepared.refused ?? 'not checked' };
-  } catch (e) {
-    // A section the snapshot checks read is malformed: compiling will say what is wrong.
-    snapshot = { ok: false, reason: (e as Error).message };
-  }
+  const prepare = () => runnableBytes(bytes, parsed, detection.kind, options.snapshot !== false);
+  const { runnable, snapshot, rewritten } = prepare();
   let compiled: WebAssembly.Module;
   try {
     compiled = await WebAssembly.compile(runnable as Uint8Array<ArrayBuffer>);
   } catch (e) {
     throw new CapsuleError('BAD_MODULE', `${name}: invalid WebAssembly module: ${(e as Error).message.replace(/^WebAssembly\.compile\(\): /, '')}`);
   }
-  return {
+  const loaded: LoadedModule = {
     name, source,
     get digest() {
       return (digest ??= digestOf(bytes));
@@ -306,6 +297,62 @@ export async function compileModule(bytes: Uint8Array, source: string, options: 
     pooledMemory: rewritten ? parsed.memories[0] : undefined,
     importedMemory: memImport?.memory ? { module: memImport.module, name: memImport.name, limits: memImport.memory } : undefined,
   };
+  // the bytes `compiled` was made of, made again when first metered (not kept: the memory of an idle module)
+  meterSources.set(loaded, () => prepare().runnable);
+  return loaded;
+}
+
+/**
+ * The bytes to compile: the memory made an import (pooling), the snapshot exports added
+ * (`snapshot`: whether to try), and the snapshot plan or why there is none.
+ */
+function runnableBytes(bytes: Uint8Array, parsed: ParsedModule, kind: ModuleKind, snapshot: boolean): { runnable: Uint8Array; snapshot: LoadedModule['snapshot']; rewritten: boolean } {
+  const rewritten = rewriteMemoryAsImport(bytes, parsed);
+  let runnable = rewritten ?? bytes;
+  if (!snapshot) return { runnable, snapshot: { ok: false, reason: 'not prepared (a module called once)' }, rewritten: rewritten !== undefined };
+  let plan: LoadedModule['snapshot'];
+  try {
+    const prepared = prepareSnapshot(runnable, rewritten ? parseModule(rewritten) : parsed, kind);
+    runnable = prepared.bytes;
+    plan = prepared.plan ? { ok: true, plan: prepared.plan } : { ok: false, reason: prepared.refused ?? 'not checked' };
+  } catch (e) {
+    // A section the snapshot checks read is malformed: compiling will say what is wrong.
+    plan = { ok: false, reason: (e as Error).message };
+  }
+  return { runnable, snapshot: plan, rewritten: rewritten !== undefined };
+}
+
+/** A module instrumented to check its own deadline, compiled; or why the meter left it alone. */
+export type MeteredModule = { compiled: WebAssembly.Module; stats: MeterStats } | { skipped: string };
+
+/** How to remake the bytes of each module `compileModule` made (see `meteredModule`). */
+const meterSources = new WeakMap<LoadedModule, () => Uint8Array>();
+const metered = new WeakMap<LoadedModule, MeteredModule>();
+
+/**
+ * `m` instrumented by `meterModule` (src/wasm/meter.ts: the guest checks its own deadline; give
+ * its instances `meterImports`) from the bytes `m.compiled` was made of, so that it has the same
+ * memory import, snapshot exports and snapshot plan; made and compiled (synchronously) on first
+ * use, then kept with the module. The HTTP threads and the inline executor run these
+ * (docs/performance.md "Deadlines without a thread"); the worker pool does not.
+ * @returns `{ skipped }` with the reason when the meter leaves the module alone, or when `m`
+ *   was not made by `compileModule`. Never throws.
+ */
+export function meteredModule(m: LoadedModule): MeteredModule {
+  let done = metered.get(m);
+  if (done) return done;
+  const source = meterSources.get(m);
+  if (!source) done = { skipped: 'its bytes are not known (not loaded by compileModule)' };
+  else {
+    const r = meterModule(source());
+    try {
+      done = 'skipped' in r ? r : { compiled: new WebAssembly.Module(r.bytes), stats: r.stats };
+    } catch (e) {
+      done = { skipped: `the metered module does not compile: ${(e as Error).message}` };
+    }
+  }
+  metered.set(m, done);
+  return done;
 }
 
 /**

@@ -40,6 +40,7 @@ import { addExports, forEachInstruction, readGlobals, UnknownInstruction, type P
 import type { ModuleKind } from '../base/kinds.ts';
 import { PAGE } from './memory-pool.ts';
 import { abiFor } from '../abi/index.ts';
+import { METER_IMPORT } from '../wasm/meter.ts';
 
 /** Prefix of the export names added at load; hidden from the ABI layer by `hideSnapshotExports`. */
 export const SNAPSHOT_EXPORT_PREFIX = 'capsule.snapshot:';
@@ -149,7 +150,8 @@ export function probeImports(imports: WebAssembly.Imports): { imports: WebAssemb
   for (const [module, fields] of Object.entries(imports)) {
     const stubs: WebAssembly.ModuleImports = {};
     for (const [name, value] of Object.entries(fields)) {
-      if (value instanceof WebAssembly.Memory || value instanceof WebAssembly.Global || value instanceof WebAssembly.Table) {
+      // the meter's deadline check (src/wasm/meter.ts) runs for real: it has no effect but a TIMEOUT
+      if (value instanceof WebAssembly.Memory || value instanceof WebAssembly.Global || value instanceof WebAssembly.Table || (module === METER_IMPORT.module && name === METER_IMPORT.name)) {
         stubs[name] = value;
         continue;
       }

@@ -44,9 +44,9 @@ describe('bucket replicas: one rule, existing buckets opened as they are', { ski
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('asks for 3 replicas from a connection given one URL of a 3-server cluster, or what --replicas says', () => {
-    assert.equal(clusterReplicas(nc), 3, 'one URL given, three servers announced');
-    assert.equal(clusterReplicas(nc, 2), 2);
+  it('asks for 3 replicas from a connection given one URL of a 3-server cluster, or what --replicas says', async () => {
+    assert.equal(await clusterReplicas(nc), 3, 'one URL given, three servers announced');
+    assert.equal(await clusterReplicas(nc, 2), 2);
   });
 
   it('a node given one URL and a gateway given three create and share R3 buckets', async () => {
@@ -77,5 +77,34 @@ describe('bucket replicas: one rule, existing buckets opened as they are', { ski
     const bad = await runCapsule(['proxy', '--backend=nats', `--cluster=${cluster.urls}`, '--replicas=9']);
     assert.equal(bad.code, 2, bad.stderr);
     assert.match(bad.stderr, /--replicas/);
+  });
+});
+
+describe('bucket replicas on servers listening on every interface', { skip: natsServer ? false : 'nats-server is not installed (scripts/setup.sh installs it)' }, () => {
+  let cluster: NatsCluster;
+  let nc: NatsConnection;
+  let dir = '';
+  let node: Server | undefined;
+
+  before(async () => {
+    cluster = await startNatsCluster(natsServer!, 2, '0.0.0.0');
+    nc = await connect({ servers: cluster.servers[0]!.url });
+    dir = mkdtempSync(join(tmpdir(), 'capsule-cluster-replicas-any-'));
+  });
+  after(async () => {
+    await node?.stop();
+    await nc?.close();
+    await cluster?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('counts two servers, not the URLs they announce, and a node starts on R2 buckets', async () => {
+    // each server announces one URL per address of the machine (IPv4 and IPv6): often more than 2
+    assert.equal(await clusterReplicas(nc), 2, `announced: ${JSON.stringify(nc.info?.connect_urls)}`);
+    node = await startServer(['node', '--http-port=0', '--http-port-counter=0', `--cluster=${cluster.servers[1]!.url}`, '--lattice=any', '--node-id=any1', `--cache-dir=${join(dir, 'n')}`, '--workers=1', '--log-level=warn']);
+    assert.ok(node.url);
+    for (const kind of ['DEPLOY', 'NODES', 'PROCS', 'ROUTES']) {
+      assert.equal((await (await jetstreamManager(nc)).streams.info(`KV_CAPSULE_any_${kind}`)).config.num_replicas, 2, kind);
+    }
   });
 });

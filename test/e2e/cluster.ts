@@ -36,20 +36,24 @@ export interface NatsCluster {
  * @param bin path of `nats-server`
  * @throws when a server does not come up within 20 s
  */
-export async function startNatsCluster(bin: string, size = 3): Promise<NatsCluster> {
+/**
+ * @param listen the client listener's interface: 127.0.0.1, or 0.0.0.0 to have each server
+ *   announce one `connect_urls` entry per address of the machine (as a production server does)
+ */
+export async function startNatsCluster(bin: string, size = 3, listen = '127.0.0.1'): Promise<NatsCluster> {
   // A free port is free when picked, not when the server binds it: a test running beside this
   // one may take it first ("address already in use"). Then the whole cluster starts again on
   // fresh ports.
   for (let attempt = 1; ; attempt++) {
     try {
-      return await startOnce(bin, size);
+      return await startOnce(bin, size, listen);
     } catch (e) {
       if (attempt >= 3 || !/address already in use/.test(String((e as Error).message))) throw e;
     }
   }
 }
 
-async function startOnce(bin: string, size: number): Promise<NatsCluster> {
+async function startOnce(bin: string, size: number, listen: string): Promise<NatsCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'capsule-nats-cluster-'));
   const ports = await Promise.all(Array.from({ length: size }, async () => ({ client: await freePort(), cluster: await freePort(), http: await freePort() })));
   const routes = ports.map((p) => `nats-route://127.0.0.1:${p.cluster}`);
@@ -61,7 +65,7 @@ async function startOnce(bin: string, size: number): Promise<NatsCluster> {
     const conf = join(dir, `${name}.conf`);
     writeFileSync(conf, [
       `server_name: ${name}`,
-      `listen: 127.0.0.1:${p.client}`,
+      `listen: ${listen}:${p.client}`,
       `http: 127.0.0.1:${p.http}`,
       'ping_interval: "2s"',
       'ping_max: 2',

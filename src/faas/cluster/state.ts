@@ -67,15 +67,65 @@ export function serverAuth(servers: string[]): { servers: string[]; user?: strin
 /**
  * The JetStream replica count of a lattice's buckets, by one rule for every process, whatever
  * `--cluster` URLs it was given (faas-cluster.md §1.2): `explicit` (`--replicas`) when given;
- * otherwise min(3, the servers of the cluster as the connected server announces them in its INFO
- * `connect_urls`, itself included), and 1 for a server outside any cluster (no `connect_urls`).
- * A bucket that already exists is opened as it is, whatever this returns.
+ * otherwise min(3, the servers of the cluster), and 1 for a server outside any cluster (no
+ * `connect_urls` in its INFO). A bucket that already exists is opened as it is, whatever this
+ * returns.
+ *
+ * Servers, not URLs: a server listening on every interface announces one `connect_urls` entry
+ * per address (IPv4 and IPv6 alike), so two servers can announce four URLs, and R3 on a cluster
+ * of two is refused ("no suitable peers for placement"), which would keep every process from
+ * starting. Each announced URL is therefore asked for its server's INFO (`serverIds`), and the
+ * distinct `server_id`s are counted. An announced address this process cannot reach is not
+ * counted: a count too low still creates the buckets, one too high does not.
  * @param explicit `--replicas` (1–5, JetStream's range), undefined = the rule
  */
-export function clusterReplicas(nc: NatsConnection, explicit?: number): number {
+export async function clusterReplicas(nc: NatsConnection, explicit?: number): Promise<number> {
   if (explicit !== undefined) return explicit;
-  const announced = new Set(nc.info?.connect_urls ?? []);
-  return Math.max(1, Math.min(3, announced.size));
+  const urls = nc.info?.connect_urls ?? [];
+  if (urls.length <= 1) return 1;
+  const ids = await serverIds(urls, 3, nc.info?.server_id);
+  return Math.max(1, Math.min(3, ids.size));
+}
+
+/**
+ * The `server_id`s behind NATS client addresses (`host:port`, IPv6 as `[addr]:port`), read from
+ * the INFO line each server sends first on a new connection; stops once `enough` are known.
+ * An address that does not answer within 1 s is skipped.
+ * @param known an id already known (the connected server's), counted from the start
+ */
+async function serverIds(urls: string[], enough: number, known?: string): Promise<Set<string>> {
+  const { connect } = await import('node:net');
+  const ids = new Set<string>(known ? [known] : []);
+  const infoOf = (url: string) => new Promise<string | undefined>((resolve) => {
+    const { hostname, port } = new URL(`nats://${url}`);
+    const socket = connect({ host: hostname.replace(/^\[|\]$/g, ''), port: Number(port) || 4222, timeout: 1000 });
+    let text = '';
+    const done = (id?: string) => {
+      socket.destroy();
+      resolve(id);
+    };
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => {
+      text += chunk;
+      const end = text.indexOf('\r\n');
+      if (end < 0 && text.length < 65536) return;
+      const m = /^INFO\s+(\{.*\})/.exec(text.slice(0, end < 0 ? undefined : end));
+      try {
+        done(m ? (JSON.parse(m[1]!) as { server_id?: string }).server_id : undefined);
+      } catch {
+        done();
+      }
+    });
+    socket.on('timeout', () => done());
+    socket.on('error', () => done());
+    socket.on('close', () => done());
+  });
+  for (const url of urls) {
+    if (ids.size >= enough) break;
+    const id = await infoOf(url);
+    if (id) ids.add(id);
+  }
+  return ids;
 }
 
 /** Options of {@link WatchedBucket.open}. */

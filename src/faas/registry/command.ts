@@ -39,5 +39,5 @@ async function clusterStore(urls: string, lattice: string, replicas: number | un
   const { ObjectModuleStore } = await import('./nats-store.ts');
   const servers = clusterFlag(urls);
   const nc = await connectCluster({ servers, name: 'capsule-registry', logger });
-  return ObjectModuleStore.open(nc, bucketName(checkLattice(lattice), 'MODULES'), { replicas: clusterReplicas(nc, replicas) });
+  return ObjectModuleStore.open(nc, bucketName(checkLattice(lattice), 'MODULES'), { replicas: await clusterReplicas(nc, replicas) });
 }

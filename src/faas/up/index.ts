@@ -63,7 +63,7 @@ export async function startClusterServices(o: ClusterServicesOptions): Promise<R
       const logger = o.logger.child({ service: 'registry' });
       const nc = await connectCluster({ servers: o.servers, name: 'capsule-registry', logger });
       started.push(() => nc.drain().catch(() => nc.close()));
-      const store = await ObjectModuleStore.open(nc, bucketName(o.lattice, 'MODULES'), { replicas: clusterReplicas(nc) });
+      const store = await ObjectModuleStore.open(nc, bucketName(o.lattice, 'MODULES'), { replicas: await clusterReplicas(nc) });
       return startRegistry({ logger, host: o.host, port: o.registryPort, tls: o.tls, files: '', store, adminToken: o.tokens.registry, insecureAdmin: o.insecureAdmin });
     });
     started.splice(started.length - 1, 0, () => registry.close());

@@ -97,7 +97,7 @@ export async function joinCluster(o: ClusterNodeOptions, ctx: ClusterNodeContext
   const labels = o.labels ?? {};
   const nc = await connectCluster({ servers: o.servers, name: `capsule-node-${nodeId}`, logger });
   try {
-    const replicas = clusterReplicas(nc, o.replicas);
+    const replicas = await clusterReplicas(nc, o.replicas);
     const deploy = await WatchedBucket.open<DeployRecord>(nc, bucketName(lattice, 'DEPLOY'), { replicas, logger });
     const nodes = await WatchedBucket.open<NodeRecord>(nc, bucketName(lattice, 'NODES'), { replicas, ttlMs: NODE_TTL_MS, logger });
     const routes = await NatsRouteStore.open({ nc, lattice, replicas, logger });

@@ -56,7 +56,7 @@ export async function openBackend(o: BackendOptions): Promise<ProxyBackend> {
   const nc = await connectCluster({ servers: o.servers, name: 'capsule-gateway', logger: o.logger });
   let store: RouteStore;
   try {
-    store = await NatsRouteStore.open({ nc, lattice: o.lattice, replicas: clusterReplicas(nc, o.replicas), logger: o.logger });
+    store = await NatsRouteStore.open({ nc, lattice: o.lattice, replicas: await clusterReplicas(nc, o.replicas), logger: o.logger });
   } catch (e) {
     await nc.close();
     throw e;

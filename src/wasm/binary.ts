@@ -64,6 +64,9 @@ const VALTYPES: Record<number, ValType> = {
 };
 const EXTERN_KINDS = ['function', 'table', 'memory', 'global', 'tag'] as const;
 
+/** Decodes names (imports, exports, custom sections): one decoder for every read (a module has hundreds). */
+const NAME_DECODER = new TextDecoder('utf-8', { fatal: false });
+
 /** A cursor over a byte range of a module, with the LEB128 and type readers of the binary format. */
 export class Reader {
   pos: number;
@@ -105,7 +108,7 @@ export class Reader {
   name(): string {
     const len = this.u32();
     if (this.pos + len > this.end) this.fail('name past the end of its section');
-    const s = new TextDecoder('utf-8', { fatal: false }).decode(this.bytes.subarray(this.pos, this.pos + len));
+    const s = NAME_DECODER.decode(this.bytes.subarray(this.pos, this.pos + len));
     this.pos += len;
     return s;
   }

@@ -70,7 +70,7 @@ export interface ThreadSlot {
   running: Int32Array;
   /** Connections open on the thread now. */
   connections: Int32Array;
-  /** Start and deadline of the running call, ms (Date.now clock). */
+  /** Start of the running call, and when the supervisor stops the thread if it still runs (its deadline, + METER_GRACE_MS when metered), ms (Date.now clock). */
   started: Float64Array;
   deadline: Float64Array;
   /**
@@ -79,6 +79,13 @@ export interface ThreadSlot {
    */
   fd: Int32Array;
 }
+
+/**
+ * How long after its deadline a call of a metered module (`WorkerModule.metered`) may still run
+ * before the supervisor stops its thread, ms: the meter stops guest code within a fraction of a
+ * millisecond; this is for what it cannot reach (a host function that waits).
+ */
+export const METER_GRACE_MS = 1000;
 
 /** `running` once the supervisor has taken the call at its deadline: the thread must not answer it. */
 export const TAKEN = -1;

@@ -6,11 +6,15 @@
  * metrics, graceful shutdown) and runs the calls of its connections itself, one at a time, with
  * no message to another thread per request.
  *
- * Deadlines: before each call the thread publishes in shared memory (see `ThreadSlot`) the call's
- * number, start, deadline and connection; the main thread stops the whole thread when a call is
- * still running at its deadline (answering it `504` on its connection first when it can), and
- * starts another. A call that waited in this thread past its deadline is answered 504 without
- * running.
+ * Deadlines: a module the meter could instrument (`ThreadVersion.module.metered`, src/wasm/meter.ts)
+ * checks its own deadline: a call past it fails with TIMEOUT inside this thread (answered 504 by
+ * the pipeline), its instance is dropped and the thread serves on. Before each call the thread
+ * also publishes in shared memory (see `ThreadSlot`) the call's number, start, deadline and
+ * connection; the main thread stops the whole thread when a call is still running at that
+ * deadline (answering it `504` on its connection first when it can), and starts another: at the
+ * call's deadline for a module that is not metered, `METER_GRACE_MS` after it for one that is (a
+ * backstop: a host function that waits is out of the meter's reach). A call that waited in this
+ * thread past its deadline is answered 504 without running.
  *
  * What a thread cannot do alone goes to the main thread (`ask`): the Prometheus scrape (the
  * counters of every thread, aggregated), `POST /load-wasm-module`, and host services.
@@ -28,7 +32,7 @@ import { RunnerMetrics } from '../../observability/metrics.ts';
 import { isRunnerRoute, serveRunnerRoute, type RouteFunction, type RunnerRouteContext } from '../shared/runner-routes.ts';
 import { MAX_RELOAD_REQUEST_BYTES, readSmallBody, sendText } from './reload.ts';
 import { servePipeline, type HttpDispatch, type HttpTarget, type PipelineState, type RunningHttpTrigger } from './server.ts';
-import { threadSlot, type FromThread, type ThreadAsk, type ThreadInit, type ThreadVersion, type ToThread } from './thread-protocol.ts';
+import { METER_GRACE_MS, threadSlot, type FromThread, type ThreadAsk, type ThreadInit, type ThreadVersion, type ToThread } from './thread-protocol.ts';
 
 const port = parentPort!;
 const init = workerData as ThreadInit;
@@ -109,11 +113,18 @@ class Runner {
   async #run(job: Job): Promise<void> {
     this.#seq = this.#seq >= 0x7ffffffe ? 1 : this.#seq + 1;
     const seq = this.#seq;
+    const { rt } = job.version;
     slot.started[0] = Date.now();
-    slot.deadline[0] = job.deadline;
+    slot.deadline[0] = rt.metered ? job.deadline + METER_GRACE_MS : job.deadline;
     Atomics.store(slot.fd, 0, job.fd);
     Atomics.store(slot.running, 0, seq);
-    const r = await job.version.rt.run(job.input, job.meta);
+    rt.setDeadline(job.deadline, init.timeoutMs);
+    let r: Awaited<ReturnType<typeof rt.run>>;
+    try {
+      r = await rt.run(job.input, job.meta);
+    } finally {
+      rt.setDeadline(Infinity);
+    }
     // the supervisor took the call at its deadline (it answered it and is stopping this thread)
     if (Atomics.compareExchange(slot.running, 0, seq, 0) !== seq) return;
     if (r.error) {

@@ -6,8 +6,11 @@
  *
  * - it starts the threads (all at once, on a port it picked when asked for port 0) and returns
  *   once every one listens;
+ * - a module the meter can instrument is sent metered (`versionOf`): a call of it past its
+ *   deadline stops itself inside its thread (504), which serves on;
  * - it watches deadlines in each thread's shared memory (thread-protocol.ts) every 25 ms and
- *   stops a thread whose call runs past its deadline, starting another in its place. The stuck
+ *   stops a thread whose call runs past its deadline (a metered one: `METER_GRACE_MS` past it,
+ *   a backstop), starting another in its place. The stuck
  *   request is answered `504` on its connection by this thread (plain HTTP; over TLS its
  *   connection is only closed), and the stopped thread's other connections are closed with it
  *   (logged with their number; see README "HTTP threads" for the bound);
@@ -26,6 +29,7 @@ import { availableParallelism } from 'node:os';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import { WorkerPool } from '../../engine/pool.ts';
+import { meteredModule } from '../../engine/load.ts';
 import { bundleIfFresh } from '../../engine/worker-entry.ts';
 import { CapsuleError } from '../../base/errors.ts';
 import type { CapsuleFunction } from '../../engine/function.ts';
@@ -154,7 +158,7 @@ class Supervisor {
     this.#o = o;
     this.#fn = fn;
     this.#name = fn.module.name;
-    this.#version = versionOf(fn);
+    this.#version = versionOf(fn, o.logger);
     this.#count = Math.max(1, o.threads ?? availableParallelism());
     this.#port = o.port ?? 8080;
     this.#shutdown = new Shutdown((reason) => this.#stop(reason));
@@ -343,7 +347,7 @@ class Supervisor {
     const old = this.#fn;
     const oldId = this.#version.id;
     this.#fn = next;
-    this.#version = versionOf(next);
+    this.#version = versionOf(next, this.#o.logger);
     const released = this.#threads.filter((t) => !t.dead).map((t) => new Promise<void>((resolve) => {
       t.retiring.set(oldId, resolve);
       this.#post(t, { t: 'swap', version: this.#version });
@@ -413,10 +417,20 @@ async function pickPort(host: string): Promise<NetServer> {
   return server;
 }
 
-/** A function's module as its threads receive it. @throws Error when it is not registered on its pool */
-function versionOf(fn: CapsuleFunction): ThreadVersion {
+/**
+ * A function's module as its threads receive it: metered when the meter can instrument it (its
+ * calls then stop themselves at their deadline, docs/performance.md "Deadlines without a
+ * thread"), else as compiled, with why in a log line.
+ * @throws Error when it is not registered on its pool
+ */
+function versionOf(fn: CapsuleFunction, logger: HttpThreadsOptions['logger']): ThreadVersion {
   const registered = fn.pool.workerModuleOf(fn.module);
   if (!registered) throw new Error(`${fn.module.name} is not registered on its worker pool`);
   const exports = fn.module.parsed.exports.filter((e) => e.kind === 'function').map((e) => e.name);
-  return { id: registered.id, module: registered.module, exports };
+  const metered = meteredModule(fn.module);
+  if ('skipped' in metered) {
+    logger.info({ function: fn.module.name }, `not metered (${metered.skipped}): a call past its deadline stops its HTTP thread`);
+    return { id: registered.id, module: registered.module, exports };
+  }
+  return { id: registered.id, module: { ...registered.module, compiled: metered.compiled, metered: true }, exports };
 }

@@ -23,6 +23,8 @@ const OWN_VERSION_ARGS = { 'faas/clients/caps': ['version'], 'faas/gen2/capsctl'
 
 /** The commands dist/bundle/run.cjs holds (src/cli/run-main.ts): one-shot, where start-up counts. */
 const ONE_SHOT = new Set(['run', 'call']);
+/** ms after a server's bundle loaded when its code cache is made (loadRunBundle): started, and usually idle. */
+const IDLE_CACHE_MS = 2000;
 
 /**
  * @param {string} bin the bin's name (src/cli/legacy.ts BIN_COMMANDS)
@@ -66,9 +68,33 @@ export async function launch(bin, entry = 'cli/main') {
   process.stdout.on('error', (e) => {
     if (/** @type {NodeJS.ErrnoException} */ (e).code === 'EPIPE') process.exit(0);
   });
-  const bundle = entry === 'cli/main' && ONE_SHOT.has(args[0] ?? '') ? runBundle() : undefined;
-  const { main } = bundle ? loadRunBundle(bundle) : await import(cliEntry(entry));
+  const bundled = entry === 'cli/main' ? bundledMain(bin, args) : undefined;
+  const { main } = bundled ?? await import(cliEntry(entry));
   await main(args, { bin });
+}
+
+/**
+ * The bundle of the command line's command, loaded, when there is a fresh one (runBundle):
+ * dist/bundle/run.cjs for `run` and `call`, dist/bundle/serve.cjs for `capsule serve` and what
+ * `capsule-http` serves (its `serves` tells, once the Go spellings are normalised: `-mode=http`,
+ * not `--faas`). Else undefined: the whole program.
+ * @param {string} bin
+ * @param {string[]} args
+ * @returns {{ main: (argv: string[], o: { bin: string }) => Promise<void> } | undefined}
+ */
+function bundledMain(bin, args) {
+  const first = args[0] ?? '';
+  if (ONE_SHOT.has(first)) {
+    const bundle = runBundle('run.cjs');
+    return bundle ? loadRunBundle(bundle, 'run', 'exit') : undefined;
+  }
+  if (first === 'serve' || bin === 'capsule-http' || args.some((a) => /^--?mode(=http)?$/.test(a))) {
+    const bundle = runBundle('serve.cjs');
+    if (!bundle) return undefined;
+    const loaded = /** @type {ReturnType<typeof loadRunBundle> & { serves(argv: string[], bin: string): boolean }} */ (loadRunBundle(bundle, 'serve', 'idle'));
+    return loaded.serves(args, bin) ? loaded : undefined;
+  }
+  return undefined;
 }
 
 /**
@@ -84,19 +110,20 @@ function cliEntry(entry) {
 }
 
 /**
- * The one-shot commands' bundle when scripts/build-bundle.ts made one (dist/bundle/run.cjs:
- * `capsule run` and `capsule call` in one file, ~40 ms less to load than their ~90 modules;
- * docs/performance.md "Start-up"):
+ * A CLI bundle when scripts/build-bundle.ts made one (dist/bundle/run.cjs: `capsule run` and
+ * `capsule call` in one file, ~40 ms less to load than their ~90 modules; dist/bundle/serve.cjs:
+ * `capsule serve`; docs/performance.md "Start-up"):
  * in a clone only while it is newer than every source it was made from, as for the workers.
  * CAPSULE_BUNDLE=0 turns it off. The rule is src/engine/worker-entry.ts bundleIfFresh's,
  * written again here in JavaScript: importing that TypeScript file would load Node's type
  * stripper before the bundle that is there to avoid it.
+ * @param {string} file the bundle's name in dist/bundle
  * @returns {string | undefined} its path
  */
-function runBundle() {
+function runBundle(file) {
   if (process.env.CAPSULE_BUNDLE === '0') return undefined;
   const root = fileURLToPath(new URL('../', import.meta.url));
-  const bundle = `${root}dist/bundle/run.cjs`;
+  const bundle = `${root}dist/bundle/${file}`;
   try {
     const built = statSync(bundle).mtimeMs;
     if (existsSync(`${root}src`)) {
@@ -110,24 +137,28 @@ function runBundle() {
 }
 
 /**
- * Runs the CommonJS bundle of `capsule run` / `call` with a V8 code cache made after a run (or
- * call: the first command to run with no cache makes it, for both). Node's own
- * compile cache is made when a module has just compiled, before it runs, so it holds only the
- * code V8 compiles eagerly: every function a run calls was compiled again at each start. The
- * cache made here at the end of a run holds them too (a run starts ~25 ms sooner). It is kept
+ * Runs a CommonJS bundle of the CLI with a V8 code cache made after it ran: for `capsule run` /
+ * `call` at exit (the first command to run with no cache makes it, for both), for `capsule
+ * serve` at the first idle moment after its start (IDLE_CACHE_MS after loading, with the
+ * functions of the start and of the first requests compiled), or at exit if that comes first.
+ * Node's own compile cache is made when a module has just compiled, before it runs, so it holds
+ * only the code V8 compiles eagerly: every function a run calls was compiled again at each
+ * start. The cache made here holds them too (a run starts ~25 ms sooner). It is kept
  * where Node keeps its compile cache (`NODE_COMPILE_CACHE`, else <tmpdir>/node-compile-cache),
  * one file per bundle path and Node version, and remade when V8 rejects it (another bundle or
  * V8); `NODE_DISABLE_COMPILE_CACHE` turns it off, as it does Node's.
  * @param {string} file the bundle
+ * @param {string} name its name in the cache file's (`capsule-<name>-<hash>.v8cache`)
+ * @param {'exit' | 'idle'} when when the cache is made
  * @returns {{ main: (argv: string[], o: { bin: string }) => Promise<void> }} its exports
  */
-function loadRunBundle(file) {
+function loadRunBundle(file, name, when) {
   // loaded here: --version and the other commands do not need them
   const vm = process.getBuiltinModule('node:vm');
   const { tmpdir } = process.getBuiltinModule('node:os');
   const source = readFileSync(file, 'utf8');
   const cacheFile = process.env.NODE_DISABLE_COMPILE_CACHE ? undefined
-    : join(process.env.NODE_COMPILE_CACHE || join(tmpdir(), 'node-compile-cache'), `capsule-run-${fnv1a(`${file}\0${process.version}`)}.v8cache`);
+    : join(process.env.NODE_COMPILE_CACHE || join(tmpdir(), 'node-compile-cache'), `capsule-${name}-${fnv1a(`${file}\0${process.version}`)}.v8cache`);
   let cachedData;
   try {
     if (cacheFile) cachedData = readFileSync(cacheFile);
@@ -138,7 +169,10 @@ function loadRunBundle(file) {
   // vm.Script has no import() of its own without an experimental flag
   const script = new vm.Script(`(function (exports, require, module, __filename, __dirname, __capsuleImport) { 'use strict'; ${source}\n})`, { filename: file, cachedData });
   if (cacheFile && (cachedData === undefined || script.cachedDataRejected)) {
-    process.once('exit', () => {
+    let written = false;
+    const write = () => {
+      if (written) return;
+      written = true;
       try {
         mkdirSync(dirname(cacheFile), { recursive: true });
         const tmp = `${cacheFile}.${process.pid}`;
@@ -147,7 +181,10 @@ function loadRunBundle(file) {
       } catch {
         // no cache then: the next run compiles as this one did
       }
-    });
+    };
+    process.once('exit', write);
+    // a server: once started (the ready line is out long before), not only at its exit, which a SIGKILL skips
+    if (when === 'idle') setTimeout(write, IDLE_CACHE_MS).unref();
   }
   const mod = { exports: {} };
   const importPackage = (/** @type {string} */ specifier) => import(specifier);

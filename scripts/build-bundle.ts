@@ -12,6 +12,10 @@
 //     a module of the graph would load at start, which is why such imports stay dynamic there
 //     (cli-progress, redis, NATS, MQTT). One file starts ~15 ms sooner than the same code in
 //     ~20 chunks (each a module to resolve and link);
+//   - src/cli/serve-main.ts, `capsule serve` alone (and the `capsule-http` bin), likewise into
+//     dist/bundle/serve.cjs: a server starts from one file instead of ~100 modules, with a V8
+//     code cache made once it has started. Its modules keep the `import.meta.url` of their
+//     source file (they find the workers' entry, the HTTP threads' and package.json beside it);
 // npm packages stay outside (loaded from node_modules), and dist/bundle/inputs.json lists the
 // sources they were made from. Run by `npm run build` (the package) and scripts/setup.sh (a
 // clone). In a clone a bundle is used only while it is newer than every source it holds
@@ -21,7 +25,7 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build, type BuildOptions, type Plugin } from 'esbuild';
+import { build, type BuildOptions, type BuildResult, type Plugin } from 'esbuild';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const out = join(root, 'dist/bundle');
@@ -52,29 +56,60 @@ const runPackages: Plugin = {
 const { buildProgram } = await import('../src/cli/program.ts');
 const { allConfigKeys } = await import('../src/functions/config-file.ts');
 const configKeys = [...allConfigKeys(buildProgram(() => {}))].sort();
+/** What the two CommonJS bundles of the CLI (run.cjs, serve.cjs) share: bin/launch.js runs them as a vm.Script. */
+const cliBundle = (entry: string, outfile: string, plugins: Plugin[] = []): BuildOptions => ({
+  ...common, format: 'cjs', packages: undefined, plugins: [runPackages, ...plugins], entryPoints: [join(root, entry)], outfile: join(out, outfile),
+  define: { 'import.meta.url': '__capsuleModuleUrl', CAPSULE_CONFIG_KEYS: JSON.stringify(configKeys) },
+  banner: { js: 'const __capsuleModuleUrl = require("node:url").pathToFileURL(__filename).href;' },
+});
+/**
+ * In the serve bundle each module's `import.meta.url` is the URL of its source file (src/…), as
+ * when it runs from the sources: the modules that find a file beside themselves (the pool's
+ * worker entry, the HTTP threads' entry, package.json) are at several depths under src/, which
+ * one URL for the whole bundle (the run bundle's) cannot stand for. In the package (no src/)
+ * those modules use the bundles of dist/bundle, found from the root as in a clone.
+ */
+const sourceUrls: Plugin = {
+  name: 'source-urls',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]src[\\/].*\.ts$/ }, (a) => ({
+      contents: readFileSync(a.path, 'utf8').replaceAll('import.meta.url', `__capsuleSourceUrl(${JSON.stringify(relative(root, a.path).replaceAll('\\', '/'))})`),
+      loader: 'ts',
+    }));
+  },
+};
+const serveOptions = cliBundle('src/cli/serve-main.ts', 'serve.cjs', [sourceUrls]);
+serveOptions.banner = { js: 'const __capsuleSourceUrl = (p) => require("node:url").pathToFileURL(require("node:path").join(__dirname, "../..", p)).href;' };
 const results = await Promise.all([
   build({ ...common, entryPoints: [join(root, 'src/engine/worker.ts')], outfile: join(out, 'worker.js') }),
-  build({
-    ...common, format: 'cjs', packages: undefined, plugins: [runPackages], entryPoints: [join(root, 'src/cli/run-main.ts')], outfile: join(out, 'run.cjs'),
-    define: { 'import.meta.url': '__capsuleModuleUrl', CAPSULE_CONFIG_KEYS: JSON.stringify(configKeys) },
-    banner: { js: 'const __capsuleModuleUrl = require("node:url").pathToFileURL(__filename).href;' },
-  }),
+  build(cliBundle('src/cli/run-main.ts', 'run.cjs')),
   // an HTTP thread of `capsule serve --http-threads` (triggers/http/threads.ts picks it like the worker's)
   build({ ...common, entryPoints: [join(root, 'src/triggers/http/thread.ts')], outfile: join(out, 'http-thread.js') }),
+  build(serveOptions),
 ]);
-// the run bundle would load at start every package it imports statically
-const eager = Object.values(results[1].metafile!.outputs).flatMap((o) => o.imports)
-  .filter((i) => i.external && (i.kind === 'import-statement' || i.kind === 'require-call') && !i.path.startsWith('node:'));
-if (eager.length > 0) throw new Error(`dist/bundle/run.cjs would load ${[...new Set(eager.map((i) => i.path))].join(', ')} at every start: import it dynamically where it is used`);
-// run.cjs runs as a vm.Script (bin/launch.js), which has no import() of its own: its import()
-// of packages call the launcher's, passed in as __capsuleImport
-const runFile = join(out, 'run.cjs');
-const dynamic = new Set(Object.values(results[1].metafile!.outputs).flatMap((o) => o.imports).filter((i) => i.external && i.kind === 'dynamic-import').map((i) => i.path));
-let replaced = 0;
-writeFileSync(runFile, readFileSync(runFile, 'utf8').replace(/\bimport\(("[^"]+")\)/g, (all, spec: string) => (dynamic.has(JSON.parse(spec) as string) ? (replaced++, `__capsuleImport(${spec})`) : all)));
-if (replaced < dynamic.size) throw new Error(`dist/bundle/run.cjs: ${replaced} of its import() of ${[...dynamic].join(', ')} were redirected to the launcher's`);
+/**
+ * Checks a CLI bundle: the packages it imports statically load at every start of it, so only
+ * those of `allowed` may be; its import() of packages are redirected to the launcher's
+ * (`__capsuleImport`): a vm.Script has no import() of its own.
+ */
+function finishCliBundle(result: BuildResult, file: string, allowed: readonly string[]): void {
+  const imports = Object.values(result.metafile!.outputs).flatMap((o) => o.imports);
+  const eager = imports.filter((i) => i.external && (i.kind === 'import-statement' || i.kind === 'require-call') && !i.path.startsWith('node:') && !allowed.includes(i.path));
+  if (eager.length > 0) throw new Error(`dist/bundle/${file} would load ${[...new Set(eager.map((i) => i.path))].join(', ')} at every start: import it dynamically where it is used`);
+  const path = join(out, file);
+  const dynamic = new Set(imports.filter((i) => i.external && i.kind === 'dynamic-import').map((i) => i.path));
+  let replaced = 0;
+  writeFileSync(path, readFileSync(path, 'utf8').replace(/\bimport\(("[^"]+")\)/g, (all, spec: string) => (dynamic.has(JSON.parse(spec) as string) ? (replaced++, `__capsuleImport(${spec})`) : all)));
+  if (replaced < dynamic.size) throw new Error(`dist/bundle/${file}: ${replaced} of its import() of ${[...dynamic].join(', ')} were redirected to the launcher's`);
+}
+finishCliBundle(results[1], 'run.cjs', []);
+// A server logs from its start (pino) and counts from its first request (prom-client). In a
+// CommonJS bundle a module's require() of a package runs when the module is first imported:
+// yaml and smol-toml load with functions/routes.ts, which serve.ts imports for --functions and
+// --routes only (a plain serve loads neither: test/cli-polish.test.ts).
+finishCliBundle(results[3], 'serve.cjs', ['pino', 'prom-client', 'yaml', 'smol-toml']);
 const inputs = [...new Set(results.flatMap((r) => Object.keys(r.metafile!.inputs)))].filter((p) => !/^(<define:|lazy-builtin:)/.test(p)) // esbuild's inputs that are no file
   .map((p) => relative(root, join(root, p)).replaceAll('\\', '/'));
 writeFileSync(join(out, 'inputs.json'), `${JSON.stringify({ inputs }, null, 1)}\n`);
 // stdout belongs to `npm pack --json` (prepack runs this)
-process.stderr.write(`build:bundle: dist/bundle/worker.js, dist/bundle/run.cjs, dist/bundle/http-thread.js (${inputs.length} sources)\n`);
+process.stderr.write(`build:bundle: dist/bundle/worker.js, dist/bundle/run.cjs, dist/bundle/http-thread.js, dist/bundle/serve.cjs (${inputs.length} sources)\n`);

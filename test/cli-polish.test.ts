@@ -5,8 +5,8 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -270,6 +270,82 @@ describe('the start-up bundles (dist/bundle, scripts/build-bundle.ts)', () => {
       const missingFn = await runCapsule(['call', plugin, 'nope'], { env });
       assert.deepEqual([missingFn.stdout, missingFn.code], ['', 1], JSON.stringify(env));
       assert.match(missingFn.stderr, /❌ Function not found: nope/);
+    }
+  });
+});
+
+describe('the bundle of capsule serve (dist/bundle/serve.cjs)', () => {
+  const helloYou = example('hello-you');
+  /**
+   * A copy of the clone's code with bundles made from it by scripts/build-bundle.ts: the
+   * clone's own dist/bundle goes stale whenever a source is edited, and rebuilding it would pull
+   * it from under other tests.
+   */
+  function cloneWithBundles(): string {
+    const dir = mkdtempSync(join(tmpdir(), 'capsule-serve-bundle-'));
+    for (const d of ['src', 'bin', 'scripts']) cpSync(join(root, d), join(dir, d), { recursive: true });
+    copyFileSync(join(root, 'package.json'), join(dir, 'package.json'));
+    symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'));
+    const built = spawnSync(process.execPath, [join(dir, 'scripts/build-bundle.ts')], { cwd: dir, encoding: 'utf8' });
+    assert.equal(built.status, 0, built.stderr);
+    return dir;
+  }
+  /** Serves hello-you from `dir`'s bin; returns its answer to a POST, its health answer and the code cache files it left. */
+  async function serveOnce(dir: string, env: NodeJS.ProcessEnv, bin = 'capsule.js', args = ['serve']) {
+    const cache = mkdtempSync(join(tmpdir(), 'capsule-serve-cache-'));
+    try {
+      const s = await startServer([...args, helloYou, '--http-port=0'], { bin: join(dir, 'bin', bin), env: { ...env, NODE_COMPILE_CACHE: cache } });
+      const res = await fetch(s.url, { method: 'POST', body: JSON.stringify({ name: 'Bob' }), headers: { 'content-type': 'application/json' } });
+      const answer = `${res.status} ${res.headers.get('content-type')} ${await res.text()}`;
+      const health = (await fetch(`${s.url}/capsule/health`)).status;
+      assert.equal(await s.stop(), 0, s.logs());
+      return { answer, health, caches: readdirSync(cache).filter((f) => f.startsWith('capsule-serve-')) };
+    } finally {
+      rmSync(cache, { recursive: true, force: true });
+    }
+  }
+
+  it('serves the same answers as the sources, has the same --help, keeps its code cache, and is not used once stale', { skip: missing(helloYou) }, async () => {
+    const dir = cloneWithBundles();
+    try {
+      const bundled = await serveOnce(dir, {});
+      const sources = await serveOnce(dir, { CAPSULE_BUNDLE: '0' });
+      assert.match(bundled.answer, /^200 .*Bob/);
+      assert.deepEqual([bundled.answer, bundled.health], [sources.answer, sources.health]);
+      // the bundle ran: it left its V8 code cache (made at exit at the latest); the sources none
+      assert.equal(bundled.caches.length, 1, 'the bundle\'s code cache');
+      assert.deepEqual(sources.caches, []);
+      assert.equal((await serveOnce(dir, {}, 'capsule-http.js', [])).answer, bundled.answer, 'capsule-http serves from it too');
+      for (const [bin, args] of [['capsule.js', ['serve', '--help']], ['capsule-http.js', ['--help']]] as const) {
+        const withBundle = await runCapsule([...args], { bin: join(dir, 'bin', bin) });
+        const without = await runCapsule([...args], { bin: join(dir, 'bin', bin), env: { CAPSULE_BUNDLE: '0' } });
+        assert.equal(withBundle.code, 0, withBundle.stderr);
+        assert.deepEqual([withBundle.stdout, withBundle.code], [without.stdout, without.code], `${bin} ${args.join(' ')}`);
+      }
+      // a source edited after the build: the sources serve, and the stale bundle is not run
+      const later = new Date(Date.now() + 60_000);
+      utimesSync(join(dir, 'src/cli/serve.ts'), later, later);
+      const stale = await serveOnce(dir, {});
+      assert.deepEqual([stale.answer, stale.caches], [bundled.answer, []]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a plain serve loads none of the packages of the other commands and options (fastify, brokers, YAML, TOML)', { skip: missing(helloYou) }, async () => {
+    const dir = cloneWithBundles();
+    try {
+      // NODE_DEBUG=module: Node names every CommonJS file it loads (the bundle requires packages)
+      const s = await startServer(['serve', helloYou, '--http-port=0'], { bin: join(dir, 'bin/capsule.js'), env: { NODE_DEBUG: 'module' } });
+      await (await fetch(s.url, { method: 'POST', body: '{"name":"Bob"}', headers: { 'content-type': 'application/json' } })).text();
+      await s.stop();
+      const loaded = new Set([...s.logs().matchAll(/node_modules\/((?:@[^/"]+\/)?[^/"]+)\//g)].map((m) => m[1]!));
+      assert.ok(loaded.has('pino'), 'the log is loaded (the check sees packages)');
+      for (const pkg of ['fastify', '@fastify/multipart', '@nats-io/transport-node', 'mqtt', 'redis', 'couchbase', 'yaml', 'smol-toml', 'undici']) {
+        assert.ok(!loaded.has(pkg), `${pkg} is not loaded`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

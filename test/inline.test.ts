@@ -19,6 +19,7 @@ const asPlugin = fixture('extism-as');
 const kitchen = fixture('extism-kitchen');
 const userPlugin = fixture('extism-user');
 const wasiBasic = fixture('wasi-basic');
+const unmetered = fixture('gen2-unmetered'); // the meter leaves it alone; input "l" loops for ever
 const enc = (s: string) => new TextEncoder().encode(s);
 const text = (r: { output: unknown }) => new TextDecoder().decode((r.output as CliOutput).text);
 const code = (e: unknown): string => (e instanceof CapsuleError ? e.code : String(e));
@@ -33,12 +34,12 @@ async function outcome(p: Promise<{ output: unknown }>): Promise<string> {
 }
 
 describe('inline executor: deadlines and failures', { skip: missing(behaviours) }, () => {
-  it('stops a looping guest at its deadline and serves the next call in the same process', async () => {
+  it('stops a looping guest at its deadline (its own deadline check: metered) and serves the next call in the same process', async () => {
     const fn = await CapsuleFunction.load({ path: behaviours }, { inline: true, timeoutMs: 300, stdio: 'capture' });
     try {
       await assert.rejects(fn.invoke({ type: 'cli', params: enc('l'), args: [] }), (e: unknown) => {
         assert.ok(e instanceof CapsuleError && e.code === 'TIMEOUT', String(e));
-        assert.match(e.message, /did not return within 300 ms \(--timeout\)/);
+        assert.match(e.message, /did not return within 300 ms \(--timeout\); it was stopped by its deadline check/);
         return true;
       });
       const next = await fn.invoke({ type: 'cli', params: enc('hello'), args: [] });
@@ -46,6 +47,22 @@ describe('inline executor: deadlines and failures', { skip: missing(behaviours) 
       // and again: the executor is not left armed or broken by the stopped call
       await assert.rejects(fn.invoke({ type: 'cli', params: enc('l'), args: [] }), (e: unknown) => code(e) === 'TIMEOUT');
       assert.equal(((await fn.invoke({ type: 'cli', params: enc('hello'), args: [] })).output as CliOutput).exitCode, 0);
+    } finally {
+      await fn.close();
+    }
+  });
+
+  it('a module the meter leaves alone is stopped at its deadline by the watchdog, and serves the next call', { skip: missing(unmetered) }, async () => {
+    const fn = await CapsuleFunction.load({ path: unmetered }, { inline: true, timeoutMs: 300, stdio: 'capture' });
+    try {
+      for (let i = 0; i < 2; i++) {
+        await assert.rejects(fn.invoke({ type: 'cli', params: enc('l'), args: [] }), (e: unknown) => {
+          assert.ok(e instanceof CapsuleError && e.code === 'TIMEOUT', String(e));
+          assert.match(e.message, /^the function did not return within 300 ms \(--timeout\); it was stopped$/);
+          return true;
+        });
+        assert.equal(await outcome(fn.invoke({ type: 'cli', params: enc('e'), args: [] })), '{"JSONBody":{"unmetered":true},"TextBody":"","Headers":{},"StatusCode":200}');
+      }
     } finally {
       await fn.close();
     }
@@ -146,12 +163,13 @@ describe('inline executor: Extism plugins', { skip: missing(asPlugin) }, () => {
     }
   });
 
-  it('a plugin that suspends (imports http_request) runs its calls with a deadline on a worker thread: stopped there, then served', { skip: missing(kitchen) }, async () => {
+  it('a plugin that suspends (imports http_request) runs its calls with a deadline in this thread, metered: stopped by its deadline check, then served', { skip: missing(kitchen) }, async () => {
     const fn = await CapsuleFunction.load({ path: kitchen }, { inline: true, timeoutMs: 300, stdio: 'capture' });
     try {
       await assert.rejects(fn.invoke({ type: 'cli', params: new Uint8Array(0), args: [], entrypoint: 'spin' }), (e: unknown) => {
         assert.ok(e instanceof CapsuleError && e.code === 'TIMEOUT', String(e));
-        assert.match(e.message, /its worker was stopped/);
+        // (on the fallback worker thread it would be "its worker was stopped")
+        assert.match(e.message, /it was stopped by its deadline check/);
         return true;
       });
       assert.equal(await outcome(fn.invoke({ type: 'cli', params: enc('hello'), args: [], entrypoint: 'echo' })), 'hello');
@@ -160,7 +178,30 @@ describe('inline executor: Extism plugins', { skip: missing(asPlugin) }, () => {
     }
   });
 
-  it('host functions of the embedder: on a worker thread with a deadline, in this thread without one', { skip: missing(userPlugin) }, async () => {
+  it('a host function of the embedder that never settles ends its call at the deadline (TIMEOUT); the next call is served', { skip: missing(userPlugin) }, async () => {
+    let hang = true;
+    const hostFunctions: UserHostFunctions = {
+      'extism:host/user': {
+        hello_world: (ctx: HostFunctionContext, h) => (hang ? new Promise<never>(() => {}) : ctx.store(`hello ${ctx.read(h)?.text()}`)),
+        add: (_ctx, a, b) => Number(a) + Number(b),
+        note: () => undefined,
+      },
+    };
+    const fn = await CapsuleFunction.load({ path: userPlugin }, { inline: true, timeoutMs: 300, stdio: 'capture', hostFunctions });
+    try {
+      await assert.rejects(fn.invoke({ type: 'cli', params: enc('Bob'), args: [], entrypoint: 'greet' }), (e: unknown) => {
+        assert.ok(e instanceof CapsuleError && e.code === 'TIMEOUT', String(e));
+        assert.match(e.message, /did not return within 300 ms/);
+        return true;
+      });
+      hang = false;
+      assert.equal(await outcome(fn.invoke({ type: 'cli', params: enc('Ann'), args: [], entrypoint: 'greet' })), 'hello Ann');
+    } finally {
+      await fn.close();
+    }
+  });
+
+  it('host functions of the embedder run in this thread, with a deadline and without one', { skip: missing(userPlugin) }, async () => {
     const seen: number[] = [];
     const hostFunctions: UserHostFunctions = {
       'extism:host/user': {

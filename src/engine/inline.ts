@@ -12,18 +12,25 @@
  * - A warm call of a module that does not suspend, made while no call runs, runs at once and
  *   without a promise chain (`ModuleInstances.runSync`, `Abi.invokeSync`): a few `async` layers
  *   are a good part of a ~2 µs Extism call.
- * - Deadline (conventions.md §3): every entry into guest code (an instantiation, a call of an
- *   export) runs inside `vm.Script#runInThisContext` with the time left as its `timeout`: at the
- *   deadline V8's TerminateExecution unwinds the guest (a wasm loop included) and this thread
- *   lives on. Node starts a watchdog thread for each such entry (~0.2 ms); with no deadline
- *   (`timeoutMs: Infinity`) there is no watchdog at all. A call stopped at its deadline fails
- *   with TIMEOUT and its module gets new instances (as a worker killed at its deadline would):
- *   the next call runs on a fresh instance, Extism vars included.
- * - A module that imports a host function that suspends (JSPI: async capabilities, host
- *   functions of the embedder) cannot run here under a deadline: after it resumes from an await,
- *   nothing would stop it. Its calls with a deadline go to a one-worker pool started at its first
- *   such call. So do WASI commands that may read the process's standard input (a blocking read
- *   is out of TerminateExecution's reach).
+ * - Deadline (conventions.md §3), metered modules: a module the meter can instrument
+ *   (`meteredModule`, src/wasm/meter.ts; metered once, at its registration) checks its own
+ *   deadline: guest code past it throws TIMEOUT from inside the guest, with no watchdog and no
+ *   cost per entry into guest code. A call that suspends (JSPI host functions) also runs here:
+ *   the guest checks its deadline after it resumes, and a host function that never settles is
+ *   raced with a timer at the deadline (the call then fails with TIMEOUT and its instances are
+ *   abandoned).
+ * - Deadline, modules the meter leaves alone: every entry into guest code (an instantiation, a
+ *   call of an export) runs inside `vm.Script#runInThisContext` with the time left as its
+ *   `timeout`: at the deadline V8's TerminateExecution unwinds the guest (a wasm loop included)
+ *   and this thread lives on. Node starts a watchdog thread for each such entry (~0.2 ms); with
+ *   no deadline (`timeoutMs: Infinity`) there is no watchdog at all. Such a module that imports
+ *   a host function that suspends cannot run here under a deadline (after it resumes from an
+ *   await, nothing would stop it): its calls with a deadline go to a one-worker pool started at
+ *   its first such call. So do WASI commands that may read the process's standard input (a
+ *   blocking read is out of both ways' reach), metered or not.
+ * - A call stopped at its deadline fails with TIMEOUT and its module gets new instances (as a
+ *   worker killed at its deadline would): the next call runs on a fresh instance, Extism vars
+ *   included.
  */
 import { EventEmitter } from 'node:events';
 import vm from 'node:vm';
@@ -31,9 +38,9 @@ import { CapsuleError } from '../base/errors.ts';
 import type { InvocationInput, InvocationMeta } from '../base/invocation.ts';
 import type { ServiceHandler, ServiceHost } from '../base/services.ts';
 import type { FunctionSettings } from '../base/settings.ts';
-import type { LoadedModule } from './load.ts';
+import { meteredModule, type LoadedModule } from './load.ts';
 import { MemoryPool } from './memory-pool.ts';
-import { loadFailure, ModuleInstances, type CallError, type CallLogs, type SyncGuard } from './instance.ts';
+import { loadFailure, ModuleInstances, type CallError, type CallLogs, type SyncGuard, type WorkerModule } from './instance.ts';
 import { workerModuleOf } from './protocol.ts';
 import type { CallOptions, CallResult, PoolModule, WorkerPool } from './pool.ts';
 
@@ -57,6 +64,8 @@ export interface CallExecutor extends ServiceHost {
 /** One registered module: its instances here, or why they could not be made. */
 interface InlineModule {
   readonly entry: PoolModule;
+  /** What its instances are made of: the metered module when the meter could instrument it. */
+  readonly spec: WorkerModule;
   rt?: ModuleInstances;
   error?: CallError;
   /** Its registration in the fallback pool, once a call needed it. */
@@ -106,10 +115,21 @@ export class InlineExecutor extends EventEmitter implements CallExecutor {
   #depth = 0;
   #fallback?: Promise<WorkerPool>;
 
+  readonly #meter: boolean;
+
+  /**
+   * @param options.meter run the modules the meter can instrument metered (the default; see the
+   *   module comment); false: every module under the watchdog, as before the meter
+   */
+  constructor(options: { meter?: boolean } = {}) {
+    super();
+    this.#meter = options.meter ?? true;
+  }
+
   /** Makes the module's instances here (a failure is reported by each of its calls, as a worker does). */
   register(module: LoadedModule, settings: FunctionSettings): PoolModule {
     const entry: PoolModule = { id: this.#nextModule++, module, settings };
-    const m: InlineModule = { entry };
+    const m: InlineModule = { entry, spec: this.#specOf(module, settings) };
     this.#instantiate(m);
     this.#modules.set(entry.id, m);
     return entry;
@@ -187,7 +207,7 @@ export class InlineExecutor extends EventEmitter implements CallExecutor {
 
   /** Whether a call must not run here under a deadline (see the module comment). */
   #needsThread(m: InlineModule, input: InvocationInput): boolean {
-    if (m.rt?.suspends) return true;
+    if (m.rt?.suspends && !m.spec.metered) return true;
     const readsStdin = input.type === 'cli' && input.stdin === undefined && m.entry.module.detection.kind === 'wasi';
     return readsStdin && m.entry.module.parsed.imports.some((i) => i.module === 'wasi_snapshot_preview1' && i.name === 'fd_read');
   }
@@ -206,13 +226,34 @@ export class InlineExecutor extends EventEmitter implements CallExecutor {
 
   async #call(m: InlineModule, input: InvocationInput, meta: InvocationMeta, timeoutMs: number, deadline: number): Promise<CallResult> {
     const rt = this.#start(m, timeoutMs, deadline);
-    let r: RunResult;
+    let r: RunResult | undefined;
     try {
-      r = rt.runSync(input, meta) ?? await rt.run(input, meta);
+      r = rt.runSync(input, meta) ?? await this.#race(rt.run(input, meta), rt, deadline);
     } finally {
       this.#deadline = Infinity;
+      rt.setDeadline(Infinity);
     }
-    return this.#settle(m, r, timeoutMs);
+    if (r) return this.#settle(m, r, timeoutMs, deadline);
+    // a host function it waited on did not settle by the deadline: its instances are abandoned,
+    // their deadline left past (a guest resumed later stops at its next check)
+    if (m.rt === rt) m.rt = undefined;
+    rt.setDeadline(-Infinity);
+    this.#stoppedAt = Math.max(this.#stoppedAt, deadline);
+    this.emit('timeout');
+    throw new CapsuleError('TIMEOUT', timeoutMessage(timeoutMs));
+  }
+
+  /**
+   * A call of a metered module that suspends, raced with a timer at its deadline: undefined when
+   * the timer wins (the meter stops guest code, not a host function that never settles).
+   */
+  #race(run: Promise<RunResult>, rt: ModuleInstances, deadline: number): Promise<RunResult | undefined> {
+    if (deadline === Infinity || !rt.suspends) return run;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), Math.max(0, deadline - Date.now()));
+    });
+    return Promise.race([run, late]).finally(() => clearTimeout(timer));
   }
 
   /**
@@ -228,8 +269,9 @@ export class InlineExecutor extends EventEmitter implements CallExecutor {
       r = rt.runSync(input, meta);
     } finally {
       this.#deadline = Infinity;
+      rt.setDeadline(Infinity);
     }
-    return r && this.#settle(m, r, timeoutMs);
+    return r && this.#settle(m, r, timeoutMs, deadline);
   }
 
   /** The module's instances, set up for a call (the deadline the guard enforces). @throws CapsuleError TIMEOUT (not run), the module's load failure */
@@ -243,11 +285,20 @@ export class InlineExecutor extends EventEmitter implements CallExecutor {
     this.#deadline = deadline;
     this.#timeoutMs = timeoutMs;
     this.#expired = false;
+    m.rt.setDeadline(deadline, timeoutMs);
     return m.rt;
   }
 
   /** The result of a call, or its failure. @throws CapsuleError with the call's code (and `logs`) */
-  #settle(m: InlineModule, r: RunResult, timeoutMs: number): CallResult {
+  #settle(m: InlineModule, r: RunResult, timeoutMs: number, deadline: number): CallResult {
+    if (r.error?.code === 'TIMEOUT' && m.spec.metered) {
+      // stopped by its own deadline check: new instances, as after the watchdog
+      m.rt?.dispose();
+      m.rt = undefined;
+      this.#stoppedAt = Math.max(this.#stoppedAt, deadline);
+      this.emit('timeout');
+      throw withLogs(new CapsuleError('TIMEOUT', r.error.message), r.logs);
+    }
     if (this.#expired) {
       // whatever the ABI made of it, the call was stopped: new instances, as after a worker's end
       m.rt?.dispose();
@@ -259,11 +310,22 @@ export class InlineExecutor extends EventEmitter implements CallExecutor {
     return r as CallResult; // { output, logs }
   }
 
+  /**
+   * What a module's instances are made of: metered when the meter can instrument it (and this
+   * executor meters), then with no watchdog (see the module comment).
+   */
+  #specOf(module: LoadedModule, settings: FunctionSettings): WorkerModule {
+    const spec = workerModuleOf(module, settings);
+    if (!this.#meter) return spec;
+    const metered = meteredModule(module);
+    return 'skipped' in metered ? spec : { ...spec, compiled: metered.compiled, metered: true };
+  }
+
   /** New instances of a module (at registration, and after a call was stopped at its deadline). */
   #instantiate(m: InlineModule): void {
-    const { entry } = m;
+    const { entry, spec } = m;
     try {
-      m.rt = new ModuleInstances(workerModuleOf(entry.module, entry.settings), this.#memory, (name, request) => this.#service(entry, name, request), this.#guard);
+      m.rt = new ModuleInstances(spec, this.#memory, (name, request) => this.#service(entry, name, request), spec.metered ? undefined : this.#guard);
       m.error = undefined;
     } catch (e) {
       m.error = loadFailure(e);

@@ -25,7 +25,7 @@ import type { HostCallContext } from '../capabilities/types.ts';
 import type { FunctionSettings } from '../base/settings.ts';
 import type { Abi, GuestOptions, GuestInstances } from '../abi/types.ts';
 import type { LinkedModule } from './load.ts';
-import { meterImports, type MeterDeadline } from '../wasm/meter.ts';
+import { checkDeadline, meterImports, type MeterDeadline } from '../wasm/meter.ts';
 
 /** A module as a worker receives it. */
 export interface WorkerModule {
@@ -188,8 +188,9 @@ export class ModuleInstances implements GuestInstances {
       if (this.abi.imports[ns] === undefined) this.#namespaces[ns] = plainUserImports(user!, ns, this.#state, this.abi.userCallHooks) as WebAssembly.ModuleImports;
     }
     if (spec.metered) {
-      this.#meter = { at: Infinity };
-      Object.assign(this.#namespaces, meterImports(this.#meter));
+      const meter: MeterDeadline = (this.#meter = { at: Infinity });
+      Object.assign(this.#namespaces, meterImports(meter));
+      this.#wasi.beforeSleep = () => checkDeadline(meter);
     }
     // JSPI costs a stack switch per call: only for modules importing something that suspends
     const suspends = WebAssembly.Module.imports(spec.compiled).some((i) => {

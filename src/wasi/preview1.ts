@@ -108,6 +108,12 @@ export class Wasi {
   /** The environment `#envBuf` was last encoded from: reused while the engine passes the same map. */
   #envOf: ReadonlyMap<string, string> | undefined;
   readonly #sleeper = new Int32Array(new SharedArrayBuffer(4));
+  /**
+   * Called before each sleep slice of `poll_oneoff`; what it throws ends the sleep and reaches
+   * the guest's caller. The engine sets it for a metered module (src/wasm/meter.ts
+   * `checkDeadline`: the meter counts guest work, not a host sleep).
+   */
+  beforeSleep?: () => void;
 
   constructor() {
     this.imports = this.#build();
@@ -770,6 +776,7 @@ export class Wasi {
       for (;;) {
         const left = earliest - process.hrtime.bigint();
         if (left <= 0n) break;
+        this.beforeSleep?.();
         const ms = Math.min(SLEEP_SLICE_MS, Number(left) / 1e6);
         Atomics.wait(this.#sleeper, 0, 0, ms);
       }

@@ -12,6 +12,11 @@
  *    and the gen-2 hello-you handlers (AssemblyScript, Rust, Go) called on one instance.
  * 2. Instrumentation time per KiB of module for guests of each toolchain (C, AssemblyScript,
  *    Rust, Go): the median of several `meterModule` runs, and the size the module grows by.
+ * 3. The inline executor (src/engine/inline.ts, `capsule run`/`call`, host SDK `inline: true`)
+ *    with a deadline: a call of a metered module (no watchdog) against the same call under the
+ *    watchdog (`new InlineExecutor({ meter: false })`, a thread per entry into guest code): an
+ *    Extism plugin on its one instance, a gen-2 handler on a fresh instance per call; CPU and
+ *    wall time per call, median of the rounds.
  * Times are CPU time of this process (`process.cpuUsage`), not wall time, except instrumentation.
  * The machine is shared: the load average is printed beside the figures; ratios of one run are
  * what count.
@@ -23,6 +28,9 @@ import { join } from 'node:path';
 import { root } from './lib.ts';
 import { meterImports, meterModule } from '../src/wasm/meter.ts';
 import { Wasi, WasiExit } from '../src/wasi/preview1.ts';
+import { CapsuleFunction } from '../src/engine/function.ts';
+import { InlineExecutor } from '../src/engine/inline.ts';
+import type { InvocationInput } from '../src/base/invocation.ts';
 
 const rounds = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 7));
 const calls = Math.max(1, Number(process.env.BENCH_CALLS ?? 200));
@@ -259,9 +267,51 @@ function instrumentBench(): void {
   }
 }
 
+/** Part 3: per-call cost of the inline executor with a deadline, metered against the watchdog. */
+async function inlineBench(): Promise<void> {
+  const enc = (t: string) => new TextEncoder().encode(t);
+  const cases: [string, string, InvocationInput][] = [
+    ['Extism AS count_vowels', 'build/fixtures/extism-as.wasm', { type: 'cli', params: enc('Hello, World!'), args: [], entrypoint: 'count_vowels' }],
+    ['gen-2 WAT echo (fresh)', 'build/fixtures/gen2-behaviours.wasm', { type: 'cli', params: enc('hello'), args: [] }],
+  ];
+  console.log(`meter: inline executor, timeoutMs 5000, ${rounds} rounds × ${calls * 5} calls (load average ${loadavg()})`);
+  for (const [label, file, input] of cases) {
+    const path = join(root, file);
+    if (!existsSync(path)) {
+      console.log(`  ${label}: not built, skipped`);
+      continue;
+    }
+    const fn = await CapsuleFunction.load({ path }, { inline: true, timeoutMs: 5000, stdio: 'capture' });
+    const sides = [true, false].map((meter) => {
+      const ex = new InlineExecutor({ meter });
+      return { ex, entry: ex.register(fn.module, fn.settings) };
+    });
+    const time = async (side: (typeof sides)[number]) => {
+      const n = calls * 5;
+      const t = process.cpuUsage();
+      const w = performance.now();
+      for (let i = 0; i < n; i++) await side.ex.call(side.entry, input, { timeoutMs: 5000 });
+      return { cpu: cpuMs(t) / n, wall: (performance.now() - w) / n };
+    };
+    const got: { cpu: number; wall: number }[][] = [[], []];
+    for (let r = 0; r < rounds + 1; r++) { // in turn, the first one alternating; a round of warm-up
+      const order = r % 2 ? [1, 0] : [0, 1];
+      for (const k of order) {
+        const x = await time(sides[k]!);
+        if (r > 0) got[k]!.push(x);
+      }
+    }
+    const [m, w] = got.map((xs) => ({ cpu: median(xs.map((x) => x.cpu)), wall: median(xs.map((x) => x.wall)) }));
+    console.log(`  ${label.padEnd(24)} metered ${(m!.cpu * 1000).toFixed(1)} µs CPU / ${(m!.wall * 1000).toFixed(1)} µs wall, watchdog ${(w!.cpu * 1000).toFixed(1)} µs CPU / ${(w!.wall * 1000).toFixed(1)} µs wall per call: ${(w!.cpu / m!.cpu).toFixed(1)}× the CPU`);
+    for (const side of sides) await side.ex.close();
+    await fn.close();
+  }
+}
+
 if (!existsSync(computePath)) {
   console.log('meter: build/fixtures/meter/compute.wasm is not built (npm run build:guests, needs clang and wasi-libc): skipped');
 } else {
   computeBench();
   instrumentBench();
 }
+await inlineBench();

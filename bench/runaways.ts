@@ -11,8 +11,13 @@
  * how far inside it the good request stays. It prints the good request's latency with 0 and N
  * runaways, their ratio, and its status in every round.
  *
+ * BENCH_HTTP_THREADS=1 serves with `--http-threads` (README "HTTP threads": the metered module's
+ * runaways stop themselves in their thread, one call at a time per thread). A thread busy in a
+ * call answers no scrape, so there the good request is sent 200 ms after the runaways instead of
+ * once the server counts them.
+ *
  * Options: BENCH_RUNAWAYS (default 10), BENCH_ROUNDS (default 3), BENCH_TIMEOUT (default 2s),
- * BENCH_WORKERS (default 2).
+ * BENCH_WORKERS (default 2), BENCH_HTTP_THREADS (default 0).
  */
 import { startListening } from './lib.ts';
 import { request } from 'node:http';
@@ -24,10 +29,11 @@ const runaways = Number(process.env.BENCH_RUNAWAYS ?? 10);
 const rounds = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
 const timeout = process.env.BENCH_TIMEOUT ?? '2s';
 const workers = process.env.BENCH_WORKERS ?? '2';
+const threads = process.env.BENCH_HTTP_THREADS === '1';
 const BASELINE = 20;
 const module = join(root, 'build/fixtures/gen2-behaviours.wasm');
 
-const start = () => startListening([join(root, 'bin/capsule.js'), 'serve', module, '--http-port=0', `--timeout=${timeout}`, `--workers=${workers}`]);
+const start = () => startListening([join(root, 'bin/capsule.js'), 'serve', module, '--http-port=0', `--timeout=${timeout}`, `--workers=${workers}`, ...(threads ? ['--http-threads'] : [])]);
 
 /** One POST on a connection of its own: status and milliseconds to the end of the answer. */
 function post(url: string, body: string): Promise<{ status: number; ms: number }> {
@@ -64,7 +70,8 @@ async function round(): Promise<Round> {
     for (let i = 0; i < BASELINE; i++) alone.push((await post(url, 'e')).ms);
     const t0 = performance.now();
     const loops = Array.from({ length: runaways }, () => post(url, 'l').then((r) => ({ ...r, at: performance.now() - t0 })));
-    while ((await inflight(url)) < runaways) await new Promise((r) => setTimeout(r, 10));
+    if (threads) await new Promise((r) => setTimeout(r, 200));
+    else while ((await inflight(url)) < runaways) await new Promise((r) => setTimeout(r, 10));
     const good = await post(url, 'e');
     const goodAt = performance.now() - t0;
     const done = await Promise.all(loops);
@@ -84,7 +91,7 @@ for (let i = 1; i <= rounds; i++) {
 }
 const alone = median(rows.map((r) => r.alone));
 const beside = median(rows.map((r) => r.beside));
-console.log(`\ngood beside runaways: capsule serve gen2-behaviours --timeout=${timeout} --workers=${workers}; ${rounds} rounds (medians)`);
+console.log(`\ngood beside runaways: capsule serve gen2-behaviours --timeout=${timeout} --workers=${workers}${threads ? ' --http-threads' : ''}; ${rounds} rounds (medians)`);
 console.log(`good request, 0 runaways:  ${alone.toFixed(1)} ms (median of ${BASELINE} per round)`);
 console.log(`good request, ${runaways} runaways: ${beside.toFixed(0)} ms (every round: ${rows.map((r) => `${r.beside.toFixed(0)} ms ${r.status}`).join(', ')})`);
 console.log(`ratio: ${(beside / alone).toFixed(0)}×; answered before the first runaway's 504 in ${rows.filter((r) => r.goodAt < r.firstRunaway).length}/${rounds} rounds`);

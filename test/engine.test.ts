@@ -172,3 +172,38 @@ describe('worker protocol: plain HTTP calls and results travel packed, the rest 
     }
   });
 });
+
+describe('memory given back after a burst (docs/performance.md, "Memory")', async () => {
+  const { MemoryPool, reduceHeap, PAGE } = await import('../src/engine/memory-pool.ts');
+  const { getHeapStatistics } = await import('node:v8');
+
+  it('a pool keeps released memories zeroed for reuse, and trim lets every one go', () => {
+    const pool = new MemoryPool();
+    const a = pool.acquire(2, 10);
+    const b = pool.acquire(2, 10);
+    new Uint8Array(a.buffer)[5] = 7;
+    pool.release(2, 10, a);
+    pool.release(2, 10, b);
+    assert.equal(pool.pooledBytes, 4 * PAGE);
+    const again = pool.acquire(2, 10);
+    assert.ok(again === a || again === b, 'a released memory is reused');
+    assert.equal(new Uint8Array(again.buffer)[5], 0, 'and handed out zeroed');
+    pool.release(2, 10, again);
+    assert.equal(pool.trim(), 4 * PAGE);
+    assert.equal(pool.pooledBytes, 0);
+    const fresh = pool.acquire(2, 10);
+    assert.ok(fresh !== a && fresh !== b, 'after trim, a new memory');
+  });
+
+  it('reduceHeap collects once the heap grew, and not again until it grows again', () => {
+    reduceHeap(0); // a baseline whatever ran before in this process
+    assert.equal(reduceHeap(), false, 'no growth since: nothing done');
+    let burst: { n: number; s: string }[][] | undefined = [];
+    for (let i = 0; i < 64; i++) burst.push(Array.from({ length: 4096 }, (_, n) => ({ n, s: `item ${i}:${n}` })));
+    const grown = getHeapStatistics().total_heap_size;
+    burst = undefined;
+    assert.equal(reduceHeap(), true, 'the burst grew the heap by more than 8 MiB');
+    assert.ok(getHeapStatistics().total_heap_size < grown - 8 * 1024 * 1024, 'its memory is given back');
+    assert.equal(reduceHeap(), false);
+  });
+});

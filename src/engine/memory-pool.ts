@@ -1,3 +1,6 @@
+import { getHeapStatistics, setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
 /**
  * Host-owned linear memories, reused across fresh instances. Allocating one
  * `WebAssembly.Memory` per instance makes V8's GC thrash (~0.10× plain HTTP throughput measured
@@ -33,6 +36,24 @@ export class MemoryPool {
     return new WebAssembly.Memory({ initial, maximum });
   }
 
+  /** Bytes held by the idle memories kept for reuse (what `trim` gives back). */
+  get pooledBytes(): number {
+    let bytes = 0;
+    for (const list of this.#free.values()) for (const m of list) bytes += m.buffer.byteLength;
+    return bytes;
+  }
+
+  /**
+   * Lets go of every idle memory (a thread idle after a burst: docs/performance.md, "Memory");
+   * the next `acquire` of each shape makes a new one.
+   * @returns the bytes let go of
+   */
+  trim(): number {
+    const bytes = this.pooledBytes;
+    this.#free.clear();
+    return bytes;
+  }
+
   /** Returns a memory after the instance that used it is finished with. */
   release(initial: number, maximum: number, memory: WebAssembly.Memory): void {
     const size = memory.buffer.byteLength;
@@ -44,4 +65,40 @@ export class MemoryPool {
     new Uint8Array(memory.buffer).fill(0);
     list.push(memory);
   }
+}
+
+/** V8's `gc` function (enabled at the first `reduceHeap`), or null where it cannot be had. */
+let gcFunction: ((options: object) => void) | null | undefined;
+/** This thread's V8 total heap size right after its last `reduceHeap` (bytes; 0: none yet). */
+let heapAfterReduce = 0;
+
+/**
+ * After a burst, gives the calling thread's idle V8 heap back to the system: a full garbage
+ * collection that also shrinks the young generation (V8's "last resort" collection, which its
+ * own memory reducer runs only ~8 s after a burst, and only if something starts it). A burst
+ * grows the young generation of a thread up to 2 × 64 MiB (docs/performance.md, "Memory");
+ * this brings it back to ~1 MiB. It runs only when the heap is at least `growthBytes` above what
+ * it was after the last reduction of this thread, so an idle thread or a few requests pay
+ * nothing. Blocks the thread for the collection (~2–10 ms for a server's heap): call it only
+ * when the thread is idle. V8's `gc` is enabled for it (`--expose-gc` set at run time, taken
+ * from a new context: the global `gc` of the thread's own contexts stays undefined).
+ * @param growthBytes heap growth (V8 total heap size, bytes) since the last reduction below
+ *   which nothing is done (default 8 MiB)
+ * @returns whether it collected
+ */
+export function reduceHeap(growthBytes = 8 * 1024 * 1024): boolean {
+  const size = getHeapStatistics().total_heap_size;
+  if (size < heapAfterReduce + growthBytes) return false;
+  if (gcFunction === undefined) {
+    try {
+      setFlagsFromString('--expose-gc');
+      gcFunction = runInNewContext('gc') as (options: object) => void;
+    } catch {
+      gcFunction = null;
+    }
+  }
+  if (!gcFunction) return false;
+  gcFunction({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+  heapAfterReduce = getHeapStatistics().total_heap_size;
+  return true;
 }

@@ -7,7 +7,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { readlinkSync } from 'node:fs';
-import { MemoryPool } from './memory-pool.ts';
+import { MemoryPool, reduceHeap } from './memory-pool.ts';
 import { loadFailure, ModuleInstances } from './instance.ts';
 import { packDone, PendingReplies, unpackCall, type ToWorker, type FromWorker, type WorkerCall, type CallDone } from './protocol.ts';
 
@@ -37,6 +37,22 @@ const warmups: number[] = [];
 /** Results not posted yet: they leave before the next guest runs (it may never return) or when the queue is empty. */
 const outbox: CallDone[] = [];
 let running = false;
+/** A worker idle this long (ms) after calls gives memory back (see `trimWhenIdle`). */
+const TRIM_IDLE_MS = 500;
+let trimTimer: NodeJS.Timeout | undefined;
+
+/**
+ * Once the worker has been idle `TRIM_IDLE_MS`, it gives back what a burst left: the pooled
+ * linear memories and, if its heap grew, the idle V8 heap (`reduceHeap`; docs/performance.md, "Memory").
+ */
+function trimWhenIdle(): void {
+  clearTimeout(trimTimer);
+  trimTimer = setTimeout(() => {
+    pool.trim();
+    reduceHeap();
+  }, TRIM_IDLE_MS);
+  trimTimer.unref();
+}
 
 /** This thread's kernel id (Linux: /proc/thread-self → "<pid>/task/<tid>"), or 0. */
 function threadId(): number {
@@ -82,6 +98,7 @@ async function warm(moduleId: number): Promise<void> {
 async function drain(): Promise<void> {
   if (running) return;
   running = true;
+  clearTimeout(trimTimer);
   while (queue.length > 0 || warmups.length > 0) {
     if (warmups.length > 0) {
       await warm(warmups.shift()!);
@@ -111,6 +128,7 @@ async function drain(): Promise<void> {
   }
   running = false;
   flush();
+  trimWhenIdle();
 }
 
 port.postMessage({ t: 'ready' } satisfies FromWorker);

@@ -427,7 +427,8 @@ function versionOf(fn: CapsuleFunction, logger: HttpThreadsOptions['logger']): T
   const registered = fn.pool.workerModuleOf(fn.module);
   if (!registered) throw new Error(`${fn.module.name} is not registered on its worker pool`);
   const exports = fn.module.parsed.exports.filter((e) => e.kind === 'function').map((e) => e.name);
-  const metered = meteredModule(fn.module);
+  // CAPSULE_METER=0: every module as compiled (to measure what the meter costs; README "HTTP threads")
+  const metered = process.env['CAPSULE_METER'] === '0' ? { skipped: 'CAPSULE_METER=0' } : meteredModule(fn.module);
   if ('skipped' in metered) {
     logger.info({ function: fn.module.name }, `not metered (${metered.skipped}): a call past its deadline stops its HTTP thread`);
     return { id: registered.id, module: registered.module, exports };

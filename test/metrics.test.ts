@@ -1,8 +1,13 @@
 // The runner's /capsule/metrics text (src/observability/metrics.ts, prom-client): histogram buckets,
-// label sets and escaping, gauges read at scrape time, Node's process metrics prefixed once.
+// label sets and escaping, gauges read at scrape time, Node's process metrics prefixed once; prom-client
+// loaded at the first scrape (or under load) with no count lost.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { RunnerMetrics } from '../src/observability/metrics.ts';
+import { root } from './helpers.ts';
 
 const lines = (text: string, prefix: string) => text.split('\n').filter((l) => l.startsWith(prefix));
 
@@ -58,5 +63,56 @@ describe('runner metrics exposition', () => {
       assert.match(body, /^capsule_nodejs_eventloop_lag_seconds /m);
       assert.doesNotMatch(body, /capsule_process_process_|capsule_process_nodejs_/);
     }
+  });
+});
+
+describe('prom-client loaded when needed (a server starts without it)', () => {
+  /** Runs an ES module script in a new Node process (so that nothing loaded prom-client before); returns its stdout. */
+  const inNewProcess = (script: string) => {
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout;
+  };
+  const prelude = `import { createRequire } from 'node:module';
+import { RunnerMetrics } from ${JSON.stringify(pathToFileURL(join(root, 'src/observability/metrics.ts')).href)};
+const loaded = () => Object.keys(createRequire(import.meta.url).cache).some((k) => k.includes('/node_modules/prom-client/'));
+`;
+
+  it('loads at the first scrape, with every count made before it and after', () => {
+    const out = inNewProcess(`${prelude}
+const m = new RunnerMetrics(() => 0, () => 0);
+m.requests.inc({ function: 'f', method: 'GET', status: 200 });
+m.duration.observe({ function: 'f' }, 0.003);
+m.inflight.inc(); m.inflight.inc(); m.inflight.dec();
+m.errors.inc({ function: 'f', code: 'TRAP' });
+const before = loaded();
+const first = (await m.text()).body;
+m.requests.inc({ function: 'f', method: 'GET', status: 200 });
+const second = (await m.text()).body;
+console.log(JSON.stringify({ before, after: loaded(), first, second }));`);
+    const { before, after, first, second } = JSON.parse(out) as { before: boolean; after: boolean; first: string; second: string };
+    assert.deepEqual([before, after], [false, true]);
+    assert.deepEqual(lines(first, 'capsule_requests_total{'), ['capsule_requests_total{function="f",method="GET",status="200"} 1']);
+    assert.deepEqual(lines(first, 'capsule_request_duration_seconds_count'), ['capsule_request_duration_seconds_count{function="f"} 1']);
+    assert.deepEqual(lines(first, 'capsule_inflight_requests '), ['capsule_inflight_requests 1']);
+    assert.deepEqual(lines(first, 'capsule_errors_total{'), ['capsule_errors_total{function="f",code="TRAP"} 1']);
+    assert.deepEqual(lines(second, 'capsule_requests_total{'), ['capsule_requests_total{function="f",method="GET",status="200"} 2']);
+  });
+
+  it('loads without a scrape once thousands of updates wait, losing none; the registry (HTTP threads) loads it at once', () => {
+    const out = inNewProcess(`${prelude}
+const m = new RunnerMetrics(() => 0, () => 0, false);
+for (let i = 0; i < 10000; i++) m.requests.inc({ function: 'f', method: 'POST', status: 200 });
+await new Promise((r) => setTimeout(r, 0));
+const busy = loaded();
+const text = (await m.text()).body;
+const other = new RunnerMetrics(() => 0, () => 0, false);
+other.timeouts.inc({ function: 'g' });
+const json = await other.registry.getMetricsAsJSON();
+console.log(JSON.stringify({ busy, text, timeouts: json.find((x) => x.name === 'capsule_timeouts_total').values }));`);
+    const { busy, text, timeouts } = JSON.parse(out) as { busy: boolean; text: string; timeouts: { value: number; labels: object }[] };
+    assert.equal(busy, true, 'loaded by the updates alone');
+    assert.deepEqual(lines(text, 'capsule_requests_total{'), ['capsule_requests_total{function="f",method="POST",status="200"} 10000']);
+    assert.deepEqual(timeouts.map((t) => [t.labels, t.value]), [[{ function: 'g' }, 1]]);
   });
 });

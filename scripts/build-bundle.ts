@@ -103,10 +103,11 @@ function finishCliBundle(result: BuildResult, file: string, allowed: readonly st
   if (replaced < dynamic.size) throw new Error(`dist/bundle/${file}: ${replaced} of its import() of ${[...dynamic].join(', ')} were redirected to the launcher's`);
 }
 finishCliBundle(results[1], 'run.cjs', []);
-// A server logs from its start (pino) and counts from its first request (prom-client). In a
-// CommonJS bundle a module's require() of a package runs when the module is first imported:
-// yaml and smol-toml load with functions/routes.ts, which serve.ts imports for --functions and
-// --routes only (a plain serve loads neither: test/cli-polish.test.ts).
+// A server logs from its start (pino). In a CommonJS bundle a module's require() of a package
+// runs when the module is first imported: yaml and smol-toml load with functions/routes.ts,
+// which serve.ts imports for --functions and --routes only, prom-client with
+// triggers/http/threads.ts (--http-threads) or at the first scrape (observability/metrics.ts);
+// a plain serve loads none of them (test/cli-polish.test.ts).
 finishCliBundle(results[3], 'serve.cjs', ['pino', 'prom-client', 'yaml', 'smol-toml']);
 const inputs = [...new Set(results.flatMap((r) => Object.keys(r.metafile!.inputs)))].filter((p) => !/^(<define:|lazy-builtin:)/.test(p)) // esbuild's inputs that are no file
   .map((p) => relative(root, join(root, p)).replaceAll('\\', '/'));

@@ -332,18 +332,22 @@ describe('the bundle of capsule serve (dist/bundle/serve.cjs)', () => {
     }
   });
 
-  it('a plain serve loads none of the packages of the other commands and options (fastify, brokers, YAML, TOML)', { skip: missing(helloYou) }, async () => {
+  it('a plain serve loads none of the packages of the other commands and options (fastify, brokers, YAML, TOML), nor prom-client before a scrape', { skip: missing(helloYou) }, async () => {
     const dir = cloneWithBundles();
     try {
       // NODE_DEBUG=module: Node names every CommonJS file it loads (the bundle requires packages)
       const s = await startServer(['serve', helloYou, '--http-port=0'], { bin: join(dir, 'bin/capsule.js'), env: { NODE_DEBUG: 'module' } });
       await (await fetch(s.url, { method: 'POST', body: '{"name":"Bob"}', headers: { 'content-type': 'application/json' } })).text();
-      await s.stop();
-      const loaded = new Set([...s.logs().matchAll(/node_modules\/((?:@[^/"]+\/)?[^/"]+)\//g)].map((m) => m[1]!));
+      const packages = () => new Set([...s.logs().matchAll(/node_modules\/((?:@[^/"]+\/)?[^/"]+)\//g)].map((m) => m[1]!));
+      const loaded = packages();
       assert.ok(loaded.has('pino'), 'the log is loaded (the check sees packages)');
-      for (const pkg of ['fastify', '@fastify/multipart', '@nats-io/transport-node', 'mqtt', 'redis', 'couchbase', 'yaml', 'smol-toml', 'undici']) {
+      for (const pkg of ['fastify', '@fastify/multipart', '@nats-io/transport-node', 'mqtt', 'redis', 'couchbase', 'yaml', 'smol-toml', 'undici', 'prom-client']) {
         assert.ok(!loaded.has(pkg), `${pkg} is not loaded`);
       }
+      const metrics = await (await fetch(`${s.url}/capsule/metrics`)).text();
+      assert.match(metrics, /^capsule_requests_total\{function="hello-you.wasm",method="POST",status="200"\} 1$/m, 'the request before the scrape is counted');
+      assert.ok(packages().has('prom-client'), 'loaded by the scrape');
+      await s.stop();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -94,9 +94,7 @@ async function serveMany(program: Command, positional: string | undefined, f: Se
 /** `capsule serve [module]`: one module, with hot reload (POST /load-wasm-module, --watch). */
 async function serveOne(positional: string | undefined, f: ServeFlags, http: ServeHttp) {
   const logger = http.logger;
-  const [{ CapsuleFunction }, { reloadOptionsFor }, { serveHttp }] = await Promise.all([
-    import('../engine/function.ts'), import('../triggers/http/reload.ts'), import('../triggers/http/server.ts'),
-  ]);
+  const [{ CapsuleFunction }, { reloadOptionsFor }] = await Promise.all([import('../engine/function.ts'), import('../triggers/http/reload.ts')]);
   const workers = workersFlag(f.workers); // a bad value is told before the module is read
   const options = (m: LoadedModule): FunctionOptions => ({
     ...functionOptions(f, m, true), stdio: 'capture', reuse: f.reuse, fresh: f.fresh, workers,
@@ -118,8 +116,9 @@ async function serveOne(positional: string | undefined, f: ServeFlags, http: Ser
     return threaded;
   }
   // the module is compiled; its worker threads boot before the port opens and the ready
-  // line is printed, so the first request costs what later ones do
-  await fn.pool.whenUp();
+  // line is printed, so the first request costs what later ones do. The HTTP server's modules
+  // load meanwhile (docs/performance.md "Start-up": not before the threads are started)
+  const [{ serveHttp }] = await Promise.all([import('../triggers/http/server.ts'), fn.pool.whenUp()]);
   const trigger = await serveHttp(fn, { ...http, reload });
   logger.info({ module: module.name, kind: module.detection.kind, digest: module.digest, workers: fn.pool.size, reuse: fn.settings.reuse }, 'module loaded');
   return trigger;

@@ -63,7 +63,8 @@ export function callCommand(program: Command, exit: (code: number) => void): voi
       const input = readInput(f);
       const { module, options, maxVarBytes } = await loadPlugin(plugin, f);
       // in this thread (engine/inline.ts): no worker thread to start for one call
-      const fn = CapsuleFunction.fromModule(module, { ...options, stdio: 'inherit', inline: true });
+      // (unmetered: metering the module would cost more than the watchdog of one call)
+      const fn = CapsuleFunction.fromModule(module, { ...options, stdio: 'inherit', inline: true, meter: false });
       try {
         exit(await callOnce(fn, name, input, [`max_var_bytes=${maxVarBytes}`, `log_level=${f.logLevel}`]));
       } finally {

@@ -169,7 +169,8 @@ export function runCommand(program: Command, exit: (code: number) => void): void
       const hostLogs: string[] = [];
       // --json captures the guest's output into the report (up to 16 MiB, then `truncated`)
       const fn = CapsuleFunction.fromModule(module, {
-        ...functionOptions(f, module, true), inline: true,
+        // one call: metering the module would cost more than the watchdog (engine/inline.ts)
+        ...functionOptions(f, module, true), inline: true, meter: false,
         ...(f.json ? { stdio: 'capture', maxLogBytes: 16 * 1024 * 1024 } : { stdio: 'inherit' }),
         onWarning: (m) => (f.json ? hostLogs.push(m) : process.stderr.write(`⚠️  ${m}\n`)),
       });

@@ -56,15 +56,22 @@ export interface FunctionOptions extends LoadOptions, CapabilitySettings {
    * Run the calls in the calling thread instead of on worker threads (engine/inline.ts): no
    * thread starts and no call hops to one, which is what a one-shot command (`capsule run`,
    * `capsule call`) or an embedder calling a plugin from its own loop wants. Calls are
-   * serialised (one at a time). The deadline stops a looping guest with V8's TerminateExecution
-   * (a watchdog thread per entry into the guest, ~0.2 ms each); `timeoutMs: Infinity` runs
-   * with no watchdog at all. A module that imports a host function that suspends (an async
-   * capability, `hostFunctions`), or a WASI command that may read stdin, runs its calls that
-   * have a deadline on one worker thread, started at the first of them. Extism plugins keep one
-   * instance whose vars survive calls; a trap or a deadline gives the next call a fresh one.
+   * serialised (one at a time). The deadline: a module the meter can instrument checks it
+   * itself (`meter`); any other is stopped with V8's TerminateExecution (a watchdog thread per
+   * entry into the guest, ~0.2 ms each), and when it imports a host function that suspends (an
+   * async capability, `hostFunctions`) its calls that have a deadline run on one worker thread,
+   * started at the first of them, as do those of a WASI command that may read stdin.
+   * `timeoutMs: Infinity` runs with no deadline check at all. Extism plugins keep one instance
+   * whose vars survive calls; a trap or a deadline gives the next call a fresh one.
    * @throws Error from `load`/`fromModule` when given with `pool`
    */
   inline?: boolean;
+  /**
+   * With `inline`: whether a module the meter can instrument runs metered (default true, unless
+   * CAPSULE_METER=0; engine/inline.ts). Metering costs once per module what many calls under the
+   * watchdog cost (Go hello-world: ~100 ms); a one-shot command passes false.
+   */
+  meter?: boolean;
   /** Workers of its own pool (default: CPU cores). */
   workers?: number;
   /** Receives warnings (e.g. --reuse ignored). */
@@ -110,7 +117,7 @@ export class CapsuleFunction {
     this.timeoutMs = options.timeoutMs ?? DEFAULTS.timeoutMs;
     if (options.inline && options.pool) throw new Error(`${module.name}: inline and pool exclude each other (an inline function runs its calls in this thread)`);
     this.#ownPool = !options.pool;
-    this.executor = options.pool ?? (options.inline ? new InlineExecutor() : new WorkerPool({ workers: options.workers }));
+    this.executor = options.pool ?? (options.inline ? new InlineExecutor({ meter: options.meter }) : new WorkerPool({ workers: options.workers }));
     if (options.hostFunctions) {
       // defined functions stay in this thread: a service of the executor (abi/user-functions.ts)
       const service = provideUserFunctions(this.executor, options.hostFunctions);

@@ -118,12 +118,13 @@ export class InlineExecutor extends EventEmitter implements CallExecutor {
   readonly #meter: boolean;
 
   /**
-   * @param options.meter run the modules the meter can instrument metered (the default; see the
-   *   module comment); false: every module under the watchdog, as before the meter
+   * @param options.meter run the modules the meter can instrument metered (the default, unless
+   *   the environment has CAPSULE_METER=0; see the module comment); false: every module under
+   *   the watchdog, as before the meter
    */
   constructor(options: { meter?: boolean } = {}) {
     super();
-    this.#meter = options.meter ?? true;
+    this.#meter = options.meter ?? process.env['CAPSULE_METER'] !== '0';
   }
 
   /** Makes the module's instances here (a failure is reported by each of its calls, as a worker does). */

@@ -17,8 +17,9 @@ const behaviours = fixture('gen2-behaviours'); // POST body "l" loops for ever, 
 const V1 = fixture('wasi-cgi'); // GET /version → "v1\n"
 const V2 = fixture('wasi-cgi-v2'); // GET /version → "v2\n"
 const GATE = fixture('wasi-gate'); // answers once the file /gate/open exists
+const initLoop = fixture('gen2-init-loop'); // _initialize never returns
 const unmetered = fixture('gen2-unmetered'); // the meter leaves it alone (catch_all); POST body "l" loops for ever
-const skip = process.platform !== 'linux' ? 'SO_REUSEPORT threads: Linux only' : missing(hello) || missing(behaviours) || missing(V1) || missing(V2) || missing(GATE) || missing(unmetered);
+const skip = process.platform !== 'linux' ? 'SO_REUSEPORT threads: Linux only' : missing(hello) || missing(behaviours) || missing(V1) || missing(V2) || missing(GATE) || missing(unmetered) || missing(initLoop);
 
 interface Answer {
   status: number;
@@ -107,6 +108,20 @@ describe('capsule serve --http-threads', { skip }, () => {
       assert.equal(await metric(s.url, 'capsule_timeouts_total'), 1);
       assert.equal(await metric(s.url, 'capsule_workers'), 1);
       assert.equal((await send(s.url, { method: 'POST', body: 'e' })).status, 200);
+    } finally {
+      assert.equal(await s.stop(), 0);
+    }
+  });
+
+  it('a metered module whose initialisation never returns: each call gets its 504 from the thread, which lives on', async () => {
+    const s = await startServer(['serve', initLoop, '--http-port=0', '--http-threads', '--workers=1', '--timeout=500ms']);
+    try {
+      for (let i = 0; i < 2; i++) {
+        const a = await send(s.url, { method: 'POST', body: 'e' });
+        assert.equal(a.status, 504);
+        assert.match(JSON.parse(a.text).error, /did not return within 500 ms \(--timeout\); it was stopped by its deadline check/);
+      }
+      assert.doesNotMatch(s.logs(), /HTTP thread \d stopped|worker replaced/);
     } finally {
       assert.equal(await s.stop(), 0);
     }

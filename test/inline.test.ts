@@ -19,6 +19,7 @@ const asPlugin = fixture('extism-as');
 const kitchen = fixture('extism-kitchen');
 const userPlugin = fixture('extism-user');
 const wasiBasic = fixture('wasi-basic');
+const initLoop = fixture('gen2-init-loop'); // _initialize never returns
 const unmetered = fixture('gen2-unmetered'); // the meter leaves it alone; input "l" loops for ever
 const enc = (s: string) => new TextEncoder().encode(s);
 const text = (r: { output: unknown }) => new TextDecoder().decode((r.output as CliOutput).text);
@@ -62,6 +63,21 @@ describe('inline executor: deadlines and failures', { skip: missing(behaviours) 
           return true;
         });
         assert.equal(await outcome(fn.invoke({ type: 'cli', params: enc('e'), args: [] })), '{"JSONBody":{"unmetered":true},"TextBody":"","Headers":{},"StatusCode":200}');
+      }
+    } finally {
+      await fn.close();
+    }
+  });
+
+  it('a metered module whose initialisation never returns is stopped at each call\'s deadline', { skip: missing(initLoop) }, async () => {
+    const fn = await CapsuleFunction.load({ path: initLoop }, { inline: true, timeoutMs: 300, stdio: 'capture' });
+    try {
+      for (let i = 0; i < 2; i++) {
+        await assert.rejects(fn.invoke({ type: 'cli', params: enc('e'), args: [] }), (e: unknown) => {
+          assert.ok(e instanceof CapsuleError && e.code === 'TIMEOUT', String(e));
+          assert.match(e.message, /did not return within 300 ms \(--timeout\); it was stopped by its deadline check/);
+          return true;
+        });
       }
     } finally {
       await fn.close();

@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { CapsuleError } from '../base/errors.ts';
 import type { FunctionOptions } from '../engine/function.ts';
 import type { LoadedModule } from '../engine/load.ts';
+import type { WorkerPool } from '../engine/pool.ts';
 import { parseDuration, parseSize } from '../base/units.ts';
 import { EXTISM_MODE_SETTING, functionOptionsOf, functionSpecFromFlags } from '../functions/spec.ts';
 import { allConfigKeys } from '../functions/config-file.ts';
@@ -50,24 +51,39 @@ export function serveCommand(program: Command, exit: (code: number) => void): vo
     .addOption(logFormatOption())
     .exitOverride()
     .action(async (positional: string | undefined, f: ServeFlags) => {
-      const [{ createLogger }, { serveUntilClosed }] = await Promise.all([import('../observability/logger.ts'), import('../triggers/lifecycle.ts')]);
-      const logger = createLogger(f.logLevel, f.logFormat);
-      const http: ServeHttp = {
-        ...listenOptions(f), logger,
-        maxBodyBytes: parseSize(f.maxBody, '--max-body'),
-        maxConcurrency: intFlag(f.maxConcurrency, '--max-concurrency', 1, 1_000_000),
-        stopAfterMs: f.stopAfter ? parseDuration(f.stopAfter, '--stop-after') : undefined,
-        graceMs: parseDuration(f.grace, '--grace'),
-        maxOutputBytes: parseSize(f.maxOutput, '--max-output'),
-        defaultHost: f.defaultHost,
-      };
       const routesFile = f.routes ?? (f.config && /\.toml$/i.test(f.config) ? f.config : undefined);
-      if (f.httpThreads && (f.functions !== undefined || routesFile !== undefined)) throw new CapsuleError('USAGE', '--http-threads serves one module for now: it cannot be used with --functions or --routes');
-      const trigger = f.functions !== undefined || routesFile !== undefined
-        ? await serveMany(program, positional, f, http, routesFile)
-        : await serveOne(positional, f, http);
-      exit(await serveUntilClosed(trigger, `capsule listening on ${trigger.url}`, logger));
+      // one module on worker threads: the threads boot while the rest loads (the log, the
+      // module, the HTTP server: docs/performance.md "Start-up"); the function runs on them
+      const one = f.functions === undefined && routesFile === undefined && !f.httpThreads;
+      const pool = one ? new (await import('../engine/pool.ts')).WorkerPool({ workers: workersFlag(f.workers) }) : undefined;
+      let code: number;
+      try {
+        code = await serve(program, positional, f, routesFile, pool);
+      } finally {
+        await pool?.close(); // the function does not own it (engine/function.ts): closed here
+      }
+      exit(code);
     });
+}
+
+/** Serves until stopped (see serveCommand); returns the exit code. */
+async function serve(program: Command, positional: string | undefined, f: ServeFlags, routesFile: string | undefined, pool: WorkerPool | undefined): Promise<number> {
+  const [{ createLogger }, { serveUntilClosed }] = await Promise.all([import('../observability/logger.ts'), import('../triggers/lifecycle.ts')]);
+  const logger = createLogger(f.logLevel, f.logFormat);
+  const http: ServeHttp = {
+    ...listenOptions(f), logger,
+    maxBodyBytes: parseSize(f.maxBody, '--max-body'),
+    maxConcurrency: intFlag(f.maxConcurrency, '--max-concurrency', 1, 1_000_000),
+    stopAfterMs: f.stopAfter ? parseDuration(f.stopAfter, '--stop-after') : undefined,
+    graceMs: parseDuration(f.grace, '--grace'),
+    maxOutputBytes: parseSize(f.maxOutput, '--max-output'),
+    defaultHost: f.defaultHost,
+  };
+  if (f.httpThreads && (f.functions !== undefined || routesFile !== undefined)) throw new CapsuleError('USAGE', '--http-threads serves one module for now: it cannot be used with --functions or --routes');
+  const trigger = f.functions !== undefined || routesFile !== undefined
+    ? await serveMany(program, positional, f, http, routesFile)
+    : await serveOne(positional, f, http, pool);
+  return serveUntilClosed(trigger, `capsule listening on ${trigger.url}`, logger);
 }
 
 /** `capsule serve --functions / --routes`: many modules over the function table (wasi-cgi.md §9). */
@@ -92,7 +108,7 @@ async function serveMany(program: Command, positional: string | undefined, f: Se
 }
 
 /** `capsule serve [module]`: one module, with hot reload (POST /load-wasm-module, --watch). */
-async function serveOne(positional: string | undefined, f: ServeFlags, http: ServeHttp) {
+async function serveOne(positional: string | undefined, f: ServeFlags, http: ServeHttp, pool: WorkerPool | undefined) {
   const logger = http.logger;
   const [{ CapsuleFunction }, { reloadOptionsFor }] = await Promise.all([import('../engine/function.ts'), import('../triggers/http/reload.ts')]);
   const workers = workersFlag(f.workers); // a bad value is told before the module is read
@@ -109,7 +125,7 @@ async function serveOne(positional: string | undefined, f: ServeFlags, http: Ser
   const module = await loadFromFlags(f, reload.watch?.path ?? positional);
   // --http-threads: HTTP in the worker threads (triggers/http/threads.ts); the function's own pool has no thread at idle
   const threads = f.httpThreads ? await import('../triggers/http/threads.ts') : undefined;
-  const fn = CapsuleFunction.fromModule(module, threads ? { ...options(module), pool: threads.lifecyclePool() } : options(module));
+  const fn = CapsuleFunction.fromModule(module, { ...options(module), pool: threads ? threads.lifecyclePool() : pool });
   if (threads) {
     const threaded = await threads.serveHttpThreads(fn, { ...http, reload, threads: workers, logLevel: f.logLevel, logFormat: f.logFormat });
     logger.info({ module: module.name, kind: module.detection.kind, digest: module.digest, workers: threaded.threads, httpThreads: true, reuse: fn.settings.reuse }, 'module loaded');

@@ -75,18 +75,19 @@ let heapAfterReduce = 0;
 /**
  * After a burst, gives the calling thread's idle V8 heap back to the system: a full garbage
  * collection that also shrinks the young generation (V8's "last resort" collection, which its
- * own memory reducer runs only ~8 s after a burst, and only if something starts it). A burst
- * grows the young generation of a thread up to 2 × 64 MiB (docs/performance.md, "Memory");
- * this brings it back to ~1 MiB. It runs only when the heap is at least `growthBytes` above what
- * it was after the last reduction of this thread, so an idle thread or a few requests pay
- * nothing. Blocks the thread for the collection (~2–10 ms for a server's heap): call it only
- * when the thread is idle. V8's `gc` is enabled for it (`--expose-gc` set at run time, taken
- * from a new context: the global `gc` of the thread's own contexts stays undefined).
+ * own memory reducer runs only ~8–10 s after a burst). A burst grows the young generation of
+ * a thread up to 2 × 64 MiB (docs/performance.md, "Memory"); this brings it back to ~1 MiB. It
+ * runs only when the heap grew by `growthBytes` since the last reduction of this thread, so an
+ * idle thread or a few requests pay nothing. Blocks the thread for the collection (two full
+ * collections, 20–50 ms for a server's main thread on a busy 2-core machine): call it only when
+ * the thread is idle. V8's `gc` is enabled for it (`--expose-gc` set at run time, taken from a
+ * new context: the global `gc` of the thread's own contexts stays undefined).
  * @param growthBytes heap growth (V8 total heap size, bytes) since the last reduction below
- *   which nothing is done (default 8 MiB)
+ *   which nothing is done (default: 8 MiB or a quarter of the heap left by the last reduction,
+ *   whichever is more)
  * @returns whether it collected
  */
-export function reduceHeap(growthBytes = 8 * 1024 * 1024): boolean {
+export function reduceHeap(growthBytes = Math.max(8 * 1024 * 1024, heapAfterReduce / 4)): boolean {
   const size = getHeapStatistics().total_heap_size;
   if (size < heapAfterReduce + growthBytes) return false;
   if (gcFunction === undefined) {

@@ -162,7 +162,7 @@ const TICK_MS = 25;
 /** Nice value of a thread stuck in a long call while the pool runs beyond its size (the lowest priority). */
 const DEMOTED_NICE = 19;
 /** The pool idle this long (ms) after calls: the main thread's heap is reduced if a burst grew it (see `#trimLater`). */
-const TRIM_IDLE_MS = 500;
+const TRIM_IDLE_MS = 1000;
 
 /**
  * Events: `timeout` (call id: a call stopped or not run at its deadline), `worker-exit` (error

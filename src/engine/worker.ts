@@ -38,7 +38,7 @@ const warmups: number[] = [];
 const outbox: CallDone[] = [];
 let running = false;
 /** A worker idle this long (ms) after calls gives memory back (see `trimWhenIdle`). */
-const TRIM_IDLE_MS = 500;
+const TRIM_IDLE_MS = 1000;
 let trimTimer: NodeJS.Timeout | undefined;
 
 /**

@@ -12,7 +12,14 @@
  * the worker threads are built first (scripts/build-bundle.ts), and `run` is measured once more
  * without them (CAPSULE_BUNDLE=0: the ~90 modules of the sources). `capsule run` starts no worker
  * thread: its call runs in the CLI's thread (src/engine/inline.ts).
- * Options: BENCH_STARTUP_RUNS (default 15, at least 10), BENCH_FIRST_REQUESTS (default 3 servers).
+ *
+ * Then the start of a server (issue 18 point 4): spawn → first answered request of `capsule serve
+ * hello-you` (from its bundle, dist/bundle/serve.cjs, and from the sources, CAPSULE_BUNDLE=0)
+ * against a plain node:http server answering the same JSON, BENCH_SERVE_STARTS times each,
+ * interleaved (target ≤ 150 ms for capsule). The first request is sent as soon as the ready line
+ * is read, on a new connection.
+ * Options: BENCH_STARTUP_RUNS (default 15, at least 10), BENCH_FIRST_REQUESTS (default 3 servers),
+ * BENCH_SERVE_STARTS (default 7).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -98,7 +105,62 @@ async function firstRequest(): Promise<{ first: number; later: number }> {
   }
 }
 
+/** A plain node:http server answering hello-you's JSON (the baseline of serveStarts). */
+const PLAIN_SERVER = `const s = require('node:http').createServer((req, res) => {
+  let body = ''; req.on('data', (d) => (body += d)); req.on('end', () => {
+    const out = JSON.stringify({ message: 'Hello ' + JSON.parse(body).name });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(out) }); res.end(out);
+  });
+});
+s.listen(0, '127.0.0.1', () => console.log('capsule listening on http://127.0.0.1:' + s.address().port));`;
+
+/** ms from the spawn of `node <args>` to the answer of its first request (sent at its ready line). */
+async function toFirstAnswer(args: string[], env?: NodeJS.ProcessEnv): Promise<number> {
+  const t0 = performance.now();
+  const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, ...env } });
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = /capsule listening on (\S+)/.exec(out);
+        if (m) resolve(m[1]!);
+      });
+      child.once('exit', (code) => reject(new Error(`node ${args.join(' ')} exited with ${code} before listening`)));
+    });
+    const res = await fetch(url, { method: 'POST', body: JSON.stringify({ name: 'Bob Morane' }), headers: { 'content-type': 'application/json', connection: 'close' } });
+    await res.arrayBuffer();
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    return performance.now() - t0;
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => (child.exitCode === null && child.signalCode === null ? child.once('exit', r) : r(undefined)));
+  }
+}
+
+/** Start of a server: spawn → first answer, capsule serve (bundle, sources) against plain node:http. */
+async function serveStarts(): Promise<void> {
+  const starts = Math.max(3, Number(process.env.BENCH_SERVE_STARTS ?? 7));
+  const servers: { name: string; args: string[]; env?: NodeJS.ProcessEnv }[] = [
+    { name: 'plain node:http', args: ['-e', PLAIN_SERVER] },
+    { name: 'capsule serve hello-you', args: [cli, 'serve', helloYou, '--http-port=0'] },
+    { name: '  the same, CAPSULE_BUNDLE=0', args: [cli, 'serve', helloYou, '--http-port=0'], env: { CAPSULE_BUNDLE: '0' } },
+  ];
+  for (const s of servers) await toFirstAnswer(s.args, s.env); // warm-up: the compile caches
+  const times = servers.map(() => [] as number[]);
+  for (let i = 0; i < starts; i++) for (const [k, s] of servers.entries()) times[k]!.push(await toFirstAnswer(s.args, s.env));
+  const base = median(times[0]!);
+  const load = existsSync('/proc/loadavg') ? `; load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}` : '';
+  console.log(`server start, spawn → first answered request, median of ${starts} (interleaved${load}):`);
+  servers.forEach((s, k) => {
+    const m = median(times[k]!);
+    const verdict = k === 0 ? 'baseline' : `${(m / base).toFixed(2)}× plain${k === 1 ? ` (target ≤ 150 ms: ${m <= 150 ? 'met' : 'NOT met'})` : ''}`;
+    console.log(`  ${s.name.padEnd(30)} ${ms(m).padStart(10)}  ${verdict}`);
+  });
+}
+
 startup();
+if (existsSync(helloYou)) await serveStarts();
 if (existsSync(helloYou)) {
   const results: { first: number; later: number }[] = [];
   for (let i = 0; i < servers; i++) results.push(await firstRequest());

@@ -103,3 +103,36 @@ export function reduceHeap(growthBytes = Math.max(8 * 1024 * 1024, heapAfterRedu
   heapAfterReduce = getHeapStatistics().total_heap_size;
   return true;
 }
+
+/**
+ * What a thread that runs guests gives back after a burst (docs/performance.md, "Memory"): it
+ * says `busy()` when it starts running calls and `idle()` when it has none left; once it has been
+ * idle `idleMs`, its pool's idle memories are let go (`MemoryPool.trim`) and its heap reduced if
+ * it grew (`reduceHeap`). The timer does not keep the thread alive.
+ */
+export class IdleTrim {
+  readonly #pool: MemoryPool;
+  readonly #idleMs: number;
+  #timer: NodeJS.Timeout | undefined;
+
+  /** @param idleMs idleness before the trim, ms (default 1 000) */
+  constructor(pool: MemoryPool, idleMs = 1000) {
+    this.#pool = pool;
+    this.#idleMs = idleMs;
+  }
+
+  /** The thread runs calls: no trim until it is idle again. */
+  busy(): void {
+    clearTimeout(this.#timer);
+  }
+
+  /** The thread has no call left: trims in `idleMs` unless `busy` comes first. */
+  idle(): void {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      this.#pool.trim();
+      reduceHeap();
+    }, this.#idleMs);
+    this.#timer.unref();
+  }
+}

@@ -7,7 +7,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { readlinkSync } from 'node:fs';
-import { MemoryPool, reduceHeap } from './memory-pool.ts';
+import { IdleTrim, MemoryPool } from './memory-pool.ts';
 import { loadFailure, ModuleInstances } from './instance.ts';
 import { packDone, PendingReplies, unpackCall, type ToWorker, type FromWorker, type WorkerCall, type CallDone } from './protocol.ts';
 
@@ -37,22 +37,8 @@ const warmups: number[] = [];
 /** Results not posted yet: they leave before the next guest runs (it may never return) or when the queue is empty. */
 const outbox: CallDone[] = [];
 let running = false;
-/** A worker idle this long (ms) after calls gives memory back (see `trimWhenIdle`). */
-const TRIM_IDLE_MS = 1000;
-let trimTimer: NodeJS.Timeout | undefined;
-
-/**
- * Once the worker has been idle `TRIM_IDLE_MS`, it gives back what a burst left: the pooled
- * linear memories and, if its heap grew, the idle V8 heap (`reduceHeap`; docs/performance.md, "Memory").
- */
-function trimWhenIdle(): void {
-  clearTimeout(trimTimer);
-  trimTimer = setTimeout(() => {
-    pool.trim();
-    reduceHeap();
-  }, TRIM_IDLE_MS);
-  trimTimer.unref();
-}
+/** Idle after calls, the worker gives back what a burst left (its pooled memories, its grown heap). */
+const trim = new IdleTrim(pool);
 
 /** This thread's kernel id (Linux: /proc/thread-self → "<pid>/task/<tid>"), or 0. */
 function threadId(): number {
@@ -98,7 +84,7 @@ async function warm(moduleId: number): Promise<void> {
 async function drain(): Promise<void> {
   if (running) return;
   running = true;
-  clearTimeout(trimTimer);
+  trim.busy();
   while (queue.length > 0 || warmups.length > 0) {
     if (warmups.length > 0) {
       await warm(warmups.shift()!);
@@ -128,7 +114,7 @@ async function drain(): Promise<void> {
   }
   running = false;
   flush();
-  trimWhenIdle();
+  trim.idle();
 }
 
 port.postMessage({ t: 'ready' } satisfies FromWorker);

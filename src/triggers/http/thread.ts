@@ -23,7 +23,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CapsuleError } from '../../base/errors.ts';
 import type { InvocationInput, InvocationMeta } from '../../base/invocation.ts';
-import { MemoryPool } from '../../engine/memory-pool.ts';
+import { IdleTrim, MemoryPool } from '../../engine/memory-pool.ts';
 import { ModuleInstances, type CallLogs } from '../../engine/instance.ts';
 import type { CallResult } from '../../engine/pool.ts';
 import { PendingReplies } from '../../engine/protocol.ts';
@@ -38,12 +38,32 @@ const port = parentPort!;
 const init = workerData as ThreadInit;
 const slot = threadSlot(init.slot);
 const memoryPool = new MemoryPool();
+/** Idle after calls, the thread gives back what a burst left (docs/performance.md, "Memory"). */
+const trim = new IdleTrim(memoryPool);
+
+/**
+ * How long a call of a metered module runs before it gives the thread back (ms): it resumes on
+ * `setImmediate`, after the event loop has read the thread's connections and run its other
+ * calls' slices (`ModuleInstances` `yieldEveryMs`, src/wasm/meter.ts).
+ */
+const YIELD_EVERY_MS = 2;
+
+/**
+ * Calls of metered modules one thread runs at once, interleaved at their yields; more wait in
+ * its queue. Each has its own instances (`Version.idle`), so a bound on memory too.
+ */
+const MAX_CALLS_IN_FLIGHT = 16;
 
 /** A module version this thread runs: its instances and the calls it still has to finish. */
 interface Version {
   readonly id: number;
   readonly spec: ThreadVersion;
-  readonly rt: ModuleInstances;
+  /** Instance sets free for a call: one per call in flight (a set runs one call at a time). */
+  readonly idle: ModuleInstances[];
+  /** Every instance set made for it (disposed when it retires). */
+  readonly all: ModuleInstances[];
+  /** Its calls give the thread back now and then (metered): several can be in flight. */
+  readonly yields: boolean;
   readonly exports: ReadonlySet<string>;
   /** Calls queued or running on it. */
   calls: number;
@@ -71,15 +91,33 @@ function ask(what: ThreadAsk): Promise<unknown> {
   return asks.send((id) => port.postMessage({ t: 'ask', id, what } satisfies FromThread));
 }
 
-function makeVersion(v: ThreadVersion): Version {
-  const rt = new ModuleInstances(v.module, memoryPool, (name, request) => ask({ service: name, request, moduleId: v.id }));
-  return { id: v.id, spec: v, rt, exports: new Set(v.exports), calls: 0, retired: false };
+/** A new instance set of a module version (one per call in flight). @throws CapsuleError MEMORY as `ModuleInstances` */
+function newInstances(v: ThreadVersion): ModuleInstances {
+  return new ModuleInstances(v.module, memoryPool, (name, request) => ask({ service: name, request, moduleId: v.id }), undefined, { yieldEveryMs: YIELD_EVERY_MS });
 }
 
-/** Runs calls one at a time in this thread, publishing each in the shared slot. */
+function makeVersion(v: ThreadVersion): Version {
+  const rt = newInstances(v);
+  return { id: v.id, spec: v, idle: [rt], all: [rt], yields: rt.metered, exports: new Set(v.exports), calls: 0, retired: false };
+}
+
+/** A call running in this thread. */
+interface Running {
+  seq: number;
+  job: Job;
+}
+
+/**
+ * Runs the calls of this thread: those of metered modules interleaved (up to
+ * `MAX_CALLS_IN_FLIGHT`, each on an instance set of its own), any other alone; in the order they
+ * came. The shared slot shows the oldest running call (the first to reach its deadline).
+ */
 class Runner {
   readonly #queue: Job[] = [];
-  #busy = false;
+  /** In the order they started. */
+  readonly #running: Running[] = [];
+  /** Calls running that do not yield (at most one, and then alone). */
+  #alone = 0;
   #seq = 0;
 
   /**
@@ -90,43 +128,72 @@ class Runner {
     version.calls++;
     return new Promise<CallResult>((resolve, reject) => {
       this.#queue.push({ version, input, meta, deadline: Date.now() + init.timeoutMs, fd, resolve, reject });
-      if (!this.#busy) void this.#drain();
+      this.#pump();
     });
   }
 
-  async #drain(): Promise<void> {
-    this.#busy = true;
-    for (let job = this.#queue.shift(); job; job = this.#queue.shift()) {
-      try {
-        if (Date.now() >= job.deadline) {
-          job.reject(new CapsuleError('TIMEOUT', `the function was not run: this HTTP thread was busy for ${init.timeoutMs} ms (--timeout)`));
-          continue;
-        }
-        await this.#run(job);
-      } finally {
-        if (--job.version.calls === 0 && job.version.retired) retire(job.version);
+  /** Starts the queued calls that may start now. */
+  #pump(): void {
+    for (let job = this.#queue[0]; job; job = this.#queue[0]) {
+      if (Date.now() >= job.deadline) {
+        this.#queue.shift();
+        job.reject(new CapsuleError('TIMEOUT', `the function was not run: this HTTP thread was busy for ${init.timeoutMs} ms (--timeout)`));
+        done(job.version);
+        continue;
       }
+      const n = this.#running.length;
+      if (n > 0 && (!job.version.yields || this.#alone > 0 || n >= MAX_CALLS_IN_FLIGHT)) return;
+      this.#queue.shift();
+      void this.#run(job).finally(() => {
+        done(job.version);
+        this.#pump();
+      });
     }
-    this.#busy = false;
+  }
+
+  /** Publishes `r` in the shared slot (the supervisor watches its deadline). */
+  #publish(r: Running): void {
+    slot.started[0] = Date.now();
+    slot.deadline[0] = r.job.version.yields ? r.job.deadline + METER_GRACE_MS : r.job.deadline;
+    Atomics.store(slot.fd, 0, r.job.fd);
+    Atomics.store(slot.running, 0, r.seq);
+  }
+
+  /**
+   * `r` is over: out of the slot (the next oldest in it). @returns false when the supervisor
+   * took it at its deadline (it answered it and is stopping this thread)
+   */
+  #finish(r: Running): boolean {
+    const at = this.#running.indexOf(r);
+    this.#running.splice(at, 1);
+    if (!r.job.version.yields) this.#alone--;
+    if (at !== 0) return true;
+    if (Atomics.compareExchange(slot.running, 0, r.seq, 0) !== r.seq) return false;
+    const next = this.#running[0];
+    if (next) this.#publish(next);
+    return true;
   }
 
   async #run(job: Job): Promise<void> {
     this.#seq = this.#seq >= 0x7ffffffe ? 1 : this.#seq + 1;
-    const seq = this.#seq;
-    const { rt } = job.version;
-    slot.started[0] = Date.now();
-    slot.deadline[0] = rt.metered ? job.deadline + METER_GRACE_MS : job.deadline;
-    Atomics.store(slot.fd, 0, job.fd);
-    Atomics.store(slot.running, 0, seq);
-    rt.setDeadline(job.deadline, init.timeoutMs);
-    let r: Awaited<ReturnType<typeof rt.run>>;
+    const running: Running = { seq: this.#seq, job };
+    if (!job.version.yields) this.#alone++;
+    this.#running.push(running);
+    if (this.#running.length === 1) this.#publish(running);
+    let rt: ModuleInstances | undefined;
+    let r: Awaited<ReturnType<ModuleInstances['run']>>;
     try {
+      rt = job.version.idle.pop() ?? newInstances(job.version.spec);
+      if (!job.version.all.includes(rt)) job.version.all.push(rt);
+      rt.setDeadline(job.deadline, init.timeoutMs);
       r = await rt.run(job.input, job.meta);
+    } catch (e) {
+      r = { error: { code: (e as CapsuleError).code ?? 'INTERNAL', message: (e as Error).message } };
     } finally {
-      rt.setDeadline(Infinity);
+      rt?.setDeadline(Infinity);
+      if (rt) job.version.idle.push(rt);
     }
-    // the supervisor took the call at its deadline (it answered it and is stopping this thread)
-    if (Atomics.compareExchange(slot.running, 0, seq, 0) !== seq) return;
+    if (!this.#finish(running)) return;
     if (r.error) {
       const err = new CapsuleError(r.error.code, r.error.message) as CapsuleError & { logs?: CallLogs };
       err.logs = r.logs;
@@ -137,9 +204,14 @@ class Runner {
   }
 }
 
+/** A call of `v` is over (answered or refused): a retired version with none left goes. */
+function done(v: Version): void {
+  if (--v.calls === 0 && v.retired) retire(v);
+}
+
 /** A replaced version with no call left: dispose it and tell the main thread. */
 function retire(v: Version): void {
-  v.rt.dispose();
+  for (const rt of v.all) rt.dispose();
   port.postMessage({ t: 'retired', id: v.id } satisfies FromThread);
 }
 
@@ -222,7 +294,7 @@ try {
     metrics,
     dispatch,
     stop: async () => {
-      for (const v of versions.values()) v.rt.dispose();
+      for (const v of versions.values()) for (const rt of v.all) rt.dispose();
     },
   }, { ...init.http, tls: tls ? { cert: Buffer.from(tls.cert), key: Buffer.from(tls.key) } : undefined, reusePort: true, logger: log });
 } catch (e) {

@@ -147,6 +147,7 @@ class Runner {
       void this.#run(job).finally(() => {
         done(job.version);
         this.#pump();
+        if (this.#running.length === 0 && this.#queue.length === 0) trim.idle();
       });
     }
   }
@@ -177,6 +178,7 @@ class Runner {
   async #run(job: Job): Promise<void> {
     this.#seq = this.#seq >= 0x7ffffffe ? 1 : this.#seq + 1;
     const running: Running = { seq: this.#seq, job };
+    trim.busy();
     if (!job.version.yields) this.#alone++;
     this.#running.push(running);
     if (this.#running.length === 1) this.#publish(running);

@@ -11,7 +11,7 @@ import { compileModule } from '../src/engine/load.ts';
 import { parseDuration, parseSize } from '../src/base/units.ts';
 import { normaliseArgv } from '../src/cli/legacy.ts';
 import { buildGuestEnv, parseEnvFile } from '../src/functions/guest-env.ts';
-import { fixture } from './helpers.ts';
+import { eventually, fixture } from './helpers.ts';
 
 /** Builds a minimal module: a type section with `(params) -> (results)` and exports of it. */
 function moduleWith(exports: { name: string; params: number; results?: 'i64' }[], imports: { module: string; name: string }[] = [], header = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]): Uint8Array {
@@ -174,7 +174,7 @@ describe('worker protocol: plain HTTP calls and results travel packed, the rest 
 });
 
 describe('memory given back after a burst (docs/performance.md, "Memory")', async () => {
-  const { MemoryPool, reduceHeap, PAGE } = await import('../src/engine/memory-pool.ts');
+  const { IdleTrim, MemoryPool, reduceHeap, PAGE } = await import('../src/engine/memory-pool.ts');
   const { getHeapStatistics } = await import('node:v8');
 
   it('a pool keeps released memories zeroed for reuse, and trim lets every one go', () => {
@@ -193,6 +193,16 @@ describe('memory given back after a burst (docs/performance.md, "Memory")', asyn
     assert.equal(pool.pooledBytes, 0);
     const fresh = pool.acquire(2, 10);
     assert.ok(fresh !== a && fresh !== b, 'after trim, a new memory');
+  });
+
+  it('a thread idle after calls lets its pooled memories go (IdleTrim)', async () => {
+    const pool = new MemoryPool();
+    pool.release(1, 4, pool.acquire(1, 4));
+    assert.equal(pool.pooledBytes, PAGE);
+    const trim = new IdleTrim(pool, 1);
+    trim.busy();
+    trim.idle();
+    await eventually(() => pool.pooledBytes === 0);
   });
 
   it('reduceHeap collects once the heap grew, and not again until it grows again', () => {

@@ -94,9 +94,8 @@ describe('capsule serve --http-threads', { skip }, () => {
     const s = await startServer(['serve', behaviours, '--http-port=0', '--http-threads', '--workers=1', '--timeout=2s']);
     try {
       const runaway = send(s.url, { method: 'POST', body: 'l' });
-      // sent before the deadline on connections of the same (only) thread: they wait behind the
-      // runaway (a scrape would too: nothing tells when it has started), which used to take them
-      // down with the thread
+      // sent before the deadline on connections of the same (only) thread, which used to take
+      // them down with it
       const goods = Array.from({ length: 3 }, () => send(s.url, { method: 'POST', body: 'e' }));
       const stopped = await runaway;
       assert.equal(stopped.status, 504);
@@ -108,6 +107,34 @@ describe('capsule serve --http-threads', { skip }, () => {
       assert.equal(await metric(s.url, 'capsule_timeouts_total'), 1);
       assert.equal(await metric(s.url, 'capsule_workers'), 1);
       assert.equal((await send(s.url, { method: 'POST', body: 'e' })).status, 200);
+    } finally {
+      assert.equal(await s.stop(), 0);
+    }
+  });
+
+  it('metered runaways do not hold up their thread: a request sent while they run is answered first, they get their 504 and the thread lives on', async () => {
+    const s = await startServer(['serve', behaviours, '--http-port=0', '--http-threads', '--workers=1', '--timeout=3s']);
+    try {
+      const order: string[] = [];
+      const runaways = Array.from({ length: 2 }, () => send(s.url, { method: 'POST', body: 'l' }).then((a) => {
+        order.push('runaway');
+        return a;
+      }));
+      // the scrape is answered by the only thread while a runaway runs in it (it gives the thread back now and then)
+      await until(async () => (await metric(s.url, 'capsule_busy_workers')) === 1);
+      const good = await send(s.url, { method: 'POST', body: 'e' }).then((a) => {
+        order.push('good');
+        return a;
+      });
+      assert.equal(good.status, 200);
+      for (const stopped of await Promise.all(runaways)) {
+        assert.equal(stopped.status, 504);
+        assert.match(JSON.parse(stopped.text).error, /did not return within 3000 ms \(--timeout\); it was stopped by its deadline check/);
+      }
+      assert.deepEqual(order, ['good', 'runaway', 'runaway']);
+      assert.doesNotMatch(s.logs(), /HTTP thread \d stopped|worker replaced/);
+      assert.equal(await metric(s.url, 'capsule_timeouts_total'), 2);
+      assert.equal(await metric(s.url, 'capsule_workers'), 1);
     } finally {
       assert.equal(await s.stop(), 0);
     }

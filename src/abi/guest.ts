@@ -21,10 +21,16 @@ export class Guest {
   readonly memory: WebAssembly.Memory;
   readonly exports: WebAssembly.Exports;
   readonly jspi: boolean;
+  readonly #gate?: YieldGate;
   #toFree: number[] = [];
 
-  constructor(instance: WebAssembly.Instance, memory: WebAssembly.Memory | undefined, jspi: boolean) {
+  /**
+   * @param gate with `jspi`: opened while an export runs through `call` and closed while one runs
+   *   through `callSync` (src/wasm/meter.ts, `meterImports` with `yieldEveryMs`)
+   */
+  constructor(instance: WebAssembly.Instance, memory: WebAssembly.Memory | undefined, jspi: boolean, gate?: YieldGate) {
     this.instance = instance;
+    this.#gate = jspi ? gate : undefined;
     this.exports = instance.exports;
     const mem = memory ?? (instance.exports['memory'] as WebAssembly.Memory | undefined);
     // A module without memory (Extism test plugins, extism-abi.md §1) gets an empty one: any
@@ -41,15 +47,31 @@ export class Guest {
   async call(name: string, ...args: number[]): Promise<unknown> {
     const f = this.exports[name];
     if (typeof f !== 'function') throw new CapsuleError('BAD_MODULE', `the module does not export ${name}`);
-    if (this.jspi) return await (WebAssembly as unknown as JspiApi).promising(f as (...a: number[]) => unknown)(...args);
-    return (f as (...a: number[]) => unknown)(...args);
+    if (!this.jspi) return (f as (...a: number[]) => unknown)(...args);
+    const gate = this.#gate;
+    const run = (WebAssembly as unknown as JspiApi).promising(f as (...a: number[]) => unknown);
+    if (!gate) return await run(...args);
+    const was = gate.yieldable;
+    gate.yieldable = true;
+    try {
+      return await run(...args);
+    } finally {
+      gate.yieldable = was;
+    }
   }
 
   /** Calls an export synchronously (malloc, free, allocateBuffer: never suspend). */
   callSync(name: string, ...args: number[]): unknown {
     const f = this.exports[name];
     if (typeof f !== 'function') throw new CapsuleError('BAD_MODULE', `the module does not export ${name}`);
-    return (f as (...a: number[]) => unknown)(...args);
+    const gate = this.#gate;
+    if (!gate?.yieldable) return (f as (...a: number[]) => unknown)(...args);
+    gate.yieldable = false; // not under `promising` (or under a host function's JS frame)
+    try {
+      return (f as (...a: number[]) => unknown)(...args);
+    } finally {
+      gate.yieldable = true;
+    }
   }
 
   #viewOf?: ArrayBuffer;
@@ -152,6 +174,11 @@ export class Guest {
     mem.writeUInt32LE(ptr, retPtrAddr >>> 0);
     mem.writeUInt32LE(size, retLenAddr >>> 0);
   }
+}
+
+/** Whether the guest code running now may be suspended by a yielding deadline check (`MeterDeadline.yieldable`). */
+export interface YieldGate {
+  yieldable?: boolean;
 }
 
 /** JSPI entry points (Node 24 has them; @types/node may not declare them). */

@@ -155,6 +155,8 @@ export class ModuleInstances implements GuestInstances {
   #lastMemory?: WebAssembly.Memory;
   /** The deadline a metered module's `capsule_meter.check` reads (`setDeadline`); undefined when not metered. */
   readonly #meter?: MeterDeadline;
+  /** The meter's deadline when its calls yield (`options.yieldEveryMs`): the guests' `YieldGate`. */
+  readonly #gate?: MeterDeadline;
 
   readonly #service: ServiceCaller;
   /** Wraps every entry into guest code (not for modules that suspend: they run with JSPI). */
@@ -165,8 +167,12 @@ export class ModuleInstances implements GuestInstances {
    *   host functions
    * @param guard runs each instantiation and each call of an export (inline executor: the
    *   deadline); ignored when the module imports something that suspends (`suspends`)
+   * @param options.yieldEveryMs for a metered module: a call gives the thread back when it has
+   *   run this long (ms) since it started or resumed, and resumes on `setImmediate` (JSPI; its
+   *   exports then run through `WebAssembly.promising`, `suspends` is true). Ignored for a
+   *   module that is not metered. See `meterImports`.
    */
-  constructor(spec: WorkerModule, memoryPool: MemoryPool, service: ServiceCaller = () => Promise.reject(new Error('no host services here')), guard?: SyncGuard) {
+  constructor(spec: WorkerModule, memoryPool: MemoryPool, service: ServiceCaller = () => Promise.reject(new Error('no host services here')), guard?: SyncGuard, options: { yieldEveryMs?: number } = {}) {
     this.spec = spec;
     this.#service = service;
     this.abi = abiFor(spec.detection.kind, spec.name);
@@ -189,7 +195,8 @@ export class ModuleInstances implements GuestInstances {
     }
     if (spec.metered) {
       const meter: MeterDeadline = (this.#meter = { at: Infinity });
-      Object.assign(this.#namespaces, meterImports(meter));
+      Object.assign(this.#namespaces, meterImports(meter, options.yieldEveryMs));
+      if (options.yieldEveryMs !== undefined) this.#gate = meter;
       this.#wasi.beforeSleep = () => checkDeadline(meter);
     }
     // JSPI costs a stack switch per call: only for modules importing something that suspends
@@ -197,7 +204,7 @@ export class ModuleInstances implements GuestInstances {
       const provider = this.abi.imports[i.module];
       return typeof provider === 'object' ? provider[i.name]?.async === true : user?.namespaces[i.module] !== undefined;
     });
-    this.#jspi = built.async || suspends;
+    this.#jspi = built.async || suspends || this.#gate !== undefined;
     if (!this.#jspi) this.#guard = guard;
     const capPages = Math.floor(spec.settings.maxMemoryBytes / PAGE);
     const limits = spec.pooledMemory ?? spec.importedMemory?.limits;
@@ -216,7 +223,8 @@ export class ModuleInstances implements GuestInstances {
 
   /**
    * Whether the module imports a host function that suspends it (JSPI: an async capability, a
-   * host function of the embedder): its calls leave the thread's stack while the host awaits.
+   * host function of the embedder), or yields (`options.yieldEveryMs`): its calls leave the
+   * thread's stack while the host awaits.
    */
   get suspends(): boolean {
     return this.#jspi;
@@ -226,7 +234,8 @@ export class ModuleInstances implements GuestInstances {
    * Arms the deadline a metered module (`WorkerModule.metered`) checks itself: guest code of
    * these instances that runs past it (a call, an instantiation, an initialisation) throws a
    * CapsuleError TIMEOUT from inside the guest, and the instance it ran in is dropped. Set it
-   * before each call and `Infinity` after; calls must not interleave (one call at a time).
+   * before each call and `Infinity` after; calls must not interleave (one call at a time per
+   * `ModuleInstances`: a thread that interleaves yielding calls runs each on its own).
    * Nothing for a module that is not metered.
    * @param deadline ms, Date.now clock; Infinity: none
    * @param timeoutMs the call's timeout, for the error message
@@ -590,7 +599,7 @@ export class ModuleInstances implements GuestInstances {
       if (e instanceof WebAssembly.LinkError) throw new CapsuleError('BAD_MODULE', `${this.spec.name}: cannot link: ${e.message}`);
       throw e;
     }
-    const guest = new Guest(this.#guarded(this.#hideExports ? hideSnapshotExports(instance) : instance), memory, this.#jspi);
+    const guest = new Guest(this.#guarded(this.#hideExports ? hideSnapshotExports(instance) : instance), memory, this.#jspi, this.#gate);
     this.#state.guest = guest;
     this.#lastMemory = guest.memory;
     if (!memory) this.#wasi.setMemory(guest.memory);

@@ -775,6 +775,15 @@ export interface MeterDeadline {
   timeoutMs?: number;
   /** Checks made so far (the host's side of the budget; for tests and the bench). */
   checks?: number;
+  /**
+   * Whether the guest code running now may be suspended (`meterImports` with `yieldEveryMs`):
+   * true only while an export runs through `WebAssembly.promising` with nothing but guest
+   * frames under the check (the `Guest` sets it: `YieldGate`); a suspension elsewhere would
+   * throw a SuspendError into the guest.
+   */
+  yieldable?: boolean;
+  /** Times a call gave the thread back (`yieldEveryMs`; for tests and the bench). */
+  yields?: number;
 }
 
 /** Aimed interval between two checks in a tight loop, ms. */
@@ -819,11 +828,18 @@ export function checkDeadline(deadline: MeterDeadline): void {
  * 8× per check, at most `MAX_BUDGET`, and shrunk so that the next check comes before the
  * deadline. The first check of a call (a new `deadline.at`) keeps the budget as it was.
  * @param deadline read at every check; mutate it, do not replace it
+ * @param yieldEveryMs when set, a call that has run this long (ms) since it started or last
+ *   resumed gives the thread back at its next check while `deadline.yieldable` (JSPI: its
+ *   export must run through `WebAssembly.promising`): the guest resumes on `setImmediate`, so
+ *   that the event loop serves other work between its slices; past its deadline it resumes
+ *   with the TIMEOUT. See `yielding`.
  */
-export function meterImports(deadline: MeterDeadline): { [METER_IMPORT.module]: { [METER_IMPORT.name]: () => number } } {
+export function meterImports(deadline: MeterDeadline, yieldEveryMs?: number): { [METER_IMPORT.module]: { [METER_IMPORT.name]: () => number } } {
   let last = 0;
   let lastAt = Number.NaN;
   let budget = INITIAL_BUDGET;
+  /** When the running call last started or resumed (`yieldEveryMs`). */
+  let sliceStart = 0;
   const check = (): number => {
     const now = performance.now();
     deadline.checks = (deadline.checks ?? 0) + 1;
@@ -832,13 +848,62 @@ export function meterImports(deadline: MeterDeadline): { [METER_IMPORT.module]: 
     last = now;
     if (deadline.at !== lastAt) { // a new call: the time since the last check is not this call's
       lastAt = deadline.at;
+      sliceStart = now;
       return budget;
     }
+    // 0: the helper module suspends the guest (`yielding`)
+    if (yieldEveryMs !== undefined && deadline.yieldable === true && now - sliceStart >= yieldEveryMs) return 0;
     const perUnit = elapsed / budget; // ms per loop turn or checked entry, as last measured
     let next = perUnit > 0 ? CHECK_INTERVAL_MS / perUnit : budget * 8;
     next = Math.min(next, budget * 8, perUnit > 0 ? (deadline.at - now) / perUnit : Infinity);
     budget = Math.max(1, Math.min(MAX_BUDGET, Math.floor(next)));
     return budget;
   };
-  return { [METER_IMPORT.module]: { [METER_IMPORT.name]: check } };
+  if (yieldEveryMs === undefined) return { [METER_IMPORT.module]: { [METER_IMPORT.name]: check } };
+  const resume = (): Promise<number> => new Promise((resolve, reject) => {
+    deadline.yields = (deadline.yields ?? 0) + 1;
+    setImmediate(() => {
+      const now = performance.now();
+      if (now >= deadline.at) return reject(timeoutError(deadline));
+      last = sliceStart = now; // the time it waited is not the guest's
+      resolve(budget);
+    });
+  });
+  return { [METER_IMPORT.module]: { [METER_IMPORT.name]: yielding(check, resume) } };
+}
+
+/**
+ * The helper module of a yielding check, hand-written (wat2wasm of):
+ * ```wat
+ * (module
+ *   (import "h" "check" (func $c (result i32)))
+ *   (import "h" "pause" (func $p (result i32)))
+ *   (func (export "check") (result i32)
+ *     (local $b i32)
+ *     (local.set $b (call $c))
+ *     (if (result i32) (local.get $b) (then (local.get $b)) (else (call $p)))))
+ * ```
+ */
+const YIELD_HELPER = Uint8Array.of(
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7f, 0x02, 0x15, 0x02, 0x01, 0x68,
+  0x05, 0x63, 0x68, 0x65, 0x63, 0x6b, 0x00, 0x00, 0x01, 0x68, 0x05, 0x70, 0x61, 0x75, 0x73, 0x65, 0x00, 0x00, 0x03, 0x02,
+  0x01, 0x00, 0x07, 0x09, 0x01, 0x05, 0x63, 0x68, 0x65, 0x63, 0x6b, 0x00, 0x02, 0x0a, 0x14, 0x01, 0x12, 0x01, 0x01, 0x7f,
+  0x10, 0x00, 0x21, 0x00, 0x20, 0x00, 0x04, 0x7f, 0x20, 0x00, 0x05, 0x10, 0x01, 0x0b, 0x0b,
+);
+let yieldHelper: WebAssembly.Module | undefined;
+
+/**
+ * A check that can give the thread back (JSPI): a WebAssembly function that calls `check` and,
+ * when it answers 0, the suspending `resume` (`WebAssembly.Suspending`), whose promise settles on
+ * `setImmediate` with the next budget. On Node 24 a `Suspending` import called outside
+ * `WebAssembly.promising` throws even when it would not suspend, so the guest must never reach
+ * it there: the suspending import sits behind this wasm function, and `check` answers 0 only
+ * when `MeterDeadline.yieldable` says a suspension is allowed (wasm frames only, no JS frame
+ * between the guest and the check).
+ */
+function yielding(check: () => number, resume: () => Promise<number>): () => number {
+  const jspi = WebAssembly as unknown as { Suspending: new (fn: () => Promise<number>) => object };
+  yieldHelper ??= new WebAssembly.Module(YIELD_HELPER);
+  const helper = new WebAssembly.Instance(yieldHelper, { h: { check, pause: new jspi.Suspending(resume) as () => number } });
+  return helper.exports['check'] as () => number;
 }

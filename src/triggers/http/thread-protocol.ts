@@ -66,15 +66,15 @@ export type FromThread =
 
 /** The shared memory of one thread, as views. */
 export interface ThreadSlot {
-  /** Number of the call running now (0 = none). */
+  /** Number of the oldest call running now (0 = none; several run at once when they yield, thread.ts). */
   running: Int32Array;
   /** Connections open on the thread now. */
   connections: Int32Array;
-  /** Start of the running call, and when the supervisor stops the thread if it still runs (its deadline, + METER_GRACE_MS when metered), ms (Date.now clock). */
+  /** Start of that call, and when the supervisor stops the thread if it still runs (its deadline, + METER_GRACE_MS when metered), ms (Date.now clock). */
   started: Float64Array;
   deadline: Float64Array;
   /**
-   * The file descriptor of the running call's connection when the supervisor may answer it
+   * The file descriptor of that call's connection when the supervisor may answer it
    * itself at the deadline (plain HTTP, nothing else pending on it), else -1.
    */
   fd: Int32Array;
@@ -97,7 +97,8 @@ export const THREAD_SLOT_BYTES = 32;
  * The views of a thread's shared memory: int32 at 0 the running call's number, int32 at 4 the
  * open connections, float64 at 8 its start, at 16 its deadline, int32 at 24 its connection's
  * descriptor. The thread writes these before the number (an atomic store), so a reader that
- * sees a number sees its times. The thread ends a call by swapping its number back to 0, the
+ * sees a number sees its times. The thread ends a call by swapping its number back to 0 (then
+ * publishes the next oldest running call, if any, the same way), the
  * supervisor takes one at its deadline by swapping it to TAKEN: whoever swaps first answers.
  */
 export function threadSlot(buffer: SharedArrayBuffer): ThreadSlot {

@@ -3,18 +3,21 @@
  * threads"): it listens on the server's port beside the other threads (SO_REUSEPORT, the kernel
  * spreading new connections among them), parses HTTP through the same request pipeline as the
  * default server (server.ts `servePipeline`: request ids, body cap, 503s, request log lines,
- * metrics, graceful shutdown) and runs the calls of its connections itself, one at a time, with
- * no message to another thread per request.
+ * metrics, graceful shutdown) and runs the calls of its connections itself, with no message to
+ * another thread per request.
  *
  * Deadlines: a module the meter could instrument (`ThreadVersion.module.metered`, src/wasm/meter.ts)
  * checks its own deadline: a call past it fails with TIMEOUT inside this thread (answered 504 by
- * the pipeline), its instance is dropped and the thread serves on. Before each call the thread
- * also publishes in shared memory (see `ThreadSlot`) the call's number, start, deadline and
- * connection; the main thread stops the whole thread when a call is still running at that
- * deadline (answering it `504` on its connection first when it can), and starts another: at the
- * call's deadline for a module that is not metered, `METER_GRACE_MS` after it for one that is (a
- * backstop: a host function that waits is out of the meter's reach). A call that waited in this
- * thread past its deadline is answered 504 without running.
+ * the pipeline), its instance is dropped and the thread serves on. Its calls also give the thread
+ * back every `YIELD_EVERY_MS` (JSPI), so that a runaway does not hold up the thread's other
+ * requests: up to `MAX_CALLS_IN_FLIGHT` run interleaved, each on an instance set of its own; a
+ * call of a module that is not metered runs alone. The thread publishes in shared memory (see
+ * `ThreadSlot`) the oldest running call's number, start, deadline and connection; the main thread
+ * stops the whole thread when that call is still running at that deadline (answering it `504` on
+ * its connection first when it can), and starts another: at the call's deadline for a module
+ * that is not metered, `METER_GRACE_MS` after it for one that is (a backstop: a host function
+ * that waits is out of the meter's reach). A call that waited in this thread past its deadline
+ * is answered 504 without running.
  *
  * What a thread cannot do alone goes to the main thread (`ask`): the Prometheus scrape (the
  * counters of every thread, aggregated), `POST /load-wasm-module`, and host services.

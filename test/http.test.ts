@@ -237,6 +237,18 @@ describe('capsule serve: concurrency, reuse, lifecycle, TLS', () => {
     assert.match(s.logs(), /shutting down/);
   });
 
+  it('makes one request to itself before its ready line (to warm up) that is in neither the log nor the metrics', async () => {
+    const s = await startServer(['serve', behaviours, '--http-port=0']);
+    try {
+      const m = await call(`${s.url}/capsule/metrics`);
+      assert.doesNotMatch(m.text, /^capsule_requests_total\{/m);
+      await eventually(() => s.logs().includes('"url":"/capsule/metrics"'));
+      assert.doesNotMatch(s.logs(), /capsule\/health/);
+    } finally {
+      assert.equal(await s.stop(), 0);
+    }
+  });
+
   it('stops by itself after --stop-after without requests', async () => {
     const s = await startServer(['serve', behaviours, '--http-port=0', '--stop-after=400ms']);
     assert.equal((await call(s.url, { method: 'POST', body: 'e' })).status, 200);
@@ -262,6 +274,8 @@ describe('capsule serve: concurrency, reuse, lifecycle, TLS', () => {
         req.end('secure');
       });
       assert.equal(JSON.parse(body).URI, `${s.url}/`);
+      await eventually(() => s.logs().includes('"status":200'));
+      assert.doesNotMatch(s.logs(), /capsule\/health/); // the start-up's own request over TLS
     } finally {
       await s.stop();
       rmSync(dir, { recursive: true });

@@ -204,6 +204,8 @@ class Pipeline {
   #lastRequest = Date.now();
   #server!: Server;
   #guard!: ReturnType<typeof guardConnections>;
+  /** The request id of the start-up's own request while it runs (`#warm`): left out of the log and metrics. */
+  #warmId: string | undefined;
 
   constructor(spec: PipelineSpec, o: HttpTriggerOptions) {
     this.#spec = spec;
@@ -248,8 +250,41 @@ class Pipeline {
     const displayHost = host.includes(':') ? `[${host}]` : host;
     this.#defaultHost = `${displayHost}:${port}`;
     this.#armIdle();
+    if (!o.reusePort) await this.#warm(host, port);
     const shutdown = this.#shutdown;
     return { url: `${this.#scheme}://${displayHost}:${port}`, port, server, metrics: this.#metrics, shutdown: (reason) => shutdown.run(reason), closed: shutdown.closed };
+  }
+
+  /**
+   * Warms Node's HTTP code and this pipeline before the server is announced: one request to
+   * itself over loopback (`POST /capsule/health` with a small body: a runner route, the guest is
+   * not called), its request id a random one known only here and left out of the log line and
+   * metrics. A new server's first request otherwise pays for compiling Node's HTTP parser and
+   * response code and the pipeline's own (issue 18: first request ≤ 3× a steady one;
+   * docs/performance.md, "Serve cost"). Not done beside other sockets on the port (`reusePort`:
+   * the request could reach another thread). Never fails: an error or 1 s without an answer
+   * ends it, and the server serves as it would have.
+   */
+  async #warm(host: string, port: number): Promise<void> {
+    const id = this.#warmId = randomUUID();
+    const to = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+    const request = `POST /capsule/health HTTP/1.1\r\nHost: ${to.includes(':') ? `[${to}]` : to}:${port}\r\nX-Request-Id: ${id}\r\n` +
+      'Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}';
+    const tls = this.#o.tls;
+    await new Promise<void>((resolve) => {
+      const socket = tls
+        ? process.getBuiltinModule('node:tls').connect({ host: to, port, rejectUnauthorized: false })
+        : process.getBuiltinModule('node:net').connect({ host: to, port });
+      const timer = setTimeout(() => socket.destroy(), 1000);
+      socket.on(tls ? 'secureConnect' : 'connect', () => socket.end(request));
+      socket.on('error', () => {});
+      socket.on('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      socket.resume();
+    });
+    this.#warmId = undefined;
   }
 
   /** Shutdown: refuse new calls, give those in flight the grace, close, `spec.stop`. */
@@ -317,6 +352,7 @@ class Pipeline {
 
   /** The request's log line and metrics. */
   #done(ex: Exchange, status: number, code?: string): void {
+    if (ex.requestId === this.#warmId) return; // the start-up's own request (#warm)
     const ms = performance.now() - ex.start;
     const { fname, req } = ex;
     if (ex.counted) {

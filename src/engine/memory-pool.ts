@@ -80,8 +80,8 @@ let heapAfterReduce = 0;
  * runs only when the heap grew by `growthBytes` since the last reduction of this thread, so an
  * idle thread or a few requests pay nothing. Blocks the thread for the collection (two full
  * collections, 20–50 ms for a server's main thread on a busy 2-core machine): call it only when
- * the thread is idle. V8's `gc` is enabled for it (`--expose-gc` set at run time, taken from a
- * new context: the global `gc` of the thread's own contexts stays undefined).
+ * the thread is idle. V8's `gc` is taken from a context made while `--expose-gc` is set at run
+ * time, then unset: no other context of the process, and no thread started later, gets a global `gc`.
  * @param growthBytes heap growth (V8 total heap size, bytes) since the last reduction below
  *   which nothing is done (default: 8 MiB or a quarter of the heap left by the last reduction,
  *   whichever is more)
@@ -94,6 +94,7 @@ export function reduceHeap(growthBytes = Math.max(8 * 1024 * 1024, heapAfterRedu
     try {
       setFlagsFromString('--expose-gc');
       gcFunction = runInNewContext('gc') as (options: object) => void;
+      setFlagsFromString('--no-expose-gc'); // contexts and threads made later get no global gc
     } catch {
       gcFunction = null;
     }

@@ -77,7 +77,7 @@ async function runExport(guest: Guest, kernel: Kernel, name: string): Promise<Ou
   if (typeof f !== 'function') return f;
   let rc: unknown;
   try {
-    rc = await jspi.promising(f)();
+    rc = await guest.call(name); // promising, with the yield gate of a metered module (Guest.call)
   } catch (e) {
     return failureOf(kernel, e);
   }

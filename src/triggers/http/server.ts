@@ -28,6 +28,7 @@ import { guardConnections, listen, tlsError } from './connections.ts';
 import { runLifecycle, runStopExports, settleWithin, Shutdown } from '../lifecycle.ts';
 import { SwappableFunction } from '../../functions/swap.ts';
 import { ModuleReloader, RELOAD_ROUTE, type HotReloadOptions } from './reload.ts';
+import { requestLogger, type RequestLogger } from './request-log.ts';
 
 /**
  * node:http's createServer, taken with `process.getBuiltinModule`: an ESM import of node:http
@@ -188,6 +189,8 @@ class Pipeline {
   readonly #spec: PipelineSpec;
   readonly #o: HttpTriggerOptions;
   readonly #log: Logger;
+  /** Writes the request line of `#done`. */
+  readonly #logRequest: RequestLogger;
   readonly #maxBody: number;
   readonly #maxConcurrency: number;
   readonly #scheme: 'http' | 'https';
@@ -211,6 +214,7 @@ class Pipeline {
     this.#spec = spec;
     this.#o = o;
     const log = this.#log = o.logger;
+    this.#logRequest = requestLogger(log);
     this.#maxBody = o.maxBodyBytes ?? DEFAULTS.maxBodyBytes;
     this.#maxConcurrency = o.maxConcurrency ?? 1024;
     this.#scheme = o.tls ? 'https' : 'http';
@@ -362,9 +366,7 @@ class Pipeline {
       if (code) metrics.errors.inc({ function: fname, code });
       if (code === 'TIMEOUT') metrics.timeouts.inc({ function: fname });
     }
-    const line: Record<string, unknown> = { requestId: ex.requestId, method: req.method, url: req.url, function: fname || undefined, status, durationMs: Math.round(ms * 1000) / 1000 };
-    if (code) line.code = code;
-    this.#log.info(line, 'request');
+    this.#logRequest({ requestId: ex.requestId, method: req.method, url: req.url, function: fname, status, durationMs: Math.round(ms * 1000) / 1000, code });
   }
 
   /**

@@ -22,6 +22,8 @@ export class Guest {
   readonly exports: WebAssembly.Exports;
   readonly jspi: boolean;
   readonly #gate?: YieldGate;
+  /** `WebAssembly.promising` of the exports `call` ran (made once: an instance reset to its snapshot serves many calls). */
+  readonly #promised = new Map<string, (...a: number[]) => Promise<unknown>>();
   #toFree: number[] = [];
 
   /**
@@ -49,7 +51,8 @@ export class Guest {
     if (typeof f !== 'function') throw new CapsuleError('BAD_MODULE', `the module does not export ${name}`);
     if (!this.jspi) return (f as (...a: number[]) => unknown)(...args);
     const gate = this.#gate;
-    const run = (WebAssembly as unknown as JspiApi).promising(f as (...a: number[]) => unknown);
+    let run = this.#promised.get(name);
+    if (!run) this.#promised.set(name, (run = (WebAssembly as unknown as JspiApi).promising(f as (...a: number[]) => unknown)));
     if (!gate) return await run(...args);
     const was = gate.yieldable;
     gate.yieldable = true;

@@ -47,9 +47,10 @@ const trim = new IdleTrim(memoryPool);
 /**
  * How long a call of a metered module runs before it gives the thread back (ms): it resumes on
  * `setImmediate`, after the event loop has read the thread's connections and run its other
- * calls' slices (`ModuleInstances` `yieldEveryMs`, src/wasm/meter.ts).
+ * calls' slices (`ModuleInstances` `yieldEveryMs`, src/wasm/meter.ts). CAPSULE_YIELD=0: never
+ * (one call at a time, as before; to measure what yielding costs).
  */
-const YIELD_EVERY_MS = 2;
+const YIELD_EVERY_MS = process.env.CAPSULE_YIELD === '0' ? undefined : 2;
 
 /**
  * Calls of metered modules one thread runs at once, interleaved at their yields; more wait in
@@ -101,7 +102,7 @@ function newInstances(v: ThreadVersion): ModuleInstances {
 
 function makeVersion(v: ThreadVersion): Version {
   const rt = newInstances(v);
-  return { id: v.id, spec: v, idle: [rt], all: [rt], yields: rt.metered, exports: new Set(v.exports), calls: 0, retired: false };
+  return { id: v.id, spec: v, idle: [rt], all: [rt], yields: rt.metered && YIELD_EVERY_MS !== undefined, exports: new Set(v.exports), calls: 0, retired: false };
 }
 
 /** A call running in this thread. */

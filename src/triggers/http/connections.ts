@@ -109,7 +109,8 @@ export function guardConnections(server: Server, log: Logger): ConnectionGuard {
       const socket = req.socket;
       const st = stateOf(socket);
       st.open.add(req);
-      res.once('close', () => {
+      // \`on\`, not \`once\`: a response closes once, and \`once\` wraps the listener in one more closure per request
+      res.on('close', () => {
         st.open.delete(req);
         if (st.last !== undefined) settle(socket, st);
       });

@@ -455,15 +455,16 @@ class Pipeline {
       httpVersion: req.httpVersion,
     };
     if (dispatch.cgi) input.cgi = { maxOutputBytes: o.maxOutputBytes, defaultHost: o.defaultHost ?? this.#defaultHost, ...dispatch.cgi };
-    const fields: Record<string, unknown> = { requestId, function: target.name };
-    if (dispatch.route !== undefined) fields.route = dispatch.route;
     const log = this.#log;
     target.invoke(input, { requestId, trigger: { httpPort: this.#port } }, ex).then(
       (r) => {
         try {
-          this.#state.logGuest(r.logs, fields);
           const out = r.output as HttpResponseOutput;
-          if (out.failure) log.warn({ ...fields, code: out.failure.code }, out.failure.message);
+          if (r.logs || out.failure) {
+            const fields = guestFields(requestId, dispatch);
+            this.#state.logGuest(r.logs, fields);
+            if (out.failure) log.warn({ ...fields, code: out.failure.code }, out.failure.message);
+          }
           writeResponse(res, out, requestId);
           this.#done(ex, out.status, out.failure?.code);
         } finally {
@@ -473,6 +474,7 @@ class Pipeline {
       (e: unknown) => {
         try {
           const err = e instanceof CapsuleError ? e : new CapsuleError('INTERNAL', (e as Error).message);
+          const fields = guestFields(requestId, dispatch);
           this.#state.logGuest((e as { logs?: CallLogs }).logs, fields);
           log.warn({ ...fields, code: err.code }, err.message);
           tagResponse(res, requestId);
@@ -488,6 +490,13 @@ class Pipeline {
 
 /** The dispatch of a request that calls a function. */
 type FunctionDispatch = Extract<HttpDispatch, { type: 'function' }>;
+
+/** The fields of a call's log lines besides the request line (what the guest printed, its failure): made only when there are some. */
+function guestFields(requestId: string, dispatch: FunctionDispatch): Record<string, unknown> {
+  const fields: Record<string, unknown> = { requestId, function: dispatch.target.name };
+  if (dispatch.route !== undefined) fields.route = dispatch.route;
+  return fields;
+}
 
 /**
  * Serves one function over HTTP: every path but the runner's (`/capsule/…`, `/health`,

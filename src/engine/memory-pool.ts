@@ -108,32 +108,57 @@ export function reduceHeap(growthBytes = Math.max(8 * 1024 * 1024, heapAfterRedu
 /**
  * What a thread that runs guests gives back after a burst (docs/performance.md, "Memory"): it
  * says `busy()` when it starts running calls and `idle()` when it has none left; once it has been
- * idle `idleMs`, its pool's idle memories are let go (`MemoryPool.trim`) and its heap reduced if
- * it grew (`reduceHeap`). The timer does not keep the thread alive.
+ * idle `idleMs`, its pool's idle memories are let go (`MemoryPool.trim`; a thread without one,
+ * the worker pool's main thread, passes undefined) and its heap reduced if it grew (`reduceHeap`). Both cost a flag and a clock read (they run per batch of calls): one
+ * timer, re-armed when it fires early, does the waiting. The timer does not keep the thread alive.
  */
 export class IdleTrim {
-  readonly #pool: MemoryPool;
+  readonly #pool: MemoryPool | undefined;
   readonly #idleMs: number;
   #timer: NodeJS.Timeout | undefined;
+  #busy = false;
+  /** When the thread last became idle (ms, Date.now clock). */
+  #idleSince = 0;
 
   /** @param idleMs idleness before the trim, ms (default 1 000) */
-  constructor(pool: MemoryPool, idleMs = 1000) {
+  constructor(pool: MemoryPool | undefined, idleMs = 1000) {
     this.#pool = pool;
     this.#idleMs = idleMs;
   }
 
   /** The thread runs calls: no trim until it is idle again. */
   busy(): void {
-    clearTimeout(this.#timer);
+    this.#busy = true;
   }
 
-  /** The thread has no call left: trims in `idleMs` unless `busy` comes first. */
+  /** The thread has no call left: trims `idleMs` from now unless `busy` comes first. */
   idle(): void {
-    clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => {
-      this.#pool.trim();
-      reduceHeap();
-    }, this.#idleMs);
+    this.#busy = false;
+    this.#idleSince = Date.now();
+    if (!this.#timer) this.#arm(this.#idleMs);
+  }
+
+  #arm(ms: number): void {
+    this.#timer = setTimeout(() => this.#fire(), ms);
     this.#timer.unref();
+  }
+
+  #fire(): void {
+    this.#timer = undefined;
+    if (this.#busy) return; // its next idle() arms the timer again
+    const left = this.#idleSince + this.#idleMs - Date.now();
+    if (left > 0) {
+      this.#arm(left);
+      return;
+    }
+    this.#pool?.trim();
+    reduceHeap();
+  }
+
+  /** Stops waiting (the thread's owner is closing). */
+  stop(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#busy = true;
   }
 }

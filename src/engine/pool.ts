@@ -33,7 +33,7 @@ import type { FunctionSettings } from '../base/settings.ts';
 import { packCall, unpackDone, workerModuleOf, type CallDone, type FromWorker, type ToWorker, type WorkerCall } from './protocol.ts';
 import type { LoadedModule } from './load.ts';
 import { workerEntryUrl } from './worker-entry.ts';
-import { reduceHeap } from './memory-pool.ts';
+import { IdleTrim } from './memory-pool.ts';
 
 export interface PoolOptions {
   /**
@@ -161,8 +161,6 @@ const MAX_RETRIES = 2;
 const TICK_MS = 25;
 /** Nice value of a thread stuck in a long call while the pool runs beyond its size (the lowest priority). */
 const DEMOTED_NICE = 19;
-/** The pool idle this long (ms) after calls: the main thread's heap is reduced if a burst grew it (see `#trimLater`). */
-const TRIM_IDLE_MS = 1000;
 
 /**
  * Events: `timeout` (call id: a call stopped or not run at its deadline), `worker-exit` (error
@@ -191,9 +189,12 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
   #nextModule = 1;
   #watchdog: NodeJS.Timeout | undefined;
   #shrinker: NodeJS.Timeout | undefined;
-  #trimmer: NodeJS.Timeout | undefined;
-  /** When the pool last had no call in flight or waiting (ms, Date.now clock). */
-  #idleSince = 0;
+  /**
+   * Idle after calls, the main thread's heap is reduced if a burst grew it: its young generation
+   * grows to 128 MiB under load and V8 gives it back only ~10 s later (docs/performance.md,
+   * "Memory"). The workers trim themselves (worker.ts).
+   */
+  readonly #trim = new IdleTrim(undefined);
   #closed = false;
   /** Workers in a row that died before they were up (their thread code could not load). */
   #bootFailures = 0;
@@ -301,7 +302,7 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
     for (const resolve of this.#upWaiters.splice(0)) resolve();
     if (this.#watchdog) clearInterval(this.#watchdog);
     if (this.#shrinker) clearInterval(this.#shrinker);
-    clearTimeout(this.#trimmer);
+    this.#trim.stop();
     const err = new CapsuleError('OVERLOADED', 'the runner is shutting down');
     for (const c of this.#queue.splice(0)) c.reject(err);
     await Promise.all(this.#slots.splice(0).map(async (s) => {
@@ -406,6 +407,7 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
     slot.seq = (slot.seq + 1) | 0;
     call.seq = slot.seq;
     slot.inflight.set(call.id, call);
+    this.#trim.busy();
     if (slot.inflight.size === 1) slot.worker.ref();
     slot.outbox.push({ id: call.id, moduleId: call.moduleId, seq: call.seq, deadline: call.deadline, input: call.input, meta: call.meta });
     if (slot.outbox.length === 1) setImmediate(() => this.#flush(slot));
@@ -476,34 +478,10 @@ export class WorkerPool extends EventEmitter implements ServiceHost {
     if (slot.inflight.size === 0) {
       slot.worker.unref();
       slot.idleSince = Date.now();
-      this.#trimLater();
+      if (this.#queue.length === 0 && this.#slots.every((s) => s.inflight.size === 0)) this.#trim.idle();
     }
     if (slot.demoted !== undefined && slot.long === 0) this.#promote(slot);
     this.#fill();
-  }
-
-  /**
-   * Once no call has been in flight for `TRIM_IDLE_MS`, reduces the main thread's V8 heap if a
-   * burst grew it (`reduceHeap`: its young generation grows to 128 MiB under load and V8 gives it
-   * back only ~10 s later; docs/performance.md, "Memory"). The workers trim themselves (worker.ts).
-   */
-  #trimLater(): void {
-    if (this.#queue.length > 0 || this.#slots.some((s) => s.inflight.size > 0)) return;
-    this.#idleSince = Date.now();
-    if (this.#trimmer || this.#closed) return;
-    const fire = (): void => {
-      this.#trimmer = undefined;
-      if (this.#closed || this.#queue.length > 0 || this.#slots.some((s) => s.inflight.size > 0)) return;
-      const left = this.#idleSince + TRIM_IDLE_MS - Date.now();
-      if (left > 0) {
-        this.#trimmer = setTimeout(fire, left);
-        this.#trimmer.unref();
-        return;
-      }
-      reduceHeap();
-    };
-    this.#trimmer = setTimeout(fire, TRIM_IDLE_MS);
-    this.#trimmer.unref();
   }
 
   /** Whether a worker of the pool has loaded its code (deadlines run only then). */

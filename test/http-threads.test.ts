@@ -141,12 +141,15 @@ describe('capsule serve --http-threads', { skip }, () => {
   });
 
   it('a metered module whose initialisation never returns: each call gets its 504 from the thread, which lives on', async () => {
-    const s = await startServer(['serve', initLoop, '--http-port=0', '--http-threads', '--workers=1', '--timeout=500ms']);
+    const s = await startServer(['serve', initLoop, '--http-port=0', '--http-threads', '--workers=1', '--timeout=2s']);
     try {
       for (let i = 0; i < 2; i++) {
-        const a = await send(s.url, { method: 'POST', body: 'e' });
+        const call = send(s.url, { method: 'POST', body: 'e' });
+        // the first call's initialisation runs in the snapshot probe, the second's in its instance: both give the thread back
+        await until(async () => (await metric(s.url, 'capsule_busy_workers')) === 1);
+        const a = await call;
         assert.equal(a.status, 504);
-        assert.match(JSON.parse(a.text).error, /did not return within 500 ms \(--timeout\); it was stopped by its deadline check/);
+        assert.match(JSON.parse(a.text).error, /did not return within 2000 ms \(--timeout\); it was stopped by its deadline check/);
       }
       assert.doesNotMatch(s.logs(), /HTTP thread \d stopped|worker replaced/);
     } finally {

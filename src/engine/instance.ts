@@ -431,7 +431,8 @@ export class ModuleInstances implements GuestInstances {
     this.#bind(undefined, ctx, memory); // the side-effect-free WASI functions run for real
     try {
       const instance = this.#newInstance(() => probe.imports);
-      await this.abi.initialise(new Guest(this.#guarded(hideSnapshotExports(instance)), memory, false));
+      // a yielding module's probe yields too (its initialisation may be a runaway)
+      await this.abi.initialise(new Guest(this.#guarded(hideSnapshotExports(instance)), memory, this.#gate !== undefined, this.#gate));
       if (!probe.called()) return Snapshot.capture(snapshotTarget(this.#plan!, instance, memory), probe.replay);
     } catch {
       // the ordinary path reproduces the failure with the real imports

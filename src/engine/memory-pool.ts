@@ -120,8 +120,8 @@ export class IdleTrim {
   /** When the thread last became idle (ms, Date.now clock). */
   #idleSince = 0;
 
-  /** @param idleMs idleness before the trim, ms (default 1 000) */
-  constructor(pool: MemoryPool | undefined, idleMs = 1000) {
+  /** @param idleMs idleness before the trim, ms (default 500) */
+  constructor(pool: MemoryPool | undefined, idleMs = 500) {
     this.#pool = pool;
     this.#idleMs = idleMs;
   }

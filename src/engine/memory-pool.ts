@@ -81,7 +81,8 @@ let heapAfterReduce = 0;
  * idle thread or a few requests pay nothing. Blocks the thread for the collection (two full
  * collections, 20–50 ms for a server's main thread on a busy 2-core machine): call it only when
  * the thread is idle. V8's `gc` is taken from a context made while `--expose-gc` is set at run
- * time, then unset: no other context of the process, and no thread started later, gets a global `gc`.
+ * time, then unset: no other context of the process, and no thread started later, gets a
+ * global `gc`.
  * @param growthBytes heap growth (V8 total heap size, bytes) since the last reduction below
  *   which nothing is done (default: 8 MiB or a quarter of the heap left by the last reduction,
  *   whichever is more)
@@ -109,7 +110,8 @@ export function reduceHeap(growthBytes = Math.max(8 * 1024 * 1024, heapAfterRedu
  * What a thread that runs guests gives back after a burst (docs/performance.md, "Memory"): it
  * says `busy()` when it starts running calls and `idle()` when it has none left; once it has been
  * idle `idleMs`, its pool's idle memories are let go (`MemoryPool.trim`; a thread without one,
- * the worker pool's main thread, passes undefined) and its heap reduced if it grew (`reduceHeap`). Both cost a flag and a clock read (they run per batch of calls): one
+ * the worker pool's main thread, passes undefined) and its heap reduced if it grew
+ * (`reduceHeap`). Both calls cost a flag and a clock read (they run per batch of calls): one
  * timer, re-armed when it fires early, does the waiting. The timer does not keep the thread alive.
  */
 export class IdleTrim {

@@ -171,8 +171,10 @@ export class ModuleInstances implements GuestInstances {
    *   run this long (ms) since it started or resumed, and resumes on `setImmediate` (JSPI; its
    *   exports then run through `WebAssembly.promising`, `suspends` is true). Ignored for a
    *   module that is not metered. See `meterImports`.
+   * @param options.onYield with `yieldEveryMs`: called on `setImmediate` before a call that gave
+   *   the thread back resumes (no guest code on the stack then)
    */
-  constructor(spec: WorkerModule, memoryPool: MemoryPool, service: ServiceCaller = () => Promise.reject(new Error('no host services here')), guard?: SyncGuard, options: { yieldEveryMs?: number } = {}) {
+  constructor(spec: WorkerModule, memoryPool: MemoryPool, service: ServiceCaller = () => Promise.reject(new Error('no host services here')), guard?: SyncGuard, options: { yieldEveryMs?: number; onYield?: () => void } = {}) {
     this.spec = spec;
     this.#service = service;
     this.abi = abiFor(spec.detection.kind, spec.name);
@@ -194,7 +196,7 @@ export class ModuleInstances implements GuestInstances {
       if (this.abi.imports[ns] === undefined) this.#namespaces[ns] = plainUserImports(user!, ns, this.#state, this.abi.userCallHooks) as WebAssembly.ModuleImports;
     }
     if (spec.metered) {
-      const meter: MeterDeadline = (this.#meter = { at: Infinity });
+      const meter: MeterDeadline = (this.#meter = { at: Infinity, onYield: options.onYield });
       Object.assign(this.#namespaces, meterImports(meter, options.yieldEveryMs));
       if (options.yieldEveryMs !== undefined) this.#gate = meter;
       this.#wasi.beforeSleep = () => checkDeadline(meter);
@@ -245,6 +247,11 @@ export class ModuleInstances implements GuestInstances {
     if (!meter) return;
     meter.at = deadline === Infinity ? Infinity : performance.now() + (deadline - Date.now());
     meter.timeoutMs = timeoutMs;
+  }
+
+  /** Times a call of these instances gave the thread back (`options.yieldEveryMs`), since they were made. */
+  get yields(): number {
+    return this.#meter?.yields ?? 0;
   }
 
   /** Whether the module checks its own deadline (`WorkerModule.metered`). */

@@ -782,8 +782,13 @@ export interface MeterDeadline {
    * throw a SuspendError into the guest.
    */
   yieldable?: boolean;
-  /** Times a call gave the thread back (`yieldEveryMs`; for tests and the bench). */
+  /** Times a call gave the thread back (`yieldEveryMs`). */
   yields?: number;
+  /**
+   * Called when a call that gave the thread back is about to resume (`yieldEveryMs`), on
+   * `setImmediate`, with no guest code on the stack: the embedder may start other calls then.
+   */
+  onYield?: () => void;
 }
 
 /** Aimed interval between two checks in a tight loop, ms. */
@@ -863,6 +868,7 @@ export function meterImports(deadline: MeterDeadline, yieldEveryMs?: number): { 
   const resume = (): Promise<number> => new Promise((resolve, reject) => {
     deadline.yields = (deadline.yields ?? 0) + 1;
     setImmediate(() => {
+      deadline.onYield?.();
       const now = performance.now();
       if (now >= deadline.at) return reject(timeoutError(deadline));
       last = sliceStart = now; // the time it waited is not the guest's

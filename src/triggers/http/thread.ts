@@ -97,7 +97,8 @@ function ask(what: ThreadAsk): Promise<unknown> {
 
 /** A new instance set of a module version (one per call in flight). @throws CapsuleError MEMORY as `ModuleInstances` */
 function newInstances(v: ThreadVersion): ModuleInstances {
-  return new ModuleInstances(v.module, memoryPool, (name, request) => ask({ service: name, request, moduleId: v.id }), undefined, { yieldEveryMs: YIELD_EVERY_MS });
+  const service = (name: string, request: unknown) => ask({ service: name, request, moduleId: v.id });
+  return new ModuleInstances(v.module, memoryPool, service, undefined, { yieldEveryMs: YIELD_EVERY_MS, onYield: () => runner.pump() });
 }
 
 function makeVersion(v: ThreadVersion): Version {
@@ -109,12 +110,21 @@ function makeVersion(v: ThreadVersion): Version {
 interface Running {
   seq: number;
   job: Job;
+  /** The instance set it runs on, once taken. */
+  rt?: ModuleInstances;
+  /** `rt.yields` when it began: it has given the thread back once that grew. */
+  yieldsAtStart: number;
 }
 
+/** Whether a running call has given the thread back at least once (a long call, maybe a runaway). */
+const hasYielded = (r: Running): boolean => r.rt !== undefined && r.rt.yields > r.yieldsAtStart;
+
 /**
- * Runs the calls of this thread: those of metered modules interleaved (up to
- * `MAX_CALLS_IN_FLIGHT`, each on an instance set of its own), any other alone; in the order they
- * came. The shared slot shows the oldest running call (the first to reach its deadline).
+ * Runs the calls of this thread in the order they came: one at a time, except that a call of a
+ * metered module starts beside running ones when each of them has given the thread back at
+ * least once (long calls: up to `MAX_CALLS_IN_FLIGHT` interleaved, each on an instance set of
+ * its own). Short calls thus run one after the other on one instance set, as before. The shared
+ * slot shows the oldest running call (the first to reach its deadline).
  */
 class Runner {
   readonly #queue: Job[] = [];
@@ -132,12 +142,12 @@ class Runner {
     version.calls++;
     return new Promise<CallResult>((resolve, reject) => {
       this.#queue.push({ version, input, meta, deadline: Date.now() + init.timeoutMs, fd, resolve, reject });
-      this.#pump();
+      this.pump();
     });
   }
 
-  /** Starts the queued calls that may start now. */
-  #pump(): void {
+  /** Starts the queued calls that may start now (also when a running call gives the thread back). */
+  pump(): void {
     for (let job = this.#queue[0]; job; job = this.#queue[0]) {
       if (Date.now() >= job.deadline) {
         this.#queue.shift();
@@ -146,11 +156,11 @@ class Runner {
         continue;
       }
       const n = this.#running.length;
-      if (n > 0 && (!job.version.yields || this.#alone > 0 || n >= MAX_CALLS_IN_FLIGHT)) return;
+      if (n > 0 && (!job.version.yields || this.#alone > 0 || n >= MAX_CALLS_IN_FLIGHT || !this.#running.every(hasYielded))) return;
       this.#queue.shift();
       void this.#run(job).finally(() => {
         done(job.version);
-        this.#pump();
+        this.pump();
         if (this.#running.length === 0 && this.#queue.length === 0) trim.idle();
       });
     }
@@ -181,7 +191,7 @@ class Runner {
 
   async #run(job: Job): Promise<void> {
     this.#seq = this.#seq >= 0x7ffffffe ? 1 : this.#seq + 1;
-    const running: Running = { seq: this.#seq, job };
+    const running: Running = { seq: this.#seq, job, yieldsAtStart: 0 };
     trim.busy();
     if (!job.version.yields) this.#alone++;
     this.#running.push(running);
@@ -189,7 +199,8 @@ class Runner {
     let rt: ModuleInstances | undefined;
     let r: Awaited<ReturnType<ModuleInstances['run']>>;
     try {
-      rt = job.version.idle.pop() ?? newInstances(job.version.spec);
+      rt = running.rt = job.version.idle.pop() ?? newInstances(job.version.spec);
+      running.yieldsAtStart = rt.yields;
       if (!job.version.all.includes(rt)) job.version.all.push(rt);
       rt.setDeadline(job.deadline, init.timeoutMs);
       r = await rt.run(job.input, job.meta);

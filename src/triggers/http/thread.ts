@@ -10,8 +10,9 @@
  * checks its own deadline: a call past it fails with TIMEOUT inside this thread (answered 504 by
  * the pipeline), its instance is dropped and the thread serves on. Its calls also give the thread
  * back every `YIELD_EVERY_MS` (JSPI), so that a runaway does not hold up the thread's other
- * requests: up to `MAX_CALLS_IN_FLIGHT` run interleaved, each on an instance set of its own; a
- * call of a module that is not metered runs alone. The thread publishes in shared memory (see
+ * requests: calls that have yielded let the next ones start beside them (`Runner`), up to
+ * `MAX_CALLS_IN_FLIGHT` interleaved, each on an instance set of its own; a call of a module
+ * that is not metered runs alone. The thread publishes in shared memory (see
  * `ThreadSlot`) the oldest running call's number, start, deadline and connection; the main thread
  * stops the whole thread when that call is still running at that deadline (answering it `504` on
  * its connection first when it can), and starts another: at the call's deadline for a module

@@ -140,6 +140,21 @@ describe('capsule serve --http-threads', { skip }, () => {
     }
   });
 
+  it('long calls interleaved on one thread each get their own answer', async () => {
+    const s = await startServer(['serve', behaviours, '--http-port=0', '--http-threads', '--workers=1', '--timeout=20s']);
+    try {
+      // "w" is busy for ~2^27 loop turns, giving the thread back meanwhile: the three run interleaved, beside the echo
+      const waits = Array.from({ length: 3 }, () => send(s.url, { method: 'POST', body: 'w' }));
+      const echo = await send(s.url, { method: 'POST', body: 'e' });
+      assert.equal(echo.status, 200);
+      assert.equal(JSON.parse(echo.text).Body, 'e');
+      assert.deepEqual(await Promise.all(waits), Array(3).fill({ status: 200, text: '"waited"' }));
+      assert.doesNotMatch(s.logs(), /HTTP thread \d stopped|worker replaced/);
+    } finally {
+      assert.equal(await s.stop(), 0);
+    }
+  });
+
   it('a metered module whose initialisation never returns: each call gets its 504 from the thread, which lives on', async () => {
     const s = await startServer(['serve', initLoop, '--http-port=0', '--http-threads', '--workers=1', '--timeout=2s']);
     try {

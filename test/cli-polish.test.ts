@@ -3,7 +3,7 @@
  * by a real bash, `--log-format` of the serving commands, `--version` of every bin, and
  * `capsule run --json` for Capsule ABI modules and WASI commands.
  */
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
@@ -305,51 +305,50 @@ describe('the bundle of capsule serve (dist/bundle/serve.cjs)', () => {
     }
   }
 
-  it('serves the same answers as the sources, has the same --help, keeps its code cache, and is not used once stale', { skip: missing(helloYou) }, async () => {
-    const dir = cloneWithBundles();
-    try {
-      const bundled = await serveOnce(dir, {});
-      const sources = await serveOnce(dir, { CAPSULE_BUNDLE: '0' });
-      assert.match(bundled.answer, /^200 .*Bob/);
-      assert.deepEqual([bundled.answer, bundled.health], [sources.answer, sources.health]);
-      // the bundle ran: it left its V8 code cache (made at exit at the latest); the sources none
-      assert.equal(bundled.caches.length, 1, 'the bundle\'s code cache');
-      assert.deepEqual(sources.caches, []);
-      assert.equal((await serveOnce(dir, {}, 'capsule-http.js', [])).answer, bundled.answer, 'capsule-http serves from it too');
-      for (const [bin, args] of [['capsule.js', ['serve', '--help']], ['capsule-http.js', ['--help']]] as const) {
-        const withBundle = await runCapsule([...args], { bin: join(dir, 'bin', bin) });
-        const without = await runCapsule([...args], { bin: join(dir, 'bin', bin), env: { CAPSULE_BUNDLE: '0' } });
-        assert.equal(withBundle.code, 0, withBundle.stderr);
-        assert.deepEqual([withBundle.stdout, withBundle.code], [without.stdout, without.code], `${bin} ${args.join(' ')}`);
-      }
-      // a source edited after the build: the sources serve, and the stale bundle is not run
-      const later = new Date(Date.now() + 60_000);
-      utimesSync(join(dir, 'src/cli/serve.ts'), later, later);
-      const stale = await serveOnce(dir, {});
-      assert.deepEqual([stale.answer, stale.caches], [bundled.answer, []]);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+  // one clone for the tests below (the stale-bundle check, last, edits a source of it)
+  let dir = '';
+  before(() => {
+    if (!missing(helloYou)) dir = cloneWithBundles();
+  });
+  after(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it('a plain serve loads none of the packages of the other commands and options (fastify, brokers, YAML, TOML), nor prom-client before a scrape', { skip: missing(helloYou) }, async () => {
-    const dir = cloneWithBundles();
-    try {
-      // NODE_DEBUG=module: Node names every CommonJS file it loads (the bundle requires packages)
-      const s = await startServer(['serve', helloYou, '--http-port=0'], { bin: join(dir, 'bin/capsule.js'), env: { NODE_DEBUG: 'module' } });
-      await (await fetch(s.url, { method: 'POST', body: '{"name":"Bob"}', headers: { 'content-type': 'application/json' } })).text();
-      const packages = () => new Set([...s.logs().matchAll(/node_modules\/((?:@[^/"]+\/)?[^/"]+)\//g)].map((m) => m[1]!));
-      const loaded = packages();
-      assert.ok(loaded.has('pino'), 'the log is loaded (the check sees packages)');
-      for (const pkg of ['fastify', '@fastify/multipart', '@nats-io/transport-node', 'mqtt', 'redis', 'couchbase', 'yaml', 'smol-toml', 'undici', 'prom-client']) {
-        assert.ok(!loaded.has(pkg), `${pkg} is not loaded`);
-      }
-      const metrics = await (await fetch(`${s.url}/capsule/metrics`)).text();
-      assert.match(metrics, /^capsule_requests_total\{function="hello-you.wasm",method="POST",status="200"\} 1$/m, 'the request before the scrape is counted');
-      assert.ok(packages().has('prom-client'), 'loaded by the scrape');
-      await s.stop();
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
+    // NODE_DEBUG=module: Node names every CommonJS file it loads (the bundle requires packages)
+    const s = await startServer(['serve', helloYou, '--http-port=0'], { bin: join(dir, 'bin/capsule.js'), env: { NODE_DEBUG: 'module', NODE_COMPILE_CACHE: join(dir, 'cache') } });
+    await (await fetch(s.url, { method: 'POST', body: '{"name":"Bob"}', headers: { 'content-type': 'application/json' } })).text();
+    const packages = () => new Set([...s.logs().matchAll(/node_modules\/((?:@[^/"]+\/)?[^/"]+)\//g)].map((m) => m[1]!));
+    const loaded = packages();
+    assert.ok(loaded.has('pino'), 'the log is loaded (the check sees packages)');
+    for (const pkg of ['fastify', '@fastify/multipart', '@nats-io/transport-node', 'mqtt', 'redis', 'couchbase', 'yaml', 'smol-toml', 'undici', 'prom-client']) {
+      assert.ok(!loaded.has(pkg), `${pkg} is not loaded`);
     }
+    const metrics = await (await fetch(`${s.url}/capsule/metrics`)).text();
+    assert.match(metrics, /^capsule_requests_total\{function="hello-you.wasm",method="POST",status="200"\} 1$/m, 'the request before the scrape is counted');
+    assert.ok(packages().has('prom-client'), 'loaded by the scrape');
+    await s.stop();
+  });
+
+  it('serves the same answers as the sources, has the same --help, keeps its code cache, and is not used once stale', { skip: missing(helloYou) }, async () => {
+    const bundled = await serveOnce(dir, {});
+    const sources = await serveOnce(dir, { CAPSULE_BUNDLE: '0' });
+    assert.match(bundled.answer, /^200 .*Bob/);
+    assert.deepEqual([bundled.answer, bundled.health], [sources.answer, sources.health]);
+    // the bundle ran: it left its V8 code cache (made at exit at the latest); the sources none
+    assert.equal(bundled.caches.length, 1, 'the bundle\'s code cache');
+    assert.deepEqual(sources.caches, []);
+    assert.equal((await serveOnce(dir, {}, 'capsule-http.js', [])).answer, bundled.answer, 'capsule-http serves from it too');
+    for (const [bin, args] of [['capsule.js', ['serve', '--help']], ['capsule-http.js', ['--help']]] as const) {
+      const withBundle = await runCapsule([...args], { bin: join(dir, 'bin', bin) });
+      const without = await runCapsule([...args], { bin: join(dir, 'bin', bin), env: { CAPSULE_BUNDLE: '0' } });
+      assert.equal(withBundle.code, 0, withBundle.stderr);
+      assert.deepEqual([withBundle.stdout, withBundle.code], [without.stdout, without.code], `${bin} ${args.join(' ')}`);
+    }
+    // a source edited after the build: the sources serve, and the stale bundle is not run
+    const later = new Date(Date.now() + 60_000);
+    utimesSync(join(dir, 'src/cli/serve.ts'), later, later);
+    const stale = await serveOnce(dir, {});
+    assert.deepEqual([stale.answer, stale.caches], [bundled.answer, []]);
   });
 });

@@ -87,8 +87,13 @@ m.enableCompileCache();
 import(${JSON.stringify(threadEntryUrl().href)}).then(() => m.flushCompileCache());`;
 /** Watchdog period, ms: deadlines are enforced to this much (as the pool's). */
 const TICK_MS = 25;
-/** How long a scrape waits for a thread's counters before using the ones it sent last, ms. */
-const SCRAPE_WAIT_MS = 100;
+/**
+ * How long a scrape waits for a thread's counters before using the ones it sent last, ms: a
+ * thread that has sent none yet is waited for longer (its first answer compiles the registry's
+ * code; under load 100 ms was too short, and its requests were missing from the totals).
+ */
+const SCRAPE_WAIT_MS = 250;
+const FIRST_SCRAPE_WAIT_MS = 2000;
 /** Threads in a row that may die before listening before the server gives up. */
 const MAX_BOOT_FAILURES = 3;
 
@@ -289,7 +294,7 @@ class Supervisor {
       const id = ++this.#scrapeId;
       const answer = new Promise<unknown>((resolve) => t.replies.set(id, resolve));
       this.#post(t, { t: 'metrics', id });
-      await settleWithin(answer.then((json) => (t.lastMetrics = json as Metrics)), SCRAPE_WAIT_MS);
+      await settleWithin(answer.then((json) => (t.lastMetrics = json as Metrics)), t.lastMetrics ? SCRAPE_WAIT_MS : FIRST_SCRAPE_WAIT_MS);
       t.replies.delete(id);
       return t.lastMetrics;
     }));

@@ -52,5 +52,5 @@ fi
 # --- 3. guests -----------------------------------------------------------------------------
 "$NODE" scripts/build-guests.ts
 
-# --- 4. the code of worker threads and of capsule run in few files (scripts/build-bundle.ts; used while newer than its sources) ---
+# --- 4. the code of worker threads, of capsule run and of capsule serve in few files (scripts/build-bundle.ts; used while newer than its sources) ---
 "$NODE" scripts/build-bundle.ts

@@ -9,11 +9,12 @@ export const root = fileURLToPath(new URL('..', import.meta.url));
  * Runs `node <argv…>` and resolves once it prints `capsule listening on <url>` (conventions.md §1).
  * Its later output is drained unread: keeping and searching it would take CPU from the servers
  * being measured.
- * @param o.stderr `inherit` to see the server's log (default `ignore`); o.what names it in errors
+ * @param o.stderr `inherit` to see the server's log (default `ignore`); o.what names it in errors;
+ *   o.env is added to this process's environment
  * @throws when the process exits before its ready line
  */
-export function startListening(argv: string[], o: { cwd?: string; stderr?: 'inherit' | 'ignore'; what?: string } = {}): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, argv, { cwd: o.cwd ?? root, stdio: ['ignore', 'pipe', o.stderr ?? 'ignore'] });
+export function startListening(argv: string[], o: { cwd?: string; stderr?: 'inherit' | 'ignore'; what?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, argv, { cwd: o.cwd ?? root, stdio: ['ignore', 'pipe', o.stderr ?? 'ignore'], ...(o.env ? { env: { ...process.env, ...o.env } } : {}) });
   return new Promise((resolve, reject) => {
     let out = '';
     const onData = (d: Buffer) => {

@@ -32,6 +32,7 @@ import { Agent, createServer, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startListening } from './lib.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const seconds = Math.max(1, Number(process.env.BENCH_SECONDS ?? 5));
@@ -127,16 +128,7 @@ interface Started {
 /** Spawns a server, reads its ready line and (unless `first` is false) sends the first request at once. */
 async function start(args: string[], first = true): Promise<Started> {
   const t0 = performance.now();
-  const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /capsule listening on (\S+)/.exec(out);
-      if (m) resolve(m[1]!);
-    });
-    child.once('exit', (code) => reject(new Error(`server exited with ${code} before listening`)));
-  });
+  const { child, url } = await startListening(args);
   const firstMs = first ? await post(url) : 0;
   return { child, url, toFirst: performance.now() - t0, first: firstMs };
 }

@@ -21,10 +21,11 @@
  * Options: BENCH_STARTUP_RUNS (default 15, at least 10), BENCH_FIRST_REQUESTS (default 3 servers),
  * BENCH_SERVE_STARTS (default 7).
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startListening } from './lib.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const cli = join(root, 'bin/capsule.js');
@@ -76,17 +77,8 @@ function startup(): void {
 
 /** Starts `capsule serve`, times the first request after the ready line, then 20 more. */
 async function firstRequest(): Promise<{ first: number; later: number }> {
-  const child = spawn(process.execPath, [cli, 'serve', helloYou, '--http-port=0'], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] });
+  const { child, url } = await startListening([cli, 'serve', helloYou, '--http-port=0'], { what: 'capsule serve' });
   try {
-    const url = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      child.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        const m = /capsule listening on (\S+)/.exec(out);
-        if (m) resolve(m[1]!);
-      });
-      child.once('exit', (code) => reject(new Error(`capsule serve exited with ${code} before listening`)));
-    });
     const call = async () => {
       const t = performance.now();
       const res = await fetch(url, { method: 'POST', body: JSON.stringify({ name: 'Bob Morane' }), headers: { 'content-type': 'application/json' } });
@@ -117,17 +109,8 @@ s.listen(0, '127.0.0.1', () => console.log('capsule listening on http://127.0.0.
 /** ms from the spawn of `node <args>` to the answer of its first request (sent at its ready line). */
 async function toFirstAnswer(args: string[], env?: NodeJS.ProcessEnv): Promise<number> {
   const t0 = performance.now();
-  const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, ...env } });
+  const { child, url } = await startListening(args, { env, what: `node ${args.join(' ')}` });
   try {
-    const url = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      child.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        const m = /capsule listening on (\S+)/.exec(out);
-        if (m) resolve(m[1]!);
-      });
-      child.once('exit', (code) => reject(new Error(`node ${args.join(' ')} exited with ${code} before listening`)));
-    });
     const res = await fetch(url, { method: 'POST', body: JSON.stringify({ name: 'Bob Morane' }), headers: { 'content-type': 'application/json', connection: 'close' } });
     await res.arrayBuffer();
     if (!res.ok) throw new Error(`HTTP ${res.status}`);

@@ -343,14 +343,23 @@ export class WatchedBucket<T> {
     clearTimeout(timer);
   }
 
-  /** Watches the bucket forever, re-creating the watcher after an end, error or stall. */
+  /**
+   * Watches the bucket forever, re-creating the watcher after an end, error or stall (checked
+   * every `STALL_CHECK_MS`: after a server's death a watcher whose consumer lived there can stay
+   * silent, and a process's view would lag until the check re-creates it).
+   */
   async #watchLoop(): Promise<void> {
     let backoff = 100;
     while (!this.#closed) {
       try {
         const iter = await this.#kv.watch(this.#seen > 0 ? { resumeFromRevision: this.#seen + 1 } : {});
         this.#stopWatch = () => iter.stop();
-        const stall = setInterval(() => void this.#checkStall(iter), 5000);
+        let checking = false;
+        const stall = setInterval(() => {
+          if (checking) return; // a check waiting for a status during a leader election
+          checking = true;
+          void this.#checkStall(iter).finally(() => (checking = false));
+        }, STALL_CHECK_MS);
         try {
           for await (const e of iter) {
             this.#apply(e);
@@ -376,7 +385,7 @@ export class WatchedBucket<T> {
       const last = (await this.#kv.status()).streamInfo.state.last_seq;
       if (last > this.#seen) {
         const before = this.#seen;
-        await sleep(2000);
+        await sleep(STALL_CONFIRM_MS);
         if (this.#seen === before) {
           // logged, so a slow propagation between processes can be told from a stuck watcher
           this.#o.logger.warn({ bucket: this.name, seen: this.#seen, last }, 'KV watcher stalled behind the stream: re-creating it');
@@ -386,6 +395,11 @@ export class WatchedBucket<T> {
     } catch { /* no quorum now: the watcher waits, reads answer from the cache */ }
   }
 }
+
+/** How often a watcher is compared with its stream's last sequence, ms. */
+const STALL_CHECK_MS = 2000;
+/** How long a watcher behind its stream may stay where it is before it is re-created, ms. */
+const STALL_CONFIRM_MS = 1000;
 
 /**
  * Runs `op` until it succeeds, retrying transient JetStream failures (no responders during a

@@ -73,7 +73,8 @@ export interface ServingTrigger {
 
 /**
  * The process side of a serving command: SIGTERM and SIGINT shut the trigger down gracefully,
- * the ready line goes to stdout, and once closed the log is flushed.
+ * the log lines of the start are written out (they are batched), then the ready line goes to
+ * stdout, and once closed the log is flushed.
  *
  * `process.on`, not `once`: a signal may come twice (a terminal's Ctrl-C reaches both the
  * launcher of an old Node and this process; systemd signals the whole group), and a second one
@@ -83,6 +84,9 @@ export interface ServingTrigger {
  */
 export async function serveUntilClosed(trigger: ServingTrigger, readyLine: string, logger: Logger): Promise<number> {
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => void trigger.shutdown(sig));
+  // what the start logged (a config key ignored, the module loaded) is in the log before a
+  // script that waits for the ready line looks at it
+  await flushLogger(logger);
   process.stdout.write(`${readyLine}\n`);
   const code = await trigger.closed;
   await flushLogger(logger);

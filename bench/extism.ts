@@ -213,7 +213,7 @@ async function main(): Promise<void> {
     console.log(`   ${label}`);
     console.log(`   Capsule inline (this thread, no deadline)    ${fmt(li, 2)} µs   speed-up vs JS SDK foreground ${ratio(lf, li)}`);
     console.log(`   JS SDK foreground                            ${fmt(lf, 2)} µs`);
-    console.log(`   Capsule inline with a deadline (watchdog)    ${fmt(ld)} µs   vs JS SDK foreground ${ratio(lf, ld)}`);
+    console.log(`   Capsule inline with a deadline (metered)     ${fmt(ld)} µs   vs JS SDK foreground ${ratio(lf, ld)}`);
     console.log(`   Capsule on a worker thread (the default)     ${fmt(lc)} µs   vs JS SDK foreground ${ratio(lf, lc)}`);
     console.log(`   JS SDK runInWorker                           ${fmt(lb)} µs   Capsule worker speed-up ${ratio(lb, lc)}`);
   };

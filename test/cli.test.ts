@@ -131,6 +131,10 @@ describe('capsule run: failures and exit codes', () => {
     const unknown = await runCapsule(['serve', '--bogus']);
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /unknown option '--bogus'/);
+    // an unknown option before the module is not taken for the module's path
+    const before = await runCapsule(['run', '--bogus', 'x']);
+    assert.equal(before.code, 2, before.stderr);
+    assert.match(before.stderr, /unknown option '--bogus' \(options of the guest go after the module/);
     const none = await runCapsule(['run']);
     assert.equal(none.code, 2);
     assert.match(none.stderr, /no module/);

@@ -145,6 +145,10 @@ export function runCommand(program: Command, exit: (code: number) => void): void
     .allowUnknownOption()
     .exitOverride()
     .action(async (positional: string | undefined, rest: string[], f: ModuleFlags & { params?: string; paramsFile?: string; separator?: string; handler?: 'handle' | 'json'; json?: boolean }) => {
+      if (!(f.wasm || f.url) && positional?.startsWith('-') && positional !== '-') {
+        // an unknown option before the module: commander took it for the module's path
+        throw new CapsuleError('USAGE', `unknown option '${positional}' (options of the guest go after the module, or after --)`);
+      }
       const all = [...(positional !== undefined ? [positional] : []), ...rest];
       const dashdash = all.indexOf('--');
       if (dashdash >= 0) all.splice(dashdash, 1);

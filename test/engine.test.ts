@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { parseModule, rewriteMemoryAsImport } from '../src/wasm/binary.ts';
 import { detectKind } from '../src/engine/detect.ts';
-import { compileModule } from '../src/engine/load.ts';
+import { compileModule, digestOf } from '../src/engine/load.ts';
 import { parseDuration, parseSize } from '../src/base/units.ts';
 import { normaliseArgv } from '../src/cli/legacy.ts';
 import { buildGuestEnv, parseEnvFile } from '../src/functions/guest-env.ts';
@@ -56,6 +56,14 @@ describe('kind detection (spec README §1)', () => {
   it('loads Extism plugins, checking their extism:host/env imports (extism-abi.md §1)', async () => {
     await assert.rejects(compileModule(moduleWith([{ name: 'run', params: 0 }], [{ module: 'extism:host/env', name: 'input_length' }]), 'p.wasm'), /import extism:host\/env\.input_length has type \(\) -> \(\); Capsule \(extism modules\) expects \(\) -> i64/);
     await assert.rejects(compileModule(moduleWith([{ name: 'run', params: 0 }], [{ module: 'extism:host/env', name: 'nosuch' }]), 'p.wasm'), /imports extism:host\/env\.nosuch; extism modules may import only from/);
+  });
+
+  it('refuses a --digest that is not a SHA-256 digest as a usage error, and a wrong one as a mismatch', async () => {
+    const bytes = moduleWith([{ name: '_start', params: 0 }]);
+    await assert.rejects(compileModule(bytes, 'm.wasm', { digest: 'abc' }), (e: Error & { code?: string }) => e.code === 'USAGE' && /m\.wasm: --digest: "abc" is not a SHA-256 digest/.test(e.message));
+    await assert.rejects(compileModule(bytes, 'm.wasm', { digest: `SHA256:${'0'.repeat(64)}` }), (e: Error & { code?: string }) => e.code === 'LOAD' && /m\.wasm: digest mismatch: expected sha256:0{64}, got sha256:[0-9a-f]{64}/.test(e.message));
+    const good = readFileSync(fixture('abi-gen2'));
+    assert.equal((await compileModule(good, 'g.wasm', { digest: digestOf(good).toUpperCase() })).name, 'g.wasm', 'any case is the same digest');
   });
 
   it('checks an explicit --kind against the exports', () => {

@@ -243,10 +243,11 @@ async function saveAtomically(path: string, bytes: Uint8Array): Promise<void> {
 
 /**
  * Compares a module's digest (`digestOf`) with the expected one (`--digest`).
- * @throws CapsuleError LOAD on a mismatch, naming both
+ * @throws CapsuleError USAGE when `expected` is not a digest (as `fetchModule` says it);
+ *   DigestMismatchError (code LOAD) on a mismatch, naming both
  */
 function checkDigest(got: string, name: string, expected: string): void {
-  const want = `sha256:${sha256Hex(expected) ?? expected.toLowerCase()}`;
+  const want = expectedDigest(expected, `${name}: --digest`);
   if (want !== got) throw new DigestMismatchError(`${name}: digest mismatch: expected ${want}, got ${got}`);
 }
 

@@ -102,6 +102,13 @@ function newInstances(v: ThreadVersion): ModuleInstances {
   return new ModuleInstances(v.module, memoryPool, service, undefined, { yieldEveryMs: YIELD_EVERY_MS, onYield: () => runner.pump() });
 }
 
+/** One more instance set of `v` (all its sets are busy), counted in `v.all`. @throws as `newInstances` */
+function moreInstances(v: Version): ModuleInstances {
+  const rt = newInstances(v.spec);
+  v.all.push(rt);
+  return rt;
+}
+
 function makeVersion(v: ThreadVersion): Version {
   const rt = newInstances(v);
   return { id: v.id, spec: v, idle: [rt], all: [rt], yields: rt.metered && YIELD_EVERY_MS !== undefined, exports: new Set(v.exports), calls: 0, retired: false };
@@ -200,9 +207,8 @@ class Runner {
     let rt: ModuleInstances | undefined;
     let r: Awaited<ReturnType<ModuleInstances['run']>>;
     try {
-      rt = running.rt = job.version.idle.pop() ?? newInstances(job.version.spec);
+      rt = running.rt = job.version.idle.pop() ?? moreInstances(job.version);
       running.yieldsAtStart = rt.yields;
-      if (!job.version.all.includes(rt)) job.version.all.push(rt);
       rt.setDeadline(job.deadline, init.timeoutMs);
       r = await rt.run(job.input, job.meta);
     } catch (e) {

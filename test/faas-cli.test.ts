@@ -164,7 +164,7 @@ describe('capsule faas and the FaaS client commands', { skip }, () => {
     for (const [args, message] of [
       [['blue=50', 'green=40'], /the percents add up to 90, not 100/],
       [['blue=50', 'blue=50'], /revision blue appears twice/],
-      [['blue=150'], /a percent is a whole number from 0 to 100/],
+      [['blue=150'], /blue: percent must be a whole number from 0 to 100/],
     ] as const) {
       const bad = await client(['set-default', 'hello', ...args], { CAPSULE_REVERSE_PROXY_URL: 'http://127.0.0.1:1' });
       assert.equal(bad.code, 2, bad.stderr);

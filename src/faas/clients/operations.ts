@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { CapsuleError } from '../../base/errors.ts';
 import { callService, ServiceError, serviceToken, serviceUrl } from './http.ts';
+import { trafficProblem, type TrafficTarget } from '../shared/traffic.ts';
 
 /** Where the services are and the admin tokens to send. */
 export interface ClientContext {
@@ -230,15 +231,11 @@ export async function scaleRevision(ctx: ClientContext, fn: string, rev: string,
   return { function: fn, revision: rev, from: current.length, to: after.length, localUrls: after.map((x) => x.localUrl ?? '') };
 }
 
-/** One revision's share of a function's default route. */
-export interface TrafficTarget {
-  revision: string;
-  percent: number;
-}
+export type { TrafficTarget };
 
 /**
- * `blue=90 green=10` → targets, checked as the proxy checks them (setTraffic in proxy/table.ts)
- * so a bad split fails before any request.
+ * `blue=90 green=10` → targets, checked by the proxy's rule ({@link trafficProblem}, the code
+ * setTraffic in proxy/table.ts runs) so a bad split fails before any request.
  * @throws CapsuleError USAGE on a malformed target, `default`, a percent above 100, a revision
  *   named twice, or percents that do not add up to 100
  */
@@ -246,14 +243,10 @@ export function parseTargets(texts: readonly string[]): TrafficTarget[] {
   const targets = texts.map((t) => {
     const m = /^([^=\s]+)=(\d{1,3})%?$/.exec(t);
     if (!m) throw new CapsuleError('USAGE', `"${t}": expected <revision>=<percent>, e.g. blue=90 green=10`);
-    if (m[1] === 'default') throw new CapsuleError('USAGE', `"${t}": a target cannot be "default" (it is the alias being set)`);
-    if (Number(m[2]) > 100) throw new CapsuleError('USAGE', `"${t}": a percent is a whole number from 0 to 100`);
     return { revision: m[1]!, percent: Number(m[2]) };
   });
-  const twice = targets.find((t, i) => targets.findIndex((u) => u.revision === t.revision) !== i);
-  if (twice) throw new CapsuleError('USAGE', `revision ${twice.revision} appears twice`);
-  const sum = targets.reduce((n, t) => n + t.percent, 0);
-  if (sum !== 100) throw new CapsuleError('USAGE', `the percents add up to ${sum}, not 100 (e.g. blue=90 green=10)`);
+  const problem = trafficProblem(targets);
+  if (problem !== undefined) throw new CapsuleError('USAGE', `${problem} (e.g. blue=90 green=10)`);
   return targets;
 }
 

@@ -12,15 +12,12 @@
  * while the alias exists (`ERROR_REVISION_ALREADY_EXISTS`, as Go answered for its copy).
  */
 import { FaasError } from '../shared/service.ts';
+import { trafficProblem, type TrafficTarget } from '../shared/traffic.ts';
 
 /** The revision a plain `/functions/<name>` call reaches. */
 export const DEFAULT_REVISION = 'default';
 
-/** One weighted target of a traffic split: a concrete revision and its share (integer percent). */
-export interface TrafficTarget {
-  revision: string;
-  percent: number;
-}
+export type { TrafficTarget };
 
 /** Where the stickiness key of a split comes from: `header:X-User` or `cookie:capsule-rev`. */
 export type StickySpec = { from: 'header' | 'cookie'; name: string };
@@ -241,20 +238,10 @@ export class RouteTable {
    */
   setTraffic(fn: string, targets: readonly TrafficTarget[], sticky?: string): void {
     const f = this.#get(fn);
-    const bad = (m: string) => new FaasError(400, 'ERROR_BAD_TRAFFIC', m);
-    if (!Array.isArray(targets) || targets.length === 0) throw bad('targets: give at least one {"revision","percent"}');
-    const seen = new Set<string>();
-    let sum = 0;
-    for (const t of targets) {
-      if (typeof t?.revision !== 'string' || t.revision === '') throw bad('each target needs a "revision" (a non-empty string)');
-      if (t.revision === DEFAULT_REVISION) throw bad('a target cannot be "default" (it is the alias being set)');
-      if (seen.has(t.revision)) throw bad(`revision ${t.revision} appears twice`);
-      if (!Number.isInteger(t.percent) || t.percent < 0 || t.percent > 100) throw bad(`${t.revision}: percent must be a whole number from 0 to 100`);
-      if (!f.revisions.has(t.revision)) throw revNotFound(t.revision);
-      seen.add(t.revision);
-      sum += t.percent;
-    }
-    if (sum !== 100) throw bad(`percents add up to ${sum}, not 100`);
+    const problem = trafficProblem(targets);
+    if (problem !== undefined) throw new FaasError(400, 'ERROR_BAD_TRAFFIC', problem);
+    const unknown = targets.find((t) => !f.revisions.has(t.revision));
+    if (unknown) throw revNotFound(unknown.revision);
     const spec = sticky === undefined || sticky === '' ? undefined : parseSticky(sticky);
     f.revisions.delete(DEFAULT_REVISION);
     f.counters.delete(DEFAULT_REVISION);

@@ -481,8 +481,9 @@ interface Body {
   lastPatch: number;
   loops: number;
   tail: boolean;
-  /** It calls through a table or a reference (tail calls included); without a tail call. */
+  /** It calls through a table or a reference (`call_indirect`, `call_ref`, or their tail calls). */
   indirect: boolean;
+  /** It has a non-tail call through a table or a reference: a check may go before it (`cycleChecks`). */
   indirectCall: boolean;
   /** Defined functions it calls directly (old indices minus the function imports). */
   callees: number[];
@@ -683,16 +684,18 @@ function cycleChecks(ctx: Ctx, bodies: Body[]): { guarded: boolean[]; indirectCh
   const guarded = bodies.map((b, v) => b.tail || b.callees.includes(v));
   const indirectChecked = bodies.map(() => false);
   let tableCycle: number[] = [];
-  components(n + 1, (v) => (v === table ? taken.length : bodies[v]!.callees.length + (bodies[v]!.indirect ? 1 : 0)),
-    (v, k) => (v === table ? taken[k]! : bodies[v]!.callees[k] ?? table), (members) => {
-      if (members.length > 1 && members.includes(table)) tableCycle = members;
-    });
+  /** Whether the table's edges are left out (the second pass, once checks before indirect calls cut its cycles). */
+  let cut = false;
+  const degree = (v: number) => (v === table ? (cut ? 0 : taken.length) : bodies[v]!.callees.length + (bodies[v]!.indirect && !cut ? 1 : 0));
+  const succ = (v: number, k: number) => (v === table ? taken[k]! : bodies[v]!.callees[k] ?? table);
+  components(n + 1, degree, succ, (members) => {
+    if (members.length > 1 && members.includes(table)) tableCycle = members;
+  });
   for (const v of tableCycle) if (v !== table && bodies[v]!.indirectCall) indirectChecked[v] = true;
-  const cut = tableCycle.length > 0; // then the table's edges are left out below
-  components(n + 1, (v) => (v === table ? (cut ? 0 : taken.length) : bodies[v]!.callees.length + (bodies[v]!.indirect && !cut ? 1 : 0)),
-    (v, k) => (v === table ? taken[k]! : bodies[v]!.callees[k] ?? table), (members) => {
-      if (members.length > 1) cutCycles(members, bodies, guarded);
-    });
+  cut = tableCycle.length > 0;
+  components(n + 1, degree, succ, (members) => {
+    if (members.length > 1) cutCycles(members, bodies, guarded);
+  });
   return { guarded, indirectChecked };
 }
 

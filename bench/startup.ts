@@ -24,10 +24,8 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { startListening } from './lib.ts';
+import { root, startListening, stopProcess } from './lib.ts';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const cli = join(root, 'bin/capsule.js');
 const runs = Math.max(10, Number(process.env.BENCH_STARTUP_RUNS ?? 15));
 const servers = Math.max(1, Number(process.env.BENCH_FIRST_REQUESTS ?? 3));
@@ -116,8 +114,7 @@ async function toFirstAnswer(args: string[], env?: NodeJS.ProcessEnv): Promise<n
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     return performance.now() - t0;
   } finally {
-    child.kill('SIGTERM');
-    await new Promise((r) => (child.exitCode === null && child.signalCode === null ? child.once('exit', r) : r(undefined)));
+    await stopProcess(child);
   }
 }
 

@@ -70,8 +70,7 @@ export interface ThreadSlot {
   running: Int32Array;
   /** Connections open on the thread now. */
   connections: Int32Array;
-  /** Start of that call, and when the supervisor stops the thread if it still runs (its deadline, + METER_GRACE_MS when metered), ms (Date.now clock). */
-  started: Float64Array;
+  /** When the supervisor stops the thread if that call still runs (its deadline, + METER_GRACE_MS when metered), ms (Date.now clock). */
   deadline: Float64Array;
   /**
    * The file descriptor of that call's connection when the supervisor may answer it
@@ -91,13 +90,13 @@ export const METER_GRACE_MS = 1000;
 export const TAKEN = -1;
 
 /** Bytes of a thread's shared memory. */
-export const THREAD_SLOT_BYTES = 32;
+export const THREAD_SLOT_BYTES = 24;
 
 /**
  * The views of a thread's shared memory: int32 at 0 the running call's number, int32 at 4 the
- * open connections, float64 at 8 its start, at 16 its deadline, int32 at 24 its connection's
- * descriptor. The thread writes these before the number (an atomic store), so a reader that
- * sees a number sees its times. The thread ends a call by swapping its number back to 0 (then
+ * open connections, float64 at 8 its deadline, int32 at 16 its connection's descriptor. The
+ * thread writes these before the number (an atomic store), so a reader that sees a number sees
+ * its deadline and descriptor. The thread ends a call by swapping its number back to 0 (then
  * publishes the next oldest running call, if any, the same way), the
  * supervisor takes one at its deadline by swapping it to TAKEN: whoever swaps first answers.
  */
@@ -105,8 +104,7 @@ export function threadSlot(buffer: SharedArrayBuffer): ThreadSlot {
   return {
     running: new Int32Array(buffer, 0, 1),
     connections: new Int32Array(buffer, 4, 1),
-    started: new Float64Array(buffer, 8, 1),
-    deadline: new Float64Array(buffer, 16, 1),
-    fd: new Int32Array(buffer, 24, 1),
+    deadline: new Float64Array(buffer, 8, 1),
+    fd: new Int32Array(buffer, 16, 1),
   };
 }

@@ -13,7 +13,7 @@
  * requests: calls that have yielded let the next ones start beside them (`Runner`), up to
  * `MAX_CALLS_IN_FLIGHT` interleaved, each on an instance set of its own; a call of a module
  * that is not metered runs alone. The thread publishes in shared memory (see
- * `ThreadSlot`) the oldest running call's number, start, deadline and connection; the main thread
+ * `ThreadSlot`) the oldest running call's number, deadline and connection; the main thread
  * stops the whole thread when that call is still running at that deadline (answering it `504` on
  * its connection first when it can), and starts another: at the call's deadline for a module
  * that is not metered, `METER_GRACE_MS` after it for one that is (a backstop: a host function
@@ -176,7 +176,6 @@ class Runner {
 
   /** Publishes `r` in the shared slot (the supervisor watches its deadline). */
   #publish(r: Running): void {
-    slot.started[0] = Date.now();
     slot.deadline[0] = r.job.version.yields ? r.job.deadline + METER_GRACE_MS : r.job.deadline;
     Atomics.store(slot.fd, 0, r.job.fd);
     Atomics.store(slot.running, 0, r.seq);

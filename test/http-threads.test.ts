@@ -58,7 +58,7 @@ function threadsThatAnswered(s: Server, path: string): Set<number> {
 async function metric(url: string, name: string): Promise<number> {
   for (;;) {
     try {
-      // a scrape waits 0.1 s for a thread busy in a call (then uses its last counters); a
+      // a scrape waits 0.25 s for a thread busy in a call (then uses its last counters); a
       // connection the kernel gave to that thread is not answered before the call ends
       const { text } = await send(url, { path: '/capsule/metrics', timeoutMs: 500 });
       let sum = 0;

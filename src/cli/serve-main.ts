@@ -30,15 +30,7 @@ export function serves(argv: string[], bin: string): boolean {
 export async function main(argv: string[], o: { bin: string }): Promise<void> {
   const keys = typeof CAPSULE_CONFIG_KEYS === 'undefined' ? [] : CAPSULE_CONFIG_KEYS;
   await parseCommandLine(argv, o.bin, async () => {
-    const [{ baseProgram, configHooks }, { serveCommand }, { declareOtherCommandsKeys }] = await Promise.all([
-      import('./module-command.ts'), import('./serve.ts'), import('../functions/config-file.ts'),
-    ]);
-    return (exit) => {
-      const program = baseProgram();
-      serveCommand(program, exit);
-      configHooks(program);
-      declareOtherCommandsKeys(program, keys);
-      return program;
-    };
+    const { buildServeProgram } = await import('./serve.ts');
+    return (exit) => buildServeProgram(exit, keys);
   });
 }

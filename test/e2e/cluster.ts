@@ -34,11 +34,9 @@ export interface NatsCluster {
  * Starts `size` clustered JetStream servers (1 = one plain JetStream server) and waits until each
  * answers `/healthz`.
  * @param bin path of `nats-server`
- * @throws when a server does not come up within 20 s
- */
-/**
  * @param listen the client listener's interface: 127.0.0.1, or 0.0.0.0 to have each server
  *   announce one `connect_urls` entry per address of the machine (as a production server does)
+ * @throws when a server does not come up within 20 s
  */
 export async function startNatsCluster(bin: string, size = 3, listen = '127.0.0.1'): Promise<NatsCluster> {
   // A free port is free when picked, not when the server binds it: a test running beside this

@@ -176,7 +176,8 @@ class Runner {
 
   /** Publishes `r` in the shared slot (the supervisor watches its deadline). */
   #publish(r: Running): void {
-    slot.deadline[0] = r.job.version.yields ? r.job.deadline + METER_GRACE_MS : r.job.deadline;
+    // metered, yielding or not (CAPSULE_YIELD=0): the call stops itself at its deadline, the supervisor is a backstop
+    slot.deadline[0] = r.job.version.spec.module.metered ? r.job.deadline + METER_GRACE_MS : r.job.deadline;
     Atomics.store(slot.fd, 0, r.job.fd);
     Atomics.store(slot.running, 0, r.seq);
   }

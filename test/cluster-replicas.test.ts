@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { findBinary, runCapsule, startServer, type Server } from './helpers.ts';
+import { findBinary, freePort, runCapsule, startServer, type Server } from './helpers.ts';
 import { startNatsCluster, type NatsCluster } from './e2e/cluster.ts';
 import { clusterReplicas } from '../src/faas/cluster/state.ts';
 
@@ -106,5 +106,12 @@ describe('bucket replicas on servers listening on every interface', { skip: nats
     for (const kind of ['DEPLOY', 'NODES', 'PROCS', 'ROUTES']) {
       assert.equal((await (await jetstreamManager(nc)).streams.info(`KV_CAPSULE_any_${kind}`)).config.num_replicas, 2, kind);
     }
+  });
+
+  it('does not count an announced address it cannot reach or read, nor fail on it', async () => {
+    const hostPort = (u: string) => u.replace(/^nats:\/\//, '');
+    const announced = [...cluster.servers.map((s) => hostPort(s.url)), `127.0.0.1:${await freePort()}`, 'not an address'];
+    const fake = { info: { ...nc.info!, connect_urls: announced } } as unknown as NatsConnection;
+    assert.equal(await clusterReplicas(fake), 2, JSON.stringify(announced));
   });
 });

@@ -9,6 +9,7 @@
  * that cannot reach a JetStream quorum within `timeoutMs` fails with
  * `FaasError(503, 'STATE_UNAVAILABLE')` while reads keep answering from the cache.
  */
+import { connect } from 'node:net';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { KV, KvEntry } from '@nats-io/kv';
 import type { Logger } from '../../observability/logger.ts';
@@ -83,22 +84,34 @@ export async function clusterReplicas(nc: NatsConnection, explicit?: number): Pr
   if (explicit !== undefined) return explicit;
   const urls = nc.info?.connect_urls ?? [];
   if (urls.length <= 1) return 1;
-  const ids = await serverIds(urls, 3, nc.info?.server_id);
+  const ids = await serverIds(urls, nc.info?.server_id);
   return Math.max(1, Math.min(3, ids.size));
 }
 
 /**
- * The `server_id`s behind NATS client addresses (`host:port`, IPv6 as `[addr]:port`), read from
- * the INFO line each server sends first on a new connection; stops once `enough` are known.
- * An address that does not answer within 1 s is skipped.
- * @param known an id already known (the connected server's), counted from the start
+ * The `server_id`s behind NATS client addresses (`host:port`, IPv6 as `[addr]:port`), every
+ * address asked at once ({@link serverIdAt}): an address that does not answer is skipped after
+ * 1 s, so the count takes about 1 s at most however many addresses cannot be reached.
+ * @param known an id already known (the connected server's), counted too
  */
-async function serverIds(urls: string[], enough: number, known?: string): Promise<Set<string>> {
-  const { connect } = await import('node:net');
-  const ids = new Set<string>(known ? [known] : []);
-  const infoOf = (url: string) => new Promise<string | undefined>((resolve) => {
-    const { hostname, port } = new URL(`nats://${url}`);
-    const socket = connect({ host: hostname.replace(/^\[|\]$/g, ''), port: Number(port) || 4222, timeout: 1000 });
+async function serverIds(urls: string[], known?: string): Promise<Set<string>> {
+  const ids = await Promise.all(urls.map(serverIdAt));
+  return new Set([known, ...ids].filter((id): id is string => id !== undefined));
+}
+
+/**
+ * The `server_id` in the INFO line a NATS server sends first on a new connection, or undefined
+ * when `url` (`host:port`) is not an address, does not answer within 1 s or is not NATS.
+ */
+function serverIdAt(url: string): Promise<string | undefined> {
+  let target: URL;
+  try {
+    target = new URL(`nats://${url}`);
+  } catch {
+    return Promise.resolve(undefined);
+  }
+  return new Promise((resolve) => {
+    const socket = connect({ host: target.hostname.replace(/^\[|\]$/g, ''), port: Number(target.port) || 4222, timeout: 1000 });
     let text = '';
     const done = (id?: string) => {
       socket.destroy();
@@ -120,12 +133,6 @@ async function serverIds(urls: string[], enough: number, known?: string): Promis
     socket.on('error', () => done());
     socket.on('close', () => done());
   });
-  for (const url of urls) {
-    if (ids.size >= enough) break;
-    const id = await infoOf(url);
-    if (id) ids.add(id);
-  }
-  return ids;
 }
 
 /** Options of {@link WatchedBucket.open}. */

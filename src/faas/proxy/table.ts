@@ -12,12 +12,9 @@
  * while the alias exists (`ERROR_REVISION_ALREADY_EXISTS`, as Go answered for its copy).
  */
 import { FaasError } from '../shared/service.ts';
-import { trafficProblem, type TrafficTarget } from '../shared/traffic.ts';
+import { DEFAULT_REVISION, trafficProblem, type TrafficTarget } from '../shared/traffic.ts';
 
-/** The revision a plain `/functions/<name>` call reaches. */
-export const DEFAULT_REVISION = 'default';
-
-export type { TrafficTarget };
+export { DEFAULT_REVISION, type TrafficTarget };
 
 /** Where the stickiness key of a split comes from: `header:X-User` or `cookie:capsule-rev`. */
 export type StickySpec = { from: 'header' | 'cookie'; name: string };

@@ -4,6 +4,9 @@
  * (clients/operations.ts `parseTargets`) check a split with the same code and the same words.
  */
 
+/** The revision a plain `/functions/<name>` call reaches, and the alias a split sets. */
+export const DEFAULT_REVISION = 'default';
+
 /** One weighted target of a traffic split: a concrete revision and its share (integer percent). */
 export interface TrafficTarget {
   revision: string;
@@ -22,7 +25,7 @@ export function trafficProblem(targets: readonly TrafficTarget[]): string | unde
   let sum = 0;
   for (const t of targets) {
     if (typeof t?.revision !== 'string' || t.revision === '') return 'each target needs a "revision" (a non-empty string)';
-    if (t.revision === 'default') return 'a target cannot be "default" (it is the alias being set)';
+    if (t.revision === DEFAULT_REVISION) return 'a target cannot be "default" (it is the alias being set)';
     if (seen.has(t.revision)) return `revision ${t.revision} appears twice`;
     if (!Number.isInteger(t.percent) || t.percent < 0 || t.percent > 100) return `${t.revision}: percent must be a whole number from 0 to 100`;
     seen.add(t.revision);

@@ -108,11 +108,10 @@ function upstreamOf(url: string): Upstream {
 class LazyBody extends Readable {
   started = false;
   readonly #source: IncomingMessage;
-  /** What was read from the client so far (recorded bodies only). */
+  /** What was read from the client so far, by this body and the ones it continues (recorded bodies only). */
   #recorded: Buffer[] | undefined;
+  /** The client's request has been read to its end (by this body or one it continues). */
   #ended = false;
-  readonly #prefix: Buffer[];
-  #prefixEnded: boolean;
   #listeners: { data: (c: Buffer) => void; end: () => void; error: (e: Error) => void; aborted: () => void } | undefined;
 
   /**
@@ -122,17 +121,12 @@ class LazyBody extends Readable {
   constructor(source: IncomingMessage, record: boolean, previous?: LazyBody) {
     super();
     this.#source = source;
-    this.#recorded = record ? [] : undefined;
-    this.#prefix = [];
-    this.#prefixEnded = false;
+    this.#recorded = !record ? undefined : previous === undefined ? [] : [...(previous.#recorded ?? [])];
     if (previous !== undefined) {
-      if (previous.#recorded) this.#prefix.push(...previous.#recorded);
-      this.#prefixEnded = previous.#ended;
       this.#ended = previous.#ended;
       previous.#detach();
       if (previous.started) previous.destroy(); // its attempt is over; the client's request continues here
     }
-    this.#recorded?.push(...this.#prefix);
   }
 
   /** Whether an attempt that used this body can be sent again with the same bytes. */
@@ -150,8 +144,9 @@ class LazyBody extends Readable {
   override _read(): void {
     if (!this.started) {
       this.started = true;
-      for (const c of this.#prefix) this.push(c);
-      if (this.#prefixEnded) {
+      // what the attempts before read (a replay): nothing is added to #recorded before this read
+      if (this.#recorded) for (const c of this.#recorded) this.push(c);
+      if (this.#ended) {
         this.push(null);
         return;
       }
@@ -170,7 +165,7 @@ class LazyBody extends Readable {
       };
       s.on('data', this.#listeners.data).once('end', this.#listeners.end).once('error', this.#listeners.error).once('aborted', this.#listeners.aborted);
     }
-    if (!this.#prefixEnded) this.#source.resume();
+    if (!this.#ended) this.#source.resume();
   }
 }
 

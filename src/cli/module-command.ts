@@ -32,16 +32,24 @@ export function baseProgram(): Command {
 }
 
 /**
- * The program with only `capsule run` (run-main.ts, the bundle of `capsule run`).
+ * A program with one command that loads a module (the bundles of `capsule run` and `capsule
+ * serve`: run-main.ts, serve-main.ts), with the config hooks of the whole program.
+ * @param add adds the command (`runCommand`, serve.ts `serveCommand`)
+ * @param exit receives the process exit code
  * @param configKeys the config-file keys of every command of the whole program (a file beside a
- *   module may hold settings of serve, nats, mqtt…: accepted and ignored, as by the whole program)
+ *   module may hold settings of other commands: accepted and ignored, as by the whole program)
  */
-export function buildRunProgram(exit: (code: number) => void, configKeys: readonly string[]): Command {
+export function buildOneCommandProgram(add: (program: Command, exit: (code: number) => void) => void, exit: (code: number) => void, configKeys: readonly string[]): Command {
   const program = baseProgram();
-  runCommand(program, exit);
+  add(program, exit);
   configHooks(program);
   declareOtherCommandsKeys(program, configKeys);
   return program;
+}
+
+/** The program with only `capsule run` (run-main.ts, the bundle of `capsule run`). */
+export function buildRunProgram(exit: (code: number) => void, configKeys: readonly string[]): Command {
+  return buildOneCommandProgram(runCommand, exit, configKeys);
 }
 
 /** Options shared by every command that loads a module. */

@@ -11,10 +11,10 @@ import type { LoadedModule } from '../engine/load.ts';
 import type { WorkerPool } from '../engine/pool.ts';
 import { parseDuration, parseSize } from '../base/units.ts';
 import { EXTISM_MODE_SETTING, functionOptionsOf, functionSpecFromFlags } from '../functions/spec.ts';
-import { allConfigKeys, declareOtherCommandsKeys } from '../functions/config-file.ts';
+import { allConfigKeys } from '../functions/config-file.ts';
 import { intFlag, listenFlags, listenOptions, logFormatOption, workersFlag, type ListenFlags } from './flags.ts';
 import { settingOptions } from './capabilities.ts';
-import { baseProgram, configHooks, functionOptions, loadFromFlags, moduleOptions, type ModuleFlags } from './module-command.ts';
+import { buildOneCommandProgram, functionOptions, loadFromFlags, moduleOptions, type ModuleFlags } from './module-command.ts';
 
 /** The flags of `capsule serve`. */
 type ServeFlags = ModuleFlags & ListenFlags & {
@@ -27,19 +27,9 @@ type ServeFlags = ModuleFlags & ListenFlags & {
 /** The HTTP options every form of `capsule serve` shares, read from its flags. */
 type ServeHttp = Parameters<typeof import('../triggers/http/server.ts').serveHttp>[1];
 
-/**
- * The program with only `capsule serve` (serve-main.ts, the serve bundle); program.ts adds the
- * command to the whole program.
- * @param exit receives the process exit code
- * @param configKeys the config-file keys of every command of the whole program (a file beside a
- *   module may hold settings of run, nats, mqtt…: accepted and ignored, as by the whole program)
- */
+/** The program with only `capsule serve` (serve-main.ts, the serve bundle); program.ts adds the command to the whole program. */
 export function buildServeProgram(exit: (code: number) => void, configKeys: readonly string[]): Command {
-  const program = baseProgram();
-  serveCommand(program, exit);
-  configHooks(program);
-  declareOtherCommandsKeys(program, configKeys);
-  return program;
+  return buildOneCommandProgram(serveCommand, exit, configKeys);
 }
 
 /** `capsule serve`: one module over HTTP, or many (`--functions`, `--routes`). */

@@ -199,7 +199,9 @@ export class WatchedBucket<T> {
       replicas: o.replicas, history: o.history ?? 5, ...(o.ttlMs ? { ttl: o.ttlMs } : {}),
     }));
     const bucket = new WatchedBucket<T>(name, kv, o);
-    const status = await retrying(`status of ${name}`, timeoutMs, () => kv.status());
+    // as long as the create: a stream just created answers its status once its replicas have
+    // elected a leader, which on a cluster that has just formed took over 5 s in a loaded CI run
+    const status = await retrying(`status of ${name}`, timeoutMs * 4, () => kv.status());
     if (status.replicas !== o.replicas) o.logger.info({ bucket: name, replicas: status.replicas, asked: o.replicas }, 'bucket opened as it is (created earlier with another replica count)');
     void bucket.#watchLoop();
     void bucket.#restartOnReconnect(nc);

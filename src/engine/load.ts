@@ -77,6 +77,8 @@ export interface UrlSource {
 
 /** Largest module a node or a server's reload downloads unless told otherwise, bytes (64 MiB; the registry's `--max-module-size` default too). */
 export const DEFAULT_MAX_MODULE_BYTES = 64 * 1024 * 1024;
+/** How long a node's or a server's reload download of a module may take unless told otherwise, ms (30 s: headers and body). */
+export const DEFAULT_DOWNLOAD_TIMEOUT_MS = 30_000;
 
 /** The bytes do not have an expected digest (code LOAD; the FaaS node answers 422 ERROR_DIGEST_MISMATCH). */
 export class DigestMismatchError extends CapsuleError {

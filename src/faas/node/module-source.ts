@@ -9,7 +9,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomically } from '../../base/files.ts';
-import { compileModule, DEFAULT_MAX_MODULE_BYTES, DigestMismatchError, digestOf, fetchModule, splitDigestPin, type LoadedModule } from '../../engine/load.ts';
+import { compileModule, DEFAULT_DOWNLOAD_TIMEOUT_MS, DEFAULT_MAX_MODULE_BYTES, DigestMismatchError, digestOf, fetchModule, splitDigestPin, type LoadedModule } from '../../engine/load.ts';
 import { sha256Hex } from '../../base/digest.ts';
 import { CapsuleError } from '../../base/errors.ts';
 import { FaasError } from '../shared/service.ts';
@@ -32,7 +32,7 @@ export interface ModuleSourceOptions {
   dir: string;
   /** Largest module accepted, bytes (default 64 MiB). */
   maxBytes?: number;
-  /** Download deadline, ms (default 30 s). */
+  /** Download deadline, ms (default `DEFAULT_DOWNLOAD_TIMEOUT_MS`, 30 s). */
   timeoutMs?: number;
 }
 
@@ -90,7 +90,7 @@ export class ModuleSource {
     const t0 = performance.now();
     let bytes: Uint8Array;
     try {
-      bytes = await fetchModule({ url: downloadUrl, maxBytes: this.#o.maxBytes ?? DEFAULT_MAX_MODULE_BYTES, timeoutMs: this.#o.timeoutMs ?? 30_000, headerDigest: true }, expected);
+      bytes = await fetchModule({ url: downloadUrl, maxBytes: this.#o.maxBytes ?? DEFAULT_MAX_MODULE_BYTES, timeoutMs: this.#o.timeoutMs ?? DEFAULT_DOWNLOAD_TIMEOUT_MS, headerDigest: true }, expected);
     } catch (e) {
       if (e instanceof DigestMismatchError) throw new FaasError(422, 'ERROR_DIGEST_MISMATCH', e.message);
       if (e instanceof CapsuleError && e.code === 'USAGE') throw new FaasError(400, 'ERROR_BAD_DIGEST', e.message);

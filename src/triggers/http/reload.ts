@@ -26,7 +26,7 @@ import { writeFileAtomically } from '../../base/files.ts';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { CapsuleError } from '../../base/errors.ts';
 import type { CapsuleFunction } from '../../engine/function.ts';
-import { compileModule, DEFAULT_MAX_MODULE_BYTES, fetchModule, readModuleFile, type LoadedModule, type LoadOptions } from '../../engine/load.ts';
+import { compileModule, DEFAULT_DOWNLOAD_TIMEOUT_MS, DEFAULT_MAX_MODULE_BYTES, fetchModule, readModuleFile, type LoadedModule, type LoadOptions } from '../../engine/load.ts';
 import { checkAdmin } from '../../faas/shared/admin.ts';
 import { DirectoryWatcher, SourceHashes } from '../../functions/watch.ts';
 import type { Logger } from '../../observability/logger.ts';
@@ -164,7 +164,7 @@ export class ModuleReloader {
       return { status: 400, text: `😡[${RELOAD_ROUTE}] ${(e as Error).message}` };
     }
     try {
-      const bytes = await fetchModule({ url: want.url, maxBytes: DEFAULT_MAX_MODULE_BYTES, timeoutMs: 30_000 }, want.sha256); // capped and timed like a FaaS node's download
+      const bytes = await fetchModule({ url: want.url, maxBytes: DEFAULT_MAX_MODULE_BYTES, timeoutMs: DEFAULT_DOWNLOAD_TIMEOUT_MS }, want.sha256); // capped and timed like a FaaS node's download
       const module = await compileModule(bytes, want.url, this.#o.load);
       await this.reload(module, { from: want.url, save: () => writeAtomically(want.path, bytes) });
       return { status: 200, text: `🙂 ${want.url} loaded` };

@@ -5,8 +5,11 @@
  *
  * Measured, for (a) the plain server (baseline), (b) `capsule serve` of the gen-2 hello
  * (examples/hello-you, POST `{"name":"Bob Morane","age":42}` → `{"message":"Bob Morane 42"}`,
- * a fresh instance per call) and (c) the same with `--http-threads` (HTTP accepted in the
- * worker threads), interleaved ROUNDS times:
+ * a fresh instance per call), (c) the same with `--http-threads` (HTTP accepted in the
+ * worker threads) and (d) the bare server of bench/bare-server.mjs (two node:http threads running
+ * the guest on a raw instance reset by copy, with no deadline, limit, log or metric: the floor of
+ * what any Node server running this guest with a fresh instance per call can reach on this
+ * machine), interleaved ROUNDS times:
  * - requests per second (wrk, 1 thread, CONNECTIONS connections, SECONDS after a 1 s warm-up);
  * - CPU µs per request of the server's whole process tree (utime + stime of every process of the
  *   tree, all threads included, from /proc/<pid>/stat);
@@ -33,6 +36,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startListening } from './lib.ts';
+import { parseModule } from '../src/wasm/binary.ts';
+import { prepareSnapshot } from '../src/engine/snapshot.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const seconds = Math.max(1, Number(process.env.BENCH_SECONDS ?? 5));
@@ -194,7 +199,7 @@ async function measure(args: string[], luaPath: string): Promise<Row> {
 }
 
 /** The servers measured, in the order they run in each round. */
-const NAMES = ['plain', 'capsule', 'threads'] as const;
+const NAMES = ['plain', 'capsule', 'threads', 'bare'] as const;
 
 function report(rows: Row[][]): void {
   const plain = rows[0]!;
@@ -219,7 +224,7 @@ function report(rows: Row[][]): void {
     const idle = median(capsule.map((c) => c.idleMiB));
     const toFirst = median(capsule.map((c) => c.toFirst));
     const firstRatio = median(capsule.map((c) => c.first / c.steady));
-    console.log(`${name}: medians of the per-round figures (against plain of the same round):`);
+    console.log(`${name}: medians of the per-round figures (against plain of the same round)${name === 'bare' ? '; a floor (bench/bare-server.mjs), not Capsule: what any Node server running this guest with a fresh instance per call reaches here' : ''}:`);
     console.log(`  throughput       ${f(rpsRatio, 2)}× plain (target ≥ 0.75×: ${verdict(rpsRatio >= 0.75)})`);
     console.log(`  CPU per request  ${f(median(capsule.map((c) => c.cpuUs)))} µs against ${f(median(plain.map((c) => c.cpuUs)))} µs, ${f(cpuRatio, 2)}× (target ≤ 1.5×: ${verdict(cpuRatio <= 1.5)})`);
     console.log(`  idle RSS         ${f(idle)} MiB, plain ${f(median(plain.map((c) => c.idleMiB)))} MiB (target ≤ 80 MiB: ${verdict(idle <= 80)}); peak ${f(median(capsule.map((c) => c.peakMiB)))}, 2 s after the load ${f(median(capsule.map((c) => c.afterMiB)))} MiB`);
@@ -298,6 +303,20 @@ async function stuckThread(): Promise<void> {
 }
 
 /**
+ * The arguments that start bench/bare-server.mjs on `module`: the module as `prepareSnapshot`
+ * rewrites it (its mutable globals exported), written to `dir`, and the names of those globals.
+ * @throws Error when the module cannot be reset by copy (the bare server needs that)
+ */
+function bareServer(path: string, dir: string): string[] {
+  const bytes = readFileSync(path);
+  const prepared = prepareSnapshot(bytes, parseModule(bytes), 'capsule-2');
+  if (!prepared.plan) throw new Error(`${path} cannot be reset by copy (${prepared.refused}): the bare server needs a module that can`);
+  const out = join(dir, 'bare.wasm');
+  writeFileSync(out, prepared.bytes);
+  return [join(root, 'bench/bare-server.mjs'), out, ...prepared.plan.globals];
+}
+
+/**
  * Sends a few POSTs to a server in this process first: the bench's own first request (Node's
  * HTTP client code compiled then) would otherwise count in the first server's first request.
  */
@@ -323,7 +342,12 @@ if (process.env.BENCH_STUCK === '1') {
   const luaPath = join(dir, 'post.lua');
   writeFileSync(luaPath, `wrk.method = "POST"\nwrk.body = ${JSON.stringify(body)}\nwrk.headers["Content-Type"] = "application/json"\n`);
   const cli = join(root, 'bin/capsule.js');
-  const servers = [['-e', PLAIN], [cli, 'serve', module, '--http-port=0', ...extra], [cli, 'serve', module, '--http-port=0', '--http-threads', ...extra]];
+  const servers = [
+    ['-e', PLAIN],
+    [cli, 'serve', module, '--http-port=0', ...extra],
+    [cli, 'serve', module, '--http-port=0', '--http-threads', ...extra],
+    bareServer(module, dir),
+  ];
   console.error(`load average at the start: ${loadAverage()}`);
   const rows: Row[][] = servers.map(() => []);
   try {

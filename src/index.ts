@@ -29,6 +29,7 @@ export type { FunctionSettings } from './base/settings.ts';
 // Triggers
 export { serveHttp, type HttpTriggerOptions, type RunningHttpTrigger, type RunningFunctionServer } from './triggers/http/server.ts';
 export type { HotReloadOptions } from './triggers/http/reload.ts';
+export { serveHttpThreads, lifecyclePool, type HttpThreadsOptions, type RunningHttpThreads } from './triggers/http/threads.ts';
 export { SwappableFunction } from './functions/swap.ts';
 export { serveFunctions, type MultiServerOptions } from './triggers/http/multi.ts';
 export { serveNats, type NatsTriggerOptions } from './triggers/nats/index.ts';

@@ -10,6 +10,7 @@ import { request } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CapsuleFunction, createLogger, lifecyclePool, serveHttpThreads } from '../src/index.ts';
 import { eventually, example, fileServer, fixture, missing, runCapsule, selfSignedCert, startServer, type Server } from './helpers.ts';
 
 const hello = example('hello-you');
@@ -233,6 +234,20 @@ describe('capsule serve --http-threads', { skip }, () => {
       assert.equal(await s.stop(), 0);
       rmSync(dir, { recursive: true });
     }
+  });
+
+  it('the host SDK serves with HTTP threads too (serveHttpThreads on a lifecyclePool function), and shuts down', async () => {
+    const fn = await CapsuleFunction.load({ path: hello }, { pool: lifecyclePool() });
+    const server = await serveHttpThreads(fn, { port: 0, threads: 2, logger: createLogger('warn', 'json'), logLevel: 'warn', logFormat: 'json' });
+    try {
+      assert.equal(server.threads, 2);
+      const answers = await Promise.all(Array.from({ length: 8 }, () => send(server.url, { method: 'POST', body: '{"name":"Bob Morane","age":42}' })));
+      for (const a of answers) assert.deepEqual(a, { status: 200, text: '{"message":"Bob Morane 42"}' });
+    } finally {
+      await server.shutdown('test over');
+    }
+    assert.equal(await server.closed, undefined);
+    await assert.rejects(send(server.url), /ECONNREFUSED/);
   });
 
   it('refuses what it cannot serve yet with a usage error', async () => {

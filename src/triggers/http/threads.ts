@@ -27,7 +27,7 @@ import { Worker } from 'node:worker_threads';
 import { writeSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
-import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import { WorkerPool } from '../../engine/pool.ts';
 import { meteredModule } from '../../engine/load.ts';
 import { bundleIfFresh } from '../../engine/worker-entry.ts';
@@ -52,7 +52,11 @@ export interface HttpThreadsOptions extends HttpTriggerOptions {
 /** A registry's metrics as JSON (what a thread sends for a scrape). */
 type Metrics = MetricObjectWithValues<MetricValue<string>>[];
 
-/** The pool a function served with HTTP threads runs its lifecycle exports and services on: no thread at idle. */
+/**
+ * The pool a function served with HTTP threads (`serveHttpThreads`) runs its lifecycle exports
+ * and host services on: no thread at idle (the HTTP threads run the calls). Give it to
+ * `CapsuleFunction.load`/`fromModule` as `pool`.
+ */
 export function lifecyclePool(): WorkerPool {
   return new WorkerPool({ workers: 0 });
 }
@@ -115,12 +119,17 @@ interface Thread {
 }
 
 /**
- * Serves `fn` with HTTP accepted in worker threads (see the module comment). `fn` should run on
- * a pool of its own with no thread at idle (`pool: new WorkerPool({ workers: 0 })`): it runs the
- * lifecycle exports and host services; the shutdown closes it. Its module must be registered on
- * that pool (made by `CapsuleFunction.load`/`fromModule` with it).
+ * Serves `fn` with HTTP accepted in worker threads (see the module comment; README "HTTP
+ * threads"): what `capsule serve --http-threads` runs, the SDK's `serveHttp` with the HTTP in the
+ * threads. Linux only (SO_REUSEPORT). `fn` should run on a pool of its own with no thread at idle
+ * (`pool: lifecyclePool()`): it runs the lifecycle exports and host services; the shutdown closes
+ * it. Its module must be registered on that pool (made by `CapsuleFunction.load`/`fromModule`
+ * with it). `o.threads` threads (default: CPU cores) each write their own log lines to stderr
+ * (`o.logLevel`, `o.logFormat`); `o.logger` gets the supervisor's (timeouts, reloads, shutdown).
+ * Resolves once every thread listens (port 0: one picked for all of them, in `port`).
  * @throws CapsuleError USAGE for an option this mode cannot serve yet (`stopAfterMs`), or when
- *   the port cannot be bound or the certificate used (as `serveHttp`)
+ *   the port cannot be bound or the certificate used (as `serveHttp`); Error when `fn`'s module
+ *   is not registered on its pool
  */
 export async function serveHttpThreads(fn: CapsuleFunction, o: HttpThreadsOptions): Promise<RunningHttpThreads> {
   if (o.stopAfterMs !== undefined) throw new CapsuleError('USAGE', '--stop-after cannot be used with --http-threads yet: leave one of them out');
@@ -298,6 +307,8 @@ class Supervisor {
       t.replies.delete(id);
       return t.lastMetrics;
     }));
+    // prom-client loads at the first scrape (as the default server's metrics: observability/metrics.ts)
+    const { AggregatorRegistry } = await import('prom-client');
     const registry = AggregatorRegistry.aggregate([mine, ...theirs]);
     return { contentType: registry.contentType, body: await registry.metrics() };
   }

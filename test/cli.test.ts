@@ -135,6 +135,16 @@ describe('capsule run: failures and exit codes', () => {
     const before = await runCapsule(['run', '--bogus', 'x']);
     assert.equal(before.code, 2, before.stderr);
     assert.match(before.stderr, /unknown option '--bogus' \(options of the guest go after the module/);
+    // after --, a name starting with a dash is the module, not an option
+    const dir = mkdtempSync(join(tmpdir(), 'capsule-'));
+    try {
+      writeFileSync(join(dir, '-dash.wasm'), readFileSync(echo));
+      const dashed = await runCapsule(['run', '--', '-dash.wasm', 'Bob'], { cwd: dir });
+      assert.equal(dashed.code, 0, dashed.stderr);
+      assert.match(dashed.stdout, /Bob/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
     const none = await runCapsule(['run']);
     assert.equal(none.code, 2);
     assert.match(none.stderr, /no module/);

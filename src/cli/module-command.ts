@@ -140,6 +140,18 @@ function joinParams(module: LoadedModule, args: string[], separator?: string): s
   return args.join(' ');
 }
 
+/**
+ * Whether `arg` first appears after a `--` in the command line (`capsule run -- -x.wasm`): then
+ * it is an operand (a module whose name starts with a dash), not an unknown option.
+ */
+function afterDoubleDash(cmd: Command, arg: string): boolean {
+  let root = cmd;
+  while (root.parent) root = root.parent;
+  const raw = (root as Command & { rawArgs?: string[] }).rawArgs ?? [];
+  const dashdash = raw.indexOf('--');
+  return dashdash >= 0 && raw.indexOf(arg) > dashdash;
+}
+
 /** `capsule run`: one call, the result on stdout. */
 export function runCommand(program: Command, exit: (code: number) => void): void {
   moduleOptions(program.command('run').description('run a module once: its result goes to stdout, the exit code says how it went'))
@@ -152,8 +164,8 @@ export function runCommand(program: Command, exit: (code: number) => void): void
     .option('--json', 'print one JSON object on stdout: result, logs (guest output, host logs), durationMs, exitCode, error')
     .allowUnknownOption()
     .exitOverride()
-    .action(async (positional: string | undefined, rest: string[], f: ModuleFlags & { params?: string; paramsFile?: string; separator?: string; handler?: 'handle' | 'json'; json?: boolean }) => {
-      if (!(f.wasm || f.url) && positional?.startsWith('-') && positional !== '-') {
+    .action(async (positional: string | undefined, rest: string[], f: ModuleFlags & { params?: string; paramsFile?: string; separator?: string; handler?: 'handle' | 'json'; json?: boolean }, cmd: Command) => {
+      if (!(f.wasm || f.url) && positional?.startsWith('-') && positional !== '-' && !afterDoubleDash(cmd, positional)) {
         // an unknown option before the module: commander took it for the module's path
         throw new CapsuleError('USAGE', `unknown option '${positional}' (options of the guest go after the module, or after --)`);
       }

@@ -89,6 +89,9 @@ function bundledMain(bin, args) {
     return bundle ? loadRunBundle(bundle, 'run', 'exit') : undefined;
   }
   if (first === 'serve' || bin === 'capsule-http' || args.some((a) => /^--?mode(=http)?$/.test(a))) {
+    // the FaaS main process (`capsule-http --faas`) is never the bundle's: not even loaded for it
+    // (a stray `--faas` elsewhere only costs the bundle's speed, the whole program runs it right)
+    if (args.some((a) => /^--?faas(=|$)/.test(a))) return undefined;
     const bundle = runBundle('serve.cjs');
     if (!bundle) return undefined;
     const loaded = /** @type {ReturnType<typeof loadRunBundle> & { serves(argv: string[], bin: string): boolean }} */ (loadRunBundle(bundle, 'serve', 'idle'));

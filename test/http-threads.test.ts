@@ -6,7 +6,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
+import { request, type IncomingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,9 +28,10 @@ interface Answer {
 }
 
 /** One request on a connection of its own (a new connection: the kernel picks the thread). Rejects when the connection fails. */
-function send(url: string, o: { method?: string; path?: string; body?: string; timeoutMs?: number } = {}): Promise<Answer> {
+function send(url: string, o: { method?: string; path?: string; body?: string; timeoutMs?: number; headers?: Record<string, string>; seen?: (h: IncomingHttpHeaders) => void } = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = request(url + (o.path ?? '/'), { method: o.method ?? 'GET', agent: false }, (res) => {
+    const req = request(url + (o.path ?? '/'), { method: o.method ?? 'GET', agent: false, headers: o.headers }, (res) => {
+      o.seen?.(res.headers);
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (text += c));
@@ -177,7 +178,8 @@ describe('capsule serve --http-threads', { skip }, () => {
     const s = await startServer(['serve', unmetered, '--http-port=0', '--http-threads', '--workers=2', '--timeout=8s']);
     try {
       const order: string[] = [];
-      const runaway = send(s.url, { method: 'POST', body: 'l' }).then((a) => {
+      let runawayHeaders: IncomingHttpHeaders = {};
+      const runaway = send(s.url, { method: 'POST', body: 'l', headers: { 'X-Request-Id': 'runaway-7' }, seen: (h) => (runawayHeaders = h) }).then((a) => {
         order.push('runaway');
         return a;
       });
@@ -191,9 +193,11 @@ describe('capsule serve --http-threads', { skip }, () => {
       const stopped = await runaway;
       assert.equal(stopped.status, 504);
       assert.deepEqual(JSON.parse(stopped.text), { error: 'the function did not return within 8000 ms (--timeout); its HTTP thread was stopped', code: 'TIMEOUT' });
+      // with the request's id, as every answer of the runner (the thread's own 504s too)
+      assert.equal(runawayHeaders['x-request-id'], 'runaway-7');
       assert.ok(goods.some((g) => g.status === 'fulfilled' && g.value === 200), 'no good request was answered');
       assert.equal(order[0], 'good', `the runaway ended before any good request was answered: ${order.join(', ')}`);
-      await until(async () => /did not return within 8000 ms \(--timeout\): answered 504, HTTP thread \d stopped/.test(s.logs()));
+      await until(async () => /"requestId":"runaway-7".*did not return within 8000 ms \(--timeout\): answered 504, HTTP thread \d stopped/.test(s.logs()));
       // the replacement listens beside the other thread: every new connection is answered
       const after = await Promise.all(Array.from({ length: 12 }, () => send(s.url, { method: 'POST', body: 'e' })));
       assert.deepEqual(after.map((a) => a.status), Array(12).fill(200));

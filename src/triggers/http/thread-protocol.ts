@@ -77,6 +77,10 @@ export interface ThreadSlot {
    * itself at the deadline (plain HTTP, nothing else pending on it), else -1.
    */
   fd: Int32Array;
+  /** Bytes of that call's request id (`X-Request-Id`) in `requestId`, when `fd` is not -1 (0: none). */
+  requestIdLength: Int32Array;
+  /** That call's request id, ASCII (`REQUEST_ID_BYTES` at most: an incoming id is 200 at most, server.ts). */
+  requestId: Uint8Array;
 }
 
 /**
@@ -89,14 +93,17 @@ export const METER_GRACE_MS = 1000;
 /** `running` once the supervisor has taken the call at its deadline: the thread must not answer it. */
 export const TAKEN = -1;
 
+/** Room for a request id in a thread's shared memory, bytes. */
+const REQUEST_ID_BYTES = 200;
+
 /** Bytes of a thread's shared memory. */
-export const THREAD_SLOT_BYTES = 24;
+export const THREAD_SLOT_BYTES = 24 + REQUEST_ID_BYTES;
 
 /**
  * The views of a thread's shared memory: int32 at 0 the running call's number, int32 at 4 the
- * open connections, float64 at 8 its deadline, int32 at 16 its connection's descriptor. The
- * thread writes these before the number (an atomic store), so a reader that sees a number sees
- * its deadline and descriptor. The thread ends a call by swapping its number back to 0 (then
+ * open connections, float64 at 8 its deadline, int32 at 16 its connection's descriptor, int32
+ * at 20 and bytes from 24 its request id (`publishRequestId`). The thread writes these before the
+ * number (an atomic store), so a reader that sees a number sees its deadline, descriptor and id. The thread ends a call by swapping its number back to 0 (then
  * publishes the next oldest running call, if any, the same way), the
  * supervisor takes one at its deadline by swapping it to TAKEN: whoever swaps first answers.
  */
@@ -106,5 +113,21 @@ export function threadSlot(buffer: SharedArrayBuffer): ThreadSlot {
     connections: new Int32Array(buffer, 4, 1),
     deadline: new Float64Array(buffer, 8, 1),
     fd: new Int32Array(buffer, 16, 1),
+    requestIdLength: new Int32Array(buffer, 20, 1),
+    requestId: new Uint8Array(buffer, 24, REQUEST_ID_BYTES),
   };
+}
+
+const ascii = new TextEncoder();
+
+/** Writes a call's request id in `slot` (before its number), so that the supervisor's 504 carries it; one too long or not ASCII is left out. */
+export function publishRequestId(slot: ThreadSlot, id: string | undefined): void {
+  const n = id !== undefined && id.length <= REQUEST_ID_BYTES ? ascii.encodeInto(id, slot.requestId).written : 0;
+  slot.requestIdLength[0] = n === id?.length ? n : 0;
+}
+
+/** The request id of the call in `slot` (`publishRequestId`), or undefined when it has none. */
+export function publishedRequestId(slot: ThreadSlot): string | undefined {
+  const n = slot.requestIdLength[0]!;
+  return n > 0 ? Buffer.from(slot.requestId.buffer, slot.requestId.byteOffset, n).toString('latin1') : undefined;
 }

@@ -25,6 +25,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { writeSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
@@ -39,7 +40,7 @@ import { runLifecycle, runStopExports, settleWithin, Shutdown } from '../lifecyc
 import { ModuleReloader, RELOAD_ROUTE } from './reload.ts';
 import type { HttpTriggerOptions } from './server.ts';
 import { listenError } from './connections.ts';
-import { TAKEN, threadSlot, THREAD_SLOT_BYTES, type FromThread, type ThreadAsk, type ThreadInit, type ThreadSlot, type ThreadVersion, type ToThread } from './thread-protocol.ts';
+import { publishedRequestId, TAKEN, threadSlot, THREAD_SLOT_BYTES, type FromThread, type ThreadAsk, type ThreadInit, type ThreadSlot, type ThreadVersion, type ToThread } from './thread-protocol.ts';
 
 export interface HttpThreadsOptions extends HttpTriggerOptions {
   /** HTTP threads (default: CPU cores), 1–256. */
@@ -321,9 +322,11 @@ class Supervisor {
       if (t.dead || seq <= 0 || now < t.slot.deadline[0]!) continue;
       if (Atomics.compareExchange(t.slot.running, 0, seq, TAKEN) !== seq) continue; // it has just returned
       const ms = this.#fn.timeoutMs;
-      const answered = answerTimeout(Atomics.load(t.slot.fd, 0), ms);
+      const fd = Atomics.load(t.slot.fd, 0);
+      const requestId = fd < 0 ? undefined : publishedRequestId(t.slot) ?? randomUUID();
+      const answered = requestId !== undefined && answerTimeout(fd, ms, requestId);
       const connections = Atomics.load(t.slot.connections, 0);
-      this.#o.logger.warn({ thread: t.index, function: this.#name, connections, code: 'TIMEOUT', answered },
+      this.#o.logger.warn({ thread: t.index, function: this.#name, connections, code: 'TIMEOUT', answered, requestId },
         `a call did not return within ${ms} ms (--timeout): ${answered ? 'answered 504, ' : ''}HTTP thread ${t.index} stopped with its ${connections} open connection(s); another replaces it`);
       this.#metrics.timeouts.inc({ function: this.#name });
       this.#metrics.errors.inc({ function: this.#name, code: 'TIMEOUT' });
@@ -403,14 +406,15 @@ class Supervisor {
 }
 
 /**
- * Writes the runner's `504` TIMEOUT answer (JSON, `Connection: close`) on the connection `fd` of
- * a call taken at its deadline, before its thread is stopped (which closes the connection).
- * @returns whether it was written whole (false for fd -1: not answerable, see ThreadSlot.fd)
+ * Writes the runner's `504` TIMEOUT answer (JSON, `X-Request-Id: requestId` as every answer of
+ * the runner, `Connection: close`) on the connection `fd` of a call taken at its deadline, before
+ * its thread is stopped (which closes the connection).
+ * @returns whether it was written whole
  */
-function answerTimeout(fd: number, timeoutMs: number): boolean {
-  if (fd < 0) return false;
+function answerTimeout(fd: number, timeoutMs: number, requestId: string): boolean {
   const body = JSON.stringify({ error: `the function did not return within ${timeoutMs} ms (--timeout); its HTTP thread was stopped`, code: 'TIMEOUT' });
-  const head = `HTTP/1.1 504 Gateway Timeout\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n`;
+  const head = `HTTP/1.1 504 Gateway Timeout\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n`
+    + `X-Request-Id: ${requestId}\r\nConnection: close\r\n\r\n`;
   const bytes = Buffer.from(head + body);
   try {
     return writeSync(fd, bytes) === bytes.length;

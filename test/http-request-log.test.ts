@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino, type LoggerOptions } from 'pino';
 import { requestLogger, type RequestLine } from '../src/triggers/http/request-log.ts';
+import { isoTimeAt } from '../src/observability/logger.ts';
 
 /** A pino logger writing into an array, with a fixed time so that two renderings compare. */
 function capture(options: LoggerOptions = {}): { log: pino.Logger; lines: string[] } {
@@ -61,5 +62,13 @@ describe('the request log line', () => {
     const { log, lines } = capture({ level: 'warn' });
     requestLogger(log)(LINES[0]!);
     assert.deepEqual(lines, []);
+  });
+
+  it("stamps the time pino's isoTime writes, across milliseconds, seconds, days and a clock set back", () => {
+    const day = Date.UTC(2026, 11, 31, 23, 59, 58, 990);
+    const times = [0, 1, 999, 1000, 1001];
+    for (let t = day; t < day + 2100; t += 3) times.push(t, t); // the same millisecond twice
+    times.push(day - 86_400_000, day + 5, day + 5, Date.UTC(2027, 0, 1), 253402300799999);
+    for (const t of times) assert.equal(isoTimeAt(t), `,"time":"${new Date(t).toISOString()}"`, `at ${t}`); // pino's isoTime
   });
 });

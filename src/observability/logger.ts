@@ -43,17 +43,32 @@ export function flushLogger(logger: Logger): Promise<void> {
   });
 }
 
-let lastMs = 0;
+let lastMs = -1;
 let lastTime = '';
+let lastSecond = -1;
+/** `,"time":"YYYY-MM-DDTHH:MM:SS.` of `lastSecond`. */
+let secondPrefix = '';
+/** `000Z"` … `999Z"`: the end of the time field by millisecond. */
+const MS_SUFFIX = Array.from({ length: 1000 }, (_, i) => `${String(i).padStart(3, '0')}Z"`);
 /**
- * pino's `isoTime`, formatted once per millisecond: under load many lines share a millisecond,
- * and `toISOString` was a tenth of a request line's cost.
+ * pino's `isoTime` (`,"time":"<ISO 8601 of now>"`), the same bytes made for less: under load
+ * many lines share a millisecond (the string is reused), and `toISOString` (1–2 µs here) runs
+ * once per second, the milliseconds appended from a table.
  */
 function isoTimeCached(): string {
-  const now = Date.now();
+  return isoTimeAt(Date.now());
+}
+
+/** `isoTimeCached` at `now` (ms since the epoch, ≥ 0). Exported for tests. */
+export function isoTimeAt(now: number): string {
   if (now !== lastMs) {
     lastMs = now;
-    lastTime = `,"time":"${new Date(now).toISOString()}"`;
+    const second = Math.floor(now / 1000);
+    if (second !== lastSecond) {
+      lastSecond = second;
+      secondPrefix = `,"time":"${new Date(now).toISOString().slice(0, 20)}`;
+    }
+    lastTime = secondPrefix + MS_SUFFIX[now - second * 1000]!;
   }
   return lastTime;
 }

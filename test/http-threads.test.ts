@@ -177,6 +177,11 @@ describe('capsule serve --http-threads', { skip }, () => {
   it('answers 504 to a call of an unmetered module past its deadline, stops its thread and keeps answering on the others', async () => {
     const s = await startServer(['serve', unmetered, '--http-port=0', '--http-threads', '--workers=2', '--timeout=8s']);
     try {
+      // both threads answer some requests first, and a scrape sees them
+      const before = await Promise.all(Array.from({ length: 24 }, () => send(s.url, { method: 'POST', body: 'e' })));
+      assert.deepEqual(before.map((a) => a.status), Array(24).fill(200));
+      await until(async () => threadsThatAnswered(s, '/').size === 2);
+      assert.equal(await metric(s.url, 'capsule_requests_total'), 24);
       const order: string[] = [];
       let runawayHeaders: IncomingHttpHeaders = {};
       const runaway = send(s.url, { method: 'POST', body: 'l', headers: { 'X-Request-Id': 'runaway-7' }, seen: (h) => (runawayHeaders = h) }).then((a) => {
@@ -203,6 +208,9 @@ describe('capsule serve --http-threads', { skip }, () => {
       assert.deepEqual(after.map((a) => a.status), Array(12).fill(200));
       assert.equal(await metric(s.url, 'capsule_timeouts_total'), 1);
       assert.equal(await metric(s.url, 'capsule_workers'), 2);
+      // the stopped thread's requests stay in the totals (a counter never goes down)
+      const answered = goods.filter((g) => g.status === 'fulfilled' && g.value === 200).length;
+      assert.equal(await metric(s.url, 'capsule_requests_total'), 24 + answered + 12);
     } finally {
       assert.equal(await s.stop(), 0);
     }

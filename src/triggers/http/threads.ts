@@ -15,8 +15,8 @@
  *   connection is only closed), and the stopped thread's other connections are closed with it
  *   (logged with their number; see README "HTTP threads" for the bound);
  * - it answers what threads ask: host services, the scrape of `/capsule/metrics` (every
- *   thread's counters, aggregated with prom-client's `AggregatorRegistry`, plus the process
- *   metrics of its own), and hot reload (`POST /load-wasm-module` and `--watch`: the new module
+ *   thread's counters, aggregated with prom-client's `AggregatorRegistry`, those of the threads
+ *   stopped as they sent them last, plus the process metrics of its own), and hot reload (`POST /load-wasm-module` and `--watch`: the new module
  *   is compiled here and sent to every thread, the old one retired in each once its calls are done);
  * - graceful shutdown drains every thread, then runs `OnStop`/`OnExit`.
  *
@@ -165,6 +165,11 @@ class Supervisor {
   #port: number;
   #draining = false;
   #bootFailures = 0;
+  /**
+   * The counters and histograms of the threads gone (stopped or exited), folded into one, as
+   * they sent them last: a scrape adds them so that no total goes down when a thread is replaced.
+   */
+  #past: Promise<Metrics> = Promise.resolve([]);
   /** Id of the last `metrics` message sent to a thread: unique across scrapes, which may overlap. */
   #scrapeId = 0;
   #watchdog: NodeJS.Timeout | undefined;
@@ -297,10 +302,16 @@ class Supervisor {
     });
   }
 
-  /** `/capsule/metrics`: every thread's counters (the last ones of a thread busy in a call) and the process metrics. */
+  /**
+   * `/capsule/metrics`: every thread's counters (the last ones of a thread busy in a call), those
+   * of the threads gone (`#past`) and the process metrics.
+   */
   async #scrape(): Promise<{ contentType: string; body: string }> {
+    // the threads gone and those asked, taken at once: a thread that goes meanwhile is counted once
+    const past = this.#past;
+    const live = this.#threads.filter((t) => t.up && !t.dead);
     const mine = await this.#metrics.registry.getMetricsAsJSON();
-    const theirs = await Promise.all(this.#threads.filter((t) => t.up && !t.dead).map(async (t) => {
+    const theirs = await Promise.all(live.map(async (t) => {
       const id = ++this.#scrapeId;
       const answer = new Promise<unknown>((resolve) => t.replies.set(id, resolve));
       this.#post(t, { t: 'metrics', id });
@@ -310,7 +321,7 @@ class Supervisor {
     }));
     // prom-client loads at the first scrape (as the default server's metrics: observability/metrics.ts)
     const { AggregatorRegistry } = await import('prom-client');
-    const registry = AggregatorRegistry.aggregate([mine, ...theirs]);
+    const registry = AggregatorRegistry.aggregate([mine, await past, ...theirs]);
     return { contentType: registry.contentType, body: await registry.metrics() };
   }
 
@@ -346,6 +357,7 @@ class Supervisor {
     this.#threads.splice(this.#threads.indexOf(t), 1);
     for (const wake of t.retiring.values()) wake();
     for (const wake of t.replies.values()) wake(t.lastMetrics);
+    this.#keepCounters(t.lastMetrics);
     t.stopped?.();
     if (this.#draining) return;
     if (why) this.#o.logger.warn(`worker replaced: ${why}`);
@@ -356,6 +368,20 @@ class Supervisor {
       return;
     }
     this.#spawn(t.index);
+  }
+
+  /**
+   * Folds the counters and histograms of a thread gone (as it sent them last: not what it
+   * counted after its last scrape) into `#past`. Its gauges go with it.
+   */
+  #keepCounters(last: Metrics): void {
+    // prom-client's JSON holds the type as text ('counter'), though its typings say an enum
+    const kept = last.filter((m) => ['counter', 'histogram'].includes(m.type as unknown as string));
+    if (kept.length === 0) return;
+    this.#past = this.#past.then(async (past) => {
+      const { AggregatorRegistry } = await import('prom-client');
+      return AggregatorRegistry.aggregate([past, kept]).getMetricsAsJSON() as Promise<Metrics>;
+    });
   }
 
   /** Hot reload: `OnLoad` of `next`, then every thread swaps to it; the old one is stopped once every thread let it go. */

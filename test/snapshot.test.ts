@@ -8,7 +8,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { CapsuleFunction, CapsuleError, type CliOutput } from '../src/index.ts';
+import { CapsuleFunction, CapsuleError, type CliOutput, type HttpResponseOutput } from '../src/index.ts';
+import { ModuleInstances } from '../src/engine/instance.ts';
+import { MemoryPool } from '../src/engine/memory-pool.ts';
+import { workerModuleOf } from '../src/engine/protocol.ts';
 import { compileModule } from '../src/engine/load.ts';
 import { hideSnapshotExports, SNAPSHOT_EXPORT_PREFIX } from '../src/engine/snapshot.ts';
 import { example, fixture, missing, runCapsule } from './helpers.ts';
@@ -113,12 +116,12 @@ describe('fresh instance per call by snapshot reset (capsule-abi.md §3)', () =>
   it('keeps the exports it adds out of sight: parse, inspect, the ABI layer', async () => {
     const m = await compileModule(readFileSync(fixture('gen2-state')), 'gen2-state.wasm');
     assert.equal(m.snapshot?.ok, true);
-    assert.deepEqual(m.parsed.exports.map((e) => e.name), ['memory', 'counter', 'malloc', 'free', '_initialize', 'callHandle']);
+    assert.deepEqual(m.parsed.exports.map((e) => e.name), ['memory', 'counter', 'malloc', 'free', '_initialize', 'callHandle', 'callHandleHTTP']);
     const added = WebAssembly.Module.exports(m.compiled).map((e) => e.name).filter((n) => n.startsWith(SNAPSHOT_EXPORT_PREFIX));
     assert.equal(added.length, 3, 'one export per mutable global');
     assert.deepEqual(m.snapshot?.ok ? m.snapshot.plan.globals : [], added, 'the plan the workers get names them');
     const instance = new WebAssembly.Instance(m.compiled, { capsule: { memory: new WebAssembly.Memory({ initial: 1 }) } });
-    assert.deepEqual(Object.keys(hideSnapshotExports(instance).exports), ['memory', 'counter', 'malloc', 'free', '_initialize', 'callHandle']);
+    assert.deepEqual(Object.keys(hideSnapshotExports(instance).exports), ['memory', 'counter', 'malloc', 'free', '_initialize', 'callHandle', 'callHandleHTTP']);
     const inspect = await runCapsule(['inspect', fixture('gen2-state')]);
     assert.equal(inspect.code, 0, inspect.stderr);
     assert.doesNotMatch(inspect.stdout, /capsule\.snapshot/);
@@ -135,4 +138,47 @@ describe('fresh instance per call by snapshot reset (capsule-abi.md §3)', () =>
     const wasi = await compileModule(readFileSync(fixture('wasi-basic')), 'wasi-basic.wasm');
     assert.deepEqual(wasi.snapshot, { ok: false, reason: 'wasi modules start in their handler' });
   });
+});
+
+/** Invokes callHandleHTTP with `body` (gen2-state: its first 4 bytes are the call's input) and returns the response body. */
+async function httpCall(fn: CapsuleFunction, body: string): Promise<string> {
+  const input = { type: 'http' as const, method: 'POST', url: 'http://localhost/', headers: [] as [string, string][], body: encoder.encode(body), remoteAddress: '127.0.0.1', remotePort: 1 };
+  const r = await fn.invoke(input);
+  return decoder.decode((r.output as HttpResponseOutput).body);
+}
+
+describe('fresh HTTP calls on the idle instance, run without a promise (ModuleInstances.runSync)', () => {
+  it('takes the synchronous path once an instance is idle, for fresh and reused instances alike', async () => {
+    for (const reuse of [false, true]) {
+      const fn = await CapsuleFunction.load({ path: fixture('gen2-state') }, { inline: true, timeoutMs: 5000, reuse });
+      try {
+        const rt = new ModuleInstances(workerModuleOf(fn.module, fn.settings), new MemoryPool());
+        const input = { type: 'http' as const, method: 'POST', url: 'http://localhost/', headers: [] as [string, string][], body: encoder.encode('xxxx'), remoteAddress: '127.0.0.1', remotePort: 1 };
+        assert.equal(rt.runSync(input, {}), undefined, 'no instance is ready before the first call');
+        await rt.run(input, {});
+        const r = rt.runSync(input, {});
+        assert.equal(decoder.decode((r?.output as HttpResponseOutput).body), reuse ? '"3313"' : '"2212"');
+        rt.dispose();
+      } finally {
+        await fn.close();
+      }
+    }
+  });
+
+  for (const inline of [true, false]) {
+    it(`every call starts from the post-initialisation state, after a trap and after memory growth too (${inline ? 'inline' : 'worker thread'})`, async () => {
+      const fn = await CapsuleFunction.load({ path: fixture('gen2-state') }, inline ? { inline: true, timeoutMs: 5000 } : { workers: 1, timeoutMs: 5000 });
+      try {
+        assert.equal(await httpCall(fn, 'xxxx'), '"2212"');
+        assert.equal(await httpCall(fn, 'xxxx'), '"2212"');
+        assert.equal(await httpCall(fn, 'grow'), '"2222"');
+        assert.equal(await httpCall(fn, 'xxxx'), '"2212"');
+        await assert.rejects(httpCall(fn, 'trap'), (e: unknown) => e instanceof CapsuleError && e.code === 'TRAP');
+        assert.equal(await httpCall(fn, 'xxxx'), '"2212"');
+        assert.equal(await httpCall(fn, 'xxxx'), '"2212"');
+      } finally {
+        await fn.close();
+      }
+    });
+  }
 });

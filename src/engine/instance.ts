@@ -285,12 +285,13 @@ export class ModuleInstances implements GuestInstances {
   }
 
   /**
-   * `run` without a promise when the ABI and the module allow it (`Abi.invokeSync`: a warm
-   * reused instance of a module that does not suspend); never throws.
+   * `run` without a promise when the ABI and the module allow it (`Abi.invokeSync`: a module that
+   * does not suspend, with an instance ready: its reused one, or in fresh mode an idle one at its
+   * snapshot); never throws.
    * @returns undefined when the call cannot run that way (then `run`)
    */
   runSync(input: InvocationInput, meta: InvocationMeta): { output?: InvocationOutput; error?: CallError; logs?: CallLogs } | undefined {
-    if (!this.abi.invokeSync || this.#jspi || !this.#reused) return undefined;
+    if (!this.abi.invokeSync || this.#jspi || !(this.#reused ?? this.#idle)) return undefined;
     this.#startCall();
     try {
       const output = this.abi.invokeSync(this, input, meta, this.spec.detection);
@@ -327,10 +328,15 @@ export class ModuleInstances implements GuestInstances {
     this.#lastMemory = undefined;
   }
 
-  /** GuestInstances: `withGuest`'s reuse path without a promise, when its instance is ready. */
+  /**
+   * GuestInstances: `withGuest` without a promise, when its instance is ready: the reused one, or
+   * in fresh mode the idle one at the snapshot (reset after the call as `#withSnapshot` does).
+   */
   withReadyGuestSync<T>(meta: InvocationMeta, fn: (guest: Guest, ctx: HostCallContext) => T, options: GuestOptions = {}): { value: T } | undefined {
+    if (this.#jspi) return undefined;
+    if (!this.spec.settings.reuse) return this.#withIdleSync(meta, fn, options);
     const entry = this.#reused;
-    if (!this.spec.settings.reuse || this.#jspi || !entry) return undefined;
+    if (!entry) return undefined;
     const ctx = this.#syncContext(meta);
     this.#wasiOverrides = options.wasi;
     this.#bind(entry.guest, ctx, entry.memory);
@@ -456,7 +462,6 @@ export class ModuleInstances implements GuestInstances {
    */
   async #withSnapshot<T>(ctx: HostCallContext, fn: (guest: Guest, ctx: HostCallContext) => Promise<T>): Promise<T> {
     const snapshot = this.#snapshot!;
-    const shape = this.#memShape!;
     let entry = this.#idle;
     this.#idle = undefined;
     if (entry) {
@@ -479,10 +484,50 @@ export class ModuleInstances implements GuestInstances {
       return result;
     } finally {
       this.#unbind();
-      if (clean && snapshot.restore(entry.target)) this.#idle = entry;
-      else if (entry.memory.buffer.byteLength <= snapshot.memoryBytes) this.#memoryPool.release(shape.initial, shape.maximum, entry.memory);
-      // else: a memory that grew is dropped, so that new instances start at the snapshot's size
+      this.#putBack(entry, snapshot, clean);
     }
+  }
+
+  /**
+   * `#withSnapshot` without a promise, on the idle instance only (`withReadyGuestSync`, fresh mode).
+   * @returns undefined when no instance is idle, or when the first call after `warm` passes other
+   *   WASI options than the warm-up probed with (then `withGuest` probes again)
+   */
+  #withIdleSync<T>(meta: InvocationMeta, fn: (guest: Guest, ctx: HostCallContext) => T, options: GuestOptions): { value: T } | undefined {
+    const entry = this.#idle;
+    const snapshot = this.#snapshot;
+    if (!entry || !snapshot) return undefined;
+    if (this.#warmed) {
+      if (this.#warmed.wasi !== options.wasi) return undefined;
+      this.#warmed = undefined;
+    }
+    this.#called = true;
+    this.#idle = undefined;
+    const ctx = this.#syncContext(meta);
+    this.#wasiOverrides = options.wasi;
+    this.#bind(entry.guest, ctx, entry.memory);
+    this.#lastMemory = entry.memory;
+    let clean = false;
+    try {
+      snapshot.replay(this.#wasi.imports);
+      const value = fn(entry.guest, ctx);
+      clean = true;
+      return { value };
+    } finally {
+      this.#unbind();
+      this.#putBack(entry, snapshot, clean);
+    }
+  }
+
+  /**
+   * After a fresh call on `entry`: reset to `snapshot` and idle again when the call was `clean`
+   * and its memory did not grow; otherwise its memory goes back to the pool (unless it grew: it
+   * is dropped, so that new instances start at the snapshot's size).
+   */
+  #putBack(entry: { guest: Guest; memory: WebAssembly.Memory; target: SnapshotTarget }, snapshot: Snapshot, clean: boolean): void {
+    const shape = this.#memShape!;
+    if (clean && snapshot.restore(entry.target)) this.#idle = entry;
+    else if (entry.memory.buffer.byteLength <= snapshot.memoryBytes) this.#memoryPool.release(shape.initial, shape.maximum, entry.memory);
   }
 
   /**

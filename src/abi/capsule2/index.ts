@@ -42,6 +42,16 @@ async function callEntry<T>(guest: Guest, name: string, input: Uint8Array | stri
   }
 }
 
+/** `callEntry` for a guest that does not suspend: the same steps without a promise. */
+function callEntrySync<T>(guest: Guest, name: string, input: Uint8Array | string | undefined, take: (result: Buffer) => T): T {
+  try {
+    const result = input === undefined ? guest.callSync(name) : guest.callSync(name, ...guest.pass(input));
+    return take(guest.unpackView(result));
+  } finally {
+    guest.freePassed();
+  }
+}
+
 /** A CLI or message result: frame split, payload copied out of linear memory. */
 function framed(what: string): (result: Buffer) => { ok: boolean; payload: Uint8Array } {
   return (result) => {
@@ -55,6 +65,17 @@ async function callHttp(guest: Guest, ctx: HostCallContext, name: string, input:
   const notes: string[] = [];
   const out = await callEntry(guest, name, input, (result) => decodeHttpResponse(unframe(result, name), notes));
   for (const note of notes) ctx.log(note);
+  return out;
+}
+
+/** The notes of the running synchronous HTTP call (one call at a time runs synchronously: no array per call). */
+const syncNotes: string[] = [];
+
+/** `callHttp` for a guest that does not suspend (`invokeSync`). */
+function callHttpSync(guest: Guest, ctx: HostCallContext, name: string, input: string | undefined): HttpResponseOutput {
+  syncNotes.length = 0;
+  const out = callEntrySync(guest, name, input, (result) => decodeHttpResponse(unframe(result, name), syncNotes));
+  if (syncNotes.length > 0) for (const note of syncNotes.splice(0)) ctx.log(note);
   return out;
 }
 
@@ -124,6 +145,14 @@ export const capsule2: Abi = {
   async initialise(guest) {
     await startCapsuleGuest(guest);
     if (guest.has('OnStart')) await guest.call('OnStart');
+  },
+  /** An HTTP request on a ready instance (`GuestInstances.withReadyGuestSync`); other calls take `invoke`. */
+  invokeSync(instances, input, meta) {
+    if (input.type !== 'http' || !instances.withReadyGuestSync) return undefined;
+    return instances.withReadyGuestSync(meta, (guest, ctx) => {
+      if (!guest.has('callHandleHTTP')) return missingExportResponse('callHandleHTTP');
+      return callHttpSync(guest, ctx, 'callHandleHTTP', encodeHttpRequest(input));
+    }, CAPSULE_GUEST)?.value;
   },
   async invoke(instances, input, meta): Promise<InvocationOutput> {
     if (input.type === 'cli') return invokeCli(instances, input, meta);

@@ -63,6 +63,7 @@ describe('gen-2 request JSON (§5.3)', () => {
     assert.equal(JSON.parse(out).Body, '\u2028 é 😀 "q"');
     assert.equal(JSON.parse(encodeHttpRequest(request('POST', 'http://h/', [], new Uint8Array([0x61, 0xff, 0x62])))).Body, 'a\ufffdb');
     assert.equal(JSON.parse(encodeHttpRequest(request('GET', 'http://h/', [], ''))).Headers, '');
+    assert.equal(JSON.parse(encodeHttpRequest(request('POST', 'http://h/', [], '\ufeffhi'))).Body, '\ufeffhi', 'a BOM is kept');
   });
 });
 
@@ -103,6 +104,8 @@ describe('gen-2 response frame (§5.4, §7.8)', () => {
   it('F frames, non-JSON frames and frames that are not objects → 500 text', () => {
     const text = [['Content-Type', 'text/plain; charset=utf-8']];
     assert.deepEqual(decoded(false, 'boom 👋'), [500, text, wire('boom 👋'), []]);
+    assert.deepEqual(decoded(false, '\ufeffboom'), [500, text, wire('\ufeffboom'), []], 'a BOM is kept');
+    assert.deepEqual(decoded(true, '{"__proto__":1,"Headers":{"__proto__":"x"}}'), [200, [['__proto__', 'x'], ['Content-Type', 'application/json; charset=utf-8']], '{}', []]);
     assert.deepEqual(decoded(true, 'not json'), [500, text, `the function returned a response that is not JSON: Unexpected token 'o', "not json" is not valid JSON`, []]);
     assert.deepEqual(decoded(true, '[1,2]'), [500, text, 'the function returned a response that is not a JSON object', []]);
     assert.deepEqual(decoded(true, 'null'), [500, text, 'the function returned a response that is not a JSON object', []]);

@@ -46,13 +46,23 @@ const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
  * @returns [name, wire value], or undefined when left out
  */
 export function responseHeader(name: string, value: string, notes?: string[]): [string, string] | undefined {
-  if (!TOKEN.test(name)) {
+  if (!TOKENS.has(name) && !isToken(name)) {
     notes?.push(`response header ${JSON.stringify(name)} left out: not a valid HTTP header name`);
     return undefined;
   }
+  if (PRINTABLE_ASCII.test(value)) return [name, value]; // the usual value: one test instead of two
   if (CONTROL.test(value)) {
     notes?.push(`response header ${name} left out: its value has control characters (CR, LF, NUL…)`);
     return undefined;
   }
   return [name, NON_ASCII.test(value) ? Buffer.from(value, 'utf8').toString('latin1') : value];
 }
+/** Whether `name` is an HTTP token, remembered for the names that repeat (bounded). */
+function isToken(name: string): boolean {
+  if (!TOKEN.test(name)) return false;
+  if (TOKENS.size < 1000) TOKENS.add(name);
+  return true;
+}
+const TOKENS = new Set<string>();
+/** Tab and printable ASCII: a value that goes on the wire as it is. */
+const PRINTABLE_ASCII = /^[\t\x20-\x7e]*$/;

@@ -12,7 +12,9 @@ const encoder = new TextEncoder();
 
 /** Request headers as `Name:value` items joined by `sep` (canonical names, §4.3). */
 export function encodeGen1Headers(headers: readonly [string, string][], sep: string): string {
-  return [...canonicalHeaders(headers)].map(([k, v]) => `${k}:${v}`).join(sep);
+  let out = '';
+  for (const [k, v] of canonicalHeaders(headers)) out += out ? `${sep}${k}:${v}` : `${k}:${v}`;
+  return out;
 }
 
 /** 1c: `<body>²<headers joined by ³>²<full URL>²<method>` (§4.3), as bytes (the body is raw). */

@@ -108,7 +108,7 @@ async function drain(): Promise<void> {
     flush();
     started64[0] = Date.now();
     Atomics.store(running32, 0, msg.id);
-    const r = await rt.run(msg.input, msg.meta);
+    const r = rt.runSync(msg.input, msg.meta) ?? await rt.run(msg.input, msg.meta);
     Atomics.store(running32, 0, 0);
     outbox.push({ id: msg.id, ...r });
   }

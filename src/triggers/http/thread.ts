@@ -211,7 +211,7 @@ class Runner {
       rt = running.rt = job.version.idle.pop() ?? moreInstances(job.version);
       running.yieldsAtStart = rt.yields;
       rt.setDeadline(job.deadline, init.timeoutMs);
-      r = await rt.run(job.input, job.meta);
+      r = rt.runSync(job.input, job.meta) ?? await rt.run(job.input, job.meta);
     } catch (e) {
       r = { error: { code: (e as CapsuleError).code ?? 'INTERNAL', message: (e as Error).message } };
     } finally {
@@ -310,6 +310,28 @@ function dispatch(path: string, req: IncomingMessage, state: PipelineState): Htt
   return current.spec.module.detection.kind === 'wasi' ? callCommand : callFunction;
 }
 
+/** How long the start-up's warm-up may run, ms (the pool's default `warmLimitMs`): the meter stops a looping initialisation there. */
+const WARM_LIMIT_MS = 2_000;
+
+/**
+ * Before the thread listens (so before the ready line), the first call's work done ahead as the
+ * pool's workers do (`ModuleInstances.warm`: the snapshot probe and an instance at it), so that
+ * the first request costs what later ones do. Only for a metered module: the meter bounds a
+ * looping initialisation to `WARM_LIMIT_MS`; nothing would bound it for an unmetered one, which
+ * is warmed by its first call, as before. Never throws (as `warm`).
+ */
+async function warmUp(v: Version): Promise<void> {
+  const rt = v.idle[0];
+  if (!rt?.metered) return;
+  rt.setDeadline(Date.now() + WARM_LIMIT_MS, WARM_LIMIT_MS);
+  try {
+    await rt.warm();
+  } finally {
+    rt.setDeadline(Infinity);
+  }
+}
+
+await warmUp(current);
 const versions = new Map<number, Version>([[current.id, current]]);
 let running: RunningHttpTrigger;
 try {

@@ -248,6 +248,18 @@ describe('capsule serve --http-threads', { skip }, () => {
     }
   });
 
+  it('warms its threads up before the ready line: the first request is answered and logged as usual, and the warm-up is no request', async () => {
+    const s = await startServer(['serve', hello, '--http-port=0', '--http-threads', '--workers=1']);
+    try {
+      assert.deepEqual(await send(s.url, { method: 'POST', body: '{"name":"Bob Morane","age":42}' }), { status: 200, text: '{"message":"Bob Morane 42"}' });
+      await until(async () => requestLines(s).length > 0);
+      assert.deepEqual(requestLines(s).map((l) => [l.url, l.status, l.thread]), [['/', 200, 0]]);
+      assert.equal(await metric(s.url, 'capsule_requests_total'), 1);
+    } finally {
+      assert.equal(await s.stop(), 0);
+    }
+  });
+
   it('the host SDK serves with HTTP threads too (serveHttpThreads on a lifecyclePool function), and shuts down', async () => {
     const fn = await CapsuleFunction.load({ path: hello }, { pool: lifecyclePool() });
     const server = await serveHttpThreads(fn, { port: 0, threads: 2, logger: createLogger('warn', 'json'), logLevel: 'warn', logFormat: 'json' });

@@ -33,13 +33,25 @@ const ALLOW = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE';
 
 /** What one connection still owes, and the runner's last answer once it owes nothing. */
 interface ConnectionState {
-  /** Requests whose answer is not sent yet. */
-  open: Set<IncomingMessage>;
+  /**
+   * Its requests and their responses, oldest first, some maybe answered already: the answered
+   * ones at the front are dropped when the next request comes (a connection answers in order).
+   */
+  open: Exchange[];
   /** A raw answer to send (then close) once every complete request in `open` is answered. */
   last?: string;
   /** A protocol error or CONNECT was seen: later events of the connection are ignored. */
   failed?: boolean;
 }
+
+/** A request and its response. */
+interface Exchange {
+  req: IncomingMessage;
+  res: ServerResponse;
+}
+
+/** A connection's state, on the socket itself (a property is cheaper per request than a WeakMap). */
+const STATE = Symbol('capsule.connection');
 
 /** Installed on a server by {@link guardConnections}. */
 export interface ConnectionGuard {
@@ -58,16 +70,21 @@ export function guardConnections(server: Server, log: Logger): ConnectionGuard {
   // Undocumented but long-standing (Node's own tests set it): the http server's reading of the
   // net server's allowHalfOpen. With it, a client's FIN marks the last answer as the last.
   (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
-  const states = new WeakMap<Duplex, ConnectionState>();
-  const stateOf = (socket: Duplex): ConnectionState => {
-    let st = states.get(socket);
-    if (!st) states.set(socket, st = { open: new Set() });
-    return st;
-  };
-  /** Sends the last answer once no complete request is waiting for its own. */
+  const stateOf = (socket: Duplex): ConnectionState =>
+    ((socket as Duplex & { [STATE]?: ConnectionState })[STATE] ??= { open: [] });
+  /**
+   * Sends the last answer once no complete request is waiting for its own; else waits for the
+   * first such response to close (then looks again). A request's response is watched only from
+   * then on: no listener per request.
+   */
   const settle = (socket: Duplex, st: ConnectionState) => {
     if (st.last === undefined) return;
-    for (const req of st.open) if (req.complete) return;
+    for (const { req, res } of st.open) {
+      if (req.complete && !res.closed) {
+        res.once('close', () => settle(socket, st));
+        return;
+      }
+    }
     const text = st.last;
     st.last = undefined;
     if (socket.writable) socket.end(text);
@@ -106,14 +123,10 @@ export function guardConnections(server: Server, log: Logger): ConnectionGuard {
 
   return {
     track(req, res) {
-      const socket = req.socket;
-      const st = stateOf(socket);
-      st.open.add(req);
-      // \`on\`, not \`once\`: a response closes once, and \`once\` wraps the listener in one more closure per request
-      res.on('close', () => {
-        st.open.delete(req);
-        if (st.last !== undefined) settle(socket, st);
-      });
+      const open = stateOf(req.socket).open;
+      // answered ones go (in order: a connection answers its requests in the order they came)
+      while (open.length > 0 && open[0]!.res.closed) open.shift();
+      open.push({ req, res });
     },
   };
 }

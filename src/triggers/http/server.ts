@@ -105,7 +105,7 @@ export interface HttpTarget {
    * the request and response it answers (an HTTP thread reads the connection's descriptor from it).
    */
   invoke(input: HttpRequestInput, meta: InvocationMeta, exchange?: { req: IncomingMessage; res: ServerResponse }): Promise<CallResult>;
-  /** Requests in progress for this target at once (WAGI `http_max_concurrency`): more → 503. */
+  /** Requests in progress for this target at once (WAGI `http_max_concurrency`): more → 503. Fixed for the target's life. */
   readonly maxConcurrency?: number;
 }
 
@@ -196,6 +196,7 @@ class Pipeline {
   readonly #scheme: 'http' | 'https';
   readonly #metrics: RunnerMetrics;
   readonly #state: PipelineState;
+  /** Calls in flight of the targets that have a `maxConcurrency`. */
   readonly #perTarget = new Map<HttpTarget, number>();
   readonly #drained: (() => void)[] = [];
   readonly #shutdown: Shutdown<void>;
@@ -328,7 +329,9 @@ class Pipeline {
     const incoming = req.headers['x-request-id'];
     const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     this.#armIdle();
-    const dispatch = this.#dispatch((req.url ?? '/').split('?', 1)[0]!, req);
+    const url = req.url ?? '/';
+    const query = url.indexOf('?');
+    const dispatch = this.#dispatch(query < 0 ? url : url.slice(0, query), req);
     const fname = dispatch.type === 'function' ? dispatch.target.name : dispatch.name ?? '';
     const ex: Exchange = { req, res, requestId, start, fname, counted: !(dispatch.type === 'answer' && dispatch.runner) };
     if (dispatch.type === 'answer') {
@@ -376,8 +379,10 @@ class Pipeline {
    */
   #admit(ex: Exchange, target: HttpTarget): boolean {
     const { req, res, requestId } = ex;
-    const targetInflight = this.#perTarget.get(target) ?? 0;
-    const targetFull = target.maxConcurrency !== undefined && targetInflight >= target.maxConcurrency;
+    // counted per target only for a target with a limit of its own
+    const limited = target.maxConcurrency !== undefined;
+    const targetInflight = limited ? this.#perTarget.get(target) ?? 0 : 0;
+    const targetFull = limited && targetInflight >= target.maxConcurrency;
     if (this.#inflight >= this.#maxConcurrency || this.#draining || targetFull) {
       tagResponse(res, requestId);
       res.setHeader('Retry-After', '1');
@@ -397,7 +402,7 @@ class Pipeline {
       return false;
     }
     this.#inflight++;
-    this.#perTarget.set(target, targetInflight + 1);
+    if (limited) this.#perTarget.set(target, targetInflight + 1);
     this.#metrics.inflight.inc();
     return true;
   }
@@ -405,9 +410,11 @@ class Pipeline {
   /** The call is over (answered, aborted or refused for its body). */
   #release(target: HttpTarget): void {
     this.#inflight--;
-    const n = (this.#perTarget.get(target) ?? 1) - 1;
-    if (n === 0) this.#perTarget.delete(target);
-    else this.#perTarget.set(target, n);
+    if (target.maxConcurrency !== undefined) {
+      const n = (this.#perTarget.get(target) ?? 1) - 1;
+      if (n === 0) this.#perTarget.delete(target);
+      else this.#perTarget.set(target, n);
+    }
     this.#metrics.inflight.dec();
     if (this.#draining && this.#inflight === 0) this.#drained.splice(0).forEach((f) => f());
   }

@@ -93,9 +93,10 @@ import(${JSON.stringify(threadEntryUrl().href)}).then(() => m.flushCompileCache(
 /** Watchdog period, ms: deadlines are enforced to this much (as the pool's). */
 const TICK_MS = 25;
 /**
- * How long a scrape waits for a thread's counters before using the ones it sent last, ms: a
- * thread that has sent none yet is waited for longer (its first answer compiles the registry's
- * code; under load 100 ms was too short, and its requests were missing from the totals).
+ * How long a scrape waits for a thread's counters before using the ones it sent last, ms: the
+ * first scrape that asks a thread waits longer (its first answer loads prom-client and compiles
+ * the registry's code; under load 100 ms was too short, and its requests were missing from the
+ * totals); a thread busy in a call since then costs each scrape the short wait only.
  */
 const SCRAPE_WAIT_MS = 250;
 const FIRST_SCRAPE_WAIT_MS = 2000;
@@ -117,6 +118,8 @@ interface Thread {
   stopped?: () => void;
   /** The metrics it sent last (used when it does not answer a scrape in time). */
   lastMetrics: Metrics;
+  /** Whether a scrape has asked it for its metrics yet (the first ask is waited for longer). */
+  asked: boolean;
 }
 
 /**
@@ -243,7 +246,7 @@ class Supervisor {
       failed = reject;
     });
     listening.catch(() => undefined);
-    const t: Thread = { index, worker, slot: threadSlot(buffer), listening, up: false, dead: false, replies: new Map(), retiring: new Map(), lastMetrics: [] };
+    const t: Thread = { index, worker, slot: threadSlot(buffer), listening, up: false, dead: false, replies: new Map(), retiring: new Map(), lastMetrics: [], asked: false };
     this.#threads.push(t);
     worker.on('message', (msg: FromThread) => {
       if (msg.t === 'listening') {
@@ -315,7 +318,9 @@ class Supervisor {
       const id = ++this.#scrapeId;
       const answer = new Promise<unknown>((resolve) => t.replies.set(id, resolve));
       this.#post(t, { t: 'metrics', id });
-      await settleWithin(answer.then((json) => (t.lastMetrics = json as Metrics)), t.lastMetrics ? SCRAPE_WAIT_MS : FIRST_SCRAPE_WAIT_MS);
+      const waitMs = t.asked ? SCRAPE_WAIT_MS : FIRST_SCRAPE_WAIT_MS;
+      t.asked = true;
+      await settleWithin(answer.then((json) => (t.lastMetrics = json as Metrics)), waitMs);
       t.replies.delete(id);
       return t.lastMetrics;
     }));

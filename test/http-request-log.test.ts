@@ -5,7 +5,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino, type LoggerOptions } from 'pino';
-import { requestLogger, type RequestLine } from '../src/triggers/http/request-log.ts';
+import { msText, requestLogger, type RequestLine } from '../src/triggers/http/request-log.ts';
 import { isoTimeAt } from '../src/observability/logger.ts';
 
 /** A pino logger writing into an array, with a fixed time so that two renderings compare. */
@@ -62,6 +62,31 @@ describe('the request log line', () => {
     const { log, lines } = capture({ level: 'warn' });
     requestLogger(log)(LINES[0]!);
     assert.deepEqual(lines, []);
+  });
+
+  it('writes the durations pino writes, whole and fractional milliseconds', () => {
+    const { log, lines } = capture();
+    const write = requestLogger(log);
+    const durations = [0, 0.001, 0.01, 0.1, 0.5, 0.761, 0.999, 1, 1.001, 1.01, 9.99, 10, 400.123, 1e6 + 0.002, 123456789.987];
+    for (let us = 0; us < 20_000; us += 7) durations.push(Math.round(us * 1.37) / 1000);
+    for (const durationMs of durations) {
+      write({ ...LINES[0]!, durationMs });
+      const ours = lines.pop()!;
+      assert.equal(ours, pinoLine(log, lines, { ...LINES[0]!, durationMs }));
+      assert.equal(msText(durationMs), String(durationMs));
+    }
+    for (const odd of [0.0005, 1 / 3, -1, 2 ** 60, NaN]) assert.equal(msText(odd), String(odd), 'not rounded to µs: as String');
+  });
+
+  it('follows a change of level made after it was made', () => {
+    const { log, lines } = capture();
+    const write = requestLogger(log);
+    log.level = 'warn';
+    write(LINES[0]!);
+    assert.deepEqual(lines, []);
+    log.level = 'info';
+    write(LINES[0]!);
+    assert.equal(lines.length, 1);
   });
 
   it("stamps the time pino's isoTime writes, across milliseconds, seconds, days and a clock set back", () => {

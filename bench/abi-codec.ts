@@ -5,7 +5,10 @@
  * codecs as they were before their cost was cut (test/fixtures/abi-codec-reference.ts),
  * interleaved ROUNDS times in one process. Prints ns per call for each round, then the
  * fastest round and the median of each (the machine is shared: the fastest is the least disturbed).
- * Options: BENCH_CALLS (default 200000), BENCH_ROUNDS (default 7).
+ * Then the same pair of calls (encode + decode) with the CPU caches emptied before each call (a
+ * 4 MiB walk, not timed), closer to a server where other work runs between two requests:
+ * COLD_CALLS calls a round, ROUNDS rounds.
+ * Options: BENCH_CALLS (default 200000), BENCH_ROUNDS (default 7), BENCH_COLD_CALLS (default 1000).
  */
 import { encodeHttpRequest, decodeHttpResponse } from '../src/abi/capsule2/http.ts';
 import * as ref from '../test/fixtures/abi-codec-reference.ts';
@@ -13,6 +16,7 @@ import type { HttpRequestInput } from '../src/base/invocation.ts';
 
 const calls = Math.max(1, Number(process.env.BENCH_CALLS ?? 200_000));
 const rounds = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 7));
+const coldCalls = Math.max(1, Number(process.env.BENCH_COLD_CALLS ?? 1000));
 
 const body = Buffer.from('{"name":"Bob Morane","age":42}');
 /** A fresh request per call, as a server makes one per request (header arrays included). */
@@ -48,4 +52,24 @@ for (const [name] of cases) {
   const xs = results.get(name)!;
   console.log(`${name.padEnd(28)} fastest ${Math.min(...xs).toFixed(0)} ns/call, median ${median(xs).toFixed(0)} ns/call`);
 }
+
+const big = new Float64Array(512 * 1024);
+/** ns per call of `f` over `coldCalls` calls, each after a walk through 4 MiB (not timed). */
+function timeCold(f: () => unknown): number {
+  let ns = 0n;
+  for (let i = 0; i < coldCalls; i++) {
+    for (let j = 0; j < big.length; j += 8) sink += big[j]!;
+    const t0 = process.hrtime.bigint();
+    if (f()) sink++;
+    ns += process.hrtime.bigint() - t0;
+  }
+  return Number(ns) / coldCalls;
+}
+const cold: [string, () => unknown][] = [
+  ['cold encode+decode before', () => ref.encodeHttpRequest(request()).length + ref.decodeHttpResponse(frame, []).body.length],
+  ['cold encode+decode now', () => encodeHttpRequest(request()).length + decodeHttpResponse(frame, []).body.length],
+];
+const coldResults = new Map<string, number[]>(cold.map(([n]) => [n, []]));
+for (let r = 0; r < rounds; r++) for (const [name, f] of cold) coldResults.get(name)!.push(timeCold(f));
+for (const [name, xs] of coldResults) console.log(`${name.padEnd(28)} fastest ${Math.min(...xs).toFixed(0)} ns/call, median ${median(xs).toFixed(0)} ns/call`);
 if (sink < 0) console.log(sink);

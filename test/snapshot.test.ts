@@ -13,7 +13,7 @@ import { ModuleInstances } from '../src/engine/instance.ts';
 import { MemoryPool } from '../src/engine/memory-pool.ts';
 import { workerModuleOf } from '../src/engine/protocol.ts';
 import { compileModule } from '../src/engine/load.ts';
-import { hideSnapshotExports, SNAPSHOT_EXPORT_PREFIX } from '../src/engine/snapshot.ts';
+import { hideSnapshotExports, Snapshot, SNAPSHOT_EXPORT_PREFIX } from '../src/engine/snapshot.ts';
 import { example, fixture, missing, runCapsule } from './helpers.ts';
 
 const encoder = new TextEncoder();
@@ -133,6 +133,23 @@ describe('fresh instance per call by snapshot reset (capsule-abi.md §3)', () =>
       assert.equal(m.snapshot?.ok, true);
     });
   }
+
+  it('sets every global back to its exact value: extremes of each numeric type, -0, NaN, and reference globals', () => {
+    const cases: [string, unknown][] = [
+      ['i32', -2147483648], ['i32', 2147483647], ['i32', -1], ['i32', 0],
+      ['i64', -(2n ** 63n)], ['i64', 2n ** 63n - 1n], ['i64', -1n], ['i64', 1234567890123n], ['i64', 64n],
+      ['f32', 1.5], ['f32', -0], ['f32', -Infinity], ['f64', Math.PI], ['f64', -0], ['f64', NaN], ['f64', -1e308],
+      ['externref', { a: 1 }], ['externref', null],
+    ];
+    const globals = cases.map(([type, v]) => new WebAssembly.Global({ value: type as WebAssembly.ValueType, mutable: true }, v));
+    const target = { memory: new WebAssembly.Memory({ initial: 1 }), globals, types: cases.map(([t]) => t) };
+    const snapshot = Snapshot.capture(target);
+    for (let round = 0; round < 2; round++) {
+      for (const [i, [type]] of cases.entries()) globals[i]!.value = type === 'i64' ? 7n : type === 'externref' ? 'changed' : 7;
+      assert.equal(snapshot.restore(target), true);
+      for (const [i, [, v]] of cases.entries()) assert.ok(Object.is(globals[i]!.value, v), `global ${i} (${cases[i]![0]}) is ${String(globals[i]!.value)}, expected ${String(v)}`);
+    }
+  });
 
   it('does not snapshot WASI commands', async () => {
     const wasi = await compileModule(readFileSync(fixture('wasi-basic')), 'wasi-basic.wasm');

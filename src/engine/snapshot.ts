@@ -36,7 +36,7 @@
  * its calls. Random bytes read during a call (crypto/rand, WASI random_get) are fresh. The Go
  * MDK's README says so; a module that needs per-call pseudo-random state seeds it in the call.
  */
-import { addExports, forEachInstruction, readGlobals, UnknownInstruction, type ParsedModule } from '../wasm/binary.ts';
+import { addExports, ByteWriter, forEachInstruction, readGlobals, UnknownInstruction, type ParsedModule } from '../wasm/binary.ts';
 import type { ModuleKind } from '../base/kinds.ts';
 import { PAGE } from './memory-pool.ts';
 import { abiFor } from '../abi/index.ts';
@@ -45,9 +45,11 @@ import { METER_IMPORT } from '../wasm/meter.ts';
 /** Prefix of the export names added at load; hidden from the ABI layer by `hideSnapshotExports`. */
 export const SNAPSHOT_EXPORT_PREFIX = 'capsule.snapshot:';
 
-/** What a worker needs to capture and restore an instance: export names of the mutable globals. */
+/** What a worker needs to capture and restore an instance: export names of the mutable globals, and their types. */
 export interface SnapshotPlan {
   globals: string[];
+  /** The value type of each global of `globals` (`i32`, `i64`, `f32`, `f64`, `funcref`, `externref`). */
+  types: string[];
 }
 
 /** Global value types JavaScript can read and write through `WebAssembly.Global.value`. */
@@ -90,12 +92,14 @@ export function prepareSnapshot(bytes: Uint8Array, parsed: ParsedModule, kind: M
   }
   if (stateful) return refuse(`its code uses ${stateful}`);
   const extra: { name: string; kind: 'global'; index: number }[] = [];
+  const types: string[] = [];
   for (const [i, g] of globals.entries()) {
     if (!g.mutable) continue;
     if (!GLOBAL_TYPES.has(g.type)) return refuse(`it has a mutable ${g.type} global`);
     extra.push({ name: `${SNAPSHOT_EXPORT_PREFIX}global:${i}`, kind: 'global', index: i });
+    types.push(g.type);
   }
-  const plan: SnapshotPlan = { globals: extra.map((e) => e.name) };
+  const plan: SnapshotPlan = { globals: extra.map((e) => e.name), types };
   return { bytes: addExports(bytes, parsed, extra), plan };
 }
 
@@ -174,6 +178,10 @@ export function probeImports(imports: WebAssembly.Imports): { imports: WebAssemb
 export interface SnapshotTarget {
   memory: WebAssembly.Memory;
   globals: WebAssembly.Global[];
+  /** The value type of each of `globals` (`SnapshotPlan.types`); absent: the globals are set from JavaScript. */
+  types?: readonly string[];
+  /** Set by `Snapshot.restore`: this instance's function that sets its numeric globals back (see `globalsReset`). */
+  reset?: () => void;
 }
 
 /**
@@ -186,7 +194,7 @@ export function snapshotTarget(plan: SnapshotPlan, instance: WebAssembly.Instanc
     if (!(g instanceof WebAssembly.Global)) throw new Error(`snapshot: the instance does not export ${name}`);
     return g;
   });
-  return { memory, globals };
+  return { memory, globals, types: plan.types };
 }
 
 /**
@@ -207,14 +215,21 @@ export class Snapshot {
   readonly #data: Uint8Array;
   /** Values of the plan's globals, in plan order (i64 as BigInt). */
   readonly #globals: unknown[];
+  /** The module that sets the numeric globals back (`globalsReset`), and the plan indices of those it leaves to JavaScript. */
+  readonly #reset?: { module: WebAssembly.Module; indices: number[]; others: number[] };
   /** WASI calls of the initialisation to repeat on every call (`probeImports`). */
   readonly #replay: readonly WasiReplay[];
 
-  private constructor(memoryBytes: number, data: Uint8Array, globals: unknown[], replay: readonly WasiReplay[]) {
+  private constructor(memoryBytes: number, data: Uint8Array, globals: unknown[], replay: readonly WasiReplay[], types?: readonly string[]) {
     this.memoryBytes = memoryBytes;
     this.#data = data;
     this.#globals = globals;
     this.#replay = replay;
+    if (types && types.length === globals.length) {
+      const indices = [...types.keys()].filter((i) => WASM_TYPES[types[i]!] !== undefined);
+      const others = [...types.keys()].filter((i) => WASM_TYPES[types[i]!] === undefined);
+      if (indices.length > 0) this.#reset = { module: globalsReset(indices.map((i) => types[i]!), indices.map((i) => globals[i])), indices, others };
+    }
   }
 
   /** Copies the state of an initialised instance; `replay` as `probeImports` recorded it. */
@@ -227,7 +242,7 @@ export class Snapshot {
     while (w > 0 && words[w - 1] === 0) w--;
     let last = w * 4;
     while (last > 0 && view[last - 1] === 0) last--;
-    return new Snapshot(view.length, view.slice(0, last), target.globals.map((g) => g.value as unknown), replay);
+    return new Snapshot(view.length, view.slice(0, last), target.globals.map((g) => g.value as unknown), replay, target.types);
   }
 
   /**
@@ -253,7 +268,96 @@ export class Snapshot {
     view.set(this.#data, 0);
     view.fill(0, this.#data.length);
     const globals = target.globals;
-    for (let i = 0; i < globals.length; i++) globals[i]!.value = this.#globals[i];
+    const reset = this.#reset;
+    if (!reset) {
+      for (let i = 0; i < globals.length; i++) globals[i]!.value = this.#globals[i];
+      return true;
+    }
+    (target.reset ??= this.#resetOf(target, reset))();
+    for (const i of reset.others) globals[i]!.value = this.#globals[i];
     return true;
+  }
+
+  /** The instance of `reset.module` bound to `target`'s globals: its export sets them back. */
+  #resetOf(target: SnapshotTarget, reset: { module: WebAssembly.Module; indices: number[] }): () => void {
+    const g: Record<string, WebAssembly.Global> = {};
+    for (const [k, i] of reset.indices.entries()) g[k] = target.globals[i]!;
+    return new WebAssembly.Instance(reset.module, { g }).exports['r'] as () => void;
+  }
+}
+
+/** Value type codes of the global types a constant can set (binary format §5.3.1). */
+const WASM_TYPES: Readonly<Record<string, number>> = { i32: 0x7f, i64: 0x7e, f32: 0x7d, f64: 0x7c };
+
+/**
+ * A module importing mutable globals `g.0`, `g.1`… of `types` (numeric ones) and exporting `r`,
+ * which sets each to its value of `values` (constants in its code). Setting 30-odd globals
+ * through `WebAssembly.Global.value` from JavaScript, one API call each, cost about as much as
+ * copying the memory; one call of `r` costs one call. f32/f64 values are those JavaScript read
+ * (as `Global.value` would set them: a NaN's payload is not kept either way).
+ */
+function globalsReset(types: readonly string[], values: readonly unknown[]): WebAssembly.Module {
+  const out = new ByteWriter(64 + types.length * 16);
+  out.range(Uint8Array.of(0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00));
+  const s = new ByteWriter();
+  const section = (id: number): void => {
+    out.byte(id);
+    out.uleb(s.length);
+    out.range(s.view());
+    s.clear();
+  };
+  s.range(Uint8Array.of(1, 0x60, 0, 0)); // one type: [] -> []
+  section(1);
+  s.uleb(types.length);
+  for (const [k, t] of types.entries()) {
+    s.name('g');
+    s.name(String(k));
+    s.range(Uint8Array.of(0x03, WASM_TYPES[t]!, 1)); // a mutable global
+  }
+  section(2);
+  s.range(Uint8Array.of(1, 0)); // one function, of type 0
+  section(3);
+  s.uleb(1);
+  s.name('r');
+  s.range(Uint8Array.of(0x00, 0)); // function 0
+  section(7);
+  const code = new ByteWriter(16 + types.length * 12);
+  code.byte(0); // no locals
+  for (const [k, t] of types.entries()) {
+    writeConst(code, t, values[k]);
+    code.byte(0x24); // global.set
+    code.uleb(k);
+  }
+  code.byte(0x0b);
+  s.uleb(1);
+  s.uleb(code.length);
+  s.range(code.view());
+  section(10);
+  return new WebAssembly.Module(out.view());
+}
+
+/** The instruction that pushes `value` as a constant of numeric type `type`. */
+function writeConst(w: ByteWriter, type: string, value: unknown): void {
+  if (type === 'i32') {
+    w.byte(0x41);
+    w.sleb((value as number) | 0);
+  } else if (type === 'i64') {
+    w.byte(0x42);
+    let v = BigInt.asIntN(64, value as bigint);
+    for (;;) {
+      const b = Number(v & 0x7fn);
+      v >>= 7n;
+      if ((v === 0n && (b & 0x40) === 0) || (v === -1n && (b & 0x40) !== 0)) {
+        w.byte(b);
+        return;
+      }
+      w.byte(b | 0x80);
+    }
+  } else {
+    const bytes = new DataView(new ArrayBuffer(8));
+    if (type === 'f32') bytes.setFloat32(0, value as number, true);
+    else bytes.setFloat64(0, value as number, true);
+    w.byte(type === 'f32' ? 0x43 : 0x44);
+    w.range(new Uint8Array(bytes.buffer, 0, type === 'f32' ? 4 : 8));
   }
 }

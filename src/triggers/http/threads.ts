@@ -86,8 +86,12 @@ function threadEntryUrl(): URL {
   if (process.env['CAPSULE_BUNDLE'] === '0') return own;
   return bundleIfFresh(new URL('../../../', import.meta.url), 'http-thread.js') ?? own;
 }
-/** A thread's entry, booted with Node's module compile cache as the pool's workers are (engine/pool.ts). */
-const THREAD_BOOT = `const m = require('node:module');
+let threadBootCode: string | undefined;
+/**
+ * A thread's entry, booted with Node's module compile cache as the pool's workers are
+ * (engine/pool.ts). Made at the first thread, not when this module loads (the host SDK imports it).
+ */
+const threadBoot = (): string => threadBootCode ??= `const m = require('node:module');
 m.enableCompileCache();
 import(${JSON.stringify(threadEntryUrl().href)}).then(() => m.flushCompileCache());`;
 /** Watchdog period, ms: deadlines are enforced to this much (as the pool's). */
@@ -238,7 +242,7 @@ class Supervisor {
       log: { level: o.logLevel ?? 'info', format: o.logFormat ?? (process.stderr.isTTY ? 'pretty' : 'json') },
       reloadRoute: this.#reloader ? RELOAD_ROUTE : undefined,
     };
-    const worker = new Worker(THREAD_BOOT, { eval: true, workerData: init });
+    const worker = new Worker(threadBoot(), { eval: true, workerData: init });
     let listened!: (port: number) => void;
     let failed!: (e: Error) => void;
     const listening = new Promise<number>((resolve, reject) => {

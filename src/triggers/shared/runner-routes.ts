@@ -120,19 +120,13 @@ const HOP_BY_HOP = new Set(['connection', 'transfer-encoding', 'content-length',
  * @param requestId sent as `X-Request-Id` unless the guest set one
  */
 export function writeResponse(res: ServerResponse, out: HttpResponseOutput, requestId?: string): void {
-  const headers: Record<string, string | string[]> = {};
-  for (const [k, v] of out.headers) {
-    const key = k.toLowerCase();
-    if (HOP_BY_HOP.has(key)) continue;
-    const prev = headers[key];
-    headers[key] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
-  }
-  headers['content-length'] = String(out.body.length); // one write, not chunked framing
-  if (requestId !== undefined && headers['x-request-id'] === undefined) headers['X-Request-Id'] = requestId;
+  const headers = flatHeaders(out, requestId) ?? groupedHeaders(out, requestId);
   try {
     res.writeHead(out.status, headers);
   } catch (e) {
-    // an invalid header value from the guest
+    // an invalid header value from the guest; writeHead had already taken the guest's status
+    // text ("500 Created" else)
+    res.statusMessage = undefined as unknown as string;
     if (requestId !== undefined) res.setHeader('X-Request-Id', requestId);
     sendError(res, new CapsuleError('BAD_RESULT', `the function returned an invalid response header: ${(e as Error).message}`));
     return;
@@ -144,6 +138,44 @@ export function writeResponse(res: ServerResponse, out: HttpResponseOutput, requ
   } else {
     res.end(body);
   }
+}
+
+/**
+ * The response headers as Node's flat `[name, value, …]` list, when that sends the bytes of
+ * `groupedHeaders` (names lowercased, hop-by-hop ones dropped, `content-length`, then
+ * `X-Request-Id` unless the guest set one): no name twice, none an array index or `__proto__`
+ * (an object orders or drops those). Else undefined. The list spares building an object with
+ * the guest's names as keys, ~0.3 µs a response.
+ */
+function flatHeaders(out: HttpResponseOutput, requestId: string | undefined): string[] | undefined {
+  const flat: string[] = [];
+  let hasId = false;
+  for (const [k, v] of out.headers) {
+    const key = k.toLowerCase();
+    if (HOP_BY_HOP.has(key)) continue;
+    const c = key.charCodeAt(0);
+    if ((c >= 48 && c <= 57) || key === '__proto__') return undefined;
+    for (let i = 0; i < flat.length; i += 2) if (flat[i] === key) return undefined;
+    if (key === 'x-request-id') hasId = true;
+    flat.push(key, v);
+  }
+  flat.push('content-length', String(out.body.length)); // one write, not chunked framing
+  if (requestId !== undefined && !hasId) flat.push('X-Request-Id', requestId);
+  return flat;
+}
+
+/** The response headers as an object: a name's values together, at its first place. */
+function groupedHeaders(out: HttpResponseOutput, requestId: string | undefined): Record<string, string | string[]> {
+  const headers: Record<string, string | string[]> = {};
+  for (const [k, v] of out.headers) {
+    const key = k.toLowerCase();
+    if (HOP_BY_HOP.has(key)) continue;
+    const prev = headers[key];
+    headers[key] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+  }
+  headers['content-length'] = String(out.body.length); // one write, not chunked framing
+  if (requestId !== undefined && headers['x-request-id'] === undefined) headers['X-Request-Id'] = requestId;
+  return headers;
 }
 
 /**

@@ -24,7 +24,7 @@ export class Guest {
   readonly #gate?: YieldGate;
   /** `WebAssembly.promising` of the exports `call` ran (made once: an instance reset to its snapshot serves many calls). */
   readonly #promised = new Map<string, (...a: number[]) => Promise<unknown>>();
-  #toFree: number[] = [];
+  readonly #toFree: number[] = [];
 
   /**
    * @param gate with `jspi`: opened while an export runs through `call` and closed while one runs
@@ -135,9 +135,12 @@ export class Guest {
   freePassed(): void {
     const list = this.#toFree;
     if (list.length === 0) return;
-    this.#toFree = [];
-    if (!this.has('free')) return;
-    for (const p of list) this.callSync('free', p);
+    try {
+      if (!this.has('free')) return;
+      for (let i = 0; i < list.length; i++) this.callSync('free', list[i]!);
+    } finally {
+      list.length = 0; // what a trapped free left is not freed later either
+    }
   }
 
   /** Reads an export's packed i64 result: ptr = R >> 32, len = R & 0xFFFFFFFF (§2.3). */
@@ -148,9 +151,10 @@ export class Guest {
   /** `unpack` without the copy: valid only until the next call into the guest. */
   unpackView(result: unknown): Buffer {
     if (typeof result !== 'bigint') throw new CapsuleError('BAD_RESULT', `the handler returned ${typeof result}, expected an i64 (ptr << 32 | len)`);
-    const r = BigInt.asUintN(64, result);
-    const ptr = Number(r >> 32n);
-    const len = Number(r & 0xffffffffn);
+    // its two halves through a shared 8-byte buffer: no BigInt made per call (u64[0] takes it modulo 2^64)
+    u64[0] = result;
+    const ptr = u32[HIGH]!;
+    const len = u32[1 - HIGH]!;
     if (len === 0) return Buffer.alloc(0);
     return this.view(ptr, len);
   }
@@ -178,6 +182,11 @@ export class Guest {
     mem.writeUInt32LE(size, retLenAddr >>> 0);
   }
 }
+
+/** The 8 bytes `unpackView` splits an i64 in; `HIGH`: the index of its upper half in `u32` (1 on little-endian machines). */
+const u64 = new BigUint64Array(1);
+const u32 = new Uint32Array(u64.buffer);
+const HIGH = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1 ? 1 : 0;
 
 /** Whether the guest code running now may be suspended by a yielding deadline check (`MeterDeadline.yieldable`). */
 export interface YieldGate {

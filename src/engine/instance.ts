@@ -89,6 +89,8 @@ export function loadFailure(e: unknown): CallError & { code: 'MEMORY' | 'BAD_MOD
 }
 
 const decoder = new TextDecoder();
+/** `HostCallContext.trigger` of a call whose meta has none (one object for all: it is read-only). */
+const NO_TRIGGER: HostCallContext['trigger'] = Object.freeze({});
 
 class Capture {
   stdout = '';
@@ -565,7 +567,7 @@ export class ModuleInstances implements GuestInstances {
       env: this.#env,
       requestId: meta.requestId,
       capsuleVersion: this.spec.settings.capsuleVersion,
-      trigger: meta.trigger ?? {},
+      trigger: meta.trigger ?? NO_TRIGGER,
       stdout: this.#stdout,
       log: this.#log,
       settings: this.spec.settings,
@@ -584,7 +586,7 @@ export class ModuleInstances implements GuestInstances {
     const ctx = this.#syncCtx;
     if (!ctx) return (this.#syncCtx = this.#context(meta));
     ctx.requestId = meta.requestId;
-    ctx.trigger = meta.trigger ?? {};
+    ctx.trigger = meta.trigger ?? NO_TRIGGER;
     ctx.exit = meta.exit;
     return ctx;
   }

@@ -208,9 +208,10 @@ describe('capsule serve --http-threads', { skip }, () => {
       assert.deepEqual(after.map((a) => a.status), Array(12).fill(200));
       assert.equal(await metric(s.url, 'capsule_timeouts_total'), 1);
       assert.equal(await metric(s.url, 'capsule_workers'), 2);
-      // the stopped thread's requests stay in the totals (a counter never goes down)
+      // the stopped thread's requests stay in the totals (a counter never goes down), and the 504 is counted
       const answered = goods.filter((g) => g.status === 'fulfilled' && g.value === 200).length;
-      assert.equal(await metric(s.url, 'capsule_requests_total'), 24 + answered + 12);
+      assert.equal(await metric(s.url, 'capsule_requests_total'), 24 + answered + 12 + 1);
+      assert.match((await send(s.url, { path: '/capsule/metrics' })).text, /^capsule_requests_total\{(?=[^}]*method="POST")(?=[^}]*status="504")[^}]*\} 1$/m);
     } finally {
       assert.equal(await s.stop(), 0);
     }

@@ -3,7 +3,7 @@
  * the supervisor) and its HTTP threads (thread.ts). Kept apart from both so that a thread loads
  * none of the supervisor's modules.
  */
-import type { IncomingHttpHeaders } from 'node:http';
+import { METHODS, type IncomingHttpHeaders } from 'node:http';
 import type { WorkerModule } from '../../engine/instance.ts';
 import type { HttpTriggerOptions } from './server.ts';
 import type { LogFormat, LogLevel } from '../../observability/log-levels.ts';
@@ -81,6 +81,8 @@ export interface ThreadSlot {
   requestIdLength: Int32Array;
   /** That call's request id, ASCII (`REQUEST_ID_BYTES` at most: an incoming id is 200 at most, server.ts). */
   requestId: Uint8Array;
+  /** That call's HTTP method, as 1 + its index in node:http `METHODS` (0: unknown). */
+  method: Uint8Array;
 }
 
 /**
@@ -97,15 +99,16 @@ export const TAKEN = -1;
 const REQUEST_ID_BYTES = 200;
 
 /** Bytes of a thread's shared memory. */
-export const THREAD_SLOT_BYTES = 24 + REQUEST_ID_BYTES;
+export const THREAD_SLOT_BYTES = 24 + REQUEST_ID_BYTES + 1;
 
 /**
  * The views of a thread's shared memory: int32 at 0 the running call's number, int32 at 4 the
  * open connections, float64 at 8 its deadline, int32 at 16 its connection's descriptor, int32
- * at 20 and bytes from 24 its request id (`publishRequestId`). The thread writes these before the
- * number (an atomic store), so a reader that sees a number sees its deadline, descriptor and id. The thread ends a call by swapping its number back to 0 (then
- * publishes the next oldest running call, if any, the same way), the
- * supervisor takes one at its deadline by swapping it to TAKEN: whoever swaps first answers.
+ * at 20 and bytes from 24 its request id, then a byte its method (`publishRequest`). The thread
+ * writes these before the number (an atomic store), so a reader that sees a number sees its
+ * deadline, descriptor, id and method. The thread ends a call by swapping its number back to 0
+ * (then publishes the next oldest running call, if any, the same way), the supervisor takes one
+ * at its deadline by swapping it to TAKEN: whoever swaps first answers.
  */
 export function threadSlot(buffer: SharedArrayBuffer): ThreadSlot {
   return {
@@ -115,19 +118,26 @@ export function threadSlot(buffer: SharedArrayBuffer): ThreadSlot {
     fd: new Int32Array(buffer, 16, 1),
     requestIdLength: new Int32Array(buffer, 20, 1),
     requestId: new Uint8Array(buffer, 24, REQUEST_ID_BYTES),
+    method: new Uint8Array(buffer, 24 + REQUEST_ID_BYTES, 1),
   };
 }
 
 const ascii = new TextEncoder();
+const METHOD_CODES = new Map(METHODS.map((m, i) => [m, i + 1]));
 
-/** Writes a call's request id in `slot` (before its number), so that the supervisor's 504 carries it; one too long or not ASCII is left out. */
-export function publishRequestId(slot: ThreadSlot, id: string | undefined): void {
+/**
+ * Writes a call's request id and method in `slot` (before its number), so that the supervisor's
+ * 504 carries the id and is counted under the method; an id too long or not ASCII is left out.
+ */
+export function publishRequest(slot: ThreadSlot, id: string | undefined, method: string | undefined): void {
   const n = id !== undefined && id.length <= REQUEST_ID_BYTES ? ascii.encodeInto(id, slot.requestId).written : 0;
   slot.requestIdLength[0] = n === id?.length ? n : 0;
+  slot.method[0] = (method !== undefined && METHOD_CODES.get(method)) || 0;
 }
 
-/** The request id of the call in `slot` (`publishRequestId`), or undefined when it has none. */
-export function publishedRequestId(slot: ThreadSlot): string | undefined {
+/** The request id (undefined when it has none) and method ('' when unknown) of the call in `slot` (`publishRequest`). */
+export function publishedRequest(slot: ThreadSlot): { requestId: string | undefined; method: string } {
   const n = slot.requestIdLength[0]!;
-  return n > 0 ? Buffer.from(slot.requestId.buffer, slot.requestId.byteOffset, n).toString('latin1') : undefined;
+  const requestId = n > 0 ? Buffer.from(slot.requestId.buffer, slot.requestId.byteOffset, n).toString('latin1') : undefined;
+  return { requestId, method: METHODS[slot.method[0]! - 1] ?? '' };
 }

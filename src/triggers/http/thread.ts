@@ -36,7 +36,7 @@ import { RunnerMetrics } from '../../observability/metrics.ts';
 import { isRunnerRoute, serveRunnerRoute, type RouteFunction, type RunnerRouteContext } from '../shared/runner-routes.ts';
 import { MAX_RELOAD_REQUEST_BYTES, readSmallBody, sendText } from './reload.ts';
 import { servePipeline, type HttpDispatch, type HttpTarget, type PipelineState, type RunningHttpTrigger } from './server.ts';
-import { METER_GRACE_MS, publishRequestId, threadSlot, type FromThread, type ThreadAsk, type ThreadInit, type ThreadVersion, type ToThread } from './thread-protocol.ts';
+import { METER_GRACE_MS, publishRequest, threadSlot, type FromThread, type ThreadAsk, type ThreadInit, type ThreadVersion, type ToThread } from './thread-protocol.ts';
 
 const port = parentPort!;
 const init = workerData as ThreadInit;
@@ -179,7 +179,7 @@ class Runner {
     // metered, yielding or not (CAPSULE_YIELD=0): the call stops itself at its deadline, the supervisor is a backstop
     slot.deadline[0] = r.job.version.spec.module.metered ? r.job.deadline + METER_GRACE_MS : r.job.deadline;
     Atomics.store(slot.fd, 0, r.job.fd);
-    if (r.job.fd >= 0) publishRequestId(slot, r.job.meta.requestId); // for the supervisor's 504
+    if (r.job.fd >= 0) publishRequest(slot, r.job.meta.requestId, r.job.input.type === 'http' ? r.job.input.method : undefined); // for the supervisor's 504
     Atomics.store(slot.running, 0, r.seq);
   }
 

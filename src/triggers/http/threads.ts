@@ -40,7 +40,7 @@ import { runLifecycle, runStopExports, settleWithin, Shutdown } from '../lifecyc
 import { ModuleReloader, RELOAD_ROUTE } from './reload.ts';
 import type { HttpTriggerOptions } from './server.ts';
 import { listenError } from './connections.ts';
-import { publishedRequestId, TAKEN, threadSlot, THREAD_SLOT_BYTES, type FromThread, type ThreadAsk, type ThreadInit, type ThreadSlot, type ThreadVersion, type ToThread } from './thread-protocol.ts';
+import { publishedRequest, TAKEN, threadSlot, THREAD_SLOT_BYTES, type FromThread, type ThreadAsk, type ThreadInit, type ThreadSlot, type ThreadVersion, type ToThread } from './thread-protocol.ts';
 
 export interface HttpThreadsOptions extends HttpTriggerOptions {
   /** HTTP threads (default: CPU cores), 1–256. */
@@ -343,11 +343,17 @@ class Supervisor {
       if (Atomics.compareExchange(t.slot.running, 0, seq, TAKEN) !== seq) continue; // it has just returned
       const ms = this.#fn.timeoutMs;
       const fd = Atomics.load(t.slot.fd, 0);
-      const requestId = fd < 0 ? undefined : publishedRequestId(t.slot) ?? randomUUID();
+      const call = fd < 0 ? undefined : publishedRequest(t.slot);
+      const requestId = call && (call.requestId ?? randomUUID());
       const answered = requestId !== undefined && answerTimeout(fd, ms, requestId);
       const connections = Atomics.load(t.slot.connections, 0);
       this.#o.logger.warn({ thread: t.index, function: this.#name, connections, code: 'TIMEOUT', answered, requestId },
         `a call did not return within ${ms} ms (--timeout): ${answered ? 'answered 504, ' : ''}HTTP thread ${t.index} stopped with its ${connections} open connection(s); another replaces it`);
+      // an answered request counts as the thread would have counted it (its duration: the deadline's, at least)
+      if (answered) {
+        this.#metrics.requests.inc({ function: this.#name, method: call!.method, status: 504 });
+        this.#metrics.duration.observe({ function: this.#name }, ms / 1000);
+      }
       this.#metrics.timeouts.inc({ function: this.#name });
       this.#metrics.errors.inc({ function: this.#name, code: 'TIMEOUT' });
       this.#gone(t, undefined);

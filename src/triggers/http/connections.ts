@@ -17,9 +17,9 @@
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { randomUUID } from 'node:crypto';
 import { CapsuleError } from '../../base/errors.ts';
 import type { Logger } from '../../observability/logger.ts';
+import { newRequestId } from '../shared/request-id.ts';
 
 /** Status and reason of a runner-made answer to a protocol error, by Node's error code. */
 const CLIENT_ERRORS: Record<string, [number, string]> = {
@@ -93,7 +93,7 @@ export function guardConnections(server: Server, log: Logger): ConnectionGuard {
   const fail = (socket: Duplex, status: number, reason: string, body: { error: string; code: string }, fields: Record<string, unknown>, extra = '') => {
     const st = stateOf(socket);
     st.failed = true;
-    const requestId = randomUUID();
+    const requestId = newRequestId();
     const json = JSON.stringify(body);
     st.last = `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(json)}\r\n`
       + `X-Request-Id: ${requestId}\r\n${extra}Connection: close\r\n\r\n${json}`;

@@ -12,7 +12,6 @@
  */
 import type { IncomingMessage, ServerResponse, Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { randomUUID } from 'node:crypto';
 import { CapsuleError, STATUS_BY_CODE } from '../../base/errors.ts';
 import { concatBytes } from '../../base/bytes.ts';
 import type { CapsuleFunction } from '../../engine/function.ts';
@@ -29,6 +28,7 @@ import { runLifecycle, runStopExports, settleWithin, Shutdown } from '../lifecyc
 import { SwappableFunction } from '../../functions/swap.ts';
 import { ModuleReloader, RELOAD_ROUTE, type HotReloadOptions } from './reload.ts';
 import { requestLogger, type RequestLogger } from './request-log.ts';
+import { newRequestId } from '../shared/request-id.ts';
 
 /**
  * node:http's createServer, taken with `process.getBuiltinModule`: an ESM import of node:http
@@ -271,7 +271,7 @@ class Pipeline {
    * ends it, and the server serves as it would have.
    */
   async #warm(host: string, port: number): Promise<void> {
-    const id = this.#warmId = randomUUID();
+    const id = this.#warmId = newRequestId();
     const to = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
     const request = `POST /capsule/health HTTP/1.1\r\nHost: ${to.includes(':') ? `[${to}]` : to}:${port}\r\nX-Request-Id: ${id}\r\n` +
       'Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}';
@@ -327,7 +327,7 @@ class Pipeline {
     // while draining, every answer tells keep-alive clients to go elsewhere
     if (this.#draining) res.setHeader('Connection', 'close');
     const incoming = req.headers['x-request-id'];
-    const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : newRequestId();
     this.#armIdle();
     const url = req.url ?? '/';
     const query = url.indexOf('?');

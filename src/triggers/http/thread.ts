@@ -148,10 +148,28 @@ class Runner {
    */
   invoke(version: Version, input: InvocationInput, meta: InvocationMeta, fd = -1): Promise<CallResult> {
     version.calls++;
+    const deadline = Date.now() + init.timeoutMs;
+    if (this.#queue.length === 0 && this.#running.length === 0) {
+      // nothing ahead of it: it starts now, with no job queued, and a call that runs without a
+      // promise (runSync) is over before this returns (issue 18: fewer promises per request)
+      const job: Job = { version, input, meta, deadline, fd, resolve: unused, reject: unused };
+      const ended = this.#runNow(job);
+      if (!(ended instanceof Promise)) return this.#over(job, ended);
+      return ended.then((o) => this.#over(job, o));
+    }
     return new Promise<CallResult>((resolve, reject) => {
-      this.#queue.push({ version, input, meta, deadline: Date.now() + init.timeoutMs, fd, resolve, reject });
+      this.#queue.push({ version, input, meta, deadline, fd, resolve, reject });
       this.pump();
     });
+  }
+
+  /** A call `invoke` started at once ended with `o`: as the `finally` of `pump`'s calls. */
+  #over(job: Job, o: Outcome): Promise<CallResult> {
+    done(job.version);
+    this.pump();
+    if (this.#running.length === 0 && this.#queue.length === 0) trim.idle();
+    if (o === TAKEN) return new Promise<CallResult>(() => {}); // the supervisor answers it and stops this thread
+    return 'error' in o ? Promise.reject(o.error) : Promise.resolve(o.result);
   }
 
   /** Starts the queued calls that may start now (also when a running call gives the thread back). */
@@ -198,35 +216,103 @@ class Runner {
     return true;
   }
 
-  async #run(job: Job): Promise<void> {
+  /** `job` starts: counted as running, in the slot when it is the oldest. */
+  #begin(job: Job): Running {
     this.#seq = this.#seq >= 0x7ffffffe ? 1 : this.#seq + 1;
     const running: Running = { seq: this.#seq, job, yieldsAtStart: 0 };
     trim.busy();
     if (!job.version.yields) this.#alone++;
     this.#running.push(running);
     if (this.#running.length === 1) this.#publish(running);
-    let rt: ModuleInstances | undefined;
-    let r: Awaited<ReturnType<ModuleInstances['run']>>;
-    try {
-      rt = running.rt = job.version.idle.pop() ?? moreInstances(job.version);
-      running.yieldsAtStart = rt.yields;
-      rt.setDeadline(job.deadline, init.timeoutMs);
-      r = rt.runSync(job.input, job.meta) ?? await rt.run(job.input, job.meta);
-    } catch (e) {
-      r = { error: { code: (e as CapsuleError).code ?? 'INTERNAL', message: (e as Error).message } };
-    } finally {
-      rt?.setDeadline(Infinity);
-      if (rt) job.version.idle.push(rt);
-    }
-    if (!this.#finish(running)) return;
+    return running;
+  }
+
+  /** An instance set for `running`, its deadline set. @throws CapsuleError MEMORY as `ModuleInstances` */
+  #take(running: Running): ModuleInstances {
+    const { job } = running;
+    const rt = running.rt = job.version.idle.pop() ?? moreInstances(job.version);
+    running.yieldsAtStart = rt.yields;
+    rt.setDeadline(job.deadline, init.timeoutMs);
+    return rt;
+  }
+
+  /** `running`'s call ended with `r` (its instance set given back before): out of the slot, and how it ended. */
+  #end(running: Running, r: RunResult): Outcome {
+    if (!this.#finish(running)) return TAKEN;
     if (r.error) {
       const err = new CapsuleError(r.error.code, r.error.message) as CapsuleError & { logs?: CallLogs };
       err.logs = r.logs;
-      job.reject(err);
-    } else {
-      job.resolve({ output: r.output!, logs: r.logs });
+      return { error: err };
     }
+    return { result: { output: r.output!, logs: r.logs } };
   }
+
+  async #run(job: Job): Promise<void> {
+    const running = this.#begin(job);
+    let rt: ModuleInstances | undefined;
+    let r: RunResult;
+    try {
+      rt = this.#take(running);
+      r = rt.runSync(job.input, job.meta) ?? await rt.run(job.input, job.meta);
+    } catch (e) {
+      r = failure(e);
+    } finally {
+      giveBack(job, rt);
+    }
+    const o = this.#end(running, r);
+    if (o === TAKEN) return;
+    if ('error' in o) job.reject(o.error);
+    else job.resolve(o.result);
+  }
+
+  /** `#run` for a call started by `invoke` itself: its outcome, at once when `runSync` could run it. */
+  #runNow(job: Job): Outcome | Promise<Outcome> {
+    const running = this.#begin(job);
+    let rt: ModuleInstances | undefined;
+    let r: RunResult | undefined;
+    try {
+      rt = this.#take(running);
+      r = rt.runSync(job.input, job.meta);
+    } catch (e) {
+      r = failure(e);
+    }
+    if (r === undefined) return this.#runLater(running, rt!);
+    giveBack(job, rt);
+    return this.#end(running, r);
+  }
+
+  /** The rest of `#runNow` for a call `runSync` could not run. */
+  async #runLater(running: Running, rt: ModuleInstances): Promise<Outcome> {
+    let r: RunResult;
+    try {
+      r = await rt.run(running.job.input, running.job.meta);
+    } catch (e) {
+      r = failure(e);
+    } finally {
+      giveBack(running.job, rt);
+    }
+    return this.#end(running, r);
+  }
+}
+
+/** What `ModuleInstances.run` returns. */
+type RunResult = Awaited<ReturnType<ModuleInstances['run']>>;
+/** How a call ended: its result or error, or `TAKEN` by the supervisor at its deadline (never answered here). */
+type Outcome = { result: CallResult } | { error: CapsuleError & { logs?: CallLogs } } | typeof TAKEN;
+const TAKEN = Symbol('taken');
+/** The `resolve`/`reject` of a job `invoke` runs at once (its outcome is returned, not settled). */
+const unused = (): void => {};
+
+/** A call that threw before or instead of running (`moreInstances`…), as `run` reports one. */
+function failure(e: unknown): RunResult {
+  return { error: { code: (e as CapsuleError).code ?? 'INTERNAL', message: (e as Error).message } };
+}
+
+/** `rt` (when one was taken) is free again for `job`'s version, its deadline off. */
+function giveBack(job: Job, rt: ModuleInstances | undefined): void {
+  if (!rt) return;
+  rt.setDeadline(Infinity);
+  job.version.idle.push(rt);
 }
 
 /** A call of `v` is over (answered or refused): a retired version with none left goes. */

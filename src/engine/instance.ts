@@ -150,7 +150,7 @@ export class ModuleInstances implements GuestInstances {
   /** The WASI config last made and the overrides it was made of (an ABI passing the same options object each call reuses it). */
   #wasiMade?: { overrides: GuestOptions['wasi']; config: WasiConfig };
   /** The context of `withReadyGuestSync` calls, one per instance set anew for each (nothing keeps it past a synchronous call). */
-  #syncCtx?: { -readonly [K in keyof HostCallContext]: HostCallContext[K] };
+  #syncCtx?: CallContext;
   /** The ABI generation host functions see (2 for kinds without host functions). */
   readonly #generation: 1 | 2;
   /** Memory of the instance that ran last, kept for classifying its failure. */
@@ -353,12 +353,22 @@ export class ModuleInstances implements GuestInstances {
     }
   }
 
-  /** GuestInstances: an initialised guest for `fn`, fresh or reused (capsule-abi.md §3). */
-  async withGuest<T>(meta: InvocationMeta, fn: (guest: Guest, ctx: HostCallContext) => Promise<T>, options: GuestOptions = {}): Promise<T> {
+  /**
+   * GuestInstances: an initialised guest for `fn`, fresh or reused (capsule-abi.md §3). Not
+   * `async` itself: a call on the snapshot's instance gets `#withSnapshot`'s promise, with no
+   * layer of promise more.
+   */
+  withGuest<T>(meta: InvocationMeta, fn: (guest: Guest, ctx: HostCallContext) => Promise<T>, options: GuestOptions = {}): Promise<T> {
     const ctx = this.#context(meta);
     this.#called = true;
     if (this.#warmed) this.#firstAfterWarm(options.wasi);
     this.#wasiOverrides = options.wasi;
+    if (!this.spec.settings.reuse && this.#plan && this.#snapshot) return this.#withSnapshot(ctx, fn);
+    return this.#withGuestAsync(ctx, fn);
+  }
+
+  /** `withGuest` past its first steps: the reused instance, the snapshot probe, or a new instance. */
+  async #withGuestAsync<T>(ctx: HostCallContext, fn: (guest: Guest, ctx: HostCallContext) => Promise<T>): Promise<T> {
     if (this.spec.settings.reuse) {
       let entry = this.#reused;
       try {
@@ -561,21 +571,8 @@ export class ModuleInstances implements GuestInstances {
   readonly #log = (t: string) => this.#write('log', t);
   static readonly #noStdin = new Uint8Array(0);
 
-  #context(meta: InvocationMeta): HostCallContext {
-    return {
-      generation: this.#generation,
-      env: this.#env,
-      requestId: meta.requestId,
-      capsuleVersion: this.spec.settings.capsuleVersion,
-      trigger: meta.trigger ?? NO_TRIGGER,
-      stdout: this.#stdout,
-      log: this.#log,
-      settings: this.spec.settings,
-      service: this.#service,
-      callData: new Map(),
-      kind: this.spec.detection.kind,
-      exit: meta.exit,
-    };
+  #context(meta: InvocationMeta): CallContext {
+    return new CallContext(this.#generation, this.#env, this.spec, this.#stdout, this.#log, this.#service, meta);
   }
 
   /**
@@ -585,9 +582,7 @@ export class ModuleInstances implements GuestInstances {
   #syncContext(meta: InvocationMeta): HostCallContext {
     const ctx = this.#syncCtx;
     if (!ctx) return (this.#syncCtx = this.#context(meta));
-    ctx.requestId = meta.requestId;
-    ctx.trigger = meta.trigger ?? NO_TRIGGER;
-    ctx.exit = meta.exit;
+    ctx.set(meta);
     return ctx;
   }
 
@@ -706,6 +701,48 @@ export class ModuleInstances implements GuestInstances {
       return { code: 'TRAP', message: `the function trapped: ${msg}` };
     }
     return { code: 'INTERNAL', message: `host error: ${(e as Error)?.message ?? String(e)}` };
+  }
+}
+
+/**
+ * The `HostCallContext` of a call: what all calls of the module share, and the call's own facts
+ * (`set`). Its `callData` Map is made when first read: most calls never read it.
+ */
+class CallContext implements HostCallContext {
+  readonly generation: 1 | 2;
+  readonly env: ReadonlyMap<string, string>;
+  readonly capsuleVersion: string;
+  readonly settings: FunctionSettings;
+  readonly kind: HostCallContext['kind'];
+  readonly stdout: HostCallContext['stdout'];
+  readonly log: HostCallContext['log'];
+  readonly service: ServiceCaller;
+  requestId?: string;
+  trigger: HostCallContext['trigger'] = NO_TRIGGER;
+  exit?: { error: string; code: number };
+  #callData?: Map<string, unknown>;
+
+  constructor(generation: 1 | 2, env: ReadonlyMap<string, string>, spec: WorkerModule, stdout: HostCallContext['stdout'], log: HostCallContext['log'], service: ServiceCaller, meta: InvocationMeta) {
+    this.generation = generation;
+    this.env = env;
+    this.capsuleVersion = spec.settings.capsuleVersion;
+    this.settings = spec.settings;
+    this.kind = spec.detection.kind;
+    this.stdout = stdout;
+    this.log = log;
+    this.service = service;
+    this.set(meta);
+  }
+
+  /** Takes `meta`'s request id, trigger facts and exit (a reused context's next call). */
+  set(meta: InvocationMeta): void {
+    this.requestId = meta.requestId;
+    this.trigger = meta.trigger ?? NO_TRIGGER;
+    this.exit = meta.exit;
+  }
+
+  get callData(): Map<string, unknown> {
+    return (this.#callData ??= new Map());
   }
 }
 

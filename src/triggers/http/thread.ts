@@ -163,13 +163,18 @@ class Runner {
     });
   }
 
-  /** A call `invoke` started at once ended with `o`: as the `finally` of `pump`'s calls. */
+  /** A call `invoke` started at once ended with `o`: its answer, as a queued call's settles its job. */
   #over(job: Job, o: Outcome): Promise<CallResult> {
-    done(job.version);
-    this.pump();
-    if (this.#running.length === 0 && this.#queue.length === 0) trim.idle();
+    this.#after(job.version);
     if (o === TAKEN) return new Promise<CallResult>(() => {}); // the supervisor answers it and stops this thread
     return 'error' in o ? Promise.reject(o.error) : Promise.resolve(o.result);
+  }
+
+  /** A call of `v` is over: the queued calls that may start now start, the thread trims when idle. */
+  #after(v: Version): void {
+    done(v);
+    this.pump();
+    if (this.#running.length === 0 && this.#queue.length === 0) trim.idle();
   }
 
   /** Starts the queued calls that may start now (also when a running call gives the thread back). */
@@ -184,10 +189,13 @@ class Runner {
       const n = this.#running.length;
       if (n > 0 && (!job.version.yields || this.#alone > 0 || n >= MAX_CALLS_IN_FLIGHT || !this.#running.every(hasYielded))) return;
       this.#queue.shift();
-      void this.#run(job).finally(() => {
-        done(job.version);
-        this.pump();
-        if (this.#running.length === 0 && this.#queue.length === 0) trim.idle();
+      // settled in a later microtask, as a call that runs at once (runSync) too: `pump` is not re-entered
+      void Promise.resolve(this.#runNow(job)).then((o) => {
+        if (o !== TAKEN) {
+          if ('error' in o) job.reject(o.error);
+          else job.resolve(o.result);
+        }
+        this.#after(job.version);
       });
     }
   }
@@ -247,25 +255,7 @@ class Runner {
     return { result: { output: r.output!, logs: r.logs } };
   }
 
-  async #run(job: Job): Promise<void> {
-    const running = this.#begin(job);
-    let rt: ModuleInstances | undefined;
-    let r: RunResult;
-    try {
-      rt = this.#take(running);
-      r = rt.runSync(job.input, job.meta) ?? await rt.run(job.input, job.meta);
-    } catch (e) {
-      r = failure(e);
-    } finally {
-      giveBack(job, rt);
-    }
-    const o = this.#end(running, r);
-    if (o === TAKEN) return;
-    if ('error' in o) job.reject(o.error);
-    else job.resolve(o.result);
-  }
-
-  /** `#run` for a call started by `invoke` itself: its outcome, at once when `runSync` could run it. */
+  /** Runs `job` now: its outcome, at once when `runSync` could run it. */
   #runNow(job: Job): Outcome | Promise<Outcome> {
     const running = this.#begin(job);
     let rt: ModuleInstances | undefined;

@@ -151,6 +151,19 @@ describe('fresh instance per call by snapshot reset (capsule-abi.md §3)', () =>
     }
   });
 
+  it('sets a target back to the values of the snapshot that restores it, when two snapshots restore one target', () => {
+    const g = new WebAssembly.Global({ value: 'i64', mutable: true }, 1n);
+    const target = { memory: new WebAssembly.Memory({ initial: 1 }), globals: [g], types: ['i64'] };
+    const first = Snapshot.capture(target);
+    g.value = 2n;
+    const second = Snapshot.capture(target);
+    for (const [snapshot, want] of [[first, 1n], [second, 2n], [first, 1n]] as const) {
+      g.value = 9n;
+      assert.equal(snapshot.restore(target), true);
+      assert.equal(g.value, want);
+    }
+  });
+
   it('does not snapshot WASI commands', async () => {
     const wasi = await compileModule(readFileSync(fixture('wasi-basic')), 'wasi-basic.wasm');
     assert.deepEqual(wasi.snapshot, { ok: false, reason: 'wasi modules start in their handler' });

@@ -180,8 +180,6 @@ export interface SnapshotTarget {
   globals: WebAssembly.Global[];
   /** The value type of each of `globals` (`SnapshotPlan.types`); absent: the globals are set from JavaScript. */
   types?: readonly string[];
-  /** Set by `Snapshot.restore`: this instance's function that sets its numeric globals back (see `globalsReset`). */
-  reset?: () => void;
 }
 
 /**
@@ -217,6 +215,8 @@ export class Snapshot {
   readonly #globals: unknown[];
   /** The module that sets the numeric globals back (`globalsReset`), and the plan indices of those it leaves to JavaScript. */
   readonly #reset?: { module: WebAssembly.Module; indices: number[]; others: number[] };
+  /** Per target this snapshot restored: the instance of `#reset.module` bound to its globals (made at its first restore). */
+  readonly #resets = new WeakMap<SnapshotTarget, () => void>();
   /** WASI calls of the initialisation to repeat on every call (`probeImports`). */
   readonly #replay: readonly WasiReplay[];
 
@@ -273,7 +273,9 @@ export class Snapshot {
       for (let i = 0; i < globals.length; i++) globals[i]!.value = this.#globals[i];
       return true;
     }
-    (target.reset ??= this.#resetOf(target, reset))();
+    let run = this.#resets.get(target);
+    if (!run) this.#resets.set(target, (run = this.#resetOf(target, reset)));
+    run();
     for (const i of reset.others) globals[i]!.value = this.#globals[i];
     return true;
   }

@@ -19,6 +19,7 @@ const RESULTS: Record<string, { headers: [string, string][]; preset?: [string, s
   '/hop': { headers: [['Connection', 'upgrade'], ['Content-Length', '999'], ['Transfer-Encoding', 'chunked'], ['X-C', '3']] },
   '/own-id': { headers: [['X-Request-Id', 'guest-id'], ['X-D', '4']] },
   '/digits': { headers: [['X-E', '5'], ['123', 'n']] },
+  '/constructor': { headers: [['Constructor', 'c'], ['X-H', '7'], ['x-h', '8']] },
   '/preset': { headers: [['X-F', '6'], ['Connection', 'keep-alive']], preset: ['Connection', 'close'] },
   '/bad': { headers: [['X-G', 'bad\nvalue']] },
 };
@@ -57,6 +58,7 @@ describe('a guest response head', () => {
     '/hop': ['x-c: 3', 'content-length: 2', 'X-Request-Id: req-1'],
     '/own-id': ['x-request-id: guest-id', 'x-d: 4', 'content-length: 2'],
     '/digits': ['123: n', 'x-e: 5', 'content-length: 2', 'X-Request-Id: req-1'],
+    '/constructor': ['constructor: c', 'x-h: 7', 'x-h: 8', 'content-length: 2', 'X-Request-Id: req-1'],
     '/preset': ['Connection: close', 'x-f: 6', 'content-length: 2', 'X-Request-Id: req-1'],
   };
   for (const [path, lines] of Object.entries(expected)) {

@@ -170,7 +170,8 @@ function groupedHeaders(out: HttpResponseOutput, requestId: string | undefined):
   for (const [k, v] of out.headers) {
     const key = k.toLowerCase();
     if (HOP_BY_HOP.has(key)) continue;
-    const prev = headers[key];
+    // own names only: `constructor` would else read Object's and send its source as a value
+    const prev = Object.hasOwn(headers, key) ? headers[key] : undefined;
     headers[key] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
   }
   headers['content-length'] = String(out.body.length); // one write, not chunked framing

@@ -60,10 +60,11 @@ export interface GuestInstances {
    */
   withGuest<T>(meta: InvocationMeta, fn: (guest: Guest, ctx: HostCallContext) => Promise<T>, options?: GuestOptions): Promise<T>;
   /**
-   * `withGuest` run synchronously when it can be: the module keeps one instance (reuse), it is
-   * initialised already and nothing it imports suspends. Undefined when it cannot (then
-   * `withGuest`). For `Abi.invokeSync`; absent where calls are never run that way. Its calls
-   * share one context per instance: `ctx.callData` keeps what an earlier one set (set what a
+   * `withGuest` run synchronously when it can be: nothing the module imports suspends and an
+   * initialised instance is ready (with reuse, the one it keeps; fresh, an idle one at its
+   * snapshot, reset after the call). Undefined when it cannot (then `withGuest`). For
+   * `Abi.invokeSync`; absent where calls are never run that way. Its calls share one context
+   * per instance set, fresh ones too: `ctx.callData` keeps what an earlier one set (set what a
    * call needs on each call, or keep there only what is the same for every call).
    */
   withReadyGuestSync?<T>(meta: InvocationMeta, fn: (guest: Guest, ctx: HostCallContext) => T, options?: GuestOptions): { value: T } | undefined;

@@ -11,6 +11,7 @@ import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CapsuleFunction, createLogger, lifecyclePool, serveHttpThreads } from '../src/index.ts';
+import { publishedRequest, publishRequest, threadSlot, THREAD_SLOT_BYTES } from '../src/triggers/http/thread-protocol.ts';
 import { eventually, example, fileServer, fixture, missing, runCapsule, selfSignedCert, startServer, type Server } from './helpers.ts';
 
 const hello = example('hello-you');
@@ -74,6 +75,24 @@ async function metric(url: string, name: string): Promise<number> {
 
 /** Waits until `check` holds. @throws when it does not within 20 s (a hung server fails the test, not the run) */
 const until = (check: () => Promise<boolean>) => eventually(check, 20_000);
+
+describe('HTTP threads: the call a thread publishes for the supervisor\'s 504', () => {
+  it('carries its request id and method; an id that does not fit or is not printable ASCII is none (the 504 then gets a fresh one)', () => {
+    const slot = threadSlot(new SharedArrayBuffer(THREAD_SLOT_BYTES));
+    const seen = (id: string | undefined, method: string | undefined) => {
+      publishRequest(slot, id, method);
+      return publishedRequest(slot);
+    };
+    assert.deepEqual(seen('runaway-7', 'POST'), { requestId: 'runaway-7', method: 'POST' });
+    assert.deepEqual(seen('x'.repeat(200), 'GET'), { requestId: 'x'.repeat(200), method: 'GET' });
+    assert.deepEqual(seen(undefined, undefined), { requestId: undefined, method: '' });
+    assert.deepEqual(seen('x'.repeat(201), 'BREW'), { requestId: undefined, method: '' });
+    // 200 characters whose UTF-8 is 201 bytes: 200 of them fit, not the id
+    assert.equal(seen(`é${'x'.repeat(199)}`, 'GET').requestId, undefined);
+    assert.equal(seen('café', 'GET').requestId, undefined);
+    assert.equal(seen('a\r\nSet-Cookie: x', 'GET').requestId, undefined);
+  });
+});
 
 describe('capsule serve --http-threads', { skip }, () => {
   it('answers on more than one thread, and /capsule/metrics adds up the requests of every thread', async () => {

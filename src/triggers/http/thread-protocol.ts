@@ -122,22 +122,27 @@ export function threadSlot(buffer: SharedArrayBuffer): ThreadSlot {
   };
 }
 
-const ascii = new TextEncoder();
+const utf8 = new TextEncoder();
 const METHOD_CODES = new Map(METHODS.map((m, i) => [m, i + 1]));
+/** A request id the supervisor writes in its 504's head: printable ASCII, no space (as server.ts accepts one). */
+const HEADER_SAFE_ID = /^[\x21-\x7e]+$/;
 
 /**
  * Writes a call's request id and method in `slot` (before its number), so that the supervisor's
- * 504 carries the id and is counted under the method; an id too long or not ASCII is left out.
+ * 504 carries the id and is counted under the method; an id that does not fit is left out.
  */
 export function publishRequest(slot: ThreadSlot, id: string | undefined, method: string | undefined): void {
-  const n = id !== undefined && id.length <= REQUEST_ID_BYTES ? ascii.encodeInto(id, slot.requestId).written : 0;
-  slot.requestIdLength[0] = n === id?.length ? n : 0;
+  const { read, written } = id === undefined ? { read: -1, written: 0 } : utf8.encodeInto(id, slot.requestId);
+  slot.requestIdLength[0] = read === id?.length ? written : 0;
   slot.method[0] = (method !== undefined && METHOD_CODES.get(method)) || 0;
 }
 
-/** The request id (undefined when it has none) and method ('' when unknown) of the call in `slot` (`publishRequest`). */
+/**
+ * The request id and method ('' when unknown) of the call in `slot` (`publishRequest`); the id
+ * is undefined when it has none or one that is not printable ASCII (not safe in a header).
+ */
 export function publishedRequest(slot: ThreadSlot): { requestId: string | undefined; method: string } {
   const n = slot.requestIdLength[0]!;
-  const requestId = n > 0 ? Buffer.from(slot.requestId.buffer, slot.requestId.byteOffset, n).toString('latin1') : undefined;
-  return { requestId, method: METHODS[slot.method[0]! - 1] ?? '' };
+  const id = n > 0 ? Buffer.from(slot.requestId.buffer, slot.requestId.byteOffset, n).toString('latin1') : '';
+  return { requestId: HEADER_SAFE_ID.test(id) ? id : undefined, method: METHODS[slot.method[0]! - 1] ?? '' };
 }

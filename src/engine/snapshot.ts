@@ -345,16 +345,7 @@ function writeConst(w: ByteWriter, type: string, value: unknown): void {
     w.sleb((value as number) | 0);
   } else if (type === 'i64') {
     w.byte(0x42);
-    let v = BigInt.asIntN(64, value as bigint);
-    for (;;) {
-      const b = Number(v & 0x7fn);
-      v >>= 7n;
-      if ((v === 0n && (b & 0x40) === 0) || (v === -1n && (b & 0x40) !== 0)) {
-        w.byte(b);
-        return;
-      }
-      w.byte(b | 0x80);
-    }
+    w.sleb64(value as bigint);
   } else {
     const bytes = new DataView(new ArrayBuffer(8));
     if (type === 'f32') bytes.setFloat32(0, value as number, true);

@@ -310,6 +310,20 @@ export class ByteWriter {
       this.#buf[this.length++] = b | 0x80;
     }
   }
+  /** Signed LEB128 of a 64-bit integer (an `i64.const`'s immediate; taken modulo 2^64, as signed). */
+  sleb64(n: bigint): void {
+    let v = BigInt.asIntN(64, n);
+    this.#room(10);
+    for (;;) {
+      const b = Number(v & 0x7fn);
+      v >>= 7n;
+      if ((v === 0n && (b & 0x40) === 0) || (v === -1n && (b & 0x40) !== 0)) {
+        this.#buf[this.length++] = b;
+        return;
+      }
+      this.#buf[this.length++] = b | 0x80;
+    }
+  }
   /** A name: its UTF-8 length (LEB128), then its bytes. */
   name(s: string): void {
     const b = new TextEncoder().encode(s);

@@ -9,7 +9,7 @@
  * worker threads) and (d) the bare server of bench/bare-server.mjs (two node:http threads running
  * the guest on a raw instance reset by copy, with no deadline, limit, log or metric: the floor of
  * what any Node server running this guest with a fresh instance per call can reach on this
- * machine), interleaved ROUNDS times:
+ * machine; left out, with a line, for a BENCH_MODULE it cannot run), interleaved ROUNDS times:
  * - requests per second (wrk, 1 thread, CONNECTIONS connections, SECONDS after a 1 s warm-up);
  * - CPU µs per request of the server's whole process tree (utime + stime of every process of the
  *   tree, all threads included, from /proc/<pid>/stat);
@@ -198,16 +198,14 @@ async function measure(args: string[], luaPath: string): Promise<Row> {
   }
 }
 
-/** The servers measured, in the order they run in each round. */
-const NAMES = ['plain', 'capsule', 'threads', 'bare'] as const;
-
-function report(rows: Row[][]): void {
+/** Prints the rows of each server (`names[k]`'s in `rows[k]`, plain first) and their medians against the targets. */
+function report(names: string[], rows: Row[][]): void {
   const plain = rows[0]!;
   const f = (x: number, d = 1) => x.toFixed(d);
   console.log(`\nserve cost: ${module.replace(root, '')} ${extra.join(' ')}; wrk -t1 -c${connections}, ${seconds} s × ${rounds} rounds (interleaved); load average ${loadAverage()}`);
   console.log('round  server   req/s  CPU µs/req  idle MiB  peak MiB  after MiB  start→first ms  first/steady ms  errors');
   for (let i = 0; i < rounds; i++) {
-    for (const [k, name] of NAMES.entries()) {
+    for (const [k, name] of names.entries()) {
       const r = rows[k]![i]!;
       console.log(
         `${String(i + 1).padEnd(7)}${name.padEnd(8)}${f(r.rps, 0).padStart(7)}${f(r.cpuUs).padStart(12)}${f(r.idleMiB).padStart(10)}` +
@@ -216,7 +214,7 @@ function report(rows: Row[][]): void {
     }
   }
   const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met');
-  for (const [k, name] of NAMES.entries()) {
+  for (const [k, name] of names.entries()) {
     if (k === 0) continue;
     const capsule = rows[k]!;
     const rpsRatio = median(capsule.map((c, i) => c.rps / plain[i]!.rps));
@@ -305,12 +303,19 @@ async function stuckThread(): Promise<void> {
 /**
  * The arguments that start bench/bare-server.mjs on `module`: the module as `prepareSnapshot`
  * rewrites it (its mutable globals exported), written to `dir`, and the names of those globals.
- * @throws Error when the module cannot be reset by copy (the bare server needs that)
+ * Undefined, with the reason on stderr, for a module the bare server cannot run (it gives a gen-2
+ * module `fd_write` and nothing else, and resets it by copy): the other servers are still measured.
  */
-function bareServer(path: string, dir: string): string[] {
+function bareServer(path: string, dir: string): string[] | undefined {
   const bytes = readFileSync(path);
-  const prepared = prepareSnapshot(bytes, parseModule(bytes), 'capsule-2');
-  if (!prepared.plan) throw new Error(`${path} cannot be reset by copy (${prepared.refused}): the bare server needs a module that can`);
+  const parsed = parseModule(bytes);
+  const skip = (why: string): undefined => void console.error(`bench/serve-cost.ts: no bare row, ${path} ${why}`);
+  const other = parsed.imports.find((i) => i.module !== 'wasi_snapshot_preview1' || i.name !== 'fd_write');
+  if (other) return skip(`imports ${other.module}.${other.name} (the bare server gives fd_write alone)`);
+  const missing = ['malloc', 'callHandleHTTP', 'memory'].find((name) => !parsed.exports.some((e) => e.name === name));
+  if (missing) return skip(`does not export ${missing} (the bare server runs gen-2 HTTP modules)`);
+  const prepared = prepareSnapshot(bytes, parsed, 'capsule-2');
+  if (!prepared.plan) return skip(`cannot be reset by copy (${prepared.refused})`);
   const out = join(dir, 'bare.wasm');
   writeFileSync(out, prepared.bytes);
   return [join(root, 'bench/bare-server.mjs'), out, ...prepared.plan.globals];
@@ -342,24 +347,26 @@ if (process.env.BENCH_STUCK === '1') {
   const luaPath = join(dir, 'post.lua');
   writeFileSync(luaPath, `wrk.method = "POST"\nwrk.body = ${JSON.stringify(body)}\nwrk.headers["Content-Type"] = "application/json"\n`);
   const cli = join(root, 'bin/capsule.js');
-  const servers = [
-    ['-e', PLAIN],
-    [cli, 'serve', module, '--http-port=0', ...extra],
-    [cli, 'serve', module, '--http-port=0', '--http-threads', ...extra],
-    bareServer(module, dir),
+  // the servers measured, in the order they run in each round: a name and the arguments of node
+  const bare = bareServer(module, dir);
+  const servers: [string, string[]][] = [
+    ['plain', ['-e', PLAIN]],
+    ['capsule', [cli, 'serve', module, '--http-port=0', ...extra]],
+    ['threads', [cli, 'serve', module, '--http-port=0', '--http-threads', ...extra]],
+    ...(bare ? [['bare', bare] as [string, string[]]] : []),
   ];
   console.error(`load average at the start: ${loadAverage()}`);
   const rows: Row[][] = servers.map(() => []);
   try {
     await warmClient();
     for (let round = 0; round < rounds; round++) {
-      for (const [i, args] of servers.entries()) {
+      for (const [i, [name, args]] of servers.entries()) {
         const r = await measure(args, luaPath);
         rows[i]!.push(r);
-        console.error(`round ${round + 1}/${rounds} ${NAMES[i]}: ${r.rps.toFixed(0)} req/s, ${r.cpuUs.toFixed(1)} µs CPU/req`);
+        console.error(`round ${round + 1}/${rounds} ${name}: ${r.rps.toFixed(0)} req/s, ${r.cpuUs.toFixed(1)} µs CPU/req`);
       }
     }
-    report(rows);
+    report(servers.map(([name]) => name), rows);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -89,6 +89,19 @@ describe('the request log line', () => {
     assert.equal(lines.length, 1);
   });
 
+  it("follows a parent's change of level in a child that has no level of its own", () => {
+    const { log, lines } = capture();
+    const child = log.child({ replica: 1 });
+    const write = requestLogger(child);
+    log.level = 'warn';
+    write(LINES[0]!);
+    assert.deepEqual(lines, []);
+    log.level = 'info';
+    write(LINES[0]!);
+    assert.equal(lines.length, 1);
+    assert.match(lines[0]!, /"replica":1,/);
+  });
+
   it("stamps the time pino's isoTime writes, across milliseconds, seconds, days and a clock set back", () => {
     const day = Date.UTC(2026, 11, 31, 23, 59, 58, 990);
     const times = [0, 1, 999, 1000, 1001];

@@ -83,29 +83,20 @@ export function requestLogger(log: Logger): RequestLogger {
   const t = ',"time":"1970-01-01T00:00:00.000Z"';
   if (!probes.every((p) => build(p, t) === asJson.call(log, fields(p), 'request', 30, t))) return generic;
   const write = stream.write.bind(stream);
-  const level = infoEnabled(log);
+  // pino's isLevelEnabled('info') (a few look-ups) asked again only when the level's value
+  // changed: a child without a level of its own follows its parent's, which tells it no event
+  let levelVal = log.levelVal;
+  let on = log.isLevelEnabled('info');
   return (f) => {
-    if (!level.on) return;
+    if (log.levelVal !== levelVal) {
+      levelVal = log.levelVal;
+      on = log.isLevelEnabled('info');
+    }
+    if (!on) return;
     const line = build(f, time.call(log));
     if (line === undefined) generic(f);
     else write(line);
   };
-}
-
-/** Whether `info` is enabled, per logger (one `level-change` listener each, however many pipelines share it). */
-const infoFlags = new WeakMap<Logger, { on: boolean }>();
-
-/** pino's `isLevelEnabled('info')` kept up to date by its `level-change` events (the call is a few look-ups per line). */
-function infoEnabled(log: Logger): { on: boolean } {
-  let flag = infoFlags.get(log);
-  if (!flag) {
-    const f = flag = { on: log.isLevelEnabled('info') };
-    log.on('level-change', () => {
-      f.on = log.isLevelEnabled('info');
-    });
-    infoFlags.set(log, flag);
-  }
-  return flag;
 }
 
 /** `.001` … `.999` with no trailing zero (`.5`, `.25`): a duration's fraction by its µs (index 0 unused). */

@@ -280,9 +280,13 @@ describe('capsule serve --http-threads', { skip }, () => {
     }
   });
 
-  it('the host SDK serves with HTTP threads too (serveHttpThreads on a lifecyclePool function), and shuts down', async () => {
+  it('the host SDK serves with HTTP threads too (serveHttpThreads on a lifecyclePool function), refuses a thread count out of 1–256, and shuts down', async () => {
     const fn = await CapsuleFunction.load({ path: hello }, { pool: lifecyclePool() });
-    const server = await serveHttpThreads(fn, { port: 0, threads: 2, logger: createLogger('warn', 'json'), logLevel: 'warn', logFormat: 'json' });
+    const logger = createLogger('warn', 'json');
+    for (const threads of [0, 1.5, Number.NaN, 257]) {
+      await assert.rejects(serveHttpThreads(fn, { port: 0, threads, logger }), { code: 'USAGE', message: `threads must be a whole number from 1 to 256, not ${threads}` });
+    }
+    const server = await serveHttpThreads(fn, { port: 0, threads: 2, logger, logLevel: 'warn', logFormat: 'json' });
     try {
       assert.equal(server.threads, 2);
       const answers = await Promise.all(Array.from({ length: 8 }, () => send(server.url, { method: 'POST', body: '{"name":"Bob Morane","age":42}' })));

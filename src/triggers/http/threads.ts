@@ -135,11 +135,13 @@ interface Thread {
  * with it). `o.threads` threads (default: CPU cores) each write their own log lines to stderr
  * (`o.logLevel`, `o.logFormat`); `o.logger` gets the supervisor's (timeouts, reloads, shutdown).
  * Resolves once every thread listens (port 0: one picked for all of them, in `port`).
- * @throws CapsuleError USAGE for an option this mode cannot serve yet (`stopAfterMs`), or when
- *   the port cannot be bound or the certificate used (as `serveHttp`); Error when `fn`'s module
- *   is not registered on its pool
+ * @throws CapsuleError USAGE for `threads` not a whole number from 1 to 256, an option this mode
+ *   cannot serve yet (`stopAfterMs`), or when the port cannot be bound or the certificate used
+ *   (as `serveHttp`); Error when `fn`'s module is not registered on its pool
  */
 export async function serveHttpThreads(fn: CapsuleFunction, o: HttpThreadsOptions): Promise<RunningHttpThreads> {
+  const n = o.threads;
+  if (n !== undefined && !(Number.isInteger(n) && n >= 1 && n <= 256)) throw new CapsuleError('USAGE', `threads must be a whole number from 1 to 256, not ${n}`);
   if (o.stopAfterMs !== undefined) throw new CapsuleError('USAGE', '--stop-after cannot be used with --http-threads yet: leave one of them out');
   await runLifecycle(fn, 'OnLoad', o.logger);
   const s = new Supervisor(fn, o);
@@ -186,7 +188,7 @@ class Supervisor {
     this.#fn = fn;
     this.#name = fn.module.name;
     this.#version = versionOf(fn, o.logger);
-    this.#count = Math.max(1, o.threads ?? availableParallelism());
+    this.#count = o.threads ?? availableParallelism();
     this.#port = o.port ?? 8080;
     this.#shutdown = new Shutdown((reason) => this.#stop(reason));
     const current = () => this.#fn;

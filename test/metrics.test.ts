@@ -55,6 +55,23 @@ describe('runner metrics exposition', () => {
     assert.deepEqual(lines(body, '# TYPE capsule_timeouts_total '), ['# TYPE capsule_timeouts_total counter'], 'declared even when nothing timed out');
   });
 
+  it("renders the duration histogram as prom-client's Histogram does, in text and in the JSON threads send", async () => {
+    const m = new RunnerMetrics(() => 0, () => 0, false);
+    const { Histogram, Registry } = await import('prom-client');
+    const registry = new Registry();
+    const buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+    const theirs = new Histogram({ name: 'capsule_request_duration_seconds', help: 'Invocation duration (queue + guest), seconds', labelNames: ['function'], buckets, registers: [registry] });
+    const observations: [string, number][] = [['a', 0.0005], ['we"ird\\n\n', 0.01], ['a', 0], ['b', 31], ['a', 1e-9], ['b', 2.5], ['a', 0.0250001]];
+    for (const [fn, s] of observations) {
+      m.duration.observe({ function: fn }, s);
+      theirs.observe({ function: fn }, s);
+    }
+    const section = (text: string) => text.split('\n').filter((l) => l.includes('capsule_request_duration_seconds')).join('\n');
+    assert.equal(section((await m.text()).body), section(await registry.metrics()));
+    const ours = (await m.registry.getMetricsAsJSON()).find((x) => x.name === 'capsule_request_duration_seconds');
+    assert.deepEqual(JSON.parse(JSON.stringify(ours)), JSON.parse(JSON.stringify((await registry.getMetricsAsJSON())[0])));
+  });
+
   it("adds Node's process metrics, prefixed once", async () => {
     const m = new RunnerMetrics(() => 0, () => 0);
     for (let i = 0; i < 2; i++) {

@@ -11,7 +11,7 @@ import { threadId } from 'node:worker_threads';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CapsuleFunction, CapsuleError, type CliOutput, type HostFunctionContext, type UserHostFunctions } from '../src/index.ts';
+import { CapsuleFunction, CapsuleError, type CliOutput, type HostFunctionContext, type HttpResponseOutput, type UserHostFunctions } from '../src/index.ts';
 import { fixture, missing, root, runCapsule } from './helpers.ts';
 
 const behaviours = fixture('gen2-behaviours');
@@ -95,6 +95,33 @@ describe('inline executor: deadlines and failures', { skip: missing(behaviours) 
       assert.equal(((await fn.invoke({ type: 'cli', params: enc('hello'), args: [] })).output as CliOutput).exitCode, 0);
     } finally {
       await fn.close();
+    }
+  });
+
+  it('fresh HTTP calls, run without a promise on the idle instance: a loop is stopped at its deadline (metered or not), a trap and a memory bomb fail their call, and each next call starts from the snapshot', { skip: missing(unmetered) }, async () => {
+    /** The response body of an HTTP call whose body is `selector`, or the error code. */
+    const http = async (fn: CapsuleFunction, selector: string): Promise<string> => {
+      const input = { type: 'http' as const, method: 'POST', url: 'http://localhost/', headers: [] as [string, string][], body: enc(selector), remoteAddress: '127.0.0.1', remotePort: 1 };
+      try {
+        return new TextDecoder().decode(((await fn.invoke(input)).output as HttpResponseOutput).body);
+      } catch (e) {
+        return code(e);
+      }
+    };
+    const metered = await CapsuleFunction.load({ path: behaviours }, { inline: true, timeoutMs: 300, stdio: 'capture' });
+    try {
+      const first = await http(metered, 'c'); // the calls this instance has seen, as it was after initialisation
+      assert.match(first, /^\d$/);
+      for (const selector of ['c', 'l', 'c', 't', 'c', 'm', 'c']) assert.equal(await http(metered, selector), { l: 'TIMEOUT', t: 'TRAP', m: 'MEMORY' }[selector] ?? first, selector);
+    } finally {
+      await metered.close();
+    }
+    const plain = await CapsuleFunction.load({ path: unmetered }, { inline: true, timeoutMs: 300, stdio: 'capture' });
+    try {
+      const answer = await http(plain, 'e');
+      for (const selector of ['e', 'l', 'e', 'l', 'e']) assert.equal(await http(plain, selector), selector === 'l' ? 'TIMEOUT' : answer, selector);
+    } finally {
+      await plain.close();
     }
   });
 

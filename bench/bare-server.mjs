@@ -53,7 +53,8 @@ function serve({ path, globalNames, port }) {
 if (isMainThread) {
   const [path, ...globalNames] = process.argv.slice(2);
   if (!path) throw new Error('usage: node bench/bare-server.mjs <module.wasm> [global export…]');
-  const threads = Math.max(1, Number(process.env.THREADS ?? 2));
+  const threads = Number(process.env.THREADS ?? 2);
+  if (!Number.isInteger(threads) || threads < 1) throw new Error(`THREADS=${process.env.THREADS}: a whole number of threads, 1 or more`);
   // a free port for the threads to share (picked, then released: a bench, not a server)
   const port = await new Promise((resolve) => {
     const s = createNetServer().listen(0, '127.0.0.1', () => {

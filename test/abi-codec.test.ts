@@ -1,17 +1,18 @@
 /**
  * The HTTP codecs every guest call runs through give exactly the bytes they always gave
  * (capsule-abi.md §4.3, §5.3, §5.4, §7.8): the gen-2 request JSON (`encodeHttpRequest`), the
- * response made of a gen-2 frame (`decodeHttpResponse`: status, headers, body bytes, notes), the
- * gen-1 header strings, 1c parameters and responses. First the shapes a guest sees, written out;
- * then thousands of generated inputs (seeded, so a failure repeats) compared with the codecs as
- * they were before their per-call cost was cut (test/fixtures/abi-codec-reference.ts).
+ * response made of a gen-2 frame (`decodeHttpResponse`: status, headers, body bytes, notes), a
+ * response header (`responseHeader`, gen 1 too), the gen-1 header strings. First the shapes a
+ * guest sees, written out; then thousands of generated inputs (seeded, so a failure repeats)
+ * compared with these functions as they were before their per-call cost was cut
+ * (test/fixtures/abi-codec-reference.ts).
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { HttpRequestInput, HttpResponseOutput } from '../src/base/invocation.ts';
 import { encodeHttpRequest, decodeHttpResponse } from '../src/abi/capsule2/http.ts';
-import { canonicalHeaders, canonicalHeaderName, responseHeader } from '../src/abi/capsule-headers.ts';
-import { decodeGen1Response, encodeGen1Headers, requestParams } from '../src/abi/capsule1/http.ts';
+import { responseHeader } from '../src/abi/capsule-headers.ts';
+import { encodeGen1Headers } from '../src/abi/capsule1/http.ts';
 import * as ref from './fixtures/abi-codec-reference.ts';
 
 const utf8 = (s: string): Buffer => Buffer.from(s, 'utf8');
@@ -172,26 +173,16 @@ describe('every generated input gives what the codecs gave before (seeded)', () 
     }
   });
 
-  it('header helpers and gen-1', () => {
+  it('response headers and gen-1 header strings', () => {
     for (let i = 0; i < 3000; i++) {
       const h = headers();
-      assert.deepEqual([...canonicalHeaders(h)], [...ref.canonicalHeaders(h)]);
       for (const [n, v] of h) {
-        assert.equal(canonicalHeaderName(n), ref.canonicalHeaderName(n));
         const notes: string[] = [];
         const refNotes: string[] = [];
         assert.deepEqual([responseHeader(n, v, notes), notes], [ref.responseHeader(n, v, refNotes), refNotes]);
       }
       const sep = pick(['|', '²', '³']);
       assert.equal(encodeGen1Headers(h, sep), ref.encodeGen1Headers(h, sep));
-      const req = request('post', `http://h/${str(3)}`, h, bytes());
-      assert.deepEqual(requestParams(req), ref.requestParams(req));
-      const result = `${pick(['', '[BODY]', '[ERR]', '[ERR][42]:'])}${str(10)}${rnd(2) ? `[HEADERS]${h.map(([k, v]) => `${k}:${v}`).join(sep)}` : ''}`;
-      const notes: string[] = [];
-      const refNotes: string[] = [];
-      const got = decodeGen1Response(result, sep, notes);
-      const want = ref.decodeGen1Response(result, sep, refNotes);
-      assert.deepEqual([got.status, got.headers, Buffer.from(got.body).toString('latin1'), notes], [want.status, want.headers, Buffer.from(want.body).toString('latin1'), refNotes], result);
     }
   });
 });

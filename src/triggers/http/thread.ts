@@ -143,7 +143,8 @@ class Runner {
   #seq = 0;
 
   /**
-   * Queues a call on `version`, due within `init.timeoutMs` of now; `fd` as `Job.fd`.
+   * Runs a call on `version`, due within `init.timeoutMs` of now: at once when nothing is queued
+   * or running, else queued (`pump`); `fd` as `Job.fd`.
    * @throws CapsuleError as the pool's calls
    */
   invoke(version: Version, input: InvocationInput, meta: InvocationMeta, fd = -1): Promise<CallResult> {

@@ -193,14 +193,17 @@ export function findBinary(name: string): string | undefined {
   return undefined;
 }
 
-/** Polls `check` until it returns true or `ms` pass. */
-export async function eventually(check: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+/**
+ * Polls `check` until it returns true or `ms` pass.
+ * @param last what the failure message adds, read when time is up (e.g. the last answer seen)
+ */
+export async function eventually(check: () => boolean | Promise<boolean>, ms = 5000, last?: () => string): Promise<void> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
     if (await check()) return;
     await new Promise((r) => setTimeout(r, 25));
   }
-  throw new Error('condition not met in time');
+  throw new Error(`condition not met in time${last ? `: ${last()}` : ''}`);
 }
 
 /**

@@ -24,6 +24,8 @@ export function startLoad(url: string, rps: number, init?: () => RequestInit): {
   const seen: Outcome[] = [];
   const pending: Promise<void>[] = [];
   const timer = setInterval(() => pending.push(call(url, init?.()).then((o) => void seen.push(o))), 1000 / rps);
+  // a test that fails before stop() must not keep the file's process alive (it would hang the suite)
+  timer.unref();
   return {
     seen,
     async stop() {

@@ -293,7 +293,7 @@ describe('cluster scenarios (faas-cluster.md §2): 3 nats-servers, 2 gateways, 3
     const load = startLoad(`${gateways[0]!.url}/functions/hello/blue`, 10, helloInit);
     await cluster.servers[0]!.kill();
     let r = { status: 0, body: {} as Json };
-    await eventually(async () => (r = await deploy(nodes.b!, 'hello', 'during-outage', 'hello')).status === 202, 30_000);
+    await eventually(async () => (r = await deploy(nodes.b!, 'hello', 'during-outage', 'hello')).status === 202, 30_000, () => `last deploy answer ${JSON.stringify(r)}`);
     for (const g of gateways) await routed(g, 'hello', 'during-outage');
     assert.equal((await call(`${gateways[1]!.url}/functions/hello/during-outage`, helloInit())).status, 200);
     await cluster.servers[0]!.start();

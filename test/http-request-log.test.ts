@@ -78,28 +78,18 @@ describe('the request log line', () => {
     for (const odd of [0.0005, 1 / 3, -1, 2 ** 60, NaN]) assert.equal(msText(odd), String(odd), 'not rounded to µs: as String');
   });
 
-  it('follows a change of level made after it was made', () => {
-    const { log, lines } = capture();
-    const write = requestLogger(log);
-    log.level = 'warn';
-    write(LINES[0]!);
-    assert.deepEqual(lines, []);
-    log.level = 'info';
-    write(LINES[0]!);
-    assert.equal(lines.length, 1);
-  });
-
-  it("follows a parent's change of level in a child that has no level of its own", () => {
-    const { log, lines } = capture();
-    const child = log.child({ replica: 1 });
-    const write = requestLogger(child);
-    log.level = 'warn';
-    write(LINES[0]!);
-    assert.deepEqual(lines, []);
-    log.level = 'info';
-    write(LINES[0]!);
-    assert.equal(lines.length, 1);
-    assert.match(lines[0]!, /"replica":1,/);
+  it("follows a change of level made after it was made, in its logger or in a child's parent (a child with no level of its own)", () => {
+    for (const child of [false, true]) {
+      const { log, lines } = capture();
+      const write = requestLogger(child ? log.child({ replica: 1 }) : log);
+      log.level = 'warn';
+      write(LINES[0]!);
+      assert.deepEqual(lines, [], `child: ${child}`);
+      log.level = 'info';
+      write(LINES[0]!);
+      assert.equal(lines.length, 1, `child: ${child}`);
+      if (child) assert.match(lines[0]!, /"replica":1,/);
+    }
   });
 
   it("stamps the time pino's isoTime writes, across milliseconds, seconds, days and a clock set back", () => {

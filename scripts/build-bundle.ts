@@ -22,15 +22,21 @@
 // (src/engine/worker-entry.ts, bin/launch.js), else the sources. The folder is two directories
 // below the root, like src/<dir>/, so that `new URL('../../package.json', import.meta.url)` and
 // the like resolve the same.
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type BuildOptions, type BuildResult, type Plugin } from 'esbuild';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const out = join(root, 'dist/bundle');
-rmSync(out, { recursive: true, force: true }); // chunks of an earlier build have other names
+const final = join(root, 'dist/bundle');
+// Built beside it (same depth: the bundles find node_modules and src/ from where they run), then
+// moved in file by file, each rename atomic: a server, or a test, that starts a worker meanwhile
+// finds a whole old bundle or a whole new one, never none (`npm pack`'s prepack rebuilds a
+// clone's bundles while other tests of the suite run).
+const out = join(root, `dist/bundle.staging-${process.pid}`);
+rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
+process.on('exit', () => rmSync(out, { recursive: true, force: true }));
 const common: BuildOptions = {
   bundle: true, platform: 'node', target: 'node24', format: 'esm', packages: 'external',
   metafile: true, logLevel: 'warning', legalComments: 'none',
@@ -112,5 +118,10 @@ finishCliBundle(results[3], 'serve.cjs', ['pino', 'prom-client', 'yaml', 'smol-t
 const inputs = [...new Set(results.flatMap((r) => Object.keys(r.metafile!.inputs)))].filter((p) => !/^(<define:|lazy-builtin:)/.test(p)) // esbuild's inputs that are no file
   .map((p) => relative(root, join(root, p)).replaceAll('\\', '/'));
 writeFileSync(join(out, 'inputs.json'), `${JSON.stringify({ inputs }, null, 1)}\n`);
+mkdirSync(final, { recursive: true });
+const made = readdirSync(out);
+for (const file of made) renameSync(join(out, file), join(final, file));
+// chunks of an earlier build have other names
+for (const file of readdirSync(final)) if (!made.includes(file)) rmSync(join(final, file), { recursive: true, force: true });
 // stdout belongs to `npm pack --json` (prepack runs this)
 process.stderr.write(`build:bundle: dist/bundle/worker.js, dist/bundle/run.cjs, dist/bundle/http-thread.js, dist/bundle/serve.cjs (${inputs.length} sources)\n`);

@@ -34,15 +34,20 @@ async function outcome(p: Promise<{ output: unknown }>): Promise<string> {
   }
 }
 
+/** Asserts that `p` fails with TIMEOUT and a message that matches `message`. */
+async function rejectsTimeout(p: Promise<unknown>, message: RegExp): Promise<void> {
+  await assert.rejects(p, (e: unknown) => {
+    assert.ok(e instanceof CapsuleError && e.code === 'TIMEOUT', String(e));
+    assert.match(e.message, message);
+    return true;
+  });
+}
+
 describe('inline executor: deadlines and failures', { skip: missing(behaviours) }, () => {
   it('stops a looping guest at its deadline (its own deadline check: metered) and serves the next call in the same process', async () => {
     const fn = await CapsuleFunction.load({ path: behaviours }, { inline: true, timeoutMs: 300, stdio: 'capture' });
     try {
-      await assert.rejects(fn.invoke({ type: 'cli', params: enc('l'), args: [] }), (e: unknown) => {
-        assert.ok(e instanceof CapsuleError && e.code === 'TIMEOUT', String(e));
-        assert.match(e.message, /did not return within 300 ms \(--timeout\); it was stopped by its deadline check/);
-        return true;
-      });
+      await rejectsTimeout(fn.invoke({ type: 'cli', params: enc('l'), args: [] }), /did not return within 300 ms \(--timeout\); it was stopped by its deadline check/);
       const next = await fn.invoke({ type: 'cli', params: enc('hello'), args: [] });
       assert.equal((next.output as CliOutput).exitCode, 0);
       // and again: the executor is not left armed or broken by the stopped call
@@ -57,11 +62,7 @@ describe('inline executor: deadlines and failures', { skip: missing(behaviours) 
     const fn = await CapsuleFunction.load({ path: unmetered }, { inline: true, timeoutMs: 300, stdio: 'capture' });
     try {
       for (let i = 0; i < 2; i++) {
-        await assert.rejects(fn.invoke({ type: 'cli', params: enc('l'), args: [] }), (e: unknown) => {
-          assert.ok(e instanceof CapsuleError && e.code === 'TIMEOUT', String(e));
-          assert.match(e.message, /^the function did not return within 300 ms \(--timeout\); it was stopped$/);
-          return true;
-        });
+        await rejectsTimeout(fn.invoke({ type: 'cli', params: enc('l'), args: [] }), /^the function did not return within 300 ms \(--timeout\); it was stopped$/);
         assert.equal(await outcome(fn.invoke({ type: 'cli', params: enc('e'), args: [] })), '{"JSONBody":{"unmetered":true},"TextBody":"","Headers":{},"StatusCode":200}');
       }
     } finally {
@@ -73,11 +74,7 @@ describe('inline executor: deadlines and failures', { skip: missing(behaviours) 
     const fn = await CapsuleFunction.load({ path: initLoop }, { inline: true, timeoutMs: 300, stdio: 'capture' });
     try {
       for (let i = 0; i < 2; i++) {
-        await assert.rejects(fn.invoke({ type: 'cli', params: enc('e'), args: [] }), (e: unknown) => {
-          assert.ok(e instanceof CapsuleError && e.code === 'TIMEOUT', String(e));
-          assert.match(e.message, /did not return within 300 ms \(--timeout\); it was stopped by its deadline check/);
-          return true;
-        });
+        await rejectsTimeout(fn.invoke({ type: 'cli', params: enc('e'), args: [] }), /did not return within 300 ms \(--timeout\); it was stopped by its deadline check/);
       }
     } finally {
       await fn.close();
@@ -209,12 +206,8 @@ describe('inline executor: Extism plugins', { skip: missing(asPlugin) }, () => {
   it('a plugin that suspends (imports http_request) runs its calls with a deadline in this thread, metered: stopped by its deadline check, then served', { skip: missing(kitchen) }, async () => {
     const fn = await CapsuleFunction.load({ path: kitchen }, { inline: true, timeoutMs: 300, stdio: 'capture' });
     try {
-      await assert.rejects(fn.invoke({ type: 'cli', params: new Uint8Array(0), args: [], entrypoint: 'spin' }), (e: unknown) => {
-        assert.ok(e instanceof CapsuleError && e.code === 'TIMEOUT', String(e));
-        // (on the fallback worker thread it would be "its worker was stopped")
-        assert.match(e.message, /it was stopped by its deadline check/);
-        return true;
-      });
+      // (on the fallback worker thread it would be "its worker was stopped")
+      await rejectsTimeout(fn.invoke({ type: 'cli', params: new Uint8Array(0), args: [], entrypoint: 'spin' }), /it was stopped by its deadline check/);
       assert.equal(await outcome(fn.invoke({ type: 'cli', params: enc('hello'), args: [], entrypoint: 'echo' })), 'hello');
     } finally {
       await fn.close();
@@ -232,11 +225,7 @@ describe('inline executor: Extism plugins', { skip: missing(asPlugin) }, () => {
     };
     const fn = await CapsuleFunction.load({ path: userPlugin }, { inline: true, timeoutMs: 300, stdio: 'capture', hostFunctions });
     try {
-      await assert.rejects(fn.invoke({ type: 'cli', params: enc('Bob'), args: [], entrypoint: 'greet' }), (e: unknown) => {
-        assert.ok(e instanceof CapsuleError && e.code === 'TIMEOUT', String(e));
-        assert.match(e.message, /did not return within 300 ms/);
-        return true;
-      });
+      await rejectsTimeout(fn.invoke({ type: 'cli', params: enc('Bob'), args: [], entrypoint: 'greet' }), /did not return within 300 ms/);
       hang = false;
       assert.equal(await outcome(fn.invoke({ type: 'cli', params: enc('Ann'), args: [], entrypoint: 'greet' })), 'hello Ann');
     } finally {

@@ -34,12 +34,10 @@ import { existsSync, readFileSync, readdirSync, writeFileSync, mkdtempSync, rmSy
 import { Agent, createServer, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { startListening } from './lib.ts';
+import { root, startListening, stopProcess } from './lib.ts';
 import { parseModule } from '../src/wasm/binary.ts';
 import { prepareSnapshot } from '../src/engine/snapshot.ts';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const seconds = Math.max(1, Number(process.env.BENCH_SECONDS ?? 5));
 const rounds = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
 const connections = Math.max(1, Number(process.env.BENCH_CONNECTIONS ?? 64));
@@ -193,8 +191,7 @@ async function measure(args: string[], luaPath: string): Promise<Row> {
     const afterMiB = treeMem(pid, 'VmRSS');
     return { rps: r.rps, cpuUs, errors: r.errors, idleMiB, peakMiB, afterMiB, toFirst: s.toFirst, first: s.first, steady: median(steadies) };
   } finally {
-    s.child.kill('SIGTERM');
-    await new Promise((r) => (s.child.exitCode !== null || s.child.signalCode !== null ? r(null) : s.child.once('exit', r)));
+    await stopProcess(s.child);
   }
 }
 

@@ -8,7 +8,8 @@
 // THREADS (default 2) worker threads listen on one port with SO_REUSEPORT. Each keeps one
 // instance of the module, initialised once, and after every call puts its linear memory and
 // mutable globals back as they were after initialisation: a copy, what src/engine/snapshot.ts
-// does, here with none of the engine around it. The request JSON and the response frame are
+// does, here with none of the engine around it (a call that grew the memory leaves a new
+// instance instead, as there). The request JSON and the response frame are
 // handled in a few lines (capsule-abi.md §5.3, §5.4: `JSONBody` only).
 //
 // Usage: `node bench/bare-server.mjs <module.wasm> [global export…]`, where the module is one
@@ -21,16 +22,20 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 function serve({ path, globalNames, port }) {
   const { createServer } = process.getBuiltinModule('node:http');
   const { readFileSync } = process.getBuiltinModule('node:fs');
-  const instance = new WebAssembly.Instance(new WebAssembly.Module(readFileSync(path)), { wasi_snapshot_preview1: { fd_write: () => 0 } });
-  const ex = instance.exports;
-  ex._initialize?.();
-  const globals = globalNames.map((name) => ex[name]);
-  const values = globals.map((g) => g.value);
-  const initial = new Uint8Array(ex.memory.buffer).slice();
+  const module = new WebAssembly.Module(readFileSync(path));
+  /** A new instance, initialised, with its mutable globals and what they and its memory hold then. */
+  const initialised = () => {
+    const ex = new WebAssembly.Instance(module, { wasi_snapshot_preview1: { fd_write: () => 0 } }).exports;
+    ex._initialize?.();
+    const globals = globalNames.map((name) => ex[name]);
+    return { ex, globals, values: globals.map((g) => g.value), initial: new Uint8Array(ex.memory.buffer).slice() };
+  };
+  let current = initialised();
   const server = createServer((req, res) => {
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => {
+      const { ex, globals, values, initial } = current;
       let headers = '';
       for (let i = 0; i < req.rawHeaders.length; i += 2) headers += `${headers ? ',' : ''}${JSON.stringify(req.rawHeaders[i])}:${JSON.stringify(req.rawHeaders[i + 1])}`;
       const input = JSON.stringify({ Body: Buffer.concat(chunks).toString(), JSONBody: '', TextBody: '', URI: `http://${req.headers.host}${req.url}`, Method: req.method, Headers: headers });
@@ -40,8 +45,12 @@ function serve({ path, globalNames, port }) {
       const r = BigInt.asUintN(64, ex.callHandleHTTP(ptr, size));
       const at = Number(r >> 32n);
       const frame = Buffer.from(ex.memory.buffer).toString('utf8', at + 1, at + Number(r & 0xffffffffn));
-      new Uint8Array(ex.memory.buffer).set(initial);
-      for (let i = 0; i < globals.length; i++) globals[i].value = values[i];
+      if (ex.memory.buffer.byteLength === initial.length) {
+        new Uint8Array(ex.memory.buffer).set(initial);
+        for (let i = 0; i < globals.length; i++) globals[i].value = values[i];
+      } else {
+        current = initialised(); // the call grew the memory, which cannot shrink: a new instance, as Capsule takes
+      }
       const out = JSON.parse(frame);
       res.writeHead(out.StatusCode ?? 200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(out.JSONBody ?? {}));

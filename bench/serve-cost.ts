@@ -13,7 +13,7 @@
  * - requests per second (wrk, 1 thread, CONNECTIONS connections, SECONDS after a 1 s warm-up);
  * - CPU µs per request of the server's whole process tree (utime + stime of every process of the
  *   tree, all threads included, from /proc/<pid>/stat);
- * - RSS of the tree when idle after start (one function, one request answered), its peak
+ * - RSS of the tree when idle after start (one function, 11 requests answered, 1 s later), its peak
  *   (VmHWM) during the load and its RSS again 2 s after the load (memory given back);
  * - start → first answer: wall time from the spawn to the first answered guest request (sent as
  *   soon as the ready line is read), and that first request against a steady one.

@@ -108,7 +108,9 @@ export const THREAD_SLOT_BYTES = 24 + REQUEST_ID_BYTES + 1;
  * writes these before the number (an atomic store), so a reader that sees a number sees its
  * deadline, descriptor, id and method. The thread ends a call by swapping its number back to 0
  * (then publishes the next oldest running call, if any, the same way), the supervisor takes one
- * at its deadline by swapping it to TAKEN: whoever swaps first answers.
+ * at its deadline by swapping it to TAKEN: whoever swaps first answers. The supervisor reads
+ * the call's descriptor, id and method before its swap: once the call is taken, the thread may
+ * publish its next one.
  */
 export function threadSlot(buffer: SharedArrayBuffer): ThreadSlot {
   return {

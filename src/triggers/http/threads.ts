@@ -342,10 +342,12 @@ class Supervisor {
     for (const t of [...this.#threads]) {
       const seq = Atomics.load(t.slot.running, 0);
       if (t.dead || seq <= 0 || now < t.slot.deadline[0]!) continue;
-      if (Atomics.compareExchange(t.slot.running, 0, seq, TAKEN) !== seq) continue; // it has just returned
-      const ms = this.#fn.timeoutMs;
+      // the call's connection and id, read before taking it: once it is taken, its thread may
+      // publish its next call in the slot (a swap that succeeds says these were still `seq`'s)
       const fd = Atomics.load(t.slot.fd, 0);
       const call = fd < 0 ? undefined : publishedRequest(t.slot);
+      if (Atomics.compareExchange(t.slot.running, 0, seq, TAKEN) !== seq) continue; // it has just returned
+      const ms = this.#fn.timeoutMs;
       const requestId = call && (call.requestId ?? randomUUID());
       const answered = requestId !== undefined && answerTimeout(fd, ms, requestId);
       const connections = Atomics.load(t.slot.connections, 0);

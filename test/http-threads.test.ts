@@ -76,6 +76,19 @@ async function metric(url: string, name: string): Promise<number> {
 /** Waits until `check` holds. @throws when it does not within 20 s (a hung server fails the test, not the run) */
 const until = (check: () => Promise<boolean>) => eventually(check, 20_000);
 
+/**
+ * Runs `test` against `capsule serve <module> --http-port=0 --http-threads <flags>`, then stops
+ * the server, which must exit 0 (also after a failed `test`).
+ */
+async function serving(module: string, flags: string[], test: (s: Server) => Promise<void>): Promise<void> {
+  const s = await startServer(['serve', module, '--http-port=0', '--http-threads', ...flags]);
+  try {
+    await test(s);
+  } finally {
+    assert.equal(await s.stop(), 0);
+  }
+}
+
 describe('HTTP threads: the call a thread publishes for the supervisor\'s 504', () => {
   it('carries its request id and method; an id that does not fit or is not printable ASCII is none (the 504 then gets a fresh one)', () => {
     const slot = threadSlot(new SharedArrayBuffer(THREAD_SLOT_BYTES));
@@ -96,8 +109,7 @@ describe('HTTP threads: the call a thread publishes for the supervisor\'s 504', 
 
 describe('capsule serve --http-threads', { skip }, () => {
   it('answers on more than one thread, and /capsule/metrics adds up the requests of every thread', async () => {
-    const s = await startServer(['serve', hello, '--http-port=0', '--http-threads', '--workers=2']);
-    try {
+    await serving(hello, ['--workers=2'], async (s) => {
       const answers = await Promise.all(Array.from({ length: 24 }, () => send(s.url, { method: 'POST', body: '{"name":"Bob Morane","age":42}' })));
       for (const a of answers) assert.deepEqual(a, { status: 200, text: '{"message":"Bob Morane 42"}' });
       const ready = JSON.parse((await send(s.url, { path: '/capsule/ready' })).text) as { status: string; workers: number };
@@ -106,14 +118,11 @@ describe('capsule serve --http-threads', { skip }, () => {
       await until(async () => threadsThatAnswered(s, '/').size === 2);
       assert.equal(await metric(s.url, 'capsule_requests_total'), 24);
       assert.equal(await metric(s.url, 'capsule_workers'), 2);
-    } finally {
-      assert.equal(await s.stop(), 0);
-    }
+    });
   });
 
   it('a metered runaway gets its 504 from its own thread, which lives on and answers the other connections it holds', async () => {
-    const s = await startServer(['serve', behaviours, '--http-port=0', '--http-threads', '--workers=1', '--timeout=2s']);
-    try {
+    await serving(behaviours, ['--workers=1', '--timeout=2s'], async (s) => {
       const runaway = send(s.url, { method: 'POST', body: 'l' });
       // sent before the deadline on connections of the same (only) thread, which used to take
       // them down with it
@@ -128,14 +137,11 @@ describe('capsule serve --http-threads', { skip }, () => {
       assert.equal(await metric(s.url, 'capsule_timeouts_total'), 1);
       assert.equal(await metric(s.url, 'capsule_workers'), 1);
       assert.equal((await send(s.url, { method: 'POST', body: 'e' })).status, 200);
-    } finally {
-      assert.equal(await s.stop(), 0);
-    }
+    });
   });
 
   it('metered runaways do not hold up their thread: a request sent while they run is answered first, they get their 504 and the thread lives on', async () => {
-    const s = await startServer(['serve', behaviours, '--http-port=0', '--http-threads', '--workers=1', '--timeout=3s']);
-    try {
+    await serving(behaviours, ['--workers=1', '--timeout=3s'], async (s) => {
       const order: string[] = [];
       const runaways = Array.from({ length: 2 }, () => send(s.url, { method: 'POST', body: 'l' }).then((a) => {
         order.push('runaway');
@@ -156,14 +162,11 @@ describe('capsule serve --http-threads', { skip }, () => {
       assert.doesNotMatch(s.logs(), /HTTP thread \d stopped|worker replaced/);
       assert.equal(await metric(s.url, 'capsule_timeouts_total'), 2);
       assert.equal(await metric(s.url, 'capsule_workers'), 1);
-    } finally {
-      assert.equal(await s.stop(), 0);
-    }
+    });
   });
 
   it('long calls interleaved on one thread each get their own answer', async () => {
-    const s = await startServer(['serve', behaviours, '--http-port=0', '--http-threads', '--workers=1', '--timeout=20s']);
-    try {
+    await serving(behaviours, ['--workers=1', '--timeout=20s'], async (s) => {
       // "w" is busy for ~2^27 loop turns, giving the thread back meanwhile: the three run interleaved, beside the echo
       const waits = Array.from({ length: 3 }, () => send(s.url, { method: 'POST', body: 'w' }));
       const echo = await send(s.url, { method: 'POST', body: 'e' });
@@ -171,14 +174,11 @@ describe('capsule serve --http-threads', { skip }, () => {
       assert.equal(JSON.parse(echo.text).Body, 'e');
       assert.deepEqual(await Promise.all(waits), Array(3).fill({ status: 200, text: '"waited"' }));
       assert.doesNotMatch(s.logs(), /HTTP thread \d stopped|worker replaced/);
-    } finally {
-      assert.equal(await s.stop(), 0);
-    }
+    });
   });
 
   it('a metered module whose initialisation never returns: each call gets its 504 from the thread, which lives on', async () => {
-    const s = await startServer(['serve', initLoop, '--http-port=0', '--http-threads', '--workers=1', '--timeout=2s']);
-    try {
+    await serving(initLoop, ['--workers=1', '--timeout=2s'], async (s) => {
       for (let i = 0; i < 2; i++) {
         const call = send(s.url, { method: 'POST', body: 'e' });
         // the first call's initialisation runs in the snapshot probe, the second's in its instance: both give the thread back
@@ -188,14 +188,11 @@ describe('capsule serve --http-threads', { skip }, () => {
         assert.match(JSON.parse(a.text).error, /did not return within 2000 ms \(--timeout\); it was stopped by its deadline check/);
       }
       assert.doesNotMatch(s.logs(), /HTTP thread \d stopped|worker replaced/);
-    } finally {
-      assert.equal(await s.stop(), 0);
-    }
+    });
   });
 
   it('answers 504 to a call of an unmetered module past its deadline, stops its thread and keeps answering on the others', async () => {
-    const s = await startServer(['serve', unmetered, '--http-port=0', '--http-threads', '--workers=2', '--timeout=8s']);
-    try {
+    await serving(unmetered, ['--workers=2', '--timeout=8s'], async (s) => {
       // both threads answer some requests first, and a scrape sees them
       const before = await Promise.all(Array.from({ length: 24 }, () => send(s.url, { method: 'POST', body: 'e' })));
       assert.deepEqual(before.map((a) => a.status), Array(24).fill(200));
@@ -231,9 +228,7 @@ describe('capsule serve --http-threads', { skip }, () => {
       const answered = goods.filter((g) => g.status === 'fulfilled' && g.value === 200).length;
       assert.equal(await metric(s.url, 'capsule_requests_total'), 24 + answered + 12 + 1);
       assert.match((await send(s.url, { path: '/capsule/metrics' })).text, /^capsule_requests_total\{(?=[^}]*method="POST")(?=[^}]*status="504")[^}]*\} 1$/m);
-    } finally {
-      assert.equal(await s.stop(), 0);
-    }
+    });
   });
 
   it('serves HTTPS from every thread; a metered call past its deadline there is answered 504', async (t) => {
@@ -269,15 +264,12 @@ describe('capsule serve --http-threads', { skip }, () => {
   });
 
   it('warms its threads up before the ready line: the first request is answered and logged as usual, and the warm-up is no request', async () => {
-    const s = await startServer(['serve', hello, '--http-port=0', '--http-threads', '--workers=1']);
-    try {
+    await serving(hello, ['--workers=1'], async (s) => {
       assert.deepEqual(await send(s.url, { method: 'POST', body: '{"name":"Bob Morane","age":42}' }), { status: 200, text: '{"message":"Bob Morane 42"}' });
       await until(async () => requestLines(s).length > 0);
       assert.deepEqual(requestLines(s).map((l) => [l.url, l.status, l.thread]), [['/', 200, 0]]);
       assert.equal(await metric(s.url, 'capsule_requests_total'), 1);
-    } finally {
-      assert.equal(await s.stop(), 0);
-    }
+    });
   });
 
   it('the host SDK serves with HTTP threads too (serveHttpThreads on a lifecyclePool function), refuses a thread count out of 1–256, and shuts down', async () => {
@@ -325,17 +317,14 @@ describe('capsule serve --http-threads: reload and shutdown', { skip }, () => {
   it('POST /load-wasm-module reaches every thread', async () => {
     const served = join(work, 'served.wasm');
     copyFileSync(V1, served);
-    const s = await startServer(['serve', served, '--http-port=0', '--http-threads', '--workers=2']);
-    try {
+    await serving(served, ['--workers=2'], async (s) => {
       assert.equal((await send(s.url, { path: '/version' })).text, 'v1\n');
       const r = await send(s.url, { method: 'POST', path: '/load-wasm-module', body: JSON.stringify({ url: `${files.url}/v2.wasm`, path: served }) });
       assert.equal(r.status, 200, r.text);
       const answers = await Promise.all(Array.from({ length: 24 }, () => send(s.url, { path: '/version' })));
       assert.deepEqual(answers.map((a) => a.text), Array(24).fill('v2\n'));
       await until(async () => threadsThatAnswered(s, '/version').size === 2);
-    } finally {
-      assert.equal(await s.stop(), 0);
-    }
+    });
   });
 
   it('graceful shutdown answers the request in flight, then exits 0', async () => {

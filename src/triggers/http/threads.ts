@@ -321,6 +321,7 @@ class Supervisor {
     const live = this.#threads.filter((t) => t.up && !t.dead);
     const mine = await this.#metrics.registry.getMetricsAsJSON();
     const theirs = await Promise.all(live.map(async (t) => {
+      if (t.dead) return t.lastMetrics; // gone while this scraped its own: no answer to wait for
       const id = ++this.#scrapeId;
       const answer = new Promise<unknown>((resolve) => t.replies.set(id, resolve));
       this.#post(t, { t: 'metrics', id });

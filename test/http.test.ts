@@ -238,8 +238,10 @@ describe('capsule serve: concurrency, reuse, lifecycle, TLS', () => {
   });
 
   it('makes one request to itself before its ready line (to warm up) that is in neither the log nor the metrics', async () => {
-    const s = await startServer(['serve', behaviours, '--http-port=0']);
+    // Node's own debug lines (NODE_DEBUG=http) show the connection: none of the test's is made yet
+    const s = await startServer(['serve', behaviours, '--http-port=0'], { env: { NODE_DEBUG: 'http' } });
     try {
+      await eventually(() => s.logs().includes('SERVER new http connection'));
       const m = await call(`${s.url}/capsule/metrics`);
       assert.doesNotMatch(m.text, /^capsule_requests_total\{/m);
       await eventually(() => s.logs().includes('"url":"/capsule/metrics"'));

@@ -304,18 +304,22 @@ async function stuckThread(): Promise<void> {
  * module `fd_write` and nothing else, and resets it by copy): the other servers are still measured.
  */
 function bareServer(path: string, dir: string): string[] | undefined {
-  const bytes = readFileSync(path);
-  const parsed = parseModule(bytes);
   const skip = (why: string): undefined => void console.error(`bench/serve-cost.ts: no bare row, ${path} ${why}`);
-  const other = parsed.imports.find((i) => i.module !== 'wasi_snapshot_preview1' || i.name !== 'fd_write');
-  if (other) return skip(`imports ${other.module}.${other.name} (the bare server gives fd_write alone)`);
-  const missing = ['malloc', 'callHandleHTTP', 'memory'].find((name) => !parsed.exports.some((e) => e.name === name));
-  if (missing) return skip(`does not export ${missing} (the bare server runs gen-2 HTTP modules)`);
-  const prepared = prepareSnapshot(bytes, parsed, 'capsule-2');
-  if (!prepared.plan) return skip(`cannot be reset by copy (${prepared.refused})`);
-  const out = join(dir, 'bare.wasm');
-  writeFileSync(out, prepared.bytes);
-  return [join(root, 'bench/bare-server.mjs'), out, ...prepared.plan.globals];
+  try {
+    const bytes = readFileSync(path);
+    const parsed = parseModule(bytes);
+    const other = parsed.imports.find((i) => i.module !== 'wasi_snapshot_preview1' || i.name !== 'fd_write');
+    if (other) return skip(`imports ${other.module}.${other.name} (the bare server gives fd_write alone)`);
+    const missing = ['malloc', 'callHandleHTTP', 'memory'].find((name) => !parsed.exports.some((e) => e.name === name));
+    if (missing) return skip(`does not export ${missing} (the bare server runs gen-2 HTTP modules)`);
+    const prepared = prepareSnapshot(bytes, parsed, 'capsule-2');
+    if (!prepared.plan) return skip(`cannot be reset by copy (${prepared.refused})`);
+    const out = join(dir, 'bare.wasm');
+    writeFileSync(out, prepared.bytes);
+    return [join(root, 'bench/bare-server.mjs'), out, ...prepared.plan.globals];
+  } catch (e) {
+    return skip(`cannot be read (${(e as Error).message})`); // capsule serve's row fails with its own error
+  }
 }
 
 /**

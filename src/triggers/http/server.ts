@@ -255,15 +255,16 @@ class Pipeline {
     const displayHost = host.includes(':') ? `[${host}]` : host;
     this.#defaultHost = `${displayHost}:${port}`;
     this.#armIdle();
-    if (!o.reusePort) await this.#warm(host, port);
+    // the address bound, not `host`: a host name can also resolve to an address another server has
+    if (!o.reusePort) await this.#warm((server.address() as { address: string }).address, port);
     const shutdown = this.#shutdown;
     return { url: `${this.#scheme}://${displayHost}:${port}`, port, server, metrics: this.#metrics, shutdown: (reason) => shutdown.run(reason), closed: shutdown.closed };
   }
 
   /**
    * Warms Node's HTTP code and this pipeline before the server is announced: one request to
-   * itself over loopback (`POST /capsule/health` with a small body: a runner route, the guest is
-   * not called), its request id a random one known only here and left out of the log line and
+   * itself at `host`, the address it is bound to (loopback for a wildcard one), `POST
+   * /capsule/health` with a small body (a runner route, the guest is not called), its request id a random one known only here and left out of the log line and
    * metrics. A new server's first request otherwise pays for compiling Node's HTTP parser and
    * response code and the pipeline's own (issue 18: first request ≤ 3× a steady one;
    * docs/performance.md, "Serve cost"). Not done beside other sockets on the port (`reusePort`:

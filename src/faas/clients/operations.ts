@@ -231,8 +231,6 @@ export async function scaleRevision(ctx: ClientContext, fn: string, rev: string,
   return { function: fn, revision: rev, from: current.length, to: after.length, localUrls: after.map((x) => x.localUrl ?? '') };
 }
 
-export type { TrafficTarget };
-
 /**
  * `blue=90 green=10` → targets, checked by the proxy's rule ({@link trafficProblem}, the code
  * setTraffic in proxy/table.ts runs) so a bad split fails before any request.

@@ -5,8 +5,10 @@
  * gives the same bytes, which is checked once per logger against pino's own rendering. Under
  * load pino's generic path (a loop over the object's keys, each key and value escaped) was ~3 µs
  * of a request's main-thread time against ~1 µs for the template (docs/performance.md, "Serve
- * cost"), ~0.3 µs since the duration's text comes from a table (`msText`; "HTTP pipeline"). Any other logger (pretty output, a level above info, mixins, hooks…) and any line with
- * a string that JSON would escape go through pino as before.
+ * cost"), ~0.3 µs since the duration's text comes from a table (`msText`; "HTTP pipeline").
+ * A logger the template does not render (a mixin, hooks, a message prefix, a destination that
+ * reads pino's metadata, other formatters…) and any line with a string that JSON would escape go
+ * through pino as before. The level is the logger's, read again when it changes.
  */
 import { pino } from 'pino';
 import type { Logger } from '../../observability/logger.ts';

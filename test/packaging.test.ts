@@ -185,6 +185,12 @@ describe('the single executable (npm run build:binary)', { skip: (process.platfo
     assert.match(r.stdout, /👋 Hello Bob/);
   });
 
+  it('refuses --http-threads with a line saying so (the executable has no HTTP thread module)', () => {
+    const r = run(['serve', you, '--http-port', '0', '--http-threads']);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /--http-threads is not available in the single executable/);
+  });
+
   it('serves a module through its worker threads', async () => {
     const port = await freePort();
     const child = spawn(exe, ['serve', you, '--http-port', String(port), '--workers', '2'], { env: { ...process.env, XDG_CACHE_HOME: cache }, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -136,13 +136,15 @@ interface Thread {
  * (`o.logLevel`, `o.logFormat`); `o.logger` gets the supervisor's (timeouts, reloads, shutdown).
  * Resolves once every thread listens (port 0: one picked for all of them, in `port`).
  * @throws CapsuleError USAGE for `threads` not a whole number from 1 to 256, an option this mode
- *   cannot serve yet (`stopAfterMs`), or when the port cannot be bound or the certificate used
+ *   cannot serve yet (`stopAfterMs`), in the single executable (no thread module there), or when the port cannot be bound or the certificate used
  *   (as `serveHttp`); Error when `fn`'s module is not registered on its pool
  */
 export async function serveHttpThreads(fn: CapsuleFunction, o: HttpThreadsOptions): Promise<RunningHttpThreads> {
   const n = o.threads;
   if (n !== undefined && !(Number.isInteger(n) && n >= 1 && n <= 256)) throw new CapsuleError('USAGE', `threads must be a whole number from 1 to 256, not ${n}`);
   if (o.stopAfterMs !== undefined) throw new CapsuleError('USAGE', '--stop-after cannot be used with --http-threads yet: leave one of them out');
+  // the single executable carries the pool's worker module only (scripts/build-binary.ts), not the threads'
+  if (process.getBuiltinModule('node:sea').isSea()) throw new CapsuleError('USAGE', '--http-threads is not available in the single executable yet: serve without it, or run the npm package');
   await runLifecycle(fn, 'OnLoad', o.logger);
   const s = new Supervisor(fn, o);
   try {

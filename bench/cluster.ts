@@ -12,19 +12,17 @@
  *   (fetch from the Object Store, sha256, compile, first call), with the node's own
  *   capsule_cold_start_seconds phases; median of BENCH_COLD revisions.
  */
-import { startListening, stopProcess } from './lib.ts';
+import { root, startListening, stopProcess } from './lib.ts';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { Pool } from 'undici';
 import { connect } from '@nats-io/transport-node';
 import { invoke } from '../src/faas/cluster/invoke.ts';
 import { invokeSubject } from '../src/faas/cluster/lattice.ts';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const cli = join(root, 'bin/capsule.js');
 const seconds = Number(process.env.BENCH_SECONDS ?? 3);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 20);

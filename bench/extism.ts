@@ -22,17 +22,15 @@
  * BENCH_CALLS (calls timed one by one, all rounds together, default 5000), BENCH_SECONDS (HTTP,
  * default 5), BENCH_CONNECTIONS (50).
  */
-import { startListening } from './lib.ts';
+import { root, startListening } from './lib.ts';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import createPlugin, { type Plugin } from '@extism/extism';
 import { CapsuleFunction } from '../src/index.ts';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const plugin = join(root, 'build/fixtures/extism-as.wasm');
 const calls = Number(process.env.BENCH_CALLS ?? 5000);
 const batch = Number(process.env.BENCH_BATCH ?? 10_000);

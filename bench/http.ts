@@ -19,13 +19,11 @@
  * Options: BENCH_SECONDS (default 6), BENCH_ROUNDS (default 3), BENCH_PICK (best | median),
  * BENCH_CONNECTIONS (default 50), BENCH_MODULE.
  */
-import { startListening } from './lib.ts';
+import { root, startListening } from './lib.ts';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const seconds = Number(process.env.BENCH_SECONDS ?? 6);
 const rounds = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
 const pickMedian = process.env.BENCH_PICK === 'median';

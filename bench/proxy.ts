@@ -16,17 +16,15 @@
  * BENCH_TOOL (`wrk` or `autocannon`), BENCH_COMPARE (another checkout of Capsule, built: its
  * `capsule proxy` is measured as one more side, for a before/after in one run).
  */
-import { startListening, stopProcess } from './lib.ts';
+import { root, startListening, stopProcess } from './lib.ts';
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { promisify } from 'node:util';
-import { fileURLToPath } from 'node:url';
 import { join, resolve } from 'node:path';
 import autocannon from 'autocannon';
 import { Pool } from 'undici';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const cli = join(root, 'bin/capsule.js');
 const seconds = Number(process.env.BENCH_SECONDS ?? 3);
 const rounds = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 2));

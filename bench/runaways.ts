@@ -18,12 +18,10 @@
  * Options: BENCH_RUNAWAYS (default 10), BENCH_ROUNDS (default 3), BENCH_TIMEOUT (default 2s),
  * BENCH_WORKERS (default 2), BENCH_HTTP_THREADS (default 0).
  */
-import { startListening } from './lib.ts';
+import { root, startListening } from './lib.ts';
 import { request } from 'node:http';
-import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const runaways = Number(process.env.BENCH_RUNAWAYS ?? 10);
 const rounds = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
 const timeout = process.env.BENCH_TIMEOUT ?? '2s';

@@ -12,12 +12,11 @@
  */
 import { WASI } from 'node:wasi';
 import { existsSync, openSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import wabtInit from 'wabt';
 import { Wasi } from '../src/wasi/preview1.ts';
+import { root } from './lib.ts';
 
 const N = Number(process.argv[2] ?? 3000);
-const root = fileURLToPath(new URL('..', import.meta.url));
 
 const TINY = `(module
   (import "wasi_snapshot_preview1" "args_sizes_get" (func $args_sizes_get (param i32 i32) (result i32)))

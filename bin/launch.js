@@ -94,7 +94,10 @@ function bundledMain(bin, args) {
     if (args.some((a) => /^--?faas(=|$)/.test(a))) return undefined;
     const bundle = runBundle('serve.cjs');
     if (!bundle) return undefined;
-    const loaded = /** @type {ReturnType<typeof loadRunBundle> & { serves(argv: string[], bin: string): boolean }} */ (loadRunBundle(bundle, 'serve', 'idle'));
+    // a --help of serve or capsule-http makes no cache: V8 would take that thin one for good, and
+    // every server start after it would compile what serving runs again
+    const when = args.some((a) => /^(-h|--help|help)$/.test(a)) ? 'never' : 'idle';
+    const loaded = /** @type {ReturnType<typeof loadRunBundle> & { serves(argv: string[], bin: string): boolean }} */ (loadRunBundle(bundle, 'serve', when));
     return loaded.serves(args, bin) ? loaded : undefined;
   }
   return undefined;
@@ -143,7 +146,9 @@ function runBundle(file) {
  * Runs a CommonJS bundle of the CLI with a V8 code cache made after it ran: for `capsule run` /
  * `call` at exit (the first command to run with no cache makes it, for both), for `capsule
  * serve` at the first idle moment after its start (IDLE_CACHE_MS after loading, with the
- * functions of the start and of the first requests compiled), or at exit if that comes first.
+ * functions of the start and of the first requests compiled), or at a clean exit (code 0) if that
+ * comes first; never for a server's usage error or its --help (`never`), whose cache would hold
+ * little of what serving runs and be kept, V8 accepting it, until the bundle changes.
  * Node's own compile cache is made when a module has just compiled, before it runs, so it holds
  * only the code V8 compiles eagerly: every function a run calls was compiled again at each
  * start. The cache made here holds them too (a run starts ~25 ms sooner). It is kept
@@ -152,7 +157,7 @@ function runBundle(file) {
  * V8); `NODE_DISABLE_COMPILE_CACHE` turns it off, as it does Node's.
  * @param {string} file the bundle
  * @param {string} name its name in the cache file's (`capsule-<name>-<hash>.v8cache`)
- * @param {'exit' | 'idle'} when when the cache is made
+ * @param {'exit' | 'idle' | 'never'} when when the cache is made
  * @returns {{ main: (argv: string[], o: { bin: string }) => Promise<void> }} its exports
  */
 function loadRunBundle(file, name, when) {
@@ -185,7 +190,8 @@ function loadRunBundle(file, name, when) {
         // no cache then: the next run compiles as this one did
       }
     };
-    process.once('exit', write);
+    if (when === 'exit') process.once('exit', write);
+    if (when === 'idle') process.once('exit', (code) => code === 0 && write());
     // a server: once started (the ready line is out long before), not only at its exit, which a SIGKILL skips
     if (when === 'idle') setTimeout(write, IDLE_CACHE_MS).unref();
   }

@@ -339,11 +339,18 @@ describe('the bundle of capsule serve (dist/bundle/serve.cjs)', () => {
     assert.equal(bundled.caches.length, 1, 'the bundle\'s code cache');
     assert.deepEqual(sources.caches, []);
     assert.equal((await serveOnce(dir, {}, 'capsule-http.js', [])).answer, bundled.answer, 'capsule-http serves from it too');
-    for (const [bin, args] of [['capsule.js', ['serve', '--help']], ['capsule-http.js', ['--help']]] as const) {
-      const withBundle = await runCapsule([...args], { bin: join(dir, 'bin', bin) });
-      const without = await runCapsule([...args], { bin: join(dir, 'bin', bin), env: { CAPSULE_BUNDLE: '0' } });
-      assert.equal(withBundle.code, 0, withBundle.stderr);
-      assert.deepEqual([withBundle.stdout, withBundle.code], [without.stdout, without.code], `${bin} ${args.join(' ')}`);
+    const helpCache = mkdtempSync(join(tmpdir(), 'capsule-serve-cache-'));
+    try {
+      for (const [bin, args] of [['capsule.js', ['serve', '--help']], ['capsule-http.js', ['--help']]] as const) {
+        const withBundle = await runCapsule([...args], { bin: join(dir, 'bin', bin), env: { NODE_COMPILE_CACHE: helpCache } });
+        const without = await runCapsule([...args], { bin: join(dir, 'bin', bin), env: { CAPSULE_BUNDLE: '0' } });
+        assert.equal(withBundle.code, 0, withBundle.stderr);
+        assert.deepEqual([withBundle.stdout, withBundle.code], [without.stdout, without.code], `${bin} ${args.join(' ')}`);
+      }
+      // a --help makes no code cache: a server started later would take that thin one for good
+      assert.deepEqual(readdirSync(helpCache).filter((f) => f.startsWith('capsule-serve-')), []);
+    } finally {
+      rmSync(helpCache, { recursive: true, force: true });
     }
     // a source edited after the build: the sources serve, and the stale bundle is not run
     const later = new Date(Date.now() + 60_000);
